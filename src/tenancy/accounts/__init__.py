@@ -1,0 +1,1 @@
+"""Accounts: customer login (with RB-001's symptoms) and reading one's own tenant."""

@@ -1,0 +1,93 @@
+"""The embedded backend's SQLite database: one file, WAL mode, a connection per thread.
+
+Writers take the lock up front (`BEGIN IMMEDIATE`) and keep transactions short, so
+several processes (server, workers) share the file without "database is locked".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tenancy.adapters.local.schema import SCHEMA
+from tenancy.errors import PermanentError, TransientError
+
+__all__ = ["Database", "storage_error"]
+
+_BUSY_TIMEOUT_MS = 15_000
+
+
+def storage_error(error: sqlite3.OperationalError, doing: str) -> TransientError | PermanentError:
+    """A lock or busy database may pass; anything else (a missing table, a full disk) will not."""
+    message = str(error)
+    if "locked" in message or "busy" in message:
+        return TransientError(f"database busy while {doing}")
+    return PermanentError(f"database error while {doing}: {message}")
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self.transaction() as connection:
+            for statement in SCHEMA:
+                connection.execute(statement)
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit mode; transactions are explicit)."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
+            )
+            connection.row_factory = sqlite3.Row
+            connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database's write lock from its first statement."""
+        connection = self.connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise storage_error(error, "starting a transaction") from None
+        try:
+            yield connection
+        except sqlite3.OperationalError as error:
+            connection.execute("ROLLBACK")
+            raise storage_error(error, "writing") from None
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                connection.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                connection.execute("ROLLBACK")
+                raise storage_error(error, "committing") from None
+
+    def read(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        try:
+            return self.connection().execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as error:
+            raise storage_error(error, "reading") from None
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()

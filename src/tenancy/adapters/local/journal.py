@@ -1,0 +1,99 @@
+"""The provisioning journal on SQLite: one row per transaction id, the saga's progress."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from tenancy.adapters.local.database import Database
+from tenancy.domain.model import JobStatus, ProvisioningJob, Step
+
+__all__ = ["SqliteJournal", "insert_job"]
+
+_COLUMNS = (
+    "transaction_id", "tenant_id", "invoice_number", "email", "plan", "tenant_name", "status",
+    "pf_payment_id", "completed_steps", "attempts", "owner_user_id", "last_error", "review_reason",
+    "next_attempt_at", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def _values(job: ProvisioningJob) -> tuple[object, ...]:
+    return (
+        job.transaction_id,
+        job.tenant_id,
+        job.invoice_number,
+        job.email,
+        job.plan,
+        job.tenant_name,
+        job.status.value,
+        job.pf_payment_id,
+        json.dumps([step.value for step in job.completed_steps]),
+        job.attempts,
+        job.owner_user_id,
+        job.last_error,
+        job.review_reason,
+        job.next_attempt_at,
+        job.created_at,
+        job.updated_at,
+    )
+
+
+def _job_from_row(row: sqlite3.Row) -> ProvisioningJob:
+    return ProvisioningJob(
+        transaction_id=row["transaction_id"],
+        tenant_id=row["tenant_id"],
+        invoice_number=row["invoice_number"],
+        email=row["email"],
+        plan=row["plan"],
+        tenant_name=row["tenant_name"],
+        status=JobStatus(row["status"]),
+        pf_payment_id=row["pf_payment_id"],
+        completed_steps=tuple(Step(step) for step in json.loads(row["completed_steps"])),
+        attempts=row["attempts"],
+        owner_user_id=row["owner_user_id"],
+        last_error=row["last_error"],
+        review_reason=row["review_reason"],
+        next_attempt_at=row["next_attempt_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def insert_job(connection: sqlite3.Connection, job: ProvisioningJob) -> bool:
+    """Inserts the job inside the caller's transaction unless its transaction id exists."""
+    placeholders = ", ".join("?" for _ in _COLUMNS)
+    cursor = connection.execute(
+        f"INSERT OR IGNORE INTO provisioning ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
+        _values(job),
+    )
+    return cursor.rowcount == 1
+
+
+class SqliteJournal:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def get(self, transaction_id: str) -> ProvisioningJob | None:
+        rows = self._database.read("SELECT * FROM provisioning WHERE transaction_id = ?", (transaction_id,))
+        return _job_from_row(rows[0]) if rows else None
+
+    def create(self, job: ProvisioningJob) -> bool:
+        with self._database.transaction() as connection:
+            return insert_job(connection, job)
+
+    def save(self, job: ProvisioningJob) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in _COLUMNS[1:])
+        with self._database.transaction() as connection:
+            connection.execute(
+                f"UPDATE provisioning SET {assignments} WHERE transaction_id = ?",  # noqa: S608
+                (*_values(job)[1:], job.transaction_id),
+            )
+
+    def list_jobs(self, status: str | None = None, limit: int = 100) -> list[ProvisioningJob]:
+        if status is None:
+            rows = self._database.read("SELECT * FROM provisioning ORDER BY updated_at DESC LIMIT ?", (limit,))
+        else:
+            rows = self._database.read(
+                "SELECT * FROM provisioning WHERE status = ? ORDER BY updated_at DESC LIMIT ?", (status, limit)
+            )
+        return [_job_from_row(row) for row in rows]

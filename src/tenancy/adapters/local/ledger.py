@@ -1,0 +1,84 @@
+"""The payment ledger on SQLite: every ITN kept, dedupe by a unique index, job and queue
+message written in the same transaction as the ledger entry."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import replace
+
+from tenancy.adapters.local.database import Database
+from tenancy.adapters.local.journal import insert_job
+from tenancy.adapters.local.queue import enqueue
+from tenancy.domain.model import PaymentRecord, PaymentVerdict, ProvisioningJob
+
+__all__ = ["SqliteLedger"]
+
+
+def _insert(connection: sqlite3.Connection, payment: PaymentRecord) -> None:
+    connection.execute(
+        "INSERT INTO payments (received_at, source_ip, fields, verdict, reasons, pf_payment_id, transaction_id,"
+        " payment_status, email, plan, amount_gross) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            payment.received_at,
+            payment.source_ip,
+            json.dumps([list(pair) for pair in payment.fields]),
+            payment.verdict.value,
+            json.dumps(list(payment.reasons)),
+            payment.pf_payment_id,
+            payment.transaction_id,
+            payment.payment_status,
+            payment.email,
+            payment.plan,
+            payment.amount_gross,
+        ),
+    )
+
+
+def _payment_from_row(row: sqlite3.Row) -> PaymentRecord:
+    return PaymentRecord(
+        received_at=row["received_at"],
+        source_ip=row["source_ip"],
+        fields=tuple((key, value) for key, value in json.loads(row["fields"])),
+        verdict=PaymentVerdict(row["verdict"]),
+        reasons=tuple(json.loads(row["reasons"])),
+        pf_payment_id=row["pf_payment_id"],
+        transaction_id=row["transaction_id"],
+        payment_status=row["payment_status"],
+        email=row["email"],
+        plan=row["plan"],
+        amount_gross=row["amount_gross"],
+    )
+
+
+class SqliteLedger:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def record(self, payment: PaymentRecord, job: ProvisioningJob | None) -> PaymentRecord:
+        with self._database.transaction() as connection:
+            if payment.verdict is PaymentVerdict.ACCEPTED:
+                try:
+                    _insert(connection, payment)
+                except sqlite3.IntegrityError:
+                    payment = replace(payment, verdict=PaymentVerdict.DUPLICATE, reasons=("already processed",))
+                    _insert(connection, payment)
+                    return payment
+                if job is not None and insert_job(connection, job):
+                    enqueue(connection, job.transaction_id, now=time.time())
+                return payment
+            _insert(connection, payment)
+            return payment
+
+    def find(
+        self, *, transaction_id: str | None = None, pf_payment_id: str | None = None, email: str | None = None
+    ) -> list[PaymentRecord]:
+        filters = {"transaction_id": transaction_id, "pf_payment_id": pf_payment_id, "email": email}
+        given = {column: value for column, value in filters.items() if value is not None}
+        where = " AND ".join(f"{column} = ?" for column in given) or "1 = 1"
+        rows = self._database.read(
+            f"SELECT * FROM payments WHERE {where} ORDER BY id",  # noqa: S608 - column names are fixed above
+            tuple(given.values()),
+        )
+        return [_payment_from_row(row) for row in rows]

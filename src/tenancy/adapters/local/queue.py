@@ -1,0 +1,95 @@
+"""An SQS-shaped work queue on SQLite: visibility timeout, receive count, delays and a DLQ.
+
+Messages live in one table; `queue` says which queue holds each. A receive takes the
+write lock, so two workers (threads or processes) never get the same message at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+
+from tenancy.adapters.local.database import Database
+from tenancy.domain.clock import format_timestamp, utc_now
+from tenancy.domain.model import QueueMessage
+
+__all__ = ["DEAD_LETTER_QUEUE", "WORK_QUEUE", "SqliteJobQueue", "enqueue"]
+
+WORK_QUEUE = "provisioning"
+DEAD_LETTER_QUEUE = "provisioning-dlq"
+
+
+def enqueue(connection: sqlite3.Connection, transaction_id: str, delay_seconds: float = 0, *, now: float) -> None:
+    """Adds a message inside the caller's transaction (so it commits with the caller's writes)."""
+    connection.execute(
+        "INSERT INTO queue_messages (queue, transaction_id, visible_at, sent_at) VALUES (?, ?, ?, ?)",
+        (WORK_QUEUE, transaction_id, now + delay_seconds, format_timestamp(utc_now())),
+    )
+
+
+class SqliteJobQueue:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        max_receive_count: int = 10,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._database = database
+        self._max_receive_count = max_receive_count
+        self._clock = clock
+
+    def send(self, transaction_id: str, delay_seconds: float = 0) -> None:
+        with self._database.transaction() as connection:
+            enqueue(connection, transaction_id, delay_seconds, now=self._clock())
+
+    def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueMessage]:
+        now = self._clock()
+        received: list[QueueMessage] = []
+        with self._database.transaction() as connection:
+            # Like SQS's redrive policy: a message delivered too often (its workers kept
+            # dying) goes to the DLQ instead of being handed out again.
+            connection.execute(
+                "UPDATE queue_messages SET queue = ?, receipt = NULL,"
+                " last_error = COALESCE(last_error, 'exceeded the maximum receive count')"
+                " WHERE queue = ? AND visible_at <= ? AND receive_count >= ?",
+                (DEAD_LETTER_QUEUE, WORK_QUEUE, now, self._max_receive_count),
+            )
+            rows = connection.execute(
+                "SELECT id, transaction_id, receive_count, sent_at FROM queue_messages"
+                " WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, id LIMIT ?",
+                (WORK_QUEUE, now, max_messages),
+            ).fetchall()
+            for row in rows:
+                receipt = f"{row['id']}:{secrets.token_hex(8)}"
+                connection.execute(
+                    "UPDATE queue_messages SET visible_at = ?, receive_count = receive_count + 1, receipt = ?"
+                    " WHERE id = ?",
+                    (now + visibility_timeout, receipt, row["id"]),
+                )
+                received.append(QueueMessage(receipt, row["transaction_id"], row["receive_count"] + 1, row["sent_at"]))
+        return received
+
+    def delete(self, receipt: str) -> None:
+        with self._database.transaction() as connection:
+            connection.execute("DELETE FROM queue_messages WHERE receipt = ?", (receipt,))
+
+    def retry_later(self, receipt: str, delay_seconds: float) -> None:
+        with self._database.transaction() as connection:
+            connection.execute(
+                "UPDATE queue_messages SET visible_at = ? WHERE receipt = ?", (self._clock() + delay_seconds, receipt)
+            )
+
+    def dead_letter(self, receipt: str, error: str) -> None:
+        with self._database.transaction() as connection:
+            connection.execute(
+                "UPDATE queue_messages SET queue = ?, receipt = NULL, visible_at = ?, last_error = ? WHERE receipt = ?",
+                (DEAD_LETTER_QUEUE, self._clock(), error[:2000], receipt),
+            )
+
+    def depth(self) -> tuple[int, int]:
+        rows = self._database.read("SELECT queue, COUNT(*) AS n FROM queue_messages GROUP BY queue")
+        counts = {row["queue"]: row["n"] for row in rows}
+        return counts.get(WORK_QUEUE, 0), counts.get(DEAD_LETTER_QUEUE, 0)

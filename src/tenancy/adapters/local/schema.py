@@ -1,0 +1,122 @@
+"""The embedded backend's tables: the data contract's fields, plus the queue, identity and outbox."""
+
+from __future__ import annotations
+
+__all__ = ["SCHEMA"]
+
+SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS tenants (
+        tenant_id TEXT PRIMARY KEY,
+        owner_user_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        status TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        usage TEXT NOT NULL,
+        storage_prefix TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        invoice_number TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS tenants_by_transaction ON tenants (transaction_id)",
+    "CREATE INDEX IF NOT EXISTS tenants_by_owner ON tenants (owner_user_id)",
+    """CREATE TABLE IF NOT EXISTS users (
+        user_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        role TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS users_by_email ON users (email)",
+    """CREATE TABLE IF NOT EXISTS provisioning (
+        transaction_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        invoice_number TEXT NOT NULL,
+        email TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        tenant_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        pf_payment_id TEXT,
+        completed_steps TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        owner_user_id TEXT,
+        last_error TEXT,
+        review_reason TEXT,
+        next_attempt_at TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS provisioning_by_status ON provisioning (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS provisioning_by_email ON provisioning (email)",
+    """CREATE TABLE IF NOT EXISTS payments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at TEXT NOT NULL,
+        source_ip TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        pf_payment_id TEXT,
+        transaction_id TEXT,
+        payment_status TEXT,
+        email TEXT,
+        plan TEXT,
+        amount_gross TEXT
+    )""",
+    # The dedupe guarantee (check 6): one accepted entry per pf_payment_id + status,
+    # enforced by the database, so concurrent copies cannot both be accepted.
+    """CREATE UNIQUE INDEX IF NOT EXISTS payments_accepted_once
+        ON payments (pf_payment_id, payment_status) WHERE verdict = 'accepted'""",
+    "CREATE INDEX IF NOT EXISTS payments_by_transaction ON payments (transaction_id)",
+    "CREATE INDEX IF NOT EXISTS payments_by_email ON payments (email)",
+    """CREATE TABLE IF NOT EXISTS queue_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        visible_at REAL NOT NULL,
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        receipt TEXT,
+        sent_at TEXT NOT NULL,
+        last_error TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at)",
+    """CREATE TABLE IF NOT EXISTS identity_users (
+        username TEXT PRIMARY KEY,
+        sub TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        attributes TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        password_expires_at REAL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS identity_sessions (
+        session_hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS identity_refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        auth_time REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        message_id TEXT PRIMARY KEY,
+        to_address TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        text_body TEXT NOT NULL,
+        html_body TEXT,
+        status TEXT NOT NULL,
+        error TEXT,
+        tags TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_by_recipient ON outbox (to_address, created_at)",
+)

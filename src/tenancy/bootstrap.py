@@ -1,0 +1,141 @@
+"""The composition root: settings in, the wired services out. The one place adapters are chosen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from tenancy.accounts.login import AccountService
+from tenancy.adapters.local.database import Database
+from tenancy.adapters.local.identity import EmbeddedIdentityProvider
+from tenancy.adapters.local.journal import SqliteJournal
+from tenancy.adapters.local.ledger import SqliteLedger
+from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
+from tenancy.adapters.local.queue import SqliteJobQueue
+from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
+from tenancy.adapters.payfast_http import HttpPaymentConfirmer
+from tenancy.config import Backend, PayfastMode, Settings
+from tenancy.domain.clock import utc_now
+from tenancy.domain.model import ProvisioningJob, Step
+from tenancy.domain.plans import PlanCatalogue, load_catalogue
+from tenancy.errors import ConfigurationError
+from tenancy.payments.intake import IntakePolicy, PaymentIntake
+from tenancy.ports import (
+    Clock,
+    IdentityProvider,
+    JobQueue,
+    Mailer,
+    PaymentConfirmer,
+    PaymentLedger,
+    ProvisioningJournal,
+    TenantStore,
+    UserStore,
+)
+from tenancy.provisioning.retry import RetryPolicy
+from tenancy.provisioning.saga import ProvisioningSaga, SagaSettings
+from tenancy.provisioning.worker import ProvisioningWorker
+
+__all__ = ["Services", "SystemClock", "build"]
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return utc_now()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    plans: PlanCatalogue
+    tenants: TenantStore
+    users: UserStore
+    journal: ProvisioningJournal
+    ledger: PaymentLedger
+    queue: JobQueue
+    identity: IdentityProvider
+    mailer: Mailer
+    confirmer: PaymentConfirmer
+    database: Database | None = None
+
+    @property
+    def intake(self) -> PaymentIntake:
+        settings = self.settings
+        offline = settings.payfast_mode is PayfastMode.OFFLINE
+        policy = IntakePolicy(
+            merchant_id=settings.payfast_merchant_id,
+            passphrase=settings.passphrase,
+            source_ranges=settings.payfast_source_ranges,
+            trusted_proxies=settings.trusted_proxies,
+            check_source=not offline,
+            confirm_with_payfast=not offline,
+        )
+        return PaymentIntake(policy, self.plans, self.ledger, self.confirmer, self.clock)
+
+    @property
+    def accounts(self) -> AccountService:
+        return AccountService(self.identity, self.tenants)
+
+    def saga(self, after_step: Callable[[Step, ProvisioningJob], None] | None = None) -> ProvisioningSaga:
+        settings = self.settings
+        return ProvisioningSaga(
+            settings=SagaSettings(
+                login_url=settings.effective_login_url,
+                email_from=settings.email_from,
+                temporary_password_ttl_days=settings.temporary_password_ttl_days,
+            ),
+            plans=self.plans,
+            tenants=self.tenants,
+            users=self.users,
+            identity=self.identity,
+            mailer=self.mailer,
+            journal=self.journal,
+            clock=self.clock,
+            after_step=after_step,
+        )
+
+    def worker(self) -> ProvisioningWorker:
+        settings = self.settings
+        return ProvisioningWorker(
+            queue=self.queue,
+            journal=self.journal,
+            saga=self.saga(),
+            retry=RetryPolicy(
+                base_seconds=settings.retry_base_seconds,
+                factor=settings.retry_factor,
+                cap_seconds=settings.retry_cap_seconds,
+                max_attempts=settings.retry_max_attempts,
+            ),
+            clock=self.clock,
+            visibility_timeout=settings.visibility_timeout_seconds,
+        )
+
+    def close(self) -> None:
+        if isinstance(self.confirmer, HttpPaymentConfirmer):
+            self.confirmer.close()
+        if self.database is not None:
+            self.database.close()
+
+
+def build(settings: Settings) -> Services:
+    """Wires the backend that `settings.backend` names."""
+    if settings.backend is Backend.AWS:
+        raise ConfigurationError("TENANCY_BACKEND=aws is not available yet; use local")
+    plans = load_catalogue(settings.plans_file)
+    database = Database(settings.database_path)
+    smtp = SmtpTarget(settings.smtp_url) if settings.smtp_url else None
+    return Services(
+        settings=settings,
+        clock=SystemClock(),
+        plans=plans,
+        tenants=SqliteTenantStore(database),
+        users=SqliteUserStore(database),
+        journal=SqliteJournal(database),
+        ledger=SqliteLedger(database),
+        queue=SqliteJobQueue(database, max_receive_count=settings.retry_max_attempts + 5),
+        identity=EmbeddedIdentityProvider.from_settings(database, settings),
+        mailer=OutboxMailer(database, default_sender=settings.email_from, smtp=smtp),
+        confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
+        database=database,
+    )

@@ -1,0 +1,300 @@
+"""The `tenancy` command line (Typer): serve, work, provision, send test payments, read mail and plans."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from tenancy.bootstrap import Services, build
+from tenancy.config import PayfastMode, Settings
+from tenancy.domain.ids import new_transaction_id
+from tenancy.errors import TenancyError
+from tenancy.logging_setup import configure_logging
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tenancy",
+    help="Tenancy: PayFast payment in, working Site Builder tenant out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+itn_app = typer.Typer(help="Build and send PayFast ITNs (for demos and tests).", no_args_is_help=True)
+mail_app = typer.Typer(help="The mail outbox.", no_args_is_help=True)
+app.add_typer(itn_app, name="itn")
+app.add_typer(mail_app, name="mail")
+
+console = Console()
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        # Only locations and messages: the input values may be secrets.
+        problems = "; ".join(
+            f"TENANCY_{'_'.join(str(part) for part in issue['loc']).upper() or 'SETTINGS'}: {issue['msg']}"
+            for issue in error.errors(include_input=False)
+        )
+        fail(f"configuration: {problems}", 2)
+
+
+@contextmanager
+def services_for(settings: Settings | None = None) -> Iterator[Services]:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    services = build(settings)
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+def print_json(document: Any) -> None:
+    typer.echo(json.dumps(document, indent=2, default=str))
+
+
+def _warn_if_offline(settings: Settings) -> None:
+    if settings.payfast_mode is PayfastMode.OFFLINE:
+        import structlog
+
+        structlog.get_logger("tenancy").warning(
+            "payfast_offline_mode",
+            detail="source-IP and server-confirmation checks are OFF (signature, merchant and amount checks stay on)",
+        )
+
+
+@app.command()
+def serve(
+    workers: Annotated[int | None, typer.Option(help="In-process worker threads (default TENANCY_WORKERS).")] = None,
+) -> None:
+    """Start the HTTP server with in-process provisioning workers."""
+    import uvicorn
+
+    from tenancy.web.app import create_app
+
+    settings = load_settings()
+    with services_for(settings) as services:
+        _warn_if_offline(settings)
+        application = create_app(services, workers=settings.workers if workers is None else workers)
+        uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Worker threads.")] = 1,
+) -> None:
+    """Run provisioning workers in the foreground until SIGTERM or Ctrl-C."""
+    with services_for() as services:
+        stop = threading.Event()
+
+        def request_stop(_signal: int, _frame: object) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        threads = [
+            threading.Thread(
+                target=services.worker().run_until, args=(stop, services.settings.worker_poll_seconds), daemon=True
+            )
+            for _ in range(concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.5)
+
+
+@app.command()
+def provision(
+    transaction_id: Annotated[str | None, typer.Option(help="The transaction id (TXN-...).")] = None,
+    email: Annotated[str | None, typer.Option(help="The owner's email.")] = None,
+    plan: Annotated[str | None, typer.Option(help="The plan bought.")] = None,
+    name: Annotated[str | None, typer.Option(help="The tenant's display name.")] = None,
+    payload: Annotated[
+        str | None, typer.Option(help='RB-001 4.1 payload: {"transactionId":..,"email":..,"plan":..}')
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Provision a transaction now (RB-001 4.1's manual trigger)."""
+    from tenancy.provisioning.manual import provision_now
+    from tenancy.provisioning.worker import NextAction
+
+    if payload is not None:
+        try:
+            document = json.loads(payload)
+            transaction_id, email, plan = document["transactionId"], document["email"], document["plan"]
+            name = document.get("name", name)
+        except (ValueError, KeyError, TypeError):
+            fail('--payload must be JSON like {"transactionId":"TXN-1","email":"a@b.co","plan":"professional"}', 2)
+    if not (transaction_id and email and plan):
+        fail("give --transaction-id, --email and --plan (or --payload)", 2)
+    with services_for() as services:
+        outcome = provision_now(
+            transaction_id=transaction_id,
+            email=email,
+            plan=plan,
+            name=name,
+            plans=services.plans,
+            journal=services.journal,
+            queue=services.queue,
+            worker=services.worker(),
+            clock=services.clock,
+        )
+    job = outcome.job
+    result = {
+        "transaction_id": job.transaction_id,
+        "tenant_id": job.tenant_id,
+        "status": job.status.value,
+        "completed_steps": [step.value for step in job.completed_steps],
+        "next_action": outcome.action.value,
+        "last_error": job.last_error,
+        "review_reason": job.review_reason,
+    }
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"{job.transaction_id}: [bold]{job.status.value}[/bold] (tenant {job.tenant_id})")
+        for reason in filter(None, (job.last_error, job.review_reason)):
+            console.print(f"  {reason}")
+    if outcome.action is NextAction.DEAD_LETTER:
+        raise typer.Exit(1)
+
+
+@itn_app.command("send")
+def itn_send(
+    plan: Annotated[str, typer.Option(help="The plan bought (custom_str1).")],
+    email: Annotated[str, typer.Option(help="The buyer's email.")],
+    url: Annotated[str | None, typer.Option(help="Where to post (default: this server's ITN URL).")] = None,
+    transaction_id: Annotated[str | None, typer.Option(help="m_payment_id (default: a new TXN-...).")] = None,
+    pf_payment_id: Annotated[str | None, typer.Option(help="PayFast's payment id (default: random).")] = None,
+    status: Annotated[str, typer.Option(help="payment_status.")] = "COMPLETE",
+    amount: Annotated[str | None, typer.Option(help="amount_gross (default: the plan's price).")] = None,
+    name_first: Annotated[str, typer.Option(help="Buyer's first name.")] = "Test",
+    name_last: Annotated[str, typer.Option(help="Buyer's last name.")] = "Customer",
+    as_json: JsonOption = False,
+) -> None:
+    """Post a correctly signed sandbox ITN (with this server's merchant id and passphrase)."""
+    import httpx
+
+    from tenancy.domain.plans import load_catalogue
+    from tenancy.payments.simulator import build_itn, encode_form
+
+    settings = load_settings()
+    try:
+        price = load_catalogue(settings.plans_file).get(plan).price_zar
+    except TenancyError as error:
+        fail(str(error), 2)
+    fields = build_itn(
+        transaction_id=transaction_id or new_transaction_id(),
+        pf_payment_id=pf_payment_id,
+        email=email,
+        plan=plan,
+        amount=amount or price,
+        merchant_id=settings.payfast_merchant_id,
+        passphrase=settings.passphrase,
+        status=status,
+        name_first=name_first,
+        name_last=name_last,
+    )
+    target = url or f"{settings.base_url}/payments/payfast/itn"
+    try:
+        response = httpx.post(
+            target,
+            content=encode_form(fields),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=30,
+        )
+    except httpx.HTTPError as error:
+        fail(f"cannot reach {target}: {type(error).__name__}")
+    sent = dict(fields)
+    result = {
+        "url": target,
+        "status_code": response.status_code,
+        "response": response.text[:500],
+        "transaction_id": sent["m_payment_id"],
+        "pf_payment_id": sent["pf_payment_id"],
+    }
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"{sent['m_payment_id']} -> {target}: {response.status_code} {response.text[:200]}")
+    if response.status_code != 200:
+        raise typer.Exit(1)
+
+
+@mail_app.command("list")
+def mail_list(
+    to: Annotated[str | None, typer.Option(help="Only emails to this address.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the outbox, newest first."""
+    with services_for() as services:
+        messages = list(services.mailer.outbox(to, limit))
+    if as_json:
+        print_json([asdict(message) for message in messages])
+        return
+    table = Table("created", "to", "subject", "status", "error")
+    for message in messages:
+        table.add_row(message.created_at, message.to, message.subject, message.status, message.error or "")
+    console.print(table)
+
+
+@app.command()
+def plans(as_json: JsonOption = False) -> None:
+    """Show the plan catalogue."""
+    from tenancy.domain.plans import load_catalogue
+
+    try:
+        catalogue = load_catalogue(load_settings().plans_file)
+    except TenancyError as error:
+        fail(str(error), 2)
+    rows = [
+        {
+            "plan": plan.name,
+            "name": plan.display_name,
+            "price_zar": str(plan.price_zar),
+            "max_sites": plan.limits.max_sites,
+            "max_generations_per_month": plan.limits.max_generations_per_month,
+            "max_storage_mb": plan.limits.max_storage_mb,
+            "custom_domain_allowed": plan.limits.custom_domain_allowed,
+        }
+        for plan in catalogue.plans
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(*rows[0].keys())
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: a TenancyError becomes one line on stderr, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="tenancy", standalone_mode=True)
+    except TenancyError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(1)

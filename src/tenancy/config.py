@@ -1,0 +1,168 @@
+"""Settings, read from `TENANCY_*` environment variables (pydantic-settings).
+
+Nothing is read at import time: `Settings()` is built by the entrypoints and passed on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "PAYFAST_SANDBOX_MERCHANT_ID",
+    "PAYFAST_SANDBOX_MERCHANT_KEY",
+    "PAYFAST_SANDBOX_PASSPHRASE",
+    "PAYFAST_SOURCE_RANGES",
+    "Backend",
+    "PayfastMode",
+    "Settings",
+]
+
+# PayFast's public sandbox credentials (shared/spec/payfast-itn.md): fine for sandbox and
+# offline demos, refused in live mode.
+PAYFAST_SANDBOX_MERCHANT_ID = "10000100"
+PAYFAST_SANDBOX_MERCHANT_KEY = "46f0cd694581a"
+PAYFAST_SANDBOX_PASSPHRASE = "jt7NOE43FZPn"  # noqa: S105 - public sandbox value
+PAYFAST_SOURCE_RANGES = (
+    "197.97.145.144/28",
+    "41.74.179.192/27",
+    "102.216.36.0/28",
+    "102.216.36.128/28",
+    "144.126.193.139/32",
+)
+_VALIDATE_URLS = {
+    "live": "https://www.payfast.co.za/eng/query/validate",
+    "sandbox": "https://sandbox.payfast.co.za/eng/query/validate",
+}
+_PROCESS_URLS = {
+    "live": "https://www.payfast.co.za/eng/process",
+    "sandbox": "https://sandbox.payfast.co.za/eng/process",
+}
+
+
+class Backend(StrEnum):
+    LOCAL = "local"
+    AWS = "aws"
+
+
+class PayfastMode(StrEnum):
+    SANDBOX = "sandbox"
+    LIVE = "live"
+    OFFLINE = "offline"  # skips only the source-IP and server-confirmation checks
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TENANCY_", extra="ignore")
+
+    backend: Backend = Backend.LOCAL
+    home: Path = Path("./var")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    env: str = "dev"
+    login_url: str | None = None
+    email_from: str = "noreply@kimmyai.io"
+    smtp_url: str | None = None
+    log_level: str = "info"
+
+    payfast_mode: PayfastMode = PayfastMode.SANDBOX
+    payfast_merchant_id: str = PAYFAST_SANDBOX_MERCHANT_ID
+    payfast_merchant_key: SecretStr = SecretStr(PAYFAST_SANDBOX_MERCHANT_KEY)
+    payfast_passphrase: SecretStr | None = SecretStr(PAYFAST_SANDBOX_PASSPHRASE)
+    payfast_validate_url: str | None = None
+    payfast_validate_timeout_seconds: float = Field(default=10.0, gt=0)
+    payfast_source_ranges: CommaList = PAYFAST_SOURCE_RANGES
+    trusted_proxies: CommaList = ()
+    plans_file: Path | None = None
+
+    workers: int = Field(default=1, ge=0, le=32)
+    worker_poll_seconds: float = Field(default=0.2, gt=0)
+    visibility_timeout_seconds: float = Field(default=60.0, gt=0)
+    retry_base_seconds: float = Field(default=1.0, ge=0)
+    retry_factor: float = Field(default=2.0, ge=1)
+    retry_cap_seconds: float = Field(default=300.0, ge=0)
+    retry_max_attempts: int = Field(default=5, ge=1)
+
+    token_ttl_seconds: int = Field(default=3600, gt=0)
+    temporary_password_ttl_days: int = Field(default=7, gt=0)
+    challenge_ttl_seconds: int = Field(default=180, gt=0)
+    token_audience: str = "tenancy"  # noqa: S105 - an audience, not a secret
+    token_issuer: str | None = None
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=65536, ge=8)
+
+    @field_validator("payfast_source_ranges", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("payfast_source_ranges", "trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR range") from None
+        return value
+
+    @field_validator("payfast_passphrase", mode="before")
+    @classmethod
+    def _blank_passphrase_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _live_needs_own_credentials(self) -> Settings:
+        if self.payfast_mode is PayfastMode.LIVE:
+            if self.payfast_passphrase is None:
+                raise ValueError("TENANCY_PAYFAST_PASSPHRASE is required in live mode")
+            if (
+                self.payfast_merchant_id == PAYFAST_SANDBOX_MERCHANT_ID
+                or self.payfast_merchant_key.get_secret_value() == PAYFAST_SANDBOX_MERCHANT_KEY
+                or self.payfast_passphrase.get_secret_value() == PAYFAST_SANDBOX_PASSPHRASE
+            ):
+                raise ValueError("live mode refuses PayFast's public sandbox credentials; set your own")
+        return self
+
+    @property
+    def database_path(self) -> Path:
+        return self.home / "tenancy.db"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def effective_login_url(self) -> str:
+        return self.login_url or f"{self.base_url}/auth/login"
+
+    @property
+    def effective_token_issuer(self) -> str:
+        return self.token_issuer or self.base_url
+
+    @property
+    def effective_validate_url(self) -> str:
+        if self.payfast_validate_url:
+            return self.payfast_validate_url
+        return _VALIDATE_URLS["live" if self.payfast_mode is PayfastMode.LIVE else "sandbox"]
+
+    @property
+    def payfast_process_url(self) -> str:
+        return _PROCESS_URLS["live" if self.payfast_mode is PayfastMode.LIVE else "sandbox"]
+
+    @property
+    def passphrase(self) -> str | None:
+        return None if self.payfast_passphrase is None else self.payfast_passphrase.get_secret_value()

@@ -1,0 +1,1 @@
+"""Pure domain: plans, records, identifiers and time. No I/O, no frameworks."""

@@ -1,0 +1,238 @@
+"""The records Tenancy keeps: tenants, users, identity users, provisioning jobs, payments, mail.
+
+Field names follow `shared/spec/data-contract.md`; statuses are enums, never loose strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from tenancy.domain.plans import Limits
+
+__all__ = [
+    "AuthChallenge",
+    "Billing",
+    "IdentityUser",
+    "IdentityUserStatus",
+    "JobStatus",
+    "OutboxMessage",
+    "OutgoingEmail",
+    "PaymentRecord",
+    "PaymentVerdict",
+    "ProvisioningJob",
+    "QueueMessage",
+    "Step",
+    "Tenant",
+    "TenantStatus",
+    "Tokens",
+    "Usage",
+    "UserRecord",
+    "UserStatus",
+]
+
+
+class TenantStatus(StrEnum):
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CANCELLED = "cancelled"
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class IdentityUserStatus(StrEnum):
+    """Cognito's user statuses that the embedded identity provider mirrors."""
+
+    FORCE_CHANGE_PASSWORD = "FORCE_CHANGE_PASSWORD"  # noqa: S105 - a status name
+    CONFIRMED = "CONFIRMED"
+    RESET_REQUIRED = "RESET_REQUIRED"
+
+
+class Step(StrEnum):
+    """The saga's steps, in the order they run."""
+
+    TENANT_RECORD = "tenant_record"
+    IDENTITY_USER = "identity_user"
+    OWNER_LINK = "owner_link"
+    USERS_RECORD = "users_record"
+    ACTIVATE = "activate"
+    WELCOME_EMAIL = "welcome_email"
+
+
+class JobStatus(StrEnum):
+    """The journal's state machine: QUEUED -> RUNNING -> (RETRYING -> RUNNING)* -> an end state."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    NEEDS_REVIEW = "needs_review"
+    DEAD_LETTERED = "dead_lettered"
+
+    @property
+    def is_final(self) -> bool:
+        return self in {JobStatus.SUCCEEDED, JobStatus.NEEDS_REVIEW, JobStatus.DEAD_LETTERED}
+
+
+class PaymentVerdict(StrEnum):
+    ACCEPTED = "accepted"  # valid and new; a COMPLETE one created a provisioning job
+    DUPLICATE = "duplicate"  # valid, but this pf_payment_id + status was accepted before
+    REJECTED = "rejected"  # failed a security check; nothing provisioned
+    UNCONFIRMED = "unconfirmed"  # PayFast's validate endpoint could not be reached; PayFast will retry
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    sites_count: int = 0
+    generations_this_month: int = 0
+    storage_used_mb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Billing:
+    transaction_id: str
+    invoice_number: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    tenant_id: str
+    owner_user_id: str
+    name: str
+    plan: str
+    status: TenantStatus
+    limits: Limits
+    usage: Usage
+    storage_prefix: str
+    billing: Billing
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    user_id: str
+    tenant_id: str
+    email: str
+    role: str
+    status: UserStatus
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityUser:
+    username: str
+    sub: str
+    status: IdentityUserStatus
+    enabled: bool
+    attributes: dict[str, str]
+    created_at: datetime
+
+    @property
+    def email(self) -> str:
+        return self.attributes.get("email", self.username)
+
+    @property
+    def tenant_id(self) -> str | None:
+        return self.attributes.get("custom:tenant_id") or None
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Cognito's AuthenticationResult, in snake_case."""
+
+    id_token: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"  # noqa: S105 - a token type name
+
+
+@dataclass(frozen=True, slots=True)
+class AuthChallenge:
+    challenge: str
+    session: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisioningJob:
+    """One row of the provisioning journal, keyed by the transaction id."""
+
+    transaction_id: str
+    tenant_id: str
+    invoice_number: str
+    email: str
+    plan: str
+    tenant_name: str
+    status: JobStatus
+    created_at: str
+    updated_at: str
+    pf_payment_id: str | None = None
+    completed_steps: tuple[Step, ...] = ()
+    attempts: int = 0
+    owner_user_id: str | None = None
+    last_error: str | None = None
+    review_reason: str | None = None
+    next_attempt_at: str | None = None
+
+    def with_changes(self, **changes: object) -> ProvisioningJob:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def has_done(self, step: Step) -> bool:
+        return step in self.completed_steps
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """One ITN as it arrived, with what was decided about it."""
+
+    received_at: str
+    source_ip: str
+    fields: tuple[tuple[str, str], ...]
+    verdict: PaymentVerdict
+    reasons: tuple[str, ...] = ()
+    pf_payment_id: str | None = None
+    transaction_id: str | None = None
+    payment_status: str | None = None
+    email: str | None = None
+    plan: str | None = None
+    amount_gross: str | None = None
+
+    def with_verdict(self, verdict: PaymentVerdict, *reasons: str) -> PaymentRecord:
+        return replace(self, verdict=verdict, reasons=self.reasons + reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    receipt: str
+    transaction_id: str
+    receive_count: int
+    sent_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+    sender: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    message_id: str
+    to: str
+    sender: str
+    subject: str
+    text: str
+    status: str
+    created_at: str
+    error: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,117 @@
+"""The one error tree of Tenancy.
+
+    TenancyError
+    ├── ConfigurationError      settings that cannot work (refused at start)
+    ├── InvalidInputError       bad input from a user or a caller; says what is wrong
+    │   └── UnknownPlanError
+    ├── TransientError          may succeed if tried again later: the worker retries with backoff
+    ├── PermanentError          will fail the same way every time: the job is dead-lettered
+    ├── NeedsReviewError        a human must decide (RB-001 section 6); the job stops, nothing is undone
+    ├── ItemAlreadyExistsError  a conditional create lost against an existing item
+    ├── NotFoundError           the item asked for does not exist
+    └── AuthenticationError     login refused; `reason` is what the user is shown
+        ├── AccountNotFoundError    no identity user ("Account not found", RB-001 3.1)
+        ├── InvalidCredentialsError wrong password or expired temporary password
+        ├── TenantNotFoundError     identity user without an active tenant ("Tenant not found")
+        ├── InvalidSessionError     challenge session unknown, used or expired
+        ├── PasswordPolicyError     new password too weak
+        └── InvalidTokenError       bearer token missing, malformed, forged or expired
+
+Adapters translate vendor errors into this tree where they see them, so the
+service layer decides "retry or dead-letter" by type alone.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccountNotFoundError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "InvalidCredentialsError",
+    "InvalidInputError",
+    "InvalidSessionError",
+    "InvalidTokenError",
+    "ItemAlreadyExistsError",
+    "NeedsReviewError",
+    "NotFoundError",
+    "PasswordPolicyError",
+    "PermanentError",
+    "TenancyError",
+    "TenantNotFoundError",
+    "TransientError",
+    "UnknownPlanError",
+]
+
+
+class TenancyError(Exception):
+    """Base of every error Tenancy raises on purpose."""
+
+
+class ConfigurationError(TenancyError):
+    """Settings that cannot work; raised at start, before anything is served."""
+
+
+class InvalidInputError(TenancyError):
+    """Input that is wrong and will stay wrong; the message says why."""
+
+
+class UnknownPlanError(InvalidInputError):
+    """The plan named is not in the catalogue."""
+
+
+class TransientError(TenancyError):
+    """A failure that may pass: throttling, timeouts, a server's 5xx, a lock."""
+
+
+class PermanentError(TenancyError):
+    """A failure that will repeat on every attempt; the job goes to the DLQ."""
+
+
+class NeedsReviewError(TenancyError):
+    """Provisioning must stop for a human decision (RB-001 section 6)."""
+
+
+class ItemAlreadyExistsError(TenancyError):
+    """A create-if-absent write found the item already there."""
+
+
+class NotFoundError(TenancyError):
+    """The item asked for does not exist."""
+
+
+class AuthenticationError(TenancyError):
+    """Login or token refused. `reason` is safe to show the user."""
+
+    reason = "Not authorized"
+    status_code = 401
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason or self.reason)
+        if reason is not None:
+            self.reason = reason
+
+
+class AccountNotFoundError(AuthenticationError):
+    reason = "Account not found"
+
+
+class InvalidCredentialsError(AuthenticationError):
+    reason = "Incorrect email or password"
+
+
+class TenantNotFoundError(AuthenticationError):
+    reason = "Tenant not found"
+    status_code = 403
+
+
+class InvalidSessionError(AuthenticationError):
+    reason = "Session is invalid or has expired"
+
+
+class PasswordPolicyError(AuthenticationError):
+    reason = "Password does not meet the policy"
+    status_code = 400
+
+
+class InvalidTokenError(AuthenticationError):
+    reason = "Invalid or expired token"

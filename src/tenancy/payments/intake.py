@@ -1,0 +1,168 @@
+"""The ITN use case: run PayFast's six security checks in order, keep the ITN in the ledger,
+and turn a genuine COMPLETE payment into exactly one provisioning job."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+import structlog
+
+from tenancy.domain.clock import format_timestamp
+from tenancy.domain.ids import invoice_number_for, normalize_email, tenant_id_for
+from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
+from tenancy.domain.plans import PlanCatalogue
+from tenancy.errors import InvalidInputError, TransientError, UnknownPlanError
+from tenancy.payments import payfast
+from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger
+
+__all__ = ["IntakePolicy", "PaymentIntake", "looks_like_email"]
+
+log = structlog.get_logger(__name__)
+
+PAYMENT_STATUSES = ("COMPLETE", "FAILED", "PENDING", "CANCELLED")
+_TRANSACTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_AMOUNT_TOLERANCE = Decimal("0.01")
+
+
+def looks_like_email(value: str) -> bool:
+    return len(value) <= 254 and _EMAIL.match(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class IntakePolicy:
+    merchant_id: str
+    passphrase: str | None
+    source_ranges: tuple[str, ...]
+    trusted_proxies: tuple[str, ...]
+    check_source: bool = True
+    confirm_with_payfast: bool = True
+
+
+class _RejectedError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PaymentIntake:
+    def __init__(
+        self,
+        policy: IntakePolicy,
+        plans: PlanCatalogue,
+        ledger: PaymentLedger,
+        confirmer: PaymentConfirmer,
+        clock: Clock,
+    ) -> None:
+        self._policy = policy
+        self._plans = plans
+        self._ledger = ledger
+        self._confirmer = confirmer
+        self._clock = clock
+
+    def receive(self, body: bytes, peer: str, forwarded_for: str | None = None) -> PaymentRecord:
+        """Checks and records one ITN; the returned record's verdict says what happened."""
+        source_ip = payfast.client_address(peer, forwarded_for, self._policy.trusted_proxies)
+        received_at = format_timestamp(self._clock.now())
+        try:
+            fields = payfast.parse_itn(body)
+        except InvalidInputError as error:
+            unreadable = (("_raw", body[:2048].decode("utf-8", errors="replace")),)
+            return self._keep(PaymentRecord(received_at, source_ip, unreadable, PaymentVerdict.REJECTED, (str(error),)))
+
+        payment = PaymentRecord(
+            received_at=received_at,
+            source_ip=source_ip,
+            fields=tuple(fields),
+            verdict=PaymentVerdict.ACCEPTED,
+            pf_payment_id=payfast.field_value(fields, "pf_payment_id"),
+            transaction_id=payfast.field_value(fields, "m_payment_id"),
+            payment_status=payfast.field_value(fields, "payment_status"),
+            email=normalize_email(payfast.field_value(fields, "email_address") or "") or None,
+            plan=payfast.field_value(fields, "custom_str1"),
+            amount_gross=payfast.field_value(fields, "amount_gross"),
+        )
+        try:
+            self._check(fields, payment)
+        except _RejectedError as rejection:
+            return self._keep(payment.with_verdict(PaymentVerdict.REJECTED, rejection.reason))
+        except TransientError as error:
+            return self._keep(payment.with_verdict(PaymentVerdict.UNCONFIRMED, f"PayFast validate failed: {error}"))
+
+        job = self._job_for(payment) if payment.payment_status == "COMPLETE" else None
+        return self._keep(payment, job)
+
+    def _check(self, fields: payfast.Fields, payment: PaymentRecord) -> None:
+        policy = self._policy
+        for required in ("m_payment_id", "pf_payment_id", "payment_status", "merchant_id", "signature"):
+            if not payfast.field_value(fields, required):
+                raise _RejectedError(f"missing field {required}")
+        # 1. Signature, with our passphrase.
+        if not payfast.signature_matches(fields, policy.passphrase):
+            raise _RejectedError("signature mismatch")
+        # 2. Source address, within PayFast's published ranges.
+        if policy.check_source and not payfast.in_ranges(payment.source_ip, policy.source_ranges):
+            raise _RejectedError(f"source address {payment.source_ip} is not in PayFast's ranges")
+        # 3. Merchant.
+        if payfast.field_value(fields, "merchant_id") != policy.merchant_id:
+            raise _RejectedError("merchant_id is not ours")
+        status = payment.payment_status or ""
+        if status not in PAYMENT_STATUSES:
+            raise _RejectedError(f"unknown payment_status {status[:20]!r}")
+        if not _TRANSACTION_ID.match(payment.transaction_id or ""):
+            raise _RejectedError("m_payment_id is not a valid transaction id")
+        # 4. Amount, against the price of the plan bought (CANCELLED carries no amount).
+        if status != "CANCELLED":
+            self._check_amount(payment)
+        if status == "COMPLETE" and not looks_like_email(payment.email or ""):
+            raise _RejectedError("email_address is not a valid email address")
+        # 5. Server confirmation: PayFast says it sent this ITN.
+        if policy.confirm_with_payfast and not self._confirmer.confirm(payfast.parameter_string(fields)):
+            raise _RejectedError("PayFast did not confirm the payment")
+        # 6. Not processed already: decided atomically by the ledger when the ITN is kept.
+
+    def _check_amount(self, payment: PaymentRecord) -> None:
+        try:
+            plan = self._plans.get(payment.plan or "")
+        except UnknownPlanError:
+            raise _RejectedError(f"unknown plan {(payment.plan or '')[:40]!r}") from None
+        try:
+            amount = Decimal(payment.amount_gross or "")
+        except InvalidOperation:
+            raise _RejectedError("amount_gross is not a number") from None
+        if not amount.is_finite() or abs(plan.price_zar - amount) > _AMOUNT_TOLERANCE:
+            raise _RejectedError(f"amount_gross does not match the {plan.name} price {plan.price_zar}")
+
+    def _job_for(self, payment: PaymentRecord) -> ProvisioningJob:
+        transaction_id = payment.transaction_id or ""
+        email = payment.email or ""
+        names = [payfast.field_value(payment.fields, key) or "" for key in ("name_first", "name_last")]
+        tenant_name = " ".join(name.strip() for name in names if name.strip())[:120] or email
+        now = format_timestamp(self._clock.now())
+        return ProvisioningJob(
+            transaction_id=transaction_id,
+            tenant_id=tenant_id_for(transaction_id),
+            invoice_number=invoice_number_for(transaction_id),
+            email=email,
+            plan=payment.plan or "",
+            tenant_name=tenant_name,
+            status=JobStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            pf_payment_id=payment.pf_payment_id,
+        )
+
+    def _keep(self, payment: PaymentRecord, job: ProvisioningJob | None = None) -> PaymentRecord:
+        kept = self._ledger.record(payment, job)
+        log.info(
+            "itn_received",
+            verdict=kept.verdict.value,
+            reasons=list(kept.reasons),
+            transaction_id=kept.transaction_id,
+            pf_payment_id=kept.pf_payment_id,
+            payment_status=kept.payment_status,
+            source_ip=kept.source_ip,
+        )
+        return kept

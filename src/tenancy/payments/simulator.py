@@ -1,0 +1,52 @@
+"""Builds signed ITNs the way PayFast sends them: for demos (`tenancy itn send`), tests and benchmarks."""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+from tenancy.payments.payfast import encode_value, itn_signature
+
+__all__ = ["build_itn", "encode_form"]
+
+
+def build_itn(
+    *,
+    transaction_id: str,
+    email: str,
+    plan: str,
+    amount: Decimal | str,
+    merchant_id: str,
+    passphrase: str | None,
+    status: str = "COMPLETE",
+    pf_payment_id: str | None = None,
+    name_first: str = "Test",
+    name_last: str = "Customer",
+) -> list[tuple[str, str]]:
+    """The fields in PayFast's order, with a correct signature last."""
+    gross = Decimal(str(amount)).quantize(Decimal("0.01"))
+    fee = (gross * Decimal("-0.035")).quantize(Decimal("0.01"))
+    fields: list[tuple[str, str]] = [
+        ("m_payment_id", transaction_id),
+        ("pf_payment_id", pf_payment_id or str(secrets.randbelow(10**9) + 10**9)),
+        ("payment_status", status),
+        ("item_name", f"Site Builder {plan}"),
+        ("item_description", ""),
+    ]
+    if status != "CANCELLED":
+        fields += [("amount_gross", str(gross)), ("amount_fee", str(fee)), ("amount_net", str(gross + fee))]
+    fields += [("custom_str1", plan)] + [(f"custom_str{n}", "") for n in range(2, 6)]
+    fields += [(f"custom_int{n}", "") for n in range(1, 6)]
+    fields += [
+        ("name_first", name_first),
+        ("name_last", name_last),
+        ("email_address", email),
+        ("merchant_id", merchant_id),
+    ]
+    fields.append(("signature", itn_signature(fields, passphrase)))
+    return fields
+
+
+def encode_form(fields: list[tuple[str, str]]) -> bytes:
+    """`application/x-www-form-urlencoded` in the given order, encoded as PayFast encodes it."""
+    return "&".join(f"{key}={encode_value(value)}" for key, value in fields).encode("utf-8")

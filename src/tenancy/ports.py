@@ -1,0 +1,206 @@
+"""The ports: what the service layer needs from the outside world, one Protocol each.
+
+Each method's docstring is its contract; every backend (local SQLite, AWS) meets it,
+and the contract tests run the same assertions against each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from tenancy.domain.model import (
+    AuthChallenge,
+    IdentityUser,
+    OutboxMessage,
+    OutgoingEmail,
+    PaymentRecord,
+    ProvisioningJob,
+    QueueMessage,
+    Tenant,
+    TenantStatus,
+    Tokens,
+    UserRecord,
+)
+
+__all__ = [
+    "Clock",
+    "IdentityProvider",
+    "JobQueue",
+    "Mailer",
+    "PaymentConfirmer",
+    "PaymentLedger",
+    "ProvisioningJournal",
+    "TenantStore",
+    "UserStore",
+]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class TenantStore(Protocol):
+    def get(self, tenant_id: str) -> Tenant | None:
+        """The tenant, or None."""
+        ...
+
+    def create(self, tenant: Tenant) -> None:
+        """Writes the tenant if no tenant has its id; else raises ItemAlreadyExistsError."""
+        ...
+
+    def set_owner(self, tenant_id: str, owner_user_id: str, updated_at: str) -> None:
+        """Sets `owner_user_id`; raises NotFoundError if the tenant does not exist."""
+        ...
+
+    def set_status(self, tenant_id: str, status: TenantStatus, updated_at: str) -> None:
+        """Sets `status`; raises NotFoundError if the tenant does not exist."""
+        ...
+
+
+class UserStore(Protocol):
+    def get(self, user_id: str) -> UserRecord | None:
+        """The users record, or None."""
+        ...
+
+    def find_by_email(self, email: str) -> list[UserRecord]:
+        """Every users record for the (lower-cased) email, oldest first."""
+        ...
+
+    def create(self, user: UserRecord) -> None:
+        """Writes the record if none has its user_id; else raises ItemAlreadyExistsError."""
+        ...
+
+
+class ProvisioningJournal(Protocol):
+    def get(self, transaction_id: str) -> ProvisioningJob | None:
+        """The job for the transaction, or None."""
+        ...
+
+    def create(self, job: ProvisioningJob) -> bool:
+        """Writes the job unless one exists for its transaction id; True if it wrote it."""
+        ...
+
+    def save(self, job: ProvisioningJob) -> None:
+        """Replaces the stored job with this one (same transaction id)."""
+        ...
+
+    def list_jobs(self, status: str | None = None, limit: int = 100) -> list[ProvisioningJob]:
+        """Jobs, newest first, optionally only those with this status."""
+        ...
+
+
+class JobQueue(Protocol):
+    def send(self, transaction_id: str, delay_seconds: float = 0) -> None:
+        """Enqueues a provisioning message, visible after `delay_seconds`."""
+        ...
+
+    def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueMessage]:
+        """Up to `max_messages` visible messages, each hidden for `visibility_timeout`
+        seconds and its receive count increased. A message not deleted in that time
+        is delivered again (to this or any other worker)."""
+        ...
+
+    def delete(self, receipt: str) -> None:
+        """Removes a received message. A stale receipt (redelivered since) does nothing."""
+        ...
+
+    def retry_later(self, receipt: str, delay_seconds: float) -> None:
+        """Makes a received message visible again after `delay_seconds`."""
+        ...
+
+    def dead_letter(self, receipt: str, error: str) -> None:
+        """Moves a received message to the dead-letter queue with its last error."""
+        ...
+
+    def depth(self) -> tuple[int, int]:
+        """(messages in the queue, messages in the dead-letter queue)."""
+        ...
+
+
+class PaymentLedger(Protocol):
+    def record(self, payment: PaymentRecord, job: ProvisioningJob | None) -> PaymentRecord:
+        """Keeps `payment` in the ledger, durably and atomically with its consequences.
+
+        An ACCEPTED payment whose (pf_payment_id, payment_status) was accepted before is
+        kept as DUPLICATE instead, also when copies arrive concurrently. For a payment
+        still ACCEPTED, `job` (if given) is written to the journal and enqueued in the
+        same transaction, unless a job for its transaction id exists already.
+        Returns the payment as kept (with its final verdict).
+        """
+        ...
+
+    def find(
+        self, *, transaction_id: str | None = None, pf_payment_id: str | None = None, email: str | None = None
+    ) -> list[PaymentRecord]:
+        """Ledger entries matching every given filter, oldest first."""
+        ...
+
+
+class PaymentConfirmer(Protocol):
+    def confirm(self, parameter_string: str) -> bool:
+        """Asks PayFast whether it sent this ITN: True for `VALID`, False for anything
+        else. Raises TransientError when PayFast cannot be reached."""
+        ...
+
+
+class IdentityProvider(Protocol):
+    """A Cognito-shaped user directory keyed by username (the lower-cased email)."""
+
+    def create_user(self, username: str, attributes: dict[str, str], temporary_password: str) -> IdentityUser:
+        """Creates the user in FORCE_CHANGE_PASSWORD with a temporary password and sends
+        nothing. Raises ItemAlreadyExistsError if the username exists."""
+        ...
+
+    def get_user(self, username: str) -> IdentityUser | None:
+        """The user, or None."""
+        ...
+
+    def update_attributes(self, username: str, attributes: dict[str, str]) -> IdentityUser:
+        """Sets the given attributes, keeping the others; NotFoundError if no such user."""
+        ...
+
+    def set_password(self, username: str, password: str, *, permanent: bool) -> None:
+        """Permanent: status CONFIRMED. Temporary: FORCE_CHANGE_PASSWORD, expiring after
+        the configured validity. NotFoundError if no such user."""
+        ...
+
+    def reset_password(self, username: str) -> None:
+        """Status RESET_REQUIRED: the old password stops working. NotFoundError if no such user."""
+        ...
+
+    def authenticate(self, username: str, password: str) -> Tokens | AuthChallenge:
+        """Tokens for a CONFIRMED user, a NEW_PASSWORD_REQUIRED challenge for one with a
+        temporary password. Raises AccountNotFoundError or InvalidCredentialsError."""
+        ...
+
+    def respond_to_new_password_challenge(self, username: str, session: str, new_password: str) -> Tokens:
+        """Completes the challenge once: sets the permanent password, returns tokens.
+        Raises InvalidSessionError or PasswordPolicyError."""
+        ...
+
+    def refresh(self, refresh_token: str) -> Tokens:
+        """New ID and access tokens for a valid refresh token; InvalidTokenError otherwise."""
+        ...
+
+    def jwks(self) -> dict[str, Any]:
+        """The public keys that verify this provider's tokens, as a JWKS document."""
+        ...
+
+    def verify_id_token(self, token: str) -> dict[str, object]:
+        """The claims of a valid ID token issued by this provider; InvalidTokenError otherwise."""
+        ...
+
+
+class Mailer(Protocol):
+    def send(self, email: OutgoingEmail) -> str:
+        """Sends the email (and keeps it in the outbox); returns its message id.
+        Raises TransientError when the mail server fails in a way worth retrying."""
+        ...
+
+    def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
+        """Sent and attempted emails, newest first, optionally for one recipient."""
+        ...

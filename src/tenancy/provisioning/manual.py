@@ -1,0 +1,62 @@
+"""The runbook's manual trigger (RB-001 4.1): provision a transaction now, without an ITN."""
+
+from __future__ import annotations
+
+from tenancy.domain.clock import format_timestamp
+from tenancy.domain.ids import invoice_number_for, normalize_email, tenant_id_for
+from tenancy.domain.model import JobStatus, ProvisioningJob
+from tenancy.domain.plans import PlanCatalogue
+from tenancy.errors import InvalidInputError
+from tenancy.payments.intake import looks_like_email
+from tenancy.ports import Clock, JobQueue, ProvisioningJournal
+from tenancy.provisioning.worker import JobOutcome, NextAction, ProvisioningWorker
+
+__all__ = ["provision_now"]
+
+
+def provision_now(
+    *,
+    transaction_id: str,
+    email: str,
+    plan: str,
+    name: str | None,
+    plans: PlanCatalogue,
+    journal: ProvisioningJournal,
+    queue: JobQueue,
+    worker: ProvisioningWorker,
+    clock: Clock,
+) -> JobOutcome:
+    """Runs the saga for the transaction at once (creating its journal entry if needed).
+    A transient failure is handed to the queue for retries, so nothing is lost."""
+    email = normalize_email(email)
+    if not transaction_id.strip():
+        raise InvalidInputError("transaction id is empty")
+    if not looks_like_email(email):
+        raise InvalidInputError(f"{email!r} is not a valid email address")
+    plans.get(plan)
+    now = format_timestamp(clock.now())
+    journal.create(
+        ProvisioningJob(
+            transaction_id=transaction_id,
+            tenant_id=tenant_id_for(transaction_id),
+            invoice_number=invoice_number_for(transaction_id),
+            email=email,
+            plan=plan,
+            tenant_name=(name or "").strip() or email,
+            status=JobStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    job = journal.get(transaction_id)
+    if job is None:
+        raise InvalidInputError(f"transaction {transaction_id} could not be recorded")
+    if job.email != email or job.plan != plan:
+        raise InvalidInputError(f"transaction {transaction_id} is already recorded for {job.email} on plan {job.plan}")
+    if job.status is JobStatus.DEAD_LETTERED:
+        # An operator re-running a parked job wants a fresh set of attempts.
+        job = job.with_changes(status=JobStatus.QUEUED, attempts=0, updated_at=now)
+    outcome = worker.run_job(job)
+    if outcome.action is NextAction.RETRY:
+        queue.send(transaction_id, outcome.delay_seconds)
+    return outcome

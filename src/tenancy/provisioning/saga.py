@@ -1,0 +1,245 @@
+"""The provisioning saga: six idempotent steps, each recorded in the journal when done.
+
+Every step checks the real state before it writes, so a step that ran but was not
+recorded (a crash in between) is harmless when it runs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from tenancy.domain.clock import format_timestamp
+from tenancy.domain.ids import storage_prefix_for, temporary_password
+from tenancy.domain.model import (
+    Billing,
+    IdentityUser,
+    IdentityUserStatus,
+    JobStatus,
+    ProvisioningJob,
+    Step,
+    Tenant,
+    TenantStatus,
+    Usage,
+    UserRecord,
+    UserStatus,
+)
+from tenancy.domain.plans import PlanCatalogue
+from tenancy.errors import ItemAlreadyExistsError, NeedsReviewError, PermanentError, UnknownPlanError
+from tenancy.ports import Clock, IdentityProvider, Mailer, ProvisioningJournal, TenantStore, UserStore
+from tenancy.provisioning.welcome import welcome_email
+
+__all__ = ["TENANT_ADMIN_ROLE", "ProvisioningSaga", "SagaSettings"]
+
+log = structlog.get_logger(__name__)
+
+TENANT_ADMIN_ROLE = "tenant_admin"
+
+
+@dataclass(frozen=True, slots=True)
+class SagaSettings:
+    login_url: str
+    email_from: str
+    temporary_password_ttl_days: int
+
+
+class ProvisioningSaga:
+    def __init__(
+        self,
+        *,
+        settings: SagaSettings,
+        plans: PlanCatalogue,
+        tenants: TenantStore,
+        users: UserStore,
+        identity: IdentityProvider,
+        mailer: Mailer,
+        journal: ProvisioningJournal,
+        clock: Clock,
+        after_step: Callable[[Step, ProvisioningJob], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._plans = plans
+        self._tenants = tenants
+        self._users = users
+        self._identity = identity
+        self._mailer = mailer
+        self._journal = journal
+        self._clock = clock
+        # A hook called after each recorded step; the fault-injection tests crash here.
+        self._after_step = after_step
+        self._steps: dict[Step, Callable[[ProvisioningJob], ProvisioningJob]] = {
+            Step.TENANT_RECORD: self._tenant_record,
+            Step.IDENTITY_USER: self._identity_user,
+            Step.OWNER_LINK: self._owner_link,
+            Step.USERS_RECORD: self._users_record,
+            Step.ACTIVATE: self._activate,
+            Step.WELCOME_EMAIL: self._welcome_email,
+        }
+
+    def run(self, job: ProvisioningJob) -> ProvisioningJob:
+        """Runs every unfinished step in order. Returns the job SUCCEEDED, or NEEDS_REVIEW
+        when a human must decide; raises TransientError/PermanentError for the worker."""
+        try:
+            if not job.has_done(Step.TENANT_RECORD):
+                self._refuse_second_tenant_for_owner(job)
+            for step, action in self._steps.items():
+                if job.has_done(step):
+                    continue
+                job = action(job)
+                job = job.with_changes(completed_steps=(*job.completed_steps, step), updated_at=self._now())
+                self._journal.save(job)
+                log.info("step_done", step=step.value, transaction_id=job.transaction_id, tenant_id=job.tenant_id)
+                if self._after_step is not None:
+                    self._after_step(step, job)
+        except NeedsReviewError as review:
+            job = job.with_changes(status=JobStatus.NEEDS_REVIEW, review_reason=str(review), updated_at=self._now())
+            self._journal.save(job)
+            log.warning("needs_review", transaction_id=job.transaction_id, reason=str(review))
+            return job
+        job = job.with_changes(
+            status=JobStatus.SUCCEEDED, last_error=None, next_attempt_at=None, updated_at=self._now()
+        )
+        self._journal.save(job)
+        return job
+
+    def _now(self) -> str:
+        return format_timestamp(self._clock.now())
+
+    def _refuse_second_tenant_for_owner(self, job: ProvisioningJob) -> None:
+        """RB-001 section 6: a second purchase by an existing owner is for a human to decide."""
+        owned = {user.tenant_id for user in self._users.find_by_email(job.email)}
+        identity_user = self._identity.get_user(job.email)
+        if identity_user is not None and identity_user.tenant_id:
+            owned.add(identity_user.tenant_id)
+        for tenant_id in sorted(owned - {job.tenant_id}):
+            tenant = self._tenants.get(tenant_id)
+            if tenant is not None and tenant.status is TenantStatus.ACTIVE:
+                raise NeedsReviewError(f"{job.email} already owns active tenant {tenant_id}")
+
+    def _tenant_record(self, job: ProvisioningJob) -> ProvisioningJob:
+        existing = self._tenants.get(job.tenant_id)
+        if existing is not None:
+            self._same_transaction(existing, job)
+            return job
+        try:
+            plan = self._plans.get(job.plan)
+        except UnknownPlanError as error:
+            raise PermanentError(str(error)) from None
+        now = self._now()
+        tenant = Tenant(
+            tenant_id=job.tenant_id,
+            owner_user_id="",  # set by the owner_link step once the identity user exists
+            name=job.tenant_name,
+            plan=plan.name,
+            status=TenantStatus.PROVISIONING,
+            limits=plan.limits,
+            usage=Usage(),
+            storage_prefix=storage_prefix_for(job.tenant_id),
+            billing=Billing(job.transaction_id, job.invoice_number),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            self._tenants.create(tenant)
+        except ItemAlreadyExistsError:
+            raced = self._tenants.get(job.tenant_id)
+            if raced is not None:
+                self._same_transaction(raced, job)
+        return job
+
+    @staticmethod
+    def _same_transaction(tenant: Tenant, job: ProvisioningJob) -> None:
+        if tenant.billing.transaction_id != job.transaction_id:
+            raise PermanentError(
+                f"tenant {tenant.tenant_id} belongs to transaction {tenant.billing.transaction_id}, "
+                f"not {job.transaction_id}"
+            )
+
+    def _identity_user(self, job: ProvisioningJob) -> ProvisioningJob:
+        user = self._identity.get_user(job.email)
+        if user is None:
+            attributes = {
+                "email": job.email,
+                "email_verified": "true",
+                "custom:tenant_id": job.tenant_id,
+                "custom:roles": TENANT_ADMIN_ROLE,
+            }
+            try:
+                user = self._identity.create_user(job.email, attributes, temporary_password())
+            except ItemAlreadyExistsError:
+                user = self._identity.get_user(job.email)
+                if user is None:
+                    raise PermanentError(f"identity user {job.email} vanished while being created") from None
+        user = self._claim_identity_user(user, job)
+        return job.with_changes(owner_user_id=user.sub)
+
+    def _claim_identity_user(self, user: IdentityUser, job: ProvisioningJob) -> IdentityUser:
+        if user.tenant_id == job.tenant_id:
+            return user
+        if user.tenant_id is None and user.attributes.get("custom:roles", TENANT_ADMIN_ROLE) == TENANT_ADMIN_ROLE:
+            # A tenant-less identity user (left by a failed hand repair) is adopted, not duplicated.
+            return self._identity.update_attributes(
+                job.email, {"custom:tenant_id": job.tenant_id, "custom:roles": TENANT_ADMIN_ROLE}
+            )
+        raise NeedsReviewError(f"identity user {job.email} already belongs to tenant {user.tenant_id or 'none'}")
+
+    def _owner(self, job: ProvisioningJob) -> str:
+        if job.owner_user_id:
+            return job.owner_user_id
+        user = self._identity.get_user(job.email)
+        if user is None:
+            raise PermanentError(f"identity user {job.email} is missing after it was created")
+        return user.sub
+
+    def _owner_link(self, job: ProvisioningJob) -> ProvisioningJob:
+        owner = self._owner(job)
+        self._tenants.set_owner(job.tenant_id, owner, self._now())
+        return job.with_changes(owner_user_id=owner)
+
+    def _users_record(self, job: ProvisioningJob) -> ProvisioningJob:
+        owner = self._owner(job)
+        record = UserRecord(
+            user_id=owner,
+            tenant_id=job.tenant_id,
+            email=job.email,
+            role=TENANT_ADMIN_ROLE,
+            status=UserStatus.ACTIVE,
+            created_at=self._now(),
+        )
+        try:
+            self._users.create(record)
+        except ItemAlreadyExistsError:
+            existing = self._users.get(owner)
+            if existing is not None and existing.tenant_id != job.tenant_id:
+                raise NeedsReviewError(f"users record {owner} belongs to tenant {existing.tenant_id}") from None
+        return job
+
+    def _activate(self, job: ProvisioningJob) -> ProvisioningJob:
+        self._tenants.set_status(job.tenant_id, TenantStatus.ACTIVE, self._now())
+        return job
+
+    def _welcome_email(self, job: ProvisioningJob) -> ProvisioningJob:
+        user = self._identity.get_user(job.email)
+        if user is None:
+            raise PermanentError(f"identity user {job.email} is missing")
+        if user.status is IdentityUserStatus.CONFIRMED:
+            # The owner has already signed in with a password of their own: a new temporary
+            # password would only lock them out.
+            log.info("welcome_skipped_confirmed", transaction_id=job.transaction_id)
+            return job
+        password = temporary_password()
+        self._identity.set_password(job.email, password, permanent=False)
+        settings = self._settings
+        email = welcome_email(
+            job,
+            self._plans.get(job.plan),
+            password=password,
+            login_url=settings.login_url,
+            sender=settings.email_from,
+            password_ttl_days=settings.temporary_password_ttl_days,
+        )
+        message_id = self._mailer.send(email)
+        log.info("welcome_sent", transaction_id=job.transaction_id, message_id=message_id)
+        return job

@@ -1,0 +1,140 @@
+"""The provisioning worker: receives jobs, runs the saga, and retries, finishes or dead-letters each."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+import structlog
+
+from tenancy.domain.clock import format_timestamp
+from tenancy.domain.model import JobStatus, ProvisioningJob, QueueMessage
+from tenancy.errors import PermanentError, TransientError
+from tenancy.ports import Clock, JobQueue, ProvisioningJournal
+from tenancy.provisioning.retry import RetryPolicy
+from tenancy.provisioning.saga import ProvisioningSaga
+
+__all__ = ["JobOutcome", "NextAction", "ProvisioningWorker"]
+
+log = structlog.get_logger(__name__)
+
+
+class NextAction(StrEnum):
+    FINISHED = "finished"  # succeeded or needs review: the message is done with
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    job: ProvisioningJob
+    action: NextAction
+    delay_seconds: float = 0.0
+
+
+class ProvisioningWorker:
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        journal: ProvisioningJournal,
+        saga: ProvisioningSaga,
+        retry: RetryPolicy,
+        clock: Clock,
+        visibility_timeout: float,
+        batch_size: int = 1,
+    ) -> None:
+        self._queue = queue
+        self._journal = journal
+        self._saga = saga
+        self._retry = retry
+        self._clock = clock
+        self._visibility_timeout = visibility_timeout
+        self._batch_size = batch_size
+
+    def run_job(self, job: ProvisioningJob) -> JobOutcome:
+        """One attempt at the job, with the journal kept true whatever happens."""
+        if job.status.is_final:
+            return JobOutcome(job, NextAction.FINISHED)
+        job = job.with_changes(status=JobStatus.RUNNING, attempts=job.attempts + 1, updated_at=self._now())
+        self._journal.save(job)
+        log.info("job_started", transaction_id=job.transaction_id, attempt=job.attempts)
+        try:
+            job = self._saga.run(job)
+        except PermanentError as error:
+            return self._dead_letter(job, f"permanent: {error}")
+        except TransientError as error:
+            return self._retry_or_dead_letter(job, f"transient: {error}")
+        except Exception as error:
+            log.exception("job_crashed", transaction_id=job.transaction_id)
+            return self._retry_or_dead_letter(job, f"unexpected: {type(error).__name__}: {error}")
+        log.info("job_finished", transaction_id=job.transaction_id, status=job.status.value)
+        return JobOutcome(job, NextAction.FINISHED)
+
+    def handle(self, message: QueueMessage) -> JobOutcome | None:
+        job = self._journal.get(message.transaction_id)
+        if job is None:
+            self._queue.dead_letter(message.receipt, "no provisioning journal entry for this transaction")
+            log.error("job_missing", transaction_id=message.transaction_id)
+            return None
+        outcome = self.run_job(job)
+        if outcome.action is NextAction.FINISHED:
+            self._queue.delete(message.receipt)
+        elif outcome.action is NextAction.RETRY:
+            self._queue.retry_later(message.receipt, outcome.delay_seconds)
+        else:
+            self._queue.dead_letter(message.receipt, outcome.job.last_error or "failed")
+        return outcome
+
+    def poll_once(self) -> int:
+        """Receives one batch and handles it; returns how many messages there were."""
+        messages = self._queue.receive(self._batch_size, self._visibility_timeout)
+        for message in messages:
+            self.handle(message)
+        return len(messages)
+
+    def run_until(self, stop: threading.Event, idle_seconds: float) -> None:
+        """Polls until `stop` is set; the job in hand is finished before returning."""
+        log.info("worker_started")
+        while not stop.is_set():
+            try:
+                handled = self.poll_once()
+            except TransientError as error:
+                log.warning("worker_poll_failed", error=str(error))
+                handled = 0
+            if handled == 0:
+                stop.wait(idle_seconds)
+        log.info("worker_stopped")
+
+    def _retry_or_dead_letter(self, job: ProvisioningJob, error: str) -> JobOutcome:
+        if self._retry.exhausted(job.attempts):
+            return self._dead_letter(job, f"{error} (after {job.attempts} attempts)")
+        delay = self._retry.delay(job.attempts)
+        job = job.with_changes(
+            status=JobStatus.RETRYING,
+            last_error=error,
+            next_attempt_at=format_timestamp(self._clock.now() + timedelta(seconds=delay)),
+            updated_at=self._now(),
+        )
+        self._journal.save(job)
+        log.warning(
+            "job_retry",
+            transaction_id=job.transaction_id,
+            attempt=job.attempts,
+            delay_seconds=round(delay, 3),
+            error=error,
+        )
+        return JobOutcome(job, NextAction.RETRY, delay)
+
+    def _dead_letter(self, job: ProvisioningJob, error: str) -> JobOutcome:
+        job = job.with_changes(
+            status=JobStatus.DEAD_LETTERED, last_error=error, next_attempt_at=None, updated_at=self._now()
+        )
+        self._journal.save(job)
+        log.error("job_dead_lettered", transaction_id=job.transaction_id, error=error)
+        return JobOutcome(job, NextAction.DEAD_LETTER)
+
+    def _now(self) -> str:
+        return format_timestamp(self._clock.now())

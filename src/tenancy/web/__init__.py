@@ -1,0 +1,1 @@
+"""The HTTP entrypoint: a FastAPI app built by `create_app(services)`."""

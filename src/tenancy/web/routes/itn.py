@@ -1,0 +1,45 @@
+"""`POST /payments/payfast/itn`: PayFast's payment notifications, read from the raw body."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from tenancy.domain.model import PaymentVerdict
+from tenancy.web.deps import ServicesDep
+
+__all__ = ["MAX_ITN_BYTES", "router"]
+
+router = APIRouter(tags=["payments"])
+
+# A real ITN is well under 2 KB; anything this large is not from PayFast.
+MAX_ITN_BYTES = 16_384
+
+
+@router.post(
+    "/payments/payfast/itn",
+    summary="Receive a PayFast ITN",
+    responses={
+        200: {"description": "Accepted, or a duplicate of an accepted ITN"},
+        400: {"description": "Rejected by a security check; the reason says which"},
+        413: {"description": "Body too large"},
+        503: {"description": "PayFast's validate endpoint could not be reached; PayFast will retry"},
+    },
+)
+async def receive_itn(request: Request, services: ServicesDep) -> Response:
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_ITN_BYTES:
+        return JSONResponse({"detail": "body too large"}, status_code=413)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_ITN_BYTES:
+            return JSONResponse({"detail": "body too large"}, status_code=413)
+    peer = request.client.host if request.client else ""
+    record = await run_in_threadpool(services.intake.receive, body, peer, request.headers.get("x-forwarded-for"))
+    if record.verdict is PaymentVerdict.REJECTED:
+        return JSONResponse({"detail": record.reasons[0] if record.reasons else "rejected"}, status_code=400)
+    if record.verdict is PaymentVerdict.UNCONFIRMED:
+        return JSONResponse({"detail": "payment could not be confirmed yet"}, status_code=503)
+    return PlainTextResponse("OK")

@@ -1,0 +1,25 @@
+"""Shared fixtures: real embedded services on a temporary SQLite file, with cheap password hashing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import FAST_HASHING, make_settings
+from tenancy.bootstrap import Services, build
+from tenancy.config import Settings
+
+__all__ = ["FAST_HASHING", "make_settings"]
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "home")
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = build(settings)
+    yield built
+    built.close()
