@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAST_HASHING, make_settings
 from tenancy.bootstrap import Services, build
 from tenancy.config import Settings
+
+from helpers import FAST_HASHING, make_settings
 
 __all__ = ["FAST_HASHING", "make_settings"]
 

@@ -21,8 +21,9 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from helpers import FAST_HASHING, make_settings
 from tenancy.bootstrap import Services, build
+
+from helpers import FAST_HASHING, make_settings
 
 PAYFAST_ADDRESS = "197.97.145.145"  # inside PayFast's published 197.97.145.144/28
 

@@ -11,12 +11,13 @@ from decimal import Decimal
 import httpx
 import jwt
 import pytest
-from conftest import PAYFAST_ADDRESS, MailCatcher, PayfastStandIn, RunningServer
 
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.domain.ids import tenant_id_for
 from tenancy.payments.payfast import parameter_string
 from tenancy.payments.simulator import build_itn, encode_form
+
+from conftest import PAYFAST_ADDRESS, MailCatcher, PayfastStandIn, RunningServer
 
 PRICES = {"starter": Decimal("99.00"), "professional": Decimal("299.00"), "enterprise": Decimal("999.00")}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from tenancy import __version__
@@ -54,6 +55,16 @@ def create_app(services: Services, *, workers: int = 0) -> FastAPI:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def malformed_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back, and the input may be a password.
+        problems = [
+            {"loc": list(issue.get("loc", ())), "msg": issue.get("msg", ""), "type": issue.get("type", "")}
+            for issue in error.errors()
+        ]
+        log.info("bad_request", path=request.url.path, problems=[problem["msg"] for problem in problems])
+        return JSONResponse({"detail": problems}, status_code=422)
+
     @app.exception_handler(AuthenticationError)
     async def authentication_failed(request: Request, error: AuthenticationError) -> JSONResponse:
         log.info("auth_refused", path=request.url.path, reason=error.reason)

@@ -1,0 +1,148 @@
+"""The `tenancy` command line, run as a real process: demos, the manual trigger, the outbox, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import RunningServer, free_port, start_server, stop_server
+from helpers import FAST_HASHING
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TENANCY_")}
+    env.update(
+        {
+            "TENANCY_HOME": str(home),
+            "TENANCY_PASSWORD_HASH_TIME_COST": str(FAST_HASHING["password_hash_time_cost"]),
+            "TENANCY_PASSWORD_HASH_MEMORY_KIB": str(FAST_HASHING["password_hash_memory_kib"]),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def tenancy(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tenancy", *arguments], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def offline_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    home = tmp_path_factory.mktemp("offline-home")
+    port = free_port()
+    env = cli_env(home, TENANCY_PORT=str(port), TENANCY_PAYFAST_MODE="offline", TENANCY_WORKERS="1")
+    running = start_server(home, env)
+    yield running
+    stop_server(running)
+    assert "Traceback" not in running.log_text()
+
+
+def test_offline_mode_says_so_at_start_and_provisions_a_demo_payment(offline_server: RunningServer) -> None:
+    assert "payfast_offline_mode" in offline_server.log_text()
+    env = offline_server.env
+
+    sent = tenancy(env, "itn", "send", "--plan", "enterprise", "--email", "Demo@Example.com", "--json")
+
+    assert sent.returncode == 0, sent.stderr
+    result = json.loads(sent.stdout)
+    assert result["status_code"] == 200
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{offline_server.base_url}/provisioning/{result['transaction_id']}").json()
+        if status["status"] == "succeeded":
+            break
+        time.sleep(0.05)
+    assert status["status"] == "succeeded"
+    outbox = tenancy(env, "mail", "list", "--to", "demo@example.com", "--json")
+    assert outbox.returncode == 0, outbox.stderr
+    (email,) = json.loads(outbox.stdout)
+    assert email["subject"] == "Welcome to Site Builder"
+    assert email["status"] == "stored"
+    assert "Temporary password: " in email["text"]
+
+
+def test_offline_mode_still_checks_the_signature(offline_server: RunningServer) -> None:
+    forged_env = {**offline_server.env, "TENANCY_PAYFAST_PASSPHRASE": "not-the-servers-passphrase"}
+
+    sent = tenancy(forged_env, "itn", "send", "--plan", "starter", "--email", "forger@example.com", "--json")
+
+    assert sent.returncode == 1
+    result = json.loads(sent.stdout)
+    assert result["status_code"] == 400
+    assert "signature" in result["response"]
+    assert httpx.get(f"{offline_server.base_url}/provisioning/{result['transaction_id']}").status_code == 404
+
+
+def test_offline_mode_still_checks_the_amount(offline_server: RunningServer) -> None:
+    sent = tenancy(offline_server.env, "itn", "send", "--plan", "starter", "--email", "cheap@example.com",
+                   "--amount", "1.00", "--json")  # fmt: skip
+
+    assert sent.returncode == 1
+    assert "amount" in json.loads(sent.stdout)["response"]
+
+
+def test_manual_trigger_with_the_rb001_payload_is_idempotent(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    payload = '{"transactionId":"TXN-123456","email":"user@example.com","plan":"professional"}'
+
+    first = tenancy(env, "provision", "--payload", payload, "--json")
+    second = tenancy(env, "provision", "--payload", payload, "--json")
+
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["status"] == "succeeded"
+    assert json.loads(first.stdout)["tenant_id"].startswith("ten_")
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["status"] == "succeeded"
+    outbox = json.loads(tenancy(env, "mail", "list", "--json").stdout)
+    assert [email["to"] for email in outbox] == ["user@example.com"]
+    assert "Invoice: INV-123456" in outbox[0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "message"),
+    [
+        (["provision", "--payload", "{not json"], 2, "--payload must be JSON"),
+        (["provision", "--transaction-id", "TXN-1"], 2, "give --transaction-id, --email and --plan"),
+        (["provision", "--transaction-id", "TXN-1", "--email", "a@example.com", "--plan", "gold"], 1, "unknown plan"),
+        (["provision", "--transaction-id", "TXN-1", "--email", "not-an-email", "--plan", "starter"], 1, "valid email"),
+        (["itn", "send", "--plan", "gold", "--email", "a@example.com"], 2, "unknown plan"),
+    ],
+)
+def test_bad_cli_input_is_one_line_on_stderr_and_a_nonzero_exit(
+    tmp_path: Path, arguments: list[str], code: int, message: str
+) -> None:
+    result = tenancy(cli_env(tmp_path), *arguments)
+
+    assert result.returncode == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_itn_send_to_a_server_that_is_not_there_fails_cleanly(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/payments/payfast/itn"
+    result = tenancy(cli_env(tmp_path), "itn", "send", "--plan", "starter", "--email", "a@example.com", "--url", url)
+
+    assert result.returncode == 1
+    assert "cannot reach" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plans_json_lists_the_catalogue(tmp_path: Path) -> None:
+    result = tenancy(cli_env(tmp_path), "plans", "--json")
+
+    assert result.returncode == 0
+    plans = {plan["plan"]: plan for plan in json.loads(result.stdout)}
+    assert set(plans) == {"starter", "professional", "enterprise"}
+    assert plans["professional"]["max_sites"] == 5
+    assert plans["professional"]["price_zar"] == "299.00"
