@@ -54,6 +54,8 @@ def parse_itn(body: bytes) -> list[tuple[str, str]]:
     if not fields:
         raise InvalidInputError("body is empty")
     keys = [key for key, _ in fields]
+    if not all(keys):
+        raise InvalidInputError("a field has no name")
     if len(keys) != len(set(keys)):
         raise InvalidInputError("a field appears more than once")
     return fields
@@ -113,6 +115,9 @@ def in_ranges(address: str, ranges: Iterable[str]) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+        ip = ip.ipv4_mapped
     return any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in ranges)
 
 
