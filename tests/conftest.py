@@ -14,6 +14,7 @@ from helpers import FAST_HASHING, make_settings
 
 __all__ = ["FAST_HASHING", "make_settings"]
 
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "home")

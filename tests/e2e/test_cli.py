@@ -146,3 +146,30 @@ def test_plans_json_lists_the_catalogue(tmp_path: Path) -> None:
     assert set(plans) == {"starter", "professional", "enterprise"}
     assert plans["professional"]["max_sites"] == 5
     assert plans["professional"]["price_zar"] == "299.00"
+
+
+def test_a_separate_worker_process_provisions_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, TENANCY_PORT=str(free_port()), TENANCY_PAYFAST_MODE="offline", TENANCY_WORKERS="0")
+    server = start_server(tmp_path, env)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tenancy", "worker", "--concurrency", "2"],
+        env={**env, "TENANCY_WORKER_POLL_SECONDS": "0.05"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        sent = tenancy(env, "itn", "send", "--plan", "starter", "--email", "worker@example.com", "--json")
+        transaction_id = json.loads(sent.stdout)["transaction_id"]
+        deadline = time.monotonic() + 20
+        status = ""
+        while time.monotonic() < deadline and status != "succeeded":
+            status = httpx.get(f"{server.base_url}/provisioning/{transaction_id}").json()["status"]
+            time.sleep(0.05)
+        assert status == "succeeded"
+    finally:
+        worker.terminate()
+        _, stderr = worker.communicate(timeout=30)
+        stop_server(server)
+    assert worker.returncode == 0
+    assert "worker_stopped" in stderr
+    assert "Traceback" not in stderr

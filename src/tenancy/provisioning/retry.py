@@ -18,15 +18,13 @@ class RetryPolicy:
 
     def ceiling(self, attempt: int) -> float:
         """The un-jittered delay after the `attempt`-th failure (1-based): base * factor^(attempt-1), capped."""
-        exponent = max(attempt - 1, 0)
-        # Cap the exponent before multiplying so a huge attempt count cannot overflow.
-        if (
-            self.factor > 1
-            and self.base_seconds > 0
-            and self.factor ** min(exponent, 64) * self.base_seconds > self.cap_seconds
-        ):
+        if self.base_seconds <= 0:
+            return 0.0
+        try:
+            uncapped = self.base_seconds * self.factor ** max(attempt - 1, 0)
+        except OverflowError:
             return self.cap_seconds
-        return min(self.cap_seconds, self.base_seconds * self.factor**exponent)
+        return min(self.cap_seconds, uncapped)
 
     def delay(self, attempt: int) -> float:
         """The delay to wait: "equal jitter", half the ceiling plus a random part of the other

@@ -64,12 +64,15 @@ class ProvisioningWorker:
         try:
             job = self._saga.run(job)
         except PermanentError as error:
-            return self._dead_letter(job, f"permanent: {error}")
+            return self._dead_letter(self._recorded_progress(job), f"permanent: {error}")
         except TransientError as error:
-            return self._retry_or_dead_letter(job, f"transient: {error}")
+            return self._retry_or_dead_letter(self._recorded_progress(job), f"transient: {error}")
         except Exception as error:
+            # An unforeseen failure is retried, then parked: never lost.
             log.exception("job_crashed", transaction_id=job.transaction_id)
-            return self._retry_or_dead_letter(job, f"unexpected: {type(error).__name__}: {error}")
+            return self._retry_or_dead_letter(
+                self._recorded_progress(job), f"unexpected: {type(error).__name__}: {error}"
+            )
         log.info("job_finished", transaction_id=job.transaction_id, status=job.status.value)
         return JobOutcome(job, NextAction.FINISHED)
 
@@ -107,6 +110,16 @@ class ProvisioningWorker:
             if handled == 0:
                 stop.wait(idle_seconds)
         log.info("worker_stopped")
+
+    def _recorded_progress(self, job: ProvisioningJob) -> ProvisioningJob:
+        """The job with the steps the saga recorded before it failed, so they are not overwritten."""
+        try:
+            stored = self._journal.get(job.transaction_id)
+        except TransientError:
+            return job
+        if stored is None:
+            return job
+        return job.with_changes(completed_steps=stored.completed_steps, owner_user_id=stored.owner_user_id)
 
     def _retry_or_dead_letter(self, job: ProvisioningJob, error: str) -> JobOutcome:
         if self._retry.exhausted(job.attempts):

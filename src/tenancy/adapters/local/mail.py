@@ -117,7 +117,7 @@ class OutboxMailer:
                 " tags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message_id,
-                    email.to,
+                    email.to.strip().lower(),
                     sender,
                     email.subject,
                     email.text,

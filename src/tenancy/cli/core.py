@@ -1,75 +1,32 @@
-"""The `tenancy` command line (Typer): serve, work, provision, send test payments, read mail and plans."""
+"""Core commands: serve, worker, provision, itn send, mail list, plans."""
 
 from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
-from tenancy.bootstrap import Services, build
+from tenancy.cli.common import JsonOption, console, fail, load_settings, print_json, services_for
 from tenancy.config import PayfastMode, Settings
 from tenancy.domain.ids import new_transaction_id
 from tenancy.errors import TenancyError
-from tenancy.logging_setup import configure_logging
 
-__all__ = ["app", "main"]
+__all__ = ["itn_app", "mail_app", "register"]
 
-app = typer.Typer(
-    name="tenancy",
-    help="Tenancy: PayFast payment in, working Site Builder tenant out.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 itn_app = typer.Typer(help="Build and send PayFast ITNs (for demos and tests).", no_args_is_help=True)
 mail_app = typer.Typer(help="The mail outbox.", no_args_is_help=True)
-app.add_typer(itn_app, name="itn")
-app.add_typer(mail_app, name="mail")
-
-console = Console()
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as error:
-        # Only locations and messages: the input values may be secrets.
-        problems = "; ".join(
-            f"TENANCY_{'_'.join(str(part) for part in issue['loc']).upper() or 'SETTINGS'}: {issue['msg']}"
-            for issue in error.errors(include_input=False)
-        )
-        fail(f"configuration: {problems}", 2)
-
-
-@contextmanager
-def services_for(settings: Settings | None = None) -> Iterator[Services]:
-    settings = settings or load_settings()
-    configure_logging(settings.log_level)
-    services = build(settings)
-    try:
-        yield services
-    finally:
-        services.close()
-
-
-def print_json(document: Any) -> None:
-    typer.echo(json.dumps(document, indent=2, default=str))
+def register(app: typer.Typer) -> None:
+    for command in (serve, worker, provision, plans):
+        app.command()(command)
+    app.add_typer(itn_app, name="itn")
+    app.add_typer(mail_app, name="mail")
 
 
 def _warn_if_offline(settings: Settings) -> None:
@@ -82,7 +39,6 @@ def _warn_if_offline(settings: Settings) -> None:
         )
 
 
-@app.command()
 def serve(
     workers: Annotated[int | None, typer.Option(help="In-process worker threads (default TENANCY_WORKERS).")] = None,
 ) -> None:
@@ -98,7 +54,6 @@ def serve(
         uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
-@app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Worker threads.")] = 1,
 ) -> None:
@@ -124,7 +79,6 @@ def worker(
                 thread.join(timeout=0.5)
 
 
-@app.command()
 def provision(
     transaction_id: Annotated[str | None, typer.Option(help="The transaction id (TXN-...).")] = None,
     email: Annotated[str | None, typer.Option(help="The owner's email.")] = None,
@@ -260,7 +214,6 @@ def mail_list(
     console.print(table)
 
 
-@app.command()
 def plans(as_json: JsonOption = False) -> None:
     """Show the plan catalogue."""
     from tenancy.domain.plans import load_catalogue
@@ -288,13 +241,3 @@ def plans(as_json: JsonOption = False) -> None:
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
     console.print(table)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: a TenancyError becomes one line on stderr, never a traceback."""
-    command = typer.main.get_command(app)
-    try:
-        command.main(args=argv, prog_name="tenancy", standalone_mode=True)
-    except TenancyError as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(1)
