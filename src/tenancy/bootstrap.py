@@ -14,6 +14,7 @@ from tenancy.adapters.local.ledger import SqliteLedger
 from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
 from tenancy.adapters.local.queue import SqliteJobQueue
 from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
+from tenancy.adapters.local.trail import SqliteRepairTrail
 from tenancy.adapters.payfast_http import HttpPaymentConfirmer
 from tenancy.config import Backend, PayfastMode, Settings
 from tenancy.domain.clock import utc_now
@@ -29,12 +30,15 @@ from tenancy.ports import (
     PaymentConfirmer,
     PaymentLedger,
     ProvisioningJournal,
+    RepairTrail,
     TenantStore,
     UserStore,
 )
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga, SagaSettings
 from tenancy.provisioning.worker import ProvisioningWorker
+from tenancy.runbook.evidence import EvidenceStores
+from tenancy.runbook.service import Runbook
 
 __all__ = ["Services", "SystemClock", "build"]
 
@@ -57,6 +61,7 @@ class Services:
     identity: IdentityProvider
     mailer: Mailer
     confirmer: PaymentConfirmer
+    trail: RepairTrail
     database: Database | None = None
 
     @property
@@ -111,6 +116,30 @@ class Services:
             visibility_timeout=settings.visibility_timeout_seconds,
         )
 
+    @property
+    def evidence_stores(self) -> EvidenceStores:
+        return EvidenceStores(
+            ledger=self.ledger,
+            journal=self.journal,
+            queue=self.queue,
+            tenants=self.tenants,
+            users=self.users,
+            identity=self.identity,
+            mailer=self.mailer,
+        )
+
+    @property
+    def runbook(self) -> Runbook:
+        return Runbook(
+            stores=self.evidence_stores,
+            journal=self.journal,
+            queue=self.queue,
+            worker=self.worker(),
+            trail=self.trail,
+            accounts=self.accounts,
+            clock=self.clock,
+        )
+
     def close(self) -> None:
         if isinstance(self.confirmer, HttpPaymentConfirmer):
             self.confirmer.close()
@@ -137,5 +166,6 @@ def build(settings: Settings) -> Services:
         identity=EmbeddedIdentityProvider.from_settings(database, settings),
         mailer=OutboxMailer(database, default_sender=settings.email_from, smtp=smtp),
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
+        trail=SqliteRepairTrail(database),
         database=database,
     )

@@ -6,7 +6,7 @@ and the contract tests run the same assertions against each.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -17,7 +17,9 @@ from tenancy.domain.model import (
     OutgoingEmail,
     PaymentRecord,
     ProvisioningJob,
+    QueuedMessage,
     QueueMessage,
+    RepairRecord,
     Tenant,
     TenantStatus,
     Tokens,
@@ -32,6 +34,7 @@ __all__ = [
     "PaymentConfirmer",
     "PaymentLedger",
     "ProvisioningJournal",
+    "RepairTrail",
     "TenantStore",
     "UserStore",
 ]
@@ -60,6 +63,22 @@ class TenantStore(Protocol):
         """Sets `status`; raises NotFoundError if the tenant does not exist."""
         ...
 
+    def find_by_transaction(self, transaction_id: str) -> Tenant | None:
+        """The tenant whose billing carries this transaction id, or None."""
+        ...
+
+    def put(self, tenant: Tenant) -> None:
+        """Writes the tenant whether or not it exists (an operator's hand-made record, a repair)."""
+        ...
+
+    def delete(self, tenant_id: str) -> None:
+        """Removes the tenant if it exists."""
+        ...
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[Tenant]]:
+        """Every tenant, in batches."""
+        ...
+
 
 class UserStore(Protocol):
     def get(self, user_id: str) -> UserRecord | None:
@@ -72,6 +91,18 @@ class UserStore(Protocol):
 
     def create(self, user: UserRecord) -> None:
         """Writes the record if none has its user_id; else raises ItemAlreadyExistsError."""
+        ...
+
+    def put(self, user: UserRecord) -> None:
+        """Writes the record whether or not it exists."""
+        ...
+
+    def delete(self, user_id: str) -> None:
+        """Removes the record if it exists."""
+        ...
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[UserRecord]]:
+        """Every users record, in batches."""
         ...
 
 
@@ -90,6 +121,14 @@ class ProvisioningJournal(Protocol):
 
     def list_jobs(self, status: str | None = None, limit: int = 100) -> list[ProvisioningJob]:
         """Jobs, newest first, optionally only those with this status."""
+        ...
+
+    def find(self, *, email: str | None = None, tenant_id: str | None = None) -> list[ProvisioningJob]:
+        """Jobs matching every given filter, oldest first."""
+        ...
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[ProvisioningJob]]:
+        """Every job, in batches."""
         ...
 
 
@@ -118,6 +157,20 @@ class JobQueue(Protocol):
 
     def depth(self) -> tuple[int, int]:
         """(messages in the queue, messages in the dead-letter queue)."""
+        ...
+
+    def messages(self, *, transaction_id: str | None = None, dead_lettered: bool | None = None) -> list[QueuedMessage]:
+        """Messages in either queue (or only the DLQ / only the work queue), oldest first, without
+        receiving them."""
+        ...
+
+    def redrive(self, message_id: str) -> bool:
+        """Moves a dead-lettered message back to the work queue, visible now with its receive
+        count reset. False if no such message is in the DLQ."""
+        ...
+
+    def purge(self, transaction_id: str) -> int:
+        """Removes every message (either queue) for the transaction; returns how many."""
         ...
 
 
@@ -182,6 +235,14 @@ class IdentityProvider(Protocol):
         Raises InvalidSessionError or PasswordPolicyError."""
         ...
 
+    def delete_user(self, username: str) -> None:
+        """Removes the user if it exists (Cognito's AdminDeleteUser)."""
+        ...
+
+    def scan_users(self, batch_size: int = 1000) -> Iterator[list[IdentityUser]]:
+        """Every user, in batches (Cognito's ListUsers pages)."""
+        ...
+
     def refresh(self, refresh_token: str) -> Tokens:
         """New ID and access tokens for a valid refresh token; InvalidTokenError otherwise."""
         ...
@@ -203,4 +264,20 @@ class Mailer(Protocol):
 
     def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
         """Sent and attempted emails, newest first, optionally for one recipient."""
+        ...
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[OutboxMessage]]:
+        """Every email kept, in batches."""
+        ...
+
+
+class RepairTrail(Protocol):
+    def record(self, entry: RepairRecord) -> None:
+        """Keeps the entry for good."""
+        ...
+
+    def entries(
+        self, *, transaction_id: str | None = None, tenant_id: str | None = None, email: str | None = None
+    ) -> list[RepairRecord]:
+        """Entries about any of the given subjects (every entry when none is given), oldest first."""
         ...

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tenancy.cli import core
+from tenancy.cli import core, runbook
 from tenancy.errors import TenancyError
 
 __all__ = ["app", "main"]
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 core.register(app)
+runbook.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,8 @@ __all__ = [
     "PaymentVerdict",
     "ProvisioningJob",
     "QueueMessage",
+    "QueuedMessage",
+    "RepairRecord",
     "Step",
     "Tenant",
     "TenantStatus",
@@ -213,6 +215,39 @@ class QueueMessage:
     transaction_id: str
     receive_count: int
     sent_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message as an operator sees it, in the work queue or the dead-letter queue."""
+
+    message_id: str
+    queue: str
+    transaction_id: str
+    receive_count: int
+    sent_at: str
+    visible_at: str
+    last_error: str | None = None
+
+    @property
+    def dead_lettered(self) -> bool:
+        return self.queue.endswith("-dlq")
+
+
+@dataclass(frozen=True, slots=True)
+class RepairRecord:
+    """One entry of the repair audit trail: who did what to which tenant, and the states before and after."""
+
+    at: str
+    operator: str
+    transaction_id: str | None
+    tenant_id: str | None
+    email: str | None
+    finding: str
+    actions: tuple[str, ...]
+    before: dict[str, object]
+    after: dict[str, object]
+    outcome: str
 
 
 @dataclass(frozen=True, slots=True)

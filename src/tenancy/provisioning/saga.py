@@ -200,6 +200,9 @@ class ProvisioningSaga:
 
     def _users_record(self, job: ProvisioningJob) -> ProvisioningJob:
         owner = self._owner(job)
+        if any(user.tenant_id == job.tenant_id for user in self._users.find_by_email(job.email)):
+            # Already there, perhaps written by hand with RB-001 4.2's `user_…` id: one is enough.
+            return job
         record = UserRecord(
             user_id=owner,
             tenant_id=job.tenant_id,

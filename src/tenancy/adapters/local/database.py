@@ -85,6 +85,26 @@ class Database:
         except sqlite3.OperationalError as error:
             raise storage_error(error, "reading") from None
 
+    def scan(
+        self, table: str, key: str, batch_size: int, where: str = "", parameters: tuple[object, ...] = ()
+    ) -> Iterator[list[sqlite3.Row]]:
+        """Every row of `table` in `key` order, a batch at a time (keyset pagination: each batch is
+        one indexed range read, however large the table). `table`, `key` and `where` are the
+        caller's fixed SQL, never user input."""
+        condition = f"({where}) AND " if where else ""
+        last: object = None
+        while True:
+            if last is None:
+                sql = f"SELECT * FROM {table} {'WHERE ' + where if where else ''} ORDER BY {key} LIMIT ?"  # noqa: S608
+                rows = self.read(sql, (*parameters, batch_size))
+            else:
+                sql = f"SELECT * FROM {table} WHERE {condition}{key} > ? ORDER BY {key} LIMIT ?"  # noqa: S608
+                rows = self.read(sql, (*parameters, last, batch_size))
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][key]
+
     def close(self) -> None:
         with self._lock:
             for connection in self._connections:

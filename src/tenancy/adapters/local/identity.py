@@ -12,7 +12,7 @@ import json
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -166,6 +166,17 @@ class EmbeddedIdentityProvider:
     def get_user(self, username: str) -> IdentityUser | None:
         row = self._find(normalize_email(username))
         return _user_from_row(row) if row is not None else None
+
+    def delete_user(self, username: str) -> None:
+        username = normalize_email(username)
+        with self._database.transaction() as connection:
+            connection.execute("DELETE FROM identity_users WHERE username = ?", (username,))
+            self._end_sessions(connection, username)
+            connection.execute("DELETE FROM identity_refresh_tokens WHERE username = ?", (username,))
+
+    def scan_users(self, batch_size: int = 1000) -> Iterator[list[IdentityUser]]:
+        for rows in self._database.scan("identity_users", "username", batch_size):
+            yield [_user_from_row(row) for row in rows]
 
     def update_attributes(self, username: str, attributes: dict[str, str]) -> IdentityUser:
         """Merges `attributes` into the user's; `sub` stays as it is, as in Cognito."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 
 from tenancy.adapters.local.database import Database
 from tenancy.domain.model import JobStatus, ProvisioningJob, Step
@@ -97,3 +98,17 @@ class SqliteJournal:
                 "SELECT * FROM provisioning WHERE status = ? ORDER BY updated_at DESC LIMIT ?", (status, limit)
             )
         return [_job_from_row(row) for row in rows]
+
+    def find(self, *, email: str | None = None, tenant_id: str | None = None) -> list[ProvisioningJob]:
+        filters = {"email": email.strip().lower() if email else None, "tenant_id": tenant_id}
+        given = {column: value for column, value in filters.items() if value is not None}
+        where = " AND ".join(f"{column} = ?" for column in given) or "1 = 1"
+        rows = self._database.read(
+            f"SELECT * FROM provisioning WHERE {where} ORDER BY created_at, transaction_id",  # noqa: S608
+            tuple(given.values()),
+        )
+        return [_job_from_row(row) for row in rows]
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[ProvisioningJob]]:
+        for rows in self._database.scan("provisioning", "transaction_id", batch_size):
+            yield [_job_from_row(row) for row in rows]

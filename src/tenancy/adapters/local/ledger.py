@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 
 from tenancy.adapters.local.database import Database
@@ -82,3 +83,8 @@ class SqliteLedger:
             tuple(given.values()),
         )
         return [_payment_from_row(row) for row in rows]
+
+    def scan(self, since: str | None = None, batch_size: int = 1000) -> Iterator[list[PaymentRecord]]:
+        where, parameters = ("received_at >= ?", (since,)) if since else ("", ())
+        for rows in self._database.scan("payments", "id", batch_size, where, parameters):
+            yield [_payment_from_row(row) for row in rows]

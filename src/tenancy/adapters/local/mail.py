@@ -7,7 +7,7 @@ import json
 import smtplib
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -138,3 +138,7 @@ class OutboxMailer:
                 (to.strip().lower(), limit),
             )
         return [_message_from_row(row) for row in rows]
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[OutboxMessage]]:
+        for rows in self._database.scan("outbox", "message_id", batch_size):
+            yield [_message_from_row(row) for row in rows]

@@ -10,10 +10,11 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from tenancy.adapters.local.database import Database
 from tenancy.domain.clock import format_timestamp, utc_now
-from tenancy.domain.model import QueueMessage
+from tenancy.domain.model import QueuedMessage, QueueMessage
 
 __all__ = ["DEAD_LETTER_QUEUE", "WORK_QUEUE", "SqliteJobQueue", "enqueue"]
 
@@ -93,3 +94,45 @@ class SqliteJobQueue:
         rows = self._database.read("SELECT queue, COUNT(*) AS n FROM queue_messages GROUP BY queue")
         counts = {row["queue"]: row["n"] for row in rows}
         return counts.get(WORK_QUEUE, 0), counts.get(DEAD_LETTER_QUEUE, 0)
+
+    def messages(self, *, transaction_id: str | None = None, dead_lettered: bool | None = None) -> list[QueuedMessage]:
+        conditions: list[str] = []
+        parameters: list[object] = []
+        if transaction_id is not None:
+            conditions.append("transaction_id = ?")
+            parameters.append(transaction_id)
+        if dead_lettered is not None:
+            conditions.append("queue = ?")
+            parameters.append(DEAD_LETTER_QUEUE if dead_lettered else WORK_QUEUE)
+        where = " AND ".join(conditions) or "1 = 1"
+        rows = self._database.read(
+            f"SELECT * FROM queue_messages WHERE {where} ORDER BY id",  # noqa: S608 - fixed conditions
+            tuple(parameters),
+        )
+        return [
+            QueuedMessage(
+                message_id=str(row["id"]),
+                queue=row["queue"],
+                transaction_id=row["transaction_id"],
+                receive_count=row["receive_count"],
+                sent_at=row["sent_at"],
+                visible_at=format_timestamp(datetime.fromtimestamp(row["visible_at"], UTC)),
+                last_error=row["last_error"],
+            )
+            for row in rows
+        ]
+
+    def redrive(self, message_id: str) -> bool:
+        if not message_id.isdigit():
+            return False
+        with self._database.transaction() as connection:
+            cursor = connection.execute(
+                "UPDATE queue_messages SET queue = ?, visible_at = ?, receive_count = 0, receipt = NULL"
+                " WHERE id = ? AND queue = ?",
+                (WORK_QUEUE, self._clock(), int(message_id), DEAD_LETTER_QUEUE),
+            )
+            return cursor.rowcount == 1
+
+    def purge(self, transaction_id: str) -> int:
+        with self._database.transaction() as connection:
+            return connection.execute("DELETE FROM queue_messages WHERE transaction_id = ?", (transaction_id,)).rowcount

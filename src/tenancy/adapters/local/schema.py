@@ -119,4 +119,20 @@ SCHEMA: tuple[str, ...] = (
         created_at TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS outbox_by_recipient ON outbox (to_address, created_at)",
+    """CREATE TABLE IF NOT EXISTS repair_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        transaction_id TEXT,
+        tenant_id TEXT,
+        email TEXT,
+        finding TEXT NOT NULL,
+        actions TEXT NOT NULL,
+        before_state TEXT NOT NULL,
+        after_state TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS repair_log_by_transaction ON repair_log (transaction_id)",
+    "CREATE INDEX IF NOT EXISTS repair_log_by_tenant ON repair_log (tenant_id)",
+    "CREATE INDEX IF NOT EXISTS provisioning_by_tenant ON provisioning (tenant_id)",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 
 from tenancy.adapters.local.database import Database
 from tenancy.domain.model import Billing, Tenant, TenantStatus, Usage, UserRecord, UserStatus
@@ -59,10 +60,30 @@ class SqliteTenantStore:
         return tenant_from_row(rows[0]) if rows else None
 
     def create(self, tenant: Tenant) -> None:
+        self._write(tenant, "INSERT")
+
+    def put(self, tenant: Tenant) -> None:
+        self._write(tenant, "INSERT OR REPLACE")
+
+    def find_by_transaction(self, transaction_id: str) -> Tenant | None:
+        rows = self._database.read(
+            "SELECT * FROM tenants WHERE transaction_id = ? ORDER BY created_at LIMIT 1", (transaction_id,)
+        )
+        return tenant_from_row(rows[0]) if rows else None
+
+    def delete(self, tenant_id: str) -> None:
+        with self._database.transaction() as connection:
+            connection.execute("DELETE FROM tenants WHERE tenant_id = ?", (tenant_id,))
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[Tenant]]:
+        for rows in self._database.scan("tenants", "tenant_id", batch_size):
+            yield [tenant_from_row(row) for row in rows]
+
+    def _write(self, tenant: Tenant, verb: str) -> None:
         with self._database.transaction() as connection:
             try:
                 connection.execute(
-                    "INSERT INTO tenants (tenant_id, owner_user_id, name, plan, status, limits, usage,"
+                    f"{verb} INTO tenants (tenant_id, owner_user_id, name, plan, status, limits, usage,"
                     " storage_prefix, transaction_id, invoice_number, created_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -125,10 +146,25 @@ class SqliteUserStore:
         return [_user_from_row(row) for row in rows]
 
     def create(self, user: UserRecord) -> None:
+        self._write(user, "INSERT")
+
+    def put(self, user: UserRecord) -> None:
+        self._write(user, "INSERT OR REPLACE")
+
+    def delete(self, user_id: str) -> None:
+        with self._database.transaction() as connection:
+            connection.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[UserRecord]]:
+        for rows in self._database.scan("users", "user_id", batch_size):
+            yield [_user_from_row(row) for row in rows]
+
+    def _write(self, user: UserRecord, verb: str) -> None:
         with self._database.transaction() as connection:
             try:
                 connection.execute(
-                    "INSERT INTO users (user_id, tenant_id, email, role, status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    f"{verb} INTO users (user_id, tenant_id, email, role, status, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     (user.user_id, user.tenant_id, user.email.lower(), user.role, user.status.value, user.created_at),
                 )
             except sqlite3.IntegrityError:

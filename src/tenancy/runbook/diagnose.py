@@ -1,0 +1,244 @@
+"""`diagnose`: read every store about one purchase and name exactly one finding, with its evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from tenancy.domain.clock import parse_timestamp
+from tenancy.domain.model import IdentityUserStatus, JobStatus, PaymentVerdict, TenantStatus
+from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, gather
+from tenancy.runbook.findings import ESCALATION, Diagnosis, Finding
+
+__all__ = ["ESCALATION_AGE", "classify", "describe", "diagnose"]
+
+# RB-001 section 6: a failure not resolved within an hour goes to the on-call manager.
+ESCALATION_AGE = timedelta(hours=1)
+_SENT = {"delivered", "stored"}
+Found = Callable[[Finding, str, str, "str | None"], Diagnosis]
+_IN_FLIGHT = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING}
+
+
+def diagnose(selector: Selector, stores: EvidenceStores, now: datetime) -> Diagnosis:
+    return classify(gather(selector, stores), now)
+
+
+def describe(case: CaseFile) -> tuple[str, ...]:
+    """The evidence, one line per store, in the order an operator would check them."""
+    lines: list[str] = []
+    for payment in case.payments:
+        reasons = f" ({'; '.join(payment.reasons)})" if payment.reasons else ""
+        lines.append(
+            f"ledger: ITN {payment.pf_payment_id or '?'} {payment.payment_status or '?'} "
+            f"{payment.verdict.value}{reasons} from {payment.source_ip} at {payment.received_at}"
+        )
+    if case.transaction_id and not case.payments:
+        lines.append(f"ledger: no ITN for {case.transaction_id}")
+    if case.job is not None:
+        job = case.job
+        steps = ", ".join(step.value for step in job.completed_steps) or "none"
+        line = f"journal: {job.transaction_id} {job.status.value}, attempt {job.attempts}, steps done: {steps}"
+        if job.last_error:
+            line += f"; last error: {job.last_error}"
+        if job.next_attempt_at and job.status is JobStatus.RETRYING:
+            line += f"; next attempt at {job.next_attempt_at}"
+        if job.review_reason:
+            line += f"; review: {job.review_reason}"
+        lines.append(line)
+    elif case.transaction_id:
+        lines.append(f"journal: no provisioning job for {case.transaction_id}")
+    for message in case.messages:
+        where = "dead-letter queue" if message.dead_lettered else "work queue"
+        error = f": {message.last_error}" if message.last_error else ""
+        lines.append(f"queue: message {message.message_id} in the {where}, received {message.receive_count}x{error}")
+    if case.tenant is not None:
+        tenant = case.tenant
+        lines.append(
+            f"tenants: {tenant.tenant_id} {tenant.status.value}, plan {tenant.plan}, "
+            f"owner {tenant.owner_user_id or '(none)'}, billing {tenant.billing.transaction_id}"
+        )
+    else:
+        lines.append(f"tenants: no record for {case.tenant_id or case.transaction_id or 'this selector'}")
+    if case.identity_user is not None:
+        user = case.identity_user
+        lines.append(
+            f"identity: {user.username} {user.status.value}, {'enabled' if user.enabled else 'DISABLED'}, "
+            f"sub {user.sub}, custom:tenant_id={user.tenant_id or '(none)'}"
+        )
+    elif case.email:
+        lines.append(f"identity: no user {case.email}")
+    for record in case.users:
+        lines.append(f"users: {record.user_id} tenant {record.tenant_id}, {record.role}, {record.status.value}")
+    if case.email and not case.users:
+        lines.append(f"users: no record for {case.email}")
+    for email in case.welcome_emails:
+        error = f" ({email.error})" if email.error else ""
+        lines.append(f"mail: welcome email {email.status}{error} at {email.created_at}")
+    if case.email and not case.welcome_emails:
+        lines.append(f"mail: no welcome email to {case.email}")
+    if case.other_transactions:
+        lines.append(f"also bought by this email: {', '.join(case.other_transactions)}")
+    return tuple(lines)
+
+
+def classify(case: CaseFile, now: datetime) -> Diagnosis:
+    evidence = describe(case)
+    job, tenant, identity_user = case.job, case.tenant, case.identity_user
+
+    def found(finding: Finding, summary: str, next_action: str, escalate_to: str | None = None) -> Diagnosis:
+        if (
+            escalate_to is None
+            and finding not in {Finding.HEALTHY, Finding.IN_PROGRESS}
+            and _older_than_an_hour(case, now)
+        ):
+            escalate_to = ESCALATION["on_call"]
+        return Diagnosis(
+            finding=finding,
+            summary=summary,
+            evidence=evidence,
+            next_action=next_action,
+            escalate_to=escalate_to,
+            transaction_id=case.transaction_id,
+            tenant_id=tenant.tenant_id if tenant else case.tenant_id,
+            email=case.email,
+        )
+
+    selector = _selector_flag(case)
+    repair = f"tenancy repair {selector} --yes"
+    if not case.payments and job is None and tenant is None and identity_user is None:
+        return found(
+            Finding.PAYMENT_NOT_FOUND,
+            f"No payment, job, tenant or identity user for {case.selector.describe()}.",
+            "Ask the customer for the PayFast receipt (pf_payment_id) and check the merchant dashboard.",
+        )
+    if case.completed_payment is None and job is None and tenant is None:
+        return _payment_not_complete(case, found)
+    if job is not None and job.status is JobStatus.NEEDS_REVIEW:
+        return found(
+            Finding.NEEDS_REVIEW,
+            f"Provisioning stopped for a human decision: {job.review_reason}.",
+            "Decide with the customer: refund the payment, or provision a second tenant by hand.",
+            ESCALATION["finance"],
+        )
+    live_message = any(not message.dead_lettered for message in case.messages)
+    if job is not None and job.status in _IN_FLIGHT and live_message:
+        when = f"; next attempt at {job.next_attempt_at}" if job.status is JobStatus.RETRYING else ""
+        return found(
+            Finding.IN_PROGRESS,
+            f"Provisioning is {job.status.value} (attempt {job.attempts}){when}.",
+            "Wait for the worker; diagnose again after the next attempt.",
+        )
+    if tenant is None:
+        if identity_user is not None:
+            return found(
+                Finding.TENANT_RECORD_MISSING,
+                f"Identity user {identity_user.username} exists but tenant record "
+                f"{identity_user.tenant_id or case.tenant_id} is missing.",
+                f"{repair}  (creates the tenant record from the payment and links the identity user)",
+            )
+        return found(
+            Finding.PROVISIONING_FAILED,
+            f"Paid, but no tenant record: {_why_not_provisioned(case)}.",
+            f"{repair}  (re-runs provisioning from the failed step)",
+        )
+    if identity_user is None:
+        return found(
+            Finding.IDENTITY_USER_MISSING,
+            f"Tenant {tenant.tenant_id} exists but identity user {case.email or '(unknown email)'} does not.",
+            f"{repair}  (creates the identity user and users record, sends a new temporary password)",
+        )
+    users_here = [user for user in case.users if user.tenant_id == tenant.tenant_id]
+    if (
+        identity_user.tenant_id != tenant.tenant_id
+        or (not users_here and case.users)
+        or (tenant.owner_user_id and tenant.owner_user_id != identity_user.sub)
+    ):
+        return found(
+            Finding.TENANT_ID_MISMATCH,
+            f"Stores disagree: tenant {tenant.tenant_id} (owner {tenant.owner_user_id or 'none'}), identity "
+            f"custom:tenant_id={identity_user.tenant_id or 'none'} (sub {identity_user.sub}), users records for "
+            f"{', '.join(sorted({user.tenant_id for user in case.users})) or 'no tenant'}.",
+            f"{repair}  (points the identity user, users record and owner at tenant {tenant.tenant_id})",
+        )
+    if not users_here or not tenant.owner_user_id:
+        return found(
+            Finding.IDENTITY_USER_MISSING,
+            f"Tenant {tenant.tenant_id} has no users record (or owner link) for {identity_user.username}.",
+            f"{repair}  (creates the users record and links the owner)",
+        )
+    if tenant.status is TenantStatus.PROVISIONING:
+        return found(
+            Finding.PROVISIONING_FAILED,
+            f"Tenant {tenant.tenant_id} is still 'provisioning': {_why_not_provisioned(case)}.",
+            f"{repair}  (re-runs provisioning from the failed step)",
+        )
+    if tenant.status is not TenantStatus.ACTIVE:
+        return found(
+            Finding.NEEDS_REVIEW,
+            f"Tenant {tenant.tenant_id} is {tenant.status.value}: a deliberate state, not a provisioning failure.",
+            "Check the billing history before changing it.",
+            ESCALATION["finance"],
+        )
+    welcomed = any(message.status in _SENT for message in case.welcome_emails)
+    if not welcomed and identity_user.status is not IdentityUserStatus.CONFIRMED:
+        failed = [message for message in case.welcome_emails if message.status not in _SENT]
+        why = f"the last attempt failed: {failed[-1].error}" if failed else "none was sent"
+        return found(
+            Finding.WELCOME_EMAIL_MISSING,
+            f"Tenant {tenant.tenant_id} is provisioned but the owner has no welcome email: {why}.",
+            f"{repair}  (sets a new temporary password and resends the welcome email)",
+        )
+    return found(
+        Finding.HEALTHY,
+        f"Tenant {tenant.tenant_id} is active; {identity_user.username} can sign in.",
+        "Nothing to do." + (" (A stale dead-letter message can be removed with `tenancy dlq`.)"
+                            if any(message.dead_lettered for message in case.messages) else ""),
+    )  # fmt: skip
+
+
+def _payment_not_complete(case: CaseFile, found: Found) -> Diagnosis:
+    latest = case.payments[-1]
+    if latest.verdict is PaymentVerdict.REJECTED:
+        reason = "; ".join(latest.reasons) or "rejected"
+        security = any(word in reason for word in ("signature", "source address"))
+        money = any(word in reason for word in ("amount", "merchant", "plan"))
+        escalate = ESCALATION["security"] if security else ESCALATION["finance"] if money else None
+        return found(
+            Finding.PAYMENT_NOT_COMPLETE,
+            f"The ITN was rejected by a security check: {reason}.",
+            "Nothing was provisioned. Confirm the payment in PayFast's dashboard before acting.",
+            escalate,
+        )
+    status = latest.payment_status or "unknown"
+    return found(
+        Finding.PAYMENT_NOT_COMPLETE,
+        f"The payment is {status} ({latest.verdict.value}): nothing is provisioned until PayFast reports COMPLETE.",
+        "Ask the customer to complete the payment; PayFast sends a new ITN when it does.",
+        None,
+    )
+
+
+def _why_not_provisioned(case: CaseFile) -> str:
+    job = case.job
+    if job is None:
+        return "no provisioning job was ever created (never enqueued)"
+    if job.status is JobStatus.DEAD_LETTERED:
+        return f"the job was dead-lettered after {job.attempts} attempts ({job.last_error})"
+    if any(message.dead_lettered for message in case.messages):
+        return "its message is in the dead-letter queue"
+    if job.status in _IN_FLIGHT:
+        return f"the job is {job.status.value} but no worker has it queued (lost)"
+    return f"the job is {job.status.value} ({job.last_error or 'no error recorded'})"
+
+
+def _older_than_an_hour(case: CaseFile, now: datetime) -> bool:
+    started = case.job.created_at if case.job else (case.payments[0].received_at if case.payments else None)
+    return started is not None and now - parse_timestamp(started) > ESCALATION_AGE
+
+
+def _selector_flag(case: CaseFile) -> str:
+    if case.transaction_id:
+        return f"--transaction-id {case.transaction_id}"
+    if case.tenant_id:
+        return f"--tenant-id {case.tenant_id}"
+    return f"--email {case.email}"

@@ -1,0 +1,209 @@
+"""`repair`: the resolution of RB-001 for each finding, idempotent, with an audit entry per repair.
+
+Repairs go through the same saga as provisioning: a finding resets the journal to the
+steps that are really done, and the saga, whose steps all check real state first, does
+the rest. Only a tenant id mismatch is fixed directly, toward the tenant record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tenancy.domain.clock import format_timestamp
+from tenancy.domain.ids import invoice_number_for, tenant_id_for
+from tenancy.domain.model import (
+    JobStatus,
+    ProvisioningJob,
+    RepairRecord,
+    Step,
+    UserRecord,
+    UserStatus,
+)
+from tenancy.errors import InvalidInputError
+from tenancy.payments.payfast import field_value
+from tenancy.ports import JobQueue, ProvisioningJournal, RepairTrail
+from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
+from tenancy.provisioning.worker import NextAction, ProvisioningWorker
+from tenancy.runbook.evidence import CaseFile, EvidenceStores
+from tenancy.runbook.findings import Diagnosis, Finding
+
+__all__ = ["RepairPlan", "RepairService", "plan_repair"]
+
+_STEPS_KEPT = {
+    Finding.PROVISIONING_FAILED: (),
+    Finding.TENANT_RECORD_MISSING: (),
+    Finding.IDENTITY_USER_MISSING: (Step.TENANT_RECORD,),
+    Finding.WELCOME_EMAIL_MISSING: tuple(step for step in Step if step is not Step.WELCOME_EMAIL),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RepairPlan:
+    diagnosis: Diagnosis
+    actions: tuple[str, ...]
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.actions)
+
+
+def plan_repair(diagnosis: Diagnosis, case: CaseFile) -> RepairPlan:
+    """What the repair would do, in words; changes nothing."""
+    finding = diagnosis.finding
+    tenant_id = diagnosis.tenant_id or "(derived from the transaction)"
+    if finding is Finding.PROVISIONING_FAILED:
+        actions = [
+            "create the provisioning job from the payment" if case.job is None else None,
+            f"reset job {diagnosis.transaction_id} (was {case.job.status.value})" if case.job else None,
+            "run provisioning again from the first step not really done: tenant record, identity user, "
+            "owner link, users record, activation, welcome email",
+            "remove the transaction's messages from the queue and the dead-letter queue",
+        ]
+    elif finding is Finding.IDENTITY_USER_MISSING:
+        actions = [
+            f"create identity user {diagnosis.email} (email_verified, custom:tenant_id={tenant_id}, "
+            "custom:roles=tenant_admin) unless it exists",
+            "create the users record and link the tenant owner",
+            "set a new temporary password and send the welcome email",
+        ]
+    elif finding is Finding.TENANT_RECORD_MISSING:
+        user_tenant = case.identity_user.tenant_id if case.identity_user else None
+        actions = [
+            f"create tenant record {user_tenant or tenant_id} from payment {diagnosis.transaction_id} "
+            f"(plan {case.job.plan if case.job else _payment_plan(case)})",
+            "link the identity user as owner, ensure the users record, activate",
+            "send the welcome email unless the owner has already signed in",
+        ]
+    elif finding is Finding.WELCOME_EMAIL_MISSING:
+        actions = [f"set a new temporary password for {diagnosis.email}", "resend the welcome email"]
+    elif finding is Finding.TENANT_ID_MISMATCH:
+        actions = [
+            f"set custom:tenant_id={tenant_id} on identity user {diagnosis.email}",
+            f"point the users record of {diagnosis.email} at {tenant_id}",
+            f"set the owner of {tenant_id} to the identity user",
+        ]
+    else:
+        actions = []
+    return RepairPlan(diagnosis, tuple(action for action in actions if action))
+
+
+def _payment_plan(case: CaseFile) -> str:
+    payment = case.completed_payment
+    return (payment.plan if payment else None) or (case.tenant.plan if case.tenant else "unknown")
+
+
+class RepairService:
+    def __init__(
+        self,
+        *,
+        stores: EvidenceStores,
+        journal: ProvisioningJournal,
+        queue: JobQueue,
+        worker: ProvisioningWorker,
+        trail: RepairTrail,
+    ) -> None:
+        self._stores = stores
+        self._journal = journal
+        self._queue = queue
+        self._worker = worker
+        self._trail = trail
+
+    def carry_out(self, plan: RepairPlan, case: CaseFile, now: datetime) -> str:
+        """Runs the plan; returns how the repair ended (`repaired`, `retrying`, `failed`)."""
+        finding = plan.diagnosis.finding
+        if not plan.has_work:
+            raise InvalidInputError(f"{finding.value} cannot be repaired automatically")
+        if finding is Finding.TENANT_ID_MISMATCH:
+            self._fix_mismatch(case, now)
+            return "repaired"
+        job = self._job_for(case, finding, now)
+        outcome = self._worker.run_job(job)
+        if outcome.action is NextAction.RETRY:
+            self._queue.send(job.transaction_id, outcome.delay_seconds)
+            return "retrying"
+        if outcome.action is NextAction.DEAD_LETTER:
+            return "failed"
+        self._queue.purge(job.transaction_id)
+        return "repaired" if outcome.job.status is JobStatus.SUCCEEDED else outcome.job.status.value
+
+    def record(self, plan: RepairPlan, *, operator: str, at: datetime, outcome: str, after: dict[str, object]) -> None:
+        diagnosis = plan.diagnosis
+        self._trail.record(
+            RepairRecord(
+                at=format_timestamp(at),
+                operator=operator,
+                transaction_id=diagnosis.transaction_id,
+                tenant_id=diagnosis.tenant_id,
+                email=diagnosis.email,
+                finding=diagnosis.finding.value,
+                actions=plan.actions,
+                before=diagnosis.as_document(),
+                after=after,
+                outcome=outcome,
+            )
+        )
+
+    def _job_for(self, case: CaseFile, finding: Finding, now: datetime) -> ProvisioningJob:
+        stamp = format_timestamp(now)
+        job = case.job or self._new_job(case, stamp)
+        if finding is Finding.TENANT_RECORD_MISSING and case.identity_user and case.identity_user.tenant_id:
+            # The identity user already names its tenant (perhaps a hand-written `ten_NEWID`): honour it.
+            job = job.with_changes(tenant_id=case.identity_user.tenant_id)
+        job = job.with_changes(
+            status=JobStatus.QUEUED,
+            attempts=0,
+            completed_steps=_STEPS_KEPT[finding],
+            last_error=None,
+            review_reason=None,
+            next_attempt_at=None,
+            updated_at=stamp,
+        )
+        self._journal.save(job)
+        return job
+
+    def _new_job(self, case: CaseFile, stamp: str) -> ProvisioningJob:
+        payment = case.completed_payment
+        transaction_id = case.transaction_id or (case.tenant.billing.transaction_id if case.tenant else None)
+        email = case.email
+        plan = (payment.plan if payment else None) or (case.tenant.plan if case.tenant else None)
+        if not (transaction_id and email and plan):
+            raise InvalidInputError("not enough evidence to rebuild the provisioning job (transaction, email, plan)")
+        names = [field_value(payment.fields, key) or "" for key in ("name_first", "name_last")] if payment else []
+        name = case.tenant.name if case.tenant else " ".join(part for part in names if part) or email
+        job = ProvisioningJob(
+            transaction_id=transaction_id,
+            tenant_id=case.tenant.tenant_id if case.tenant else tenant_id_for(transaction_id),
+            invoice_number=case.tenant.billing.invoice_number if case.tenant else invoice_number_for(transaction_id),
+            email=email,
+            plan=plan,
+            tenant_name=name,
+            status=JobStatus.QUEUED,
+            created_at=stamp,
+            updated_at=stamp,
+            pf_payment_id=payment.pf_payment_id if payment else None,
+        )
+        self._journal.create(job)
+        return self._journal.get(transaction_id) or job
+
+    def _fix_mismatch(self, case: CaseFile, now: datetime) -> None:
+        tenant, user = case.tenant, case.identity_user
+        if tenant is None or user is None:
+            raise InvalidInputError("a mismatch repair needs both the tenant record and the identity user")
+        stamp = format_timestamp(now)
+        self._stores.identity.update_attributes(
+            user.username, {"custom:tenant_id": tenant.tenant_id, "custom:roles": TENANT_ADMIN_ROLE}
+        )
+        records = [record for record in case.users if record.user_id == user.sub] or list(case.users[:1])
+        record = records[0] if records else None
+        self._stores.users.put(
+            UserRecord(
+                user_id=record.user_id if record else user.sub,
+                tenant_id=tenant.tenant_id,
+                email=user.username,
+                role=TENANT_ADMIN_ROLE,
+                status=UserStatus.ACTIVE,
+                created_at=record.created_at if record else stamp,
+            )
+        )
+        self._stores.tenants.set_owner(tenant.tenant_id, user.sub, stamp)

@@ -1,0 +1,94 @@
+"""`verify`: RB-001 section 5 as checks that each pass or fail, with a real sign-in when given a password."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tenancy.accounts.login import AccountService
+from tenancy.domain.model import AuthChallenge, TenantStatus
+from tenancy.errors import AuthenticationError
+from tenancy.ports import IdentityProvider
+from tenancy.runbook.evidence import CaseFile
+
+__all__ = ["Check", "VerifyReport", "verify"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    passed: bool | None  # None: skipped, with the reason in `detail`
+    detail: str
+
+    def as_document(self) -> dict[str, object]:
+        status = "skip" if self.passed is None else "pass" if self.passed else "fail"
+        return {"check": self.name, "status": status, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed is not False for check in self.checks)
+
+    def as_document(self) -> dict[str, object]:
+        return {"passed": self.passed, "checks": [check.as_document() for check in self.checks]}
+
+
+def verify(
+    case: CaseFile, *, accounts: AccountService, identity: IdentityProvider, password: str | None = None
+) -> VerifyReport:
+    tenant, user = case.tenant, case.identity_user
+    tenant_id = tenant.tenant_id if tenant else case.tenant_id
+    checks = [
+        Check(
+            "tenant record exists and is active",
+            tenant is not None and tenant.status is TenantStatus.ACTIVE,
+            f"{tenant.tenant_id} is {tenant.status.value}" if tenant else f"no tenant record {tenant_id or ''}".strip(),
+        ),
+        Check("identity user exists", user is not None, user.username if user else f"no user {case.email or ''}"),
+        Check(
+            "identity user is enabled",
+            user is not None and user.enabled,
+            ("enabled" if user.enabled else "disabled") + f", {user.status.value}" if user else "no user",
+        ),
+        Check(
+            "custom:tenant_id matches the tenant",
+            user is not None and tenant is not None and user.tenant_id == tenant.tenant_id,
+            f"custom:tenant_id={user.tenant_id if user else None}, tenant {tenant_id}",
+        ),
+        Check(
+            "users record matches",
+            tenant is not None and any(record.tenant_id == tenant.tenant_id for record in case.users),
+            ", ".join(f"{record.user_id} -> {record.tenant_id}" for record in case.users) or "no users record",
+        ),
+        Check(
+            "tenant owner is the identity user",
+            tenant is not None and user is not None and tenant.owner_user_id == user.sub,
+            f"owner {tenant.owner_user_id if tenant else None}, sub {user.sub if user else None}",
+        ),
+    ]
+    if password is not None:
+        checks += _sign_in(case, accounts, identity, password, tenant_id)
+    return VerifyReport(tuple(checks))
+
+
+def _sign_in(
+    case: CaseFile, accounts: AccountService, identity: IdentityProvider, password: str, tenant_id: str | None
+) -> list[Check]:
+    try:
+        result = accounts.login(case.email or "", password)
+    except AuthenticationError as error:
+        return [Check("user can authenticate", False, error.reason)]
+    if isinstance(result, AuthChallenge):
+        return [
+            Check("user can authenticate", True, "password accepted; a new password is required at first sign-in"),
+            Check("token claims carry the tenant id", None, "no token until the first sign-in sets a password"),
+        ]
+    claims = identity.verify_id_token(result.id_token)
+    carried = claims.get("custom:tenant_id")
+    return [
+        Check("user can authenticate", True, "signed in"),
+        Check("token claims carry the tenant id", carried == tenant_id, f"custom:tenant_id={carried}"),
+    ]
