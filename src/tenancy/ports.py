@@ -31,6 +31,7 @@ __all__ = [
     "IdentityProvider",
     "JobQueue",
     "Mailer",
+    "Notifier",
     "PaymentConfirmer",
     "PaymentLedger",
     "ProvisioningJournal",
@@ -155,6 +156,11 @@ class JobQueue(Protocol):
         """Moves a received message to the dead-letter queue with its last error."""
         ...
 
+    def send_dead_letter(self, transaction_id: str, error: str) -> None:
+        """Parks a message for the transaction straight in the dead-letter queue (a job that failed
+        outside a worker, e.g. in a manual run)."""
+        ...
+
     def depth(self) -> tuple[int, int]:
         """(messages in the queue, messages in the dead-letter queue)."""
         ...
@@ -190,6 +196,11 @@ class PaymentLedger(Protocol):
         self, *, transaction_id: str | None = None, pf_payment_id: str | None = None, email: str | None = None
     ) -> list[PaymentRecord]:
         """Ledger entries matching every given filter, oldest first."""
+        ...
+
+    def scan(self, since: str | None = None, batch_size: int = 1000) -> Iterator[list[PaymentRecord]]:
+        """Every ledger entry (only those received at or after `since`, a contract timestamp,
+        when given), oldest first, in batches."""
         ...
 
 
@@ -280,4 +291,20 @@ class RepairTrail(Protocol):
         self, *, transaction_id: str | None = None, tenant_id: str | None = None, email: str | None = None
     ) -> list[RepairRecord]:
         """Entries about any of the given subjects (every entry when none is given), oldest first."""
+        ...
+
+
+class Notifier(Protocol):
+    """One alert destination (a log, an inbox, a chat channel, a pager)."""
+
+    @property
+    def name(self) -> str:
+        """The destination's name as operators see it: `log`, `email`, `slack`, `pagerduty`."""
+        ...
+
+    def notify(self, *, rule: str, severity: str, summary: str, resolved: bool = False) -> None:
+        """Tells the destination that alert `rule` fires (or, with `resolved`, stopped firing).
+        `severity` is critical, error, warning or info; `summary` is one line for a human.
+        Raises TransientError when the destination cannot be reached or refuses; never puts a
+        secret (webhook URL, routing key) in the error."""
         ...

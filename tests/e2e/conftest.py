@@ -172,3 +172,22 @@ def server(
     yield running
     stop_server(running)
     assert "Traceback" not in running.log_text()
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TENANCY_")}
+    env.update(
+        {
+            "TENANCY_HOME": str(home),
+            "TENANCY_PASSWORD_HASH_TIME_COST": str(FAST_HASHING["password_hash_time_cost"]),
+            "TENANCY_PASSWORD_HASH_MEMORY_KIB": str(FAST_HASHING["password_hash_memory_kib"]),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def tenancy(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tenancy", *arguments], env=env, capture_output=True, text=True, timeout=120
+    )

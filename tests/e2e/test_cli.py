@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,27 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import RunningServer, free_port, start_server, stop_server
-from helpers import FAST_HASHING
-
-
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TENANCY_")}
-    env.update(
-        {
-            "TENANCY_HOME": str(home),
-            "TENANCY_PASSWORD_HASH_TIME_COST": str(FAST_HASHING["password_hash_time_cost"]),
-            "TENANCY_PASSWORD_HASH_MEMORY_KIB": str(FAST_HASHING["password_hash_memory_kib"]),
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def tenancy(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenancy", *arguments], env=env, capture_output=True, text=True, timeout=120
-    )
+from conftest import RunningServer, cli_env, free_port, start_server, stop_server, tenancy
 
 
 @pytest.fixture(scope="module")

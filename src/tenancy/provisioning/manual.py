@@ -27,7 +27,8 @@ def provision_now(
     clock: Clock,
 ) -> JobOutcome:
     """Runs the saga for the transaction at once (creating its journal entry if needed).
-    A transient failure is handed to the queue for retries, so nothing is lost."""
+    A transient failure is handed to the queue for retries and a final one to the DLQ, so
+    nothing is lost."""
     email = normalize_email(email)
     if not transaction_id.strip():
         raise InvalidInputError("transaction id is empty")
@@ -59,4 +60,6 @@ def provision_now(
     outcome = worker.run_job(job)
     if outcome.action is NextAction.RETRY:
         queue.send(transaction_id, outcome.delay_seconds)
+    elif outcome.action is NextAction.DEAD_LETTER:
+        queue.send_dead_letter(transaction_id, outcome.job.last_error or "failed")
     return outcome

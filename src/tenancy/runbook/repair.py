@@ -7,6 +7,7 @@ the rest. Only a tenant id mismatch is fixed directly, toward the tenant record.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -123,6 +124,8 @@ class RepairService:
             self._queue.send(job.transaction_id, outcome.delay_seconds)
             return "retrying"
         if outcome.action is NextAction.DEAD_LETTER:
+            self._queue.purge(job.transaction_id)
+            self._queue.send_dead_letter(job.transaction_id, outcome.job.last_error or "failed")
             return "failed"
         self._queue.purge(job.transaction_id)
         return "repaired" if outcome.job.status is JobStatus.SUCCEEDED else outcome.job.status.value
@@ -147,9 +150,11 @@ class RepairService:
     def _job_for(self, case: CaseFile, finding: Finding, now: datetime) -> ProvisioningJob:
         stamp = format_timestamp(now)
         job = case.job or self._new_job(case, stamp)
-        if finding is Finding.TENANT_RECORD_MISSING and case.identity_user and case.identity_user.tenant_id:
-            # The identity user already names its tenant (perhaps a hand-written `ten_NEWID`): honour it.
-            job = job.with_changes(tenant_id=case.identity_user.tenant_id)
+        if finding is Finding.TENANT_RECORD_MISSING:
+            if case.identity_user and case.identity_user.tenant_id:
+                # The identity user already names its tenant (perhaps a hand-written `ten_NEWID`): honour it.
+                job = job.with_changes(tenant_id=case.identity_user.tenant_id)
+            self._relink_orphaned_users(case, job.tenant_id)
         job = job.with_changes(
             status=JobStatus.QUEUED,
             attempts=0,
@@ -161,6 +166,12 @@ class RepairService:
         )
         self._journal.save(job)
         return job
+
+    def _relink_orphaned_users(self, case: CaseFile, tenant_id: str) -> None:
+        """Users records left pointing at a tenant that no longer exists follow the rebuilt one."""
+        for record in case.users:
+            if record.tenant_id != tenant_id and self._stores.tenants.get(record.tenant_id) is None:
+                self._stores.users.put(dataclasses.replace(record, tenant_id=tenant_id))
 
     def _new_job(self, case: CaseFile, stamp: str) -> ProvisioningJob:
         payment = case.completed_payment

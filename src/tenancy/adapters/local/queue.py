@@ -90,6 +90,14 @@ class SqliteJobQueue:
                 (DEAD_LETTER_QUEUE, self._clock(), error[:2000], receipt),
             )
 
+    def send_dead_letter(self, transaction_id: str, error: str) -> None:
+        with self._database.transaction() as connection:
+            connection.execute(
+                "INSERT INTO queue_messages (queue, transaction_id, visible_at, sent_at, last_error)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (DEAD_LETTER_QUEUE, transaction_id, self._clock(), format_timestamp(utc_now()), error[:2000]),
+            )
+
     def depth(self) -> tuple[int, int]:
         rows = self._database.read("SELECT queue, COUNT(*) AS n FROM queue_messages GROUP BY queue")
         counts = {row["queue"]: row["n"] for row in rows}
