@@ -277,3 +277,18 @@ def test_oversized_and_unreadable_bodies_are_refused(server: RunningServer) -> N
     unreadable = httpx.post(url, content=b"m_payment_id=\xff\xfe", headers=FORM)
     assert unreadable.status_code == 400
     assert "UTF-8" in unreadable.json()["detail"]
+
+
+def test_openapi_document_describes_every_route(server: RunningServer) -> None:
+    document = httpx.get(f"{server.base_url}/openapi.json").json()
+
+    assert set(document["paths"]) >= {
+        "/payments/payfast/itn",
+        "/auth/login",
+        "/auth/challenge",
+        "/auth/refresh",
+        "/tenants/me",
+        "/.well-known/jwks.json",
+        "/healthz",
+        "/provisioning/{transaction_id}",
+    }
