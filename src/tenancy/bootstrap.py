@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from tenancy.accounts.login import AccountService
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.identity import EmbeddedIdentityProvider
 from tenancy.adapters.local.journal import SqliteJournal
 from tenancy.adapters.local.ledger import SqliteLedger
+from tenancy.adapters.local.logs import FileLogSource
 from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
 from tenancy.adapters.local.queue import SqliteJobQueue
 from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
 from tenancy.adapters.local.trail import SqliteRepairTrail
+from tenancy.adapters.notifiers import (
+    EmailNotifier,
+    LogNotifier,
+    PagerDutyNotifier,
+    SlackNotifier,
+    UnconfiguredNotifier,
+)
 from tenancy.adapters.payfast_http import HttpPaymentConfirmer
 from tenancy.config import Backend, PayfastMode, Settings
 from tenancy.domain.clock import utc_now
@@ -26,7 +36,9 @@ from tenancy.ports import (
     Clock,
     IdentityProvider,
     JobQueue,
+    LogSource,
     Mailer,
+    Notifier,
     PaymentConfirmer,
     PaymentLedger,
     ProvisioningJournal,
@@ -37,10 +49,12 @@ from tenancy.ports import (
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga, SagaSettings
 from tenancy.provisioning.worker import ProvisioningWorker
+from tenancy.runbook.alerts import ESCALATION_EMAILS, AlertDispatcher, AlertMonitor, AlertThresholds
 from tenancy.runbook.evidence import EvidenceStores
+from tenancy.runbook.findings import ESCALATION
 from tenancy.runbook.service import Runbook
 
-__all__ = ["Services", "SystemClock", "build"]
+__all__ = ["Services", "SystemClock", "build", "log_directory"]
 
 
 class SystemClock:
@@ -140,11 +154,64 @@ class Services:
             clock=self.clock,
         )
 
+    @property
+    def alert_monitor(self) -> AlertMonitor:
+        settings = self.settings
+        thresholds = AlertThresholds(
+            window_minutes=settings.alert_window_minutes,
+            error_rate=settings.alert_error_rate,
+            error_rate_min_jobs=settings.alert_error_rate_min_jobs,
+            multiple_failures=settings.alert_failures_threshold,
+            security_rejections=settings.alert_security_threshold,
+            unresolved_minutes=settings.alert_unresolved_minutes,
+        )
+        return AlertMonitor(
+            journal=self.journal, ledger=self.ledger, queue=self.queue, clock=self.clock, thresholds=thresholds
+        )
+
+    def alert_dispatcher(self) -> AlertDispatcher:
+        """Every alert is logged; TENANCY_ALERT_ROUTES adds email, Slack or PagerDuty per target."""
+        routes: dict[str, list[Notifier]] = {}
+        for target in ESCALATION:
+            destinations = self.settings.alert_routes.get(target, ())
+            routes[target] = [LogNotifier(), *(self._notifier(target, name) for name in destinations if name != "log")]
+        return AlertDispatcher(routes)
+
+    def _notifier(self, target: str, destination: str) -> Notifier:
+        settings = self.settings
+        if destination == "email":
+            to = settings.alert_email_to or ESCALATION_EMAILS.get(target)
+            if to is None:
+                return UnconfiguredNotifier("email", "TENANCY_ALERT_EMAIL_TO")
+            return EmailNotifier(self.mailer, to=to, sender=settings.email_from)
+        if destination == "slack":
+            if settings.alert_slack_webhook_url is None:
+                return UnconfiguredNotifier("slack", "TENANCY_ALERT_SLACK_WEBHOOK_URL")
+            return SlackNotifier(settings.alert_slack_webhook_url, timeout_seconds=settings.alert_http_timeout_seconds)
+        if settings.alert_pagerduty_routing_key is None:
+            return UnconfiguredNotifier("pagerduty", "TENANCY_ALERT_PAGERDUTY_ROUTING_KEY")
+        return PagerDutyNotifier(
+            settings.alert_pagerduty_url,
+            settings.alert_pagerduty_routing_key,
+            source=f"tenancy-{settings.env}@{socket.gethostname()}",
+            timeout_seconds=settings.alert_http_timeout_seconds,
+        )
+
+    @property
+    def logs(self) -> LogSource:
+        """What every process logged (the files `configure_logging` writes to)."""
+        return FileLogSource(log_directory(self.settings))
+
     def close(self) -> None:
         if isinstance(self.confirmer, HttpPaymentConfirmer):
             self.confirmer.close()
         if self.database is not None:
             self.database.close()
+
+
+def log_directory(settings: Settings) -> Path:
+    """Where every process appends its log files: TENANCY_HOME/logs."""
+    return settings.home / "logs"
 
 
 def build(settings: Settings) -> Services:

@@ -14,6 +14,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
+    "ALERT_DESTINATIONS",
+    "ALERT_TARGETS",
+    "DEFAULT_ALERT_ROUTES",
     "PAYFAST_SANDBOX_MERCHANT_ID",
     "PAYFAST_SANDBOX_MERCHANT_KEY",
     "PAYFAST_SANDBOX_PASSPHRASE",
@@ -57,6 +60,17 @@ class PayfastMode(StrEnum):
 
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+AlertRoutes = Annotated[dict[str, tuple[str, ...]], NoDecode]
+
+# Who RB-001 section 6 escalates to (runbook.findings.ESCALATION) and how alerts reach them.
+ALERT_TARGETS = ("engineering", "finance", "security", "on_call")
+ALERT_DESTINATIONS = ("log", "email", "slack", "pagerduty")
+DEFAULT_ALERT_ROUTES: dict[str, tuple[str, ...]] = {
+    "engineering": ("slack",),
+    "finance": ("email",),
+    "security": ("email",),
+    "on_call": ("pagerduty",),
+}
 
 
 class Settings(BaseSettings):
@@ -98,6 +112,20 @@ class Settings(BaseSettings):
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=65536, ge=8)
 
+    # `tenancy alerts` and /metrics (README "Alerts and metrics").
+    alert_window_minutes: int = Field(default=60, gt=0)
+    alert_error_rate: float = Field(default=0.2, ge=0, le=1)
+    alert_error_rate_min_jobs: int = Field(default=5, ge=1)
+    alert_failures_threshold: int = Field(default=3, ge=0)
+    alert_security_threshold: int = Field(default=5, ge=0)
+    alert_unresolved_minutes: int = Field(default=60, gt=0)
+    alert_routes: AlertRoutes = Field(default_factory=lambda: dict(DEFAULT_ALERT_ROUTES))
+    alert_email_to: str | None = None
+    alert_slack_webhook_url: SecretStr | None = None
+    alert_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    alert_pagerduty_routing_key: SecretStr | None = None
+    alert_http_timeout_seconds: float = Field(default=5.0, gt=0)
+
     @field_validator("payfast_source_ranges", "trusted_proxies", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -114,6 +142,35 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{cidr!r} is not an IP address or CIDR range") from None
         return value
+
+    @field_validator("alert_routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, value: object) -> object:
+        """`engineering=slack,finance=email+log,...`: targets not named keep only the log."""
+        if not isinstance(value, str):
+            return value
+        routes: dict[str, tuple[str, ...]] = {}
+        for part in filter(None, (piece.strip() for piece in value.split(","))):
+            target, _, destinations = part.partition("=")
+            routes[target.strip()] = tuple(name.strip() for name in destinations.split("+") if name.strip())
+        return routes
+
+    @field_validator("alert_routes")
+    @classmethod
+    def _known_routes(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for target, destinations in value.items():
+            if target not in ALERT_TARGETS:
+                raise ValueError(f"unknown alert target {target[:40]!r} (known: {', '.join(ALERT_TARGETS)})")
+            unknown = [name for name in destinations if name not in ALERT_DESTINATIONS]
+            if unknown:
+                known = ", ".join(ALERT_DESTINATIONS)
+                raise ValueError(f"unknown alert destination {unknown[0][:40]!r} (known: {known})")
+        return value
+
+    @field_validator("alert_email_to", "alert_slack_webhook_url", "alert_pagerduty_routing_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("payfast_passphrase", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from tenancy.domain.model import (
     AuthChallenge,
     IdentityUser,
+    LogEvent,
     OutboxMessage,
     OutgoingEmail,
     PaymentRecord,
@@ -30,6 +31,7 @@ __all__ = [
     "Clock",
     "IdentityProvider",
     "JobQueue",
+    "LogSource",
     "Mailer",
     "Notifier",
     "PaymentConfirmer",
@@ -307,4 +309,24 @@ class Notifier(Protocol):
         `severity` is critical, error, warning or info; `summary` is one line for a human.
         Raises TransientError when the destination cannot be reached or refuses; never puts a
         secret (webhook URL, routing key) in the error."""
+        ...
+
+
+class LogSource(Protocol):
+    """The logs every process writes, read like CloudWatch Logs' FilterLogEvents."""
+
+    def filter_events(
+        self,
+        *,
+        component: str | None = None,
+        pattern: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[LogEvent]:
+        """The first `limit` events, oldest first, logged between `start` and `end` (both
+        inclusive, either open when None) in one component's log (a LogComponent value; every
+        log when None) whose line matches `pattern` (CloudWatch filter-pattern syntax; every
+        line when None or empty). Raises InvalidInputError for a pattern or component it
+        cannot read."""
         ...

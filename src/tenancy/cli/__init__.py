@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tenancy.cli import core, runbook
+from tenancy.cli import alerts, audit, core, logs, runbook
 from tenancy.errors import TenancyError
 
 __all__ = ["app", "main"]
@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 core.register(app)
 runbook.register(app)
+alerts.register(app)
+logs.register(app)
+audit.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from tenancy.bootstrap import Services, build
+from tenancy.bootstrap import Services, build, log_directory
 from tenancy.config import Settings
 from tenancy.logging_setup import configure_logging
 
@@ -41,7 +41,7 @@ def load_settings() -> Settings:
 @contextmanager
 def services_for(settings: Settings | None = None) -> Iterator[Services]:
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_dir=log_directory(settings))
     services = build(settings)
     try:
         yield services

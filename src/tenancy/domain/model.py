@@ -17,6 +17,8 @@ __all__ = [
     "IdentityUser",
     "IdentityUserStatus",
     "JobStatus",
+    "LogComponent",
+    "LogEvent",
     "OutboxMessage",
     "OutgoingEmail",
     "PaymentRecord",
@@ -271,3 +273,21 @@ class OutboxMessage:
     created_at: str
     error: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+
+
+class LogComponent(StrEnum):
+    """Which log an event goes to: one file under TENANCY_HOME/logs locally, one log group on AWS."""
+
+    ITN = "itn"  # /aws/lambda/site-builder-{env}-itn-handler
+    PROVISIONING = "provisioning"  # /aws/lambda/site-builder-{env}-provisioning
+    APP = "app"  # everything else: the web app, the CLI, login
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One logged event: `message` is the line as written (JSON), `fields` the same line parsed."""
+
+    timestamp: datetime
+    component: str
+    message: str
+    fields: dict[str, object] = field(default_factory=dict)

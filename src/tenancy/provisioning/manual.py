@@ -30,7 +30,8 @@ def provision_now(
     A transient failure is handed to the queue for retries and a final one to the DLQ, so
     nothing is lost."""
     email = normalize_email(email)
-    if not transaction_id.strip():
+    transaction_id = transaction_id.strip()
+    if not transaction_id:
         raise InvalidInputError("transaction id is empty")
     if not looks_like_email(email):
         raise InvalidInputError(f"{email!r} is not a valid email address")

@@ -96,7 +96,7 @@ class ProvisioningSaga:
         except NeedsReviewError as review:
             job = job.with_changes(status=JobStatus.NEEDS_REVIEW, review_reason=str(review), updated_at=self._now())
             self._journal.save(job)
-            log.warning("needs_review", transaction_id=job.transaction_id, reason=str(review))
+            log.warning("needs_review", transaction_id=job.transaction_id, tenant_id=job.tenant_id, reason=str(review))
             return job
         job = job.with_changes(
             status=JobStatus.SUCCEEDED, last_error=None, next_attempt_at=None, updated_at=self._now()
@@ -244,5 +244,5 @@ class ProvisioningSaga:
             password_ttl_days=settings.temporary_password_ttl_days,
         )
         message_id = self._mailer.send(email)
-        log.info("welcome_sent", transaction_id=job.transaction_id, message_id=message_id)
+        log.info("welcome_sent", transaction_id=job.transaction_id, tenant_id=job.tenant_id, message_id=message_id)
         return job

@@ -60,7 +60,7 @@ class ProvisioningWorker:
             return JobOutcome(job, NextAction.FINISHED)
         job = job.with_changes(status=JobStatus.RUNNING, attempts=job.attempts + 1, updated_at=self._now())
         self._journal.save(job)
-        log.info("job_started", transaction_id=job.transaction_id, attempt=job.attempts)
+        log.info("job_started", transaction_id=job.transaction_id, tenant_id=job.tenant_id, attempt=job.attempts)
         try:
             job = self._saga.run(job)
         except PermanentError as error:
@@ -73,7 +73,7 @@ class ProvisioningWorker:
             return self._retry_or_dead_letter(
                 self._recorded_progress(job), f"unexpected: {type(error).__name__}: {error}"
             )
-        log.info("job_finished", transaction_id=job.transaction_id, status=job.status.value)
+        log.info("job_finished", transaction_id=job.transaction_id, tenant_id=job.tenant_id, status=job.status.value)
         return JobOutcome(job, NextAction.FINISHED)
 
     def handle(self, message: QueueMessage) -> JobOutcome | None:
@@ -135,6 +135,7 @@ class ProvisioningWorker:
         log.warning(
             "job_retry",
             transaction_id=job.transaction_id,
+            tenant_id=job.tenant_id,
             attempt=job.attempts,
             delay_seconds=round(delay, 3),
             error=error,
@@ -146,7 +147,7 @@ class ProvisioningWorker:
             status=JobStatus.DEAD_LETTERED, last_error=error, next_attempt_at=None, updated_at=self._now()
         )
         self._journal.save(job)
-        log.error("job_dead_lettered", transaction_id=job.transaction_id, error=error)
+        log.error("job_dead_lettered", transaction_id=job.transaction_id, tenant_id=job.tenant_id, error=error)
         return JobOutcome(job, NextAction.DEAD_LETTER)
 
     def _now(self) -> str:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from tenancy import __version__
 from tenancy.bootstrap import Services
 from tenancy.errors import AuthenticationError, InvalidInputError, NotFoundError, TransientError
-from tenancy.web.routes import auth, itn, system, tenants
+from tenancy.web.routes import auth, itn, metrics, system, tenants
 
 __all__ = ["create_app"]
 
@@ -50,6 +50,7 @@ def create_app(services: Services, *, workers: int = 0) -> FastAPI:
     app.state.services = services
     for router in (itn.router, auth.router, tenants.router, system.router):
         app.include_router(router)
+    app.include_router(metrics.build_router(services))
     _add_error_handlers(app)
     return app
 

@@ -1,0 +1,511 @@
+"""RB-001 section 7's weekly audit: every purchase in a time window classified exactly as
+`diagnose` would classify it, from one batched read of each store (no per-tenant round trips)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from tenancy.domain import durations
+from tenancy.domain.clock import format_timestamp, parse_timestamp
+from tenancy.domain.ids import normalize_email, tenant_id_for
+from tenancy.domain.model import (
+    IdentityUser,
+    OutboxMessage,
+    PaymentRecord,
+    PaymentVerdict,
+    ProvisioningJob,
+    QueuedMessage,
+    Tenant,
+    UserRecord,
+)
+from tenancy.errors import InvalidInputError, TenancyError
+from tenancy.runbook.diagnose import ESCALATION_AGE, classify
+from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector
+from tenancy.runbook.findings import ESCALATION, Diagnosis, Finding
+from tenancy.runbook.service import Runbook
+
+__all__ = [
+    "MULTIPLE_FAILURES",
+    "AuditReport",
+    "AuditTotals",
+    "AuditedCase",
+    "Escalation",
+    "FindingGroup",
+    "FixResult",
+    "Progress",
+    "fix_findings",
+    "parse_duration",
+    "run_audit",
+    "window_start",
+]
+
+# RB-001 section 6: more than this many failures goes to the Engineering Lead.
+MULTIPLE_FAILURES = 3
+# `gather` reads at most this many emails per recipient (`mailer.outbox(email, limit=50)`).
+_OUTBOX_LIMIT = 50
+_CLASSIFY_BATCH = 1000
+_NOT_FAILURES = {Finding.HEALTHY, Finding.IN_PROGRESS}
+
+Progress = Callable[[int], None]
+"""Told how many more records were read or cases classified, after each batch."""
+
+
+# --- The window --------------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> timedelta:
+    """The audit window's length: `7d`, `24h`, `90m` (see `domain.durations`)."""
+    return durations.parse_duration(text, what="--since")
+
+
+def window_start(now: datetime, duration: timedelta) -> datetime:
+    try:
+        return now - duration
+    except OverflowError:
+        raise InvalidInputError("--since reaches back before the year 1") from None
+
+
+# --- The report --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditedCase:
+    """One failed purchase: its diagnosis and how long since the purchase started (job created,
+    else first ITN, else tenant created), the same start `diagnose` measures the hour from."""
+
+    diagnosis: Diagnosis
+    age_seconds: int | None
+
+    @property
+    def finding(self) -> Finding:
+        return self.diagnosis.finding
+
+    def older_than(self, limit: timedelta) -> bool:
+        return self.age_seconds is not None and self.age_seconds > limit.total_seconds()
+
+    def as_document(self) -> dict[str, Any]:
+        return {**self.diagnosis.as_document(), "age_seconds": self.age_seconds}
+
+
+@dataclass(frozen=True, slots=True)
+class FindingGroup:
+    finding: Finding
+    cases: tuple[AuditedCase, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.cases)
+
+    @property
+    def transaction_ids(self) -> tuple[str, ...]:
+        return tuple(case.diagnosis.transaction_id for case in self.cases if case.diagnosis.transaction_id)
+
+    @property
+    def emails(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(case.diagnosis.email for case in self.cases if case.diagnosis.email))
+
+    @property
+    def oldest_age_seconds(self) -> int | None:
+        return _oldest(self.cases)
+
+    def as_document(self) -> dict[str, Any]:
+        return {
+            "finding": self.finding.value,
+            "runbook_section": self.finding.runbook_section,
+            "count": self.count,
+            "transaction_ids": list(self.transaction_ids),
+            "emails": list(self.emails),
+            "oldest_unresolved_age_seconds": self.oldest_age_seconds,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """One row of RB-001 section 6 that the window's failures meet."""
+
+    condition: str  # a key of findings.ESCALATION
+    contact: str
+    reason: str
+    transaction_ids: tuple[str, ...]
+
+    def as_document(self) -> dict[str, Any]:
+        return {
+            "condition": self.condition,
+            "escalate_to": self.contact,
+            "reason": self.reason,
+            "transaction_ids": list(self.transaction_ids),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTotals:
+    payments: int  # ledger entries received in the window, whatever their verdict
+    rejected_payments: int  # of those, rejected by a security check
+    rejected_without_transaction: int  # of those, naming no transaction: counted here, never a case
+    transactions: int  # purchases audited: paid, job created or tenant created in the window
+    tenants: int  # tenant records created in the window
+    healthy: int
+    in_progress: int  # a worker still has the job: neither healthy nor failed yet
+    findings: int  # failed purchases: neither healthy nor in progress
+
+    def as_document(self) -> dict[str, int]:
+        return {
+            "payments": self.payments,
+            "rejected_payments": self.rejected_payments,
+            "rejected_without_transaction": self.rejected_without_transaction,
+            "transactions": self.transactions,
+            "tenants": self.tenants,
+            "healthy": self.healthy,
+            "in_progress": self.in_progress,
+            "findings": self.findings,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    since: datetime
+    now: datetime
+    totals: AuditTotals
+    cases: tuple[AuditedCase, ...]  # the failures, oldest first
+    in_progress: tuple[str, ...]  # transaction ids
+
+    @property
+    def has_findings(self) -> bool:
+        return bool(self.cases)
+
+    @property
+    def groups(self) -> tuple[FindingGroup, ...]:
+        """One group per finding present, in the order `Finding` declares them (RB-001's order)."""
+        by_finding: dict[Finding, list[AuditedCase]] = defaultdict(list)
+        for case in self.cases:
+            by_finding[case.finding].append(case)
+        return tuple(FindingGroup(finding, tuple(by_finding[finding])) for finding in Finding if finding in by_finding)
+
+    @property
+    def oldest_unresolved_age_seconds(self) -> int | None:
+        return _oldest(self.cases)
+
+    @property
+    def escalations(self) -> tuple[Escalation, ...]:
+        return _escalations(self.cases)
+
+    def as_document(self) -> dict[str, Any]:
+        return {
+            "window": {"since": format_timestamp(self.since), "now": format_timestamp(self.now)},
+            "totals": self.totals.as_document(),
+            "findings": [group.as_document() for group in self.groups],
+            "oldest_unresolved_age_seconds": self.oldest_unresolved_age_seconds,
+            "escalations": [escalation.as_document() for escalation in self.escalations],
+            "in_progress": list(self.in_progress),
+            "cases": [case.as_document() for case in self.cases],
+        }
+
+
+def _oldest(cases: Iterable[AuditedCase]) -> int | None:
+    ages = [case.age_seconds for case in cases if case.age_seconds is not None]
+    return max(ages) if ages else None
+
+
+def _ids(cases: Iterable[AuditedCase]) -> tuple[str, ...]:
+    return tuple(case.diagnosis.transaction_id for case in cases if case.diagnosis.transaction_id)
+
+
+def _escalations(cases: tuple[AuditedCase, ...]) -> tuple[Escalation, ...]:
+    """RB-001 section 6 applied to the whole window. Finance and Security follow the escalation
+    `diagnose` named for each case; the other two rows are about the window as a whole."""
+    escalations: list[Escalation] = []
+    if len(cases) > MULTIPLE_FAILURES:
+        escalations.append(
+            Escalation(
+                "engineering",
+                ESCALATION["engineering"],
+                f"{len(cases)} failed purchases in the window (more than {MULTIPLE_FAILURES})",
+                _ids(cases),
+            )
+        )
+    for condition, reason in (
+        ("finance", "payment-related: rejected amount or merchant, or a purchase waiting for review"),
+        ("security", "ITNs rejected by the signature or source-address check"),
+    ):
+        named = [case for case in cases if case.diagnosis.escalate_to == ESCALATION[condition]]
+        if named:
+            escalations.append(Escalation(condition, ESCALATION[condition], reason, _ids(named)))
+    overdue = [case for case in cases if case.older_than(ESCALATION_AGE)]
+    if overdue:
+        escalations.append(
+            Escalation("on_call", ESCALATION["on_call"], "failures unresolved for more than 1 hour", _ids(overdue))
+        )
+    return tuple(escalations)
+
+
+# --- Reading the stores once -------------------------------------------------------------------
+
+
+def _ignore_progress(_count: int) -> None:
+    return None
+
+
+def _at_or_after(timestamp: str, since: datetime) -> bool:
+    return parse_timestamp(timestamp) >= since
+
+
+@dataclass
+class _PaymentCounts:
+    payments: int = 0
+    rejected: int = 0
+    rejected_without_transaction: int = 0
+
+
+class _Indexes:
+    """Every store read once into memory, keyed the way `gather` looks things up. Keys are the
+    values as stored; lookups use the stripped transaction id and the normalized email, exactly
+    as `gather` queries the stores."""
+
+    def __init__(self, stores: EvidenceStores, since: datetime, advance: Progress) -> None:
+        self.since = since
+        self.jobs: dict[str, ProvisioningJob] = {}
+        self.tenants_by_id: dict[str, Tenant] = {}
+        self.tenants_by_transaction: dict[str, Tenant] = {}
+        self.payments: dict[str, list[PaymentRecord]] = defaultdict(list)
+        self.identity_users: dict[str, IdentityUser] = {}
+        self.users: dict[str, list[UserRecord]] = defaultdict(list)
+        self.emails: dict[str, list[OutboxMessage]] = defaultdict(list)
+        self.messages: dict[str, list[QueuedMessage]] = defaultdict(list)
+        self.counts = _PaymentCounts()
+        self.tenants_created = 0
+        self.window: set[str] = set()
+        self._read_window(stores, advance)
+        self._read_evidence(stores, advance)
+
+    def _read_window(self, stores: EvidenceStores, advance: Progress) -> None:
+        for jobs in stores.journal.scan():
+            for job in jobs:
+                self.jobs[job.transaction_id] = job
+                if _at_or_after(job.created_at, self.since):
+                    self._open(job.transaction_id)
+            advance(len(jobs))
+        for tenants in stores.tenants.scan():
+            for tenant in tenants:
+                self._index_tenant(tenant)
+            advance(len(tenants))
+        # The whole ledger, not only the window: a purchase in the window may have older ITNs
+        # (a PENDING before the COMPLETE), and `gather` shows them all.
+        for payments in stores.ledger.scan():
+            for payment in payments:
+                self._index_payment(payment)
+            advance(len(payments))
+        self._forget_outside_window()
+
+    def _forget_outside_window(self) -> None:
+        """Lookups are by the window's (stripped) transaction ids only, so the rest can go before
+        the evidence is read: a week's audit of a large store then holds little beyond the week."""
+        self.jobs = {key: job for key, job in self.jobs.items() if key in self.window}
+        self.payments = defaultdict(list, {key: kept for key, kept in self.payments.items() if key in self.window})
+        self.tenants_by_transaction = {
+            key: tenant for key, tenant in self.tenants_by_transaction.items() if key in self.window
+        }
+        wanted = {job.tenant_id for job in self.jobs.values()}
+        self.tenants_by_id = {key: tenant for key, tenant in self.tenants_by_id.items() if key in wanted}
+
+    def _index_tenant(self, tenant: Tenant) -> None:
+        self.tenants_by_id[tenant.tenant_id] = tenant
+        transaction_id = tenant.billing.transaction_id
+        first = self.tenants_by_transaction.get(transaction_id)
+        # `find_by_transaction` answers the earliest created tenant of the transaction.
+        if first is None or tenant.created_at < first.created_at:
+            self.tenants_by_transaction[transaction_id] = tenant
+        if _at_or_after(tenant.created_at, self.since):
+            self.tenants_created += 1
+            self._open(transaction_id)
+
+    def _index_payment(self, payment: PaymentRecord) -> None:
+        in_window = _at_or_after(payment.received_at, self.since)
+        transaction_id = payment.transaction_id if payment.transaction_id and payment.transaction_id.strip() else None
+        if in_window:
+            self._count(payment, has_transaction=transaction_id is not None)
+        if transaction_id is None:
+            return
+        # The raw ITN fields are dropped: `classify` never reads them, and across a large ledger
+        # they would be most of the memory the audit holds.
+        self.payments[transaction_id].append(replace(payment, fields=()))
+        if in_window:
+            self._open(transaction_id)
+
+    def _count(self, payment: PaymentRecord, *, has_transaction: bool) -> None:
+        self.counts.payments += 1
+        if payment.verdict is PaymentVerdict.REJECTED:
+            self.counts.rejected += 1
+            if not has_transaction:
+                self.counts.rejected_without_transaction += 1
+
+    def _open(self, transaction_id: str) -> None:
+        if transaction_id.strip():
+            self.window.add(transaction_id.strip())
+
+    def _read_evidence(self, stores: EvidenceStores, advance: Progress) -> None:
+        """Only what the window's cases will look up is kept."""
+        wanted = {normalize_email(email) for email in map(self.email_of, self.window) if email}
+        for identity_users in stores.identity.scan_users():
+            for user in identity_users:
+                if user.username in wanted:
+                    self.identity_users[user.username] = user
+            advance(len(identity_users))
+        for users in stores.users.scan():
+            for record in users:
+                if record.email in wanted:
+                    self.users[record.email].append(record)
+            advance(len(users))
+        for records in self.users.values():
+            records.sort(key=lambda record: (record.created_at, record.user_id))
+        for emails in stores.mailer.scan():
+            for email in emails:
+                if email.to in wanted:
+                    # The body is dropped for the same reason as the ITN fields.
+                    self.emails[email.to].append(replace(email, text=""))
+            advance(len(emails))
+        for recipient, kept in self.emails.items():
+            # Newest first, as `outbox` answers. Emails of the same second keep message-id order:
+            # the outbox's insertion order is not in the record.
+            self.emails[recipient] = sorted(kept, key=lambda email: email.created_at, reverse=True)[:_OUTBOX_LIMIT]
+        queued = stores.queue.messages()
+        for message in queued:
+            if message.transaction_id in self.window:
+                self.messages[message.transaction_id].append(message)
+        advance(len(queued))
+
+    def job_of(self, transaction_id: str) -> ProvisioningJob | None:
+        return self.jobs.get(transaction_id)
+
+    def email_of(self, transaction_id: str) -> str | None:
+        job = self.job_of(transaction_id)
+        if job is not None:
+            return job.email
+        return next((p.email for p in reversed(self.payments.get(transaction_id, ())) if p.email), None)
+
+    def case_for(self, transaction_id: str) -> CaseFile:
+        """What `gather(Selector(transaction_id=...))` finds, step for step."""
+        payments = tuple(self.payments.get(transaction_id, ()))
+        job = self.job_of(transaction_id)
+        email = self.email_of(transaction_id)
+        tenant = self.tenants_by_id.get(job.tenant_id) if job is not None else None
+        if tenant is None:
+            tenant = self.tenants_by_transaction.get(transaction_id)
+        key = normalize_email(email) if email else None
+        identity_user = self.identity_users.get(key) if key else None
+        tenant_id = (
+            tenant.tenant_id
+            if tenant
+            else (job.tenant_id if job else (identity_user.tenant_id if identity_user else None))
+        )
+        if tenant_id is None and payments:
+            tenant_id = tenant_id_for(transaction_id)
+        return CaseFile(
+            selector=Selector(transaction_id=transaction_id),
+            transaction_id=transaction_id,
+            email=email,
+            tenant_id=tenant_id,
+            payments=payments,
+            job=job,
+            messages=tuple(self.messages.get(transaction_id, ())),
+            tenant=tenant,
+            users=tuple(self.users.get(key, ())) if key else (),
+            identity_user=identity_user,
+            emails=tuple(self.emails.get(key, ())) if key else (),
+        )
+
+
+# --- The audit ---------------------------------------------------------------------------------
+
+
+def run_audit(
+    stores: EvidenceStores, *, since: datetime, now: datetime, progress: Progress | None = None
+) -> AuditReport:
+    """Classifies every purchase paid, queued or provisioned at or after `since`, as `diagnose`
+    would at `now`, and sums them up by finding with RB-001 section 6's escalations."""
+    advance = progress or _ignore_progress
+    indexes = _Indexes(stores, since, advance)
+    failures: list[AuditedCase] = []
+    in_progress: list[str] = []
+    healthy = 0
+    for done, transaction_id in enumerate(sorted(indexes.window), start=1):
+        case = indexes.case_for(transaction_id)
+        diagnosis = classify(case, now)
+        if diagnosis.finding is Finding.HEALTHY:
+            healthy += 1
+        elif diagnosis.finding is Finding.IN_PROGRESS:
+            in_progress.append(transaction_id)
+        else:
+            failures.append(AuditedCase(diagnosis, _age_seconds(case, now)))
+        if done % _CLASSIFY_BATCH == 0:
+            advance(_CLASSIFY_BATCH)
+    advance(len(indexes.window) % _CLASSIFY_BATCH)
+    failures.sort(key=lambda case: (-(case.age_seconds or 0), case.diagnosis.transaction_id or ""))
+    counts = indexes.counts
+    totals = AuditTotals(
+        payments=counts.payments,
+        rejected_payments=counts.rejected,
+        rejected_without_transaction=counts.rejected_without_transaction,
+        transactions=len(indexes.window),
+        tenants=indexes.tenants_created,
+        healthy=healthy,
+        in_progress=len(in_progress),
+        findings=len(failures),
+    )
+    return AuditReport(since, now, totals, tuple(failures), tuple(in_progress))
+
+
+def _age_seconds(case: CaseFile, now: datetime) -> int | None:
+    if case.job is not None:
+        started = case.job.created_at
+    elif case.payments:
+        started = case.payments[0].received_at
+    elif case.tenant is not None:
+        started = case.tenant.created_at
+    else:
+        return None
+    return max(0, int((now - parse_timestamp(started)).total_seconds()))
+
+
+# --- --fix -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FixResult:
+    """One repair the audit ran: the finding before, how the repair ended, the finding after."""
+
+    transaction_id: str
+    before: Finding
+    outcome: str  # as RepairResult.outcome, or `error` when the repair refused
+    after: Finding
+    error: str | None = None
+
+    def as_document(self) -> dict[str, Any]:
+        return {
+            "transaction_id": self.transaction_id,
+            "before": self.before.value,
+            "outcome": self.outcome,
+            "after": self.after.value,
+            "error": self.error,
+        }
+
+
+def fix_findings(report: AuditReport, runbook: Runbook, *, operator: str) -> tuple[FixResult, ...]:
+    """Repairs every repairable failure of the report, one at a time, through the runbook's own
+    repair (so each gets its audit-trail entry). Payment and review findings are left alone."""
+    results: list[FixResult] = []
+    for case in report.cases:
+        transaction_id = case.diagnosis.transaction_id
+        if transaction_id is None or not case.finding.repairable:
+            continue
+        try:
+            result = runbook.repair(Selector(transaction_id=transaction_id), operator=operator)
+        except TenancyError as error:
+            # One purchase that cannot be repaired must not stop the others being repaired.
+            results.append(FixResult(transaction_id, case.finding, "error", case.finding, str(error)))
+            continue
+        results.append(FixResult(transaction_id, result.plan.diagnosis.finding, result.outcome, result.after.finding))
+    return tuple(results)

@@ -1,0 +1,368 @@
+"""Alerts and metrics as operators meet them: `tenancy alerts check|watch` as real processes over a
+TENANCY_HOME, Slack as a real local HTTP receiver, and `/metrics` from a real `tenancy serve`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tenancy.bootstrap import build
+from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
+from tenancy.domain.clock import format_timestamp
+from tenancy.domain.ids import invoice_number_for, tenant_id_for
+from tenancy.domain.model import JobStatus, OutboxMessage, OutgoingEmail, ProvisioningJob
+from tenancy.errors import PermanentError
+from tenancy.payments.payfast import parameter_string
+from tenancy.payments.simulator import build_itn, encode_form
+
+from conftest import (
+    PAYFAST_ADDRESS,
+    MailCatcher,
+    PayfastStandIn,
+    RunningServer,
+    cli_env,
+    free_port,
+    server_env,
+    start_server,
+    stop_server,
+    tenancy,
+)
+from helpers import make_settings
+
+
+class RefusingMailer:
+    """A mail server that refuses every message for good: the job is dead-lettered at once."""
+
+    def send(self, email: OutgoingEmail) -> str:
+        raise PermanentError("550 5.1.1 mailbox unavailable")
+
+    def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
+        return []
+
+
+def seed_dead_letter(home: Path) -> str:
+    """Runs one purchase through the real worker with a refusing mail server; returns its transaction id."""
+    services = build(make_settings(home, retry_max_attempts=1))
+    try:
+        transaction_id = f"TXN-{uuid.uuid4().hex[:10].upper()}"
+        now = format_timestamp(services.clock.now())
+        job = ProvisioningJob(
+            transaction_id=transaction_id,
+            tenant_id=tenant_id_for(transaction_id),
+            invoice_number=invoice_number_for(transaction_id),
+            email=f"{transaction_id.lower()}@example.com",
+            plan="professional",
+            tenant_name="Acme Studio",
+            status=JobStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+        )
+        assert services.journal.create(job)
+        services.queue.send(transaction_id)
+        assert replace(services, mailer=RefusingMailer()).worker().poll_once() == 1
+        assert services.queue.depth() == (0, 1)
+        stored = services.journal.get(transaction_id)
+        assert stored is not None
+        assert stored.status is JobStatus.DEAD_LETTERED
+        return transaction_id
+    finally:
+        services.close()
+
+
+class SlackStandIn(ThreadingHTTPServer):
+    """A Slack incoming webhook on 127.0.0.1 that keeps every JSON body posted to it."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SlackHandler)
+        self.bodies: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/services/T0/B0/webhook-secret"
+
+    def texts(self) -> list[str]:
+        with self.lock:
+            return [body["text"] for body in self.bodies]
+
+
+class _SlackHandler(BaseHTTPRequestHandler):
+    server: SlackStandIn
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        with self.server.lock:
+            self.server.bodies.append(body)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    server = SlackStandIn()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# --- alerts check ------------------------------------------------------------------------------------
+
+
+def test_check_exits_1_with_dlq_not_empty_firing_after_a_job_is_dead_lettered(tmp_path: Path) -> None:
+    seed_dead_letter(tmp_path)
+
+    result = tenancy(cli_env(tmp_path), "alerts", "check", "--json", "--no-notify")
+
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    assert document["firing"] == ["dlq_not_empty"]
+    dlq = next(alert for alert in document["alerts"] if alert["rule"] == "dlq_not_empty")
+    assert dlq == {
+        "rule": "dlq_not_empty",
+        "severity": "error",
+        "target": "engineering",
+        "escalate_to": "Engineering Lead (Slack #platform-alerts)",
+        "firing": True,
+        "value": 1,
+        "threshold": 0,
+        "message": "1 job(s) in the dead-letter queue: see `tenancy dlq list` (RB-001 7)",
+    }
+    assert document["notifications"] == []
+
+
+def test_check_exits_0_on_a_clean_home(tmp_path: Path) -> None:
+    as_json = tenancy(cli_env(tmp_path), "alerts", "check", "--json")
+    as_table = tenancy(cli_env(tmp_path), "alerts", "check")
+
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["firing"] == []
+    assert len(document["alerts"]) == 6
+    assert as_table.returncode == 0, as_table.stderr
+    assert "nothing firing" in as_table.stdout
+    assert "unresolved_over_an_hour" in as_table.stdout
+
+
+def test_check_notifies_slack_and_email_for_a_firing_rule(tmp_path: Path, slack: SlackStandIn) -> None:
+    seed_dead_letter(tmp_path)
+    env = cli_env(
+        tmp_path,
+        TENANCY_ALERT_ROUTES="engineering=slack+email",
+        TENANCY_ALERT_SLACK_WEBHOOK_URL=slack.webhook_url,
+        TENANCY_ALERT_EMAIL_TO="platform@example.com",
+    )
+
+    result = tenancy(env, "alerts", "check", "--json")
+
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["notifications"] == [
+        {"rule": "dlq_not_empty", "destination": "log", "delivered": True, "error": None},
+        {"rule": "dlq_not_empty", "destination": "slack", "delivered": True, "error": None},
+        {"rule": "dlq_not_empty", "destination": "email", "delivered": True, "error": None},
+    ]
+    assert slack.texts() == [
+        "[FIRING] dlq_not_empty (error): 1 job(s) in the dead-letter queue: see `tenancy dlq list` (RB-001 7)"
+    ]
+    services = build(make_settings(tmp_path))
+    try:
+        [email] = services.mailer.outbox(to="platform@example.com")
+    finally:
+        services.close()
+    assert email.subject.startswith("[tenancy alert] [FIRING] dlq_not_empty (error)")
+    assert "webhook-secret" not in result.stdout + result.stderr
+
+
+def test_a_dead_slack_never_fails_the_check(tmp_path: Path) -> None:
+    seed_dead_letter(tmp_path)
+    env = cli_env(tmp_path, TENANCY_ALERT_SLACK_WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/services/x/y/z")
+
+    result = tenancy(env, "alerts", "check", "--json")
+
+    assert result.returncode == 1  # the rule fires; the failed notification does not change that
+    slack = next(n for n in json.loads(result.stdout)["notifications"] if n["destination"] == "slack")
+    assert slack == {
+        "rule": "dlq_not_empty",
+        "destination": "slack",
+        "delivered": False,
+        "error": "TransientError: slack unreachable: ConnectError",
+    }
+    assert "alert_notify_failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("alerts", "check", "--bogus"), "error: No such option: --bogus"),
+        (("alerts", "nonsense"), "error: No such command 'nonsense'."),
+        (
+            ("alerts", "watch", "--every", "soon"),
+            "error: --every interval must look like 30s, 5m, 1h or 7d, not 'soon'",
+        ),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, arguments: tuple[str, ...], message: str) -> None:
+    result = tenancy(cli_env(tmp_path), *arguments)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == message
+    assert result.stdout == ""
+
+
+# --- alerts watch ------------------------------------------------------------------------------------
+
+
+def test_watch_notifies_once_when_a_rule_starts_firing_not_on_every_tick(tmp_path: Path, slack: SlackStandIn) -> None:
+    seed_dead_letter(tmp_path)
+    env = cli_env(tmp_path, TENANCY_ALERT_SLACK_WEBHOOK_URL=slack.webhook_url)
+
+    result = tenancy(env, "alerts", "watch", "--every", "50ms", "--max-ticks", "4")
+
+    assert result.returncode == 0, result.stderr
+    assert [text.split(":")[0] for text in slack.texts()] == ["[FIRING] dlq_not_empty (error)"]
+    assert "FIRING dlq_not_empty" in result.stdout
+    assert "alerts watch stopped" in result.stdout
+
+
+def test_watch_notifies_again_when_the_rule_resolves_and_stops_on_sigterm(tmp_path: Path, slack: SlackStandIn) -> None:
+    transaction_id = seed_dead_letter(tmp_path)
+    env = cli_env(tmp_path, TENANCY_ALERT_SLACK_WEBHOOK_URL=slack.webhook_url)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "tenancy", "alerts", "watch", "--every", "200ms"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: len(slack.texts()) == 1, "the FIRING notification")
+        services = build(make_settings(tmp_path))
+        try:
+            assert services.queue.purge(transaction_id) == 1  # the operator clears the DLQ
+        finally:
+            services.close()
+        wait_until(lambda: len(slack.texts()) == 2, "the RESOLVED notification")
+        time.sleep(0.5)  # a few more ticks: nothing new to say
+        watcher.send_signal(signal.SIGTERM)
+        stdout, stderr = watcher.communicate(timeout=20)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+
+    assert watcher.returncode == 0, stderr
+    assert [text.split(":")[0] for text in slack.texts()] == [
+        "[FIRING] dlq_not_empty (error)",
+        "[RESOLVED] dlq_not_empty (error)",
+    ]
+    assert "RESOLVED dlq_not_empty" in stdout
+    assert "alerts watch stopped" in stdout
+    assert "Traceback" not in stderr
+
+
+# --- /metrics from a real server -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def metrics_server(
+    tmp_path_factory: pytest.TempPathFactory, smtp_server: tuple[MailCatcher, int], payfast: PayfastStandIn
+) -> Iterator[RunningServer]:
+    home = tmp_path_factory.mktemp("metrics-home")
+    seed_dead_letter(home)
+    running = start_server(home, server_env(home, free_port(), smtp_server[1], payfast.server_address[1]))
+    yield running
+    stop_server(running)
+    assert "Traceback" not in running.log_text()
+
+
+def metric_samples(server: RunningServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(f"{server.base_url}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def post_itn(server: RunningServer, payfast: PayfastStandIn, fields: list[tuple[str, str]]) -> httpx.Response:
+    payfast.genuine.add(parameter_string(fields))
+    return httpx.post(
+        f"{server.base_url}/payments/payfast/itn",
+        content=encode_form(fields),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Forwarded-For": PAYFAST_ADDRESS},
+        timeout=30,
+    )
+
+
+def test_metrics_show_the_dlq_and_count_itns_by_verdict(metrics_server: RunningServer, payfast: PayfastStandIn) -> None:
+    before = metric_samples(metrics_server)
+    assert before[("tenancy_dlq_depth", ())] == 1
+    assert before[("tenancy_alert_firing", (("rule", "dlq_not_empty"), ("target", "engineering")))] == 1
+    assert before[("tenancy_jobs", (("status", "dead_lettered"),))] == 1
+    assert before[("tenancy_payments_total", (("verdict", "accepted"),))] == 0
+    transaction_id = f"TXN-{uuid.uuid4().hex[:10].upper()}"
+    genuine = build_itn(
+        transaction_id=transaction_id,
+        email="metrics-owner@example.com",
+        plan="starter",
+        amount=Decimal("99.00"),
+        merchant_id=PAYFAST_SANDBOX_MERCHANT_ID,
+        passphrase=PAYFAST_SANDBOX_PASSPHRASE,
+    )
+    forged = [(key, "1.00" if key == "amount_gross" else value) for key, value in genuine]
+
+    assert post_itn(metrics_server, payfast, genuine).status_code == 200
+    post_itn(metrics_server, payfast, forged)
+
+    def provisioned() -> bool:
+        return metric_samples(metrics_server)[("tenancy_jobs", (("status", "succeeded"),))] == 1
+
+    wait_until(provisioned, "the purchase to be provisioned")
+    after = metric_samples(metrics_server)
+    assert after[("tenancy_payments_total", (("verdict", "accepted"),))] == 1
+    assert after[("tenancy_payments_total", (("verdict", "rejected"),))] == 1
+    assert after[("tenancy_queue_depth", ())] == 0
+    assert after[("tenancy_dlq_depth", ())] == 1
+    assert ("tenancy_provisioning_error_rate", ()) in after
+    rules = {labels[0][1] for name, labels in after if name == "tenancy_alert_firing"}
+    assert rules == {
+        "dlq_not_empty",
+        "error_rate",
+        "multiple_failures",
+        "payment_failures",
+        "security_rejections",
+        "unresolved_over_an_hour",
+    }

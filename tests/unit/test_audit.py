@@ -1,0 +1,556 @@
+"""RB-001 section 7's weekly audit on the real embedded stores: purchases seeded through the real
+intake and saga, broken the way the runbook describes, then audited in one pass per store."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tenancy.bootstrap import Services, build
+from tenancy.cli.audit import CSV_COLUMNS, render_csv, render_markdown
+from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
+from tenancy.domain.clock import format_timestamp, utc_now
+from tenancy.domain.ids import invoice_number_for, storage_prefix_for, tenant_id_for
+from tenancy.domain.model import (
+    Billing,
+    JobStatus,
+    OutboxMessage,
+    OutgoingEmail,
+    PaymentRecord,
+    ProvisioningJob,
+    Step,
+    Tenant,
+    TenantStatus,
+    Usage,
+    UserRecord,
+    UserStatus,
+)
+from tenancy.errors import InvalidInputError, PermanentError
+from tenancy.payments.simulator import build_itn, encode_form
+from tenancy.ports import Mailer
+from tenancy.provisioning.manual import provision_now
+from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
+from tenancy.provisioning.welcome import WELCOME_SUBJECT
+from tenancy.runbook.audit import AuditReport, fix_findings, parse_duration, run_audit, window_start
+from tenancy.runbook.evidence import EvidenceStores, Selector
+from tenancy.runbook.findings import ESCALATION, Finding
+
+from helpers import make_settings
+
+PAYFAST_ADDRESS = "197.97.145.145"
+WEEK = timedelta(days=7)
+HOUR = 3600
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    # Offline PayFast mode: accepted ITNs need no validate endpoint; signature and amount still count.
+    built = build(make_settings(tmp_path / "home", payfast_mode="offline"))
+    yield built
+    built.close()
+
+
+# --- Seeding through the real code paths -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShiftedClock:
+    """The real clock, `ago` in the past: records written through it are that old."""
+
+    ago: timedelta
+
+    def now(self) -> datetime:
+        return utc_now() - self.ago
+
+
+def back_in_time(services: Services, ago: timedelta) -> Services:
+    return dataclasses.replace(services, clock=ShiftedClock(ago))
+
+
+class FailingMailer:
+    """Every send fails for good (the mailbox does not exist)."""
+
+    def __init__(self, real: Mailer) -> None:
+        self._real = real
+
+    def send(self, email: OutgoingEmail) -> str:
+        raise PermanentError("550 5.1.1 mailbox unavailable")
+
+    def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
+        return self._real.outbox(to, limit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def provision(services: Services, transaction_id: str, email: str) -> None:
+    """RB-001 4.1's manual trigger: the saga runs at once."""
+    provision_now(
+        transaction_id=transaction_id,
+        email=email,
+        plan="professional",
+        name=None,
+        plans=services.plans,
+        journal=services.journal,
+        queue=services.queue,
+        worker=services.worker(),
+        clock=services.clock,
+    )
+
+
+def send_itn(
+    services: Services,
+    transaction_id: str,
+    email: str,
+    *,
+    status: str = "COMPLETE",
+    amount: str = "299.00",
+    passphrase: str = PAYFAST_SANDBOX_PASSPHRASE,
+    pf_payment_id: str | None = None,
+    without: tuple[str, ...] = (),
+) -> PaymentRecord:
+    fields = build_itn(
+        transaction_id=transaction_id,
+        email=email,
+        plan="professional",
+        amount=amount,
+        merchant_id=PAYFAST_SANDBOX_MERCHANT_ID,
+        passphrase=passphrase,
+        status=status,
+        pf_payment_id=pf_payment_id,
+    )
+    kept = [(key, value) for key, value in fields if key not in without]
+    return services.intake.receive(encode_form(kept), PAYFAST_ADDRESS)
+
+
+def email_of(transaction_id: str) -> str:
+    return f"{transaction_id.lower()}@example.com"
+
+
+HEALTHY = ("TXN-H1", "TXN-H2", "TXN-H3")
+IDENTITY_DELETED = "TXN-IDENTITY"  # 4.2
+TENANT_DELETED = "TXN-TENANT"  # 4.3
+MAILER_FAILED = "TXN-MAILFAIL"  # 4.4, the job dead-lettered on the welcome step
+EMAIL_DROPPED = "TXN-MAILGONE"  # 4.4, two hours ago: RB-001 section 6's hour has passed
+MESSAGE_DEAD_LETTERED = "TXN-DLQ"  # 4.1, paid but the job's message went to the DLQ
+STILL_QUEUED = "TXN-QUEUED"  # a worker will get to it
+AMOUNT_REJECTED = "TXN-AMOUNT"
+SIGNATURE_REJECTED = "TXN-FORGED"
+PAYMENT_FAILED = "TXN-FAILED"  # PENDING ten days ago, FAILED now
+SECOND_PURCHASE = "TXN-SECOND"  # by the owner of TXN-H1
+OLD_HEALTHY = "TXN-OLD-OK"  # thirty days ago: outside a week's window
+OLD_BROKEN = "TXN-OLD-BROKEN"
+OLD_REJECTED = "TXN-OLD-AMOUNT"
+
+REPAIRABLE = {
+    IDENTITY_DELETED: Finding.IDENTITY_USER_MISSING,
+    TENANT_DELETED: Finding.TENANT_RECORD_MISSING,
+    MAILER_FAILED: Finding.WELCOME_EMAIL_MISSING,
+    EMAIL_DROPPED: Finding.WELCOME_EMAIL_MISSING,
+    MESSAGE_DEAD_LETTERED: Finding.PROVISIONING_FAILED,
+}
+LEFT_ALONE = {
+    AMOUNT_REJECTED: Finding.PAYMENT_NOT_COMPLETE,
+    SIGNATURE_REJECTED: Finding.PAYMENT_NOT_COMPLETE,
+    PAYMENT_FAILED: Finding.PAYMENT_NOT_COMPLETE,
+    SECOND_PURCHASE: Finding.NEEDS_REVIEW,
+}
+
+
+def seed_week(services: Services) -> None:
+    """A week of purchases: healthy ones, each RB-001 failure, and some older than the week."""
+    month_ago = back_in_time(services, timedelta(days=30))
+    provision(month_ago, OLD_HEALTHY, email_of(OLD_HEALTHY))
+    provision(month_ago, OLD_BROKEN, email_of(OLD_BROKEN))
+    services.identity.delete_user(email_of(OLD_BROKEN))
+    send_itn(month_ago, OLD_REJECTED, email_of(OLD_REJECTED), amount="1.00")
+    send_itn(back_in_time(services, timedelta(days=10)), PAYMENT_FAILED, email_of(PAYMENT_FAILED),
+             status="PENDING", pf_payment_id="900001")  # fmt: skip
+
+    for transaction_id in HEALTHY:
+        provision(services, transaction_id, email_of(transaction_id))
+    provision(services, IDENTITY_DELETED, email_of(IDENTITY_DELETED))
+    services.identity.delete_user(email_of(IDENTITY_DELETED))
+    provision(services, TENANT_DELETED, email_of(TENANT_DELETED))
+    services.tenants.delete(tenant_id_for(TENANT_DELETED))
+    provision(dataclasses.replace(services, mailer=FailingMailer(services.mailer)), MAILER_FAILED,
+              email_of(MAILER_FAILED))  # fmt: skip
+    provision(back_in_time(services, timedelta(hours=2)), EMAIL_DROPPED, email_of(EMAIL_DROPPED))
+    drop_outbox(services, email_of(EMAIL_DROPPED))
+    send_itn(services, MESSAGE_DEAD_LETTERED, email_of(MESSAGE_DEAD_LETTERED))
+    [message] = services.queue.receive(1, 30)
+    services.queue.dead_letter(message.receipt, "transient: identity provider timed out (after 5 attempts)")
+    send_itn(services, STILL_QUEUED, email_of(STILL_QUEUED))
+    send_itn(services, AMOUNT_REJECTED, email_of(AMOUNT_REJECTED), amount="1.00")
+    send_itn(services, SIGNATURE_REJECTED, email_of(SIGNATURE_REJECTED), passphrase="not-our-passphrase")
+    send_itn(services, "", "nobody@example.com", without=("m_payment_id",))
+    send_itn(services, PAYMENT_FAILED, email_of(PAYMENT_FAILED), status="FAILED", pf_payment_id="900001")
+    provision(services, SECOND_PURCHASE, email_of(HEALTHY[0]))
+
+
+def drop_outbox(services: Services, email: str) -> None:
+    """The welcome email's row is lost (tests only: no code path deletes mail)."""
+    assert services.database is not None
+    with services.database.transaction() as connection:
+        connection.execute("DELETE FROM outbox WHERE to_address = ?", (email,))
+
+
+def audit(services: Services, window: timedelta = WEEK, stores: EvidenceStores | None = None) -> AuditReport:
+    now = services.clock.now()
+    return run_audit(stores or services.evidence_stores, since=now - window, now=now)
+
+
+def findings_by_transaction(report: AuditReport) -> dict[str, Finding]:
+    return {case.diagnosis.transaction_id or "": case.finding for case in report.cases}
+
+
+def group_counts(report: AuditReport) -> dict[str, int]:
+    return {group.finding.value: group.count for group in report.groups}
+
+
+# --- Reading each store once -------------------------------------------------------------------
+
+
+class ScanOnly:
+    """The real store, except that any per-item lookup fails the test: the audit must read each
+    store with one batched scan, however many tenants there are."""
+
+    SCANS = frozenset({"scan", "scan_users", "messages"})
+
+    def __init__(self, real: object) -> None:
+        self._real = real
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.SCANS:
+            raise AssertionError(f"the audit called {name}(): a per-item round trip")
+        self.calls[name] += 1
+        return getattr(self._real, name)
+
+
+def scan_only(services: Services) -> tuple[EvidenceStores, list[ScanOnly]]:
+    real = services.evidence_stores
+    proxies = {field.name: ScanOnly(getattr(real, field.name)) for field in dataclasses.fields(real)}
+    return EvidenceStores(**proxies), list(proxies.values())  # type: ignore[arg-type]
+
+
+# --- The week's audit --------------------------------------------------------------------------
+
+
+def test_weekly_audit_names_every_failure_of_the_week_and_counts_the_rest(services: Services) -> None:
+    seed_week(services)
+
+    report = audit(services)
+
+    assert report.totals.as_document() == {
+        "payments": 6,  # DLQ, queued, amount, forged, no transaction, FAILED (not the PENDING of 10 days ago)
+        "rejected_payments": 3,
+        "rejected_without_transaction": 1,
+        "transactions": 13,
+        "tenants": 6,  # H1-H3, identity deleted, mailer failed, email dropped (one was deleted)
+        "healthy": 3,
+        "in_progress": 1,
+        "findings": 9,
+    }
+    assert group_counts(report) == {
+        "payment_not_complete": 3,
+        "provisioning_failed": 1,
+        "identity_user_missing": 1,
+        "tenant_record_missing": 1,
+        "welcome_email_missing": 2,
+        "needs_review": 1,
+    }
+    assert findings_by_transaction(report) == {**REPAIRABLE, **LEFT_ALONE}
+    assert report.in_progress == (STILL_QUEUED,)
+    assert [group.finding.runbook_section for group in report.groups] == [None, "4.1", "4.2", "4.3", "4.4", "6"]
+    [welcome] = [group for group in report.groups if group.finding is Finding.WELCOME_EMAIL_MISSING]
+    assert welcome.transaction_ids == (EMAIL_DROPPED, MAILER_FAILED)  # oldest first
+    assert welcome.emails == (email_of(EMAIL_DROPPED), email_of(MAILER_FAILED))
+
+
+def test_audit_and_diagnose_never_disagree(services: Services) -> None:
+    seed_week(services)
+
+    report = audit(services)
+
+    runbook = services.runbook
+    for case in report.cases:
+        assert case.diagnosis.transaction_id is not None
+        assert case.diagnosis == runbook.diagnose(Selector(transaction_id=case.diagnosis.transaction_id))
+    for transaction_id in (*HEALTHY, STILL_QUEUED):
+        expected = Finding.IN_PROGRESS if transaction_id == STILL_QUEUED else Finding.HEALTHY
+        assert runbook.diagnose(Selector(transaction_id=transaction_id)).finding is expected
+    audited = {*findings_by_transaction(report), *report.in_progress}
+    assert len(audited) + report.totals.healthy == report.totals.transactions
+
+
+def test_audit_reads_each_store_once_with_its_batched_scan(services: Services) -> None:
+    seed_week(services)
+    stores, proxies = scan_only(services)
+
+    report = audit(services, stores=stores)
+
+    assert report.totals == audit(services).totals
+    assert [dict(proxy.calls) for proxy in proxies] == [
+        {"scan": 1},  # ledger
+        {"scan": 1},  # journal
+        {"messages": 1},  # queue
+        {"scan": 1},  # tenants
+        {"scan": 1},  # users
+        {"scan_users": 1},  # identity
+        {"scan": 1},  # mailer
+    ]
+
+
+def test_escalations_follow_rb001_section_6(services: Services) -> None:
+    seed_week(services)
+
+    report = audit(services)
+
+    escalations = {escalation.condition: escalation for escalation in report.escalations}
+    assert list(escalations) == ["engineering", "finance", "security", "on_call"]
+    assert escalations["engineering"].contact == ESCALATION["engineering"]
+    assert escalations["engineering"].reason == "9 failed purchases in the window (more than 3)"
+    assert set(escalations["engineering"].transaction_ids) == {*REPAIRABLE, *LEFT_ALONE}
+    assert set(escalations["finance"].transaction_ids) == {AMOUNT_REJECTED, SECOND_PURCHASE}
+    assert escalations["security"].transaction_ids == (SIGNATURE_REJECTED,)
+    # The FAILED payment's purchase began with the PENDING ITN ten days ago.
+    assert escalations["on_call"].transaction_ids == (PAYMENT_FAILED, EMAIL_DROPPED)
+    assert {escalation.contact for escalation in report.escalations} == set(ESCALATION.values())
+
+
+def test_ages_count_from_the_start_of_each_purchase(services: Services) -> None:
+    seed_week(services)
+
+    report = audit(services)
+
+    ages = {case.diagnosis.transaction_id: case.age_seconds for case in report.cases}
+    assert report.oldest_unresolved_age_seconds == ages[PAYMENT_FAILED]
+    assert abs((ages[PAYMENT_FAILED] or 0) - 10 * 24 * HOUR) < 60
+    assert abs((ages[EMAIL_DROPPED] or 0) - 2 * HOUR) < 60
+    assert (ages[IDENTITY_DELETED] or 0) < 60
+    [welcome] = [group for group in report.groups if group.finding is Finding.WELCOME_EMAIL_MISSING]
+    assert welcome.oldest_age_seconds == ages[EMAIL_DROPPED]
+
+
+def test_a_wider_window_takes_in_the_older_purchases(services: Services) -> None:
+    seed_week(services)
+
+    report = audit(services, window=timedelta(days=31))
+
+    assert report.totals.transactions == 16
+    assert report.totals.healthy == 4
+    assert report.totals.payments == 8  # and the old rejected ITN, and the PENDING one
+    assert findings_by_transaction(report)[OLD_BROKEN] is Finding.IDENTITY_USER_MISSING
+    assert findings_by_transaction(report)[OLD_REJECTED] is Finding.PAYMENT_NOT_COMPLETE
+    assert report.totals.findings == 11
+
+
+def test_an_empty_week_has_no_findings_and_no_escalations(services: Services) -> None:
+    provision(back_in_time(services, timedelta(days=8)), OLD_BROKEN, email_of(OLD_BROKEN))
+    services.identity.delete_user(email_of(OLD_BROKEN))
+
+    report = audit(services)
+
+    assert report.totals.transactions == 0
+    assert not report.has_findings
+    assert report.escalations == ()
+    assert report.oldest_unresolved_age_seconds is None
+    assert "No failed provisioning attempts in this window." in render_markdown(report)
+    assert render_csv(report) == ",".join(CSV_COLUMNS) + "\n"
+
+
+def test_three_failures_are_not_yet_an_engineering_escalation(services: Services) -> None:
+    for transaction_id in ("TXN-A", "TXN-B", "TXN-C"):
+        provision(services, transaction_id, email_of(transaction_id))
+        services.identity.delete_user(email_of(transaction_id))
+
+    report = audit(services)
+
+    assert report.totals.findings == 3
+    assert report.escalations == ()
+
+
+# --- The outputs -------------------------------------------------------------------------------
+
+
+def test_json_csv_and_markdown_carry_the_same_counts(services: Services) -> None:
+    seed_week(services)
+    report = audit(services)
+
+    document = json.loads(json.dumps(report.as_document()))
+    rows = list(csv.DictReader(io.StringIO(render_csv(report))))
+    markdown = render_markdown(report)
+
+    expected = group_counts(report)
+    assert {group["finding"]: group["count"] for group in document["findings"]} == expected
+    assert document["totals"]["findings"] == 9 == len(document["cases"]) == len(rows)
+    assert document["window"] == {"since": format_timestamp(report.since), "now": format_timestamp(report.now)}
+    assert document["oldest_unresolved_age_seconds"] == report.oldest_unresolved_age_seconds
+    assert [escalation["condition"] for escalation in document["escalations"]] == [
+        "engineering", "finance", "security", "on_call"
+    ]  # fmt: skip
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert dict(Counter(row["finding"] for row in rows)) == expected
+    [forged] = [row for row in rows if row["transaction_id"] == SIGNATURE_REJECTED]
+    assert forged["escalate_to"] == ESCALATION["security"]
+    assert forged["email"] == email_of(SIGNATURE_REJECTED)
+    assert forged["runbook_section"] == ""
+    assert int(forged["age_seconds"]) < 60
+    for finding, count in expected.items():
+        section = Finding(finding).runbook_section or "-"
+        assert f"| {finding} | {section} | {count} |" in markdown
+    assert "| Findings | 9 |" in markdown
+    assert "| Healthy | 3 |" in markdown
+    assert f"- **{ESCALATION['security']}**: " in markdown
+
+
+def test_markdown_cells_cannot_break_the_table(services: Services) -> None:
+    send_itn(services, "TXN-PIPE", "pi|pe@example.com", amount="1.00")
+
+    markdown = render_markdown(audit(services))
+
+    [row] = [line for line in markdown.splitlines() if line.startswith("| TXN-PIPE |")]
+    assert row.startswith("| TXN-PIPE | pi\\|pe@example.com | ")
+    assert row.count(" | ") == 6  # seven cells, whatever the email says
+
+
+# --- --fix -------------------------------------------------------------------------------------
+
+
+def test_fix_repairs_what_repair_can_and_leaves_payments_and_reviews_alone(services: Services) -> None:
+    seed_week(services)
+    before = audit(services)
+
+    fixes = fix_findings(before, services.runbook, operator="weekly-audit")
+    after = audit(services)
+
+    assert {fix.transaction_id: (fix.before, fix.outcome, fix.after) for fix in fixes} == {
+        transaction_id: (finding, "repaired", Finding.HEALTHY) for transaction_id, finding in REPAIRABLE.items()
+    }
+    assert findings_by_transaction(after) == LEFT_ALONE
+    assert after.totals.healthy == 3 + len(REPAIRABLE)
+    assert after.totals.findings == len(LEFT_ALONE)
+    assert after.in_progress == (STILL_QUEUED,)
+    entries = services.trail.entries()
+    assert sorted((entry.transaction_id, entry.operator) for entry in entries) == sorted(
+        (transaction_id, "weekly-audit") for transaction_id in REPAIRABLE
+    )
+    assert fix_findings(after, services.runbook, operator="weekly-audit") == ()
+
+
+# --- --since -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7d", timedelta(days=7)),
+        ("24h", timedelta(hours=24)),
+        ("90m", timedelta(minutes=90)),
+        ("3650d", timedelta(days=3650)),
+        (" 12H ", timedelta(hours=12)),
+    ],
+)
+def test_since_accepts_days_hours_and_minutes(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "7", "d", "7y", "-7d", "1.5d", "0d", "7d ago", "9999999999d"])
+def test_since_refuses_anything_else_in_one_line(text: str) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        parse_duration(text)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_window_reaching_before_year_one_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="before the year 1"):
+        window_start(utc_now(), parse_duration("999999d"))
+
+
+# --- Scale -------------------------------------------------------------------------------------
+
+SCALE = 2000
+
+
+def seed_healthy_in_bulk(services: Services, count: int) -> None:
+    """Healthy tenants written straight to the stores, as the saga leaves them."""
+    now = format_timestamp(services.clock.now())
+    plan = services.plans.get("starter")
+    for number in range(count):
+        transaction_id = f"TXN-BULK{number:06d}"
+        tenant_id = tenant_id_for(transaction_id)
+        email = f"bulk{number}@example.com"
+        user = services.identity.create_user(
+            email,
+            {
+                "email": email,
+                "email_verified": "true",
+                "custom:tenant_id": tenant_id,
+                "custom:roles": TENANT_ADMIN_ROLE,
+            },
+            "Temporary-Passw0rd!",
+        )
+        services.journal.create(
+            ProvisioningJob(
+                transaction_id=transaction_id,
+                tenant_id=tenant_id,
+                invoice_number=invoice_number_for(transaction_id),
+                email=email,
+                plan=plan.name,
+                tenant_name=email,
+                status=JobStatus.SUCCEEDED,
+                created_at=now,
+                updated_at=now,
+                completed_steps=tuple(Step),
+                attempts=1,
+                owner_user_id=user.sub,
+            )
+        )
+        services.tenants.create(
+            Tenant(
+                tenant_id=tenant_id,
+                owner_user_id=user.sub,
+                name=email,
+                plan=plan.name,
+                status=TenantStatus.ACTIVE,
+                limits=plan.limits,
+                usage=Usage(),
+                storage_prefix=storage_prefix_for(tenant_id),
+                billing=Billing(transaction_id, invoice_number_for(transaction_id)),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        services.users.create(UserRecord(user.sub, tenant_id, email, TENANT_ADMIN_ROLE, UserStatus.ACTIVE, now))
+        services.mailer.send(OutgoingEmail(email, WELCOME_SUBJECT, "Welcome", tags={"transaction_id": transaction_id}))
+
+
+def test_audit_of_2000_tenants_reads_each_store_once_and_finds_them_healthy(services: Services) -> None:
+    seed_healthy_in_bulk(services, SCALE)
+    stores, _ = scan_only(services)
+    progressed: list[int] = []
+    now = services.clock.now()
+
+    started = time.perf_counter()
+    report = run_audit(stores, since=now - timedelta(days=1), now=now, progress=progressed.append)
+    elapsed = time.perf_counter() - started
+
+    assert report.totals.healthy == SCALE
+    assert report.totals.transactions == SCALE
+    assert report.totals.tenants == SCALE
+    assert report.totals.findings == 0
+    # Jobs, tenants, identity users, users records and emails read, then every case classified.
+    assert sum(progressed) == 6 * SCALE
+    assert elapsed < 10, f"auditing {SCALE} tenants took {elapsed:.1f} s"
