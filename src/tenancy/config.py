@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
@@ -112,6 +112,22 @@ class Settings(BaseSettings):
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=65536, ge=8)
 
+    # The AWS backend (README "AWS"): names from shared/spec/data-contract.md.
+    aws_region: str = Field(
+        default="eu-west-1", validation_alias=AliasChoices("TENANCY_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    tenants_table: str = "tenants"
+    users_table: str = "users"
+    provisioning_table: str = "provisioning"
+    payments_table: str = "payments"
+    repairs_table: str = "repairs"
+    mail_log_table: str = "mail-log"
+    queue_url: str | None = None
+    dlq_url: str | None = None
+    user_pool_id: str | None = None
+    user_pool_client_id: str | None = None
+    cognito_jwks_url: str | None = None
+
     # `tenancy alerts` and /metrics (README "Alerts and metrics").
     alert_window_minutes: int = Field(default=60, gt=0)
     alert_error_rate: float = Field(default=0.2, ge=0, le=1)
@@ -189,6 +205,19 @@ class Settings(BaseSettings):
             ):
                 raise ValueError("live mode refuses PayFast's public sandbox credentials; set your own")
         return self
+
+    def function_name(self, role: str) -> str:
+        """`site-builder-{env}-itn-handler` / `site-builder-{env}-provisioning` (data contract)."""
+        return f"site-builder-{self.env}-{role}"
+
+    def log_group(self, role: str) -> str:
+        return f"/aws/lambda/{self.function_name(role)}"
+
+    @property
+    def effective_cognito_jwks_url(self) -> str:
+        if self.cognito_jwks_url:
+            return self.cognito_jwks_url
+        return f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.user_pool_id}/.well-known/jwks.json"
 
     @property
     def database_path(self) -> Path:

@@ -10,10 +10,12 @@ from tenancy.domain.model import IdentityUserStatus, JobStatus, PaymentVerdict, 
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, gather
 from tenancy.runbook.findings import ESCALATION, Diagnosis, Finding
 
-__all__ = ["ESCALATION_AGE", "classify", "describe", "diagnose"]
+__all__ = ["ESCALATION_AGE", "STALLED_AFTER", "classify", "describe", "diagnose"]
 
 # RB-001 section 6: a failure not resolved within an hour goes to the on-call manager.
 ESCALATION_AGE = timedelta(hours=1)
+# An unfinished job nobody has touched for this long is lost, not in progress.
+STALLED_AFTER = timedelta(minutes=15)
 _SENT = {"delivered", "stored"}
 Found = Callable[[Finding, str, str, "str | None"], Diagnosis]
 _IN_FLIGHT = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING}
@@ -120,8 +122,7 @@ def classify(case: CaseFile, now: datetime) -> Diagnosis:
             "Decide with the customer: refund the payment, or provision a second tenant by hand.",
             ESCALATION["finance"],
         )
-    live_message = any(not message.dead_lettered for message in case.messages)
-    if job is not None and job.status in _IN_FLIGHT and live_message:
+    if job is not None and job.status in _IN_FLIGHT and _still_moving(case, now):
         when = f"; next attempt at {job.next_attempt_at}" if job.status is JobStatus.RETRYING else ""
         return found(
             Finding.IN_PROGRESS,
@@ -216,6 +217,22 @@ def _payment_not_complete(case: CaseFile, found: Found) -> Diagnosis:
         "Ask the customer to complete the payment; PayFast sends a new ITN when it does.",
         None,
     )
+
+
+def _still_moving(case: CaseFile, now: datetime) -> bool:
+    """Whether an unfinished job is still in a worker's hands: its message waits in the work
+    queue (where the queue can show it; SQS cannot show messages in flight), its retry is due
+    soon, or it moved recently. A job that stalled for longer is treated as lost."""
+    job = case.job
+    if job is None:
+        return False
+    if any(not message.dead_lettered for message in case.messages):
+        return True
+    if case.messages:  # only dead letters: no worker will see it again
+        return False
+    if job.status is JobStatus.RETRYING and job.next_attempt_at:
+        return parse_timestamp(job.next_attempt_at) + STALLED_AFTER > now
+    return parse_timestamp(job.updated_at) + STALLED_AFTER > now
 
 
 def _why_not_provisioned(case: CaseFile) -> str:

@@ -1,0 +1,73 @@
+"""The AWS resources as `tenancy aws bootstrap` creates them: keys, indexes, queues, pool, alarms."""
+
+from __future__ import annotations
+
+import json
+
+from tenancy.adapters.aws.resources import MAX_RECEIVE_COUNT, ensure_resources
+
+from aws_support import AwsContext
+
+
+def test_tables_have_the_data_contract_keys_and_the_email_index(aws: AwsContext) -> None:
+    dynamodb = aws.session.client("dynamodb")
+
+    tenants = dynamodb.describe_table(TableName="tenants")["Table"]
+    users = dynamodb.describe_table(TableName="users")["Table"]
+    journal = dynamodb.describe_table(TableName="provisioning")["Table"]
+    payments = dynamodb.describe_table(TableName="payments")["Table"]
+
+    assert tenants["KeySchema"] == [{"AttributeName": "tenant_id", "KeyType": "HASH"}]
+    assert users["KeySchema"] == [{"AttributeName": "user_id", "KeyType": "HASH"}]
+    assert [index["IndexName"] for index in users["GlobalSecondaryIndexes"]] == ["email-index"]
+    assert journal["KeySchema"] == [{"AttributeName": "transaction_id", "KeyType": "HASH"}]
+    assert payments["KeySchema"][0] == {"AttributeName": "pf_payment_id", "KeyType": "HASH"}
+
+
+def test_the_queue_dead_letters_after_the_max_receive_count(aws: AwsContext) -> None:
+    sqs = aws.session.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=aws.resources.queue_url, AttributeNames=["All"])["Attributes"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=aws.resources.dlq_url, AttributeNames=["QueueArn"])["Attributes"]
+
+    policy = json.loads(attributes["RedrivePolicy"])
+    assert policy["deadLetterTargetArn"] == dlq_arn["QueueArn"]
+    assert int(policy["maxReceiveCount"]) == MAX_RECEIVE_COUNT
+    assert int(attributes["VisibilityTimeout"]) > 30  # longer than the provisioning function's timeout
+
+
+def test_the_user_pool_has_the_custom_attributes_and_an_admin_auth_client(aws: AwsContext) -> None:
+    cognito = aws.session.client("cognito-idp")
+    pool = cognito.describe_user_pool(UserPoolId=aws.resources.user_pool_id)["UserPool"]
+    client = cognito.describe_user_pool_client(
+        UserPoolId=aws.resources.user_pool_id, ClientId=aws.resources.user_pool_client_id
+    )["UserPoolClient"]
+
+    attributes = {attribute["Name"] for attribute in pool["SchemaAttributes"]}
+    assert {"custom:tenant_id", "custom:roles"} <= attributes
+    assert "ALLOW_ADMIN_USER_PASSWORD_AUTH" in client["ExplicitAuthFlows"]
+
+
+def test_alarms_watch_the_dlq_and_both_functions(aws: AwsContext) -> None:
+    alarms = aws.session.client("cloudwatch").describe_alarms()["MetricAlarms"]
+
+    by_name = {alarm["AlarmName"]: alarm for alarm in alarms}
+    assert set(by_name) == {
+        "site-builder-dev-dlq-not-empty",
+        "site-builder-dev-itn-handler-errors",
+        "site-builder-dev-provisioning-errors",
+    }
+    assert by_name["site-builder-dev-dlq-not-empty"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert all(alarm["AlarmActions"] == [aws.resources.alarm_topic_arn] for alarm in alarms)
+
+
+def test_bootstrap_is_idempotent_and_prints_the_settings_to_export(aws: AwsContext) -> None:
+    again = ensure_resources(aws.session, aws.settings)
+
+    assert again == aws.resources
+    exported = again.as_settings()
+    assert exported["TENANCY_BACKEND"] == "aws"
+    assert exported["TENANCY_QUEUE_URL"].endswith("/provisioning")
+    assert exported["TENANCY_DLQ_URL"].endswith("/provisioning-dlq")
+    assert {"TENANCY_USER_POOL_ID", "TENANCY_USER_POOL_CLIENT_ID", "TENANCY_TENANTS_TABLE"} <= set(exported)
+    identities = aws.session.client("ses").list_identities()["Identities"]
+    assert "noreply@kimmyai.io" in identities
