@@ -14,6 +14,9 @@ from helpers import FAST_HASHING, make_settings
 
 __all__ = ["FAST_HASHING", "make_settings"]
 
+# The real servers (tenancy serve, SMTP, the PayFast stand-in) as fixtures for every suite.
+pytest_plugins = ["servers"]
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

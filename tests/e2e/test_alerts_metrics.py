@@ -30,7 +30,8 @@ from tenancy.errors import PermanentError
 from tenancy.payments.payfast import parameter_string
 from tenancy.payments.simulator import build_itn, encode_form
 
-from conftest import (
+from helpers import make_settings
+from servers import (
     PAYFAST_ADDRESS,
     MailCatcher,
     PayfastStandIn,
@@ -42,7 +43,6 @@ from conftest import (
     stop_server,
     tenancy,
 )
-from helpers import make_settings
 
 
 class RefusingMailer:

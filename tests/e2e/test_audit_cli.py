@@ -12,8 +12,8 @@ from pathlib import Path
 from tenancy.bootstrap import Services, build
 from tenancy.provisioning.manual import provision_now
 
-from conftest import cli_env, tenancy
 from helpers import make_settings
+from servers import cli_env, tenancy
 
 HEALTHY = "TXN-AUDIT-OK"
 BROKEN = "TXN-AUDIT-BROKEN"

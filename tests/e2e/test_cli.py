@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import RunningServer, cli_env, free_port, start_server, stop_server, tenancy
+from servers import RunningServer, cli_env, free_port, start_server, stop_server, tenancy
 
 
 @pytest.fixture(scope="module")

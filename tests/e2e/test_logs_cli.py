@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from conftest import cli_env, free_port, start_server, stop_server, tenancy
+from servers import cli_env, free_port, start_server, stop_server, tenancy
 
 
 def search(env: dict[str, str], *arguments: str) -> list[dict[str, Any]]:

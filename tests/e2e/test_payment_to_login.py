@@ -17,7 +17,7 @@ from tenancy.domain.ids import tenant_id_for
 from tenancy.payments.payfast import parameter_string
 from tenancy.payments.simulator import build_itn, encode_form
 
-from conftest import PAYFAST_ADDRESS, MailCatcher, PayfastStandIn, RunningServer
+from servers import PAYFAST_ADDRESS, MailCatcher, PayfastStandIn, RunningServer
 
 PRICES = {"starter": Decimal("99.00"), "professional": Decimal("299.00"), "enterprise": Decimal("999.00")}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

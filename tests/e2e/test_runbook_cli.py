@@ -8,7 +8,7 @@ from pathlib import Path
 from tenancy.bootstrap import build
 from tenancy.config import Settings
 
-from conftest import cli_env, tenancy
+from servers import cli_env, tenancy
 
 
 def break_identity_user(home: Path, email: str) -> None:

@@ -21,7 +21,7 @@ from tenancy.ports import Mailer
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.worker import JobOutcome, NextAction, ProvisioningWorker
 
-from conftest import make_settings
+from helpers import make_settings
 
 EMAIL = "owner@example.com"
 

@@ -17,7 +17,7 @@ from tenancy.errors import InvalidInputError, TransientError, UnknownPlanError
 from tenancy.payments import payfast
 from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger
 
-__all__ = ["IntakePolicy", "PaymentIntake", "looks_like_email"]
+__all__ = ["MAX_ITN_BYTES", "IntakePolicy", "PaymentIntake", "looks_like_email"]
 
 log = structlog.get_logger(__name__)
 
@@ -25,6 +25,8 @@ PAYMENT_STATUSES = ("COMPLETE", "FAILED", "PENDING", "CANCELLED")
 _TRANSACTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _AMOUNT_TOLERANCE = Decimal("0.01")
+# A real ITN is well under 2 KB; anything this large is not from PayFast (every entrypoint refuses it).
+MAX_ITN_BYTES = 16_384
 
 
 def looks_like_email(value: str) -> bool:
@@ -94,6 +96,15 @@ class PaymentIntake:
         job = self._job_for(payment) if payment.payment_status == "COMPLETE" else None
         return self._keep(payment, job)
 
+    def refuse_unread(self, peer: str, forwarded_for: str | None, reason: str, sample: bytes = b"") -> PaymentRecord:
+        """Keeps a body refused before it was read (too large) in the ledger as rejected."""
+        source_ip = payfast.client_address(peer, forwarded_for, self._policy.trusted_proxies)
+        unread = (("_raw", sample[:256].decode("utf-8", errors="replace")),)
+        record = PaymentRecord(
+            format_timestamp(self._clock.now()), source_ip, unread, PaymentVerdict.REJECTED, (reason,)
+        )
+        return self._keep(record)
+
     def _check(self, fields: payfast.Fields, payment: PaymentRecord) -> None:
         policy = self._policy
         for required in ("m_payment_id", "pf_payment_id", "payment_status", "merchant_id", "signature"):
@@ -118,10 +129,19 @@ class PaymentIntake:
             self._check_amount(payment)
         if status == "COMPLETE" and not looks_like_email(payment.email or ""):
             raise _RejectedError("email_address is not a valid email address")
+        if status in {"PENDING", "FAILED"} and self._completed_already(payment.pf_payment_id or ""):
+            # A replayed older ITN must never look like news after the payment completed.
+            raise _RejectedError(f"stale ITN: payment {payment.pf_payment_id} is already COMPLETE")
         # 5. Server confirmation: PayFast says it sent this ITN.
         if policy.confirm_with_payfast and not self._confirmer.confirm(payfast.parameter_string(fields)):
             raise _RejectedError("PayFast did not confirm the payment")
         # 6. Not processed already: decided atomically by the ledger when the ITN is kept.
+
+    def _completed_already(self, pf_payment_id: str) -> bool:
+        return any(
+            entry.payment_status == "COMPLETE" and entry.verdict is PaymentVerdict.ACCEPTED
+            for entry in self._ledger.find(pf_payment_id=pf_payment_id)
+        )
 
     def _check_amount(self, payment: PaymentRecord) -> None:
         try:

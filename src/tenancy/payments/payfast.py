@@ -49,7 +49,9 @@ def parse_itn(body: bytes) -> list[tuple[str, str]]:
         raise InvalidInputError("body is not UTF-8") from None
     try:
         fields = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
-    except (ValueError, UnicodeDecodeError):
+    except UnicodeDecodeError:
+        raise InvalidInputError("body is not UTF-8 (a percent-escape decodes to invalid bytes)") from None
+    except ValueError:
         raise InvalidInputError("body is not form-urlencoded") from None
     if not fields:
         raise InvalidInputError("body is empty")

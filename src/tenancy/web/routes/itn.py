@@ -7,14 +7,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from tenancy.domain.model import PaymentVerdict
+from tenancy.payments.intake import MAX_ITN_BYTES
 from tenancy.web.deps import ServicesDep
 
 __all__ = ["MAX_ITN_BYTES", "router"]
 
 router = APIRouter(tags=["payments"])
-
-# A real ITN is well under 2 KB; anything this large is not from PayFast.
-MAX_ITN_BYTES = 16_384
 
 
 @router.post(
@@ -28,15 +26,18 @@ MAX_ITN_BYTES = 16_384
     },
 )
 async def receive_itn(request: Request, services: ServicesDep) -> Response:
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit() or int(declared) > MAX_ITN_BYTES:
-        return JSONResponse({"detail": "body too large"}, status_code=413)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_ITN_BYTES:
-            return JSONResponse({"detail": "body too large"}, status_code=413)
     peer = request.client.host if request.client else ""
+    forwarded_for = request.headers.get("x-forwarded-for")
+    declared = request.headers.get("content-length", "0")
+    body = b""
+    if declared.isdigit() and int(declared) <= MAX_ITN_BYTES:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_ITN_BYTES:
+                break
+    if len(body) > MAX_ITN_BYTES or not declared.isdigit() or int(declared) > MAX_ITN_BYTES:
+        await run_in_threadpool(services.intake.refuse_unread, peer, forwarded_for, "body too large", body)
+        return JSONResponse({"detail": "body too large"}, status_code=413)
     record = await run_in_threadpool(services.intake.receive, body, peer, request.headers.get("x-forwarded-for"))
     if record.verdict is PaymentVerdict.REJECTED:
         return JSONResponse({"detail": record.reasons[0] if record.reasons else "rejected"}, status_code=400)
