@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck imports pytest clean
+.PHONY: run test lint typecheck imports pytest clean lambda-package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,13 @@ imports: $(VENV)/.installed-dev
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
+# The code deploy/template.yaml deploys (CodeUri: build/lambda): the package and its dependencies
+# as wheels for the Lambda runtime (Linux x86_64, CPython 3.11), whatever this machine is.
+lambda-package: | $(BIN)/python
+	rm -rf build/lambda build/wheels build/lib
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir build/wheels .
+	$(BIN)/pip install --quiet --target build/lambda --platform manylinux2014_x86_64 --implementation cp \
+		--python-version 3.11 --only-binary=:all: build/wheels/tenancy-*.whl
+
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var build .mypy_cache .ruff_cache .pytest_cache

@@ -28,7 +28,7 @@ from tenancy.adapters.notifiers import (
 from tenancy.adapters.payfast_http import HttpPaymentConfirmer
 from tenancy.config import Backend, PayfastMode, Settings
 from tenancy.domain.clock import utc_now
-from tenancy.domain.model import ProvisioningJob, Step
+from tenancy.domain.model import LogComponent, ProvisioningJob, Step
 from tenancy.domain.plans import PlanCatalogue, load_catalogue
 from tenancy.errors import ConfigurationError
 from tenancy.payments.intake import IntakePolicy, PaymentIntake
@@ -76,7 +76,8 @@ class Services:
     mailer: Mailer
     confirmer: PaymentConfirmer
     trail: RepairTrail
-    database: Database | None = None
+    database: Database | None = None  # the embedded backend's SQLite file; None on AWS
+    log_source: LogSource | None = None  # where `logs` reads; None: the files under TENANCY_HOME/logs
 
     @property
     def intake(self) -> PaymentIntake:
@@ -199,7 +200,9 @@ class Services:
 
     @property
     def logs(self) -> LogSource:
-        """What every process logged (the files `configure_logging` writes to)."""
+        """What every process logged: CloudWatch Logs on AWS, else the files `configure_logging` writes to."""
+        if self.log_source is not None:
+            return self.log_source
         return FileLogSource(log_directory(self.settings))
 
     def close(self) -> None:
@@ -217,7 +220,7 @@ def log_directory(settings: Settings) -> Path:
 def build(settings: Settings) -> Services:
     """Wires the backend that `settings.backend` names."""
     if settings.backend is Backend.AWS:
-        raise ConfigurationError("TENANCY_BACKEND=aws is not available yet; use local")
+        return _build_aws(settings)
     plans = load_catalogue(settings.plans_file)
     database = Database(settings.database_path)
     smtp = SmtpTarget(settings.smtp_url) if settings.smtp_url else None
@@ -235,4 +238,72 @@ def build(settings: Settings) -> Services:
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=SqliteRepairTrail(database),
         database=database,
+    )
+
+
+def _required_aws_settings(settings: Settings) -> tuple[str, str, str, str]:
+    """queue_url, dlq_url, user_pool_id, user_pool_client_id: what `tenancy aws bootstrap` prints
+    and the AWS backend cannot start without."""
+    names = ("queue_url", "dlq_url", "user_pool_id", "user_pool_client_id")
+    values = [getattr(settings, name) or "" for name in names]
+    missing = [f"TENANCY_{name.upper()}" for name, value in zip(names, values, strict=True) if not value]
+    if missing:
+        raise ConfigurationError(
+            f"TENANCY_BACKEND=aws needs {', '.join(missing)}: run `tenancy aws bootstrap` and export what it prints"
+        )
+    return values[0], values[1], values[2], values[3]
+
+
+def _build_aws(settings: Settings) -> Services:
+    """DynamoDB, SQS, Cognito, SES and CloudWatch Logs through one boto3 session. Endpoints
+    come from boto3's own `AWS_ENDPOINT_URL` handling, so the same wiring runs against moto."""
+    queue_url, dlq_url, user_pool_id, client_id = _required_aws_settings(settings)
+    # Imported here so that the embedded backend never pays for importing boto3.
+    import boto3
+    from botocore.config import Config
+
+    from tenancy.adapters.aws.cognito import CognitoIdentityProvider
+    from tenancy.adapters.aws.dynamodb import (
+        DynamoJournal,
+        DynamoLedger,
+        DynamoRepairTrail,
+        DynamoTenantStore,
+        DynamoUserStore,
+    )
+    from tenancy.adapters.aws.logs import CloudWatchLogSource
+    from tenancy.adapters.aws.ses import SesMailer
+    from tenancy.adapters.aws.sqs import SqsJobQueue
+
+    session = boto3.Session(region_name=settings.aws_region)
+    # botocore's defaults (60 s timeouts, legacy retries) outlast the provisioning function's 30 s.
+    config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3})
+    dynamodb = session.client("dynamodb", config=config)
+    queue = SqsJobQueue(session.client("sqs", config=config), queue_url, dlq_url)
+    # Lambda writes everything a function logs to the function's group. What the embedded
+    # backend calls "app" (login, the CLI, adapters) runs inside the provisioning function on
+    # AWS (the saga signs users up and mails them), so that is where it is searched.
+    log_groups = {
+        LogComponent.ITN.value: settings.log_group("itn-handler"),
+        LogComponent.PROVISIONING.value: settings.log_group("provisioning"),
+        LogComponent.APP.value: settings.log_group("provisioning"),
+    }
+    return Services(
+        settings=settings,
+        clock=SystemClock(),
+        plans=load_catalogue(settings.plans_file),
+        tenants=DynamoTenantStore(dynamodb, settings.tenants_table),
+        users=DynamoUserStore(dynamodb, settings.users_table),
+        journal=DynamoJournal(dynamodb, settings.provisioning_table),
+        ledger=DynamoLedger(dynamodb, settings.payments_table, settings.provisioning_table, queue),
+        queue=queue,
+        identity=CognitoIdentityProvider(
+            session.client("cognito-idp", config=config),
+            user_pool_id,
+            client_id,
+            jwks_url=settings.effective_cognito_jwks_url,
+        ),
+        mailer=SesMailer(session.client("ses", config=config), dynamodb, settings.mail_log_table, settings.email_from),
+        confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
+        trail=DynamoRepairTrail(dynamodb, settings.repairs_table),
+        log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
     )

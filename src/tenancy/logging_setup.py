@@ -141,3 +141,7 @@ def configure_logging(level: str = "info", *, json_lines: bool = True, log_dir: 
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=numeric_level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    # boto3's INFO lines (credentials found, endpoint chosen) come with every AWS command and
+    # tell an operator nothing; its warnings and errors still show, and all of it at debug.
+    for chatty in ("boto3", "botocore", "urllib3"):
+        logging.getLogger(chatty).setLevel(numeric_level if numeric_level <= logging.DEBUG else logging.WARNING)

@@ -67,7 +67,9 @@ class TenantStore(Protocol):
         ...
 
     def find_by_transaction(self, transaction_id: str) -> Tenant | None:
-        """The tenant whose billing carries this transaction id, or None."""
+        """The tenant whose billing carries this transaction id, or None. If several do (a
+        hand-made `ten_NEWID` beside the project's own), the one with the id derived from the
+        transaction wins, else the earliest created."""
         ...
 
     def put(self, tenant: Tenant) -> None:
@@ -147,7 +149,9 @@ class JobQueue(Protocol):
         ...
 
     def delete(self, receipt: str) -> None:
-        """Removes a received message. A stale receipt (redelivered since) does nothing."""
+        """Removes a received message. A receipt whose message is gone (deleted, dead-lettered)
+        does nothing. A stale one (the message redelivered since) must not be relied on: the
+        embedded queue ignores it, SQS may still act on it (as for retry_later and dead_letter)."""
         ...
 
     def retry_later(self, receipt: str, delay_seconds: float) -> None:
@@ -169,7 +173,8 @@ class JobQueue(Protocol):
 
     def messages(self, *, transaction_id: str | None = None, dead_lettered: bool | None = None) -> list[QueuedMessage]:
         """Messages in either queue (or only the DLQ / only the work queue), oldest first, without
-        receiving them."""
+        taking them from the queue. SQS cannot browse: it lists only messages neither in flight
+        nor delayed, and each look counts as a receive towards the RedrivePolicy's limit."""
         ...
 
     def redrive(self, message_id: str) -> bool:
@@ -178,7 +183,8 @@ class JobQueue(Protocol):
         ...
 
     def purge(self, transaction_id: str) -> int:
-        """Removes every message (either queue) for the transaction; returns how many."""
+        """Removes every message (either queue) for the transaction that `messages` would list;
+        returns how many."""
         ...
 
 
@@ -235,7 +241,9 @@ class IdentityProvider(Protocol):
         ...
 
     def reset_password(self, username: str) -> None:
-        """Status RESET_REQUIRED: the old password stops working. NotFoundError if no such user."""
+        """Status RESET_REQUIRED: the old password stops working. NotFoundError if no such user.
+        Cognito refuses a user still in FORCE_CHANGE_PASSWORD (PermanentError): give such a
+        user a new temporary password with set_password instead."""
         ...
 
     def authenticate(self, username: str, password: str) -> Tokens | AuthChallenge:
@@ -272,7 +280,8 @@ class IdentityProvider(Protocol):
 class Mailer(Protocol):
     def send(self, email: OutgoingEmail) -> str:
         """Sends the email (and keeps it in the outbox); returns its message id.
-        Raises TransientError when the mail server fails in a way worth retrying."""
+        Raises TransientError when the mail server fails in a way worth retrying, PermanentError
+        when it refuses the email for good; either way the attempt is kept as `failed`."""
         ...
 
     def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tenancy.cli import alerts, audit, core, logs, runbook
+from tenancy.cli import alerts, audit, aws, core, logs, runbook
 from tenancy.errors import TenancyError
 
 __all__ = ["app", "main"]
@@ -23,6 +23,7 @@ runbook.register(app)
 alerts.register(app)
 logs.register(app)
 audit.register(app)
+aws.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -315,8 +315,7 @@ class _Indexes:
         self.tenants_by_id[tenant.tenant_id] = tenant
         transaction_id = tenant.billing.transaction_id
         first = self.tenants_by_transaction.get(transaction_id)
-        # `find_by_transaction` answers the earliest created tenant of the transaction.
-        if first is None or tenant.created_at < first.created_at:
+        if first is None or _preferred_for_transaction(tenant, first, transaction_id):
             self.tenants_by_transaction[transaction_id] = tenant
         if _at_or_after(tenant.created_at, self.since):
             self.tenants_created += 1
@@ -509,3 +508,11 @@ def fix_findings(report: AuditReport, runbook: Runbook, *, operator: str) -> tup
             continue
         results.append(FixResult(transaction_id, result.plan.diagnosis.finding, result.outcome, result.after.finding))
     return tuple(results)
+
+
+def _preferred_for_transaction(candidate: Tenant, current: Tenant, transaction_id: str) -> bool:
+    """The same choice as `TenantStore.find_by_transaction`: the derived id, else the earliest."""
+    derived = tenant_id_for(transaction_id)
+    if (candidate.tenant_id == derived) != (current.tenant_id == derived):
+        return candidate.tenant_id == derived
+    return candidate.created_at < current.created_at

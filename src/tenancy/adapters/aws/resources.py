@@ -76,12 +76,16 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
         ),
         # One item per ITN (entry_key "ITN#<time>#<id>") plus one marker per accepted
         # pf_payment_id + status (entry_key "ACCEPTED#<status>") whose conditional write is check 6.
+        # `received-index` holds only ITN entries (entry_type "ITN"), in arrival order: the
+        # ledger's "every entry since, oldest first, in batches" as one ranged query. ITNs come
+        # one per payment, far below what a single index partition takes.
         _table(
             settings.payments_table,
             "pf_payment_id",
             "entry_key",
             _index("transaction-index", "transaction_id", "entry_key"),
             _index("email-index", "email", "entry_key"),
+            _index("received-index", "entry_type", "entry_key"),
         ),
         _table(
             settings.repairs_table,
@@ -213,6 +217,10 @@ def _ensure_user_pool(cognito: Any, settings: Settings) -> tuple[str, str]:
             ClientName=client_name,
             GenerateSecret=False,
             ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            # The ID token must carry the tenant (data contract); say so rather than rely on defaults.
+            ReadAttributes=["email", "email_verified", "custom:tenant_id", "custom:roles"],
+            # RB-001 3.1's "Account not found" needs Cognito to say when a user does not exist.
+            PreventUserExistenceErrors="LEGACY",
         )["UserPoolClient"]["ClientId"]
     return pool_id, client_id
 

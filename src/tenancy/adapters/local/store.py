@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 
 from tenancy.adapters.local.database import Database
+from tenancy.domain.ids import tenant_id_for
 from tenancy.domain.model import Billing, Tenant, TenantStatus, Usage, UserRecord, UserStatus
 from tenancy.domain.plans import Limits
 from tenancy.errors import ItemAlreadyExistsError, NotFoundError
@@ -66,8 +67,10 @@ class SqliteTenantStore:
         self._write(tenant, "INSERT OR REPLACE")
 
     def find_by_transaction(self, transaction_id: str) -> Tenant | None:
+        # The derived id first (the project's own tenant), then the earliest hand-made one.
         rows = self._database.read(
-            "SELECT * FROM tenants WHERE transaction_id = ? ORDER BY created_at LIMIT 1", (transaction_id,)
+            "SELECT * FROM tenants WHERE transaction_id = ? ORDER BY tenant_id = ? DESC, created_at LIMIT 1",
+            (transaction_id, tenant_id_for(transaction_id)),
         )
         return tenant_from_row(rows[0]) if rows else None
 

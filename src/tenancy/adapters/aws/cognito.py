@@ -1,0 +1,375 @@
+"""The IdentityProvider port on a Cognito user pool: RB-001 4.2's admin-created users, the
+ADMIN_USER_PASSWORD_AUTH flow with its new-password challenge, and ID tokens verified
+against the pool's JWKS."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+import jwt
+from botocore.exceptions import ClientError
+
+from tenancy.adapters.aws._errors import aws_errors, error_code
+from tenancy.domain.ids import normalize_email
+from tenancy.domain.model import AuthChallenge, IdentityUser, IdentityUserStatus, Tokens
+from tenancy.errors import (
+    AccountNotFoundError,
+    InvalidCredentialsError,
+    InvalidInputError,
+    InvalidSessionError,
+    InvalidTokenError,
+    NotFoundError,
+    PasswordPolicyError,
+    PermanentError,
+    TransientError,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
+    from mypy_boto3_cognito_idp.type_defs import (
+        AttributeTypeTypeDef,
+        AuthenticationResultTypeTypeDef,
+        UserTypeTypeDef,
+    )
+
+__all__ = ["CognitoIdentityProvider"]
+
+_NEW_PASSWORD_REQUIRED: Final = "NEW_PASSWORD_REQUIRED"  # noqa: S105 - a challenge name, not a password
+_ALGORITHM = "RS256"
+_CLOCK_SKEW_SECONDS = 60
+_USER_NOT_FOUND = "UserNotFoundException"
+_LIST_USERS_MAX = 60
+_SESSION_MIN_LENGTH, _SESSION_MAX_LENGTH = 20, 2048  # the API's bounds on `Session`  # ListUsers refuses a larger Limit
+# Cognito generates `sub` and refuses writes to it; the embedded provider ignores them the same way.
+_READ_ONLY_ATTRIBUTES = frozenset({"sub"})
+_STATUSES = {
+    "CONFIRMED": IdentityUserStatus.CONFIRMED,
+    "FORCE_CHANGE_PASSWORD": IdentityUserStatus.FORCE_CHANGE_PASSWORD,
+    "RESET_REQUIRED": IdentityUserStatus.RESET_REQUIRED,
+    # Signs in through its federated provider, so nothing is pending on this side.
+    "EXTERNAL_PROVIDER": IdentityUserStatus.CONFIRMED,
+}
+# Any other status (UNCONFIRMED, COMPROMISED, ARCHIVED, UNKNOWN) cannot sign in with its
+# password until an administrator acts: the nearest mirrored status is RESET_REQUIRED.
+_UNUSABLE_PASSWORD = IdentityUserStatus.RESET_REQUIRED
+# Cognito's NotAuthorizedException messages, told to the user in the embedded provider's words.
+_REFUSAL_REASONS = {
+    "User is disabled.": "User is disabled",
+    "Temporary password has expired and must be reset by an administrator.": (
+        "Temporary password has expired and must be reset by an administrator"
+    ),
+}
+_POLICY_PREFIX = "Password does not conform to policy: "
+
+ErrorFactory = Callable[[ClientError], Exception]
+
+
+def _message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
+def _credentials_refused(error: ClientError) -> Exception:
+    # Only known messages are passed on: moto, for one, puts the username in the message.
+    reason = _REFUSAL_REASONS.get(_message(error))
+    return InvalidCredentialsError(reason)
+
+
+def _policy_refused(error: ClientError) -> Exception:
+    message = _message(error)
+    return PasswordPolicyError(message.removeprefix(_POLICY_PREFIX) if message.startswith(_POLICY_PREFIX) else None)
+
+
+def _session_refused(_: ClientError) -> Exception:
+    return InvalidSessionError()
+
+
+def _token_refused(_: ClientError) -> Exception:
+    return InvalidTokenError()
+
+
+@contextmanager
+def _cognito_errors(doing: str, specific: Mapping[str, ErrorFactory]) -> Iterator[None]:
+    """`specific` maps the Cognito error codes this call gives a meaning to; the rest take
+    the generic AWS mapping (throttling -> TransientError, and so on)."""
+    with aws_errors(doing):
+        try:
+            yield
+        except ClientError as error:
+            factory = specific.get(error_code(error))
+            if factory is None:
+                raise
+            raise factory(error) from None
+
+
+def _attribute_list(attributes: Mapping[str, str]) -> list[AttributeTypeTypeDef]:
+    return [{"Name": name, "Value": value} for name, value in attributes.items() if name not in _READ_ONLY_ATTRIBUTES]
+
+
+def _user(user: UserTypeTypeDef, attributes: list[AttributeTypeTypeDef]) -> IdentityUser:
+    values = {attribute["Name"]: attribute.get("Value", "") for attribute in attributes}
+    status = user.get("UserStatus", "UNKNOWN")
+    return IdentityUser(
+        username=user.get("Username", ""),
+        sub=values.get("sub", ""),
+        status=_STATUSES.get(status, _UNUSABLE_PASSWORD),
+        enabled=user.get("Enabled", True),
+        attributes=values,
+        created_at=user["UserCreateDate"],
+    )
+
+
+def _tokens(result: AuthenticationResultTypeTypeDef, refresh_token: str | None = None) -> Tokens:
+    return Tokens(
+        id_token=result["IdToken"],
+        access_token=result["AccessToken"],
+        # REFRESH_TOKEN_AUTH answers without one: the refresh token used stays valid.
+        refresh_token=result.get("RefreshToken") or refresh_token or "",
+        expires_in=result.get("ExpiresIn", 0),
+        token_type=result.get("TokenType", "Bearer"),
+    )
+
+
+class CognitoIdentityProvider:
+    """The IdentityProvider port for the AWS backend; usernames are the lower-cased email."""
+
+    def __init__(
+        self,
+        client: CognitoIdentityProviderClient,
+        user_pool_id: str,
+        client_id: str,
+        *,
+        jwks_url: str,
+        jwks: Mapping[str, Any] | None = None,
+        http_timeout: float = 5.0,
+    ) -> None:
+        self._client = client
+        self._user_pool_id = user_pool_id
+        self._client_id = client_id
+        self._jwks_url = jwks_url
+        self._http_timeout = http_timeout
+        self._issuer = f"https://cognito-idp.{client.meta.region_name}.amazonaws.com/{user_pool_id}"
+        self._jwks: dict[str, Any] | None = dict(jwks) if jwks is not None else None
+        self._keys: dict[str, jwt.PyJWK] | None = None
+        self._jwks_lock = threading.Lock()
+
+    def create_user(self, username: str, attributes: dict[str, str], temporary_password: str) -> IdentityUser:
+        username = normalize_email(username)
+        if not username:
+            raise InvalidInputError("the username (email) is empty")
+        with _cognito_errors(f"creating identity user {username}", {"InvalidPasswordException": _policy_refused}):
+            response = self._client.admin_create_user(
+                UserPoolId=self._user_pool_id,
+                Username=username,
+                UserAttributes=_attribute_list(attributes),
+                TemporaryPassword=temporary_password,
+                # The project sends its own welcome email (data contract).
+                MessageAction="SUPPRESS",
+            )
+        created = response["User"]
+        return _user(created, created.get("Attributes", []))
+
+    def get_user(self, username: str) -> IdentityUser | None:
+        username = normalize_email(username)
+        with aws_errors(f"reading identity user {username}"):
+            try:
+                response = self._client.admin_get_user(UserPoolId=self._user_pool_id, Username=username)
+            except ClientError as error:
+                if error_code(error) == _USER_NOT_FOUND:
+                    return None
+                raise
+        return _user(
+            {
+                "Username": response["Username"],
+                "UserStatus": response.get("UserStatus", "UNKNOWN"),
+                "Enabled": response.get("Enabled", True),
+                "UserCreateDate": response["UserCreateDate"],
+            },
+            response.get("UserAttributes", []),
+        )
+
+    def update_attributes(self, username: str, attributes: dict[str, str]) -> IdentityUser:
+        username = normalize_email(username)
+        writable = _attribute_list(attributes)
+        if writable:
+            with aws_errors(f"updating identity user {username}"):
+                self._client.admin_update_user_attributes(
+                    UserPoolId=self._user_pool_id, Username=username, UserAttributes=writable
+                )
+        user = self.get_user(username)
+        if user is None:
+            # Only reachable when nothing was writable: Cognito said so above otherwise.
+            raise NotFoundError(f"identity user {username} not found")
+        return user
+
+    def set_password(self, username: str, password: str, *, permanent: bool) -> None:
+        username = normalize_email(username)
+        with _cognito_errors(f"setting the password of {username}", {"InvalidPasswordException": _policy_refused}):
+            self._client.admin_set_user_password(
+                UserPoolId=self._user_pool_id, Username=username, Password=password, Permanent=permanent
+            )
+
+    def reset_password(self, username: str) -> None:
+        """Cognito refuses this (NotAuthorizedException, a PermanentError here) for a user who
+        never set a password of their own (FORCE_CHANGE_PASSWORD), and for one without a
+        verified email or phone number."""
+        username = normalize_email(username)
+        with aws_errors(f"resetting the password of {username}"):
+            self._client.admin_reset_user_password(UserPoolId=self._user_pool_id, Username=username)
+
+    def authenticate(self, username: str, password: str) -> Tokens | AuthChallenge:
+        username = normalize_email(username)
+        refusals: dict[str, ErrorFactory] = {
+            "NotAuthorizedException": _credentials_refused,
+            _USER_NOT_FOUND: lambda _: AccountNotFoundError(),
+            "PasswordResetRequiredException": lambda _: InvalidCredentialsError("Password reset required"),
+            "UserNotConfirmedException": lambda _: InvalidCredentialsError("User is not confirmed"),
+        }
+        with _cognito_errors(f"signing in {username}", refusals):
+            response = self._client.admin_initiate_auth(
+                UserPoolId=self._user_pool_id,
+                ClientId=self._client_id,
+                AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+                AuthParameters={"USERNAME": username, "PASSWORD": password},
+            )
+        challenge = response.get("ChallengeName")
+        if challenge == _NEW_PASSWORD_REQUIRED:
+            return AuthChallenge(_NEW_PASSWORD_REQUIRED, response["Session"])
+        if challenge:
+            # MFA and custom challenges are not configured on the pool this project creates.
+            raise PermanentError(f"signing in {username}: unsupported challenge {challenge}")
+        return _tokens(response["AuthenticationResult"])
+
+    def respond_to_new_password_challenge(self, username: str, session: str, new_password: str) -> Tokens:
+        username = normalize_email(username)
+        if not _SESSION_MIN_LENGTH <= len(session) <= _SESSION_MAX_LENGTH:
+            # botocore would refuse it before sending, as a parameter error rather than a bad session.
+            raise InvalidSessionError()
+        refusals: dict[str, ErrorFactory] = {
+            "InvalidPasswordException": _policy_refused,
+            "NotAuthorizedException": _session_refused,
+            "CodeMismatchException": _session_refused,
+            "ExpiredCodeException": _session_refused,
+            # moto's answer for an unknown or used session. From Cognito it would mean the pool or
+            # client is gone, which the sign-in that issued this session has just disproved.
+            "ResourceNotFoundException": _session_refused,
+        }
+        with _cognito_errors(f"completing the new-password challenge of {username}", refusals):
+            response = self._client.admin_respond_to_auth_challenge(
+                UserPoolId=self._user_pool_id,
+                ClientId=self._client_id,
+                ChallengeName=_NEW_PASSWORD_REQUIRED,
+                Session=session,
+                ChallengeResponses={"USERNAME": username, "NEW_PASSWORD": new_password},
+            )
+        if "AuthenticationResult" not in response:
+            raise PermanentError(f"unsupported challenge {response.get('ChallengeName')} after a new password")
+        return _tokens(response["AuthenticationResult"])
+
+    def delete_user(self, username: str) -> None:
+        username = normalize_email(username)
+        with aws_errors(f"deleting identity user {username}"):
+            try:
+                self._client.admin_delete_user(UserPoolId=self._user_pool_id, Username=username)
+            except ClientError as error:
+                if error_code(error) != _USER_NOT_FOUND:
+                    raise
+
+    def scan_users(self, batch_size: int = 1000) -> Iterator[list[IdentityUser]]:
+        """Every user in batches of `batch_size`, gathered from ListUsers pages of at most 60."""
+        batch: list[IdentityUser] = []
+        token: str | None = None
+        while True:
+            with aws_errors("listing identity users"):
+                if token is None:
+                    page = self._client.list_users(
+                        UserPoolId=self._user_pool_id, Limit=min(batch_size, _LIST_USERS_MAX)
+                    )
+                else:
+                    page = self._client.list_users(
+                        UserPoolId=self._user_pool_id, Limit=min(batch_size, _LIST_USERS_MAX), PaginationToken=token
+                    )
+            for listed in page.get("Users", []):
+                batch.append(_user(listed, listed.get("Attributes", [])))
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+            token = page.get("PaginationToken")
+            if not token:
+                break
+        if batch:
+            yield batch
+
+    def refresh(self, refresh_token: str) -> Tokens:
+        with _cognito_errors("refreshing tokens", {"NotAuthorizedException": _token_refused}):
+            response = self._client.admin_initiate_auth(
+                UserPoolId=self._user_pool_id,
+                ClientId=self._client_id,
+                AuthFlow="REFRESH_TOKEN_AUTH",
+                AuthParameters={"REFRESH_TOKEN": refresh_token},
+            )
+        if "AuthenticationResult" not in response:
+            raise InvalidTokenError()
+        return _tokens(response["AuthenticationResult"], refresh_token)
+
+    def jwks(self) -> dict[str, Any]:
+        """The pool's JWKS: the one given at construction, else fetched from `jwks_url` once."""
+        with self._jwks_lock:
+            if self._jwks is None:
+                self._jwks = self._fetch_jwks()
+            return self._jwks
+
+    def verify_id_token(self, token: str) -> dict[str, object]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidTokenError() from None
+        # Checked before decoding so a token naming another algorithm (`none`, HS256) never reaches a verifier.
+        if header.get("alg") != _ALGORITHM:
+            raise InvalidTokenError()
+        key = self._signing_keys().get(str(header.get("kid")))
+        if key is None:
+            raise InvalidTokenError()
+        try:
+            claims: dict[str, object] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[_ALGORITHM],
+                audience=self._client_id,
+                issuer=self._issuer,
+                leeway=_CLOCK_SKEW_SECONDS,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "token_use"]},
+            )
+        except jwt.PyJWTError:
+            raise InvalidTokenError() from None
+        if claims.get("token_use") != "id":
+            raise InvalidTokenError()
+        return claims
+
+    def _signing_keys(self) -> dict[str, jwt.PyJWK]:
+        if self._keys is None:
+            keys: dict[str, jwt.PyJWK] = {}
+            for entry in self.jwks().get("keys", []):
+                try:
+                    parsed = jwt.PyJWK(entry)
+                except jwt.PyJWTError:
+                    continue  # a key of a kind this verifier never accepts anyway
+                if parsed.key_id:
+                    keys[parsed.key_id] = parsed
+            self._keys = keys
+        return self._keys
+
+    def _fetch_jwks(self) -> dict[str, Any]:
+        # A failure is not cached: the next verification tries again.
+        try:
+            response = httpx.get(self._jwks_url, timeout=self._http_timeout)
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise TransientError(f"fetching the user pool's JWKS: {type(error).__name__}") from None
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise TransientError("fetching the user pool's JWKS: not a JWKS document")
+        return document

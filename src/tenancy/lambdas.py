@@ -1,0 +1,268 @@
+"""The AWS Lambda entrypoints (deploy/template.yaml): `itn_handler` behind API Gateway and a
+Function URL, `provisioning_handler` behind the SQS work queue and for RB-001 4.1's manual
+`aws lambda invoke`. They answer exactly as the HTTP route and the worker do.
+
+Retries on SQS: a job the worker wants retried is reported as a batch item failure, so the
+event source mapping leaves it in the queue and the RedrivePolicy stays the backstop that
+parks it in the DLQ. Before reporting it, the handler sets the message's visibility to the
+retry policy's backoff delay (ChangeMessageVisibility with the record's receipt handle, the
+queue port's `retry_later`), so retries back off exponentially instead of every
+QUEUE_VISIBILITY_TIMEOUT; if that call fails, the queue's visibility timeout is the delay.
+The job's attempts are counted in the journal, so the worker's own policy dead-letters a
+job (`send_dead_letter`, reported as a success) long before SQS's MAX_RECEIVE_COUNT would.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tenancy.bootstrap import Services, build
+from tenancy.config import Settings
+from tenancy.domain.model import PaymentVerdict
+from tenancy.errors import InvalidInputError, TenancyError, TransientError
+from tenancy.logging_setup import configure_logging
+from tenancy.payments.intake import MAX_ITN_BYTES
+from tenancy.provisioning.manual import provision_now
+from tenancy.provisioning.worker import JobOutcome, NextAction
+
+__all__ = ["itn_handler", "provisioning_handler", "services", "use_services"]
+
+# Powertools' logger and metrics only read environment variables when built: no I/O here.
+# Their lines go to stdout, the project's own structlog lines to stderr; Lambda sends both
+# to the function's log group.
+logger = Logger(service="tenancy")
+metrics = Metrics(namespace="Tenancy", service="tenancy")
+
+_services: Services | None = None
+_services_lock = threading.Lock()
+
+
+def services() -> Services:
+    """This container's services, built from the environment on the first call and kept for
+    every later invocation (boto3 clients and the plan catalogue are worth reusing)."""
+    global _services
+    if _services is None:
+        with _services_lock:
+            if _services is None:
+                settings = Settings()
+                # No log directory: a function's filesystem is read-only, and Lambda ships stderr.
+                configure_logging(settings.log_level)
+                _services = build(settings)
+    return _services
+
+
+def use_services(replacement: Services | None) -> None:
+    """Makes the handlers use `replacement` (tests, or a host that wires its own); None
+    forgets the current services so the next invocation builds them from the environment."""
+    global _services
+    with _services_lock:
+        _services = replacement
+
+
+# ---------------------------------------------------------------------------------------------
+# ITN: API Gateway HTTP API (payload format 2.0) and Function URL events
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def itn_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """One PayFast ITN, answered as `POST /payments/payfast/itn` answers it: 200 for accepted
+    or duplicate, 400 with the failed check, 413 too large, 503 when PayFast's validate
+    endpoint (or a store) is unreachable so PayFast retries."""
+    http = _mapping(_mapping(event.get("requestContext")).get("http"))
+    method = str(http.get("method", "POST")).upper()
+    if method != "POST":
+        return _refused(405, "method not allowed", {"Allow": "POST"})
+    peer = str(http.get("sourceIp", ""))
+    headers = {str(name).lower(): str(value) for name, value in _mapping(event.get("headers")).items()}
+    forwarded_for = headers.get("x-forwarded-for")
+    body = event.get("body") or ""
+    if not isinstance(body, str):
+        return _refused(400, "body is not text")
+    try:
+        # Base64 grows a body by a third: twice the limit is too large however it is encoded.
+        if len(body) > 2 * MAX_ITN_BYTES:
+            return _too_large(peer, forwarded_for, body[:256].encode("utf-8", errors="replace"))
+        if event.get("isBase64Encoded"):
+            try:
+                raw = base64.b64decode(body, validate=True)
+            except (binascii.Error, ValueError):
+                return _refused(400, "body is not valid base64")
+        else:
+            raw = body.encode("utf-8")
+        if len(raw) > MAX_ITN_BYTES:
+            return _too_large(peer, forwarded_for, raw[:256])
+        record = services().intake.receive(raw, peer, forwarded_for)
+    except TransientError as error:
+        logger.warning("itn_store_unavailable", error=str(error))
+        return _refused(503, "temporarily unavailable, try again", {"Retry-After": "1"})
+    if record.transaction_id:
+        logger.append_keys(transaction_id=record.transaction_id)
+    metrics.add_metric(name=f"Itn{record.verdict.value.title()}", unit=MetricUnit.Count, value=1)
+    logger.info("itn_answered", verdict=record.verdict.value, reasons=list(record.reasons))
+    if record.verdict is PaymentVerdict.REJECTED:
+        return _response(400, {"detail": record.reasons[0] if record.reasons else "rejected"})
+    if record.verdict is PaymentVerdict.UNCONFIRMED:
+        return _response(503, {"detail": "payment could not be confirmed yet"})
+    return {"statusCode": 200, "headers": {"Content-Type": "text/plain; charset=utf-8"}, "body": "OK"}
+
+
+def _too_large(peer: str, forwarded_for: str | None, sample: bytes) -> dict[str, Any]:
+    """As the HTTP route does: the refusal is kept in the ledger, with the start of the body."""
+    services().intake.refuse_unread(peer, forwarded_for, "body too large", sample)
+    return _refused(413, "body too large")
+
+
+def _refused(status: int, detail: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A request refused before (or without) the intake deciding on it."""
+    metrics.add_metric(name="ItnRefused", unit=MetricUnit.Count, value=1)
+    logger.info("itn_refused", status=status, detail=detail)
+    return _response(status, {"detail": detail}, headers)
+
+
+def _response(status: int, document: dict[str, str], headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(document),
+    }
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Provisioning: SQS batches, and RB-001 4.1's direct invocation
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def provisioning_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """An SQS batch (answered with `batchItemFailures`), or RB-001 4.1's payload
+    `{"transactionId": ..., "email": ..., "plan": ...}` (answered with the job's state)."""
+    if "Records" in event:
+        # Even a batch that failed entirely is answered with its failures rather than an
+        # exception: the outcome is the same for SQS, and the Errors alarm stays for crashes.
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        return dict(
+            process_partial_response(
+                event=event, record_handler=_provision_record, processor=processor, context=context
+            )
+        )
+    return _provision_by_hand(event)
+
+
+class _RecordFailedError(TenancyError):
+    """A queue record to be delivered again (reported as a batch item failure)."""
+
+
+def _provision_record(record: SQSRecord) -> None:
+    transaction_id = _transaction_id_of(record.body)
+    logger.append_keys(transaction_id=transaction_id)
+    with structlog.contextvars.bound_contextvars(transaction_id=transaction_id):
+        try:
+            _provision_message(transaction_id, record)
+        finally:
+            logger.remove_keys(["transaction_id"])
+
+
+def _provision_message(transaction_id: str, record: SQSRecord) -> None:
+    current = services()
+    job = current.journal.get(transaction_id)
+    if job is None:
+        # As the worker does: a message without a journal entry can never succeed.
+        current.queue.send_dead_letter(transaction_id, "no provisioning journal entry for this transaction")
+        metrics.add_metric(name="JobDeadLettered", unit=MetricUnit.Count, value=1)
+        logger.error("job_missing")
+        return
+    outcome = current.worker().run_job(job)
+    _count(outcome)
+    if outcome.action is NextAction.FINISHED:
+        return
+    if outcome.action is NextAction.DEAD_LETTER:
+        current.queue.send_dead_letter(transaction_id, outcome.job.last_error or "failed")
+        return
+    try:
+        current.queue.retry_later(record.receipt_handle, outcome.delay_seconds)
+    except TenancyError as error:
+        logger.warning("retry_delay_not_set", error=str(error), delay_seconds=outcome.delay_seconds)
+    raise _RecordFailedError(f"{transaction_id}: retry in {outcome.delay_seconds:.1f}s: {outcome.job.last_error}")
+
+
+def _transaction_id_of(body: str) -> str:
+    """The transaction id in a work-queue message body (`{"transaction_id": "TXN-..."}`)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    transaction_id = document.get("transaction_id") if isinstance(document, dict) else None
+    if not isinstance(transaction_id, str) or not transaction_id.strip():
+        # Left to SQS: redelivered until the RedrivePolicy parks it in the DLQ for a human.
+        metrics.add_metric(name="RecordUnreadable", unit=MetricUnit.Count, value=1)
+        logger.error("record_unreadable", body=body[:200])
+        raise _RecordFailedError('the message body is not {"transaction_id": ...}')
+    return transaction_id.strip()
+
+
+def _count(outcome: JobOutcome) -> None:
+    name = {
+        NextAction.FINISHED: "JobFinished",
+        NextAction.RETRY: "JobRetried",
+        NextAction.DEAD_LETTER: "JobDeadLettered",
+    }[outcome.action]
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    logger.info("job_outcome", action=outcome.action.value, status=outcome.job.status.value)
+
+
+def _provision_by_hand(event: Mapping[str, Any]) -> dict[str, Any]:
+    """RB-001 4.1's manual trigger; a bad payload is answered, not raised (an operator's typo is
+    no function error)."""
+    fields = [event.get(key) for key in ("transactionId", "email", "plan")]
+    if not all(isinstance(value, str) and value.strip() for value in fields):
+        metrics.add_metric(name="ManualRefused", unit=MetricUnit.Count, value=1)
+        return {"error": 'the payload must be {"transactionId":"TXN-...","email":"...","plan":"..."}'}
+    transaction_id, email, plan = (str(value) for value in fields)
+    name = event.get("name")
+    logger.append_keys(transaction_id=transaction_id.strip())
+    current = services()
+    with structlog.contextvars.bound_contextvars(transaction_id=transaction_id.strip()):
+        try:
+            outcome = provision_now(
+                transaction_id=transaction_id,
+                email=email,
+                plan=plan,
+                name=name if isinstance(name, str) else None,
+                plans=current.plans,
+                journal=current.journal,
+                queue=current.queue,
+                worker=current.worker(),
+                clock=current.clock,
+            )
+        except InvalidInputError as error:
+            metrics.add_metric(name="ManualRefused", unit=MetricUnit.Count, value=1)
+            logger.warning("manual_provisioning_refused", error=str(error))
+            return {"error": str(error)}
+    _count(outcome)
+    job = outcome.job
+    return {
+        "transaction_id": job.transaction_id,
+        "tenant_id": job.tenant_id,
+        "status": job.status.value,
+        "completed_steps": [step.value for step in job.completed_steps],
+        "next_action": outcome.action.value,
+        "last_error": job.last_error,
+        "review_reason": job.review_reason,
+    }

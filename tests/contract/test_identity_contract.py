@@ -1,0 +1,541 @@
+"""The IdentityProvider contract, run with the same assertions against the embedded provider
+(SQLite) and CognitoIdentityProvider (on moto's Cognito).
+
+Where moto answers differently from Cognito, the test says so and asserts moto's answer, and
+a stubbed client proves the adapter handles Cognito's real one (the `*_as_cognito_answers` tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import argon2
+import boto3
+import moto
+import pytest
+from botocore.stub import Stubber
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tenancy.adapters.aws.cognito import CognitoIdentityProvider
+from tenancy.adapters.local.database import Database
+from tenancy.adapters.local.identity import EmbeddedIdentityProvider
+from tenancy.adapters.local.signing_keys import SigningKeys
+from tenancy.domain.model import AuthChallenge, IdentityUserStatus, Tokens
+from tenancy.errors import (
+    AccountNotFoundError,
+    InvalidCredentialsError,
+    InvalidSessionError,
+    InvalidTokenError,
+    ItemAlreadyExistsError,
+    NotFoundError,
+    PasswordPolicyError,
+    PermanentError,
+    TransientError,
+)
+from tenancy.ports import IdentityProvider
+
+from aws_support import AwsContext
+
+EMAIL = "owner@example.com"
+TEMPORARY = "TempPass123!"
+NEW_PASSWORD = "N3w-Password!"
+ATTRIBUTES = {
+    "email": EMAIL,
+    "email_verified": "true",
+    "custom:tenant_id": "ten_abc",
+    "custom:roles": "tenant_admin",
+}
+REGION = "eu-west-1"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    identity: IdentityProvider
+
+    @property
+    def on_moto(self) -> bool:
+        return self.name == "aws"
+
+
+def moto_public_jwks() -> dict[str, Any]:
+    """The JWKS of the fixed key moto signs every Cognito token with (it ships inside moto)."""
+    resources = Path(moto.__file__).parent / "cognitoidp" / "resources"
+    plain, packed = resources / "jwks-public.json", resources / "jwks-public.json.gz"
+    text = plain.read_text() if plain.exists() else gzip.decompress(packed.read_bytes()).decode()
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+def _cognito(aws: AwsContext) -> CognitoIdentityProvider:
+    return CognitoIdentityProvider(
+        aws.session.client("cognito-idp", region_name=REGION),
+        aws.resources.user_pool_id,
+        aws.resources.user_pool_client_id,
+        jwks_url=aws.settings.effective_cognito_jwks_url,
+        jwks=moto_public_jwks(),
+    )
+
+
+@pytest.fixture(params=["local", "aws"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "local":
+        database = Database(tmp_path / "identity.db")
+        provider = EmbeddedIdentityProvider(
+            database,
+            SigningKeys.load_or_create(tmp_path / "keys"),
+            issuer="http://127.0.0.1:8000",
+            audience="tenancy",
+            token_ttl_seconds=3600,
+            temporary_password_ttl=timedelta(days=7),
+            challenge_ttl_seconds=180,
+            hasher=argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=argon2.Type.ID),
+        )
+        yield Backend("local", provider)
+        database.close()
+    else:
+        yield Backend("aws", _cognito(request.getfixturevalue("aws")))
+
+
+def _challenge(identity: IdentityProvider, email: str = EMAIL) -> AuthChallenge:
+    identity.create_user(email, {**ATTRIBUTES, "email": email}, TEMPORARY)
+    result = identity.authenticate(email, TEMPORARY)
+    assert isinstance(result, AuthChallenge)
+    return result
+
+
+def _confirmed(identity: IdentityProvider) -> Tokens:
+    return identity.respond_to_new_password_challenge(EMAIL, _challenge(identity).session, NEW_PASSWORD)
+
+
+def _status(identity: IdentityProvider) -> IdentityUserStatus:
+    user = identity.get_user(EMAIL)
+    assert user is not None
+    return user.status
+
+
+def _tampered(token: str, **claims: object) -> str:
+    header, payload, signature = token.split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged = base64.urlsafe_b64encode(json.dumps({**decoded, **claims}).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+# --- the contract, both backends --------------------------------------------------------------
+
+
+def test_a_created_user_waits_for_a_new_password(backend: Backend) -> None:
+    created = backend.identity.create_user("  Owner@Example.COM ", ATTRIBUTES, TEMPORARY)
+    fetched = backend.identity.get_user(EMAIL)
+
+    assert fetched is not None
+    assert fetched == created
+    assert fetched.username == EMAIL
+    assert fetched.status is IdentityUserStatus.FORCE_CHANGE_PASSWORD
+    assert fetched.enabled
+    assert fetched.sub
+    assert fetched.attributes == {**ATTRIBUTES, "sub": fetched.sub}
+    assert fetched.tenant_id == "ten_abc"
+
+
+def test_a_second_create_for_the_same_email_is_refused(backend: Backend) -> None:
+    backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+
+    with pytest.raises(ItemAlreadyExistsError):
+        backend.identity.create_user(EMAIL.upper(), ATTRIBUTES, "Other123!")
+
+
+def test_an_unknown_user_is_none(backend: Backend) -> None:
+    assert backend.identity.get_user("nobody@example.com") is None
+
+
+def test_attributes_are_merged_and_sub_stays(backend: Backend) -> None:
+    created = backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+
+    updated = backend.identity.update_attributes(EMAIL, {"custom:tenant_id": "ten_new", "sub": "forged"})
+
+    assert updated == backend.identity.get_user(EMAIL)
+    assert updated.attributes == {**ATTRIBUTES, "custom:tenant_id": "ten_new", "sub": created.sub}
+
+
+def test_admin_calls_on_an_unknown_user_are_not_found(backend: Backend) -> None:
+    with pytest.raises(NotFoundError):
+        backend.identity.update_attributes("nobody@example.com", {"custom:roles": "x"})
+    with pytest.raises(NotFoundError):
+        backend.identity.set_password("nobody@example.com", NEW_PASSWORD, permanent=True)
+    with pytest.raises(NotFoundError):
+        backend.identity.reset_password("nobody@example.com")
+
+
+def test_the_temporary_password_leads_to_a_challenge_then_tokens_with_the_contract_claims(backend: Backend) -> None:
+    challenge = _challenge(backend.identity)
+    assert challenge.challenge == "NEW_PASSWORD_REQUIRED"
+    assert challenge.session
+
+    tokens = backend.identity.respond_to_new_password_challenge(EMAIL, challenge.session, NEW_PASSWORD)
+
+    user = backend.identity.get_user(EMAIL)
+    assert user is not None
+    assert user.status is IdentityUserStatus.CONFIRMED
+    assert (tokens.token_type, tokens.expires_in) == ("Bearer", 3600)
+    assert tokens.refresh_token
+    claims = backend.identity.verify_id_token(tokens.id_token)
+    assert claims["sub"] == user.sub
+    assert claims["custom:tenant_id"] == "ten_abc"
+    assert claims["custom:roles"] == "tenant_admin"
+    assert claims["cognito:username"] == EMAIL
+    assert claims["token_use"] == "id"
+    # The client bootstrap creates reads email explicitly (moto adds only ReadAttributes).
+    assert claims["email"] == EMAIL
+
+
+def test_a_session_works_once(backend: Backend) -> None:
+    session = _challenge(backend.identity).session
+    backend.identity.respond_to_new_password_challenge(EMAIL, session, NEW_PASSWORD)
+
+    with pytest.raises(InvalidSessionError) as caught:
+        backend.identity.respond_to_new_password_challenge(EMAIL, session, "An0ther-Password!")
+    assert session not in str(caught.value)
+
+
+def test_a_garbage_session_is_refused(backend: Backend) -> None:
+    _challenge(backend.identity)
+
+    for garbage in ("not-a-session", "n0t-a-sess10n-but-long-enough-to-be-sent-" * 2):
+        with pytest.raises(InvalidSessionError):
+            backend.identity.respond_to_new_password_challenge(EMAIL, garbage, NEW_PASSWORD)
+
+
+def test_a_weak_new_password_is_refused_and_the_session_survives(backend: Backend) -> None:
+    session = _challenge(backend.identity).session
+
+    with pytest.raises(PasswordPolicyError) as caught:
+        backend.identity.respond_to_new_password_challenge(EMAIL, session, "alllower123!")
+
+    assert "alllower123!" not in str(caught.value)
+    assert isinstance(backend.identity.respond_to_new_password_challenge(EMAIL, session, NEW_PASSWORD), Tokens)
+
+
+def test_a_wrong_password_is_refused(backend: Backend) -> None:
+    backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+
+    with pytest.raises(InvalidCredentialsError) as caught:
+        backend.identity.authenticate(EMAIL, "wrong-password")
+    assert caught.value.reason == "Incorrect email or password"
+    assert "wrong-password" not in str(caught.value)
+
+
+def test_an_unknown_email_is_account_not_found(backend: Backend) -> None:
+    with pytest.raises(AccountNotFoundError) as caught:
+        backend.identity.authenticate("nobody@example.com", TEMPORARY)
+    assert caught.value.reason == "Account not found"
+
+
+def test_a_permanent_password_set_by_an_admin_logs_straight_in(backend: Backend) -> None:
+    backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+
+    backend.identity.set_password(EMAIL, "Admin-Set-1!", permanent=True)
+
+    assert _status(backend.identity) is IdentityUserStatus.CONFIRMED
+    tokens = backend.identity.authenticate(EMAIL, "Admin-Set-1!")
+    assert isinstance(tokens, Tokens)
+    assert backend.identity.verify_id_token(tokens.id_token)["custom:tenant_id"] == "ten_abc"
+    with pytest.raises(InvalidCredentialsError):
+        backend.identity.authenticate(EMAIL, TEMPORARY)
+
+
+def test_a_new_temporary_password_asks_for_a_change_again(backend: Backend) -> None:
+    _confirmed(backend.identity)
+
+    backend.identity.set_password(EMAIL, "Fresh-Temp-1!", permanent=False)
+
+    assert _status(backend.identity) is IdentityUserStatus.FORCE_CHANGE_PASSWORD
+    assert isinstance(backend.identity.authenticate(EMAIL, "Fresh-Temp-1!"), AuthChallenge)
+
+
+def test_a_reset_stops_the_old_password(backend: Backend) -> None:
+    _confirmed(backend.identity)
+
+    backend.identity.reset_password(EMAIL)
+
+    assert _status(backend.identity) is IdentityUserStatus.RESET_REQUIRED
+    if backend.on_moto:
+        # Cognito answers PasswordResetRequiredException (see ..._as_cognito_answers below); moto
+        # instead offers the new-password challenge for the old password. No tokens either way.
+        assert isinstance(backend.identity.authenticate(EMAIL, NEW_PASSWORD), AuthChallenge)
+    else:
+        with pytest.raises(InvalidCredentialsError) as caught:
+            backend.identity.authenticate(EMAIL, NEW_PASSWORD)
+        assert caught.value.reason == "Password reset required"
+
+
+def test_a_user_still_on_a_temporary_password_may_not_be_resettable(backend: Backend) -> None:
+    """ports.IdentityProvider.reset_password: Cognito (and moto with it) refuses to reset a user in
+    FORCE_CHANGE_PASSWORD; the embedded provider allows it. Callers give such a user a new
+    temporary password instead, which both backends accept."""
+    backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+
+    if backend.on_moto:
+        with pytest.raises(PermanentError, match="cannot be reset"):
+            backend.identity.reset_password(EMAIL)
+    else:
+        backend.identity.reset_password(EMAIL)
+    backend.identity.set_password(EMAIL, "Fresh-Temp-1!", permanent=False)
+    assert isinstance(backend.identity.authenticate(EMAIL, "Fresh-Temp-1!"), AuthChallenge)
+
+
+def test_refresh_gives_new_tokens_for_the_same_user(backend: Backend) -> None:
+    tokens = _confirmed(backend.identity)
+
+    refreshed = backend.identity.refresh(tokens.refresh_token)
+
+    assert refreshed.refresh_token == tokens.refresh_token
+    claims = backend.identity.verify_id_token(refreshed.id_token)
+    assert claims["sub"] == backend.identity.verify_id_token(tokens.id_token)["sub"]
+    assert claims["custom:tenant_id"] == "ten_abc"
+
+
+def test_refresh_refuses_a_garbage_token(backend: Backend) -> None:
+    if backend.on_moto:
+        # moto looks the token up unguarded and its KeyError escapes; Cognito answers
+        # NotAuthorizedException, which the adapter maps (test_refresh_..._as_cognito_answers).
+        with pytest.raises(KeyError):
+            backend.identity.refresh("garbage")
+    else:
+        with pytest.raises(InvalidTokenError):
+            backend.identity.refresh("garbage")
+
+
+def test_a_deleted_user_is_gone(backend: Backend) -> None:
+    _confirmed(backend.identity)
+
+    backend.identity.delete_user(EMAIL)
+    backend.identity.delete_user(EMAIL)  # removing what is gone does nothing
+
+    assert backend.identity.get_user(EMAIL) is None
+    with pytest.raises(AccountNotFoundError):
+        backend.identity.authenticate(EMAIL, NEW_PASSWORD)
+
+
+def test_scan_users_yields_everyone_in_batches(backend: Backend) -> None:
+    emails = [f"user{number}@example.com" for number in range(5)]
+    for email in emails:
+        backend.identity.create_user(email, {**ATTRIBUTES, "email": email}, TEMPORARY)
+
+    batches = list(backend.identity.scan_users(batch_size=2))
+
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    assert sorted(user.username for batch in batches for user in batch) == emails
+    assert all(user.sub and user.tenant_id == "ten_abc" for batch in batches for user in batch)
+
+
+def test_verify_refuses_tampered_garbage_and_access_tokens(backend: Backend) -> None:
+    tokens = _confirmed(backend.identity)
+
+    for token in (
+        _tampered(tokens.id_token, **{"custom:tenant_id": "ten_someone_else"}),
+        _tampered(tokens.id_token, exp=4102444800),
+        "not-a-token",
+        tokens.access_token,
+    ):
+        with pytest.raises(InvalidTokenError):
+            backend.identity.verify_id_token(token)
+
+
+def test_a_session_belongs_to_its_user(backend: Backend) -> None:
+    session = _challenge(backend.identity).session
+    _challenge(backend.identity, "other@example.com")
+
+    if backend.on_moto:
+        # moto keys a session by its id alone and completes it for whichever USERNAME is sent;
+        # Cognito binds the session to the user it was issued for (NotAuthorizedException).
+        tokens = backend.identity.respond_to_new_password_challenge("other@example.com", session, NEW_PASSWORD)
+        assert backend.identity.verify_id_token(tokens.id_token)["cognito:username"] == "other@example.com"
+    else:
+        with pytest.raises(InvalidSessionError):
+            backend.identity.respond_to_new_password_challenge("other@example.com", session, NEW_PASSWORD)
+
+
+# --- moto against Cognito: what moto does not answer, stubbed as Cognito answers it ------------
+
+
+STUBBED_SESSION = "AYABeC" + "x" * 60  # Cognito's sessions are long opaque strings
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[CognitoIdentityProvider, Stubber]]:
+    client = boto3.client(
+        "cognito-idp", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    with Stubber(client) as stubber:
+        yield (
+            CognitoIdentityProvider(client, f"{REGION}_pool", "client", jwks_url="http://127.0.0.1:9/jwks.json"),
+            stubber,
+        )
+        stubber.assert_no_pending_responses()
+
+
+def test_sign_in_refusals_as_cognito_answers(stubbed: tuple[CognitoIdentityProvider, Stubber]) -> None:
+    provider, stubber = stubbed
+    answers = [
+        ("PasswordResetRequiredException", "Password reset required for the user", "Password reset required"),
+        ("NotAuthorizedException", "Incorrect username or password.", "Incorrect email or password"),
+        ("NotAuthorizedException", "User is disabled.", "User is disabled"),
+        (
+            "NotAuthorizedException",
+            "Temporary password has expired and must be reset by an administrator.",
+            "Temporary password has expired and must be reset by an administrator",
+        ),
+    ]
+    for code, message, reason in answers:
+        stubber.add_client_error("admin_initiate_auth", service_error_code=code, service_message=message)
+        with pytest.raises(InvalidCredentialsError) as caught:
+            provider.authenticate(EMAIL, "Old-Password-1!")
+        assert caught.value.reason == reason
+
+
+def test_session_refusals_as_cognito_answers(stubbed: tuple[CognitoIdentityProvider, Stubber]) -> None:
+    provider, stubber = stubbed
+    for code in ("NotAuthorizedException", "CodeMismatchException", "ExpiredCodeException"):
+        stubber.add_client_error(
+            "admin_respond_to_auth_challenge", service_error_code=code, service_message="Invalid session for the user."
+        )
+        with pytest.raises(InvalidSessionError):
+            provider.respond_to_new_password_challenge(EMAIL, STUBBED_SESSION, NEW_PASSWORD)
+    stubber.add_client_error(
+        "admin_respond_to_auth_challenge",
+        service_error_code="InvalidPasswordException",
+        service_message="Password does not conform to policy: Password must have uppercase characters",
+    )
+    with pytest.raises(PasswordPolicyError) as caught:
+        provider.respond_to_new_password_challenge(EMAIL, STUBBED_SESSION, "weak-password-1!")
+    assert caught.value.reason == "Password must have uppercase characters"
+
+
+def test_refresh_refusal_and_throttling_as_cognito_answers(stubbed: tuple[CognitoIdentityProvider, Stubber]) -> None:
+    provider, stubber = stubbed
+    stubber.add_client_error(
+        "admin_initiate_auth", service_error_code="NotAuthorizedException", service_message="Invalid Refresh Token"
+    )
+    with pytest.raises(InvalidTokenError):
+        provider.refresh("revoked")
+    stubber.add_client_error("admin_initiate_auth", service_error_code="TooManyRequestsException")
+    with pytest.raises(TransientError):
+        provider.authenticate(EMAIL, NEW_PASSWORD)
+
+
+def test_moto_puts_email_in_the_id_token_only_for_a_client_that_reads_it(aws: AwsContext) -> None:
+    """Cognito lets a client with no ReadAttributes read the standard attributes, so its ID token
+    carries `email`; moto adds only the client's ReadAttributes (and every custom:*)."""
+    cognito = aws.session.client("cognito-idp", region_name=REGION)
+    reader = cognito.create_user_pool_client(
+        UserPoolId=aws.resources.user_pool_id,
+        ClientName="reads-email",
+        ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        ReadAttributes=["email", "email_verified", "custom:tenant_id", "custom:roles"],
+    )["UserPoolClient"]["ClientId"]
+    provider = CognitoIdentityProvider(
+        cognito, aws.resources.user_pool_id, reader, jwks_url="http://127.0.0.1:9/unused", jwks=moto_public_jwks()
+    )
+
+    claims = provider.verify_id_token(_confirmed(provider).id_token)
+
+    assert claims["email"] == EMAIL
+    assert claims["custom:tenant_id"] == "ten_abc"
+
+
+# --- the production path: the JWKS fetched from the pool's URL ---------------------------------
+
+
+class JwksServer:
+    """Serves a JWKS at /jwks.json on localhost and counts the requests."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.requests = 0
+        body = json.dumps(document).encode()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/jwks.json"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+
+    def __enter__(self) -> JwksServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+def test_the_jwks_is_fetched_from_the_pool_url_once(tmp_path: Path) -> None:
+    keys = SigningKeys(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    pool = f"{REGION}_Pool123"
+    client = boto3.client(
+        "cognito-idp", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    claims = {
+        "sub": "a-sub",
+        "aud": "the-client",
+        "iss": f"https://cognito-idp.{REGION}.amazonaws.com/{pool}",
+        "token_use": "id",
+        "custom:tenant_id": "ten_abc",
+        "iat": 2_000_000_000 - 10**9,
+        "exp": 4_102_444_800,
+    }
+    with JwksServer(keys.jwks()) as server:
+        provider = CognitoIdentityProvider(client, pool, "the-client", jwks_url=server.url)
+
+        assert provider.verify_id_token(keys.sign(claims))["custom:tenant_id"] == "ten_abc"
+        assert provider.verify_id_token(keys.sign({**claims, "sub": "another"}))["sub"] == "another"
+        assert provider.jwks() == keys.jwks()
+        for refused in (
+            {**claims, "aud": "another-client"},
+            {**claims, "iss": "https://cognito-idp.eu-west-1.amazonaws.com/another-pool"},
+            {**claims, "token_use": "access"},
+            {**claims, "exp": 1_000_000_000},
+        ):
+            with pytest.raises(InvalidTokenError):
+                provider.verify_id_token(keys.sign(refused))
+        assert server.requests == 1
+
+    stranger = SigningKeys(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    with pytest.raises(InvalidTokenError):
+        provider.verify_id_token(stranger.sign(claims))
+
+
+def test_an_unreachable_jwks_url_is_transient_and_not_cached() -> None:
+    client = boto3.client(
+        "cognito-idp", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    keys = SigningKeys(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    token = keys.sign({"sub": "s", "aud": "c", "iss": "x", "token_use": "id", "iat": 1, "exp": 4_102_444_800})
+    with JwksServer(keys.jwks()) as server:
+        url = server.url
+    provider = CognitoIdentityProvider(client, "pool", "c", jwks_url=url, http_timeout=1.0)
+
+    with pytest.raises(TransientError):
+        provider.verify_id_token(token)
+    with pytest.raises(TransientError):
+        provider.jwks()

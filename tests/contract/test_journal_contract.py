@@ -1,0 +1,152 @@
+"""The ProvisioningJournal contract, the same assertions on SQLite and on DynamoDB (moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tenancy.adapters.aws.dynamodb import DynamoJournal
+from tenancy.adapters.local.database import Database
+from tenancy.adapters.local.journal import SqliteJournal
+from tenancy.domain.ids import invoice_number_for, tenant_id_for
+from tenancy.domain.model import JobStatus, ProvisioningJob, Step
+from tenancy.ports import ProvisioningJournal
+
+from aws_support import AwsContext
+
+
+def make_job(
+    transaction_id: str = "TXN-100001",
+    *,
+    email: str = "user@example.com",
+    status: JobStatus = JobStatus.QUEUED,
+    created_at: str = "2026-01-18T00:00:00Z",
+    updated_at: str | None = None,
+) -> ProvisioningJob:
+    return ProvisioningJob(
+        transaction_id=transaction_id,
+        tenant_id=tenant_id_for(transaction_id),
+        invoice_number=invoice_number_for(transaction_id),
+        email=email,
+        plan="professional",
+        tenant_name="User Tenant",
+        status=status,
+        created_at=created_at,
+        updated_at=updated_at or created_at,
+        pf_payment_id="1089250",
+    )
+
+
+@pytest.fixture(params=["local", "aws"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProvisioningJournal]:
+    if request.param == "local":
+        database = Database(tmp_path / "t.db")
+        yield SqliteJournal(database)
+        database.close()
+    else:
+        aws: AwsContext = request.getfixturevalue("aws")
+        yield DynamoJournal(aws.session.client("dynamodb"), aws.settings.provisioning_table)
+
+
+def test_a_job_is_created_once_per_transaction(journal: ProvisioningJournal) -> None:
+    first = make_job()
+
+    assert journal.create(first) is True
+    assert journal.create(make_job(status=JobStatus.RUNNING, created_at="2026-01-19T00:00:00Z")) is False
+
+    assert journal.get("TXN-100001") == first
+
+
+def test_a_missing_job_is_none(journal: ProvisioningJournal) -> None:
+    assert journal.get("TXN-999999") is None
+
+
+def test_save_replaces_the_job_including_fields_set_back_to_none(journal: ProvisioningJournal) -> None:
+    journal.create(make_job())
+    retrying = make_job().with_changes(
+        status=JobStatus.RETRYING,
+        completed_steps=(Step.TENANT_RECORD, Step.IDENTITY_USER),
+        attempts=2,
+        owner_user_id="cognito-sub-1",
+        last_error="SES throttled",
+        review_reason="check the owner",
+        next_attempt_at="2026-01-18T00:05:00Z",
+        updated_at="2026-01-18T00:01:00Z",
+    )
+
+    journal.save(retrying)
+    assert journal.get("TXN-100001") == retrying
+
+    succeeded = retrying.with_changes(
+        status=JobStatus.SUCCEEDED,
+        completed_steps=tuple(Step),
+        attempts=3,
+        last_error=None,
+        review_reason=None,
+        next_attempt_at=None,
+        pf_payment_id=None,
+        updated_at="2026-01-18T00:06:00Z",
+    )
+    journal.save(succeeded)
+    assert journal.get("TXN-100001") == succeeded
+
+
+def test_find_by_email_or_tenant_answers_matching_jobs_oldest_first(journal: ProvisioningJournal) -> None:
+    newer = make_job("TXN-100003", created_at="2026-01-20T00:00:00Z")
+    older = make_job("TXN-100001", created_at="2026-01-18T00:00:00Z")
+    other = make_job("TXN-100002", email="other@example.com", created_at="2026-01-19T00:00:00Z")
+    for job in (newer, older, other):
+        journal.create(job)
+
+    assert journal.find(email="USER@example.com ") == [older, newer]
+    assert journal.find(tenant_id=tenant_id_for("TXN-100002")) == [other]
+    assert journal.find(email="user@example.com", tenant_id=tenant_id_for("TXN-100003")) == [newer]
+    assert journal.find(email="other@example.com", tenant_id=tenant_id_for("TXN-100003")) == []
+    assert journal.find(email="nobody@example.com") == []
+    assert journal.find() == [older, other, newer]
+
+
+def test_list_jobs_answers_the_newest_first_optionally_of_one_status_up_to_the_limit(
+    journal: ProvisioningJournal,
+) -> None:
+    jobs = [
+        make_job(f"TXN-10000{number}", status=status, updated_at=f"2026-01-18T00:0{number}:00Z")
+        for number, status in enumerate(
+            [JobStatus.SUCCEEDED, JobStatus.QUEUED, JobStatus.SUCCEEDED, JobStatus.RETRYING, JobStatus.SUCCEEDED]
+        )
+    ]
+    for job in jobs:
+        journal.create(job)
+
+    assert journal.list_jobs() == list(reversed(jobs))
+    assert journal.list_jobs(limit=2) == [jobs[4], jobs[3]]
+    assert journal.list_jobs(JobStatus.SUCCEEDED) == [jobs[4], jobs[2], jobs[0]]
+    assert journal.list_jobs(JobStatus.SUCCEEDED, limit=2) == [jobs[4], jobs[2]]
+    assert journal.list_jobs(JobStatus.DEAD_LETTERED) == []
+
+
+def test_scan_returns_every_job_in_batches_no_larger_than_asked(journal: ProvisioningJournal) -> None:
+    created = [make_job(f"TXN-2000{number:02d}") for number in range(7)]
+    for job in created:
+        journal.create(job)
+
+    batches = list(journal.scan(batch_size=3))
+
+    assert len(batches) >= 3
+    assert all(0 < len(batch) <= 3 for batch in batches)
+    assert sorted((job for batch in batches for job in batch), key=lambda job: job.transaction_id) == created
+
+
+def test_a_journal_item_keeps_steps_as_a_list_attempts_as_a_number_and_omits_unset_fields(aws: AwsContext) -> None:
+    client = aws.session.client("dynamodb")
+    journal = DynamoJournal(client, aws.settings.provisioning_table)
+    journal.create(make_job().with_changes(completed_steps=(Step.TENANT_RECORD,), attempts=1))
+
+    item = client.get_item(TableName="provisioning", Key={"transaction_id": {"S": "TXN-100001"}})["Item"]
+
+    assert item["completed_steps"] == {"L": [{"S": "tenant_record"}]}
+    assert item["attempts"] == {"N": "1"}
+    assert item["status"] == {"S": "queued"}
+    assert not {"owner_user_id", "last_error", "review_reason", "next_attempt_at"} & set(item)

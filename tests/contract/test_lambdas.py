@@ -1,0 +1,356 @@
+"""The Lambda handlers on moto: an ITN through API Gateway becomes an SQS message, the SQS batch
+handler turns it into an active tenant with a Cognito owner and a welcome email, and RB-001 4.1's
+`aws lambda invoke` payload provisions by hand."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import structlog
+
+from tenancy import lambdas
+from tenancy.bootstrap import Services, build
+from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, PayfastMode
+from tenancy.domain.ids import tenant_id_for
+from tenancy.domain.model import JobStatus, OutgoingEmail, Step, TenantStatus
+from tenancy.errors import PermanentError, TransientError
+from tenancy.logging_setup import configure_logging
+from tenancy.payments.simulator import build_itn, encode_form
+
+from aws_support import AwsContext
+
+PAYFAST_ADDRESS = "197.97.145.145"
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    """The attributes Powertools' logger reads from a real LambdaContext."""
+
+    function_name: str = "site-builder-dev-provisioning"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:site-builder-dev-provisioning"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+
+
+CONTEXT: Any = FakeLambdaContext()
+
+
+@pytest.fixture
+def services(aws: AwsContext) -> Iterator[Services]:
+    """The container's services, as `lambdas.services()` builds them, with PayFast offline (no
+    source-address or validate round trip: there is no PayFast here)."""
+    built = build(aws.settings.model_copy(update={"payfast_mode": PayfastMode.OFFLINE}))
+    lambdas.use_services(built)
+    yield built
+    lambdas.use_services(None)
+    built.close()
+
+
+def purchase(transaction_id: str | None = None, **overrides: Any) -> tuple[bytes, str, str]:
+    transaction_id = transaction_id or f"TXN-{uuid.uuid4().hex[:10].upper()}"
+    email = f"owner-{uuid.uuid4().hex[:8]}@example.com"
+    values: dict[str, Any] = {
+        "transaction_id": transaction_id,
+        "email": email,
+        "plan": "professional",
+        "amount": Decimal("299.00"),
+        "merchant_id": PAYFAST_SANDBOX_MERCHANT_ID,
+        "passphrase": PAYFAST_SANDBOX_PASSPHRASE,
+    }
+    values.update(overrides)
+    return encode_form(build_itn(**values)), transaction_id, email
+
+
+def http_api_event(body: bytes, *, base64_body: bool, method: str = "POST") -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) request, as a Function URL sends it too."""
+    return {
+        "version": "2.0",
+        "routeKey": "POST /payments/payfast/itn",
+        "rawPath": "/payments/payfast/itn",
+        "rawQueryString": "",
+        "headers": {
+            "content-type": "application/x-www-form-urlencoded",
+            "x-forwarded-for": PAYFAST_ADDRESS,
+            "user-agent": "PayFast",
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api1234567",
+            "domainName": "api1234567.execute-api.eu-west-1.amazonaws.com",
+            "http": {
+                "method": method,
+                "path": "/payments/payfast/itn",
+                "protocol": "HTTP/1.1",
+                "sourceIp": PAYFAST_ADDRESS,
+                "userAgent": "PayFast",
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": "POST /payments/payfast/itn",
+            "stage": "$default",
+            "timeEpoch": 1_768_694_400_000,
+        },
+        "body": base64.b64encode(body).decode() if base64_body else body.decode(),
+        "isBase64Encoded": base64_body,
+    }
+
+
+def receive_all(aws: AwsContext, queue_url: str) -> list[dict[str, Any]]:
+    """Every visible message, each hidden for a minute once received."""
+    sqs = aws.session.client("sqs")
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=60
+    ).get("Messages", []):
+        messages.extend(batch)
+    return messages
+
+
+def receive_one(aws: AwsContext) -> dict[str, Any]:
+    sqs = aws.session.client("sqs")
+    (message,) = sqs.receive_message(
+        QueueUrl=aws.resources.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+    ).get("Messages", [])
+    return message
+
+
+def sqs_event(aws: AwsContext, *messages: dict[str, Any]) -> dict[str, Any]:
+    """The event the SQS event source mapping hands the provisioning function."""
+    queue_arn = aws.session.client("sqs").get_queue_attributes(
+        QueueUrl=aws.resources.queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "eu-west-1",
+            }
+            for message in messages
+        ]
+    }
+
+
+def poison(message_id: str = "poison-1") -> dict[str, Any]:
+    return {"MessageId": message_id, "ReceiptHandle": "not-a-real-receipt", "Body": "this is not JSON"}
+
+
+@pytest.mark.parametrize("base64_body", [True, False], ids=["base64", "plain"])
+def test_a_signed_itn_through_api_gateway_is_answered_ok_and_queued(
+    aws: AwsContext, services: Services, base64_body: bool
+) -> None:
+    body, transaction_id, _ = purchase()
+
+    response = lambdas.itn_handler(http_api_event(body, base64_body=base64_body), CONTEXT)
+
+    assert response["statusCode"] == 200
+    assert response["body"] == "OK"
+    (message,) = receive_all(aws, aws.resources.queue_url)
+    assert json.loads(message["Body"])["transaction_id"] == transaction_id
+    assert services.journal.get(transaction_id) is not None
+
+
+def test_the_queued_job_becomes_an_active_tenant_with_a_cognito_owner_and_a_welcome_email(
+    aws: AwsContext, services: Services
+) -> None:
+    body, transaction_id, email = purchase()
+    assert lambdas.itn_handler(http_api_event(body, base64_body=True), CONTEXT)["statusCode"] == 200
+
+    answer = lambdas.provisioning_handler(sqs_event(aws, receive_one(aws)), CONTEXT)
+
+    assert answer == {"batchItemFailures": []}
+    tenant_id = tenant_id_for(transaction_id)
+    tenant = services.tenants.get(tenant_id)
+    assert tenant is not None
+    assert tenant.status is TenantStatus.ACTIVE
+    assert tenant.plan == "professional"
+    job = services.journal.get(transaction_id)
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED
+    user = aws.session.client("cognito-idp").admin_get_user(UserPoolId=aws.resources.user_pool_id, Username=email)
+    attributes = {attribute["Name"]: attribute["Value"] for attribute in user["UserAttributes"]}
+    assert attributes["custom:tenant_id"] == tenant_id
+    assert attributes["custom:roles"] == "tenant_admin"
+    assert user["UserStatus"] == "FORCE_CHANGE_PASSWORD"
+    (welcome,) = services.mailer.outbox(email)
+    assert welcome.subject == "Welcome to Site Builder"
+    assert welcome.status == "delivered"
+    assert aws.session.client("ses").get_send_quota()["SentLast24Hours"] >= 1
+
+
+def test_a_poison_record_is_reported_alone_as_a_batch_item_failure(aws: AwsContext, services: Services) -> None:
+    body, transaction_id, _ = purchase()
+    assert lambdas.itn_handler(http_api_event(body, base64_body=False), CONTEXT)["statusCode"] == 200
+
+    answer = lambdas.provisioning_handler(sqs_event(aws, receive_one(aws), poison("poison-1")), CONTEXT)
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
+    job = services.journal.get(transaction_id)
+    assert job is not None
+    assert job.status is JobStatus.SUCCEEDED
+
+
+def test_a_batch_of_only_poison_is_answered_with_its_failures_not_an_exception(
+    aws: AwsContext, services: Services
+) -> None:
+    answer = lambdas.provisioning_handler(sqs_event(aws, poison("p-1"), poison("p-2")), CONTEXT)
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "p-1"}, {"itemIdentifier": "p-2"}]}
+
+
+class FailingMailer:
+    """A mail service that fails every send with the given error (and keeps nothing)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def send(self, email: OutgoingEmail) -> str:
+        raise self.error
+
+    def outbox(self, to: str | None = None, limit: int = 100) -> list[Any]:
+        return []
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[Any]]:
+        return iter(())
+
+
+def test_a_transient_failure_is_retried_by_sqs_after_the_retry_policys_backoff(
+    aws: AwsContext, services: Services
+) -> None:
+    body, transaction_id, _ = purchase()
+    assert lambdas.itn_handler(http_api_event(body, base64_body=True), CONTEXT)["statusCode"] == 200
+    slow_retries = services.settings.model_copy(update={"retry_base_seconds": 120.0, "retry_cap_seconds": 300.0})
+    lambdas.use_services(
+        dataclasses.replace(services, settings=slow_retries, mailer=FailingMailer(TransientError("SES throttled")))
+    )
+    message = receive_one(aws)
+
+    answer = lambdas.provisioning_handler(sqs_event(aws, message), CONTEXT)
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    job = services.journal.get(transaction_id)
+    assert job is not None
+    assert job.status is JobStatus.RETRYING
+    assert "SES throttled" in (job.last_error or "")
+    # The message stays in the queue (SQS redelivers it) but hidden for the backoff delay.
+    sqs = aws.session.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=aws.resources.queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert sqs.receive_message(QueueUrl=aws.resources.queue_url).get("Messages", []) == []
+
+
+def test_a_permanent_failure_is_parked_in_the_dlq_and_not_redelivered(aws: AwsContext, services: Services) -> None:
+    body, transaction_id, _ = purchase()
+    assert lambdas.itn_handler(http_api_event(body, base64_body=True), CONTEXT)["statusCode"] == 200
+    lambdas.use_services(dataclasses.replace(services, mailer=FailingMailer(PermanentError("address rejected"))))
+
+    answer = lambdas.provisioning_handler(sqs_event(aws, receive_one(aws)), CONTEXT)
+
+    assert answer == {"batchItemFailures": []}
+    job = services.journal.get(transaction_id)
+    assert job is not None
+    assert job.status is JobStatus.DEAD_LETTERED
+    assert [message.transaction_id for message in services.queue.messages(dead_lettered=True)] == [transaction_id]
+
+
+def test_rb001_manual_invocation_provisions_and_answers_with_the_job(aws: AwsContext, services: Services) -> None:
+    payload = {"transactionId": "TXN-123456", "email": "user@example.com", "plan": "professional"}
+
+    answer = lambdas.provisioning_handler(payload, CONTEXT)
+    again = lambdas.provisioning_handler(payload, CONTEXT)
+
+    assert answer["transaction_id"] == "TXN-123456"
+    assert answer["tenant_id"] == tenant_id_for("TXN-123456")
+    assert answer["status"] == "succeeded"
+    assert answer["completed_steps"] == [step.value for step in Step]
+    assert again["tenant_id"] == answer["tenant_id"]
+    assert again["status"] == "succeeded"
+    json.dumps(answer)  # `aws lambda invoke` writes it to response.json
+    tenant = services.tenants.get(answer["tenant_id"])
+    assert tenant is not None
+    assert tenant.status is TenantStatus.ACTIVE
+    assert len(services.mailer.outbox("user@example.com")) == 1
+
+
+def test_a_bad_manual_payload_is_answered_with_what_is_wrong(services: Services) -> None:
+    missing = lambdas.provisioning_handler({"transactionId": "TXN-1"}, CONTEXT)
+    bad_email = lambdas.provisioning_handler(
+        {"transactionId": "TXN-1", "email": "not-an-email", "plan": "professional"}, CONTEXT
+    )
+
+    assert "transactionId" in missing["error"]
+    assert "not a valid email" in bad_email["error"]
+
+
+def test_a_forged_itn_is_refused_with_400_and_nothing_is_queued(aws: AwsContext, services: Services) -> None:
+    body, transaction_id, _ = purchase()
+    forged = body.replace(b"amount_gross=299.00", b"amount_gross=1.00")
+
+    response = lambdas.itn_handler(http_api_event(forged, base64_body=True), CONTEXT)
+
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"]) == {"detail": "signature mismatch"}
+    assert receive_all(aws, aws.resources.queue_url) == []
+    assert services.journal.get(transaction_id) is None
+    (kept,) = services.ledger.find(transaction_id=transaction_id)
+    assert kept.verdict.value == "rejected"
+
+
+def test_oversized_bad_base64_and_non_post_requests_are_refused(services: Services) -> None:
+    too_large = lambdas.itn_handler(http_api_event(b"a=" + b"x" * 20_000, base64_body=True), CONTEXT)
+    not_base64 = lambdas.itn_handler({**http_api_event(b"a=b", base64_body=True), "body": "%%%"}, CONTEXT)
+    a_get = lambdas.itn_handler(http_api_event(b"", base64_body=False, method="GET"), CONTEXT)
+
+    assert too_large["statusCode"] == 413
+    assert not_base64["statusCode"] == 400
+    assert a_get["statusCode"] == 405
+    # As the HTTP route does, the oversized body is kept in the ledger as a rejection.
+    kept = [entry for batch in services.ledger.scan() for entry in batch]
+    assert [(entry.verdict.value, entry.reasons, entry.source_ip) for entry in kept] == [
+        ("rejected", ("body too large",), PAYFAST_ADDRESS)
+    ]
+
+
+def test_the_container_builds_its_services_from_the_environment_once(
+    aws: AwsContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name, value in aws.resources.as_settings().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TENANCY_HOME", str(tmp_path / "lambda-home"))
+    saved = structlog.get_config()
+
+    def configure_logging_uncached(level: str) -> None:
+        # The real configuration, minus logger caching: a logger cached here would keep this
+        # test's processors for the rest of the session.
+        configure_logging(level)
+        structlog.configure(cache_logger_on_first_use=False)
+
+    monkeypatch.setattr(lambdas, "configure_logging", configure_logging_uncached)
+    lambdas.use_services(None)
+    try:
+        answer = lambdas.provisioning_handler(
+            {"transactionId": "TXN-ENV-1", "email": "env@example.com", "plan": "starter"}, CONTEXT
+        )
+        first = lambdas.services()
+
+        assert answer["status"] == "succeeded"
+        assert lambdas.services() is first
+        assert first.settings.queue_url == aws.resources.queue_url
+    finally:
+        lambdas.services().close()
+        lambdas.use_services(None)
+        structlog.configure(**saved)

@@ -1,0 +1,367 @@
+"""The PaymentLedger contract, the same assertions on SQLite and on DynamoDB (moto): every ITN kept,
+an accepted pf_payment_id + status accepted once (also under concurrent copies), its job written
+and enqueued once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tenancy.adapters.aws.dynamodb import DynamoJournal, DynamoLedger
+from tenancy.adapters.local.database import Database
+from tenancy.adapters.local.journal import SqliteJournal
+from tenancy.adapters.local.ledger import SqliteLedger
+from tenancy.adapters.local.queue import SqliteJobQueue
+from tenancy.domain.ids import invoice_number_for, tenant_id_for
+from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
+from tenancy.errors import TransientError
+from tenancy.ports import JobQueue, PaymentLedger, ProvisioningJournal
+
+from aws_support import AwsContext
+
+
+def make_payment(
+    pf_payment_id: str | None = "1089250",
+    *,
+    status: str = "COMPLETE",
+    received_at: str = "2026-01-18T00:00:00Z",
+    transaction_id: str = "TXN-100001",
+    email: str = "user@example.com",
+    verdict: PaymentVerdict = PaymentVerdict.ACCEPTED,
+) -> PaymentRecord:
+    fields = (
+        ("m_payment_id", transaction_id),
+        ("pf_payment_id", pf_payment_id or ""),
+        ("payment_status", status),
+        ("item_name", "Professional"),
+        ("amount_gross", "299.00"),
+        ("name_first", ""),
+        ("email_address", email),
+        ("custom_str1", "professional"),
+        ("signature", "ad8e7685c9522c24365d7ccea8cb3db7"),
+    )
+    return PaymentRecord(
+        received_at=received_at,
+        source_ip="197.97.145.145",
+        fields=fields,
+        verdict=verdict,
+        pf_payment_id=pf_payment_id,
+        transaction_id=transaction_id,
+        payment_status=status,
+        email=email,
+        plan="professional",
+        amount_gross="299.00",
+    )
+
+
+def make_job(transaction_id: str = "TXN-100001", created_at: str = "2026-01-18T00:00:00Z") -> ProvisioningJob:
+    return ProvisioningJob(
+        transaction_id=transaction_id,
+        tenant_id=tenant_id_for(transaction_id),
+        invoice_number=invoice_number_for(transaction_id),
+        email="user@example.com",
+        plan="professional",
+        tenant_name="User Tenant",
+        status=JobStatus.QUEUED,
+        created_at=created_at,
+        updated_at=created_at,
+        pf_payment_id="1089250",
+    )
+
+
+@dataclass
+class Ledger:
+    """The ledger under test with the journal and queue it writes to."""
+
+    ledger: PaymentLedger
+    journal: ProvisioningJournal
+    queue: JobQueue
+    for_another_thread: Callable[[], PaymentLedger]  # the same ledger, safe to hand to another thread
+    backend: str
+
+
+def _aws_queue(aws: AwsContext, tmp_path: Path) -> JobQueue:
+    try:
+        from tenancy.adapters.aws.sqs import SqsJobQueue
+    except ImportError:  # written in parallel: the embedded queue stands in until it exists
+        return SqliteJobQueue(Database(tmp_path / "queue.db"))
+    return SqsJobQueue(aws.session.client("sqs"), aws.resources.queue_url, aws.resources.dlq_url)
+
+
+@pytest.fixture(params=["local", "aws"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    if request.param == "local":
+        database = Database(tmp_path / "t.db")
+        ledger = SqliteLedger(database)
+        yield Ledger(ledger, SqliteJournal(database), SqliteJobQueue(database), lambda: ledger, "local")
+        database.close()
+        return
+    aws: AwsContext = request.getfixturevalue("aws")
+    queue = _aws_queue(aws, tmp_path)
+    settings = aws.settings
+
+    def dynamo_ledger() -> PaymentLedger:
+        # boto3 clients are thread-safe, sessions are not: each client is made here, in this thread.
+        client = aws.session.client("dynamodb")
+        return DynamoLedger(client, settings.payments_table, settings.provisioning_table, queue)
+
+    journal = DynamoJournal(aws.session.client("dynamodb"), settings.provisioning_table)
+    yield Ledger(dynamo_ledger(), journal, queue, dynamo_ledger, "aws")
+
+
+def test_an_accepted_payment_is_kept_with_its_job_written_and_enqueued(backend: Ledger) -> None:
+    payment, job = make_payment(), make_job()
+
+    kept = backend.ledger.record(payment, job)
+
+    assert kept == payment
+    assert backend.ledger.find(transaction_id="TXN-100001") == [payment]
+    assert backend.journal.get("TXN-100001") == job
+    assert backend.queue.depth() == (1, 0)
+
+
+def test_the_same_payment_and_status_accepted_again_is_kept_as_duplicate_without_a_second_job(
+    backend: Ledger,
+) -> None:
+    first = backend.ledger.record(make_payment(), make_job())
+    again = make_payment(received_at="2026-01-18T00:00:05Z")
+
+    kept = backend.ledger.record(again, make_job(created_at="2026-01-18T00:00:05Z"))
+
+    assert kept.verdict is PaymentVerdict.DUPLICATE
+    assert kept == again.with_verdict(PaymentVerdict.DUPLICATE, "already processed")
+    assert backend.ledger.find(pf_payment_id="1089250") == [first, kept]
+    assert backend.journal.get("TXN-100001") == make_job()
+    assert backend.queue.depth() == (1, 0)
+
+
+def test_another_status_of_the_same_payment_is_accepted_too(backend: Ledger) -> None:
+    pending = backend.ledger.record(make_payment(status="PENDING"), None)
+    complete = backend.ledger.record(make_payment(status="COMPLETE", received_at="2026-01-18T00:01:00Z"), make_job())
+
+    assert [pending.verdict, complete.verdict] == [PaymentVerdict.ACCEPTED, PaymentVerdict.ACCEPTED]
+    assert backend.queue.depth() == (1, 0)
+
+
+def test_an_accepted_payment_whose_transaction_has_a_job_already_is_accepted_without_another(
+    backend: Ledger,
+) -> None:
+    existing = make_job()
+    backend.journal.create(existing)
+
+    kept = backend.ledger.record(make_payment(), make_job(created_at="2026-01-19T00:00:00Z"))
+
+    assert kept.verdict is PaymentVerdict.ACCEPTED
+    assert backend.journal.get("TXN-100001") == existing
+    assert backend.queue.depth() == (0, 0)
+
+
+def test_a_rejected_payment_is_kept_and_provisions_nothing(backend: Ledger) -> None:
+    rejected = make_payment(verdict=PaymentVerdict.REJECTED).with_verdict(PaymentVerdict.REJECTED, "signature mismatch")
+
+    kept = backend.ledger.record(rejected, make_job())
+
+    assert kept == rejected
+    assert backend.ledger.find(transaction_id="TXN-100001") == [rejected]
+    assert backend.journal.get("TXN-100001") is None
+    assert backend.queue.depth() == (0, 0)
+
+
+def test_a_rejected_payment_does_not_stop_the_real_one_from_being_accepted(backend: Ledger) -> None:
+    backend.ledger.record(make_payment(verdict=PaymentVerdict.REJECTED), None)
+
+    kept = backend.ledger.record(make_payment(received_at="2026-01-18T00:00:01Z"), make_job())
+
+    assert kept.verdict is PaymentVerdict.ACCEPTED
+    assert backend.queue.depth() == (1, 0)
+
+
+def test_garbage_without_a_pf_payment_id_or_with_empty_ids_is_kept_as_it_came(backend: Ledger) -> None:
+    unreadable = PaymentRecord(
+        "2026-01-18T00:00:00Z", "10.0.0.1", (("garbage", "x"),), PaymentVerdict.REJECTED, ("unreadable body",)
+    )
+    empty_ids = make_payment("", transaction_id="", email="", received_at="2026-01-18T00:00:01Z")
+    empty_ids = empty_ids.with_verdict(PaymentVerdict.REJECTED, "missing field pf_payment_id")
+    literally_unknown = make_payment("unknown", received_at="2026-01-18T00:00:02Z", verdict=PaymentVerdict.REJECTED)
+    for payment in (unreadable, empty_ids, literally_unknown):
+        backend.ledger.record(payment, None)
+
+    assert backend.ledger.find() == [unreadable, empty_ids, literally_unknown]
+    assert backend.ledger.find(pf_payment_id="unknown") == [literally_unknown]
+    assert backend.ledger.find(pf_payment_id="") == [empty_ids]
+    assert backend.ledger.find(transaction_id="") == [empty_ids]
+    assert backend.ledger.find(email="", pf_payment_id="") == [empty_ids]
+
+
+def test_find_answers_the_entries_matching_every_given_filter_oldest_first(backend: Ledger) -> None:
+    # Two copies in the same second keep the order they came in.
+    first = make_payment("1", status="PENDING", received_at="2026-01-18T00:00:00Z")
+    copy = make_payment("1", status="PENDING", received_at="2026-01-18T00:00:00Z", verdict=PaymentVerdict.REJECTED)
+    second = make_payment("2", received_at="2026-01-18T00:01:00Z")
+    other = make_payment(
+        "3", transaction_id="TXN-100002", email="other@example.com", received_at="2026-01-18T00:02:00Z"
+    )
+    kept = [backend.ledger.record(payment, None) for payment in (first, copy, second, other)]
+
+    assert backend.ledger.find(transaction_id="TXN-100001") == kept[:3]
+    assert backend.ledger.find(pf_payment_id="1") == kept[:2]
+    assert backend.ledger.find(email="other@example.com") == [kept[3]]
+    assert backend.ledger.find(transaction_id="TXN-100001", pf_payment_id="2") == [kept[2]]
+    assert backend.ledger.find(transaction_id="TXN-100001", email="user@example.com", pf_payment_id="1") == kept[:2]
+    assert backend.ledger.find(transaction_id="TXN-100002", email="user@example.com") == []
+    assert backend.ledger.find(transaction_id="TXN-999999") == []
+    assert backend.ledger.find() == kept
+
+
+def test_scan_answers_every_entry_since_a_time_oldest_first_in_batches(backend: Ledger) -> None:
+    payments = [
+        make_payment(str(number), transaction_id=f"TXN-10000{number}", received_at=f"2026-01-18T00:0{number}:00Z")
+        for number in range(5)
+    ]
+    for payment in payments:
+        backend.ledger.record(payment, make_job(payment.transaction_id or ""))
+
+    batches = list(backend.ledger.scan(batch_size=2))
+    since = list(backend.ledger.scan(since="2026-01-18T00:02:00Z", batch_size=2))
+
+    assert all(0 < len(batch) <= 2 for batch in batches)
+    assert [payment for batch in batches for payment in batch] == payments
+    assert [payment for batch in since for payment in batch] == payments[2:]
+    assert list(backend.ledger.scan(since="2026-01-19T00:00:00Z")) == []
+
+
+def test_ten_concurrent_copies_of_an_accepted_payment_are_accepted_once_with_one_job(
+    backend: Ledger, request: pytest.FixtureRequest
+) -> None:
+    if backend.backend == "aws":
+        request.getfixturevalue("serialized_moto")
+    ledgers = [backend.for_another_thread() for _ in range(10)]
+    start = threading.Barrier(10)
+
+    def deliver(ledger: PaymentLedger) -> PaymentVerdict:
+        start.wait()
+        return ledger.record(make_payment(), make_job()).verdict
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        verdicts = list(pool.map(deliver, ledgers))
+
+    assert sorted(verdicts) == [PaymentVerdict.ACCEPTED] + [PaymentVerdict.DUPLICATE] * 9
+    assert sorted(payment.verdict for payment in backend.ledger.find(pf_payment_id="1089250")) == sorted(verdicts)
+    assert backend.journal.find(email="user@example.com") == [make_job()]
+    assert backend.queue.depth() == (1, 0)
+
+
+# DynamoDB only: the items, the transaction's retries, and an enqueue that fails ------------------
+
+
+@pytest.fixture
+def serialized_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each request atomically; moto's in-process backend does not (a
+    transaction checks, then writes, and rolls back by restoring copies of whole tables), so
+    concurrent requests race inside moto itself. One lock around each request gives moto the
+    server's atomicity; the ledger's own code still runs in ten threads at once."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    call_action = DynamoHandler.call_action
+
+    def one_request_at_a_time(self: DynamoHandler) -> object:
+        with lock:
+            return call_action(self)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", one_request_at_a_time)
+
+
+def _dynamo_ledger(aws: AwsContext, queue: JobQueue) -> DynamoLedger:
+    settings = aws.settings
+    return DynamoLedger(aws.session.client("dynamodb"), settings.payments_table, settings.provisioning_table, queue)
+
+
+def test_an_accepted_itn_is_an_entry_plus_the_marker_whose_conditional_put_is_the_dedupe(
+    aws: AwsContext, tmp_path: Path
+) -> None:
+    _dynamo_ledger(aws, _aws_queue(aws, tmp_path)).record(make_payment(), make_job())
+
+    items = aws.session.client("dynamodb").query(
+        TableName="payments",
+        KeyConditionExpression="pf_payment_id = :id",
+        ExpressionAttributeValues={":id": {"S": "1089250"}},
+    )["Items"]
+
+    marker, entry = items  # "ACCEPTED#…" sorts before "ITN#…"
+    assert marker["entry_key"] == {"S": "ACCEPTED#COMPLETE"}
+    assert marker["accepted_entry_key"] == entry["entry_key"]
+    assert not {"transaction_id", "email", "entry_type"} & set(marker)  # so no index lists it
+    assert entry["entry_key"]["S"].startswith("ITN#2026-01-18T00:00:00Z#")
+    assert entry["verdict"] == {"S": "accepted"}
+    assert entry["fields"]["L"][0] == {"L": [{"S": "m_payment_id"}, {"S": "TXN-100001"}]}
+    assert entry["reasons"] == {"L": []}
+
+
+def test_a_transaction_conflict_with_a_concurrent_copy_is_tried_again(
+    aws: AwsContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.dynamodb.exceptions import TransactionCanceledException
+    from moto.dynamodb.models import DynamoDBBackend
+
+    transact = DynamoDBBackend.transact_write_items
+    conflicts = [("TransactionConflict", "Transaction is ongoing for the item", None), (None, None, None)]
+
+    def conflict_once(self: DynamoDBBackend, items: list[dict[str, object]]) -> None:
+        if conflicts:
+            error = TransactionCanceledException(conflicts + [(None, None, None)] * (len(items) - 2))
+            conflicts.clear()
+            raise error
+        transact(self, items)
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", conflict_once)
+    queue = _aws_queue(aws, tmp_path)
+    ledger = _dynamo_ledger(aws, queue)
+
+    kept = ledger.record(make_payment(), make_job())
+
+    assert kept.verdict is PaymentVerdict.ACCEPTED
+    assert [payment.verdict for payment in ledger.find(pf_payment_id="1089250")] == [PaymentVerdict.ACCEPTED]
+    assert queue.depth() == (1, 0)
+
+
+def test_a_conflict_that_never_clears_is_transient_and_keeps_nothing(
+    aws: AwsContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.dynamodb.exceptions import TransactionCanceledException
+    from moto.dynamodb.models import DynamoDBBackend
+
+    def always_conflict(self: DynamoDBBackend, items: list[dict[str, object]]) -> None:
+        raise TransactionCanceledException([("TransactionConflict", "Transaction is ongoing", None)] * len(items))
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", always_conflict)
+    monkeypatch.setattr("tenancy.adapters.aws.dynamodb._CONFLICT_BACKOFF_SECONDS", 0.0)
+    ledger = _dynamo_ledger(aws, _aws_queue(aws, tmp_path))
+
+    with pytest.raises(TransientError):  # the ITN handler answers 5xx and PayFast sends the ITN again
+        ledger.record(make_payment(), make_job())
+
+    assert ledger.find(pf_payment_id="1089250") == []
+
+
+class _UnreachableQueue(SqliteJobQueue):
+    def send(self, transaction_id: str, delay_seconds: float = 0) -> None:
+        raise TransientError("sending a provisioning message: EndpointConnectionError")
+
+
+def test_when_the_enqueue_fails_the_payment_stays_accepted_and_its_job_stays_queued_for_the_runbook(
+    aws: AwsContext, tmp_path: Path
+) -> None:
+    ledger = _dynamo_ledger(aws, _UnreachableQueue(Database(tmp_path / "queue.db")))
+
+    kept = ledger.record(make_payment(), make_job())
+
+    assert kept.verdict is PaymentVerdict.ACCEPTED
+    job = DynamoJournal(aws.session.client("dynamodb"), aws.settings.provisioning_table).get("TXN-100001")
+    assert job is not None
+    assert job.status is JobStatus.QUEUED

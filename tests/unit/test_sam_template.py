@@ -1,0 +1,184 @@
+"""deploy/template.yaml declares what `tenancy aws bootstrap` creates: the same tables and indexes,
+the same queue attributes and alarms, and functions wired to the handlers in tenancy.lambdas."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+
+from tenancy.adapters.aws.resources import (
+    DLQ_NAME,
+    MAX_RECEIVE_COUNT,
+    QUEUE_NAME,
+    QUEUE_VISIBILITY_TIMEOUT,
+    AwsResources,
+    table_definitions,
+)
+from tenancy.config import Settings
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "template.yaml"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    decoded, problems = decode(str(TEMPLATE))
+    assert not problems, problems
+    # cfn-lint's nodes are dict/list subclasses carrying line marks; plain values compare cleanly.
+    plain: dict[str, Any] = json.loads(json.dumps(decoded))
+    return plain
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: resource for name, resource in template["Resources"].items() if resource["Type"] == kind}
+
+
+def substitute(value: Any, env: str = "dev") -> Any:
+    """A `!Sub` of the Env parameter, resolved (the only parameter the names use)."""
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        return str(value["Fn::Sub"]).replace("${Env}", env)
+    return value
+
+
+def normalised_table(definition: dict[str, Any]) -> dict[str, Any]:
+    """A table's definition with its order-free lists sorted."""
+    return {
+        "TableName": definition["TableName"],
+        "KeySchema": definition["KeySchema"],
+        "AttributeDefinitions": sorted(definition["AttributeDefinitions"], key=lambda item: item["AttributeName"]),
+        "BillingMode": definition["BillingMode"],
+        "GlobalSecondaryIndexes": sorted(
+            definition.get("GlobalSecondaryIndexes", []), key=lambda index: index["IndexName"]
+        ),
+    }
+
+
+def test_cfn_lint_passes_on_the_template() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), str(TEMPLATE)], capture_output=True, text=True, timeout=300
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_tables_are_exactly_the_ones_bootstrap_creates(template: dict[str, Any], settings: Settings) -> None:
+    declared = {
+        resource["Properties"]["TableName"]: normalised_table(resource["Properties"])
+        for resource in resources_of(template, "AWS::DynamoDB::Table").values()
+    }
+    expected = {definition["TableName"]: normalised_table(definition) for definition in table_definitions(settings)}
+
+    assert declared == expected
+    assert declared["tenants"]["KeySchema"] == [{"AttributeName": "tenant_id", "KeyType": "HASH"}]
+
+
+def test_the_queue_redrives_to_the_dlq_with_bootstraps_attributes(template: dict[str, Any]) -> None:
+    queues = {
+        resource["Properties"]["QueueName"]: resource for resource in resources_of(template, "AWS::SQS::Queue").values()
+    }
+    work, dead_letters = queues[QUEUE_NAME]["Properties"], queues[DLQ_NAME]
+
+    assert set(queues) == {QUEUE_NAME, DLQ_NAME}
+    assert work["VisibilityTimeout"] == QUEUE_VISIBILITY_TIMEOUT
+    assert work["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVE_COUNT
+    dlq_name = next(name for name, resource in template["Resources"].items() if resource is dead_letters)
+    assert work["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_name, "Arn"]}
+
+
+def test_the_functions_have_the_contract_names_and_the_lambda_handlers(
+    template: dict[str, Any], settings: Settings
+) -> None:
+    functions = resources_of(template, "AWS::Serverless::Function")
+    by_name = {
+        substitute(resource["Properties"]["FunctionName"]): resource["Properties"] for resource in functions.values()
+    }
+    globals_ = template["Globals"]["Function"]
+
+    assert set(by_name) == {settings.function_name("itn-handler"), settings.function_name("provisioning")}
+    assert globals_["Runtime"] == "python3.11"
+    for properties in by_name.values():
+        module, _, function = properties["Handler"].rpartition(".")
+        assert callable(getattr(importlib.import_module(module), function))
+    itn = by_name[settings.function_name("itn-handler")]
+    assert itn["Events"]["Itn"] == {
+        "Type": "HttpApi",
+        "Properties": {"Path": "/payments/payfast/itn", "Method": "POST"},
+    }
+    assert itn["FunctionUrlConfig"]["AuthType"] == "NONE"
+
+
+def test_the_provisioning_function_reads_the_queue_in_small_batches_within_the_visibility_timeout(
+    template: dict[str, Any], settings: Settings
+) -> None:
+    properties = next(
+        resource["Properties"]
+        for resource in resources_of(template, "AWS::Serverless::Function").values()
+        if substitute(resource["Properties"]["FunctionName"]) == settings.function_name("provisioning")
+    )
+    (event,) = properties["Events"].values()
+    timeout = properties.get("Timeout", template["Globals"]["Function"]["Timeout"])
+
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["ProvisioningQueue", "Arn"]}
+    assert event["Properties"]["BatchSize"] <= 10
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert timeout < QUEUE_VISIBILITY_TIMEOUT
+
+
+def test_every_setting_bootstrap_prints_is_given_to_the_functions(template: dict[str, Any]) -> None:
+    placeholder = AwsResources(**{field.name: "x" for field in fields(AwsResources)})
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+
+    assert set(placeholder.as_settings()) <= set(variables)
+    assert variables["TENANCY_BACKEND"] == "aws"
+    assert variables["TENANCY_QUEUE_URL"] == {"Ref": "ProvisioningQueue"}
+    assert variables["TENANCY_DLQ_URL"] == {"Ref": "ProvisioningDeadLetterQueue"}
+
+
+def test_the_log_groups_are_the_ones_rb001_searches(template: dict[str, Any], settings: Settings) -> None:
+    groups = {
+        substitute(resource["Properties"]["LogGroupName"])
+        for resource in resources_of(template, "AWS::Logs::LogGroup").values()
+    }
+
+    assert groups == {settings.log_group("itn-handler"), settings.log_group("provisioning")}
+
+
+def test_alarms_watch_the_dlq_and_both_functions_into_one_topic(template: dict[str, Any]) -> None:
+    alarms = {
+        substitute(resource["Properties"]["AlarmName"]): resource["Properties"]
+        for resource in resources_of(template, "AWS::CloudWatch::Alarm").values()
+    }
+
+    assert set(alarms) == {
+        "site-builder-dev-dlq-not-empty",
+        "site-builder-dev-itn-handler-errors",
+        "site-builder-dev-provisioning-errors",
+    }
+    dlq = alarms["site-builder-dev-dlq-not-empty"]
+    assert (dlq["Namespace"], dlq["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    for name in ("site-builder-dev-itn-handler-errors", "site-builder-dev-provisioning-errors"):
+        assert (alarms[name]["Namespace"], alarms[name]["MetricName"]) == ("AWS/Lambda", "Errors")
+    for alarm in alarms.values():
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
+
+
+def test_the_user_pool_carries_the_tenant_attributes_and_an_admin_auth_client(template: dict[str, Any]) -> None:
+    (pool,) = resources_of(template, "AWS::Cognito::UserPool").values()
+    (client,) = resources_of(template, "AWS::Cognito::UserPoolClient").values()
+
+    attributes = {attribute["Name"] for attribute in pool["Properties"]["Schema"]}
+    assert {"tenant_id", "roles"} <= attributes
+    assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    assert client["Properties"]["ExplicitAuthFlows"] == ["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    (identity,) = resources_of(template, "AWS::SES::EmailIdentity").values()
+    assert identity["Properties"]["EmailIdentity"] == {"Ref": "EmailFrom"}
+    assert template["Parameters"]["EmailFrom"]["Default"] == "noreply@kimmyai.io"
