@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck imports pytest clean lambda-package
+.PHONY: run test lint typecheck imports pytest soak clean lambda-package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev lint typecheck imports pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests soak
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict src
@@ -33,6 +33,14 @@ imports: $(VENV)/.installed-dev
 
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
+
+# The soak test (soak/run.py): the real server and workers, N ITNs (~30% duplicates, ~10% invalid),
+# workers killed with SIGKILL, then `tenancy audit`; its last line is the summary. `make soak N=300`.
+N ?= 2000
+SEED ?= 1
+SOAK_WORKERS ?= 2
+soak: $(VENV)/.installed-dev
+	$(BIN)/python soak/run.py --n $(N) --seed $(SEED) --workers $(SOAK_WORKERS)
 
 # The code deploy/template.yaml deploys (CodeUri: build/lambda): the package and its dependencies
 # as wheels for the Lambda runtime (Linux x86_64, CPython 3.11), whatever this machine is.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from tenancy.accounts.login import AccountService
+from tenancy.accounts.throttle import LoginLimits, LoginThrottle
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.identity import EmbeddedIdentityProvider
 from tenancy.adapters.local.journal import SqliteJournal
@@ -16,6 +17,7 @@ from tenancy.adapters.local.ledger import SqliteLedger
 from tenancy.adapters.local.logs import FileLogSource
 from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
 from tenancy.adapters.local.queue import SqliteJobQueue
+from tenancy.adapters.local.ratelimit import SqliteRateLimiter
 from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
 from tenancy.adapters.local.trail import SqliteRepairTrail
 from tenancy.adapters.notifiers import (
@@ -42,6 +44,7 @@ from tenancy.ports import (
     PaymentConfirmer,
     PaymentLedger,
     ProvisioningJournal,
+    RateLimiter,
     RepairTrail,
     TenantStore,
     UserStore,
@@ -78,6 +81,7 @@ class Services:
     trail: RepairTrail
     database: Database | None = None  # the embedded backend's SQLite file; None on AWS
     log_source: LogSource | None = None  # where `logs` reads; None: the files under TENANCY_HOME/logs
+    rate_limiter: RateLimiter | None = None  # login and ITN throttles; None: no throttling
 
     @property
     def intake(self) -> PaymentIntake:
@@ -90,12 +94,21 @@ class Services:
             trusted_proxies=settings.trusted_proxies,
             check_source=not offline,
             confirm_with_payfast=not offline,
+            max_per_minute_per_source=settings.itn_max_per_minute_per_source,
         )
-        return PaymentIntake(policy, self.plans, self.ledger, self.confirmer, self.clock)
+        return PaymentIntake(policy, self.plans, self.ledger, self.confirmer, self.clock, self.rate_limiter)
 
     @property
     def accounts(self) -> AccountService:
-        return AccountService(self.identity, self.tenants)
+        throttle = None
+        if self.rate_limiter is not None:
+            limits = LoginLimits(
+                max_failures_per_account=self.settings.login_max_failures_per_account,
+                max_failures_per_source=self.settings.login_max_failures_per_source,
+                window_seconds=self.settings.login_lockout_seconds,
+            )
+            throttle = LoginThrottle(self.rate_limiter, limits, self.clock)
+        return AccountService(self.identity, self.tenants, throttle)
 
     def saga(self, after_step: Callable[[Step, ProvisioningJob], None] | None = None) -> ProvisioningSaga:
         settings = self.settings
@@ -117,10 +130,16 @@ class Services:
 
     def worker(self) -> ProvisioningWorker:
         settings = self.settings
+        saga = self.saga()
+        faults = settings.fault_plan
+        if faults:
+            # TEST-ONLY (TENANCY_FAULTS): the reliability suite crashes and slows real workers here.
+            faulty = replace(self, mailer=faults.mailer(self.mailer, settings.home))
+            saga = faulty.saga(after_step=faults.after_step(settings.home))
         return ProvisioningWorker(
             queue=self.queue,
             journal=self.journal,
-            saga=self.saga(),
+            saga=saga,
             retry=RetryPolicy(
                 base_seconds=settings.retry_base_seconds,
                 factor=settings.retry_factor,
@@ -238,6 +257,7 @@ def build(settings: Settings) -> Services:
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=SqliteRepairTrail(database),
         database=database,
+        rate_limiter=SqliteRateLimiter(database),
     )
 
 
@@ -271,6 +291,7 @@ def _build_aws(settings: Settings) -> Services:
         DynamoUserStore,
     )
     from tenancy.adapters.aws.logs import CloudWatchLogSource
+    from tenancy.adapters.aws.ratelimit import DynamoRateLimiter
     from tenancy.adapters.aws.ses import SesMailer
     from tenancy.adapters.aws.sqs import SqsJobQueue
 
@@ -306,4 +327,5 @@ def _build_aws(settings: Settings) -> Services:
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=DynamoRepairTrail(dynamodb, settings.repairs_table),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
+        rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table),
     )

@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tenancy.faults import Faults
+
 __all__ = [
     "ALERT_DESTINATIONS",
     "ALERT_TARGETS",
@@ -103,6 +105,15 @@ class Settings(BaseSettings):
     retry_factor: float = Field(default=2.0, ge=1)
     retry_cap_seconds: float = Field(default=300.0, ge=0)
     retry_max_attempts: int = Field(default=5, ge=1)
+    # TEST-ONLY fault injection (tenancy.faults), e.g. `crash_after:identity_user:once`; never set it
+    # in a deployment. The reliability suite crashes and slows real worker processes with it.
+    faults: str = ""
+
+    # Throttles (README "Reliability"): login failures per account and per source, ITNs per source.
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_source: int = Field(default=20, ge=1)
+    login_lockout_seconds: int = Field(default=900, ge=1)
+    itn_max_per_minute_per_source: int = Field(default=300, ge=1)
 
     token_ttl_seconds: int = Field(default=3600, gt=0)
     temporary_password_ttl_days: int = Field(default=7, gt=0)
@@ -122,6 +133,7 @@ class Settings(BaseSettings):
     payments_table: str = "payments"
     repairs_table: str = "repairs"
     mail_log_table: str = "mail-log"
+    rate_limits_table: str = "rate-limits"
     queue_url: str | None = None
     dlq_url: str | None = None
     user_pool_id: str | None = None
@@ -188,6 +200,12 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("faults")
+    @classmethod
+    def _valid_faults(cls, value: str) -> str:
+        Faults.parse(value)
+        return value
+
     @field_validator("payfast_passphrase", mode="before")
     @classmethod
     def _blank_passphrase_is_none(cls, value: object) -> object:
@@ -218,6 +236,10 @@ class Settings(BaseSettings):
         if self.cognito_jwks_url:
             return self.cognito_jwks_url
         return f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.user_pool_id}/.well-known/jwks.json"
+
+    @property
+    def fault_plan(self) -> Faults:
+        return Faults.parse(self.faults)
 
     @property
     def database_path(self) -> Path:

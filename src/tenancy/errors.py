@@ -9,6 +9,7 @@
     ├── NeedsReviewError        a human must decide (RB-001 section 6); the job stops, nothing is undone
     ├── ItemAlreadyExistsError  a conditional create lost against an existing item
     ├── NotFoundError           the item asked for does not exist
+    ├── RateLimitedError        too many attempts from one account or source; try after `retry_after`
     └── AuthenticationError     login refused; `reason` is what the user is shown
         ├── AccountNotFoundError    no identity user ("Account not found", RB-001 3.1)
         ├── InvalidCredentialsError wrong password or expired temporary password
@@ -36,6 +37,7 @@ __all__ = [
     "NotFoundError",
     "PasswordPolicyError",
     "PermanentError",
+    "RateLimitedError",
     "TenancyError",
     "TenantNotFoundError",
     "TransientError",
@@ -77,6 +79,15 @@ class ItemAlreadyExistsError(TenancyError):
 
 class NotFoundError(TenancyError):
     """The item asked for does not exist."""
+
+
+class RateLimitedError(TenancyError):
+    """Too many attempts; `retry_after` is how many seconds until the next one may succeed."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = max(retry_after, 1)
 
 
 class AuthenticationError(TenancyError):

@@ -30,8 +30,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenancy.bootstrap import Services, build
 from tenancy.config import Settings
-from tenancy.domain.model import PaymentVerdict
-from tenancy.errors import InvalidInputError, TenancyError, TransientError
+from tenancy.domain.model import JobStatus, PaymentVerdict
+from tenancy.errors import InvalidInputError, RateLimitedError, TenancyError, TransientError
 from tenancy.logging_setup import configure_logging
 from tenancy.payments.intake import MAX_ITN_BYTES
 from tenancy.provisioning.manual import provision_now
@@ -105,6 +105,8 @@ def itn_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
         if len(raw) > MAX_ITN_BYTES:
             return _too_large(peer, forwarded_for, raw[:256])
         record = services().intake.receive(raw, peer, forwarded_for)
+    except RateLimitedError as error:
+        return _refused(429, error.reason, {"Retry-After": str(error.retry_after)})
     except TransientError as error:
         logger.warning("itn_store_unavailable", error=str(error))
         return _refused(503, "temporarily unavailable, try again", {"Retry-After": "1"})
@@ -190,9 +192,12 @@ def _provision_message(transaction_id: str, record: SQSRecord) -> None:
         return
     outcome = current.worker().run_job(job)
     _count(outcome)
-    if outcome.action is NextAction.FINISHED:
+    # A job already dead-lettered comes back only when its move to the DLQ failed: park it
+    # again rather than let the message vanish (as the worker does).
+    parked = outcome.job.status is JobStatus.DEAD_LETTERED
+    if outcome.action is NextAction.FINISHED and not parked:
         return
-    if outcome.action is NextAction.DEAD_LETTER:
+    if outcome.action is NextAction.DEAD_LETTER or parked:
         current.queue.send_dead_letter(transaction_id, outcome.job.last_error or "failed")
         return
     try:

@@ -67,6 +67,13 @@ class _NamedPrintLoggerFactory:
         return _NamedPrintLogger(sys.stderr, name)
 
 
+def add_severity(_logger: Any, method_name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """`severity`: the level upper-cased, on every line of every sink, because CloudWatch filter
+    terms are case-sensitive and RB-001 searches Lambda logs for `ERROR`."""
+    event["severity"] = str(event.get("level", method_name)).upper()
+    return event
+
+
 class ComponentLogFiles:
     """A processor that appends each event, as one JSON line, to `<component>.log` in `directory`.
 
@@ -130,6 +137,7 @@ def configure_logging(level: str = "info", *, json_lines: bool = True, log_dir: 
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            add_severity,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_secrets,
             structlog.processors.format_exc_info,

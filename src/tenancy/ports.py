@@ -37,6 +37,7 @@ __all__ = [
     "PaymentConfirmer",
     "PaymentLedger",
     "ProvisioningJournal",
+    "RateLimiter",
     "RepairTrail",
     "TenantStore",
     "UserStore",
@@ -338,4 +339,21 @@ class LogSource(Protocol):
         log when None) whose line matches `pattern` (CloudWatch filter-pattern syntax; every
         line when None or empty). Raises InvalidInputError for a pattern or component it
         cannot read."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Counters in fixed time windows (window number = now // window_seconds), shared by every
+    process of a deployment: login failures per account and per source, ITNs per source."""
+
+    def hit(self, key: str, *, window_seconds: int) -> int:
+        """Counts one event for `key` in the current window; returns the window's count with it."""
+        ...
+
+    def count(self, key: str, *, window_seconds: int) -> int:
+        """The current window's count for `key`, counting nothing."""
+        ...
+
+    def reset(self, key: str, *, window_seconds: int) -> None:
+        """Forgets the current window's count for `key`."""
         ...

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.domain.ids import tenant_id_for
 from tenancy.payments.simulator import build_itn, encode_form
 
+from moto_server import aws_env, running_moto
 from servers import cli_env, free_port, start_server, stop_server, tenancy
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -31,26 +31,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     """moto's server on loopback: the whole AWS backend, reached through AWS_ENDPOINT_URL."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-def aws_env(home: Path, endpoint: str, **extra: str) -> dict[str, str]:
-    env = cli_env(
-        home,
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="eu-west-1",
-        AWS_DEFAULT_REGION="eu-west-1",
-        **extra,
-    )
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        env.pop(name, None)
-    return env
+    with running_moto() as endpoint:
+        yield endpoint
 
 
 def exported(text: str) -> dict[str, str]:

@@ -593,3 +593,43 @@ def test_ten_concurrent_copies_of_one_itn_provision_exactly_once(
     assert job is not None
     assert job.status is JobStatus.QUEUED
     assert services.queue.depth() == (1, 0)
+
+
+# --- the flood guard ------------------------------------------------------------------------------
+
+
+def limited_intake(services: Services, policy: IntakePolicy, confirmer: StubConfirmer) -> PaymentIntake:
+    assert services.rate_limiter is not None
+    return PaymentIntake(
+        replace(policy, max_per_minute_per_source=2), services.plans, services.ledger, confirmer, services.clock,
+        services.rate_limiter,
+    )  # fmt: skip
+
+
+def test_a_flood_from_one_address_outside_payfast_is_refused_before_the_ledger(
+    services: Services, policy: IntakePolicy, confirmer: StubConfirmer
+) -> None:
+    from tenancy.errors import RateLimitedError
+
+    offline = limited_intake(services, replace(policy, check_source=False), confirmer)
+    bodies = [encode_form(signed_itn(services, f"TXN-F{n}", pf_payment_id=f"90{n}")) for n in range(3)]
+
+    first = [offline.receive(body, "8.8.8.8").verdict for body in bodies[:2]]
+    with pytest.raises(RateLimitedError) as refused:
+        offline.receive(bodies[2], "8.8.8.8")
+
+    assert first == [PaymentVerdict.ACCEPTED, PaymentVerdict.ACCEPTED]
+    assert 1 <= refused.value.retry_after <= 60
+    assert services.ledger.find(transaction_id="TXN-F2") == []
+    assert offline.receive(bodies[2], "8.8.4.4").verdict is PaymentVerdict.ACCEPTED
+
+
+def test_payfast_addresses_are_never_throttled(
+    services: Services, policy: IntakePolicy, confirmer: StubConfirmer
+) -> None:
+    guarded = limited_intake(services, policy, confirmer)
+    bodies = [encode_form(signed_itn(services, f"TXN-P{n}", pf_payment_id=f"80{n}")) for n in range(5)]
+
+    verdicts = [guarded.receive(body, "197.97.145.150").verdict for body in bodies]
+
+    assert verdicts == [PaymentVerdict.ACCEPTED] * 5

@@ -263,7 +263,7 @@ def test_each_event_goes_to_its_components_file(log_dir: Path) -> None:
     assert [line["event"] for line in _file_lines(log_dir / "app.log")] == ["auth_refused", "nameless"]
 
 
-def test_file_lines_carry_an_upper_case_severity_and_stderr_stays_as_it_was(
+def test_every_line_carries_an_upper_case_severity_and_only_files_name_the_component(
     log_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     log = structlog.get_logger("tenancy.provisioning.worker")
@@ -279,7 +279,9 @@ def test_file_lines_carry_an_upper_case_severity_and_stderr_stays_as_it_was(
     assert "RuntimeError: boom" in crashed["exception"]
     stderr = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [line["event"] for line in stderr] == ["job_retry", "job_crashed"]
-    assert all({"severity", "component", "logger"}.isdisjoint(line) for line in stderr)
+    # stderr is what Lambda ships to CloudWatch: RB-001's `--filter-pattern "ERROR"` needs severity there.
+    assert [line["severity"] for line in stderr] == ["WARNING", "ERROR"]
+    assert all({"component", "logger"}.isdisjoint(line) for line in stderr)
 
 
 def test_secrets_are_redacted_in_the_files_too(log_dir: Path) -> None:

@@ -303,7 +303,7 @@ def test_step_done_but_not_recorded_is_harmless_when_run_again(services: Service
     _assert_password_works(services, EMAIL, _password_in(message))
 
 
-def test_welcome_email_sent_but_not_recorded_is_sent_again_and_only_the_new_password_works(
+def test_welcome_email_sent_but_not_recorded_is_not_sent_again_and_its_password_works(
     services: Services,
 ) -> None:
     job = _new_job(services)
@@ -321,10 +321,9 @@ def test_welcome_email_sent_but_not_recorded_is_sent_again_and_only_the_new_pass
     services.saga().run(snapshots[Step.ACTIVATE])
 
     _assert_provisioned_once(services, job)
-    newest, oldest = _welcome_emails(services)
-    _assert_password_works(services, EMAIL, _password_in(newest))
-    with pytest.raises(InvalidCredentialsError):
-        services.identity.authenticate(EMAIL, _password_in(oldest))
+    # The outbox shows it went out to this identity user (make soak found the window is hit).
+    [message] = _welcome_emails(services)
+    _assert_password_works(services, EMAIL, _password_in(message))
 
 
 def test_rerunning_a_succeeded_job_changes_nothing(services: Services) -> None:

@@ -3,24 +3,36 @@ no identity user -> "Account not found"; no active tenant -> "Tenant not found".
 
 from __future__ import annotations
 
+from tenancy.accounts.throttle import LoginThrottle
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import AuthChallenge, Tenant, TenantStatus, Tokens
-from tenancy.errors import InvalidTokenError, TenantNotFoundError
+from tenancy.errors import AccountNotFoundError, InvalidCredentialsError, InvalidTokenError, TenantNotFoundError
 from tenancy.ports import IdentityProvider, TenantStore
 
 __all__ = ["AccountService"]
 
 
 class AccountService:
-    def __init__(self, identity: IdentityProvider, tenants: TenantStore) -> None:
+    def __init__(self, identity: IdentityProvider, tenants: TenantStore, throttle: LoginThrottle | None = None) -> None:
         self._identity = identity
         self._tenants = tenants
+        self._throttle = throttle
 
-    def login(self, email: str, password: str) -> Tokens | AuthChallenge:
+    def login(self, email: str, password: str, source: str = "") -> Tokens | AuthChallenge:
         """Tokens or the new-password challenge; the password is checked before the tenant,
-        so only the account's owner learns that its tenant is missing."""
+        so only the account's owner learns that its tenant is missing. Repeated failures lock
+        the account and the source out for a while (RateLimitedError)."""
         username = normalize_email(email)
-        result = self._identity.authenticate(username, password)
+        if self._throttle is not None:
+            self._throttle.check(username, source)
+        try:
+            result = self._identity.authenticate(username, password)
+        except (AccountNotFoundError, InvalidCredentialsError):
+            if self._throttle is not None:
+                self._throttle.failed(username, source)
+            raise
+        if self._throttle is not None:
+            self._throttle.succeeded(username)
         self._require_active_tenant(username)
         return result
 

@@ -29,6 +29,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(mail_app, name="mail")
 
 
+def _exit_cleanly(_signal: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _warn_if_offline(settings: Settings) -> None:
     if settings.payfast_mode is PayfastMode.OFFLINE:
         import structlog
@@ -51,6 +55,9 @@ def serve(
     with services_for(settings) as services:
         _warn_if_offline(settings)
         application = create_app(services, workers=settings.workers if workers is None else workers)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal, which would end
+        # the process "killed by SIGTERM": exit 0 instead, after our own cleanup has run.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 

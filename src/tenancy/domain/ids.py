@@ -53,7 +53,8 @@ _PASSWORD_ALPHABETS = (
     "ABCDEFGHJKLMNPQRSTUVWXYZ",
     "abcdefghijkmnopqrstuvwxyz",
     "23456789",
-    "!#%+-=?@",
+    # Symbols that survive the AWS CLI's shorthand (RB-001 5: PASSWORD=...), a shell and a URL form.
+    "%+-@_.:",
 )
 
 

@@ -13,9 +13,9 @@ from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import invoice_number_for, normalize_email, tenant_id_for
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.domain.plans import PlanCatalogue
-from tenancy.errors import InvalidInputError, TransientError, UnknownPlanError
+from tenancy.errors import InvalidInputError, RateLimitedError, TransientError, UnknownPlanError
 from tenancy.payments import payfast
-from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger
+from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger, RateLimiter
 
 __all__ = ["MAX_ITN_BYTES", "IntakePolicy", "PaymentIntake", "looks_like_email"]
 
@@ -41,6 +41,7 @@ class IntakePolicy:
     trusted_proxies: tuple[str, ...]
     check_source: bool = True
     confirm_with_payfast: bool = True
+    max_per_minute_per_source: int = 300
 
 
 class _RejectedError(Exception):
@@ -57,16 +58,19 @@ class PaymentIntake:
         ledger: PaymentLedger,
         confirmer: PaymentConfirmer,
         clock: Clock,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._policy = policy
         self._plans = plans
         self._ledger = ledger
         self._confirmer = confirmer
         self._clock = clock
+        self._limiter = limiter
 
     def receive(self, body: bytes, peer: str, forwarded_for: str | None = None) -> PaymentRecord:
         """Checks and records one ITN; the returned record's verdict says what happened."""
         source_ip = payfast.client_address(peer, forwarded_for, self._policy.trusted_proxies)
+        self._throttle(source_ip)
         received_at = format_timestamp(self._clock.now())
         try:
             fields = payfast.parse_itn(body)
@@ -95,6 +99,19 @@ class PaymentIntake:
 
         job = self._job_for(payment) if payment.payment_status == "COMPLETE" else None
         return self._keep(payment, job)
+
+    def _throttle(self, source_ip: str) -> None:
+        """A flood from one address outside PayFast's ranges is refused before any work (and
+        before the ledger: a flood must not fill it) with a 429."""
+        if self._limiter is None:
+            return
+        if self._policy.check_source and payfast.in_ranges(source_ip, self._policy.source_ranges):
+            return  # PayFast's own addresses carry every genuine ITN of a busy merchant
+        count = self._limiter.hit(f"itn:source:{source_ip}", window_seconds=60)
+        if count > self._policy.max_per_minute_per_source:
+            log.warning("itn_rate_limited", source_ip=source_ip, count=count)
+            retry_after = 60 - int(self._clock.now().timestamp()) % 60
+            raise RateLimitedError("too many ITNs from this address; try again later", retry_after)
 
     def refuse_unread(self, peer: str, forwarded_for: str | None, reason: str, sample: bytes = b"") -> PaymentRecord:
         """Keeps a body refused before it was read (too large) in the ledger as rejected."""

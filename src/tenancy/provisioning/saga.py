@@ -7,11 +7,12 @@ recorded (a crash in between) is harmless when it runs again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import structlog
 
-from tenancy.domain.clock import format_timestamp
+from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import storage_prefix_for, temporary_password
 from tenancy.domain.model import (
     Billing,
@@ -232,6 +233,11 @@ class ProvisioningSaga:
             # password would only lock them out.
             log.info("welcome_skipped_confirmed", transaction_id=job.transaction_id)
             return job
+        if self._welcome_already_sent(job, user):
+            # Sent, but the worker died before the step was recorded: the password in that email is
+            # still the owner's (it is set just before sending), so it is not sent a second time.
+            log.info("welcome_already_sent", transaction_id=job.transaction_id)
+            return job
         password = temporary_password()
         self._identity.set_password(job.email, password, permanent=False)
         settings = self._settings
@@ -243,6 +249,18 @@ class ProvisioningSaga:
             sender=settings.email_from,
             password_ttl_days=settings.temporary_password_ttl_days,
         )
-        message_id = self._mailer.send(email)
+        message_id = self._mailer.send(replace(email, tags={**email.tags, "identity_sub": user.sub}))
         log.info("welcome_sent", transaction_id=job.transaction_id, tenant_id=job.tenant_id, message_id=message_id)
         return job
+
+    def _welcome_already_sent(self, job: ProvisioningJob, user: IdentityUser) -> bool:
+        """Whether this purchase's welcome email already went out to this very identity user (a
+        recreated user has a new sub and gets a new email) while its password is still valid."""
+        valid_after = self._clock.now() - timedelta(days=self._settings.temporary_password_ttl_days)
+        return any(
+            message.tags.get("transaction_id") == job.transaction_id
+            and message.tags.get("identity_sub") == user.sub
+            and message.status in {"stored", "delivered"}
+            and parse_timestamp(message.created_at) > valid_after
+            for message in self._mailer.outbox(job.email, 50)
+        )

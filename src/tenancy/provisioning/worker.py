@@ -20,6 +20,9 @@ __all__ = ["JobOutcome", "NextAction", "ProvisioningWorker"]
 
 log = structlog.get_logger(__name__)
 
+# The longest a worker waits between polls while its queue or journal keeps failing.
+_MAX_POLL_BACKOFF_SECONDS = 30.0
+
 
 class NextAction(StrEnum):
     FINISHED = "finished"  # succeeded or needs review: the message is done with
@@ -83,7 +86,10 @@ class ProvisioningWorker:
             log.error("job_missing", transaction_id=message.transaction_id)
             return None
         outcome = self.run_job(job)
-        if outcome.action is NextAction.FINISHED:
+        # A job already dead-lettered comes back only when its move to the DLQ failed (or the worker
+        # died before it): its message belongs in the DLQ, where operators look, not deleted.
+        parked = outcome.job.status is JobStatus.DEAD_LETTERED
+        if outcome.action is NextAction.FINISHED and not parked:
             self._queue.delete(message.receipt)
         elif outcome.action is NextAction.RETRY:
             self._queue.retry_later(message.receipt, outcome.delay_seconds)
@@ -101,12 +107,23 @@ class ProvisioningWorker:
     def run_until(self, stop: threading.Event, idle_seconds: float) -> None:
         """Polls until `stop` is set; the job in hand is finished before returning."""
         log.info("worker_started")
+        failures = 0
         while not stop.is_set():
             try:
                 handled = self.poll_once()
+                failures = 0
             except TransientError as error:
                 log.warning("worker_poll_failed", error=str(error))
                 handled = 0
+            except Exception:
+                # Any other failure of the queue or journal (a broken database file, denied access)
+                # must not end the loop: a dead worker thread leaves a server that accepts payments
+                # and provisions none. Its message comes back after the visibility timeout; the
+                # loop keeps polling, more slowly while the failure lasts.
+                failures += 1
+                log.exception("worker_poll_crashed", consecutive_failures=failures)
+                stop.wait(min(idle_seconds * 2**failures, _MAX_POLL_BACKOFF_SECONDS))
+                continue
             if handled == 0:
                 stop.wait(idle_seconds)
         log.info("worker_stopped")

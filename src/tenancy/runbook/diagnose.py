@@ -113,7 +113,7 @@ def classify(case: CaseFile, now: datetime) -> Diagnosis:
             f"No payment, job, tenant or identity user for {case.selector.describe()}.",
             "Ask the customer for the PayFast receipt (pf_payment_id) and check the merchant dashboard.",
         )
-    if case.completed_payment is None and job is None and tenant is None:
+    if case.payments and case.completed_payment is None and job is None and tenant is None:
         return _payment_not_complete(case, found)
     if job is not None and job.status is JobStatus.NEEDS_REVIEW:
         return found(

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from tenancy import __version__
 from tenancy.bootstrap import Services
-from tenancy.errors import AuthenticationError, InvalidInputError, NotFoundError, TransientError
+from tenancy.errors import AuthenticationError, InvalidInputError, NotFoundError, RateLimitedError, TransientError
 from tenancy.web.routes import auth, itn, metrics, system, tenants
 
 __all__ = ["create_app"]
@@ -79,6 +79,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, error: NotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(RateLimitedError)
+    async def rate_limited(request: Request, error: RateLimitedError) -> JSONResponse:
+        log.warning("rate_limited", path=request.url.path, reason=error.reason)
+        return JSONResponse({"detail": error.reason}, status_code=429, headers={"Retry-After": str(error.retry_after)})
 
     @app.exception_handler(TransientError)
     async def unavailable(request: Request, error: TransientError) -> JSONResponse:

@@ -96,6 +96,8 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
             _index("email-index", "email", "at"),
         ),
         _table(settings.mail_log_table, "message_id", None, _index("recipient-index", "to_address", "created_at")),
+        # Login and ITN rate counters: one item per key and window, expired by TTL (`expires_at`).
+        _table(settings.rate_limits_table, "limit_key", None),
     ]
 
 
@@ -108,6 +110,7 @@ class AwsResources:
     payments_table: str
     repairs_table: str
     mail_log_table: str
+    rate_limits_table: str
     queue_url: str
     dlq_url: str
     user_pool_id: str
@@ -140,6 +143,7 @@ def ensure_resources(session: boto3.Session, settings: Settings) -> AwsResources
         payments_table=settings.payments_table,
         repairs_table=settings.repairs_table,
         mail_log_table=settings.mail_log_table,
+        rate_limits_table=settings.rate_limits_table,
         queue_url=queue_url,
         dlq_url=dlq_url,
         user_pool_id=pool_id,
@@ -160,6 +164,13 @@ def _ensure_tables(dynamodb: Any, settings: Settings) -> None:
         with aws_errors(f"creating table {definition['TableName']}"):
             dynamodb.create_table(**definition)
             dynamodb.get_waiter("table_exists").wait(TableName=definition["TableName"])
+    with aws_errors("enabling the rate counters' TTL"):
+        ttl = dynamodb.describe_time_to_live(TableName=settings.rate_limits_table)["TimeToLiveDescription"]
+        if ttl.get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}:
+            dynamodb.update_time_to_live(
+                TableName=settings.rate_limits_table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
 
 
 def _ensure_queues(sqs: Any) -> tuple[str, str]:

@@ -135,4 +135,10 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS repair_log_by_transaction ON repair_log (transaction_id)",
     "CREATE INDEX IF NOT EXISTS repair_log_by_tenant ON repair_log (tenant_id)",
     "CREATE INDEX IF NOT EXISTS provisioning_by_tenant ON provisioning (tenant_id)",
+    """CREATE TABLE IF NOT EXISTS rate_counters (
+        counter_key TEXT NOT NULL,
+        window INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (counter_key, window)
+    )""",
 )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from tenancy.domain.model import AuthChallenge, Tokens
+from tenancy.payments.payfast import client_address
 from tenancy.web.deps import ServicesDep
 
 __all__ = ["router"]
@@ -18,6 +19,7 @@ router = APIRouter(tags=["auth"])
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"description": '"Account not found", wrong password, or an invalid session'},
     403: {"description": '"Tenant not found": the account has no active tenant'},
+    429: {"description": "Too many failed sign-ins for the account or from the address; see Retry-After"},
 }
 
 
@@ -60,8 +62,10 @@ class ChallengeResponse(BaseModel):
 
 
 @router.post("/auth/login", responses=_ERRORS)
-async def login(body: LoginRequest, services: ServicesDep) -> TokensResponse | ChallengeResponse:
-    result = await run_in_threadpool(services.accounts.login, body.email, body.password)
+async def login(body: LoginRequest, request: Request, services: ServicesDep) -> TokensResponse | ChallengeResponse:
+    peer = request.client.host if request.client else ""
+    source = client_address(peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies)
+    result = await run_in_threadpool(services.accounts.login, body.email, body.password, source)
     if isinstance(result, AuthChallenge):
         return ChallengeResponse(challenge=result.challenge, session=result.session)
     return TokensResponse.of(result)

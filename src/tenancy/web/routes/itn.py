@@ -22,6 +22,7 @@ router = APIRouter(tags=["payments"])
         200: {"description": "Accepted, or a duplicate of an accepted ITN"},
         400: {"description": "Rejected by a security check; the reason says which"},
         413: {"description": "Body too large"},
+        429: {"description": "Too many ITNs from this address; see Retry-After"},
         503: {"description": "PayFast's validate endpoint could not be reached; PayFast will retry"},
     },
 )

@@ -1,0 +1,831 @@
+"""The soak test: the real server and workers, N signed ITNs, workers killed with SIGKILL, then the audit.
+
+    .venv/bin/python soak/run.py --n 2000 --seed 1 --workers 2 [--home DIR] [--keep]
+
+What it does, in order:
+
+1. Creates a fresh TENANCY_HOME (a temporary directory unless --home) and starts
+   `tenancy serve --workers 0` on a free 127.0.0.1 port in PayFast's offline mode, with cheap
+   argon2 settings (the soak tests exactly-once, not hashing speed), a 2 s visibility timeout
+   and a short retry base, plus W `tenancy worker` processes.
+2. Sends N ITNs from a bounded pool of threads. The mix is decided by --seed and kept as ground
+   truth: about 10% invalid (forged signature, amount tampered after signing, wrong amount,
+   unknown plan, wrong merchant, and cases of the hostile corpus in tests/reliability), about
+   30% exact duplicates of valid ITNs (half fired concurrently with the original, half later),
+   and some FAILED, PENDING and PENDING-then-COMPLETE purchases; the rest are COMPLETE.
+3. Meanwhile a killer thread SIGKILLs a random worker every few seconds (a bounded number of
+   times, at least once) and starts a new one in its place.
+4. Waits (with a deadline) until the work queue is empty and every job has ended, runs
+   `tenancy audit --since 3650d --format json`, and checks the audit and every store against
+   the ground truth.
+
+The last line printed is always the summary:
+
+    soak: payments=N tenants=T healthy=H findings=F rejected=R duplicates=D lost=L
+
+`findings` counts the audit's failures that are not the expected outcome (a rejected, FAILED or
+PENDING payment's `payment_not_complete` is expected; anything else is a finding), plus purchases
+still in progress; `duplicates` counts purchases that produced more than one tenant, identity
+user, users record or welcome email; `lost` counts valid COMPLETE purchases without a healthy
+tenant. Exit 0 only when duplicates, lost and findings are 0, every valid COMPLETE purchase is
+healthy, and every invalid ITN was rejected with nothing provisioned; otherwise exit 1 with the
+reasons printed (2 when the soak could not run at all). Every process started is stopped, also
+on failure and Ctrl-C. All traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+
+import httpx
+
+from tenancy.bootstrap import Services, build
+from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, Backend, Settings
+from tenancy.domain.ids import tenant_id_for
+from tenancy.domain.model import JobStatus, PaymentVerdict, TenantStatus
+from tenancy.domain.plans import PlanCatalogue, load_catalogue
+from tenancy.payments.simulator import build_itn, encode_form
+
+ROOT = Path(__file__).resolve().parent.parent
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+SETTINGS_ENV = {
+    "TENANCY_PAYFAST_MODE": "offline",
+    # Cheap argon2id: the soak tests exactly-once under crashes, not password hashing speed.
+    "TENANCY_PASSWORD_HASH_TIME_COST": "1",
+    "TENANCY_PASSWORD_HASH_MEMORY_KIB": "8",
+    # A killed worker's job reappears after 2 s instead of a minute.
+    "TENANCY_VISIBILITY_TIMEOUT_SECONDS": "2",
+    "TENANCY_RETRY_BASE_SECONDS": "0.2",
+    "TENANCY_RETRY_CAP_SECONDS": "5",
+    "TENANCY_WORKER_POLL_SECONDS": "0.05",
+    "TENANCY_LOG_LEVEL": "info",
+    # Every ITN comes from 127.0.0.1 (offline mode checks no source): the per-source ITN throttle
+    # would refuse most of them, and the soak is about exactly-once, not about flood control.
+    "TENANCY_ITN_MAX_PER_MINUTE_PER_SOURCE": "1000000",
+}
+INVALID_KINDS = ("forged-signature", "tampered-amount", "wrong-amount", "unknown-plan", "wrong-merchant", "corpus")
+MAX_BURST = 4  # copies of one ITN sent at the same moment
+FIRST_NAMES = ("Thandi", "Zoë", "Seán", "Pieter", "Ama", "Lindiwe", "José")
+LAST_NAMES = ("Nkosi", "van der Merwe", "O'Neil", "Müller", "Ng", "Dlamini")
+
+
+class SoakError(Exception):
+    """The soak could not run (a process would not start, a deadline passed): exit 2."""
+
+
+# --- The plan: what is sent, and what each purchase should end as ------------------------------
+
+
+@dataclass
+class Itn:
+    body: bytes
+    label: str  # for messages: transaction id and status, or the corpus case
+    valid: bool
+    pf_payment_id: str | None = None
+    status: str | None = None
+    sends: int = 0  # how many times it is sent, copies included
+
+
+@dataclass
+class Purchase:
+    transaction_id: str
+    email: str
+    kind: str  # complete, pending-then-complete, failed, pending, or invalid:<how>
+
+    @property
+    def expects_tenant(self) -> bool:
+        return self.kind in {"complete", "pending-then-complete"}
+
+    @property
+    def invalid(self) -> bool:
+        return self.kind.startswith("invalid:")
+
+
+@dataclass
+class Step:
+    itn: Itn
+    copies: int = 1  # sent this many times at once
+
+
+@dataclass
+class Unit:
+    """Steps sent one after the other (a PENDING before its COMPLETE); each step's copies at once."""
+
+    steps: list[Step]
+
+
+@dataclass
+class Plan:
+    purchases: list[Purchase]
+    itns: list[Itn]
+    first: list[Unit]  # every ITN once (some with concurrent copies), in random order
+    later: list[Unit]  # duplicates sent after the first wave
+
+    @property
+    def sends(self) -> int:
+        return sum(step.copies for unit in (*self.first, *self.later) for step in unit.steps)
+
+    @property
+    def invalid_sends(self) -> int:
+        return sum(itn.sends for itn in self.itns if not itn.valid)
+
+
+def corpus_builder() -> ModuleType:
+    """tests/reliability/corpus_builder.py: the hostile ITNs of the reliability suite."""
+    folder = str(ROOT / "tests" / "reliability")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import corpus_builder as module  # type: ignore[import-not-found]
+
+    return module  # type: ignore[no-any-return]
+
+
+def make_plan(n: int, seed: int, catalogue: PlanCatalogue) -> Plan:
+    """N sends: ~10% invalid, ~30% duplicates of valid ITNs, the rest distinct valid ITNs."""
+    rng = random.Random(seed)
+    corpus = corpus_builder()
+    hostile = sorted(corpus.cases().items())
+    invalid_count = round(n * 0.10)
+    duplicate_count = round(n * 0.30)
+    originals = n - invalid_count - duplicate_count
+    if originals < 1:
+        raise SoakError(f"--n {n} is too small")
+    minimum = 1 if originals >= 20 else 0
+    chains = max(minimum, round(originals * 0.03))
+    failed = max(minimum, round(originals * 0.03))
+    pending = max(minimum, round(originals * 0.02))
+    complete = originals - 2 * chains - failed - pending
+    if complete < 1:
+        raise SoakError(f"--n {n} is too small")
+    kinds = ["complete"] * complete + ["pending-then-complete"] * chains + ["failed"] * failed + ["pending"] * pending
+    rng.shuffle(kinds)
+    kinds += [f"invalid:{rng.choice(INVALID_KINDS)}" for _ in range(invalid_count)]
+    run = f"S{seed}"
+    purchases: list[Purchase] = []
+    itns: list[Itn] = []
+    units: list[Unit] = []
+    duplicable: list[tuple[Itn, Unit | None]] = []  # None: only later, never at the same time
+    for number, kind in enumerate(kinds, start=1):
+        transaction_id = f"TXN-{run}-{number:06d}"
+        purchase = Purchase(transaction_id, f"soak-{run.lower()}-{number:06d}@example.com", kind)
+        purchases.append(purchase)
+        plan = catalogue.get(rng.choice(catalogue.names()))
+        common: dict[str, Any] = {
+            "transaction_id": transaction_id,
+            "email": purchase.email,
+            "plan": plan.name,
+            "amount": plan.price_zar,
+            "merchant_id": PAYFAST_SANDBOX_MERCHANT_ID,
+            "passphrase": PAYFAST_SANDBOX_PASSPHRASE,
+            "pf_payment_id": str(1_000_000_000 + seed * 100_000 + number),
+            "name_first": rng.choice(FIRST_NAMES),
+            "name_last": rng.choice(LAST_NAMES),
+        }
+
+        def valid(status: str, common: dict[str, Any] = common) -> Itn:
+            itn = Itn(
+                encode_form(build_itn(**common, status=status)),
+                f"{common['transaction_id']}/{status}",
+                valid=True,
+                pf_payment_id=common["pf_payment_id"],
+                status=status,
+            )
+            itns.append(itn)
+            return itn
+
+        if kind == "pending-then-complete":
+            pending_itn, complete_itn = valid("PENDING"), valid("COMPLETE")
+            units.append(Unit([Step(pending_itn), Step(complete_itn)]))
+            # A PENDING replayed after its COMPLETE is (rightly) rejected as stale: not duplicated here.
+            duplicable.append((complete_itn, None))
+        elif not purchase.invalid:
+            itn = valid({"complete": "COMPLETE", "failed": "FAILED", "pending": "PENDING"}[kind])
+            unit = Unit([Step(itn)])
+            units.append(unit)
+            duplicable.append((itn, unit))
+        else:
+            how = kind.partition(":")[2]
+            body = invalid_body(how, common, rng, corpus, hostile, catalogue)
+            label = f"{transaction_id}/{how}" if how != "corpus" else f"corpus {body[0]}"
+            itn = Itn(body[1], label, valid=False)
+            itns.append(itn)
+            units.append(Unit([Step(itn)]))
+    rng.shuffle(units)
+    later: list[Unit] = []
+    for _ in range(duplicate_count):
+        itn, burst = rng.choice(duplicable)
+        if burst is not None and burst.steps[0].copies < MAX_BURST and rng.random() < 0.5:
+            burst.steps[0].copies += 1
+        else:
+            later.append(Unit([Step(itn)]))
+    rng.shuffle(later)
+    for unit in (*units, *later):
+        for step in unit.steps:
+            step.itn.sends += step.copies
+    result = Plan(purchases, itns, units, later)
+    assert result.sends == n, (result.sends, n)
+    return result
+
+
+def invalid_body(
+    how: str,
+    common: dict[str, Any],
+    rng: random.Random,
+    corpus: ModuleType,
+    hostile: list[tuple[str, bytes]],
+    catalogue: PlanCatalogue,
+) -> tuple[str, bytes]:
+    """An ITN our checks must refuse: built with the corpus builder's own helpers, or a corpus case."""
+    if how == "corpus":
+        return rng.choice(hostile)
+    values = {key: str(value) for key, value in common.items()}
+    if how == "forged-signature":
+        fields = corpus.signed(**{**values, "passphrase": "guessed-passphrase"})
+    elif how == "tampered-amount":
+        fields = [(key, "1.00" if key == "amount_gross" else value) for key, value in corpus.signed(**values)]
+    elif how == "wrong-amount":
+        fields = corpus.signed(**{**values, "amount": str(Decimal(values["amount"]) + Decimal("0.02"))})
+    elif how == "unknown-plan":
+        fields = corpus.signed(**{**values, "plan": "platinum"})
+    elif how == "wrong-merchant":
+        fields = corpus.signed(**{**values, "merchant_id": "10000999"})
+    else:
+        raise ValueError(how)
+    return how, encode_form(fields)
+
+
+# --- The processes -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def child_env(home: Path, port: int) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TENANCY_")}
+    env.update(SETTINGS_ENV, TENANCY_HOME=str(home), TENANCY_HOST="127.0.0.1", TENANCY_PORT=str(port))
+    return env
+
+
+def tenancy_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "tenancy", *arguments]
+
+
+class Processes:
+    """The server and the workers; `kill_worker` SIGKILLs one and starts a new one in its place."""
+
+    def __init__(self, home: Path, env: dict[str, str], workers: int) -> None:
+        self.home = home
+        self.env = env
+        self.worker_count = workers
+        self.server: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.kills = 0
+        self.unexpected_exits: list[str] = []
+        self._logs: list[IO[bytes]] = []
+        self._lock = threading.Lock()
+        self._closing = False
+
+    def _start(self, name: str, *arguments: str) -> subprocess.Popen[bytes]:
+        log = (self.home / f"{name}.log").open("ab")
+        self._logs.append(log)
+        return subprocess.Popen(tenancy_command(*arguments), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start(self, base_url: str, timeout: float = 60) -> None:
+        self.server = self._start("server", "serve", "--workers", "0")
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.server.poll() is not None:
+                raise SoakError(f"tenancy serve exited with {self.server.returncode}; see {self.home / 'server.log'}")
+            with suppress(httpx.TransportError):
+                if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise SoakError(f"tenancy serve did not answer /healthz within {timeout:.0f} s")
+            time.sleep(0.1)
+        with self._lock:
+            self.workers = [self._start(f"worker-{slot}", "worker") for slot in range(self.worker_count)]
+
+    def kill_worker(self, slot: int) -> bool:
+        with self._lock:
+            if self._closing:
+                return False
+            victim = self.workers[slot]
+            if victim.poll() is not None:
+                self.unexpected_exits.append(f"worker {slot} (pid {victim.pid}) exited by itself: {victim.returncode}")
+            else:
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.wait()
+                self.kills += 1
+            self.workers[slot] = self._start(f"worker-{slot}", "worker")
+            return True
+
+    def check_workers(self) -> None:
+        """A worker that died without being killed is a finding; it is replaced so the run goes on."""
+        with self._lock:
+            if self._closing:
+                return
+            for slot, process in enumerate(self.workers):
+                if process.poll() is not None:
+                    self.unexpected_exits.append(f"worker {slot} (pid {process.pid}) exited: {process.returncode}")
+                    self.workers[slot] = self._start(f"worker-{slot}", "worker")
+        if self.server is not None and self.server.poll() is not None:
+            raise SoakError(f"tenancy serve exited with {self.server.returncode}; see {self.home / 'server.log'}")
+
+    def stop(self) -> None:
+        """SIGTERM to everything, SIGKILL to what is still running after 20 s."""
+        with self._lock:
+            self._closing = True
+            everything = [*self.workers, *([self.server] if self.server else [])]
+        for process in everything:
+            if process.poll() is None:
+                with suppress(ProcessLookupError):
+                    process.terminate()
+        deadline = time.monotonic() + 20
+        for process in everything:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in self._logs:
+            log.close()
+
+
+class Killer(threading.Thread):
+    """SIGKILLs a random worker every `every` seconds on average (0.5x to 1.5x), at most `limit` times."""
+
+    def __init__(self, processes: Processes, every: float, limit: int, seed: int) -> None:
+        super().__init__(name="killer", daemon=True)
+        self.processes = processes
+        self.every = every
+        self.limit = limit
+        self.rng = random.Random(seed + 1)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while self.processes.kills < self.limit and not self.stop.wait(self.every * self.rng.uniform(0.5, 1.5)):
+            self.kill_one()
+
+    def kill_one(self) -> None:
+        self.processes.kill_worker(self.rng.randrange(self.processes.worker_count))
+
+
+# --- Sending -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    answers: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, itn: Itn, status: int | None, problem: str | None = None) -> None:
+        with self.lock:
+            if status is not None:
+                self.answers[itn.label][status] += 1
+            if problem:
+                self.failures.append(f"{itn.label}: {problem}")
+
+    @property
+    def count(self) -> int:
+        return sum(sum(counter.values()) for counter in self.answers.values())
+
+
+def post(client: httpx.Client, url: str, itn: Itn, sent: Sent) -> None:
+    try:
+        response = client.post(url, content=itn.body, headers=FORM)
+    except httpx.HTTPError as error:
+        sent.record(itn, None, f"no answer: {type(error).__name__}: {error}")
+        return
+    expected_ok = response.status_code == 200 if itn.valid else response.status_code == 400
+    problem = None if expected_ok else f"HTTP {response.status_code} {response.text[:200]}"
+    sent.record(itn, response.status_code, problem)
+
+
+def send_unit(client: httpx.Client, url: str, unit: Unit, sent: Sent) -> None:
+    for step in unit.steps:
+        if step.copies == 1:
+            post(client, url, step.itn, sent)
+            continue
+        # The copies leave together: a barrier holds each thread until all are ready.
+        barrier = threading.Barrier(step.copies, timeout=30)
+
+        def fire(step: Step = step, barrier: threading.Barrier = barrier) -> None:
+            with suppress(threading.BrokenBarrierError):
+                barrier.wait()
+            post(client, url, step.itn, sent)
+
+        threads = [threading.Thread(target=fire, daemon=True) for _ in range(step.copies)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+
+def send_all(base_url: str, units: list[Unit], sent: Sent, concurrency: int) -> None:
+    url = f"{base_url}/payments/payfast/itn"
+    limits = httpx.Limits(max_connections=concurrency + MAX_BURST * concurrency)
+    with httpx.Client(timeout=60, limits=limits) as client, ThreadPoolExecutor(concurrency) as pool:
+        futures = [pool.submit(send_unit, client, url, unit, sent) for unit in units]
+        try:
+            done, _pending = wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:  # Ctrl-C: what has not started never will
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        for future in done:
+            future.result()
+
+
+# --- Waiting and reading -----------------------------------------------------------------------
+
+
+def wait_for_drain(services: Services, processes: Processes, deadline_seconds: float) -> float:
+    """Until the work queue is empty and no job is queued, running or retrying; returns the wait."""
+    started = time.monotonic()
+    while True:
+        processes.check_workers()
+        waiting, _dead = services.queue.depth()
+        unfinished = sum(1 for jobs in services.journal.scan() for job in jobs if not job.status.is_final)
+        if waiting == 0 and unfinished == 0:
+            return time.monotonic() - started
+        if time.monotonic() - started > deadline_seconds:
+            raise SoakError(
+                f"not drained after {deadline_seconds:.0f} s: {waiting} messages queued, {unfinished} jobs unfinished"
+            )
+        time.sleep(0.25)
+
+
+def run_audit(env: dict[str, str]) -> dict[str, Any]:
+    result = subprocess.run(
+        tenancy_command("audit", "--since", "3650d", "--format", "json"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode not in {0, 1}:  # 1: the window has failures, which is expected here
+        raise SoakError(f"tenancy audit exited with {result.returncode}: {result.stderr.strip()[:2000]}")
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+@dataclass
+class Stores:
+    """Every store read once, indexed the way the checks look things up."""
+
+    payments: list[Any]
+    jobs: dict[str, Any]
+    tenants: list[Any]
+    identity_users: list[Any]
+    users: list[Any]
+    emails: list[Any]
+    dead_letters: int
+
+    @classmethod
+    def read(cls, services: Services) -> Stores:
+        def everything(batches: Iterator[list[Any]]) -> list[Any]:
+            return [item for batch in batches for item in batch]
+
+        return cls(
+            payments=everything(services.ledger.scan()),
+            jobs={job.transaction_id: job for job in everything(services.journal.scan())},
+            tenants=everything(services.tenants.scan()),
+            identity_users=everything(services.identity.scan_users()),
+            users=everything(services.users.scan()),
+            emails=everything(services.mailer.scan()),
+            dead_letters=services.queue.depth()[1],
+        )
+
+
+# --- The verdict -------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    payments: int
+    tenants: int
+    healthy: int
+    findings: int
+    rejected: int
+    duplicates: int
+    lost: int
+    problems: list[str]
+
+    def line(self) -> str:
+        return (
+            f"soak: payments={self.payments} tenants={self.tenants} healthy={self.healthy} findings={self.findings}"
+            f" rejected={self.rejected} duplicates={self.duplicates} lost={self.lost}"
+        )
+
+
+def judge(plan: Plan, sent: Sent, audit: dict[str, Any], stores: Stores, n: int) -> Summary:
+    problems: list[str] = [f"send: {failure}" for failure in sent.failures[:20]]
+    if len(sent.failures) > 20:
+        problems.append(f"send: ... and {len(sent.failures) - 20} more")
+    totals = audit["totals"]
+    expected = {p.transaction_id: p for p in plan.purchases if p.expects_tenant}
+    by_transaction = {p.transaction_id: p for p in plan.purchases}
+
+    # findings: the audit's failures other than the expected payment_not_complete, and anything unfinished.
+    unexpected_cases = [
+        case
+        for case in audit["cases"]
+        if case["finding"] != "payment_not_complete" or case.get("transaction_id") in expected
+    ]
+    for case in unexpected_cases[:20]:
+        problems.append(f"audit: {case.get('transaction_id')}: {case['finding']}: {case['summary']}")
+    findings = len(unexpected_cases) + len(audit["in_progress"])
+    if audit["in_progress"]:
+        problems.append(f"audit: still in progress: {', '.join(audit['in_progress'][:10])}")
+    not_healthy = {case.get("transaction_id") for case in audit["cases"]} | set(audit["in_progress"])
+
+    # What each purchase produced, per store.
+    tenants_of: dict[str, list[Any]] = defaultdict(list)
+    for tenant in stores.tenants:
+        tenants_of[tenant.billing.transaction_id].append(tenant)
+    identities_of: dict[str, list[Any]] = defaultdict(list)
+    for user in stores.identity_users:
+        identities_of[user.tenant_id or ""].append(user)
+    users_of: dict[str, list[Any]] = defaultdict(list)
+    for record in stores.users:
+        users_of[record.tenant_id].append(record)
+    welcomes_of: dict[str, list[Any]] = defaultdict(list)
+    for email in stores.emails:
+        if email.tags.get("kind") == "welcome":
+            welcomes_of[email.tags.get("transaction_id", "")].append(email)
+
+    duplicates = 0
+    lost = 0
+    for transaction_id, purchase in expected.items():
+        tenant_id = tenant_id_for(transaction_id)
+        counts = {
+            "tenants": len(tenants_of[transaction_id]),
+            "identity users": len(identities_of[tenant_id]),
+            "users records": len(users_of[tenant_id]),
+            "welcome emails": len(welcomes_of[transaction_id]),
+        }
+        extra = {what: count for what, count in counts.items() if count > 1}
+        if extra:
+            duplicates += 1
+            problems.append(f"duplicate: {transaction_id}: {extra}")
+        why = unhealthy(purchase, tenants_of[transaction_id], identities_of[tenant_id], users_of[tenant_id],
+                        welcomes_of[transaction_id], stores)  # fmt: skip
+        if transaction_id in not_healthy or why:
+            lost += 1
+            problems.append(f"lost: {transaction_id} ({purchase.kind}): {why or 'not healthy in the audit'}")
+
+    # Nothing provisioned for anything but a valid COMPLETE purchase.
+    expected_tenant_ids = {tenant_id_for(t) for t in expected}
+    expected_emails = {p.email for p in expected.values()}
+    strays = [
+        *(f"tenant {t.tenant_id} for {t.billing.transaction_id}" for t in stores.tenants
+          if t.billing.transaction_id not in expected),
+        *(f"job {job_id}" for job_id in stores.jobs if job_id not in expected),
+        *(f"identity user {u.username}" for u in stores.identity_users if u.username not in expected_emails),
+        *(f"users record {r.user_id} of {r.tenant_id}" for r in stores.users if r.tenant_id not in expected_tenant_ids),
+        *(f"email to {e.to}" for e in stores.emails if e.to not in expected_emails),
+    ]  # fmt: skip
+    problems += [f"provisioned without a valid COMPLETE payment: {stray}" for stray in strays[:20]]
+
+    # The ledger against the ground truth.
+    entries: dict[tuple[str | None, str | None], list[Any]] = defaultdict(list)
+    by_ledger_transaction: dict[str | None, list[Any]] = defaultdict(list)
+    for payment in stores.payments:
+        entries[(payment.pf_payment_id, payment.payment_status)].append(payment)
+        by_ledger_transaction[payment.transaction_id].append(payment)
+    for itn in plan.itns:
+        if not itn.valid:
+            continue
+        verdicts = Counter(entry.verdict for entry in entries[(itn.pf_payment_id, itn.status)])
+        want = Counter({PaymentVerdict.ACCEPTED: 1, PaymentVerdict.DUPLICATE: itn.sends - 1})
+        if +verdicts != +want:
+            problems.append(f"ledger: {itn.label} sent {itn.sends}x: {dict(verdicts)}, expected {dict(+want)}")
+    for purchase in plan.purchases:
+        if purchase.invalid and purchase.kind != "invalid:corpus":
+            kept = by_ledger_transaction[purchase.transaction_id]
+            if len(kept) != 1 or kept[0].verdict is not PaymentVerdict.REJECTED:
+                problems.append(f"ledger: invalid {purchase.transaction_id} ({purchase.kind}) kept as "
+                                f"{[entry.verdict.value for entry in kept]}, expected one rejected")  # fmt: skip
+        elif not purchase.invalid and any(
+            entry.verdict is PaymentVerdict.REJECTED for entry in by_ledger_transaction[purchase.transaction_id]
+        ):
+            problems.append(f"ledger: valid {purchase.transaction_id} ({purchase.kind}) has a rejected entry")
+    unknown = [p for p in stores.payments if p.transaction_id not in by_transaction and p.verdict.value != "rejected"]
+    problems += [f"ledger: unexpected {p.verdict.value} entry for {p.transaction_id}" for p in unknown[:10]]
+    rejected_in_ledger = sum(1 for p in stores.payments if p.verdict is PaymentVerdict.REJECTED)
+    if rejected_in_ledger != plan.invalid_sends or totals["rejected_payments"] != plan.invalid_sends:
+        problems.append(
+            f"rejected: ledger {rejected_in_ledger}, audit {totals['rejected_payments']}, sent {plan.invalid_sends}"
+        )
+    if len(stores.payments) != n or totals["payments"] != n or sent.count != n:
+        problems.append(f"payments: sent {n}, answered {sent.count}, ledger {len(stores.payments)}, "
+                        f"audit {totals['payments']}")  # fmt: skip
+    if totals["healthy"] != len(expected) or totals["tenants"] != len(expected):
+        problems.append(
+            f"audit: {totals['healthy']} healthy and {totals['tenants']} tenants, expected {len(expected)} of each"
+        )
+    if stores.dead_letters:
+        problems.append(f"queue: {stores.dead_letters} messages in the dead-letter queue")
+    return Summary(
+        payments=totals["payments"],
+        tenants=totals["tenants"],
+        healthy=totals["healthy"],
+        findings=findings,
+        rejected=totals["rejected_payments"],
+        duplicates=duplicates,
+        lost=lost,
+        problems=problems,
+    )
+
+
+def unhealthy(
+    purchase: Purchase, tenants: list[Any], identities: list[Any], users: list[Any], welcomes: list[Any], stores: Stores
+) -> str | None:
+    """RB-001 section 5 from the stores, independently of the audit: None when healthy."""
+    job = stores.jobs.get(purchase.transaction_id)
+    if job is None or job.status is not JobStatus.SUCCEEDED:
+        return f"job {job.status.value if job else 'missing'}"
+    if not tenants or tenants[0].status is not TenantStatus.ACTIVE:
+        return f"tenant {tenants[0].status.value if tenants else 'missing'}"
+    if not identities or identities[0].username != purchase.email:
+        return "no identity user with this tenant id"
+    if not users or tenants[0].owner_user_id != identities[0].sub:
+        return "users record or owner link missing"
+    if not any(email.status in {"stored", "delivered"} for email in welcomes):
+        return "no welcome email"
+    return None
+
+
+def compact(audit: dict[str, Any]) -> dict[str, Any]:
+    """The audit's totals and findings, each finding with at most five of its transactions."""
+    return {
+        "window": audit["window"],
+        "totals": audit["totals"],
+        "findings": [
+            {"finding": group["finding"], "count": group["count"], "transaction_ids": group["transaction_ids"][:5]}
+            for group in audit["findings"]
+        ],
+        "in_progress": audit["in_progress"][:10],
+    }
+
+
+# --- The run -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def soak_home(requested: Path | None, keep: bool) -> Iterator[tuple[Path, Callable[[bool], None]]]:
+    """The TENANCY_HOME: --home (must be empty or new; always kept) or a temporary directory
+    (removed after a passing run unless --keep; a failing run keeps it for inspection)."""
+    if requested is not None:
+        if requested.exists() and any(requested.iterdir()):
+            raise SoakError(f"--home {requested} is not empty: the soak needs a fresh TENANCY_HOME")
+        requested.mkdir(parents=True, exist_ok=True)
+        yield requested, lambda _passed: None
+        return
+    home = Path(tempfile.mkdtemp(prefix="tenancy-soak-"))
+    outcome = {"passed": False}
+
+    def finished(passed: bool) -> None:
+        outcome["passed"] = passed
+
+    try:
+        yield home, finished
+    finally:
+        if outcome["passed"] and not keep:
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            print(f"soak: TENANCY_HOME kept at {home}", flush=True)
+
+
+def say(message: str) -> None:
+    print(f"soak: {message}", flush=True)
+
+
+def soak(arguments: argparse.Namespace) -> int:
+    catalogue = load_catalogue(None)
+    plan = make_plan(arguments.n, arguments.seed, catalogue)
+    wanted = sum(1 for p in plan.purchases if p.expects_tenant)
+    say(
+        f"{arguments.n} ITNs (seed {arguments.seed}): {len(plan.purchases)} purchases, {wanted} to provision, "
+        f"{plan.invalid_sends} invalid, {len(plan.later)} sent again later, "
+        f"{sum(step.copies - 1 for unit in plan.first for step in unit.steps)} concurrent copies; "
+        f"{arguments.workers} workers"
+    )
+    with soak_home(arguments.home, arguments.keep) as (home, finished):
+        port = free_port()
+        env = child_env(home, port)
+        base_url = f"http://127.0.0.1:{port}"
+        (home / "ground-truth.json").write_text(
+            json.dumps([p.__dict__ | {"expects_tenant": p.expects_tenant} for p in plan.purchases], indent=1)
+        )
+        processes = Processes(home, env, arguments.workers)
+        killer = Killer(processes, arguments.kill_every, arguments.max_kills, arguments.seed)
+        services = build(Settings(backend=Backend.LOCAL, home=home))
+        try:
+            started = time.monotonic()
+            processes.start(base_url)
+            say(f"server on {base_url} and {arguments.workers} workers up in {time.monotonic() - started:.1f} s")
+            if arguments.kill_every > 0 and arguments.max_kills > 0:
+                killer.start()
+            sent = Sent()
+            sending = time.monotonic()
+            send_all(base_url, plan.first, sent, arguments.concurrency)
+            send_all(base_url, plan.later, sent, arguments.concurrency)
+            send_seconds = time.monotonic() - sending
+            say(f"sent {sent.count} ITNs in {send_seconds:.1f} s ({sent.count / max(send_seconds, 1e-9):.0f}/s)")
+            if killer.is_alive() and processes.kills == 0:
+                killer.kill_one()  # at least one kill, however short the run
+            drained = wait_for_drain(services, processes, arguments.drain_timeout)
+            killer.stop.set()
+            killer.join(timeout=30)
+            drained += wait_for_drain(services, processes, arguments.drain_timeout)  # after the last kill
+            say(f"drained {drained:.1f} s after the last ITN; {processes.kills} workers killed with SIGKILL")
+            processes.check_workers()
+            auditing = time.monotonic()
+            audit = run_audit(env)
+            (home / "audit.json").write_text(json.dumps(audit, indent=2))
+            say(f"audit in {time.monotonic() - auditing:.1f} s; total {time.monotonic() - started:.1f} s")
+            stores = Stores.read(services)
+            rerun = sum(1 for job in stores.jobs.values() if job.attempts > 1)
+            say(f"{rerun} jobs ran more than once (their worker was killed mid-job, or a step failed)")
+        finally:
+            killer.stop.set()
+            processes.stop()
+            services.close()
+        summary = judge(plan, sent, audit, stores, arguments.n)
+        if arguments.kill_every > 0 and arguments.max_kills > 0 and processes.kills == 0:
+            summary.problems.append("killer: no worker was killed")
+        summary.problems += [f"worker: {what}" for what in processes.unexpected_exits]
+        summary.problems += [f"log: a traceback in {path.name}" for path in sorted(home.glob("*.log"))
+                             if "Traceback" in path.read_text(errors="replace")]  # fmt: skip
+        print(json.dumps(compact(audit), indent=2))
+        passed = not summary.problems and summary.duplicates == summary.lost == summary.findings == 0
+        for problem in summary.problems:
+            print(f"FAIL {problem}")
+        finished(passed)
+    print("soak: PASS" if passed else f"soak: FAIL ({len(summary.problems)} problems)")
+    print(summary.line(), flush=True)
+    return 0 if passed else 1
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=2000, help="ITNs to send, duplicates and invalid ones included")
+    parser.add_argument("--seed", type=int, default=1, help="decides the mix (and the ground truth)")
+    parser.add_argument("--workers", type=int, default=2, help="`tenancy worker` processes")
+    parser.add_argument("--home", type=Path, help="TENANCY_HOME to use (new or empty; kept)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary TENANCY_HOME after a pass")
+    parser.add_argument("--concurrency", type=int, default=8, help="ITNs in flight at once")
+    parser.add_argument("--kill-every", type=float, default=2.0, help="mean seconds between kills (0: none)")
+    parser.add_argument("--max-kills", type=int, default=100, help="at most this many kills")
+    parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds to wait for the queue to empty")
+    arguments = parser.parse_args(argv)
+    if arguments.n < 10 or arguments.workers < 1 or arguments.concurrency < 1:
+        parser.error("--n must be at least 10, --workers and --concurrency at least 1")
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+
+    def interrupted(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        return soak(arguments)
+    except SoakError as error:
+        print(f"soak: error: {error}", file=sys.stderr)
+        print(f"soak: FAIL (the soak could not run: {error})", flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("soak: interrupted; every process it started was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

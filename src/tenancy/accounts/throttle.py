@@ -1,0 +1,60 @@
+"""Login throttling: after repeated failures an account, or a source address, is locked out for
+the rest of the window, with a clear 429 and how long to wait."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tenancy.errors import RateLimitedError
+from tenancy.ports import Clock, RateLimiter
+
+__all__ = ["LoginLimits", "LoginThrottle"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLimits:
+    max_failures_per_account: int = 5
+    max_failures_per_source: int = 20
+    window_seconds: int = 900
+
+
+class LoginThrottle:
+    def __init__(self, limiter: RateLimiter, limits: LoginLimits, clock: Clock) -> None:
+        self._limiter = limiter
+        self._limits = limits
+        self._clock = clock
+
+    def check(self, username: str, source: str) -> None:
+        """Raises RateLimitedError while the account or the source is locked out. The same answer
+        for every email, known or not, so the lockout itself reveals nothing."""
+        window = self._limits.window_seconds
+        if self._limiter.count(_account(username), window_seconds=window) >= self._limits.max_failures_per_account:
+            raise RateLimitedError("Too many failed sign-ins for this account; try again later", self._retry_after())
+        if (
+            source
+            and self._limiter.count(_source(source), window_seconds=window) >= self._limits.max_failures_per_source
+        ):
+            raise RateLimitedError("Too many failed sign-ins from this address; try again later", self._retry_after())
+
+    def failed(self, username: str, source: str) -> None:
+        window = self._limits.window_seconds
+        self._limiter.hit(_account(username), window_seconds=window)
+        if source:
+            self._limiter.hit(_source(source), window_seconds=window)
+
+    def succeeded(self, username: str) -> None:
+        self._limiter.reset(_account(username), window_seconds=self._limits.window_seconds)
+
+    def _retry_after(self) -> int:
+        window = self._limits.window_seconds
+        now = self._clock.now().timestamp()
+        return math.ceil((math.floor(now / window) + 1) * window - now)
+
+
+def _account(username: str) -> str:
+    return f"login:account:{username}"
+
+
+def _source(source: str) -> str:
+    return f"login:source:{source}"

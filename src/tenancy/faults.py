@@ -1,0 +1,162 @@
+"""Test-only fault injection (`TENANCY_FAULTS`): crash or slow a real worker process at a chosen point.
+
+Off unless `TENANCY_FAULTS` is set. The reliability suite sets it on real `tenancy worker`
+and `tenancy serve` processes to prove that a crash at any step recovers. Rules, comma separated:
+
+- `crash_after:<step>[:once]`: `os._exit(137)` right after `<step>` is recorded in the journal.
+- `crash_after_send[:once]`: `os._exit(137)` right after an email is handed to the mailer, before
+  the welcome step is recorded (the at-least-once window of the welcome email).
+- `slow_step:<step>:<seconds>`: sleep that long at the end of `<step>` (once it is recorded), so
+  that a job is held in flight, e.g. for a SIGTERM to arrive.
+
+`once` leaves a marker file `TENANCY_HOME/faults/<kind>-<step>.done` before crashing, so that a
+process restarted with the same environment does not crash again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import structlog
+
+from tenancy.domain.model import OutboxMessage, OutgoingEmail, ProvisioningJob, Step
+from tenancy.ports import Mailer
+
+__all__ = ["CRASH_EXIT_CODE", "FaultKind", "FaultRule", "Faults", "FaultyMailer"]
+
+log = structlog.get_logger(__name__)
+
+# What a SIGKILLed process reports to its parent shell (128 + 9): the crash looks like a kill.
+CRASH_EXIT_CODE = 137
+
+
+class FaultKind(StrEnum):
+    CRASH_AFTER = "crash_after"
+    CRASH_AFTER_SEND = "crash_after_send"
+    SLOW_STEP = "slow_step"
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRule:
+    kind: FaultKind
+    step: Step | None = None
+    once: bool = False
+    seconds: float = 0.0
+
+    @property
+    def marker_name(self) -> str:
+        return f"{self.kind.value}-{self.step.value if self.step else 'mail'}.done"
+
+    @classmethod
+    def parse(cls, text: str) -> FaultRule:
+        parts = [part.strip() for part in text.split(":")]
+        kind_name, arguments = parts[0], parts[1:]
+        try:
+            kind = FaultKind(kind_name)
+        except ValueError:
+            raise ValueError(f"unknown fault {kind_name[:40]!r} (known: {', '.join(FaultKind)})") from None
+        if kind is FaultKind.CRASH_AFTER_SEND:
+            if arguments not in ([], ["once"]):
+                raise ValueError("crash_after_send takes only an optional ':once'")
+            return cls(kind, once=bool(arguments))
+        if not arguments:
+            raise ValueError(f"{kind.value} needs a step ({', '.join(Step)})")
+        step = _step(arguments[0])
+        if kind is FaultKind.CRASH_AFTER:
+            if arguments[1:] not in ([], ["once"]):
+                raise ValueError("crash_after:<step> takes only an optional ':once'")
+            return cls(kind, step, once=len(arguments) == 2)
+        try:
+            (seconds,) = (float(argument) for argument in arguments[1:])
+        except ValueError:
+            raise ValueError("slow_step needs seconds: slow_step:<step>:<seconds>") from None
+        if not 0 <= seconds <= 600:
+            raise ValueError("slow_step seconds must be between 0 and 600")
+        return cls(kind, step, seconds=seconds)
+
+
+def _step(name: str) -> Step:
+    try:
+        return Step(name)
+    except ValueError:
+        raise ValueError(f"unknown step {name[:40]!r} (known: {', '.join(Step)})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """The parsed `TENANCY_FAULTS`; empty (falsy) in every real deployment."""
+
+    rules: tuple[FaultRule, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Faults:
+        return cls(tuple(FaultRule.parse(part) for part in (piece.strip() for piece in text.split(",")) if part))
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def after_step(self, home: Path) -> Callable[[Step, ProvisioningJob], None] | None:
+        """The saga's `after_step` hook for the step rules, or None when there are none."""
+        rules = [rule for rule in self.rules if rule.kind in {FaultKind.CRASH_AFTER, FaultKind.SLOW_STEP}]
+        if not rules:
+            return None
+
+        def inject(step: Step, job: ProvisioningJob) -> None:
+            for rule in rules:
+                if rule.step is not step:
+                    continue
+                if rule.kind is FaultKind.SLOW_STEP:
+                    log.warning(
+                        "fault_slow_step", step=step.value, seconds=rule.seconds, transaction_id=job.transaction_id
+                    )
+                    time.sleep(rule.seconds)
+                else:
+                    _crash(rule, home, transaction_id=job.transaction_id)
+
+        return inject
+
+    def mailer(self, mailer: Mailer, home: Path) -> Mailer:
+        """`mailer`, wrapped to crash after a send when a `crash_after_send` rule asks for it."""
+        rules = tuple(rule for rule in self.rules if rule.kind is FaultKind.CRASH_AFTER_SEND)
+        return FaultyMailer(mailer, rules, home) if rules else mailer
+
+
+class FaultyMailer:
+    """Delegates to the real mailer, then crashes the process once the email is handed over."""
+
+    def __init__(self, real: Mailer, rules: tuple[FaultRule, ...], home: Path) -> None:
+        self._real = real
+        self._rules = rules
+        self._home = home
+
+    def send(self, email: OutgoingEmail) -> str:
+        message_id = self._real.send(email)
+        for rule in self._rules:
+            _crash(rule, self._home, transaction_id=None)
+        return message_id
+
+    def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
+        return self._real.outbox(to, limit)
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[OutboxMessage]]:
+        return self._real.scan(batch_size)
+
+
+def _crash(rule: FaultRule, home: Path, *, transaction_id: str | None) -> None:
+    if rule.once:
+        marker = home / "faults" / rule.marker_name
+        if marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        # Written before dying: the restarted process must find it and carry on.
+        marker.write_text(f"{transaction_id or ''}\n")
+    log.warning(
+        "fault_crash", fault=rule.kind.value, step=rule.step.value if rule.step else None, transaction_id=transaction_id
+    )
+    # No cleanup, no finally blocks, no flushing of open transactions: as close to a kill as Python gets.
+    os._exit(CRASH_EXIT_CODE)
