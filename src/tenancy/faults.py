@@ -146,6 +146,9 @@ class FaultyMailer:
     def scan(self, batch_size: int = 1000) -> Iterator[list[OutboxMessage]]:
         return self._real.scan(batch_size)
 
+    def delivery_statistics(self) -> dict[str, int]:
+        return self._real.delivery_statistics()
+
 
 def _crash(rule: FaultRule, home: Path, *, transaction_id: str | None) -> None:
     if rule.once:

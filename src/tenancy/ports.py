@@ -293,6 +293,11 @@ class Mailer(Protocol):
         """Every email kept, in batches."""
         ...
 
+    def delivery_statistics(self) -> dict[str, int]:
+        """What the mail provider reports about its deliveries, for diagnose's evidence (SES:
+        get_send_statistics summed over its two-week window; the outbox: emails per status)."""
+        ...
+
 
 class RepairTrail(Protocol):
     def record(self, entry: RepairRecord) -> None:

@@ -111,6 +111,17 @@ def test_a_sent_email_is_kept_as_delivered(backend: Backend) -> None:
     assert len(kept.created_at) == len("2026-01-18T00:00:00Z")
 
 
+def test_delivery_statistics_count_what_was_sent(backend: Backend) -> None:
+    before = backend.mailer.delivery_statistics()
+
+    backend.mailer.send(_email())
+    backend.mailer.send(_email("second@example.com"))
+    after = backend.mailer.delivery_statistics()
+
+    assert all(isinstance(count, int) for count in after.values())
+    assert sum(after.values()) - sum(before.values()) >= 2
+
+
 def test_the_emails_own_sender_wins_over_the_default(backend: Backend) -> None:
     backend.mailer.send(_email(sender=OTHER_SENDER))
 

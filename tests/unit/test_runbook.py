@@ -144,6 +144,8 @@ def test_a_provisioned_tenant_is_diagnosed_healthy_and_verifies(services: Servic
     assert diagnosis.as_document()["runbook_section"] == "5"
     assert diagnosis.transaction_id == transaction_id
     assert any(line.startswith("tenants: ten_") for line in diagnosis.evidence)
+    # RB-001 4.4 step 1, the provider's send statistics, is part of every diagnosis's evidence.
+    assert "mail: the provider reports stored=1" in diagnosis.evidence
     report = services.runbook.verify(selector, password=temporary_password(services, "owner@example.com"))
     assert report.passed
     assert [check.passed for check in report.checks][-2:] == [True, None]  # token waits for the first sign-in

@@ -24,7 +24,7 @@ from tenancy.domain.model import (
 )
 from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.runbook.diagnose import ESCALATION_AGE, classify
-from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector
+from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, mail_statistics
 from tenancy.runbook.findings import ESCALATION, Diagnosis, Finding
 from tenancy.runbook.service import Runbook
 
@@ -267,6 +267,7 @@ class _Indexes:
 
     def __init__(self, stores: EvidenceStores, since: datetime, advance: Progress) -> None:
         self.since = since
+        self.mail_statistics = mail_statistics(stores)
         self.jobs: dict[str, ProvisioningJob] = {}
         self.tenants_by_id: dict[str, Tenant] = {}
         self.tenants_by_transaction: dict[str, Tenant] = {}
@@ -414,6 +415,7 @@ class _Indexes:
             users=tuple(self.users.get(key, ())) if key else (),
             identity_user=identity_user,
             emails=tuple(self.emails.get(key, ())) if key else (),
+            mail_statistics=self.mail_statistics,
         )
 
 

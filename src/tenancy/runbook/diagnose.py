@@ -78,6 +78,9 @@ def describe(case: CaseFile) -> tuple[str, ...]:
         lines.append(f"mail: welcome email {email.status}{error} at {email.created_at}")
     if case.email and not case.welcome_emails:
         lines.append(f"mail: no welcome email to {case.email}")
+    if case.mail_statistics:
+        counts = " ".join(f"{name}={count}" for name, count in case.mail_statistics)
+        lines.append(f"mail: the provider reports {counts}")
     if case.other_transactions:
         lines.append(f"also bought by this email: {', '.join(case.other_transactions)}")
     return tuple(lines)

@@ -16,7 +16,7 @@ from tenancy.domain.model import (
     Tenant,
     UserRecord,
 )
-from tenancy.errors import InvalidInputError
+from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.ports import IdentityProvider, JobQueue, Mailer, PaymentLedger, ProvisioningJournal, TenantStore, UserStore
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 
@@ -70,6 +70,7 @@ class CaseFile:
     identity_user: IdentityUser | None = None
     emails: tuple[OutboxMessage, ...] = ()
     other_transactions: tuple[str, ...] = field(default=())
+    mail_statistics: tuple[tuple[str, int], ...] = ()  # the provider's own counts (RB-001 4.4)
 
     @property
     def completed_payment(self) -> PaymentRecord | None:
@@ -115,7 +116,17 @@ def gather(selector: Selector, stores: EvidenceStores) -> CaseFile:
         identity_user=identity_user,
         emails=tuple(stores.mailer.outbox(email, limit=50)) if email else (),
         other_transactions=others,
+        mail_statistics=mail_statistics(stores),
     )
+
+
+def mail_statistics(stores: EvidenceStores) -> tuple[tuple[str, int], ...]:
+    """The mail provider's delivery counts; none when the provider cannot say right now (it is
+    evidence, never a reason for diagnose to fail)."""
+    try:
+        return tuple(sorted(stores.mailer.delivery_statistics().items()))
+    except TenancyError:
+        return ()
 
 
 def _resolve(selector: Selector, stores: EvidenceStores) -> tuple[str | None, str | None, tuple[str, ...]]:

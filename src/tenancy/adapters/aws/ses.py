@@ -193,3 +193,15 @@ class SesMailer:
             yield items
             if start is None:
                 return
+
+    def delivery_statistics(self) -> dict[str, int]:
+        """SES's own counts over its reporting window (RB-001 4.4 step 1: get-send-statistics)."""
+        with aws_errors("reading SES send statistics"):
+            points = self._ses.get_send_statistics()["SendDataPoints"]
+        totals = {"delivery_attempts": 0, "bounces": 0, "complaints": 0, "rejects": 0}
+        for point in points:
+            totals["delivery_attempts"] += int(point.get("DeliveryAttempts", 0))
+            totals["bounces"] += int(point.get("Bounces", 0))
+            totals["complaints"] += int(point.get("Complaints", 0))
+            totals["rejects"] += int(point.get("Rejects", 0))
+        return totals

@@ -142,3 +142,7 @@ class OutboxMailer:
     def scan(self, batch_size: int = 1000) -> Iterator[list[OutboxMessage]]:
         for rows in self._database.scan("outbox", "message_id", batch_size):
             yield [_message_from_row(row) for row in rows]
+
+    def delivery_statistics(self) -> dict[str, int]:
+        rows = self._database.read("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status ORDER BY status")
+        return {row["status"]: int(row["n"]) for row in rows}
