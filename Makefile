@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck imports pytest soak clean lambda-package
+.PHONY: run test lint typecheck imports pytest soak bench clean lambda-package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev lint typecheck imports pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests soak
+	$(BIN)/ruff check src tests soak bench
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict src
@@ -41,6 +41,11 @@ SEED ?= 1
 SOAK_WORKERS ?= 2
 soak: $(VENV)/.installed-dev
 	$(BIN)/python soak/run.py --n $(N) --seed $(SEED) --workers $(SOAK_WORKERS)
+
+# The benchmarks (bench/run.py, issue 6): each against a floor measured in the same run; writes
+# bench/results/latest.json and latest.md. `make test` runs them once at --size tiny (tests/unit/test_bench_smoke.py).
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/run.py --size full
 
 # The code deploy/template.yaml deploys (CodeUri: build/lambda): the package and its dependencies
 # as wheels for the Lambda runtime (Linux x86_64, CPython 3.11), whatever this machine is.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from tenancy.accounts.login import AccountService
@@ -172,6 +172,7 @@ class Services:
             trail=self.trail,
             accounts=self.accounts,
             clock=self.clock,
+            password_ttl=timedelta(days=self.settings.temporary_password_ttl_days),
         )
 
     @property
@@ -323,7 +324,13 @@ def _build_aws(settings: Settings) -> Services:
             client_id,
             jwks_url=settings.effective_cognito_jwks_url,
         ),
-        mailer=SesMailer(session.client("ses", config=config), dynamodb, settings.mail_log_table, settings.email_from),
+        mailer=SesMailer(
+            session.client("ses", config=config),
+            dynamodb,
+            settings.mail_log_table,
+            settings.email_from,
+            keep_secrets=settings.mail_log_keeps_secrets,
+        ),
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=DynamoRepairTrail(dynamodb, settings.repairs_table),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),

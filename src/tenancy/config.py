@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     repairs_table: str = "repairs"
     mail_log_table: str = "mail-log"
     rate_limits_table: str = "rate-limits"
+    # Development against moto only: keep temporary passwords in the SES mail log (no inbox there).
+    mail_log_keeps_secrets: bool = False
     queue_url: str | None = None
     dlq_url: str | None = None
     user_pool_id: str | None = None

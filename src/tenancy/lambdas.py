@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tenancy.bootstrap import Services, build
 from tenancy.config import Settings
 from tenancy.domain.model import JobStatus, PaymentVerdict
-from tenancy.errors import InvalidInputError, RateLimitedError, TenancyError, TransientError
+from tenancy.errors import InvalidInputError, PermanentError, RateLimitedError, TenancyError, TransientError
 from tenancy.logging_setup import configure_logging
 from tenancy.payments.intake import MAX_ITN_BYTES
 from tenancy.provisioning.manual import provision_now
@@ -107,7 +107,8 @@ def itn_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
         record = services().intake.receive(raw, peer, forwarded_for)
     except RateLimitedError as error:
         return _refused(429, error.reason, {"Retry-After": str(error.retry_after)})
-    except TransientError as error:
+    except (TransientError, PermanentError) as error:
+        # PayFast retries an ITN that is not answered 200: nothing is lost while a store is down.
         logger.warning("itn_store_unavailable", error=str(error))
         return _refused(503, "temporarily unavailable, try again", {"Retry-After": "1"})
     if record.transaction_id:

@@ -362,3 +362,8 @@ class RateLimiter(Protocol):
     def reset(self, key: str, *, window_seconds: int) -> None:
         """Forgets the current window's count for `key`."""
         ...
+
+    def release(self, key: str, *, window_seconds: int) -> None:
+        """Takes one back from the current window's count for `key` (never below zero): an
+        attempt counted up front that turned out not to be a failure."""
+        ...

@@ -218,3 +218,15 @@ def test_ses_refusals_are_kept_and_typed(aws: AwsContext, code: str, status: int
     assert kept.status == "failed"
     assert kept.error is not None
     assert code in kept.error
+
+
+def test_the_ses_mail_log_never_keeps_a_secret_of_the_email(aws: AwsContext) -> None:
+    from tenancy.adapters.aws.ses import SesMailer
+
+    mailer = SesMailer(aws.session.client("ses"), aws.session.client("dynamodb"), "mail-log", SENDER)
+    mailer.send(_email(text="Temporary password: S3cret-Pass!", html="<code>S3cret-Pass!</code>",
+                       secrets=("S3cret-Pass!",)))  # fmt: skip
+
+    [kept] = mailer.outbox()
+    assert "S3cret-Pass!" not in kept.text
+    assert kept.text == "Temporary password: [redacted]"

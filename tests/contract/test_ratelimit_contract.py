@@ -75,6 +75,20 @@ def test_reset_forgets_the_window(limiter: RateLimiter) -> None:
     assert limiter.hit("login:account:a@example.com", window_seconds=900) == 1
 
 
+def test_release_takes_one_back_but_never_below_zero(limiter: RateLimiter) -> None:
+    limiter.hit("login:source:10.0.0.1", window_seconds=900)
+    limiter.hit("login:source:10.0.0.1", window_seconds=900)
+
+    limiter.release("login:source:10.0.0.1", window_seconds=900)
+    assert limiter.count("login:source:10.0.0.1", window_seconds=900) == 1
+    limiter.release("login:source:10.0.0.1", window_seconds=900)
+    limiter.release("login:source:10.0.0.1", window_seconds=900)
+    limiter.release("login:source:never-seen", window_seconds=900)
+
+    assert limiter.count("login:source:10.0.0.1", window_seconds=900) == 0
+    assert limiter.count("login:source:never-seen", window_seconds=900) == 0
+
+
 def test_dynamodb_counters_expire_by_ttl_after_their_window(aws: AwsContext, clock: Clock) -> None:
     client = aws.session.client("dynamodb")
     limiter = DynamoRateLimiter(client, aws.settings.rate_limits_table, clock=clock)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -139,6 +140,29 @@ def test_with_smtp_the_email_is_delivered_to_the_server(
     assert "Temporary password: Ab3!defgHJKm2345" in parts["text/plain"]
     assert "http://127.0.0.1:8000/auth/login" in parts["text/plain"]
     assert "<code>Ab3!defgHJKm2345</code>" in parts["text/html"]
+
+
+def test_once_delivered_the_outbox_copy_loses_the_emails_secrets(
+    database: Database, smtp_server: tuple[CollectingHandler, int]
+) -> None:
+    handler, port = smtp_server
+    mailer = _mailer(database, port)
+
+    mailer.send(dataclasses.replace(_email(), secrets=("Ab3!defgHJKm2345",)))
+
+    [kept] = mailer.outbox()
+    [(_, _, message)] = handler.envelopes
+    assert "Ab3!defgHJKm2345" in message.as_string()  # the owner gets the password
+    assert "Ab3!defgHJKm2345" not in kept.text  # the kept copy does not
+    assert "Temporary password: [redacted]" in kept.text
+
+
+def test_without_smtp_the_outbox_is_the_inbox_and_keeps_the_email_whole(database: Database) -> None:
+    mailer = _mailer(database)
+
+    mailer.send(dataclasses.replace(_email(), secrets=("Ab3!defgHJKm2345",)))
+
+    assert "Temporary password: Ab3!defgHJKm2345" in mailer.outbox()[0].text
 
 
 def test_a_text_only_email_is_delivered_as_plain_text(

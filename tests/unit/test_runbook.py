@@ -144,8 +144,7 @@ def test_a_provisioned_tenant_is_diagnosed_healthy_and_verifies(services: Servic
     assert diagnosis.as_document()["runbook_section"] == "5"
     assert diagnosis.transaction_id == transaction_id
     assert any(line.startswith("tenants: ten_") for line in diagnosis.evidence)
-    # RB-001 4.4 step 1, the provider's send statistics, is part of every diagnosis's evidence.
-    assert "mail: the provider reports stored=1" in diagnosis.evidence
+    assert not any(line.startswith("mail: the provider reports") for line in diagnosis.evidence)
     report = services.runbook.verify(selector, password=temporary_password(services, "owner@example.com"))
     assert report.passed
     assert [check.passed for check in report.checks][-2:] == [True, None]  # token waits for the first sign-in
@@ -411,3 +410,28 @@ def test_ledger_keeps_the_rejected_itn_the_diagnosis_cites(services: Services) -
     assert entry.verdict is PaymentVerdict.REJECTED
     diagnosis = services.runbook.diagnose(Selector(transaction_id=transaction_id))
     assert "merchant" in diagnosis.summary
+
+
+def test_a_welcome_whose_temporary_password_expired_is_not_a_welcome(services: Services) -> None:
+    transaction_id = healthy_tenant(services)
+    case = services.runbook.case(Selector(transaction_id=transaction_id))
+
+    eight_days_on = classify(case, services.clock.now() + timedelta(days=8), password_ttl=timedelta(days=7))
+
+    assert eight_days_on.finding is Finding.WELCOME_EMAIL_MISSING
+    assert "expired" in eight_days_on.summary
+
+
+def test_a_welcome_email_the_mail_server_refused_is_4_4_with_the_providers_statistics(tmp_path: Path) -> None:
+    # The mail server is down for good (nothing listens): the email step fails until parked.
+    services = build(make_settings(tmp_path / "smtp-down", payfast_mode="offline", retry_max_attempts=1,
+                                   smtp_url="smtp://127.0.0.1:9"))  # fmt: skip
+    transaction_id = pay(services)
+    work(services)
+
+    diagnosis = services.runbook.diagnose(Selector(transaction_id=transaction_id))
+
+    assert diagnosis.finding is Finding.WELCOME_EMAIL_MISSING
+    # RB-001 4.4 step 1: the provider's send statistics, read for this finding only.
+    assert "mail: the provider reports failed=1" in diagnosis.evidence
+    services.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from tenancy.accounts.throttle import LoginThrottle
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import AuthChallenge, Tenant, TenantStatus, Tokens
-from tenancy.errors import AccountNotFoundError, InvalidCredentialsError, InvalidTokenError, TenantNotFoundError
+from tenancy.errors import InvalidTokenError, TenantNotFoundError
 from tenancy.ports import IdentityProvider, TenantStore
 
 __all__ = ["AccountService"]
@@ -24,22 +24,20 @@ class AccountService:
         the account and the source out for a while (RateLimitedError)."""
         username = normalize_email(email)
         if self._throttle is not None:
-            self._throttle.check(username, source)
-        try:
-            result = self._identity.authenticate(username, password)
-        except (AccountNotFoundError, InvalidCredentialsError):
-            if self._throttle is not None:
-                self._throttle.failed(username, source)
-            raise
+            self._throttle.attempt(username, source)
+        result = self._identity.authenticate(username, password)
         if self._throttle is not None:
-            self._throttle.succeeded(username)
+            self._throttle.succeeded(username, source)
         self._require_active_tenant(username)
         return result
 
     def complete_new_password(self, email: str, session: str, new_password: str) -> Tokens:
+        """The session is checked before the tenant, as the password is in `login`, so that a
+        caller without a valid session learns nothing about an account."""
         username = normalize_email(email)
+        tokens = self._identity.respond_to_new_password_challenge(username, session, new_password)
         self._require_active_tenant(username)
-        return self._identity.respond_to_new_password_challenge(username, session, new_password)
+        return tokens
 
     def tenant_for_token(self, id_token: str) -> Tenant:
         """The caller's own tenant, named only by the verified token: never another tenant."""

@@ -25,26 +25,22 @@ class LoginThrottle:
         self._limits = limits
         self._clock = clock
 
-    def check(self, username: str, source: str) -> None:
-        """Raises RateLimitedError while the account or the source is locked out. The same answer
-        for every email, known or not, so the lockout itself reveals nothing."""
+    def attempt(self, username: str, source: str) -> None:
+        """Counts this attempt before the password is checked, atomically, so parallel guesses
+        cannot all slip in under the limit; raises RateLimitedError past it. The same answer for
+        every email, known or not, so the lockout itself reveals nothing."""
         window = self._limits.window_seconds
-        if self._limiter.count(_account(username), window_seconds=window) >= self._limits.max_failures_per_account:
+        if self._limiter.hit(_account(username), window_seconds=window) > self._limits.max_failures_per_account:
             raise RateLimitedError("Too many failed sign-ins for this account; try again later", self._retry_after())
-        if (
-            source
-            and self._limiter.count(_source(source), window_seconds=window) >= self._limits.max_failures_per_source
-        ):
+        if source and self._limiter.hit(_source(source), window_seconds=window) > self._limits.max_failures_per_source:
             raise RateLimitedError("Too many failed sign-ins from this address; try again later", self._retry_after())
 
-    def failed(self, username: str, source: str) -> None:
+    def succeeded(self, username: str, source: str) -> None:
+        """A right password: the account's count starts again; the source keeps only its failures."""
         window = self._limits.window_seconds
-        self._limiter.hit(_account(username), window_seconds=window)
+        self._limiter.reset(_account(username), window_seconds=window)
         if source:
-            self._limiter.hit(_source(source), window_seconds=window)
-
-    def succeeded(self, username: str) -> None:
-        self._limiter.reset(_account(username), window_seconds=self._limits.window_seconds)
+            self._limiter.release(_source(source), window_seconds=window)
 
     def _retry_after(self) -> int:
         window = self._limits.window_seconds

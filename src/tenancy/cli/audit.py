@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -92,7 +92,13 @@ def audit(
 
 def _audit(services: Services, since: datetime) -> AuditReport:
     with _progress() as advance:
-        return run_audit(services.evidence_stores, since=since, now=services.clock.now(), progress=advance)
+        return run_audit(
+            services.evidence_stores,
+            since=since,
+            now=services.clock.now(),
+            progress=advance,
+            password_ttl=timedelta(days=services.settings.temporary_password_ttl_days),
+        )
 
 
 @contextmanager

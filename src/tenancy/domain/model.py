@@ -260,6 +260,16 @@ class OutgoingEmail:
     html: str | None = None
     sender: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    # Values (a temporary password) that no stored copy keeps once a mail server has the email.
+    secrets: tuple[str, ...] = ()
+
+    def redacted(self) -> OutgoingEmail:
+        """This email with every secret replaced, as it is kept in a mail log."""
+        text, html = self.text, self.html
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+            html = html.replace(secret, "[redacted]") if html is not None else None
+        return replace(self, text=text, html=html, secrets=())
 
 
 @dataclass(frozen=True, slots=True)

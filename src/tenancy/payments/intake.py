@@ -114,8 +114,10 @@ class PaymentIntake:
             raise RateLimitedError("too many ITNs from this address; try again later", retry_after)
 
     def refuse_unread(self, peer: str, forwarded_for: str | None, reason: str, sample: bytes = b"") -> PaymentRecord:
-        """Keeps a body refused before it was read (too large) in the ledger as rejected."""
+        """Keeps a body refused before it was read (too large) in the ledger as rejected; a flood
+        of them is throttled like any other ITN."""
         source_ip = payfast.client_address(peer, forwarded_for, self._policy.trusted_proxies)
+        self._throttle(source_ip)
         unread = (("_raw", sample[:256].decode("utf-8", errors="replace")),)
         record = PaymentRecord(
             format_timestamp(self._clock.now()), source_ip, unread, PaymentVerdict.REJECTED, (reason,)

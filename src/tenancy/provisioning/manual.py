@@ -59,6 +59,9 @@ def provision_now(
         # An operator re-running a parked job wants a fresh set of attempts.
         job = job.with_changes(status=JobStatus.QUEUED, attempts=0, updated_at=now)
     outcome = worker.run_job(job)
+    # This run decides where the job stands: an old message (a parked copy in the DLQ that
+    # would keep the alarm on, or a queued one) must not run it again.
+    queue.purge(transaction_id)
     if outcome.action is NextAction.RETRY:
         queue.send(transaction_id, outcome.delay_seconds)
     elif outcome.action is NextAction.DEAD_LETTER:

@@ -42,4 +42,5 @@ def welcome_email(
         html=html,
         sender=sender,
         tags={"kind": "welcome", "transaction_id": job.transaction_id, "tenant_id": job.tenant_id},
+        secrets=(password,),
     )

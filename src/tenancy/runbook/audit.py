@@ -23,7 +23,7 @@ from tenancy.domain.model import (
     UserRecord,
 )
 from tenancy.errors import InvalidInputError, TenancyError
-from tenancy.runbook.diagnose import ESCALATION_AGE, classify
+from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, ESCALATION_AGE, classify
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, mail_statistics
 from tenancy.runbook.findings import ESCALATION, Diagnosis, Finding
 from tenancy.runbook.service import Runbook
@@ -423,7 +423,12 @@ class _Indexes:
 
 
 def run_audit(
-    stores: EvidenceStores, *, since: datetime, now: datetime, progress: Progress | None = None
+    stores: EvidenceStores,
+    *,
+    since: datetime,
+    now: datetime,
+    progress: Progress | None = None,
+    password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
 ) -> AuditReport:
     """Classifies every purchase paid, queued or provisioned at or after `since`, as `diagnose`
     would at `now`, and sums them up by finding with RB-001 section 6's escalations."""
@@ -434,7 +439,7 @@ def run_audit(
     healthy = 0
     for done, transaction_id in enumerate(sorted(indexes.window), start=1):
         case = indexes.case_for(transaction_id)
-        diagnosis = classify(case, now)
+        diagnosis = classify(case, now, password_ttl=password_ttl)
         if diagnosis.finding is Finding.HEALTHY:
             healthy += 1
         elif diagnosis.finding is Finding.IN_PROGRESS:

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.model import IdentityUserStatus, JobStatus, PaymentVerdict, TenantStatus
-from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, gather
+from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, gather, mail_statistics
 from tenancy.runbook.findings import ESCALATION, Diagnosis, Finding
 
-__all__ = ["ESCALATION_AGE", "STALLED_AFTER", "classify", "describe", "diagnose"]
+__all__ = [
+    "DEFAULT_PASSWORD_TTL",
+    "ESCALATION_AGE",
+    "STALLED_AFTER",
+    "classify",
+    "describe",
+    "diagnose",
+    "with_mail_statistics",
+]
 
 # RB-001 section 6: a failure not resolved within an hour goes to the on-call manager.
 ESCALATION_AGE = timedelta(hours=1)
+# TENANCY_TEMPORARY_PASSWORD_TTL_DAYS's default; the runbook passes the configured one.
+DEFAULT_PASSWORD_TTL = timedelta(days=7)
 # An unfinished job nobody has touched for this long is lost, not in progress.
 STALLED_AFTER = timedelta(minutes=15)
 _SENT = {"delivered", "stored"}
@@ -22,7 +33,9 @@ _IN_FLIGHT = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING}
 
 
 def diagnose(selector: Selector, stores: EvidenceStores, now: datetime) -> Diagnosis:
-    return classify(gather(selector, stores), now)
+    case = gather(selector, stores)
+    diagnosis = classify(case, now)
+    return classify(with_mail_statistics(case, diagnosis, stores), now)
 
 
 def describe(case: CaseFile) -> tuple[str, ...]:
@@ -78,15 +91,13 @@ def describe(case: CaseFile) -> tuple[str, ...]:
         lines.append(f"mail: welcome email {email.status}{error} at {email.created_at}")
     if case.email and not case.welcome_emails:
         lines.append(f"mail: no welcome email to {case.email}")
-    if case.mail_statistics:
-        counts = " ".join(f"{name}={count}" for name, count in case.mail_statistics)
-        lines.append(f"mail: the provider reports {counts}")
+
     if case.other_transactions:
         lines.append(f"also bought by this email: {', '.join(case.other_transactions)}")
     return tuple(lines)
 
 
-def classify(case: CaseFile, now: datetime) -> Diagnosis:
+def classify(case: CaseFile, now: datetime, *, password_ttl: timedelta = DEFAULT_PASSWORD_TTL) -> Diagnosis:
     evidence = describe(case)
     job, tenant, identity_user = case.job, case.tenant, case.identity_user
 
@@ -100,7 +111,7 @@ def classify(case: CaseFile, now: datetime) -> Diagnosis:
         return Diagnosis(
             finding=finding,
             summary=summary,
-            evidence=evidence,
+            evidence=evidence + _mail_statistics_line(case, finding),
             next_action=next_action,
             escalate_to=escalate_to,
             transaction_id=case.transaction_id,
@@ -183,10 +194,18 @@ def classify(case: CaseFile, now: datetime) -> Diagnosis:
             "Check the billing history before changing it.",
             ESCALATION["finance"],
         )
-    welcomed = any(message.status in _SENT for message in case.welcome_emails)
+    sent = [message for message in case.welcome_emails if message.status in _SENT]
+    # A welcome older than the temporary password's life no longer lets the owner in.
+    welcomed = any(parse_timestamp(message.created_at) + password_ttl > now for message in sent)
     if not welcomed and identity_user.status is not IdentityUserStatus.CONFIRMED:
         failed = [message for message in case.welcome_emails if message.status not in _SENT]
-        why = f"the last attempt failed: {failed[-1].error}" if failed else "none was sent"
+        why = (
+            "its temporary password has expired"
+            if sent
+            else f"the last attempt failed: {failed[-1].error}"
+            if failed
+            else "none was sent"
+        )
         return found(
             Finding.WELCOME_EMAIL_MISSING,
             f"Tenant {tenant.tenant_id} is provisioned but the owner has no welcome email: {why}.",
@@ -220,6 +239,22 @@ def _payment_not_complete(case: CaseFile, found: Found) -> Diagnosis:
         "Ask the customer to complete the payment; PayFast sends a new ITN when it does.",
         None,
     )
+
+
+def _mail_statistics_line(case: CaseFile, finding: Finding) -> tuple[str, ...]:
+    """RB-001 4.4 step 1 (the provider's send statistics), for the finding it is about."""
+    if finding is not Finding.WELCOME_EMAIL_MISSING or not case.mail_statistics:
+        return ()
+    counts = " ".join(f"{name}={count}" for name, count in case.mail_statistics)
+    return (f"mail: the provider reports {counts}",)
+
+
+def with_mail_statistics(case: CaseFile, diagnosis: Diagnosis, stores: EvidenceStores) -> CaseFile:
+    """The case with the provider's statistics when the diagnosis is about the welcome email;
+    they are read only then, since counting a provider's whole history is not free."""
+    if diagnosis.finding is not Finding.WELCOME_EMAIL_MISSING or case.mail_statistics:
+        return case
+    return replace(case, mail_statistics=mail_statistics(stores))
 
 
 def _still_moving(case: CaseFile, now: datetime) -> bool:

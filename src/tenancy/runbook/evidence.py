@@ -116,7 +116,6 @@ def gather(selector: Selector, stores: EvidenceStores) -> CaseFile:
         identity_user=identity_user,
         emails=tuple(stores.mailer.outbox(email, limit=50)) if email else (),
         other_transactions=others,
-        mail_statistics=mail_statistics(stores),
     )
 
 

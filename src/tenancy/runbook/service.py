@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from tenancy.accounts.login import AccountService
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import JobStatus, QueuedMessage
 from tenancy.ports import Clock, JobQueue, ProvisioningJournal, RepairTrail
 from tenancy.provisioning.worker import ProvisioningWorker
-from tenancy.runbook.diagnose import classify
+from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, classify, with_mail_statistics
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, gather
 from tenancy.runbook.findings import Diagnosis
 from tenancy.runbook.repair import RepairPlan, RepairService, plan_repair
@@ -46,7 +47,9 @@ class Runbook:
         trail: RepairTrail,
         accounts: AccountService,
         clock: Clock,
+        password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
     ) -> None:
+        self._password_ttl = password_ttl
         self._stores = stores
         self._journal = journal
         self._queue = queue
@@ -59,19 +62,19 @@ class Runbook:
         return gather(selector, self._stores)
 
     def diagnose(self, selector: Selector) -> Diagnosis:
-        return classify(self.case(selector), self._clock.now())
+        return self._classify(self.case(selector))
 
     def verify(self, selector: Selector, password: str | None = None) -> VerifyReport:
         return verify(self.case(selector), accounts=self._accounts, identity=self._stores.identity, password=password)
 
     def plan(self, selector: Selector) -> RepairPlan:
         case = self.case(selector)
-        return plan_repair(classify(case, self._clock.now()), case)
+        return plan_repair(self._classify(case), case)
 
     def repair(self, selector: Selector, *, operator: str, dry_run: bool = False) -> RepairResult:
         """Diagnoses, repairs what the finding calls for, records the audit entry, verifies."""
         case = self.case(selector)
-        plan = plan_repair(classify(case, self._clock.now()), case)
+        plan = plan_repair(self._classify(case), case)
         if dry_run or not plan.has_work:
             outcome = "dry_run" if dry_run else "nothing_to_do" if plan.diagnosis.healthy else "not_repairable"
             return RepairResult(plan, outcome, plan.diagnosis, self.verify(selector))
@@ -87,6 +90,13 @@ class Runbook:
             after={**after.as_document(), "verify_passed": verification.passed},
         )
         return RepairResult(plan, outcome, after, verification)
+
+    def _classify(self, case: CaseFile) -> Diagnosis:
+        diagnosis = classify(case, self._clock.now(), password_ttl=self._password_ttl)
+        detailed = with_mail_statistics(case, diagnosis, self._stores)
+        if detailed is case:
+            return diagnosis
+        return classify(detailed, self._clock.now(), password_ttl=self._password_ttl)
 
     def dead_letters(self) -> list[QueuedMessage]:
         return self._queue.messages(dead_lettered=True)

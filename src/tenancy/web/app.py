@@ -13,7 +13,14 @@ from fastapi.responses import JSONResponse
 
 from tenancy import __version__
 from tenancy.bootstrap import Services
-from tenancy.errors import AuthenticationError, InvalidInputError, NotFoundError, RateLimitedError, TransientError
+from tenancy.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    NotFoundError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
 from tenancy.web.routes import auth, itn, metrics, system, tenants
 
 __all__ = ["create_app"]
@@ -84,6 +91,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def rate_limited(request: Request, error: RateLimitedError) -> JSONResponse:
         log.warning("rate_limited", path=request.url.path, reason=error.reason)
         return JSONResponse({"detail": error.reason}, status_code=429, headers={"Retry-After": str(error.retry_after)})
+
+    @app.exception_handler(PermanentError)
+    async def broken_dependency(request: Request, error: PermanentError) -> JSONResponse:
+        # A store or provider refusing for good is our failure, not the caller's: logged with the
+        # detail, answered without it (PayFast retries an ITN on a 5xx).
+        log.error("dependency_failed", path=request.url.path, error=str(error))
+        return JSONResponse({"detail": "temporarily unavailable, try again"}, status_code=503)
 
     @app.exception_handler(TransientError)
     async def unavailable(request: Request, error: TransientError) -> JSONResponse:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tenancy.adapters.aws._errors import aws_errors
+from tenancy.errors import ItemAlreadyExistsError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -51,6 +52,20 @@ class DynamoRateLimiter:
             self._client.delete_item(
                 TableName=self._table, Key={"limit_key": {"S": f"{key}#{self._window(window_seconds)}"}}
             )
+
+    def release(self, key: str, *, window_seconds: int) -> None:
+        try:
+            with aws_errors(f"releasing {key}"):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"limit_key": {"S": f"{key}#{self._window(window_seconds)}"}},
+                    UpdateExpression="ADD #count :minus_one",
+                    ConditionExpression="#count > :zero",
+                    ExpressionAttributeNames={"#count": "count"},
+                    ExpressionAttributeValues={":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
+                )
+        except ItemAlreadyExistsError:
+            return  # the condition failed: nothing counted in this window, nothing to take back
 
     def _window(self, window_seconds: int) -> int:
         return int(self._clock() // window_seconds)

@@ -91,8 +91,16 @@ class SesMailer:
     """Statuses in the mail log: `delivered` (SES accepted it) and `failed` (with the error)."""
 
     def __init__(
-        self, ses_client: SESClient, dynamodb_client: DynamoDBClient, mail_log_table: str, default_sender: str
+        self,
+        ses_client: SESClient,
+        dynamodb_client: DynamoDBClient,
+        mail_log_table: str,
+        default_sender: str,
+        *,
+        keep_secrets: bool = False,
     ) -> None:
+        # keep_secrets: only for development against moto, where no inbox can be read.
+        self._keep_secrets = keep_secrets
         self._ses = ses_client
         self._dynamodb = dynamodb_client
         self._table = mail_log_table
@@ -114,11 +122,11 @@ class SesMailer:
                     Message={"Subject": {"Data": email.subject, "Charset": "UTF-8"}, "Body": body},
                 )
         except (TransientError, PermanentError) as failure:
-            self._keep(_item(email, sender, uuid.uuid4().hex, FAILED, str(failure)))
+            self._keep(_item(self._logged(email), sender, uuid.uuid4().hex, FAILED, str(failure)))
             raise
         message_id = response["MessageId"]
         try:
-            self._keep(_item(email, sender, message_id, DELIVERED, None))
+            self._keep(_item(self._logged(email), sender, message_id, DELIVERED, None))
         except (TransientError, PermanentError) as failure:
             # The email is out: raising would make the caller send it a second time.
             log.error("mail_log_write_failed", message_id=message_id, error=str(failure))
@@ -193,6 +201,11 @@ class SesMailer:
             yield items
             if start is None:
                 return
+
+    def _logged(self, email: OutgoingEmail) -> OutgoingEmail:
+        """What the mail log keeps: the email without its secrets (a live temporary password
+        must not sit in a table that operators and the runbook read)."""
+        return email if self._keep_secrets else email.redacted()
 
     def delivery_statistics(self) -> dict[str, int]:
         """SES's own counts over its reporting window (RB-001 4.4 step 1: get-send-statistics)."""

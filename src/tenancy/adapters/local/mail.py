@@ -92,6 +92,8 @@ class OutboxMailer:
             try:
                 self._smtp.deliver(self._mime(email, sender, message_id))
                 status = "delivered"
+                # Delivered: the mail server holds it now, so the kept copy loses its secrets.
+                email = email.redacted()
             except (TransientError, PermanentError) as failure:
                 status, error = "failed", str(failure)
                 self._keep(email, sender, message_id, status, error)

@@ -37,5 +37,12 @@ class SqliteRateLimiter:
         with self._database.transaction() as connection:
             connection.execute("DELETE FROM rate_counters WHERE counter_key = ?", (key,))
 
+    def release(self, key: str, *, window_seconds: int) -> None:
+        with self._database.transaction() as connection:
+            connection.execute(
+                "UPDATE rate_counters SET count = count - 1 WHERE counter_key = ? AND window = ? AND count > 0",
+                (key, self._window(window_seconds)),
+            )
+
     def _window(self, window_seconds: int) -> int:
         return int(self._clock() // window_seconds)
