@@ -435,3 +435,30 @@ def test_a_welcome_email_the_mail_server_refused_is_4_4_with_the_providers_stati
     # RB-001 4.4 step 1: the provider's send statistics, read for this finding only.
     assert "mail: the provider reports failed=1" in diagnosis.evidence
     services.close()
+
+
+def test_the_manual_trigger_leaves_a_job_a_worker_has_in_hand_and_runs_a_stalled_one(services: Services) -> None:
+    from tenancy.provisioning.manual import provision_now
+
+    transaction_id = pay(services, "waiting@example.com")  # queued: a worker will get to it
+
+    class Later:
+        def __init__(self, minutes: int) -> None:
+            self.minutes = minutes
+
+        def now(self) -> Any:
+            return services.clock.now() + timedelta(minutes=self.minutes)
+
+    def trigger(minutes: int) -> JobStatus:
+        outcome = provision_now(
+            transaction_id=transaction_id, email="waiting@example.com", plan="professional", name=None,
+            plans=services.plans, journal=services.journal, queue=services.queue, worker=services.worker(),
+            clock=Later(minutes),
+        )  # fmt: skip
+        return outcome.job.status
+
+    assert trigger(0) is JobStatus.QUEUED
+    assert services.tenants.find_by_transaction(transaction_id) is None
+    assert services.queue.depth() == (1, 0)  # the worker's message is left alone
+    assert trigger(16) is JobStatus.SUCCEEDED  # stalled for longer than a worker holds a job
+    assert services.queue.depth() == (0, 0)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from tenancy.domain.clock import format_timestamp
+from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import invoice_number_for, normalize_email, tenant_id_for
 from tenancy.domain.model import JobStatus, ProvisioningJob
 from tenancy.domain.plans import PlanCatalogue
 from tenancy.errors import InvalidInputError
 from tenancy.payments.intake import looks_like_email
 from tenancy.ports import Clock, JobQueue, ProvisioningJournal
-from tenancy.provisioning.worker import JobOutcome, NextAction, ProvisioningWorker
+from tenancy.provisioning.worker import STALLED_AFTER, JobOutcome, NextAction, ProvisioningWorker
 
 __all__ = ["provision_now"]
+
+_IN_FLIGHT = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING}
 
 
 def provision_now(
@@ -26,9 +28,9 @@ def provision_now(
     worker: ProvisioningWorker,
     clock: Clock,
 ) -> JobOutcome:
-    """Runs the saga for the transaction at once (creating its journal entry if needed).
-    A transient failure is handed to the queue for retries and a final one to the DLQ, so
-    nothing is lost."""
+    """Runs the saga for the transaction at once (creating its journal entry if needed), unless
+    a worker has the job in hand. A transient failure is handed to the queue for retries and a
+    final one to the DLQ, so nothing is lost."""
     email = normalize_email(email)
     transaction_id = transaction_id.strip()
     if not transaction_id:
@@ -37,7 +39,7 @@ def provision_now(
         raise InvalidInputError(f"{email!r} is not a valid email address")
     plans.get(plan)
     now = format_timestamp(clock.now())
-    journal.create(
+    created = journal.create(
         ProvisioningJob(
             transaction_id=transaction_id,
             tenant_id=tenant_id_for(transaction_id),
@@ -55,6 +57,10 @@ def provision_now(
         raise InvalidInputError(f"transaction {transaction_id} could not be recorded")
     if job.email != email or job.plan != plan:
         raise InvalidInputError(f"transaction {transaction_id} is already recorded for {job.email} on plan {job.plan}")
+    if not created and job.status in _IN_FLIGHT and parse_timestamp(job.updated_at) + STALLED_AFTER > clock.now():
+        # A worker has it (or will, soon): running it here too could send a second welcome
+        # email with another password. Diagnose calls it in progress for the same window.
+        return JobOutcome(job, NextAction.FINISHED)
     if job.status is JobStatus.DEAD_LETTERED:
         # An operator re-running a parked job wants a fresh set of attempts.
         job = job.with_changes(status=JobStatus.QUEUED, attempts=0, updated_at=now)

@@ -16,7 +16,11 @@ from tenancy.ports import Clock, JobQueue, ProvisioningJournal
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga
 
-__all__ = ["JobOutcome", "NextAction", "ProvisioningWorker"]
+__all__ = ["STALLED_AFTER", "JobOutcome", "NextAction", "ProvisioningWorker"]
+
+# An unfinished job nobody has touched for this long is in no worker's hands any more (lost);
+# younger, it is left to the worker that has it.
+STALLED_AFTER = timedelta(minutes=15)
 
 log = structlog.get_logger(__name__)
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.model import IdentityUserStatus, JobStatus, PaymentVerdict, TenantStatus
+from tenancy.provisioning.worker import STALLED_AFTER
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, gather, mail_statistics
 from tenancy.runbook.findings import ESCALATION, Diagnosis, Finding
 
@@ -25,8 +26,7 @@ __all__ = [
 ESCALATION_AGE = timedelta(hours=1)
 # TENANCY_TEMPORARY_PASSWORD_TTL_DAYS's default; the runbook passes the configured one.
 DEFAULT_PASSWORD_TTL = timedelta(days=7)
-# An unfinished job nobody has touched for this long is lost, not in progress.
-STALLED_AFTER = timedelta(minutes=15)
+
 _SENT = {"delivered", "stored"}
 Found = Callable[[Finding, str, str, "str | None"], Diagnosis]
 _IN_FLIGHT = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING}
