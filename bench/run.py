@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run.py --size full|tiny [--out DIR] [--only ID ...] [--keep]
 
-Runs, in order: login_latency, itn_throughput, diagnose_latency, audit_scan, repair_mttr, all on
+Runs, in order: login_latency, itn_throughput, provision_throughput, end_to_end_latency,
+diagnose_latency, audit_scan, repair_mttr, all on
 the embedded backend (SQLite under a temporary TENANCY_HOME, `tenancy serve` as a real process on a
 free 127.0.0.1 port, PayFast offline). Prints a table and writes DIR/latest.json and DIR/latest.md
 (default DIR: bench/results): machine info and, per benchmark, its id, figures, floor, ratio,
@@ -26,8 +27,10 @@ from typing import Any
 
 import audit_scan
 import diagnose_latency
+import end_to_end_latency
 import itn_throughput
 import login_latency
+import provision_throughput
 import repair_mttr
 from common import ROOT, Result, machine_info, say
 from seed import break_identity_users, seed
@@ -42,6 +45,12 @@ SIZES: dict[str, dict[str, int]] = {
         "large_tenants": 100_000,
         "diagnose_calls": 300,
         "cli_runs": 3,
+        "provision_jobs": 60,
+        "floor_hashes": 10,
+        "floor_commits": 200,
+        "e2e_requests": 150,
+        "e2e_burst": 30,
+        "e2e_workers": 2,
     },
     "tiny": {
         "login_requests": 3,
@@ -52,9 +61,23 @@ SIZES: dict[str, dict[str, int]] = {
         "large_tenants": 20,
         "diagnose_calls": 5,
         "cli_runs": 1,
+        "provision_jobs": 2,
+        "floor_hashes": 1,
+        "floor_commits": 5,
+        "e2e_requests": 4,
+        "e2e_burst": 2,
+        "e2e_workers": 2,
     },
 }
-BENCHMARKS = ("login_latency", "itn_throughput", "diagnose_latency", "audit_scan", "repair_mttr")
+BENCHMARKS = (
+    "login_latency",
+    "itn_throughput",
+    "provision_throughput",
+    "end_to_end_latency",
+    "diagnose_latency",
+    "audit_scan",
+    "repair_mttr",
+)
 
 
 class Homes:
@@ -96,6 +119,17 @@ def run_one(name: str, work: Path, size: dict[str, int], homes: Homes) -> Result
         return login_latency.run(work, size["login_requests"], size["verifies"])
     if name == "itn_throughput":
         return itn_throughput.run(work, size["itns"], size["concurrency"])
+    if name == "provision_throughput":
+        return provision_throughput.run(work, size["provision_jobs"], size["floor_hashes"], size["floor_commits"])
+    if name == "end_to_end_latency":
+        return end_to_end_latency.run(
+            work,
+            size["e2e_requests"],
+            size["e2e_burst"],
+            size["e2e_workers"],
+            size["floor_hashes"],
+            size["floor_commits"],
+        )
     if name == "diagnose_latency":
         return diagnose_latency.run(
             homes.small(),
