@@ -4,6 +4,7 @@ cannot run here). Loaded as a pytest plugin by tests/conftest.py, so its fixture
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -194,3 +195,54 @@ def tenancy(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess
     return subprocess.run(
         [sys.executable, "-m", "tenancy", *arguments], env=env, capture_output=True, text=True, timeout=120
     )
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    content_type: str
+    body: dict[str, Any]
+
+
+class WebhookReceiver(ThreadingHTTPServer):
+    """A stand-in for Slack's and PagerDuty's endpoints on 127.0.0.1: keeps every JSON POST and
+    answers `status`."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _WebhookHandler)
+        self.status = 200
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def texts(self) -> list[str]:
+        with self.lock:
+            return [received.body["text"] for received in self.received]
+
+
+class _WebhookHandler(BaseHTTPRequestHandler):
+    server: WebhookReceiver
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        with self.server.lock:
+            self.server.received.append(Received(self.path, self.headers.get("Content-Type", ""), body))
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def webhooks() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -7,15 +7,12 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +33,7 @@ from servers import (
     MailCatcher,
     PayfastStandIn,
     RunningServer,
+    WebhookReceiver,
     cli_env,
     free_port,
     server_env,
@@ -84,47 +82,14 @@ def seed_dead_letter(home: Path) -> str:
         services.close()
 
 
-class SlackStandIn(ThreadingHTTPServer):
-    """A Slack incoming webhook on 127.0.0.1 that keeps every JSON body posted to it."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SlackHandler)
-        self.bodies: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def webhook_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/services/T0/B0/webhook-secret"
-
-    def texts(self) -> list[str]:
-        with self.lock:
-            return [body["text"] for body in self.bodies]
-
-
-class _SlackHandler(BaseHTTPRequestHandler):
-    server: SlackStandIn
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-        with self.server.lock:
-            self.server.bodies.append(body)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 @pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    server = SlackStandIn()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def slack(webhooks: WebhookReceiver) -> WebhookReceiver:
+    """A Slack incoming webhook on 127.0.0.1 (its URL carries the secret, as Slack's do)."""
+    return webhooks
+
+
+def webhook_url(slack: WebhookReceiver) -> str:
+    return f"{slack.url}/services/T0/B0/webhook-secret"
 
 
 def wait_until(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
@@ -174,12 +139,12 @@ def test_check_exits_0_on_a_clean_home(tmp_path: Path) -> None:
     assert "unresolved_over_an_hour" in as_table.stdout
 
 
-def test_check_notifies_slack_and_email_for_a_firing_rule(tmp_path: Path, slack: SlackStandIn) -> None:
+def test_check_notifies_slack_and_email_for_a_firing_rule(tmp_path: Path, slack: WebhookReceiver) -> None:
     seed_dead_letter(tmp_path)
     env = cli_env(
         tmp_path,
         TENANCY_ALERT_ROUTES="engineering=slack+email",
-        TENANCY_ALERT_SLACK_WEBHOOK_URL=slack.webhook_url,
+        TENANCY_ALERT_SLACK_WEBHOOK_URL=webhook_url(slack),
         TENANCY_ALERT_EMAIL_TO="platform@example.com",
     )
 
@@ -243,9 +208,11 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, arguments: tuple[st
 # --- alerts watch ------------------------------------------------------------------------------------
 
 
-def test_watch_notifies_once_when_a_rule_starts_firing_not_on_every_tick(tmp_path: Path, slack: SlackStandIn) -> None:
+def test_watch_notifies_once_when_a_rule_starts_firing_not_on_every_tick(
+    tmp_path: Path, slack: WebhookReceiver
+) -> None:
     seed_dead_letter(tmp_path)
-    env = cli_env(tmp_path, TENANCY_ALERT_SLACK_WEBHOOK_URL=slack.webhook_url)
+    env = cli_env(tmp_path, TENANCY_ALERT_SLACK_WEBHOOK_URL=webhook_url(slack))
 
     result = tenancy(env, "alerts", "watch", "--every", "50ms", "--max-ticks", "4")
 
@@ -255,9 +222,11 @@ def test_watch_notifies_once_when_a_rule_starts_firing_not_on_every_tick(tmp_pat
     assert "alerts watch stopped" in result.stdout
 
 
-def test_watch_notifies_again_when_the_rule_resolves_and_stops_on_sigterm(tmp_path: Path, slack: SlackStandIn) -> None:
+def test_watch_notifies_again_when_the_rule_resolves_and_stops_on_sigterm(
+    tmp_path: Path, slack: WebhookReceiver
+) -> None:
     transaction_id = seed_dead_letter(tmp_path)
-    env = cli_env(tmp_path, TENANCY_ALERT_SLACK_WEBHOOK_URL=slack.webhook_url)
+    env = cli_env(tmp_path, TENANCY_ALERT_SLACK_WEBHOOK_URL=webhook_url(slack))
     watcher = subprocess.Popen(
         [sys.executable, "-m", "tenancy", "alerts", "watch", "--every", "200ms"],
         env=env,

@@ -1,17 +1,14 @@
 """Alerts (RB-001 sections 6 and 7): each rule at its threshold edges on constructed data, the
-monitor over the real stores, watch transitions, and every notifier against a real receiver."""
+monitor over the real stores, watch transitions, and every notifier against a real webhooks."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +50,7 @@ from tenancy.runbook.findings import ESCALATION
 from tenancy.web.app import create_app
 
 from helpers import make_settings
+from servers import WebhookReceiver
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 THRESHOLDS = AlertThresholds()  # the defaults: 60 min window, 0.2 error rate over >= 5 jobs, >3, >5, 60 min
@@ -358,53 +356,8 @@ def test_bad_intervals_are_refused(text: str) -> None:
 # --- notifiers, against a real HTTP receiver ------------------------------------------------------
 
 
-@dataclass
-class Received:
-    path: str
-    content_type: str
-    body: dict[str, Any]
-
-
-class Receiver(ThreadingHTTPServer):
-    """A stand-in for Slack's and PagerDuty's endpoints: keeps every POST, answers `status`."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
-        self.status = 200
-        self.received: list[Received] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.server.received.append(Received(self.path, self.headers.get("Content-Type", ""), json.loads(body)))
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 def closed_port_url() -> str:
-    server = Receiver()
+    server = WebhookReceiver()
     url = server.url
     server.server_close()
     return url
@@ -413,35 +366,35 @@ def closed_port_url() -> str:
 DLQ_ALERT = evaluate(inputs(dlq=1), THRESHOLDS, NOW)[0]
 
 
-def test_slack_gets_one_text_line_per_alert(receiver: Receiver) -> None:
-    slack = SlackNotifier(SecretStr(f"{receiver.url}/services/T000/B000/secret-token"))
+def test_slack_gets_one_text_line_per_alert(webhooks: WebhookReceiver) -> None:
+    slack = SlackNotifier(SecretStr(f"{webhooks.url}/services/T000/B000/secret-token"))
 
     slack.notify(rule="dlq_not_empty", severity="error", summary="1 job(s) in the dead-letter queue")
     slack.notify(rule="dlq_not_empty", severity="error", summary="0 job(s) in the dead-letter queue", resolved=True)
 
-    assert [(r.path, r.content_type) for r in receiver.received] == [
+    assert [(r.path, r.content_type) for r in webhooks.received] == [
         ("/services/T000/B000/secret-token", "application/json")
     ] * 2
-    assert [r.body for r in receiver.received] == [
+    assert [r.body for r in webhooks.received] == [
         {"text": "[FIRING] dlq_not_empty (error): 1 job(s) in the dead-letter queue"},
         {"text": "[RESOLVED] dlq_not_empty (error): 0 job(s) in the dead-letter queue"},
     ]
 
 
-def test_pagerduty_gets_an_events_v2_trigger_then_a_resolve_keyed_by_the_rule(receiver: Receiver) -> None:
-    pagerduty = PagerDutyNotifier(f"{receiver.url}/v2/enqueue", SecretStr("R0UT1NGKEY"), source="tenancy-test@host")
+def test_pagerduty_gets_an_events_v2_trigger_then_a_resolve_keyed_by_the_rule(webhooks: WebhookReceiver) -> None:
+    pagerduty = PagerDutyNotifier(f"{webhooks.url}/v2/enqueue", SecretStr("R0UT1NGKEY"), source="tenancy-test@host")
 
     pagerduty.notify(rule="unresolved_over_an_hour", severity="critical", summary="1 job(s) unresolved")
     pagerduty.notify(rule="unresolved_over_an_hour", severity="critical", summary="0 job(s)", resolved=True)
 
-    assert [r.path for r in receiver.received] == ["/v2/enqueue", "/v2/enqueue"]
-    assert receiver.received[0].body == {
+    assert [r.path for r in webhooks.received] == ["/v2/enqueue", "/v2/enqueue"]
+    assert webhooks.received[0].body == {
         "routing_key": "R0UT1NGKEY",
         "event_action": "trigger",
         "dedup_key": "unresolved_over_an_hour",
         "payload": {"summary": "1 job(s) unresolved", "source": "tenancy-test@host", "severity": "critical"},
     }
-    assert receiver.received[1].body == {
+    assert webhooks.received[1].body == {
         "routing_key": "R0UT1NGKEY",
         "event_action": "resolve",
         "dedup_key": "unresolved_over_an_hour",
@@ -449,9 +402,9 @@ def test_pagerduty_gets_an_events_v2_trigger_then_a_resolve_keyed_by_the_rule(re
 
 
 @pytest.mark.parametrize("failure", ["http_500", "closed_port"])
-def test_a_failing_destination_is_logged_and_reported_never_raised(receiver: Receiver, failure: str) -> None:
-    receiver.status = 500
-    base = receiver.url if failure == "http_500" else closed_port_url()
+def test_a_failing_destination_is_logged_and_reported_never_raised(webhooks: WebhookReceiver, failure: str) -> None:
+    webhooks.status = 500
+    base = webhooks.url if failure == "http_500" else closed_port_url()
     slack = SlackNotifier(SecretStr(f"{base}/services/T000/B000/secret-token"))
     pagerduty = PagerDutyNotifier(f"{base}/v2/enqueue", SecretStr("R0UT1NGKEY"), source="host")
     dispatcher = AlertDispatcher({"engineering": [slack, pagerduty, LogNotifier()]})
@@ -470,9 +423,9 @@ def test_a_failing_destination_is_logged_and_reported_never_raised(receiver: Rec
     assert "R0UT1NGKEY" not in everything
 
 
-def test_notifier_errors_are_transient_and_name_no_secret(receiver: Receiver) -> None:
-    receiver.status = 503
-    slack = SlackNotifier(SecretStr(f"{receiver.url}/services/T000/B000/secret-token"))
+def test_notifier_errors_are_transient_and_name_no_secret(webhooks: WebhookReceiver) -> None:
+    webhooks.status = 503
+    slack = SlackNotifier(SecretStr(f"{webhooks.url}/services/T000/B000/secret-token"))
 
     with pytest.raises(TransientError, match="slack answered 503") as raised:
         slack.notify(rule="dlq_not_empty", severity="error", summary="x")
@@ -481,10 +434,10 @@ def test_notifier_errors_are_transient_and_name_no_secret(receiver: Receiver) ->
 
 
 def test_httpx_request_log_never_shows_the_slack_webhook_url(
-    receiver: Receiver, caplog: pytest.LogCaptureFixture
+    webhooks: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    slack = SlackNotifier(SecretStr(f"{receiver.url}/services/T000/B000/secret-token"))
-    pagerduty = PagerDutyNotifier(f"{receiver.url}/v2/enqueue", SecretStr("R0UT1NGKEY"), source="host")
+    slack = SlackNotifier(SecretStr(f"{webhooks.url}/services/T000/B000/secret-token"))
+    pagerduty = PagerDutyNotifier(f"{webhooks.url}/v2/enqueue", SecretStr("R0UT1NGKEY"), source="host")
 
     with caplog.at_level(logging.INFO, logger="httpx"):
         slack.notify(rule="dlq_not_empty", severity="error", summary="x")

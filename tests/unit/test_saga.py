@@ -9,8 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from tenancy.bootstrap import Services
-from tenancy.domain.clock import format_timestamp
-from tenancy.domain.ids import invoice_number_for, tenant_id_for
+from tenancy.domain.ids import tenant_id_for
 from tenancy.domain.model import (
     AuthChallenge,
     IdentityUserStatus,
@@ -26,6 +25,8 @@ from tenancy.errors import InvalidCredentialsError, PermanentError
 from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.worker import NextAction
 
+from helpers import journal_job
+
 EMAIL = "owner@example.com"
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 PASSWORD_LINE = re.compile(r"^Temporary password: (\S+)$", re.MULTILINE)
@@ -39,20 +40,7 @@ class SimulatedCrashError(Exception):
 def _new_job(
     services: Services, transaction_id: str = "TXN-100001", email: str = EMAIL, plan: str = "professional"
 ) -> ProvisioningJob:
-    now = format_timestamp(services.clock.now())
-    job = ProvisioningJob(
-        transaction_id=transaction_id,
-        tenant_id=tenant_id_for(transaction_id),
-        invoice_number=invoice_number_for(transaction_id),
-        email=email,
-        plan=plan,
-        tenant_name="Acme Studio",
-        status=JobStatus.QUEUED,
-        created_at=now,
-        updated_at=now,
-    )
-    assert services.journal.create(job)
-    return job
+    return journal_job(services, transaction_id, email, plan)
 
 
 def _count(services: Services, table: str) -> int:

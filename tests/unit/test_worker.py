@@ -13,15 +13,14 @@ from typing import Any
 import pytest
 
 from tenancy.bootstrap import Services, build
-from tenancy.domain.clock import format_timestamp, parse_timestamp
-from tenancy.domain.ids import invoice_number_for, tenant_id_for
+from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.model import JobStatus, OutboxMessage, OutgoingEmail, ProvisioningJob, Step
 from tenancy.errors import PermanentError, TransientError
 from tenancy.ports import Mailer
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.worker import JobOutcome, NextAction, ProvisioningWorker
 
-from helpers import make_settings
+from helpers import journal_job, make_settings
 
 EMAIL = "owner@example.com"
 
@@ -70,19 +69,7 @@ def _enqueue(
     email: str = EMAIL,
     plan: str = "professional",
 ) -> ProvisioningJob:
-    now = format_timestamp(services.clock.now())
-    job = ProvisioningJob(
-        transaction_id=transaction_id,
-        tenant_id=tenant_id_for(transaction_id),
-        invoice_number=invoice_number_for(transaction_id),
-        email=email,
-        plan=plan,
-        tenant_name="Acme Studio",
-        status=JobStatus.QUEUED,
-        created_at=now,
-        updated_at=now,
-    )
-    assert services.journal.create(job)
+    job = journal_job(services, transaction_id, email, plan)
     services.queue.send(transaction_id)
     return job
 
