@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 from tenancy.bootstrap import Services
-from tenancy.config import Settings
+from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, Settings
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
-from tenancy.domain.model import JobStatus, ProvisioningJob
+from tenancy.domain.model import JobStatus, ProvisioningJob, Tenant
+from tenancy.errors import TransientError
+from tenancy.payments.simulator import build_itn, encode_form
+from tenancy.ports import TenantStore
 
 # Cheap argon2id parameters keep the suite fast; the algorithm and code path are the real ones.
 FAST_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 8}
@@ -45,3 +49,40 @@ def journal_job(services: Services, transaction_id: str, email: str, plan: str =
     )
     assert services.journal.create(job)
     return job
+
+
+class BrokenTenantStore:
+    """Tenant writes fail with a transient error (RB-001 4.3's DynamoDB throttling): the job
+    retries, then is dead-lettered (RB-001 4.1)."""
+
+    def __init__(self, real: TenantStore) -> None:
+        self._real = real
+
+    def create(self, tenant: Tenant) -> None:
+        raise TransientError("ProvisionedThroughputExceededException")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def pay(services: Services, email: str | None = None, plan: str = "professional", **changes: Any) -> str:
+    """Posts a signed COMPLETE ITN through the real intake and returns its transaction id."""
+    transaction_id = f"TXN-{uuid.uuid4().hex[:10].upper()}"
+    values: dict[str, Any] = {
+        "transaction_id": transaction_id,
+        "email": email or f"{transaction_id.lower()}@example.com",
+        "plan": plan,
+        "amount": services.plans.get(plan).price_zar if plan in services.plans.names() else "10.00",
+        "merchant_id": PAYFAST_SANDBOX_MERCHANT_ID,
+        "passphrase": PAYFAST_SANDBOX_PASSPHRASE,
+    }
+    values.update(changes)
+    services.intake.receive(encode_form(build_itn(**values)), "197.97.145.145")
+    return str(values["transaction_id"])
+
+
+def work(services: Services, rounds: int = 5) -> None:
+    worker = services.worker()
+    for _ in range(rounds):
+        if worker.poll_once() == 0:
+            return

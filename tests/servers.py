@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -246,3 +247,10 @@ def webhooks() -> Iterator[WebhookReceiver]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+def temporary_password_in(text: str) -> str:
+    """The temporary password in a welcome or invitation email's text."""
+    match = re.search(r"^Temporary password: (\S+)\r?$", text, re.MULTILINE)
+    assert match, text
+    return match.group(1)

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from tenancy.accounts.login import AccountService
+from tenancy.accounts.operators import OperatorInviteSettings, OperatorService
+from tenancy.accounts.reset import ResetMail
 from tenancy.accounts.throttle import LoginLimits, LoginThrottle
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.identity import EmbeddedIdentityProvider
@@ -100,15 +102,27 @@ class Services:
 
     @property
     def accounts(self) -> AccountService:
+        settings = self.settings
         throttle = None
         if self.rate_limiter is not None:
             limits = LoginLimits(
-                max_failures_per_account=self.settings.login_max_failures_per_account,
-                max_failures_per_source=self.settings.login_max_failures_per_source,
-                window_seconds=self.settings.login_lockout_seconds,
+                max_failures_per_account=settings.login_max_failures_per_account,
+                max_failures_per_source=settings.login_max_failures_per_source,
+                window_seconds=settings.login_lockout_seconds,
             )
             throttle = LoginThrottle(self.rate_limiter, limits, self.clock)
-        return AccountService(self.identity, self.tenants, throttle)
+        reset_mail = ResetMail(self.mailer, sender=settings.email_from, login_url=settings.effective_login_url)
+        return AccountService(self.identity, self.tenants, throttle, reset_mail)
+
+    @property
+    def operators(self) -> OperatorService:
+        settings = self.settings
+        invite = OperatorInviteSettings(
+            login_url=settings.effective_login_url,
+            sender=settings.email_from,
+            temporary_password_ttl_days=settings.temporary_password_ttl_days,
+        )
+        return OperatorService(self.identity, self.mailer, invite)
 
     def saga(self, after_step: Callable[[Step, ProvisioningJob], None] | None = None) -> ProvisioningSaga:
         settings = self.settings

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     env: str = "dev"
     login_url: str | None = None
+    # Where buyers' browsers and PayFast reach this service (checkout's notify/return URLs, the
+    # welcome email's link); the listening address when unset.
+    public_url: str | None = None
+    # Session and CSRF cookies are Secure: browsers keep them over HTTPS, and on http://localhost.
+    cookie_secure: bool = True
     email_from: str = "noreply@kimmyai.io"
     smtp_url: str | None = None
     log_level: str = "info"
@@ -256,8 +261,12 @@ class Settings(BaseSettings):
         return f"http://{self.host}:{self.port}"
 
     @property
+    def public_base_url(self) -> str:
+        return (self.public_url or self.base_url).rstrip("/")
+
+    @property
     def effective_login_url(self) -> str:
-        return self.login_url or f"{self.base_url}/auth/login"
+        return self.login_url or f"{self.public_base_url}/auth/login"
 
     @property
     def effective_token_issuer(self) -> str:

@@ -247,6 +247,21 @@ class IdentityProvider(Protocol):
         user a new temporary password with set_password instead."""
         ...
 
+    def start_password_reset(self, username: str) -> str | None:
+        """Begins a forgotten-password reset (Cognito's ForgotPassword). Returns the one-time code
+        for the caller to email (embedded), or None when the provider emails it itself (Cognito).
+        The current password keeps working until the reset is confirmed; a new code replaces any
+        earlier one. Raises AccountNotFoundError for an unknown user and InvalidCredentialsError
+        for one who cannot reset: still on a temporary password (FORCE_CHANGE_PASSWORD), or disabled."""
+        ...
+
+    def confirm_password_reset(self, username: str, code: str, new_password: str) -> None:
+        """Completes a reset (Cognito's ConfirmForgotPassword): the code is used up, the password
+        becomes `new_password` for good (CONFIRMED). Raises InvalidCredentialsError ("Invalid or
+        expired code") for a wrong, used, expired or too often guessed code, PasswordPolicyError
+        for a weak password (the code stays usable)."""
+        ...
+
     def authenticate(self, username: str, password: str) -> Tokens | AuthChallenge:
         """Tokens for a CONFIRMED user, a NEW_PASSWORD_REQUIRED challenge for one with a
         temporary password. Raises AccountNotFoundError or InvalidCredentialsError."""

@@ -45,6 +45,9 @@ def test_the_user_pool_has_the_custom_attributes_and_an_admin_auth_client(aws: A
     attributes = {attribute["Name"] for attribute in pool["SchemaAttributes"]}
     assert {"custom:tenant_id", "custom:roles"} <= attributes
     assert "ALLOW_ADMIN_USER_PASSWORD_AUTH" in client["ExplicitAuthFlows"]
+    # A user who could write custom:roles could make themselves an operator.
+    assert not {"custom:tenant_id", "custom:roles"} & set(client["WriteAttributes"])
+    assert {"custom:tenant_id", "custom:roles"} <= set(client["ReadAttributes"])
 
 
 def test_alarms_watch_the_dlq_and_both_functions(aws: AwsContext) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from tenancy.domain.ids import tenant_id_for
 from tenancy.payments.payfast import parameter_string
 from tenancy.payments.simulator import build_itn, encode_form
 
-from servers import PAYFAST_ADDRESS, MailCatcher, PayfastStandIn, RunningServer
+from servers import PAYFAST_ADDRESS, MailCatcher, PayfastStandIn, RunningServer, temporary_password_in
 
 PRICES = {"starter": Decimal("99.00"), "professional": Decimal("299.00"), "enterprise": Decimal("999.00")}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -71,12 +70,6 @@ def wait_for_email(mail: MailCatcher, address: str, count: int = 1) -> list[str]
             return [message.get_payload(0).get_payload(decode=True).decode() for message in messages]
         time.sleep(0.05)
     raise AssertionError(f"no welcome email for {address}")
-
-
-def temporary_password_in(text: str) -> str:
-    match = re.search(r"^Temporary password: (\S+)\r?$", text, re.MULTILINE)
-    assert match, text
-    return match.group(1)
 
 
 def count_rows(server: RunningServer, sql: str, *parameters: object) -> int:

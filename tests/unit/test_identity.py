@@ -449,3 +449,109 @@ def test_from_settings_uses_argon2id_and_publishes_its_key(database: Database, t
     )
     assert claims["email"] == EMAIL
     assert (tmp_path / "home" / "keys" / "signing-key.pem").exists()
+
+
+# --- forgotten password -------------------------------------------------------------------
+
+RESET_PASSWORD = "Reset-Passw0rd!"
+
+
+def _wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 10**8:08d}"
+
+
+def test_a_reset_code_is_eight_digits_and_only_its_hash_is_stored(
+    provider: EmbeddedIdentityProvider, database: Database
+) -> None:
+    _confirmed(provider)
+
+    code = provider.start_password_reset(EMAIL)
+
+    assert code is not None
+    assert len(code) == 8
+    assert code.isdigit()
+    (row,) = database.read("SELECT code_hash FROM identity_reset_codes WHERE username = ?", (EMAIL,))
+    assert row["code_hash"].startswith("$argon2id$")
+    assert code not in row["code_hash"]
+
+
+def test_a_reset_ends_sessions_and_refresh_tokens(provider: EmbeddedIdentityProvider) -> None:
+    tokens = _confirmed(provider)
+    code = provider.start_password_reset(EMAIL)
+    assert code is not None
+
+    provider.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
+
+    with pytest.raises(InvalidTokenError):
+        provider.refresh(tokens.refresh_token)
+    assert isinstance(provider.authenticate(EMAIL, RESET_PASSWORD), Tokens)
+
+
+def test_a_reset_code_expires_after_an_hour(provider: EmbeddedIdentityProvider, clock: FakeClock) -> None:
+    _confirmed(provider)
+    code = provider.start_password_reset(EMAIL)
+    assert code is not None
+
+    clock.advance(hours=1)
+
+    with pytest.raises(InvalidCredentialsError, match="Invalid or expired code"):
+        provider.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
+    assert isinstance(provider.authenticate(EMAIL, NEW_PASSWORD), Tokens)
+
+
+def test_five_wrong_codes_use_the_code_up(provider: EmbeddedIdentityProvider) -> None:
+    _confirmed(provider)
+    code = provider.start_password_reset(EMAIL)
+    assert code is not None
+
+    for _ in range(5):
+        with pytest.raises(InvalidCredentialsError):
+            provider.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD)
+
+    with pytest.raises(InvalidCredentialsError, match="Invalid or expired code"):
+        provider.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
+    fresh = provider.start_password_reset(EMAIL)
+    assert fresh is not None
+    provider.confirm_password_reset(EMAIL, fresh, RESET_PASSWORD)
+    assert isinstance(provider.authenticate(EMAIL, RESET_PASSWORD), Tokens)
+
+
+def test_parallel_guesses_cannot_try_more_than_five_codes(provider: EmbeddedIdentityProvider) -> None:
+    _confirmed(provider)
+    code = provider.start_password_reset(EMAIL)
+    assert code is not None
+    start = threading.Barrier(8)
+
+    def guess(number: int) -> None:
+        start.wait()
+        with pytest.raises(InvalidCredentialsError):
+            provider.confirm_password_reset(EMAIL, f"{(int(code) + number) % 10**8:08d}", RESET_PASSWORD)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(guess, range(1, 9)))
+
+    with pytest.raises(InvalidCredentialsError):
+        provider.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
+
+
+def test_a_new_reset_code_replaces_the_earlier_one(provider: EmbeddedIdentityProvider) -> None:
+    _confirmed(provider)
+    first = provider.start_password_reset(EMAIL)
+    second = provider.start_password_reset(EMAIL)
+    assert first is not None
+    assert second is not None
+
+    if first != second:
+        with pytest.raises(InvalidCredentialsError):
+            provider.confirm_password_reset(EMAIL, first, RESET_PASSWORD)
+    provider.confirm_password_reset(EMAIL, second, RESET_PASSWORD)
+    assert isinstance(provider.authenticate(EMAIL, RESET_PASSWORD), Tokens)
+
+
+def test_a_deleted_user_takes_its_reset_code_along(provider: EmbeddedIdentityProvider, database: Database) -> None:
+    _confirmed(provider)
+    provider.start_password_reset(EMAIL)
+
+    provider.delete_user(EMAIL)
+
+    assert database.read("SELECT 1 FROM identity_reset_codes") == []

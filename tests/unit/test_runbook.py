@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import uuid
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -14,23 +13,21 @@ from typing import Any
 import pytest
 
 from tenancy.bootstrap import Services, build
-from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.domain.model import (
     AuthChallenge,
     JobStatus,
     OutboxMessage,
     OutgoingEmail,
     PaymentVerdict,
-    Tenant,
     TenantStatus,
 )
 from tenancy.errors import PermanentError, TransientError
-from tenancy.ports import Mailer, TenantStore
+from tenancy.ports import Mailer
 from tenancy.runbook.diagnose import classify
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import ESCALATION, Finding
 
-from helpers import make_settings
+from helpers import BrokenTenantStore, make_settings, pay, work
 
 
 @pytest.fixture
@@ -56,44 +53,6 @@ class FailingMailer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
-
-
-class BrokenTenantStore:
-    """Tenant writes fail with a transient error (RB-001 4.3's DynamoDB throttling)."""
-
-    def __init__(self, real: TenantStore) -> None:
-        self._real = real
-
-    def create(self, tenant: Tenant) -> None:
-        raise TransientError("ProvisionedThroughputExceededException")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-def pay(services: Services, email: str | None = None, plan: str = "professional", **changes: Any) -> str:
-    """Posts a signed COMPLETE ITN through the real intake and returns its transaction id."""
-    from tenancy.payments.simulator import build_itn, encode_form
-
-    transaction_id = f"TXN-{uuid.uuid4().hex[:10].upper()}"
-    values: dict[str, Any] = {
-        "transaction_id": transaction_id,
-        "email": email or f"{transaction_id.lower()}@example.com",
-        "plan": plan,
-        "amount": services.plans.get(plan).price_zar if plan in services.plans.names() else "10.00",
-        "merchant_id": PAYFAST_SANDBOX_MERCHANT_ID,
-        "passphrase": PAYFAST_SANDBOX_PASSPHRASE,
-    }
-    values.update(changes)
-    services.intake.receive(encode_form(build_itn(**values)), "197.97.145.145")
-    return transaction_id
-
-
-def work(services: Services, rounds: int = 5) -> None:
-    worker = services.worker()
-    for _ in range(rounds):
-        if worker.poll_once() == 0:
-            return
 
 
 def healthy_tenant(services: Services, email: str = "owner@example.com") -> str:

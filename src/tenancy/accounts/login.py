@@ -1,22 +1,42 @@
 """Login and tenant access for customers, producing RB-001 3.1's symptoms:
-no identity user -> "Account not found"; no active tenant -> "Tenant not found"."""
+no identity user -> "Account not found"; no active tenant -> "Tenant not found".
+Operators sign in without a tenant. Also the forgotten-password reset by emailed code."""
 
 from __future__ import annotations
 
+import structlog
+
+from tenancy.accounts.reset import ResetMail, password_reset_email
+from tenancy.accounts.roles import OPERATOR_ROLE, roles_of
 from tenancy.accounts.throttle import LoginThrottle
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import AuthChallenge, Tenant, TenantStatus, Tokens
-from tenancy.errors import InvalidTokenError, TenantNotFoundError
+from tenancy.errors import (
+    AccountNotFoundError,
+    ConfigurationError,
+    InvalidCredentialsError,
+    InvalidTokenError,
+    TenantNotFoundError,
+)
 from tenancy.ports import IdentityProvider, TenantStore
 
 __all__ = ["AccountService"]
 
+log = structlog.get_logger(__name__)
+
 
 class AccountService:
-    def __init__(self, identity: IdentityProvider, tenants: TenantStore, throttle: LoginThrottle | None = None) -> None:
+    def __init__(
+        self,
+        identity: IdentityProvider,
+        tenants: TenantStore,
+        throttle: LoginThrottle | None = None,
+        reset_mail: ResetMail | None = None,
+    ) -> None:
         self._identity = identity
         self._tenants = tenants
         self._throttle = throttle
+        self._reset_mail = reset_mail
 
     def login(self, email: str, password: str, source: str = "") -> Tokens | AuthChallenge:
         """Tokens or the new-password challenge; the password is checked before the tenant,
@@ -28,7 +48,7 @@ class AccountService:
         result = self._identity.authenticate(username, password)
         if self._throttle is not None:
             self._throttle.succeeded(username, source)
-        self._require_active_tenant(username)
+        self._require_access(username)
         return result
 
     def complete_new_password(self, email: str, session: str, new_password: str) -> Tokens:
@@ -36,8 +56,42 @@ class AccountService:
         caller without a valid session learns nothing about an account."""
         username = normalize_email(email)
         tokens = self._identity.respond_to_new_password_challenge(username, session, new_password)
-        self._require_active_tenant(username)
+        self._require_access(username)
         return tokens
+
+    def request_password_reset(self, email: str) -> None:
+        """Emails a reset code when the account may reset (Cognito emails its own). Says nothing
+        either way, so the reset form cannot be used to learn which emails have accounts."""
+        username = normalize_email(email)
+        if not username:
+            return
+        try:
+            code = self._identity.start_password_reset(username)
+        except AccountNotFoundError:
+            log.info("password_reset_unknown_account")
+            return
+        except InvalidCredentialsError as refused:
+            log.info("password_reset_refused", reason=refused.reason)
+            return
+        if code is None:
+            log.info("password_reset_started", delivered_by="identity_provider")
+            return
+        if self._reset_mail is None:
+            raise ConfigurationError("password reset codes need a mailer: wire AccountService with reset_mail")
+        mail = self._reset_mail
+        message_id = mail.mailer.send(
+            password_reset_email(username, code, login_url=mail.login_url, sender=mail.sender)
+        )
+        log.info("password_reset_started", delivered_by="mailer", message_id=message_id)
+
+    def confirm_password_reset(self, email: str, code: str, new_password: str) -> None:
+        """Sets the new password with the emailed code. InvalidCredentialsError ("Invalid or
+        expired code") for a wrong, used or expired code; PasswordPolicyError for a weak password."""
+        code = code.strip()
+        if not code:
+            raise InvalidCredentialsError("Invalid or expired code")
+        self._identity.confirm_password_reset(normalize_email(email), code, new_password)
+        log.info("password_reset_confirmed")
 
     def tenant_for_token(self, id_token: str) -> Tenant:
         """The caller's own tenant, named only by the verified token: never another tenant."""
@@ -50,8 +104,11 @@ class AccountService:
             raise TenantNotFoundError()
         return tenant
 
-    def _require_active_tenant(self, username: str) -> None:
+    def _require_access(self, username: str) -> None:
+        """An operator needs no tenant; anyone else needs an active one."""
         user = self._identity.get_user(username)
+        if user is not None and OPERATOR_ROLE in roles_of(user.attributes):
+            return
         tenant_id = user.tenant_id if user is not None else None
         tenant = self._tenants.get(tenant_id) if tenant_id else None
         if tenant is None or tenant.status is not TenantStatus.ACTIVE:

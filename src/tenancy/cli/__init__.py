@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tenancy.cli import alerts, audit, aws, core, logs, runbook
+from tenancy.cli import alerts, audit, aws, core, logs, ops, runbook
 from tenancy.errors import TenancyError
 
 __all__ = ["app", "main"]
@@ -24,6 +24,7 @@ alerts.register(app)
 logs.register(app)
 audit.register(app)
 aws.register(app)
+ops.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,9 +3,7 @@ JSON, CSV or a markdown report, optionally repairing what can be repaired."""
 
 from __future__ import annotations
 
-import csv
 import getpass
-import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -33,19 +31,11 @@ from tenancy.runbook.audit import (
     run_audit,
     window_start,
 )
+from tenancy.runbook.audit_export import CSV_COLUMNS, human_age, render_csv
 
-__all__ = ["CSV_COLUMNS", "ReportFormat", "register", "render_csv", "render_markdown"]
-
-CSV_COLUMNS = (
-    "transaction_id",
-    "email",
-    "tenant_id",
-    "finding",
-    "runbook_section",
-    "summary",
-    "escalate_to",
-    "age_seconds",
-)
+# CSV_COLUMNS, human_age and render_csv live in runbook.audit_export (the console writes the same
+# file); they stay importable from here.
+__all__ = ["CSV_COLUMNS", "ReportFormat", "human_age", "register", "render_csv", "render_markdown"]
 
 
 class ReportFormat(StrEnum):
@@ -145,19 +135,6 @@ def _json_document(report: AuditReport, before: AuditReport | None, fixes: tuple
         document["fixes"] = [fix.as_document() for fix in fixes]
         document["before"] = before.as_document()
     return document
-
-
-# --- CSV ---------------------------------------------------------------------------------------
-
-
-def render_csv(report: AuditReport) -> str:
-    """One row per failed purchase, with a header row."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for case in report.cases:
-        writer.writerow(case.as_document())
-    return buffer.getvalue()
 
 
 # --- Markdown ----------------------------------------------------------------------------------
@@ -310,17 +287,3 @@ def _abbreviated(transaction_ids: tuple[str, ...]) -> str:
     shown = ", ".join(transaction_ids[:_LISTED])
     more = len(transaction_ids) - _LISTED
     return f"{shown} and {more} more" if more > 0 else shown
-
-
-def human_age(seconds: int | None) -> str:
-    """`45s`, `12m`, `3h 05m`, `2d 04h`: enough precision for an operator to judge urgency."""
-    if seconds is None:
-        return "unknown"
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if days:
-        return f"{days}d {hours % 24:02d}h"
-    if hours:
-        return f"{hours}h {minutes % 60:02d}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{seconds}s"

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from tenancy.cli.common import JsonOption, console, fail, print_json, services_for
-from tenancy.domain.model import ProvisioningJob, QueuedMessage
 from tenancy.errors import InvalidInputError
+from tenancy.runbook.dead_letters import dead_letter_row
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import Diagnosis
 from tenancy.runbook.verify import VerifyReport
@@ -140,7 +140,7 @@ def verify(
 def dlq_list(as_json: JsonOption = False) -> None:
     """Dead-lettered jobs with their last error and attempts."""
     with services_for() as services:
-        rows = [_dead_letter_row(services.journal.get(m.transaction_id), m) for m in services.runbook.dead_letters()]
+        rows = [dead_letter_row(services.journal.get(m.transaction_id), m) for m in services.runbook.dead_letters()]
     if as_json:
         print_json(rows)
         return
@@ -159,7 +159,7 @@ def dlq_show(message_id: Annotated[str, typer.Argument(help="The message id from
         message = next((m for m in services.runbook.dead_letters() if m.message_id == message_id), None)
         if message is None:
             fail(f"no dead-lettered message {message_id}")
-        row = _dead_letter_row(services.journal.get(message.transaction_id), message)
+        row = dead_letter_row(services.journal.get(message.transaction_id), message)
         diagnosis = services.runbook.diagnose(Selector(transaction_id=message.transaction_id))
     if as_json:
         print_json({**row, "diagnosis": diagnosis.as_document()})
@@ -190,16 +190,3 @@ def dlq_redrive(
         print_json({"redriven": moved})
     else:
         console.print(f"redriven: {', '.join(moved) or 'none'}")
-
-
-def _dead_letter_row(job: ProvisioningJob | None, message: QueuedMessage) -> dict[str, object]:
-    return {
-        "id": message.message_id,
-        "transaction_id": message.transaction_id,
-        "email": job.email if job else None,
-        "plan": job.plan if job else None,
-        "attempts": job.attempts if job else None,
-        "receive_count": message.receive_count,
-        "sent_at": message.sent_at,
-        "last_error": message.last_error or (job.last_error if job else None),
-    }

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import structlog
 
+from tenancy.accounts.roles import OPERATOR_ROLE, TENANT_ADMIN_ROLE, roles_of
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import storage_prefix_for, temporary_password
 from tenancy.domain.model import (
@@ -35,8 +36,6 @@ from tenancy.provisioning.welcome import welcome_email
 __all__ = ["TENANT_ADMIN_ROLE", "ProvisioningSaga", "SagaSettings"]
 
 log = structlog.get_logger(__name__)
-
-TENANT_ADMIN_ROLE = "tenant_admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +183,8 @@ class ProvisioningSaga:
             return self._identity.update_attributes(
                 job.email, {"custom:tenant_id": job.tenant_id, "custom:roles": TENANT_ADMIN_ROLE}
             )
+        if OPERATOR_ROLE in roles_of(user.attributes):
+            raise NeedsReviewError(f"identity user {job.email} is an operator account, which owns no tenant")
         raise NeedsReviewError(f"identity user {job.email} already belongs to tenant {user.tenant_id or 'none'}")
 
     def _owner(self, job: ProvisioningJob) -> str:

@@ -21,6 +21,7 @@ from tenancy.errors import (
     RateLimitedError,
     TransientError,
 )
+from tenancy.web.pages import install_pages
 from tenancy.web.routes import auth, itn, metrics, system, tenants
 
 __all__ = ["create_app"]
@@ -58,6 +59,7 @@ def create_app(services: Services, *, workers: int = 0) -> FastAPI:
     for router in (itn.router, auth.router, tenants.router, system.router):
         app.include_router(router)
     app.include_router(metrics.build_router(services))
+    install_pages(app)
     _add_error_handlers(app)
     return app
 

@@ -64,6 +64,7 @@ _REFUSAL_REASONS = {
     ),
 }
 _POLICY_PREFIX = "Password does not conform to policy: "
+_INVALID_CODE = "Invalid or expired code"
 
 ErrorFactory = Callable[[ClientError], Exception]
 
@@ -81,6 +82,17 @@ def _credentials_refused(error: ClientError) -> Exception:
 def _policy_refused(error: ClientError) -> Exception:
     message = _message(error)
     return PasswordPolicyError(message.removeprefix(_POLICY_PREFIX) if message.startswith(_POLICY_PREFIX) else None)
+
+
+def _reset_refused(error: ClientError) -> Exception:
+    # ForgotPassword's NotAuthorizedException: disabled, or never chose a password of their own.
+    if _message(error) == "User is disabled.":
+        return InvalidCredentialsError("User is disabled")
+    return InvalidCredentialsError("Password cannot be reset in the current state")
+
+
+def _code_refused(_: ClientError) -> Exception:
+    return InvalidCredentialsError(_INVALID_CODE)
 
 
 def _session_refused(_: ClientError) -> Exception:
@@ -219,6 +231,33 @@ class CognitoIdentityProvider:
         username = normalize_email(username)
         with aws_errors(f"resetting the password of {username}"):
             self._client.admin_reset_user_password(UserPoolId=self._user_pool_id, Username=username)
+
+    def start_password_reset(self, username: str) -> None:
+        """Cognito emails the code itself, so there is none to return. The pool client's
+        PreventUserExistenceErrors=LEGACY makes an unknown user an error rather than a silent success."""
+        username = normalize_email(username)
+        refusals: dict[str, ErrorFactory] = {
+            _USER_NOT_FOUND: lambda _: AccountNotFoundError(),
+            "NotAuthorizedException": _reset_refused,
+        }
+        with _cognito_errors(f"starting a password reset for {username}", refusals):
+            self._client.forgot_password(ClientId=self._client_id, Username=username)
+
+    def confirm_password_reset(self, username: str, code: str, new_password: str) -> None:
+        username = normalize_email(username)
+        refusals: dict[str, ErrorFactory] = {
+            "CodeMismatchException": _code_refused,
+            "ExpiredCodeException": _code_refused,
+            "TooManyFailedAttemptsException": _code_refused,
+            # Saying the user does not exist would tell a guesser what the reset form never does.
+            _USER_NOT_FOUND: _code_refused,
+            "NotAuthorizedException": _credentials_refused,
+            "InvalidPasswordException": _policy_refused,
+        }
+        with _cognito_errors(f"confirming a password reset for {username}", refusals):
+            self._client.confirm_forgot_password(
+                ClientId=self._client_id, Username=username, ConfirmationCode=code, Password=new_password
+            )
 
     def authenticate(self, username: str, password: str) -> Tokens | AuthChallenge:
         username = normalize_email(username)

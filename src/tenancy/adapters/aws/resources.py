@@ -230,6 +230,9 @@ def _ensure_user_pool(cognito: Any, settings: Settings) -> tuple[str, str]:
             ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
             # The ID token must carry the tenant (data contract); say so rather than rely on defaults.
             ReadAttributes=["email", "email_verified", "custom:tenant_id", "custom:roles"],
+            # Users must never write their own tenant or roles (an `operator` role opens /ops):
+            # only the admin API, which this client's users cannot call, sets those.
+            WriteAttributes=["name"],
             # RB-001 3.1's "Account not found" needs Cognito to say when a user does not exist.
             PreventUserExistenceErrors="LEGACY",
         )["UserPoolClient"]["ClientId"]

@@ -1,8 +1,8 @@
 """The embedded identity provider: Cognito's statuses, temporary passwords, new-password
 challenge and RS256 tokens, kept in the local SQLite database.
 
-Only hashes are stored: argon2id for passwords, SHA-256 for challenge sessions and refresh
-tokens. Neither passwords nor session tokens ever appear in an error message.
+Only hashes are stored: argon2id for passwords and password-reset codes, SHA-256 for challenge
+sessions and refresh tokens. Neither passwords, codes nor session tokens ever appear in an error message.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ _CONFIRMED = IdentityUserStatus.CONFIRMED
 _FORCE_CHANGE = IdentityUserStatus.FORCE_CHANGE_PASSWORD
 _RESET_REQUIRED = IdentityUserStatus.RESET_REQUIRED
 _HASH_LANES = 4  # argon2-cffi's default parallelism
+# Cognito's forgotten-password codes live an hour. Eight digits rather than its six: nothing here
+# limits how often a reset may be requested, so each code must be that much harder to guess.
+_RESET_CODE_TTL = timedelta(hours=1)
+_RESET_CODE_DIGITS = 8
+_RESET_CODE_MAX_ATTEMPTS = 5
+_INVALID_CODE = "Invalid or expired code"
+_CANNOT_RESET = "Password cannot be reset in the current state"
 # Cognito's default policy and its list of symbols.
 _MIN_LENGTH, _MAX_LENGTH = 8, 256
 _SYMBOLS = frozenset("^$*.[]{}()?\"!@#%&/\\,><':;|_~`=+- ")
@@ -173,6 +180,7 @@ class EmbeddedIdentityProvider:
             connection.execute("DELETE FROM identity_users WHERE username = ?", (username,))
             self._end_sessions(connection, username)
             connection.execute("DELETE FROM identity_refresh_tokens WHERE username = ?", (username,))
+            connection.execute("DELETE FROM identity_reset_codes WHERE username = ?", (username,))
 
     def scan_users(self, batch_size: int = 1000) -> Iterator[list[IdentityUser]]:
         for rows in self._database.scan("identity_users", "username", batch_size):
@@ -224,6 +232,70 @@ class EmbeddedIdentityProvider:
             )
             if cursor.rowcount == 0:
                 raise NotFoundError(f"identity user {username} not found")
+            self._end_sessions(connection, username)
+            connection.execute("UPDATE identity_refresh_tokens SET revoked = 1 WHERE username = ?", (username,))
+
+    def start_password_reset(self, username: str) -> str | None:
+        """A fresh code, replacing any earlier one; the caller emails it. Cognito's refusals are
+        mirrored: a user who never chose a password (FORCE_CHANGE_PASSWORD) or a disabled one."""
+        username = normalize_email(username)
+        row = self._find(username)
+        if row is None:
+            raise AccountNotFoundError()
+        user = _user_from_row(row)
+        if not user.enabled:
+            raise InvalidCredentialsError("User is disabled")
+        if user.status is _FORCE_CHANGE:
+            raise InvalidCredentialsError(_CANNOT_RESET)
+        code = f"{secrets.randbelow(10**_RESET_CODE_DIGITS):0{_RESET_CODE_DIGITS}d}"
+        code_hash = self._hasher.hash(code)
+        expires_at = (self._clock() + _RESET_CODE_TTL).timestamp()
+        with self._database.transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO identity_reset_codes (username, code_hash, expires_at, attempts)"
+                " VALUES (?, ?, ?, 0)",
+                (username, code_hash, expires_at),
+            )
+        return code
+
+    def confirm_password_reset(self, username: str, code: str, new_password: str) -> None:
+        """Sets the password for good and ends every session and refresh token, as `reset_password` does."""
+        username = normalize_email(username)
+        # The policy first: it says nothing about the code, and a weak password then costs no try.
+        failures = password_policy_failures(new_password)
+        if failures:
+            raise PasswordPolicyError("Password must have " + ", ".join(failures))
+        now = self._clock()
+        with self._database.transaction() as connection:
+            # The try is counted before the code is checked, so parallel guesses cannot together
+            # try more codes than the limit allows.
+            counted = connection.execute(
+                "UPDATE identity_reset_codes SET attempts = attempts + 1"
+                " WHERE username = ? AND attempts < ? AND expires_at > ?",
+                (username, _RESET_CODE_MAX_ATTEMPTS, now.timestamp()),
+            ).rowcount
+            row = connection.execute(
+                "SELECT code_hash FROM identity_reset_codes WHERE username = ?", (username,)
+            ).fetchone()
+        live = counted == 1 and row is not None
+        # argon2's check compares in constant time; a missing code costs the same check.
+        code_hash: str = row["code_hash"] if live else self._dummy_hash
+        if not self._password_matches(code_hash, code) or not live:
+            raise InvalidCredentialsError(_INVALID_CODE)
+        password_hash = self._hasher.hash(new_password)
+        with self._database.transaction() as connection:
+            # Deleting the very code checked is the single-use guarantee: after a concurrent
+            # confirm, or once a newer code replaced it, this deletes nothing.
+            claimed = connection.execute(
+                "DELETE FROM identity_reset_codes WHERE username = ? AND code_hash = ?", (username, code_hash)
+            ).rowcount
+            if claimed != 1:
+                raise InvalidCredentialsError(_INVALID_CODE)
+            connection.execute(
+                "UPDATE identity_users SET password_hash = ?, status = ?, password_expires_at = NULL, updated_at = ?"
+                " WHERE username = ?",
+                (password_hash, _CONFIRMED.value, format_timestamp(now), username),
+            )
             self._end_sessions(connection, username)
             connection.execute("UPDATE identity_refresh_tokens SET revoked = 1 WHERE username = ?", (username,))
 

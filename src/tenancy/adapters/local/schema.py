@@ -141,4 +141,11 @@ SCHEMA: tuple[str, ...] = (
         count INTEGER NOT NULL,
         PRIMARY KEY (counter_key, window)
     )""",
+    # One live forgotten-password code per user (a new one replaces it); only its argon2 hash is kept.
+    """CREATE TABLE IF NOT EXISTS identity_reset_codes (
+        username TEXT PRIMARY KEY,
+        code_hash TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    )""",
 )

@@ -1,0 +1,344 @@
+"""The operations console (operators only): dashboard, jobs, tenant case files with repair, DLQ,
+mail outbox and the weekly audit. Every page goes through the runbook's own use cases, the same
+ones `tenancy diagnose/repair/verify/dlq/audit/alerts` run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from tenancy.bootstrap import Services
+from tenancy.domain.model import JobStatus
+from tenancy.errors import InvalidInputError, TenancyError
+from tenancy.runbook.audit import AuditReport, parse_duration, run_audit, window_start
+from tenancy.runbook.audit_export import human_age, render_csv
+from tenancy.runbook.dashboard import HourlySeries, read_dashboard
+from tenancy.runbook.dead_letters import dead_letter_row
+from tenancy.runbook.evidence import Selector
+from tenancy.runbook.findings import Finding
+from tenancy.runbook.job_search import JobFilters, job_rows
+from tenancy.web.deps import ServicesDep
+from tenancy.web.pages.rendering import redirect, render
+from tenancy.web.pages.security import read_form, security_headers
+from tenancy.web.pages.viewer import Viewer, require_operator
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+_Filter = TypeVar("_Filter", JobStatus, Finding)
+
+# The findings that are failures, in RB-001's order: the dashboard lists each, even at zero.
+FAILURES = tuple(finding for finding in Finding if finding not in {Finding.HEALTHY, Finding.IN_PROGRESS})
+AUDIT_WINDOW = "7d"
+# The jobs page classifies every purchase ever made, so that old failures show their finding too.
+_BEGINNING = datetime.min.replace(tzinfo=UTC)
+_EVIDENCE_STORES = ("ledger", "journal", "queue", "tenants", "identity", "users", "mail")
+
+# Notices after a form post: the query names one of these; no other text reaches the page.
+_NOTICES = {
+    "repaired": ("success", "Repaired. The checks below ran again after the repair."),
+    "nothing_to_do": ("success", "Nothing to repair: this purchase is healthy."),
+    "not_repairable": ("error", "This finding cannot be repaired automatically: follow the next action below."),
+    "retrying": ("error", "The repair hit a temporary failure; the job is back on the queue to retry."),
+    "failed": ("error", "The repair failed and the job went to the dead-letter queue. See the evidence below."),
+    "unfinished": ("error", "The repair stopped before the purchase was healthy. See the diagnosis below."),
+    "redriven": ("success", "The message is back on the work queue with a fresh set of attempts."),
+    "not_found": ("error", "That message is no longer in the dead-letter queue; nothing was redriven."),
+    "redriven_all": ("success", "Redrove {count} message(s) back to the work queue."),
+}
+
+
+# --- Dashboard ---------------------------------------------------------------------------------
+
+
+@router.get("/ops")
+def dashboard(request: Request, services: ServicesDep) -> Response:
+    viewer = require_operator(request)
+    report = _audit(services, AUDIT_WINDOW)
+    numbers = read_dashboard(
+        journal=services.journal,
+        ledger=services.ledger,
+        tenants=services.tenants,
+        queue=services.queue,
+        thresholds=services.alert_monitor.thresholds,
+        now=services.clock.now(),
+    )
+    counts = {group.finding: group.count for group in report.groups}
+    context = {
+        "numbers": numbers,
+        "findings": [(finding, counts.get(finding, 0)) for finding in FAILURES],
+        "report": report,
+        "chart": line_chart(numbers.series),
+        "window_minutes": services.alert_monitor.thresholds.window_minutes,
+    }
+    return _page(request, viewer, "ops/dashboard.html", "dashboard", context)
+
+
+@dataclass(frozen=True, slots=True)
+class LineChart:
+    """The SVG geometry of the dashboard's chart, in the SVG's own units."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    payments: str  # polyline points
+    provisioned: str
+    y_ticks: tuple[tuple[float, int], ...]  # (y, value)
+    x_ticks: tuple[tuple[float, str], ...]  # (x, label): each midnight, UTC
+
+
+def line_chart(series: HourlySeries, *, width: int = 720, height: int = 260) -> LineChart:
+    left, right, top, bottom = 48, width - 16, 16, height - 44
+    half = max(1, -(-series.peak // 2))  # the y axis runs to an even number at or above the peak
+    ceiling = 2 * half
+    step = (right - left) / max(len(series.payments) - 1, 1)
+
+    def y(value: int) -> float:
+        return round(bottom - (bottom - top) * value / ceiling, 1)
+
+    def points(values: tuple[int, ...]) -> str:
+        return " ".join(f"{round(left + index * step, 1)},{y(value)}" for index, value in enumerate(values))
+
+    x_ticks = tuple(
+        (round(left + index * step, 1), hour.strftime("%d %b"))
+        for index, hour in enumerate(series.hours)
+        if hour.hour == 0
+    )
+    return LineChart(
+        width=width,
+        height=height,
+        left=left,
+        right=right,
+        top=top,
+        bottom=bottom,
+        payments=points(series.payments),
+        provisioned=points(series.provisioned),
+        y_ticks=tuple((y(value), value) for value in (0, half, ceiling)),
+        x_ticks=x_ticks,
+    )
+
+
+# --- Jobs --------------------------------------------------------------------------------------
+
+
+@router.get("/ops/jobs")
+def jobs(request: Request, services: ServicesDep, q: str = "", status: str = "", finding: str = "") -> Response:
+    viewer = require_operator(request)
+    filters = JobFilters(query=q.strip()[:254], status=_enum(JobStatus, status), finding=_enum(Finding, finding))
+    now = services.clock.now()
+    report = run_audit(services.evidence_stores, since=_BEGINNING, now=now, password_ttl=_password_ttl(services))
+    context = {
+        "rows": job_rows(services.journal, report, filters),
+        "filters": filters,
+        "statuses": list(JobStatus),
+        "all_findings": list(Finding),
+    }
+    return _page(request, viewer, "ops/jobs.html", "jobs", context)
+
+
+def _enum(kind: type[_Filter], value: str) -> _Filter | None:
+    """The member named by a filter's value; none for an empty or unknown value (no filter)."""
+    try:
+        return kind(value) if value else None
+    except ValueError:
+        return None
+
+
+# --- Cases and repair --------------------------------------------------------------------------
+
+
+@router.get("/ops/cases")
+def find_case(request: Request, q: str = "") -> Response:
+    require_operator(request)
+    key = q.strip()
+    return redirect(_case_path(key)) if key else redirect("/ops/jobs")
+
+
+@router.get("/ops/cases/{key}")
+def case(request: Request, services: ServicesDep, key: str, done: str = "") -> Response:
+    viewer = require_operator(request)
+    selector = _selector(key)
+    if selector is None:
+        return _bad_key(request, viewer)
+    runbook = services.runbook
+    diagnosis = runbook.diagnose(selector)
+    subjects = (
+        {"transaction_id": diagnosis.transaction_id}
+        if diagnosis.transaction_id
+        else {"tenant_id": diagnosis.tenant_id, "email": diagnosis.email}
+    )
+    # Without subjects the trail would answer with every entry it holds.
+    trail = services.trail.entries(**subjects) if any(subjects.values()) else []
+    context = {
+        "key": key,
+        "diagnosis": diagnosis,
+        "evidence": [_evidence_row(line) for line in diagnosis.evidence],
+        "verification": runbook.verify(selector),
+        "trail": list(reversed(trail)),
+        "notice": _notice(done),
+    }
+    return _page(request, viewer, "ops/case.html", "jobs", context)
+
+
+@router.get("/ops/cases/{key}/repair")
+def repair_plan(request: Request, services: ServicesDep, key: str) -> Response:
+    viewer = require_operator(request)
+    selector = _selector(key)
+    if selector is None:
+        return _bad_key(request, viewer)
+    plan = services.runbook.plan(selector)
+    return _page(request, viewer, "ops/repair.html", "jobs", {"key": key, "plan": plan})
+
+
+@router.post("/ops/cases/{key}/repair")
+async def repair(request: Request, services: ServicesDep, key: str) -> Response:
+    viewer = require_operator(request)
+    await read_form(request)
+    selector = _selector(key)
+    if selector is None:
+        return _bad_key(request, viewer)
+    try:
+        result = await run_in_threadpool(services.runbook.repair, selector, operator=viewer.email)
+    except InvalidInputError as error:
+        return _error(request, viewer, "Repair refused", f"The repair did not run: {error}.", 400)
+    except TenancyError as error:
+        message = f"The repair stopped: a store or provider failed ({error}). Diagnose again before retrying."
+        return _error(request, viewer, "Repair stopped", message, 503)
+    # The transaction id is the steadiest way back to the same purchase after a repair.
+    back = result.plan.diagnosis.transaction_id or key
+    done = result.outcome if result.outcome in _NOTICES else "unfinished"
+    return redirect(f"{_case_path(back)}?done={done}")
+
+
+def _selector(key: str) -> Selector | None:
+    """`@` means an email, `ten_` a tenant id, anything else a transaction id (as the CLI's options)."""
+    text = key.strip()
+    try:
+        if "@" in text:
+            return Selector(email=text)
+        if text.startswith("ten_"):
+            return Selector(tenant_id=text)
+        return Selector(transaction_id=text)
+    except InvalidInputError:
+        return None
+
+
+def _case_path(key: str) -> str:
+    return "/ops/cases/" + quote(key, safe="@")
+
+
+def _evidence_row(line: str) -> tuple[str, str]:
+    """(store, what it holds) for the runbook's `store: evidence` lines; other lines have no store."""
+    store, separator, rest = line.partition(": ")
+    return (store, rest) if separator and store in _EVIDENCE_STORES else ("", line)
+
+
+def _bad_key(request: Request, viewer: Viewer) -> Response:
+    message = "Look a purchase up by its transaction id, tenant id (ten_...) or the owner's email."
+    return _error(request, viewer, "Unknown case", message, 400)
+
+
+# --- Dead-letter queue -------------------------------------------------------------------------
+
+
+@router.get("/ops/dlq")
+def dead_letters(request: Request, services: ServicesDep, done: str = "", count: str = "") -> Response:
+    viewer = require_operator(request)
+    rows = [dead_letter_row(services.journal.get(m.transaction_id), m) for m in services.runbook.dead_letters()]
+    return _page(request, viewer, "ops/dlq.html", "dlq", {"rows": rows, "notice": _notice(done, count)})
+
+
+@router.post("/ops/dlq/redrive-all")
+async def redrive_all(request: Request, services: ServicesDep) -> Response:
+    require_operator(request)
+    await read_form(request)
+    moved = await run_in_threadpool(services.runbook.redrive_all)
+    return redirect(f"/ops/dlq?done=redriven_all&count={len(moved)}")
+
+
+@router.post("/ops/dlq/{message_id}/redrive")
+async def redrive(request: Request, services: ServicesDep, message_id: str) -> Response:
+    require_operator(request)
+    await read_form(request)
+    moved = await run_in_threadpool(services.runbook.redrive, message_id)
+    return redirect("/ops/dlq?done=" + ("redriven" if moved else "not_found"))
+
+
+# --- Mail --------------------------------------------------------------------------------------
+
+
+@router.get("/ops/mail")
+def mail(request: Request, services: ServicesDep) -> Response:
+    viewer = require_operator(request)
+    return _page(request, viewer, "ops/mail.html", "mail", {"emails": services.mailer.outbox(limit=100)})
+
+
+# --- Audit -------------------------------------------------------------------------------------
+
+
+@router.get("/ops/audit")
+def audit(request: Request, services: ServicesDep, since: str = AUDIT_WINDOW) -> Response:
+    viewer = require_operator(request)
+    try:
+        report = _audit(services, since)
+    except InvalidInputError as error:
+        return _error(request, viewer, "Bad audit window", str(error), 400)
+    context = {"report": report, "since": since, "human_age": human_age}
+    return _page(request, viewer, "ops/audit.html", "audit", context)
+
+
+@router.get("/ops/audit.csv")
+def audit_csv(request: Request, services: ServicesDep, since: str = AUDIT_WINDOW) -> Response:
+    viewer = require_operator(request)
+    try:
+        report = _audit(services, since)
+    except InvalidInputError as error:
+        return _error(request, viewer, "Bad audit window", str(error), 400)
+    filename = f"provisioning-audit-{report.now.strftime('%Y%m%dT%H%M%SZ')}.csv"
+    response = Response(
+        render_csv(report),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+    return security_headers(response)
+
+
+def _audit(services: Services, since: str) -> AuditReport:
+    """`tenancy audit --since ...`: the same window and classification; InvalidInputError for a bad window."""
+    now = services.clock.now()
+    start = window_start(now, parse_duration(since))
+    return run_audit(services.evidence_stores, since=start, now=now, password_ttl=_password_ttl(services))
+
+
+def _password_ttl(services: Services) -> timedelta:
+    return timedelta(days=services.settings.temporary_password_ttl_days)
+
+
+# --- Shared ------------------------------------------------------------------------------------
+
+
+def _page(request: Request, viewer: Viewer, template: str, section: str, context: dict[str, Any]) -> Response:
+    return render(request, template, {**context, "section": section}, viewer=viewer)
+
+
+def _error(request: Request, viewer: Viewer, title: str, message: str, status_code: int) -> Response:
+    context = {"title": title, "message": message, "section": ""}
+    return render(request, "ops/error.html", context, status_code=status_code, viewer=viewer)
+
+
+def _notice(done: str, count: str = "") -> tuple[str, str] | None:
+    notice = _NOTICES.get(done)
+    if notice is None:
+        return None
+    kind, text = notice
+    # Only digits reach the text: the count is a number or it is nothing.
+    return kind, text.format(count=int(count) if count.isascii() and count.isdigit() and len(count) < 7 else 0)

@@ -1,0 +1,125 @@
+"""Browser-facing security for the pages: the session cookie, CSRF on every form post, and the
+headers (Content-Security-Policy and friends) every page is served with.
+
+The session cookie holds the identity provider's ID token, so a page request is authenticated
+exactly as an API request is: the RS256 signature, audience and expiry are checked every time.
+CSRF uses a double-submit token: a random value in a SameSite=Strict cookie that each form echoes
+in a hidden field; a cross-site form can neither read the cookie nor make the browser send it."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from tenancy.config import Settings
+
+__all__ = [
+    "CSRF_COOKIE",
+    "CSRF_FIELD",
+    "SESSION_COOKIE",
+    "CsrfError",
+    "clear_session",
+    "csrf_token_for",
+    "forget_csrf_token",
+    "read_form",
+    "remember_csrf_token",
+    "security_headers",
+    "session_token",
+    "set_session",
+]
+
+SESSION_COOKIE = "tenancy_session"
+CSRF_COOKIE = "tenancy_csrf"
+CSRF_FIELD = "csrf_token"
+# The checkout form posts to PayFast itself, so its host is the one other form target allowed.
+_PAYFAST_FORM_TARGETS = "https://www.payfast.co.za https://sandbox.payfast.co.za"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    f"form-action 'self' {_PAYFAST_FORM_TARGETS}; frame-ancestors 'none'; base-uri 'none'"
+)
+MAX_FORM_FIELDS = 64
+MAX_FIELD_LENGTH = 4096
+
+
+class CsrfError(Exception):
+    """A form post without a matching CSRF token, or from another site."""
+
+
+def security_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def csrf_token_for(request: Request) -> str:
+    """The browser's CSRF token: the cookie's, or a new one that `remember_csrf_token` will set."""
+    existing = request.cookies.get(CSRF_COOKIE, "")
+    if len(existing) == 43 and existing.replace("-", "").replace("_", "").isalnum():
+        return existing
+    token: str | None = getattr(request.state, "new_csrf_token", None)
+    if token is None:
+        token = secrets.token_urlsafe(32)
+        request.state.new_csrf_token = token
+    return token
+
+
+def remember_csrf_token(request: Request, response: Response, settings: Settings) -> None:
+    token: str | None = getattr(request.state, "new_csrf_token", None)
+    if token is not None:
+        response.set_cookie(
+            CSRF_COOKIE, token, httponly=True, secure=settings.cookie_secure, samesite="strict", path="/"
+        )
+
+
+def forget_csrf_token(response: Response) -> None:
+    response.delete_cookie(CSRF_COOKIE, path="/")
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The posted form, once its CSRF token and origin are checked; CsrfError otherwise."""
+    _check_origin(request)
+    form: FormData = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    posted = fields.pop(CSRF_FIELD, "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), posted.encode()):
+        raise CsrfError("the form's security token is missing or stale; reload the page and try again")
+    return {key: value[:MAX_FIELD_LENGTH] for key, value in fields.items()}
+
+
+def _check_origin(request: Request) -> None:
+    # Browsers send Origin on every cross-site POST; when present it must be this site.
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    if urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise CsrfError("the form was posted from another site")
+
+
+def session_token(request: Request) -> str | None:
+    token = request.cookies.get(SESSION_COOKIE, "").strip()
+    return token or None
+
+
+def set_session(response: Response, id_token: str, settings: Settings) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        id_token,
+        max_age=settings.token_ttl_seconds,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
+
+
+def clear_session(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/")

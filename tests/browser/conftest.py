@@ -1,0 +1,159 @@
+"""Browser tests: Debian's Chromium driven by Playwright against `tenancy serve` on loopback.
+
+The browser is the system's (/usr/bin/chromium, installed by .ci/run); Playwright never downloads
+one. Each test gets a fresh browser context (no cookies), and `snap` saves a screenshot of each
+page under tests/artifacts/ (git-ignored) for people to look at."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tenancy.domain.ids import new_transaction_id
+from tenancy.payments.simulator import build_itn, encode_form
+
+from servers import MailCatcher, RunningServer, free_port, server_env, start_server, stop_server, temporary_password_in
+
+CHROMIUM = os.environ.get("TENANCY_TEST_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+# Headless, as root in CI, on a machine whose network is closed: no background connections.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+TIMEOUT_MS = 15_000
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+_axe = Axe()
+
+
+# Module-scoped: Playwright's sync API keeps an event loop running in this thread while it is
+# open, which would break later tests (in other directories) that call asyncio.run().
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@dataclass
+class Snapshots:
+    """Numbered screenshots of one test, in the order taken; each page shot is also checked
+    with axe-core against WCAG 2.1 A and AA (labels, contrast, landmarks, names)."""
+
+    prefix: str
+    taken: list[Path] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+    def __call__(self, page: Page, name: str) -> Path:
+        path = ARTIFACTS / f"{self.prefix}-{len(self.taken) + 1:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        self.taken.append(path)
+        results = _axe.run(page, options={"runOnly": {"type": "tag", "values": WCAG_TAGS}})
+        self.violations += [f"{name}: {violation['id']}: {violation['help']}"
+                            for violation in results.response["violations"]]  # fmt: skip
+        return path
+
+
+@pytest.fixture
+def snap(request: pytest.FixtureRequest) -> Iterator[Snapshots]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    prefix = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")
+    for old in ARTIFACTS.glob(f"{prefix}-*.png"):
+        old.unlink()
+    snapshots = Snapshots(prefix)
+    yield snapshots
+    assert snapshots.violations == []
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="en-ZA")
+    context.set_default_timeout(TIMEOUT_MS)
+    opened = context.new_page()
+    problems: list[str] = []
+    # A CSP violation or a script error shows up as a console error: the pages must have none.
+    opened.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    opened.on("pageerror", lambda error: problems.append(str(error)))
+    yield opened
+    context.close()
+    assert [problem for problem in problems if "status of 40" not in problem] == []
+
+
+@pytest.fixture(scope="module")
+def web_server(
+    tmp_path_factory: pytest.TempPathFactory, smtp_server: tuple[MailCatcher, int]
+) -> Iterator[RunningServer]:
+    """`tenancy serve` in offline PayFast mode (the checkout's "Simulate payment"), mail to SMTP."""
+    home = tmp_path_factory.mktemp("tenancy-web")
+    env = server_env(home, free_port(), smtp_server[1], free_port(), TENANCY_PAYFAST_MODE="offline")
+    running = start_server(home, env)
+    yield running
+    stop_server(running)
+    assert "Traceback" not in running.log_text()
+
+
+def email_to(catcher: MailCatcher, address: str, subject_part: str, timeout: float = 15) -> str:
+    """The text of the newest email to `address` whose subject contains `subject_part`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in reversed(catcher.to(address)):
+            if subject_part in message["Subject"]:
+                part = message.get_payload(0) if message.is_multipart() else message
+                return str(part.get_payload(decode=True).decode())
+        time.sleep(0.05)
+    raise AssertionError(f"no email to {address} about {subject_part!r}")
+
+
+
+def buy(server: RunningServer, catcher: MailCatcher, email: str, plan: str = "starter") -> str:
+    """A paid, provisioned tenant for `email` (a signed ITN posted to the server, as PayFast
+    would); the temporary password from its welcome email."""
+    services = server.services()
+    try:
+        price = services.plans.get(plan).price_zar
+        passphrase = services.settings.passphrase
+        merchant_id = services.settings.payfast_merchant_id
+    finally:
+        services.close()
+    itn = build_itn(transaction_id=new_transaction_id(), email=email, plan=plan, amount=price,
+                    merchant_id=merchant_id, passphrase=passphrase)  # fmt: skip
+    response = httpx.post(f"{server.base_url}/payments/payfast/itn", content=encode_form(itn),
+                          headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    return temporary_password_in(email_to(catcher, email, "Welcome"))
+
+
+def sign_in_first_time(page: Page, base_url: str, email: str, temporary: str, chosen: str) -> None:
+    """Signs in with a temporary password and answers the new-password challenge."""
+    page.goto(f"{base_url}/auth/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(temporary)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    page.get_by_label("New password", exact=True).fill(chosen)
+    page.get_by_label("Repeat the new password").fill(chosen)
+    page.get_by_role("button", name="Set password and continue").click()

@@ -1,0 +1,82 @@
+"""An operator in a real browser: invited with `tenancy ops add-operator`, signs in, finds a tenant
+broken as RB-001 4.2 (its identity user deleted), repairs it from the console after reading the
+dry-run plan, and sees verify pass and the repair in the trail."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Dialog, Page, expect
+
+from conftest import Snapshots, buy, email_to, sign_in_first_time
+from servers import MailCatcher, RunningServer, cli_env, temporary_password_in, tenancy
+
+OPERATOR = "ops-browser@example.com"
+OWNER = "broken-owner@example.com"
+
+
+def test_an_operator_repairs_an_rb001_4_2_case_from_the_console(
+    page: Page, web_server: RunningServer, smtp_server: tuple[MailCatcher, int], snap: Snapshots
+) -> None:
+    catcher, smtp_port = smtp_server
+    buy(web_server, catcher, OWNER, plan="professional")
+    services = web_server.services()
+    try:
+        services.identity.delete_user(OWNER)  # RB-001 4.2: the tenant stands, its identity user is gone
+    finally:
+        services.close()
+    invited = tenancy(cli_env(web_server.home, TENANCY_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}"),
+                      "ops", "add-operator", OPERATOR)  # fmt: skip
+    assert invited.returncode == 0, invited.stderr
+    temporary = temporary_password_in(email_to(catcher, OPERATOR, "operations console"))
+
+    sign_in_first_time(page, web_server.base_url, OPERATOR, temporary, "Operator-Chosen-5!")
+    expect(page).to_have_url(f"{web_server.base_url}/ops")
+    expect(page.locator("#finding-identity_user_missing .count")).to_have_text("1")
+    snap(page, "dashboard")
+
+    page.get_by_role("link", name="Jobs and cases").click()
+    page.get_by_label("Email, tenant id or transaction id").fill(OWNER)
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("tr.job-row")
+    expect(rows).to_have_count(1)
+    snap(page, "jobs")
+    rows.first.get_by_role("link").click()
+
+    expect(page.locator("#scenario")).to_have_text("4.2")
+    expect(page.locator("#verify-result")).to_have_text("Verification failed")
+    expect(page.locator("#trail-empty")).to_be_visible()
+    snap(page, "case-broken")
+    page.get_by_role("link", name="Repair…").click()
+
+    expect(page.get_by_role("heading", name="The repair will (dry run: nothing has changed yet)")).to_be_visible()
+    expect(page.locator("#plan li").first).to_be_visible()
+    snap(page, "repair-plan")
+    questions: list[str] = []
+
+    def accept(dialog: Dialog) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    page.get_by_role("button", name="Repair now").click()
+
+    expect(page.locator("#notice")).to_have_text("Repaired. The checks below ran again after the repair.")
+    expect(page.locator("#finding")).to_have_text("healthy")
+    expect(page.locator("#verify-result")).to_have_text("All checks pass")
+    expect(page.locator("tr.trail-entry")).to_have_count(1)
+    expect(page.locator("tr.trail-entry td").first).to_have_text(OPERATOR)
+    snap(page, "case-repaired")
+    assert len(questions) == 1
+    assert "This changes data" in questions[0]
+
+    services = web_server.services()
+    try:
+        user = services.identity.get_user(OWNER)
+        assert user is not None
+        assert user.tenant_id is not None
+        tenant = services.tenants.get(user.tenant_id)
+        assert tenant is not None
+        assert tenant.owner_user_id == user.sub
+    finally:
+        services.close()
+    # The repair sent the owner a new welcome email with a fresh temporary password.
+    assert len([message for message in catcher.to(OWNER) if "Welcome" in message["Subject"]]) == 2

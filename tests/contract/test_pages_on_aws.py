@@ -1,0 +1,42 @@
+"""The same pages over the AWS backend (DynamoDB, SQS, Cognito, SES on moto): a buyer checks out,
+pays (offline simulation), is provisioned by the worker, signs in and sees the account page."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from tenancy.bootstrap import build
+from tenancy.config import PayfastMode
+
+from aws_support import AwsContext, moto_cognito
+from helpers import work
+from page_client import checkout, choose_new_password, page_client, sign_in, simulate
+
+
+def test_a_buyer_goes_from_checkout_to_the_account_page_on_aws(aws: AwsContext) -> None:
+    # moto has no inbox: the SES mail log keeps the temporary password for the test to read.
+    settings = aws.settings.model_copy(update={"payfast_mode": PayfastMode.OFFLINE, "mail_log_keeps_secrets": True})
+    built = build(settings)
+    # The Cognito adapter fetches the pool's JWKS over HTTP; moto's in-process pool has no URL.
+    services = replace(built, identity=moto_cognito(aws))
+    try:
+        with page_client(services) as client:
+            transaction_id = simulate(client, checkout(client, plan="starter", email="aws-buyer@example.com"))
+            work(services)
+            ready = client.get(f"/checkout/status?txn={transaction_id}").json()
+            welcome = services.mailer.outbox("aws-buyer@example.com")[0].text
+            match = re.search(r"Temporary password: (\S+)", welcome)
+            assert match
+            challenge = sign_in(client, "aws-buyer@example.com", match.group(1))
+            done = choose_new_password(client, challenge.text, "Aws-Chosen-Passw0rd!")
+            account = client.get("/account")
+    finally:
+        services.close()
+
+    assert ready["state"] == "ready"
+    assert "Choose a new password" in challenge.text
+    assert (done.status_code, done.headers["location"]) == (303, "/account")
+    assert account.status_code == 200
+    assert 'id="plan">Starter<' in account.text
+    assert 'max="20"' in account.text

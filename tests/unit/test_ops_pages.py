@@ -1,0 +1,442 @@
+"""The operations console as an operator uses it: real embedded services, the real app, signed in
+through the sign-in page; purchases made with signed ITNs and broken the way RB-001 describes."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tenancy.bootstrap import Services, build
+from tenancy.domain.model import JobStatus
+from tenancy.runbook.audit_export import CSV_COLUMNS
+from tenancy.runbook.evidence import Selector
+from tenancy.runbook.findings import Finding
+
+from helpers import BrokenTenantStore, make_settings, pay, work
+from page_client import csrf_token_in, page_client, sign_in
+
+OPERATOR = "ops-lead@example.com"
+PASSWORD = "Operator-Passw0rd!"
+TEMPORARY = "Temporary-Passw0rd!"
+
+GET_URLS = (
+    "/ops",
+    "/ops/jobs",
+    "/ops/cases?q=TXN-1",
+    "/ops/cases/TXN-1",
+    "/ops/cases/TXN-1/repair",
+    "/ops/dlq",
+    "/ops/mail",
+    "/ops/audit",
+    "/ops/audit.csv",
+)
+POST_URLS = ("/ops/cases/TXN-1/repair", "/ops/dlq/msg-1/redrive", "/ops/dlq/redrive-all")
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    # Offline PayFast: the ITNs need no validate endpoint; their signatures and amounts still count.
+    built = build(make_settings(tmp_path / "home", payfast_mode="offline", retry_max_attempts=2))
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def browser(services: Services) -> Iterator[TestClient]:
+    with page_client(services) as client:
+        yield client
+
+
+@pytest.fixture
+def operator(services: Services, browser: TestClient) -> TestClient:
+    attributes = {"email": OPERATOR, "email_verified": "true", "custom:roles": "operator"}
+    services.identity.create_user(OPERATOR, attributes, TEMPORARY)
+    services.identity.set_password(OPERATOR, PASSWORD, permanent=True)
+    signed_in(browser, OPERATOR, PASSWORD)
+    return browser
+
+
+def signed_in(browser: TestClient, email: str, password: str) -> None:
+    response = sign_in(browser, email, password)
+    assert response.status_code == 303, response.text
+
+
+def healthy_tenant(services: Services, email: str) -> str:
+    transaction_id = pay(services, email)
+    work(services)
+    assert services.runbook.diagnose(Selector(transaction_id=transaction_id)).healthy
+    return transaction_id
+
+
+def dead_lettered(services: Services, email: str) -> str:
+    transaction_id = pay(services, email)
+    work(dataclasses.replace(services, tenants=BrokenTenantStore(services.tenants)))
+    assert services.journal.get(transaction_id).status is JobStatus.DEAD_LETTERED  # type: ignore[union-attr]
+    return transaction_id
+
+
+def identity_user_missing(services: Services, email: str) -> str:
+    """RB-001 4.2: the tenant exists, the identity user does not."""
+    transaction_id = healthy_tenant(services, email)
+    services.identity.delete_user(email)
+    return transaction_id
+
+
+def tile(page: str, name: str) -> str:
+    match = re.search(rf'id="tile-{name}"><span class="value">([^<]+)</span>', page)
+    assert match, f"no tile {name}"
+    return match.group(1)
+
+
+def finding_count(page: str, finding: Finding) -> int:
+    match = re.search(rf'id="finding-{finding.value}">.*?<td class="count">(\d+)</td>', page, re.DOTALL)
+    assert match, f"no row for {finding.value}"
+    return int(match.group(1))
+
+
+def listed_transactions(page: str) -> list[str]:
+    return re.findall(r'class="job-row" data-transaction-id="([^"]+)"', page)
+
+
+def text_of(page: str) -> str:
+    """The page's text, tags removed and entities decoded, whitespace collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+# --- Who may enter -----------------------------------------------------------------------------
+
+
+def test_an_anonymous_browser_is_sent_to_sign_in_from_every_ops_url(browser: TestClient) -> None:
+    for url in GET_URLS:
+        response = browser.get(url, follow_redirects=False)
+        assert response.status_code == 303, url
+        assert response.headers["location"].startswith("/auth/login?next=/ops"), url
+    for url in POST_URLS:
+        response = browser.post(url, data={}, follow_redirects=False)
+        assert response.status_code == 303, url
+        assert response.headers["location"].startswith("/auth/login"), url
+
+
+def test_a_tenant_admin_is_refused_every_ops_url(services: Services, browser: TestClient) -> None:
+    transaction_id = dead_lettered(services, "victim@example.com")
+    owner = "owner@example.com"
+    healthy_tenant(services, owner)
+    services.identity.set_password(owner, "Owner-Passw0rd!", permanent=True)
+    signed_in(browser, owner, "Owner-Passw0rd!")
+    token = csrf_token_in(browser.get("/account").text)
+
+    for url in GET_URLS:
+        response = browser.get(url, follow_redirects=False)
+        assert response.status_code == 403, url
+        assert "for operators only" in response.text, url
+    (message,) = services.runbook.dead_letters()
+    for url in (*POST_URLS, f"/ops/dlq/{message.message_id}/redrive", f"/ops/cases/{transaction_id}/repair"):
+        response = browser.post(url, data={"csrf_token": token}, follow_redirects=False)
+        assert response.status_code == 403, url
+
+    assert services.queue.depth() == (0, 1)
+    assert services.trail.entries() == []
+
+
+# --- Dashboard ---------------------------------------------------------------------------------
+
+
+def test_the_dashboard_counts_payments_provisioning_failures_and_the_dlq(
+    services: Services, operator: TestClient
+) -> None:
+    healthy_tenant(services, "one@example.com")
+    healthy_tenant(services, "two@example.com")
+    dead_lettered(services, "stuck@example.com")
+    identity_user_missing(services, "lost@example.com")
+
+    response = operator.get("/ops")
+
+    assert response.status_code == 200
+    page = response.text
+    assert tile(page, "payments") == "4"
+    assert tile(page, "provisioned") == "3"
+    assert tile(page, "succeeded") == "3"
+    assert "3 active tenants" in page
+    assert tile(page, "in-progress") == "0"
+    assert tile(page, "dead-lettered") == "1"
+    assert tile(page, "needs-review") == "0"
+    assert tile(page, "dlq") == "1"
+    # 1 of 4 jobs failed an attempt, but fewer than the minimum sample of 5 is not judged.
+    assert tile(page, "error-rate") == "25%"
+    assert "dlq_not_empty" in page  # the alert firing, as `tenancy alerts check` would say
+    assert finding_count(page, Finding.PROVISIONING_FAILED) == 1
+    assert finding_count(page, Finding.IDENTITY_USER_MISSING) == 1
+    assert finding_count(page, Finding.TENANT_RECORD_MISSING) == 0
+    assert '<title id="chart-title">' in page
+    assert page.count("<polyline") == 2
+    assert 'class="legend-payments"' in page
+    assert 'class="legend-provisioned"' in page
+    day_rows = re.findall(r"<tr><th scope=\"row\">\d{4}-\d\d-\d\d</th><td>(\d+)</td><td>(\d+)</td></tr>", page)
+    assert sum(int(paid) for paid, _ in day_rows) == 4
+    assert sum(int(provisioned) for _, provisioned in day_rows) == 3
+
+
+def test_every_page_has_a_heading_and_the_console_nav(services: Services, operator: TestClient) -> None:
+    transaction_id = healthy_tenant(services, "one@example.com")
+
+    for url in ("/ops", "/ops/jobs", f"/ops/cases/{transaction_id}", "/ops/dlq", "/ops/mail", "/ops/audit"):
+        page = operator.get(url).text
+        assert page.count("<h1>") == 1, url
+        assert 'aria-label="Operations console"' in page, url
+        assert 'aria-current="page"' in page, url
+        # The Content-Security-Policy forbids inline styles: they would be ignored.
+        assert " style=" not in page, url
+        assert "<style" not in page, url
+
+
+# --- Jobs --------------------------------------------------------------------------------------
+
+
+def test_the_jobs_list_narrows_by_status_finding_and_search(services: Services, operator: TestClient) -> None:
+    healthy = healthy_tenant(services, "one@example.com")
+    stuck = dead_lettered(services, "stuck@example.com")
+    lost = identity_user_missing(services, "lost@example.com")
+
+    everything = listed_transactions(operator.get("/ops/jobs").text)
+    by_status = listed_transactions(operator.get("/ops/jobs", params={"status": "dead_lettered"}).text)
+    by_finding = listed_transactions(operator.get("/ops/jobs", params={"finding": "identity_user_missing"}).text)
+    healthy_only = listed_transactions(operator.get("/ops/jobs", params={"finding": "healthy"}).text)
+    by_email = listed_transactions(operator.get("/ops/jobs", params={"q": "Stuck@Example.com"}).text)
+    tenant_id = services.tenants.find_by_transaction(lost).tenant_id  # type: ignore[union-attr]
+    by_tenant = listed_transactions(operator.get("/ops/jobs", params={"q": tenant_id}).text)
+    by_transaction = listed_transactions(operator.get("/ops/jobs", params={"q": healthy}).text)
+    nothing = listed_transactions(operator.get("/ops/jobs", params={"q": "nobody@example.com"}).text)
+
+    assert sorted(everything) == sorted([healthy, stuck, lost])
+    assert by_status == [stuck]
+    assert by_finding == [lost]
+    assert healthy_only == [healthy]
+    assert by_email == [stuck]
+    assert by_tenant == [lost]
+    assert by_transaction == [healthy]
+    assert nothing == []
+
+
+def test_a_purchase_paid_but_never_given_a_job_is_listed_as_4_1(services: Services, operator: TestClient) -> None:
+    transaction_id = pay(services, "never@example.com")
+    services.queue.purge(transaction_id)
+    assert services.database is not None
+    with services.database.transaction() as connection:
+        connection.execute("DELETE FROM provisioning WHERE transaction_id = ?", (transaction_id,))
+
+    page = operator.get("/ops/jobs", params={"finding": "provisioning_failed"}).text
+
+    assert listed_transactions(page) == [transaction_id]
+    assert "no job" in page
+
+
+def test_the_case_search_opens_the_case_by_email_or_tenant_id(services: Services, operator: TestClient) -> None:
+    transaction_id = healthy_tenant(services, "one@example.com")
+    tenant_id = services.tenants.find_by_transaction(transaction_id).tenant_id  # type: ignore[union-attr]
+
+    by_email = operator.get("/ops/cases", params={"q": "one@example.com"})
+    by_tenant = operator.get(f"/ops/cases/{tenant_id}")
+
+    assert by_email.status_code == 200
+    assert f"<h1>Case {transaction_id}</h1>" in by_email.text
+    assert f"<h1>Case {transaction_id}</h1>" in by_tenant.text
+
+
+# --- Case and repair ---------------------------------------------------------------------------
+
+
+def test_repair_from_the_console_fixes_4_2_and_the_case_then_verifies(services: Services, operator: TestClient) -> None:
+    transaction_id = identity_user_missing(services, "lost@example.com")
+    case_page = operator.get(f"/ops/cases/{transaction_id}").text
+    assert 'id="finding">identity_user_missing<' in case_page
+    assert 'id="scenario">4.2<' in case_page
+    assert "Verification failed" in case_page
+    assert 'id="trail-empty"' in case_page
+    assert 'id="repair-link"' in case_page
+
+    plan_page = operator.get(f"/ops/cases/{transaction_id}/repair").text
+    assert "create identity user lost@example.com" in html.unescape(plan_page)
+    assert "data-confirm=" in plan_page
+    assert '<script src="/static/confirm.js"></script>' in plan_page
+    assert services.identity.get_user("lost@example.com") is None  # the plan is a dry run
+
+    response = operator.post(
+        f"/ops/cases/{transaction_id}/repair", data={"csrf_token": csrf_token_in(plan_page)}, follow_redirects=False
+    )
+
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/ops/cases/{transaction_id}?done=repaired"
+    after = operator.get(response.headers["location"]).text
+    assert 'id="notice">Repaired.' in after
+    assert 'id="finding">healthy<' in after
+    assert "All checks pass" in after
+    trail = re.findall(r'<tr class="trail-entry">\s*<th scope="row">[^<]+</th>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>'
+                       r"\s*<td>([^<]+)</td>", after)  # fmt: skip
+    assert trail == [(OPERATOR, "identity_user_missing", "repaired")]
+    user = services.identity.get_user("lost@example.com")
+    assert user is not None
+    assert [(entry.operator, entry.outcome) for entry in services.trail.entries(transaction_id=transaction_id)] == [
+        (OPERATOR, "repaired")
+    ]
+
+
+def test_a_healthy_case_offers_no_repair_and_a_repair_post_changes_nothing(
+    services: Services, operator: TestClient
+) -> None:
+    transaction_id = healthy_tenant(services, "one@example.com")
+    page = operator.get(f"/ops/cases/{transaction_id}").text
+    assert 'id="repair-link"' not in page
+
+    response = operator.post(
+        f"/ops/cases/{transaction_id}/repair", data={"csrf_token": csrf_token_in(page)}, follow_redirects=False
+    )
+
+    assert response.headers["location"] == f"/ops/cases/{transaction_id}?done=nothing_to_do"
+    assert services.trail.entries() == []
+
+
+def test_a_repair_posted_without_the_csrf_token_is_refused_and_changes_nothing(
+    services: Services, operator: TestClient
+) -> None:
+    transaction_id = identity_user_missing(services, "lost@example.com")
+    stuck = dead_lettered(services, "stuck@example.com")
+    (message,) = services.runbook.dead_letters()
+
+    refused = [
+        operator.post(f"/ops/cases/{transaction_id}/repair", data={}, follow_redirects=False),
+        operator.post(f"/ops/cases/{transaction_id}/repair", data={"csrf_token": "x" * 43}, follow_redirects=False),
+        operator.post("/ops/dlq/redrive-all", data={}, follow_redirects=False),
+        operator.post(f"/ops/dlq/{message.message_id}/redrive", data={}, follow_redirects=False),
+    ]
+
+    assert [response.status_code for response in refused] == [403, 403, 403, 403]
+    assert "did not accept this form" in refused[0].text
+    assert services.identity.get_user("lost@example.com") is None
+    assert services.trail.entries() == []
+    assert [dead.transaction_id for dead in services.runbook.dead_letters()] == [stuck]
+
+
+def test_a_case_key_that_names_nothing_shows_payment_not_found(operator: TestClient) -> None:
+    page = operator.get("/ops/cases/TXN-NOSUCHTHING").text
+
+    assert 'id="finding">payment_not_found<' in page
+    assert 'id="repair-link"' not in page
+
+
+def test_an_unrepairable_case_gets_a_clear_page_not_a_traceback(operator: TestClient) -> None:
+    page = operator.get("/ops/cases/nobody@example.com/repair")
+    token = csrf_token_in(page.text)
+
+    response = operator.post("/ops/cases/nobody@example.com/repair", data={"csrf_token": token}, follow_redirects=False)
+
+    assert page.status_code == 200
+    assert 'id="no-work"' in page.text
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ops/cases/nobody@example.com?done=not_repairable"
+    assert "cannot be repaired automatically" in operator.get(response.headers["location"]).text
+
+
+def test_notices_are_fixed_texts_never_the_query(operator: TestClient) -> None:
+    page = operator.get("/ops/dlq", params={"done": "<script>alert(1)</script>", "count": "<b>"}).text
+
+    assert "alert(1)" not in page
+    assert 'id="notice"' not in page
+
+
+# --- Dead-letter queue -------------------------------------------------------------------------
+
+
+def test_redrive_moves_a_dead_letter_back_to_the_work_queue(services: Services, operator: TestClient) -> None:
+    first = dead_lettered(services, "first@example.com")
+    second = dead_lettered(services, "second@example.com")
+    page = operator.get("/ops/dlq").text
+    assert first in page
+    assert second in page
+    assert page.count('class="dlq-row"') == 2
+    (message,) = [m for m in services.runbook.dead_letters() if m.transaction_id == first]
+
+    response = operator.post(
+        f"/ops/dlq/{message.message_id}/redrive", data={"csrf_token": csrf_token_in(page)}, follow_redirects=False
+    )
+
+    assert response.headers["location"] == "/ops/dlq?done=redriven"
+    assert services.queue.depth() == (1, 1)
+    assert services.journal.get(first).status is JobStatus.QUEUED  # type: ignore[union-attr]
+    after = operator.get(response.headers["location"]).text
+    assert "back on the work queue" in after
+    assert after.count('class="dlq-row"') == 1
+    again = operator.post(
+        f"/ops/dlq/{message.message_id}/redrive", data={"csrf_token": csrf_token_in(after)}, follow_redirects=False
+    )
+    assert again.headers["location"] == "/ops/dlq?done=not_found"
+
+    token = csrf_token_in(after)
+    everything = operator.post("/ops/dlq/redrive-all", data={"csrf_token": token}, follow_redirects=False)
+
+    assert everything.headers["location"] == "/ops/dlq?done=redriven_all&count=1"
+    assert "Redrove 1 message(s)" in operator.get(everything.headers["location"]).text
+    assert services.queue.depth() == (2, 0)
+    work(services)
+    assert services.runbook.diagnose(Selector(transaction_id=second)).healthy
+
+
+# --- Mail --------------------------------------------------------------------------------------
+
+
+def test_the_mail_outbox_lists_emails_newest_first_with_their_text(services: Services, operator: TestClient) -> None:
+    healthy_tenant(services, "one@example.com")
+    healthy_tenant(services, "two@example.com")
+
+    page = operator.get("/ops/mail").text
+
+    recipients = re.findall(
+        r'<tr class="mail-row" id="mail-[^"]+">\s*<th scope="row">[^<]+</th>\s*<td>([^<]+)</td>', page
+    )
+    assert recipients == [message.to for message in services.mailer.outbox(limit=100)]
+    assert set(recipients) == {"one@example.com", "two@example.com"}
+    assert "<td>welcome</td>" in page
+    assert "<details>" in page
+    newest = services.mailer.outbox(limit=1)[0]
+    assert newest.subject in page
+    assert " ".join(newest.text.split()) in text_of(page)
+
+
+# --- Audit -------------------------------------------------------------------------------------
+
+
+def test_the_audit_page_and_its_csv_list_the_week_s_findings(services: Services, operator: TestClient) -> None:
+    healthy_tenant(services, "one@example.com")
+    stuck = dead_lettered(services, "stuck@example.com")
+    lost = identity_user_missing(services, "lost@example.com")
+
+    page = operator.get("/ops/audit").text
+    download = operator.get("/ops/audit.csv")
+
+    assert 'href="/ops/audit.csv?since=7d"' in page
+    assert text_of(page).count("Findings 2") == 1  # the totals row
+    assert f'<a href="/ops/cases/{stuck}">{stuck}</a>' in page
+    assert f'<a href="/ops/cases/{lost}">{lost}</a>' in page
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/csv")
+    assert download.headers["content-disposition"].startswith('attachment; filename="provisioning-audit-')
+    rows = list(csv.DictReader(io.StringIO(download.text)))
+    assert download.text.splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert {(row["transaction_id"], row["finding"], row["runbook_section"]) for row in rows} == {
+        (stuck, "provisioning_failed", "4.1"),
+        (lost, "identity_user_missing", "4.2"),
+    }
+
+
+def test_a_bad_audit_window_is_a_clear_400(operator: TestClient) -> None:
+    response = operator.get("/ops/audit", params={"since": "soon"})
+
+    assert response.status_code == 400
+    assert "Bad audit window" in response.text
