@@ -11,14 +11,21 @@ from fastapi.testclient import TestClient
 from tenancy.bootstrap import Services
 from tenancy.web.app import create_app
 
+from helpers import work
+
 __all__ = [
+    "NEW_PASSWORD",
+    "buy_and_provision",
     "checkout",
     "choose_new_password",
     "csrf_token_in",
     "form_fields",
     "page_client",
+    "reset_code",
     "sign_in",
+    "signed_in_customer",
     "simulate",
+    "welcome_password",
 ]
 
 _INPUT = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
@@ -70,3 +77,37 @@ def choose_new_password(client: TestClient, challenge_page: str, password: str) 
     fields = dict(form_fields(challenge_page, "new-password-form"))
     fields.update(new_password=password, confirm_password=password)
     return client.post("/auth/new-password", data=fields, follow_redirects=False)
+
+
+NEW_PASSWORD = "Chosen-Passw0rd!"
+
+
+def welcome_password(services: Services, email: str) -> str:
+    """The temporary password in the newest welcome email (the embedded outbox keeps it whole)."""
+    match = re.search(r"Temporary password: (\S+)", services.mailer.outbox(email)[0].text)
+    assert match
+    return match.group(1)
+
+
+def reset_code(services: Services, email: str) -> str:
+    mails = [mail for mail in services.mailer.outbox(email) if "reset code" in mail.subject]
+    match = re.search(r"Your reset code: (\d+)", mails[0].text)
+    assert match
+    return match.group(1)
+
+
+def buy_and_provision(client: TestClient, services: Services, email: str = "ada@example.com") -> str:
+    """Checkout, simulated payment and the worker: a provisioned tenant; its transaction id."""
+    transaction_id = simulate(client, checkout(client, email=email))
+    work(services)
+    return transaction_id
+
+
+def signed_in_customer(client: TestClient, services: Services, email: str = "ada@example.com") -> None:
+    """A provisioned customer signed in with NEW_PASSWORD chosen on the first sign-in."""
+    buy_and_provision(client, services, email)
+    challenge = sign_in(client, email, welcome_password(services, email))
+    assert challenge.status_code == 200
+    assert "Choose a new password" in challenge.text
+    done = choose_new_password(client, challenge.text, NEW_PASSWORD)
+    assert (done.status_code, done.headers["location"]) == (303, "/account")

@@ -11,7 +11,7 @@ from pathlib import Path
 from tenancy.accounts.login import AccountService
 from tenancy.accounts.operators import OperatorInviteSettings, OperatorService
 from tenancy.accounts.reset import ResetMail
-from tenancy.accounts.throttle import LoginLimits, LoginThrottle
+from tenancy.accounts.throttle import LoginLimits, LoginThrottle, ResetLimits, ResetRequestThrottle
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.identity import EmbeddedIdentityProvider
 from tenancy.adapters.local.journal import SqliteJournal
@@ -103,7 +103,7 @@ class Services:
     @property
     def accounts(self) -> AccountService:
         settings = self.settings
-        throttle = None
+        throttle, reset_throttle = None, None
         if self.rate_limiter is not None:
             limits = LoginLimits(
                 max_failures_per_account=settings.login_max_failures_per_account,
@@ -111,8 +111,9 @@ class Services:
                 window_seconds=settings.login_lockout_seconds,
             )
             throttle = LoginThrottle(self.rate_limiter, limits, self.clock)
+            reset_throttle = ResetRequestThrottle(self.rate_limiter, ResetLimits())
         reset_mail = ResetMail(self.mailer, sender=settings.email_from, login_url=settings.effective_login_url)
-        return AccountService(self.identity, self.tenants, throttle, reset_mail)
+        return AccountService(self.identity, self.tenants, throttle, reset_mail, reset_throttle)
 
     @property
     def operators(self) -> OperatorService:

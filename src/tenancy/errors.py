@@ -7,6 +7,7 @@
     ├── TransientError          may succeed if tried again later: the worker retries with backoff
     ├── PermanentError          will fail the same way every time: the job is dead-lettered
     ├── NeedsReviewError        a human must decide (RB-001 section 6); the job stops, nothing is undone
+    ├── ClaimLostError          another run (a worker, a repair) took the job over; this run stops
     ├── ItemAlreadyExistsError  a conditional create lost against an existing item
     ├── NotFoundError           the item asked for does not exist
     ├── RateLimitedError        too many attempts from one account or source; try after `retry_after`
@@ -71,6 +72,11 @@ class PermanentError(TenancyError):
 
 class NeedsReviewError(TenancyError):
     """Provisioning must stop for a human decision (RB-001 section 6)."""
+
+
+class ClaimLostError(TenancyError):
+    """The job's claim changed under this run: another run holds the job now, so this one
+    must stop writing it and doing its steps."""
 
 
 class ItemAlreadyExistsError(TenancyError):

@@ -193,6 +193,10 @@ def _provision_message(transaction_id: str, record: SQSRecord) -> None:
         return
     outcome = current.worker().run_job(job)
     _count(outcome)
+    if outcome.action is NextAction.SUPERSEDED:
+        # Another run took the job over and holds this message's newer receipt: report a
+        # failure so the message is not deleted under it; when it comes back, the job is done.
+        raise _RecordFailedError(f"{transaction_id}: taken over by another run")
     # A job already dead-lettered comes back only when its move to the DLQ failed: park it
     # again rather than let the message vanish (as the worker does).
     parked = outcome.job.status is JobStatus.DEAD_LETTERED
@@ -228,6 +232,8 @@ def _count(outcome: JobOutcome) -> None:
         NextAction.FINISHED: "JobFinished",
         NextAction.RETRY: "JobRetried",
         NextAction.DEAD_LETTER: "JobDeadLettered",
+        NextAction.BUSY: "JobBusy",
+        NextAction.SUPERSEDED: "JobSuperseded",
     }[outcome.action]
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     logger.info("job_outcome", action=outcome.action.value, status=outcome.job.status.value)

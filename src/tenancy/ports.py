@@ -121,6 +121,11 @@ class ProvisioningJournal(Protocol):
         """Writes the job unless one exists for its transaction id; True if it wrote it."""
         ...
 
+    def save_claimed(self, job: ProvisioningJob, *, expected_claim: str | None) -> bool:
+        """Writes `job` only if the stored job's `claim` is still `expected_claim` (None: no
+        claim); False, writing nothing, when it is not (another run claimed the job)."""
+        ...
+
     def save(self, job: ProvisioningJob) -> None:
         """Replaces the stored job with this one (same transaction id)."""
         ...
@@ -139,6 +144,10 @@ class ProvisioningJournal(Protocol):
 
 
 class JobQueue(Protocol):
+    # True where `messages` must receive messages to see them (SQS): each look then counts as a
+    # delivery towards the queue's redrive limit, so views shown again and again must not look.
+    listing_counts_as_delivery: bool
+
     def send(self, transaction_id: str, delay_seconds: float = 0) -> None:
         """Enqueues a provisioning message, visible after `delay_seconds`."""
         ...

@@ -66,7 +66,7 @@ def test_a_buyer_pays_signs_in_and_sees_the_plan_limits(
         expect(page.locator(f"#meter-{key}")).to_have_attribute("max", allowed)
     snap(page, "account")
 
-    session = next(cookie for cookie in page.context.cookies() if cookie["name"] == "tenancy_session")
+    session = next(cookie for cookie in page.context.cookies() if cookie["name"] == "__Host-tenancy_session")
     assert session["httpOnly"]
     assert session["secure"]
     assert session["sameSite"] == "Lax"

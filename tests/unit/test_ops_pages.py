@@ -146,6 +146,21 @@ def test_a_tenant_admin_is_refused_every_ops_url(services: Services, browser: Te
     assert services.trail.entries() == []
 
 
+def test_an_operator_demoted_or_disabled_since_signing_in_loses_the_console(
+    services: Services, operator: TestClient
+) -> None:
+    assert operator.get("/ops").status_code == 200
+
+    services.identity.update_attributes(OPERATOR, {"custom:roles": ""})  # demoted; the token still says operator
+    demoted = operator.get("/ops")
+    services.identity.update_attributes(OPERATOR, {"custom:roles": "operator"})
+    restored = operator.get("/ops")
+    services.identity.delete_user(OPERATOR)
+    removed = operator.get("/ops/jobs")
+
+    assert (demoted.status_code, restored.status_code, removed.status_code) == (403, 200, 403)
+
+
 # --- Dashboard ---------------------------------------------------------------------------------
 
 

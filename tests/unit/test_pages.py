@@ -3,6 +3,7 @@ what each page shows, what each form post changes, and what a bad or forged post
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,21 +14,26 @@ from fastapi.testclient import TestClient
 
 from tenancy.bootstrap import Services, build
 from tenancy.domain.model import JobStatus, PaymentVerdict
+from tenancy.errors import TransientError
 from tenancy.payments.checkout import checkout_signature_matches
-from tenancy.web.pages.security import CONTENT_SECURITY_POLICY, SESSION_COOKIE
+from tenancy.web.app import create_app
+from tenancy.web.pages.security import CONTENT_SECURITY_POLICY, CSRF_COOKIE, SESSION_COOKIE
 
 from helpers import make_settings, work
 from page_client import (
+    NEW_PASSWORD,
+    buy_and_provision,
     checkout,
     choose_new_password,
     csrf_token_in,
     form_fields,
     page_client,
+    reset_code,
     sign_in,
+    signed_in_customer,
     simulate,
+    welcome_password,
 )
-
-NEW_PASSWORD = "Chosen-Passw0rd!"
 
 
 @pytest.fixture
@@ -41,29 +47,6 @@ def offline(tmp_path: Path) -> Iterator[Services]:
 def client(offline: Services) -> Iterator[TestClient]:
     with page_client(offline) as client:
         yield client
-
-
-def buy_and_provision(client: TestClient, services: Services, email: str = "ada@example.com") -> str:
-    transaction_id = simulate(client, checkout(client, email=email))
-    work(services)
-    return transaction_id
-
-
-def welcome_password(services: Services, email: str) -> str:
-    match = re.search(r"Temporary password: (\S+)", services.mailer.outbox(email)[0].text)
-    assert match
-    return match.group(1)
-
-
-def signed_in_customer(client: TestClient, services: Services, email: str = "ada@example.com") -> None:
-    buy_and_provision(client, services, email)
-    challenge = sign_in(client, email, welcome_password(services, email))
-    assert challenge.status_code == 200
-    assert "Choose a new password" in challenge.text
-    fields = dict(form_fields(challenge.text, "new-password-form"))
-    fields.update(new_password=NEW_PASSWORD, confirm_password=NEW_PASSWORD)
-    done = client.post("/auth/new-password", data=fields, follow_redirects=False)
-    assert (done.status_code, done.headers["location"]) == (303, "/account")
 
 
 def test_pricing_lists_every_plan_with_price_limits_and_a_buy_link(client: TestClient, offline: Services) -> None:
@@ -88,7 +71,7 @@ def test_every_page_carries_the_content_security_policy_and_framing_refusal(clie
 def test_the_csrf_cookie_is_secure_httponly_and_strict(client: TestClient) -> None:
     cookie = client.get("/auth/login").headers["set-cookie"]
 
-    assert cookie.startswith("tenancy_csrf=")
+    assert cookie.startswith("__Host-tenancy_csrf=")
     assert "HttpOnly" in cookie
     assert "Secure" in cookie
     assert "SameSite=strict" in cookie
@@ -189,7 +172,7 @@ def test_simulation_does_not_exist_outside_offline_mode(tmp_path: Path) -> None:
     with page_client(services) as client:
         page = checkout(client)
         fields = form_fields(page, "payfast-form")
-        token = client.cookies.get("tenancy_csrf")
+        token = client.cookies.get(CSRF_COOKIE)
         response = client.post("/checkout/simulate", data={"csrf_token": token, **dict(fields)})
     services.close()
 
@@ -332,13 +315,6 @@ def test_signing_out_ends_the_session(client: TestClient, offline: Services) -> 
     assert client.get("/account", follow_redirects=False).status_code == 303
 
 
-def reset_code(services: Services, email: str) -> str:
-    mails = [mail for mail in services.mailer.outbox(email) if "reset code" in mail.subject]
-    match = re.search(r"Your reset code: (\d+)", mails[0].text)
-    assert match
-    return match.group(1)
-
-
 def test_forgot_password_emails_a_code_that_sets_a_new_password(client: TestClient, offline: Services) -> None:
     signed_in_customer(client, offline)
     client.cookies.clear()
@@ -385,3 +361,67 @@ def test_a_wrong_reset_code_changes_nothing(client: TestClient, offline: Service
     assert response.status_code == 401
     assert "Invalid or expired code" in response.text
     assert sign_in(client, "ada@example.com", NEW_PASSWORD).status_code == 303
+
+
+BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def test_a_browser_gets_an_error_page_where_a_program_gets_json(client: TestClient) -> None:
+    page = client.get("/no/such/page", headers=BROWSER)
+    program = client.get("/no/such/page", headers={"accept": "application/json"})
+
+    assert page.status_code == program.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h1>Not found</h1>" in page.text
+    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert program.json() == {"detail": "Not Found"}
+
+
+def test_a_failing_identity_provider_is_an_error_page_not_a_traceback(tmp_path: Path) -> None:
+    services = build(make_settings(tmp_path / "home", payfast_mode="offline"))
+
+    class Unavailable:
+        def __getattr__(self, name: str) -> object:
+            raise TransientError("identity provider throttled")
+
+    broken = dataclasses.replace(services, identity=Unavailable())  # type: ignore[arg-type]
+    with page_client(broken) as client:
+        token = csrf_token_in(client.get("/auth/login").text)
+        form = {"csrf_token": token, "email": "ada@example.com", "password": "Whatever-1!"}
+        response = client.post("/auth/login/form", data=form, headers=BROWSER)
+    services.close()
+
+    assert response.status_code == 503
+    assert "Temporarily unavailable" in response.text
+    assert "throttled" not in response.text
+    assert "Traceback" not in response.text
+
+
+def test_signing_in_returns_to_the_page_with_its_query(client: TestClient) -> None:
+    response = client.get("/ops/jobs?status=dead_lettered", follow_redirects=False)
+
+    assert response.headers["location"] == "/auth/login?next=/ops/jobs%3Fstatus%3Ddead_lettered"
+    page = client.get(response.headers["location"]).text
+    assert 'name="next" value="/ops/jobs?status=dead_lettered"' in page
+
+
+def test_without_secure_cookies_the_cookie_names_drop_the_host_prefix(tmp_path: Path) -> None:
+    services = build(make_settings(tmp_path / "home", cookie_secure=False))
+    with TestClient(create_app(services), base_url="http://testserver") as client:
+        cookie = client.get("/auth/login").headers["set-cookie"]
+    services.close()
+
+    assert cookie.startswith("tenancy_csrf=")
+    assert "Secure" not in cookie
+
+
+def test_a_form_posted_through_the_public_address_is_accepted(client: TestClient, offline: Services) -> None:
+    # A proxy in front may rewrite Host; the browser's Origin is then the public URL.
+    token = csrf_token_in(client.get("/checkout?plan=starter").text)
+    form = {"csrf_token": token, "plan": "starter", "name": "Ada", "email": "ada@example.com"}
+
+    through_proxy = client.post("/checkout", data=form, headers={"origin": "https://shop.example"})
+    elsewhere = client.post("/checkout", data=form, headers={"origin": "https://shop.example.evil"})
+
+    assert through_proxy.status_code == 200
+    assert elsewhere.status_code == 403

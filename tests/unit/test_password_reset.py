@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import structlog
 
 from tenancy.accounts.reset import password_reset_email, reset_url
+from tenancy.adapters.local.ratelimit import SqliteRateLimiter
 from tenancy.bootstrap import Services, build
-from tenancy.domain.model import OutboxMessage, Tokens
-from tenancy.errors import InvalidCredentialsError
+from tenancy.domain.model import OutboxMessage, OutgoingEmail, Tokens
+from tenancy.errors import InvalidCredentialsError, PermanentError, RateLimitedError, TransientError
+from tenancy.ports import IdentityProvider
 
 from helpers import make_settings
 
@@ -22,11 +25,16 @@ EMAIL = "owner@example.com"
 PASSWORD = "Own-Passw0rd!"
 RESET_PASSWORD = "Reset-Passw0rd!"
 CODE_LINE = re.compile(r"^Your reset code: (\d{8})$", re.MULTILINE)
+SOURCE = "203.0.113.7"
+# The rate limiter's time, held still so its hourly windows cannot roll over mid-test.
+LIMITER_NOW = 1_768_739_400.0
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
     services = build(make_settings(tmp_path / "home"))
+    assert services.database is not None
+    services.rate_limiter = SqliteRateLimiter(services.database, clock=lambda: LIMITER_NOW)
     services.identity.create_user(EMAIL, {"email": EMAIL, "email_verified": "true"}, "Temp-Passw0rd!")
     services.identity.set_password(EMAIL, PASSWORD, permanent=True)
     return services
@@ -115,3 +123,102 @@ def test_a_stored_copy_of_the_reset_email_keeps_no_code() -> None:
 )
 def test_the_reset_link_sits_beside_the_login_page(login_url: str, expected: str) -> None:
     assert reset_url(login_url, "a+b@example.com") == expected
+
+
+def _wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 10**8:08d}"
+
+
+def test_a_fourth_reset_request_within_the_hour_sends_nothing_and_says_so_only_in_the_log(
+    services: Services,
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(4):
+            services.accounts.request_password_reset(EMAIL, SOURCE)
+
+    assert len(_reset_emails(services)) == 3
+    assert [entry["log_level"] for entry in logs if entry["event"] == "password_reset_throttled"] == ["warning"]
+
+
+def test_one_address_asking_for_many_accounts_is_cut_off_known_or_not(services: Services) -> None:
+    for number in range(20):
+        services.accounts.request_password_reset(f"stranger{number}@example.com", SOURCE)
+
+    services.accounts.request_password_reset(EMAIL, SOURCE)
+    assert _reset_emails(services) == []
+    services.accounts.request_password_reset(EMAIL, "198.51.100.1")
+    assert len(_reset_emails(services)) == 1
+
+
+class _FailingResets:
+    """The identity provider, failing to start a reset as Cognito does when busy."""
+
+    def __init__(self, inner: IdentityProvider, failure: Exception) -> None:
+        self._inner = inner
+        self._failure = failure
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def start_password_reset(self, username: str) -> str | None:
+        raise self._failure
+
+
+class _DownMailer:
+    def send(self, email: OutgoingEmail) -> str:
+        raise TransientError("mail server unavailable")
+
+
+@pytest.mark.parametrize(
+    "failure", [TransientError("LimitExceededException"), PermanentError("InternalErrorException")]
+)
+def test_a_provider_failure_to_start_a_reset_is_logged_and_answers_as_usual(
+    services: Services, failure: Exception
+) -> None:
+    failing = replace(services, identity=_FailingResets(services.identity, failure))
+
+    with structlog.testing.capture_logs() as logs:
+        failing.accounts.request_password_reset(EMAIL, SOURCE)
+
+    [entry] = [entry for entry in logs if entry["event"] == "password_reset_failed"]
+    assert entry["log_level"] == "warning"
+    assert EMAIL not in json.dumps(logs, default=str)
+    assert _reset_emails(services) == []
+
+
+def test_a_mail_server_failure_answers_as_usual(services: Services) -> None:
+    down = replace(services, mailer=_DownMailer())
+
+    with structlog.testing.capture_logs() as logs:
+        down.accounts.request_password_reset(EMAIL, SOURCE)
+
+    assert [entry["event"] for entry in logs] == ["password_reset_failed"]
+
+
+def test_wrong_codes_lock_the_reset_out_however_many_codes_are_asked_for(services: Services) -> None:
+    services.accounts.request_password_reset(EMAIL, SOURCE)
+    code = _code_in(_reset_emails(services)[0])
+    for _ in range(3):
+        with pytest.raises(InvalidCredentialsError):
+            services.accounts.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD, SOURCE)
+    services.accounts.request_password_reset(EMAIL, SOURCE)
+    code = _code_in(_reset_emails(services)[0])
+    for _ in range(2):
+        with pytest.raises(InvalidCredentialsError):
+            services.accounts.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD, SOURCE)
+
+    with pytest.raises(RateLimitedError):
+        services.accounts.confirm_password_reset(EMAIL, code, RESET_PASSWORD, SOURCE)
+    assert isinstance(services.identity.authenticate(EMAIL, PASSWORD), Tokens)
+
+
+def test_the_right_code_clears_the_accounts_count_of_wrong_ones(services: Services) -> None:
+    for new_password in (RESET_PASSWORD, "Second-Passw0rd!"):
+        services.accounts.request_password_reset(EMAIL, SOURCE)
+        code = _code_in(_reset_emails(services)[0])
+        for _ in range(4):
+            with pytest.raises(InvalidCredentialsError):
+                services.accounts.confirm_password_reset(EMAIL, _wrong(code), new_password, SOURCE)
+        services.accounts.confirm_password_reset(EMAIL, code, new_password, SOURCE)
+
+    assert isinstance(services.identity.authenticate(EMAIL, "Second-Passw0rd!"), Tokens)

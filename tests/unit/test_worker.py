@@ -7,13 +7,14 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tenancy.bootstrap import Services, build
-from tenancy.domain.clock import parse_timestamp
+from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, OutboxMessage, OutgoingEmail, ProvisioningJob, Step
 from tenancy.errors import PermanentError, TransientError
 from tenancy.ports import Mailer
@@ -408,3 +409,90 @@ def test_a_message_without_a_journal_entry_goes_to_the_dlq(make_services: Callab
     assert services.queue.depth() == (0, 1)
     assert services.journal.get("TXN-NOJOURNAL") is None
     assert _count(services, "tenants") == 0
+
+
+# --- Claims: one run at a time --------------------------------------------------------------------
+
+
+def test_a_job_another_run_is_working_on_is_left_alone(make_services: Callable[..., Services]) -> None:
+    services = make_services(visibility_timeout_seconds=60)
+    job = _enqueue(services)
+    now = format_timestamp(services.clock.now())
+    services.journal.save(job.with_changes(status=JobStatus.RUNNING, attempts=1, claim="other-run", updated_at=now))
+    [message] = services.queue.receive(1, 60)
+
+    outcome = services.worker().handle(message)
+
+    assert outcome is not None
+    assert outcome.action is NextAction.BUSY
+    assert 55 < outcome.delay_seconds <= 60
+    assert services.journal.get(job.transaction_id) == job.with_changes(
+        status=JobStatus.RUNNING, attempts=1, claim="other-run", updated_at=now
+    )
+    assert _count(services, "tenants") == 0
+    assert services.queue.depth() == (1, 0)  # the message waits to be looked at again
+
+
+def test_of_two_runs_that_read_the_same_job_only_one_claims_it(make_services: Callable[..., Services]) -> None:
+    services = make_services()
+    job = _enqueue(services)
+    read_by_both = services.journal.get(job.transaction_id)
+    assert read_by_both is not None
+
+    first = services.worker().run_job(read_by_both)
+    second = services.worker().run_job(read_by_both)
+
+    assert (first.action, second.action) == (NextAction.FINISHED, NextAction.BUSY)
+    assert len(services.mailer.outbox(to=EMAIL)) == 1
+    stored = services.journal.get(job.transaction_id)
+    assert stored is not None
+    assert (stored.status, stored.attempts) == (JobStatus.SUCCEEDED, 1)
+
+
+def test_a_run_taken_over_stops_at_its_next_step(make_services: Callable[..., Services]) -> None:
+    """A run that outlived its lease: another run (here a repair's write) took the job over
+    after the first step. The old run must not carry on to the welcome email."""
+    services = make_services()
+    job = _enqueue(services)
+
+    def taken_over_after_the_tenant_record(step: Step, current: ProvisioningJob) -> None:
+        if step is Step.TENANT_RECORD:
+            services.journal.save(current.with_changes(claim="the-new-run"))
+
+    slow = ProvisioningWorker(
+        queue=services.queue,
+        journal=services.journal,
+        saga=services.saga(after_step=taken_over_after_the_tenant_record),
+        retry=RetryPolicy(base_seconds=0),
+        clock=services.clock,
+        visibility_timeout=30,
+    )
+    [message] = services.queue.receive(1, 30)
+    outcome = slow.handle(message)
+
+    assert outcome is not None
+    assert outcome.action is NextAction.SUPERSEDED
+    stored = services.journal.get(job.transaction_id)
+    assert stored is not None
+    assert stored.claim == "the-new-run"
+    assert stored.completed_steps == (Step.TENANT_RECORD,)
+    assert services.mailer.outbox(to=EMAIL) == []
+    assert services.queue.depth() == (1, 0)  # left to the run that took over, not deleted
+
+
+def test_a_job_whose_run_went_quiet_longer_than_the_lease_is_claimed_again(
+    make_services: Callable[..., Services],
+) -> None:
+    services = make_services(visibility_timeout_seconds=60)
+    job = _enqueue(services)
+    quiet_since = format_timestamp(services.clock.now() - timedelta(seconds=61))
+    services.journal.save(job.with_changes(status=JobStatus.RUNNING, attempts=1, claim="dead-run",
+                                           updated_at=quiet_since))  # fmt: skip
+
+    outcome = services.worker().poll_once()
+
+    stored = services.journal.get(job.transaction_id)
+    assert outcome == 1
+    assert stored is not None
+    assert (stored.status, stored.attempts) == (JobStatus.SUCCEEDED, 2)
+    assert stored.claim not in {None, "dead-run"}

@@ -8,7 +8,7 @@ import structlog
 
 from tenancy.accounts.reset import ResetMail, password_reset_email
 from tenancy.accounts.roles import OPERATOR_ROLE, roles_of
-from tenancy.accounts.throttle import LoginThrottle
+from tenancy.accounts.throttle import LoginThrottle, ResetRequestThrottle
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import AuthChallenge, Tenant, TenantStatus, Tokens
 from tenancy.errors import (
@@ -16,7 +16,9 @@ from tenancy.errors import (
     ConfigurationError,
     InvalidCredentialsError,
     InvalidTokenError,
+    PermanentError,
     TenantNotFoundError,
+    TransientError,
 )
 from tenancy.ports import IdentityProvider, TenantStore
 
@@ -32,11 +34,13 @@ class AccountService:
         tenants: TenantStore,
         throttle: LoginThrottle | None = None,
         reset_mail: ResetMail | None = None,
+        reset_throttle: ResetRequestThrottle | None = None,
     ) -> None:
         self._identity = identity
         self._tenants = tenants
         self._throttle = throttle
         self._reset_mail = reset_mail
+        self._reset_throttle = reset_throttle
 
     def login(self, email: str, password: str, source: str = "") -> Tokens | AuthChallenge:
         """Tokens or the new-password challenge; the password is checked before the tenant,
@@ -59,11 +63,15 @@ class AccountService:
         self._require_access(username)
         return tokens
 
-    def request_password_reset(self, email: str) -> None:
+    def request_password_reset(self, email: str, source: str = "") -> None:
         """Emails a reset code when the account may reset (Cognito emails its own). Says nothing
-        either way, so the reset form cannot be used to learn which emails have accounts."""
+        either way, so the reset form cannot be used to learn which emails have accounts: past
+        the request limit, or when the provider fails, it quietly sends nothing."""
         username = normalize_email(email)
         if not username:
+            return
+        if self._reset_throttle is not None and not self._reset_throttle.allows(username, source):
+            log.warning("password_reset_throttled")
             return
         try:
             code = self._identity.start_password_reset(username)
@@ -73,24 +81,41 @@ class AccountService:
         except InvalidCredentialsError as refused:
             log.info("password_reset_refused", reason=refused.reason)
             return
+        except (TransientError, PermanentError) as failure:
+            # Only a real account reaches the provider call that fails (Cognito's
+            # LimitExceededException), so an error page here would tell who has an account.
+            log.warning("password_reset_failed", error=type(failure).__name__)
+            return
         if code is None:
             log.info("password_reset_started", delivered_by="identity_provider")
             return
         if self._reset_mail is None:
             raise ConfigurationError("password reset codes need a mailer: wire AccountService with reset_mail")
         mail = self._reset_mail
-        message_id = mail.mailer.send(
-            password_reset_email(username, code, login_url=mail.login_url, sender=mail.sender)
-        )
+        try:
+            message_id = mail.mailer.send(
+                password_reset_email(username, code, login_url=mail.login_url, sender=mail.sender)
+            )
+        except (TransientError, PermanentError) as failure:
+            # As above: a mail server's refusal must not answer differently for a real account.
+            log.warning("password_reset_failed", error=type(failure).__name__)
+            return
         log.info("password_reset_started", delivered_by="mailer", message_id=message_id)
 
-    def confirm_password_reset(self, email: str, code: str, new_password: str) -> None:
+    def confirm_password_reset(self, email: str, code: str, new_password: str, source: str = "") -> None:
         """Sets the new password with the emailed code. InvalidCredentialsError ("Invalid or
-        expired code") for a wrong, used or expired code; PasswordPolicyError for a weak password."""
+        expired code") for a wrong, used or expired code; PasswordPolicyError for a weak password.
+        Each try counts against the login limits (RateLimitedError past them), however many codes
+        were sent, so guessing stays bounded; the right code clears the account's count."""
+        username = normalize_email(email)
         code = code.strip()
         if not code:
             raise InvalidCredentialsError("Invalid or expired code")
-        self._identity.confirm_password_reset(normalize_email(email), code, new_password)
+        if self._throttle is not None:
+            self._throttle.attempt(username, source)
+        self._identity.confirm_password_reset(username, code, new_password)
+        if self._throttle is not None:
+            self._throttle.succeeded(username, source)
         log.info("password_reset_confirmed")
 
     def tenant_for_token(self, id_token: str) -> Tenant:

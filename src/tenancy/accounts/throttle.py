@@ -1,5 +1,6 @@
 """Login throttling: after repeated failures an account, or a source address, is locked out for
-the rest of the window, with a clear 429 and how long to wait."""
+the rest of the window, with a clear 429 and how long to wait. Also the cap on how many
+forgotten-password codes an account, or a source address, may ask for."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from tenancy.errors import RateLimitedError
 from tenancy.ports import Clock, RateLimiter
 
-__all__ = ["LoginLimits", "LoginThrottle"]
+__all__ = ["LoginLimits", "LoginThrottle", "ResetLimits", "ResetRequestThrottle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,31 @@ class LoginThrottle:
         window = self._limits.window_seconds
         now = self._clock.now().timestamp()
         return math.ceil((math.floor(now / window) + 1) * window - now)
+
+
+@dataclass(frozen=True, slots=True)
+class ResetLimits:
+    max_codes_per_account: int = 3
+    max_requests_per_source: int = 20
+    window_seconds: int = 3600
+
+
+class ResetRequestThrottle:
+    """Caps reset emails: each one is mail sent to a stranger's inbox on request, and each new
+    code replaces the one the account's owner may be typing."""
+
+    def __init__(self, limiter: RateLimiter, limits: ResetLimits) -> None:
+        self._limiter = limiter
+        self._limits = limits
+
+    def allows(self, username: str, source: str) -> bool:
+        """Counts this request, for every email alike (known or not, so the cap reveals nothing);
+        False past either limit."""
+        window = self._limits.window_seconds
+        if self._limiter.hit(f"reset:account:{username}", window_seconds=window) > self._limits.max_codes_per_account:
+            return False
+        hits = self._limiter.hit(f"reset:source:{source}", window_seconds=window) if source else 0
+        return hits <= self._limits.max_requests_per_source
 
 
 def _account(username: str) -> str:

@@ -183,6 +183,9 @@ class ProvisioningJob:
     last_error: str | None = None
     review_reason: str | None = None
     next_attempt_at: str | None = None
+    # The run that holds the job (a random id written when a run claims it): each of the run's
+    # writes is conditional on it, so a run that was overtaken stops instead of running on.
+    claim: str | None = None
 
     def with_changes(self, **changes: object) -> ProvisioningJob:
         return replace(self, **changes)  # type: ignore[arg-type]

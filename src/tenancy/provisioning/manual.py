@@ -64,7 +64,10 @@ def provision_now(
     if job.status is JobStatus.DEAD_LETTERED:
         # An operator re-running a parked job wants a fresh set of attempts.
         job = job.with_changes(status=JobStatus.QUEUED, attempts=0, updated_at=now)
+        journal.save(job)
     outcome = worker.run_job(job)
+    if outcome.action in {NextAction.BUSY, NextAction.SUPERSEDED}:
+        return outcome  # a worker claimed it meanwhile: that run decides where it stands
     # This run decides where the job stands: an old message (a parked copy in the DLQ that
     # would keep the alarm on, or a queued one) must not run it again.
     queue.purge(transaction_id)

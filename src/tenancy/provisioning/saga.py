@@ -29,7 +29,7 @@ from tenancy.domain.model import (
     UserStatus,
 )
 from tenancy.domain.plans import PlanCatalogue
-from tenancy.errors import ItemAlreadyExistsError, NeedsReviewError, PermanentError, UnknownPlanError
+from tenancy.errors import ClaimLostError, ItemAlreadyExistsError, NeedsReviewError, PermanentError, UnknownPlanError
 from tenancy.ports import Clock, IdentityProvider, Mailer, ProvisioningJournal, TenantStore, UserStore
 from tenancy.provisioning.welcome import welcome_email
 
@@ -89,20 +89,25 @@ class ProvisioningSaga:
                     continue
                 job = action(job)
                 job = job.with_changes(completed_steps=(*job.completed_steps, step), updated_at=self._now())
-                self._journal.save(job)
+                self._record(job)
                 log.info("step_done", step=step.value, transaction_id=job.transaction_id, tenant_id=job.tenant_id)
                 if self._after_step is not None:
                     self._after_step(step, job)
         except NeedsReviewError as review:
             job = job.with_changes(status=JobStatus.NEEDS_REVIEW, review_reason=str(review), updated_at=self._now())
-            self._journal.save(job)
+            self._record(job)
             log.warning("needs_review", transaction_id=job.transaction_id, tenant_id=job.tenant_id, reason=str(review))
             return job
         job = job.with_changes(
             status=JobStatus.SUCCEEDED, last_error=None, next_attempt_at=None, updated_at=self._now()
         )
-        self._journal.save(job)
+        self._record(job)
         return job
+
+    def _record(self, job: ProvisioningJob) -> None:
+        """Writes the run's progress, only while the run still holds the job."""
+        if not self._journal.save_claimed(job, expected_claim=job.claim):
+            raise ClaimLostError(f"{job.transaction_id} was claimed by another run")
 
     def _now(self) -> str:
         return format_timestamp(self._clock.now())

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
 import structlog
 
-from tenancy.domain.clock import format_timestamp
+from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, ProvisioningJob, QueueMessage
-from tenancy.errors import PermanentError, TransientError
+from tenancy.errors import ClaimLostError, PermanentError, TransientError
 from tenancy.ports import Clock, JobQueue, ProvisioningJournal
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga
@@ -32,6 +33,8 @@ class NextAction(StrEnum):
     FINISHED = "finished"  # succeeded or needs review: the message is done with
     RETRY = "retry"
     DEAD_LETTER = "dead_letter"
+    BUSY = "busy"  # another run holds the job: look again after `delay_seconds`
+    SUPERSEDED = "superseded"  # another run took the job over from this one: leave it to that run
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +65,39 @@ class ProvisioningWorker:
         self._batch_size = batch_size
 
     def run_job(self, job: ProvisioningJob) -> JobOutcome:
-        """One attempt at the job, with the journal kept true whatever happens."""
+        """One attempt at the job, with the journal kept true whatever happens.
+
+        The attempt first claims the job: a conditional write of a new claim over the one it
+        read. Two runs that read the same state cannot both claim it, a job another run is
+        working on (RUNNING, and written within the visibility timeout) is left alone, and
+        every later write of this run is conditional on its claim, so a run that was taken
+        over (it outlived its lease) stops at its next step instead of running on beside the
+        new one."""
         if job.status.is_final:
             return JobOutcome(job, NextAction.FINISHED)
-        job = job.with_changes(status=JobStatus.RUNNING, attempts=job.attempts + 1, updated_at=self._now())
-        self._journal.save(job)
+        held_for = self._lease_left(job)
+        if held_for > 0:
+            log.info("job_busy", transaction_id=job.transaction_id, seconds_left=round(held_for, 1))
+            return JobOutcome(job, NextAction.BUSY, held_for)
+        claimed = job.with_changes(
+            status=JobStatus.RUNNING, attempts=job.attempts + 1, claim=uuid.uuid4().hex, updated_at=self._now()
+        )
+        if not self._journal.save_claimed(claimed, expected_claim=job.claim):
+            log.info("job_busy", transaction_id=job.transaction_id, reason="claimed by another run")
+            return JobOutcome(job, NextAction.BUSY, self._visibility_timeout)
+        job = claimed
         log.info("job_started", transaction_id=job.transaction_id, tenant_id=job.tenant_id, attempt=job.attempts)
         try:
+            return self._attempt(job)
+        except ClaimLostError:
+            log.warning("job_superseded", transaction_id=job.transaction_id, tenant_id=job.tenant_id)
+            return JobOutcome(job, NextAction.SUPERSEDED)
+
+    def _attempt(self, job: ProvisioningJob) -> JobOutcome:
+        try:
             job = self._saga.run(job)
+        except ClaimLostError:
+            raise
         except PermanentError as error:
             return self._dead_letter(self._recorded_progress(job), f"permanent: {error}")
         except TransientError as error:
@@ -90,12 +118,14 @@ class ProvisioningWorker:
             log.error("job_missing", transaction_id=message.transaction_id)
             return None
         outcome = self.run_job(job)
+        if outcome.action is NextAction.SUPERSEDED:
+            return outcome  # the run that took over holds this message now
         # A job already dead-lettered comes back only when its move to the DLQ failed (or the worker
         # died before it): its message belongs in the DLQ, where operators look, not deleted.
         parked = outcome.job.status is JobStatus.DEAD_LETTERED
         if outcome.action is NextAction.FINISHED and not parked:
             self._queue.delete(message.receipt)
-        elif outcome.action is NextAction.RETRY:
+        elif outcome.action in {NextAction.RETRY, NextAction.BUSY}:
             self._queue.retry_later(message.receipt, outcome.delay_seconds)
         else:
             self._queue.dead_letter(message.receipt, outcome.job.last_error or "failed")
@@ -152,7 +182,7 @@ class ProvisioningWorker:
             next_attempt_at=format_timestamp(self._clock.now() + timedelta(seconds=delay)),
             updated_at=self._now(),
         )
-        self._journal.save(job)
+        self._save(job)
         log.warning(
             "job_retry",
             transaction_id=job.transaction_id,
@@ -167,9 +197,21 @@ class ProvisioningWorker:
         job = job.with_changes(
             status=JobStatus.DEAD_LETTERED, last_error=error, next_attempt_at=None, updated_at=self._now()
         )
-        self._journal.save(job)
+        self._save(job)
         log.error("job_dead_lettered", transaction_id=job.transaction_id, tenant_id=job.tenant_id, error=error)
         return JobOutcome(job, NextAction.DEAD_LETTER)
+
+    def _save(self, job: ProvisioningJob) -> None:
+        if not self._journal.save_claimed(job, expected_claim=job.claim):
+            raise ClaimLostError(f"{job.transaction_id} was claimed by another run")
+
+    def _lease_left(self, job: ProvisioningJob) -> float:
+        """Seconds until a RUNNING job's last write is older than the visibility timeout: until
+        then its run is taken to be alive (it writes after every step)."""
+        if job.status is not JobStatus.RUNNING:
+            return 0.0
+        age = (self._clock.now() - parse_timestamp(job.updated_at)).total_seconds()
+        return max(0.0, self._visibility_timeout - age)
 
     def _now(self) -> str:
         return format_timestamp(self._clock.now())

@@ -22,14 +22,26 @@ CSV_COLUMNS = (
 )
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula; the audit's cells come
+# partly from ITNs anyone can post (an email address, a transaction id).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def render_csv(report: AuditReport) -> str:
-    """One row per failed purchase, with a header row."""
+    """One row per failed purchase, with a header row; text cells never start a formula."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for case in report.cases:
-        writer.writerow(case.as_document())
+        writer.writerow({column: _inert(value) for column, value in case.as_document().items()})
     return buffer.getvalue()
+
+
+def _inert(value: object) -> object:
+    """OWASP's advice for CSV injection: a leading quote makes the cell text."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def human_age(seconds: int | None) -> str:

@@ -120,6 +120,8 @@ class RepairService:
             return "repaired"
         job = self._job_for(case, finding, now)
         outcome = self._worker.run_job(job)
+        if outcome.action in {NextAction.BUSY, NextAction.SUPERSEDED}:
+            return "retrying"  # a worker claimed the job in between: it is running now
         if outcome.action is NextAction.RETRY:
             self._queue.send(job.transaction_id, outcome.delay_seconds)
             return "retrying"
@@ -163,6 +165,9 @@ class RepairService:
             review_reason=None,
             next_attempt_at=None,
             updated_at=stamp,
+            # The repair takes the job over: a run still going (one that outlived its lease)
+            # finds its claim gone at its next write and stops.
+            claim=None,
         )
         self._journal.save(job)
         return job

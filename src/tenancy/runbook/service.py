@@ -110,7 +110,9 @@ class Runbook:
         if job is not None and job.status is JobStatus.DEAD_LETTERED:
             now = format_timestamp(self._clock.now())
             self._journal.save(
-                job.with_changes(status=JobStatus.QUEUED, attempts=0, next_attempt_at=None, updated_at=now)
+                job.with_changes(
+                    status=JobStatus.QUEUED, attempts=0, next_attempt_at=None, updated_at=now, claim=None
+                )
             )
         return True
 

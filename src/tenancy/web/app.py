@@ -8,8 +8,11 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from tenancy import __version__
 from tenancy.bootstrap import Services
@@ -22,6 +25,7 @@ from tenancy.errors import (
     TransientError,
 )
 from tenancy.web.pages import install_pages
+from tenancy.web.pages.errors import error_page, wants_page
 from tenancy.web.routes import auth, itn, metrics, system, tenants
 
 __all__ = ["create_app"]
@@ -64,46 +68,58 @@ def create_app(services: Services, *, workers: int = 0) -> FastAPI:
     return app
 
 
+def _answer(request: Request, status_code: int, detail: object, headers: dict[str, str] | None = None) -> Response:
+    """JSON for a program; the error page for a browser (pages and API share these handlers)."""
+    if wants_page(request):
+        message = detail if isinstance(detail, str) else "The request was malformed."
+        return error_page(request, status_code, message, headers)
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def malformed_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def malformed_request(request: Request, error: RequestValidationError) -> Response:
         # FastAPI's default echoes the input back, and the input may be a password.
         problems = [
             {"loc": list(issue.get("loc", ())), "msg": issue.get("msg", ""), "type": issue.get("type", "")}
             for issue in error.errors()
         ]
         log.info("bad_request", path=request.url.path, problems=[problem["msg"] for problem in problems])
-        return JSONResponse({"detail": problems}, status_code=422)
+        return _answer(request, 422, problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if wants_page(request):
+            return error_page(request, error.status_code, str(error.detail), dict(error.headers or {}))
+        return await http_exception_handler(request, error)
 
     @app.exception_handler(AuthenticationError)
-    async def authentication_failed(request: Request, error: AuthenticationError) -> JSONResponse:
+    async def authentication_failed(request: Request, error: AuthenticationError) -> Response:
         log.info("auth_refused", path=request.url.path, reason=error.reason)
-        return JSONResponse({"detail": error.reason}, status_code=error.status_code)
+        return _answer(request, error.status_code, error.reason)
 
     @app.exception_handler(InvalidInputError)
-    async def invalid_input(request: Request, error: InvalidInputError) -> JSONResponse:
+    async def invalid_input(request: Request, error: InvalidInputError) -> Response:
         log.info("bad_request", path=request.url.path, reason=str(error))
-        return JSONResponse({"detail": str(error)}, status_code=400)
+        return _answer(request, 400, str(error))
 
     @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, error: NotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=404)
+    async def not_found(request: Request, error: NotFoundError) -> Response:
+        return _answer(request, 404, str(error))
 
     @app.exception_handler(RateLimitedError)
-    async def rate_limited(request: Request, error: RateLimitedError) -> JSONResponse:
+    async def rate_limited(request: Request, error: RateLimitedError) -> Response:
         log.warning("rate_limited", path=request.url.path, reason=error.reason)
-        return JSONResponse({"detail": error.reason}, status_code=429, headers={"Retry-After": str(error.retry_after)})
+        return _answer(request, 429, error.reason, {"Retry-After": str(error.retry_after)})
 
     @app.exception_handler(PermanentError)
-    async def broken_dependency(request: Request, error: PermanentError) -> JSONResponse:
+    async def broken_dependency(request: Request, error: PermanentError) -> Response:
         # A store or provider refusing for good is our failure, not the caller's: logged with the
         # detail, answered without it (PayFast retries an ITN on a 5xx).
         log.error("dependency_failed", path=request.url.path, error=str(error))
-        return JSONResponse({"detail": "temporarily unavailable, try again"}, status_code=503)
+        return _answer(request, 503, "temporarily unavailable, try again")
 
     @app.exception_handler(TransientError)
-    async def unavailable(request: Request, error: TransientError) -> JSONResponse:
+    async def unavailable(request: Request, error: TransientError) -> Response:
         log.warning("service_unavailable", path=request.url.path, error=str(error))
-        return JSONResponse(
-            {"detail": "temporarily unavailable, try again"}, status_code=503, headers={"Retry-After": "1"}
-        )
+        return _answer(request, 503, "temporarily unavailable, try again", {"Retry-After": "1"})

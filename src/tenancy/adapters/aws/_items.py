@@ -265,6 +265,7 @@ def job_item(job: ProvisioningJob) -> Item:
             "next_attempt_at": job.next_attempt_at,
             "created_at": job.created_at,
             "updated_at": job.updated_at,
+            "claim": job.claim,
         }
     )
 
@@ -289,6 +290,7 @@ def job_from_item(item: Mapping[str, Any]) -> ProvisioningJob:
             last_error=_optional_text(values, "last_error"),
             review_reason=_optional_text(values, "review_reason"),
             next_attempt_at=_optional_text(values, "next_attempt_at"),
+            claim=_optional_text(values, "claim"),
         )
 
 

@@ -51,7 +51,12 @@ from tenancy.errors import ItemAlreadyExistsError, NotFoundError, PermanentError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import QueryInputTypeDef, ScanInputTypeDef, TransactWriteItemTypeDef
+    from mypy_boto3_dynamodb.type_defs import (
+        PutItemInputTypeDef,
+        QueryInputTypeDef,
+        ScanInputTypeDef,
+        TransactWriteItemTypeDef,
+    )
 
     from tenancy.ports import JobQueue
 
@@ -255,6 +260,23 @@ class DynamoJournal:
         try:
             _put(self._client, self._table, job_item(job), "creating a provisioning job", absent="transaction_id")
         except ItemAlreadyExistsError:
+            return False
+        return True
+
+    def save_claimed(self, job: ProvisioningJob, *, expected_claim: str | None) -> bool:
+        request: PutItemInputTypeDef = {
+            "TableName": self._table,
+            "Item": job_item(job),
+            "ConditionExpression": "attribute_exists(#key) AND attribute_not_exists(#claim)",
+            "ExpressionAttributeNames": {"#key": "transaction_id", "#claim": "claim"},
+        }
+        if expected_claim is not None:
+            request["ConditionExpression"] = "attribute_exists(#key) AND #claim = :claim"
+            request["ExpressionAttributeValues"] = {":claim": attribute(expected_claim)}
+        try:
+            with aws_errors("saving a claimed provisioning job"):
+                self._client.put_item(**request)
+        except ItemAlreadyExistsError:  # the failed condition: another run holds the job now
             return False
         return True
 

@@ -121,6 +121,8 @@ class SqsJobQueue:
     `receive_wait_seconds` (up to 20) for long polling instead.
     """
 
+    listing_counts_as_delivery = True  # SQS cannot list a queue: `messages` receives (see there)
+
     def __init__(self, client: SQSClient, queue_url: str, dlq_url: str, *, receive_wait_seconds: int = 0) -> None:
         self._client = client
         self._queue_url = queue_url

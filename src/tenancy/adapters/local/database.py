@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tenancy.adapters.local.schema import SCHEMA
+from tenancy.adapters.local.schema import ADDED_COLUMNS, SCHEMA
 from tenancy.errors import PermanentError, TransientError
 
 __all__ = ["Database", "storage_error"]
@@ -28,6 +28,13 @@ def storage_error(error: sqlite3.OperationalError, doing: str) -> TransientError
     return PermanentError(f"database error while {doing}: {message}")
 
 
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    for table, column, declaration in ADDED_COLUMNS:
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -38,6 +45,7 @@ class Database:
         with self.transaction() as connection:
             for statement in SCHEMA:
                 connection.execute(statement)
+            _add_missing_columns(connection)
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (autocommit mode; transactions are explicit)."""

@@ -47,9 +47,9 @@ _CONFIRMED = IdentityUserStatus.CONFIRMED
 _FORCE_CHANGE = IdentityUserStatus.FORCE_CHANGE_PASSWORD
 _RESET_REQUIRED = IdentityUserStatus.RESET_REQUIRED
 _HASH_LANES = 4  # argon2-cffi's default parallelism
-# Cognito's forgotten-password codes live an hour. Eight digits rather than its six: nothing here
-# limits how often a reset may be requested, so each code must be that much harder to guess.
-_RESET_CODE_TTL = timedelta(hours=1)
+# Cognito's forgotten-password codes live an hour. Eight digits rather than its six, so each
+# code is that much harder to guess, whatever limits the caller sets on asking for codes.
+_RESET_CODE_TTL_SECONDS = timedelta(hours=1).total_seconds()
 _RESET_CODE_DIGITS = 8
 _RESET_CODE_MAX_ATTEMPTS = 5
 _INVALID_CODE = "Invalid or expired code"
@@ -237,24 +237,37 @@ class EmbeddedIdentityProvider:
 
     def start_password_reset(self, username: str) -> str | None:
         """A fresh code, replacing any earlier one; the caller emails it. Cognito's refusals are
-        mirrored: a user who never chose a password (FORCE_CHANGE_PASSWORD) or a disabled one."""
+        mirrored: a user who never chose a password (FORCE_CHANGE_PASSWORD) or a disabled one.
+        A new code inherits the wrong tries of a live earlier one, so asking again grants no
+        more guesses; once those are used up it also keeps that code's end, so asking again
+        cannot stretch the lockout either."""
         username = normalize_email(username)
         row = self._find(username)
-        if row is None:
+        user = _user_from_row(row) if row is not None else None
+        if user is None or not user.enabled or user.status is _FORCE_CHANGE:
+            # Every answer costs one hash, so how long it takes does not tell who has an account.
+            self._hasher.hash(secrets.token_urlsafe(16))
+        if user is None:
             raise AccountNotFoundError()
-        user = _user_from_row(row)
         if not user.enabled:
             raise InvalidCredentialsError("User is disabled")
         if user.status is _FORCE_CHANGE:
             raise InvalidCredentialsError(_CANNOT_RESET)
         code = f"{secrets.randbelow(10**_RESET_CODE_DIGITS):0{_RESET_CODE_DIGITS}d}"
         code_hash = self._hasher.hash(code)
-        expires_at = (self._clock() + _RESET_CODE_TTL).timestamp()
+        now = self._clock().timestamp()
         with self._database.transaction() as connection:
+            earlier = connection.execute(
+                "SELECT attempts, expires_at FROM identity_reset_codes WHERE username = ? AND expires_at > ?",
+                (username, now),
+            ).fetchone()
+            attempts = earlier["attempts"] if earlier is not None else 0
+            used_up = attempts >= _RESET_CODE_MAX_ATTEMPTS
+            expires_at = earlier["expires_at"] if earlier is not None and used_up else now + _RESET_CODE_TTL_SECONDS
             connection.execute(
                 "INSERT OR REPLACE INTO identity_reset_codes (username, code_hash, expires_at, attempts)"
-                " VALUES (?, ?, ?, 0)",
-                (username, code_hash, expires_at),
+                " VALUES (?, ?, ?, ?)",
+                (username, code_hash, expires_at, attempts),
             )
         return code
 

@@ -14,7 +14,7 @@ __all__ = ["SqliteJournal", "insert_job"]
 _COLUMNS = (
     "transaction_id", "tenant_id", "invoice_number", "email", "plan", "tenant_name", "status",
     "pf_payment_id", "completed_steps", "attempts", "owner_user_id", "last_error", "review_reason",
-    "next_attempt_at", "created_at", "updated_at",
+    "next_attempt_at", "created_at", "updated_at", "claim",
 )  # fmt: skip
 
 
@@ -36,6 +36,7 @@ def _values(job: ProvisioningJob) -> tuple[object, ...]:
         job.next_attempt_at,
         job.created_at,
         job.updated_at,
+        job.claim,
     )
 
 
@@ -57,6 +58,7 @@ def _job_from_row(row: sqlite3.Row) -> ProvisioningJob:
         next_attempt_at=row["next_attempt_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        claim=row["claim"],
     )
 
 
@@ -81,6 +83,16 @@ class SqliteJournal:
     def create(self, job: ProvisioningJob) -> bool:
         with self._database.transaction() as connection:
             return insert_job(connection, job)
+
+    def save_claimed(self, job: ProvisioningJob, *, expected_claim: str | None) -> bool:
+        assignments = ", ".join(f"{column} = ?" for column in _COLUMNS[1:])
+        with self._database.transaction() as connection:
+            cursor = connection.execute(
+                # `IS` compares NULL with NULL as equal: an unclaimed job matches expected None.
+                f"UPDATE provisioning SET {assignments} WHERE transaction_id = ? AND claim IS ?",  # noqa: S608
+                (*_values(job)[1:], job.transaction_id, expected_claim),
+            )
+            return cursor.rowcount == 1
 
     def save(self, job: ProvisioningJob) -> None:
         assignments = ", ".join(f"{column} = ?" for column in _COLUMNS[1:])

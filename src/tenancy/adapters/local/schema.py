@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA"]
+__all__ = ["ADDED_COLUMNS", "SCHEMA"]
 
 SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS tenants (
@@ -46,7 +46,8 @@ SCHEMA: tuple[str, ...] = (
         review_reason TEXT,
         next_attempt_at TEXT,
         created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
+        updated_at TEXT NOT NULL,
+        claim TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS provisioning_by_status ON provisioning (status, updated_at)",
     "CREATE INDEX IF NOT EXISTS provisioning_by_email ON provisioning (email)",
@@ -149,3 +150,7 @@ SCHEMA: tuple[str, ...] = (
         attempts INTEGER NOT NULL DEFAULT 0
     )""",
 )
+
+# Columns added after a table was first created: (table, column, declaration). A database made by
+# an older version gets them on open; CREATE TABLE above already has them for a new one.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("provisioning", "claim", "TEXT"),)

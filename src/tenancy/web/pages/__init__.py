@@ -3,6 +3,8 @@ and account pages, browser sign-in, and the operators' console under /ops."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -25,7 +27,9 @@ def install_pages(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequiredError)
     async def login_required(_request: Request, error: LoginRequiredError) -> Response:
-        return redirect(f"/auth/login?next={error.next_path}")
+        if not error.next_path:
+            return redirect("/auth/login")
+        return redirect(f"/auth/login?next={quote(error.next_path, safe='/')}")
 
     @app.exception_handler(OperatorsOnlyError)
     async def operators_only(request: Request, _error: OperatorsOnlyError) -> Response:

@@ -142,14 +142,18 @@ def account(request: Request, services: ServicesDep) -> Response:
         return redirect("/ops")
     try:
         # The tenant comes from the verified token alone, never from the request.
-        tenant = services.accounts.tenant_for_token(viewer.token)
+        tenant = services.accounts.tenant_for_token(viewer.token) if viewer.tenant_id else None
     except TenantNotFoundError:
+        tenant = None
+    if tenant is None:
         message = "Tenant not found: this account has no active site. Contact support."
-        return render(
-            request, "error.html", {"title": "Tenant not found", "message": message}, status_code=403, viewer=viewer
-        )
-    plan = services.plans.get(tenant.plan)
-    return render(request, "account.html", {"tenant": tenant, "plan": plan}, viewer=viewer)
+        context = {"title": "Tenant not found", "message": message}
+        return render(request, "error.html", context, status_code=403, viewer=viewer)
+    try:
+        plan_name = services.plans.get(tenant.plan).display_name
+    except UnknownPlanError:  # a plan since taken out of the catalogue: the tenant keeps its limits
+        plan_name = tenant.plan
+    return render(request, "account.html", {"tenant": tenant, "plan_name": plan_name}, viewer=viewer)
 
 
 def _simulated_payment_id(transaction_id: str) -> str:

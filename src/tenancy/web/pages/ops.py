@@ -4,12 +4,13 @@ ones `tenancy diagnose/repair/verify/dlq/audit/alerts` run."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -23,6 +24,7 @@ from tenancy.runbook.dead_letters import dead_letter_row
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import Finding
 from tenancy.runbook.job_search import JobFilters, job_rows
+from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.web.deps import ServicesDep
 from tenancy.web.pages.rendering import redirect, render
 from tenancy.web.pages.security import read_form, security_headers
@@ -31,6 +33,17 @@ from tenancy.web.pages.viewer import Viewer, require_operator
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
+
+
+def console_services(services: ServicesDep) -> Services:
+    """The services as the console uses them: its pages are reloaded again and again, so they
+    never receive from the work queue to look at it (see runbook.passive)."""
+    if services.queue.listing_counts_as_delivery:
+        return dataclasses.replace(services, queue=DeadLettersOnly(services.queue))
+    return services
+
+
+ConsoleServices = Annotated[Services, Depends(console_services)]
 _Filter = TypeVar("_Filter", JobStatus, Finding)
 
 # The findings that are failures, in RB-001's order: the dashboard lists each, even at zero.
@@ -58,7 +71,7 @@ _NOTICES = {
 
 
 @router.get("/ops")
-def dashboard(request: Request, services: ServicesDep) -> Response:
+def dashboard(request: Request, services: ConsoleServices) -> Response:
     viewer = require_operator(request)
     report = _audit(services, AUDIT_WINDOW)
     numbers = read_dashboard(
@@ -131,7 +144,7 @@ def line_chart(series: HourlySeries, *, width: int = 720, height: int = 260) -> 
 
 
 @router.get("/ops/jobs")
-def jobs(request: Request, services: ServicesDep, q: str = "", status: str = "", finding: str = "") -> Response:
+def jobs(request: Request, services: ConsoleServices, q: str = "", status: str = "", finding: str = "") -> Response:
     viewer = require_operator(request)
     filters = JobFilters(query=q.strip()[:254], status=_enum(JobStatus, status), finding=_enum(Finding, finding))
     now = services.clock.now()
@@ -164,7 +177,7 @@ def find_case(request: Request, q: str = "") -> Response:
 
 
 @router.get("/ops/cases/{key}")
-def case(request: Request, services: ServicesDep, key: str, done: str = "") -> Response:
+def case(request: Request, services: ConsoleServices, key: str, done: str = "") -> Response:
     viewer = require_operator(request)
     selector = _selector(key)
     if selector is None:
@@ -190,7 +203,7 @@ def case(request: Request, services: ServicesDep, key: str, done: str = "") -> R
 
 
 @router.get("/ops/cases/{key}/repair")
-def repair_plan(request: Request, services: ServicesDep, key: str) -> Response:
+def repair_plan(request: Request, services: ConsoleServices, key: str) -> Response:
     viewer = require_operator(request)
     selector = _selector(key)
     if selector is None:
@@ -200,7 +213,7 @@ def repair_plan(request: Request, services: ServicesDep, key: str) -> Response:
 
 
 @router.post("/ops/cases/{key}/repair")
-async def repair(request: Request, services: ServicesDep, key: str) -> Response:
+async def repair(request: Request, services: ConsoleServices, key: str) -> Response:
     viewer = require_operator(request)
     await read_form(request)
     selector = _selector(key)
@@ -251,14 +264,14 @@ def _bad_key(request: Request, viewer: Viewer) -> Response:
 
 
 @router.get("/ops/dlq")
-def dead_letters(request: Request, services: ServicesDep, done: str = "", count: str = "") -> Response:
+def dead_letters(request: Request, services: ConsoleServices, done: str = "", count: str = "") -> Response:
     viewer = require_operator(request)
     rows = [dead_letter_row(services.journal.get(m.transaction_id), m) for m in services.runbook.dead_letters()]
     return _page(request, viewer, "ops/dlq.html", "dlq", {"rows": rows, "notice": _notice(done, count)})
 
 
 @router.post("/ops/dlq/redrive-all")
-async def redrive_all(request: Request, services: ServicesDep) -> Response:
+async def redrive_all(request: Request, services: ConsoleServices) -> Response:
     require_operator(request)
     await read_form(request)
     moved = await run_in_threadpool(services.runbook.redrive_all)
@@ -266,7 +279,7 @@ async def redrive_all(request: Request, services: ServicesDep) -> Response:
 
 
 @router.post("/ops/dlq/{message_id}/redrive")
-async def redrive(request: Request, services: ServicesDep, message_id: str) -> Response:
+async def redrive(request: Request, services: ConsoleServices, message_id: str) -> Response:
     require_operator(request)
     await read_form(request)
     moved = await run_in_threadpool(services.runbook.redrive, message_id)
@@ -277,7 +290,7 @@ async def redrive(request: Request, services: ServicesDep, message_id: str) -> R
 
 
 @router.get("/ops/mail")
-def mail(request: Request, services: ServicesDep) -> Response:
+def mail(request: Request, services: ConsoleServices) -> Response:
     viewer = require_operator(request)
     return _page(request, viewer, "ops/mail.html", "mail", {"emails": services.mailer.outbox(limit=100)})
 
@@ -286,7 +299,7 @@ def mail(request: Request, services: ServicesDep) -> Response:
 
 
 @router.get("/ops/audit")
-def audit(request: Request, services: ServicesDep, since: str = AUDIT_WINDOW) -> Response:
+def audit(request: Request, services: ConsoleServices, since: str = AUDIT_WINDOW) -> Response:
     viewer = require_operator(request)
     try:
         report = _audit(services, since)
@@ -297,7 +310,7 @@ def audit(request: Request, services: ServicesDep, since: str = AUDIT_WINDOW) ->
 
 
 @router.get("/ops/audit.csv")
-def audit_csv(request: Request, services: ServicesDep, since: str = AUDIT_WINDOW) -> Response:
+def audit_csv(request: Request, services: ConsoleServices, since: str = AUDIT_WINDOW) -> Response:
     viewer = require_operator(request)
     try:
         report = _audit(services, since)

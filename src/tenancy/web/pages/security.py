@@ -24,8 +24,8 @@ __all__ = [
     "SESSION_COOKIE",
     "CsrfError",
     "clear_session",
+    "cookie_name",
     "csrf_token_for",
-    "forget_csrf_token",
     "read_form",
     "remember_csrf_token",
     "security_headers",
@@ -33,8 +33,11 @@ __all__ = [
     "set_session",
 ]
 
-SESSION_COOKIE = "tenancy_session"
-CSRF_COOKIE = "tenancy_csrf"
+# `__Host-` cookies are Secure, host-only and for path / by the browser's own rule, so a sibling
+# subdomain cannot plant one (which would defeat the double submit). Without Secure cookies
+# (TENANCY_COOKIE_SECURE=false, plain HTTP off localhost) browsers refuse the prefix.
+SESSION_COOKIE = "__Host-tenancy_session"
+CSRF_COOKIE = "__Host-tenancy_csrf"
 CSRF_FIELD = "csrf_token"
 # The checkout form posts to PayFast itself, so its host is the one other form target allowed.
 _PAYFAST_FORM_TARGETS = "https://www.payfast.co.za https://sandbox.payfast.co.za"
@@ -59,9 +62,18 @@ def security_headers(response: Response) -> Response:
     return response
 
 
+def cookie_name(name: str, settings: Settings) -> str:
+    return name if settings.cookie_secure else name.removeprefix("__Host-")
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.services.settings
+    return settings
+
+
 def csrf_token_for(request: Request) -> str:
     """The browser's CSRF token: the cookie's, or a new one that `remember_csrf_token` will set."""
-    existing = request.cookies.get(CSRF_COOKIE, "")
+    existing = request.cookies.get(cookie_name(CSRF_COOKIE, _settings(request)), "")
     if len(existing) == 43 and existing.replace("-", "").replace("_", "").isalnum():
         return existing
     token: str | None = getattr(request.state, "new_csrf_token", None)
@@ -74,13 +86,8 @@ def csrf_token_for(request: Request) -> str:
 def remember_csrf_token(request: Request, response: Response, settings: Settings) -> None:
     token: str | None = getattr(request.state, "new_csrf_token", None)
     if token is not None:
-        response.set_cookie(
-            CSRF_COOKIE, token, httponly=True, secure=settings.cookie_secure, samesite="strict", path="/"
-        )
-
-
-def forget_csrf_token(response: Response) -> None:
-    response.delete_cookie(CSRF_COOKIE, path="/")
+        name = cookie_name(CSRF_COOKIE, settings)
+        response.set_cookie(name, token, httponly=True, secure=settings.cookie_secure, samesite="strict", path="/")
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -88,7 +95,7 @@ async def read_form(request: Request) -> dict[str, str]:
     _check_origin(request)
     form: FormData = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     fields = {key: value for key, value in form.items() if isinstance(value, str)}
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+    cookie = request.cookies.get(cookie_name(CSRF_COOKIE, _settings(request)), "")
     posted = fields.pop(CSRF_FIELD, "")
     if not cookie or not hmac.compare_digest(cookie.encode(), posted.encode()):
         raise CsrfError("the form's security token is missing or stale; reload the page and try again")
@@ -96,22 +103,24 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def _check_origin(request: Request) -> None:
-    # Browsers send Origin on every cross-site POST; when present it must be this site.
+    # Browsers send Origin on every cross-site POST; when present it must be this site: the host
+    # the request came to, or the public address (a proxy in front may rewrite Host).
     origin = request.headers.get("origin")
     if origin is None:
         return
-    if urlsplit(origin).netloc != request.headers.get("host", ""):
+    ours = {request.headers.get("host", ""), urlsplit(_settings(request).public_base_url).netloc}
+    if urlsplit(origin).netloc not in ours:
         raise CsrfError("the form was posted from another site")
 
 
 def session_token(request: Request) -> str | None:
-    token = request.cookies.get(SESSION_COOKIE, "").strip()
+    token = request.cookies.get(cookie_name(SESSION_COOKIE, _settings(request)), "").strip()
     return token or None
 
 
 def set_session(response: Response, id_token: str, settings: Settings) -> None:
     response.set_cookie(
-        SESSION_COOKIE,
+        cookie_name(SESSION_COOKIE, settings),
         id_token,
         max_age=settings.token_ttl_seconds,
         httponly=True,
@@ -121,5 +130,5 @@ def set_session(response: Response, id_token: str, settings: Settings) -> None:
     )
 
 
-def clear_session(response: Response) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/")
+def clear_session(response: Response, settings: Settings) -> None:
+    response.delete_cookie(cookie_name(SESSION_COOKIE, settings), path="/", secure=settings.cookie_secure)

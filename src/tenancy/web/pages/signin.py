@@ -17,6 +17,7 @@ from tenancy.errors import (
     InvalidSessionError,
     PasswordPolicyError,
     RateLimitedError,
+    TransientError,
 )
 from tenancy.payments.payfast import client_address
 from tenancy.web.deps import ServicesDep
@@ -100,8 +101,13 @@ async def send_reset_code(request: Request, services: ServicesDep) -> Response:
     email = form.get("email", "").strip()
     if "@" not in email:
         return render(request, "forgot.html", {"email": email, "error": "Enter your email address"}, status_code=400)
-    # The same answer whether or not the account exists.
-    await run_in_threadpool(services.accounts.request_password_reset, email)
+    peer = request.client.host if request.client else ""
+    source = client_address(peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies)
+    try:
+        await run_in_threadpool(services.accounts.request_password_reset, email, source)
+    except RateLimitedError as error:
+        log.warning("rate_limited", path=request.url.path, reason=error.reason)
+    # The same answer whether or not the account exists, and whether or not a code went out.
     return render(request, "reset.html", {"email": email, "sent": True})
 
 
@@ -118,22 +124,30 @@ async def reset_password(request: Request, services: ServicesDep) -> Response:
     context: dict[str, object] = {"email": email, "sent": False}
     if new_password != repeated:
         return render(request, "reset.html", {**context, "error": "The passwords do not match"}, status_code=400)
+    peer = request.client.host if request.client else ""
+    source = client_address(peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies)
     try:
-        await run_in_threadpool(services.accounts.confirm_password_reset, email, code, new_password)
+        await run_in_threadpool(services.accounts.confirm_password_reset, email, code, new_password, source)
     except (PasswordPolicyError, InvalidInputError) as error:
         return render(request, "reset.html", {**context, "error": str(error)}, status_code=400)
     except RateLimitedError as error:
+        log.warning("rate_limited", path=request.url.path, reason=error.reason)
         return render(request, "reset.html", {**context, "error": error.reason}, status_code=429)
+    except TransientError as error:
+        # A browser gets a page, not the API's JSON 503.
+        log.warning("password_reset_unavailable", error=type(error).__name__)
+        error_text = "The service is busy; try again in a minute."
+        return render(request, "reset.html", {**context, "error": error_text}, status_code=503)
     except AuthenticationError as error:
         return render(request, "reset.html", {**context, "error": error.reason}, status_code=error.status_code)
     return redirect("/auth/login?changed=1")
 
 
 @router.post("/auth/logout")
-async def sign_out(request: Request) -> Response:
+async def sign_out(request: Request, services: ServicesDep) -> Response:
     await read_form(request)
     response = redirect("/auth/login")
-    clear_session(response)
+    clear_session(response, services.settings)
     return response
 
 

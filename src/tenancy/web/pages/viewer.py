@@ -59,13 +59,20 @@ def current_viewer(request: Request) -> Viewer | None:
 def require_viewer(request: Request) -> Viewer:
     viewer = current_viewer(request)
     if viewer is None:
-        raise LoginRequiredError(request.url.path)
+        # Back to the page after signing in; a form post cannot be replayed, so it is not kept.
+        query = f"?{request.url.query}" if request.url.query else ""
+        raise LoginRequiredError(f"{request.url.path}{query}" if request.method == "GET" else "")
     return viewer
 
 
 def require_operator(request: Request) -> Viewer:
-    """Operators only, checked on the server from the verified token's roles."""
+    """Operators only: the verified token must say so, and so must the identity user now. A
+    token lives for up to an hour; an operator disabled or demoted since loses the console at once."""
     viewer = require_viewer(request)
     if not viewer.is_operator:
+        raise OperatorsOnlyError()
+    services: Services = request.app.state.services
+    user = services.identity.get_user(viewer.email)
+    if user is None or not user.enabled or OPERATOR_ROLE not in roles_of(user.attributes):
         raise OperatorsOnlyError()
     return viewer
