@@ -53,6 +53,7 @@ from tenancy.ports import (
 )
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga, SagaSettings
+from tenancy.provisioning.sweep import StalledJobSweeper
 from tenancy.provisioning.worker import ProvisioningWorker
 from tenancy.runbook.alerts import ESCALATION_EMAILS, AlertDispatcher, AlertMonitor, AlertThresholds
 from tenancy.runbook.evidence import EvidenceStores
@@ -142,6 +143,9 @@ class Services:
             clock=self.clock,
             after_step=after_step,
         )
+
+    def sweeper(self) -> StalledJobSweeper:
+        return StalledJobSweeper(self.journal, self.queue, self.clock)
 
     def worker(self) -> ProvisioningWorker:
         settings = self.settings

@@ -154,8 +154,14 @@ def _mapping(value: object) -> Mapping[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def provisioning_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """An SQS batch (answered with `batchItemFailures`), or RB-001 4.1's payload
-    `{"transactionId": ..., "email": ..., "plan": ...}` (answered with the job's state)."""
+    """An SQS batch (answered with `batchItemFailures`), RB-001 4.1's payload
+    `{"transactionId": ..., "email": ..., "plan": ...}` (answered with the job's state), or the
+    schedule's event (the sweep for stalled jobs, answered with the ones put back on the queue)."""
+    if event.get("detail-type") == "Scheduled Event":
+        requeued = services().sweeper().sweep()
+        metrics.add_metric(name="JobRequeued", unit=MetricUnit.Count, value=len(requeued))
+        logger.info("sweep_done", requeued=len(requeued))
+        return {"requeued": requeued}
     if "Records" in event:
         # Even a batch that failed entirely is answered with its failures rather than an
         # exception: the outcome is the same for SQS, and the Errors alarm stays for crashes.

@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from conftest import Snapshots, email_to
+from conftest import Snapshots, buy, email_to, sign_in_first_time
 from servers import MailCatcher, RunningServer, temporary_password_in
 
 NEW_PASSWORD = "Browser-Chosen-9!"
@@ -109,3 +109,36 @@ def test_checkout_works_from_the_keyboard_alone(page: Page, web_server: RunningS
     tab_to(page, "Simulate payment")
     page.keyboard.press("Enter")
     expect(page.locator("#purchase-status")).to_have_text(re.compile(r"^Ready: check your email"))
+
+
+def test_a_customer_who_forgot_the_password_resets_it_with_the_emailed_code(
+    page: Page, web_server: RunningServer, smtp_server: tuple[MailCatcher, int], snap: Snapshots
+) -> None:
+    catcher = smtp_server[0]
+    email = "forgetful@example.com"
+    temporary = buy(web_server, catcher, email)
+    sign_in_first_time(page, web_server.base_url, email, temporary, "First-Chosen-1!")
+    expect(page).to_have_url(f"{web_server.base_url}/account")
+    page.get_by_role("button", name=f"Sign out {email}").click()
+
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email").fill(email)
+    snap(page, "forgot")
+    page.get_by_role("button", name="Email me a code").click()
+
+    expect(page.get_by_role("status")).to_contain_text(f"If an account exists for {email}")
+    code = re.search(r"Your reset code: (\d+)", email_to(catcher, email, "reset code"))
+    assert code
+    page.get_by_label("Reset code").fill(code.group(1))
+    page.get_by_label("New password", exact=True).fill("Reset-Chosen-2!")
+    page.get_by_label("Repeat the new password").fill("Reset-Chosen-2!")
+    snap(page, "reset")
+    page.get_by_role("button", name="Change password").click()
+
+    expect(page.get_by_role("status")).to_have_text("Your password is changed. Sign in with it.")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("Reset-Chosen-2!")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{web_server.base_url}/account")
+    snap(page, "account-after-reset")

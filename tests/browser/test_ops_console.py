@@ -4,9 +4,15 @@ dry-run plan, and sees verify pass and the repair in the trail."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from playwright.sync_api import Dialog, Page, expect
 
+from tenancy.domain.model import JobStatus
+from tenancy.runbook.audit_export import CSV_COLUMNS
+
 from conftest import Snapshots, buy, email_to, sign_in_first_time
+from helpers import journal_job
 from servers import MailCatcher, RunningServer, cli_env, temporary_password_in, tenancy
 
 OPERATOR = "ops-browser@example.com"
@@ -80,3 +86,51 @@ def test_an_operator_repairs_an_rb001_4_2_case_from_the_console(
         services.close()
     # The repair sent the owner a new welcome email with a fresh temporary password.
     assert len([message for message in catcher.to(OWNER) if "Welcome" in message["Subject"]]) == 2
+
+
+def test_an_operator_redrives_a_dead_letter_and_reads_the_outbox_and_the_audit(
+    page: Page, web_server: RunningServer, smtp_server: tuple[MailCatcher, int], snap: Snapshots
+) -> None:
+    catcher, smtp_port = smtp_server
+    parked_email = "parked@example.com"
+    services = web_server.services()
+    try:
+        job = journal_job(services, "TXN-PARKED1", parked_email, "starter")
+        services.journal.save(job.with_changes(status=JobStatus.DEAD_LETTERED, attempts=5,
+                                               last_error="transient: SMTP timeout (after 5 attempts)"))  # fmt: skip
+        services.queue.send_dead_letter("TXN-PARKED1", "transient: SMTP timeout (after 5 attempts)")
+    finally:
+        services.close()
+    operator = "ops-dlq@example.com"
+    invited = tenancy(cli_env(web_server.home, TENANCY_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}"),
+                      "ops", "add-operator", operator)  # fmt: skip
+    assert invited.returncode == 0, invited.stderr
+    temporary = temporary_password_in(email_to(catcher, operator, "operations console"))
+    sign_in_first_time(page, web_server.base_url, operator, temporary, "Operator-Chosen-6!")
+
+    page.get_by_role("link", name="Dead-letter queue").click()
+    expect(page.get_by_role("heading", name="Dead-letter queue")).to_be_visible()
+    expect(page.locator("#dlq-count")).to_have_text("1 dead-lettered message.")
+    snap(page, "dlq")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#dlq").get_by_role("button", name="Redrive").click()
+    expect(page.locator("#notice")).to_contain_text("back on the work queue")
+    expect(page.locator("#dlq-count")).to_have_text("0 dead-lettered messages.")
+    snap(page, "dlq-redriven")
+    # The server's own worker now provisions the redriven job: its welcome email arrives.
+    assert temporary_password_in(email_to(catcher, parked_email, "Welcome"))
+
+    page.get_by_role("link", name="Mail outbox").click()
+    expect(page.get_by_role("heading", name="Mail outbox")).to_be_visible()
+    expect(page.locator("tr.mail-row").filter(has_text=parked_email)).to_have_count(1)
+    snap(page, "mail")
+
+    page.get_by_role("link", name="Weekly audit").click()
+    expect(page.get_by_role("heading", name="Provisioning audit")).to_be_visible()
+    snap(page, "audit")
+    with page.expect_download() as download_info:
+        page.locator("#csv-link").click()
+    download = download_info.value
+    csv_text = Path(download.path()).read_text()
+    assert csv_text.splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert download.suggested_filename.startswith("provisioning-audit-")

@@ -11,6 +11,7 @@ import base64
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ from typing import Any
 
 import argon2
 import boto3
+import jwt
 import pytest
 from botocore.stub import Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -30,6 +32,7 @@ from tenancy.adapters.local.signing_keys import SigningKeys
 from tenancy.domain.model import AuthChallenge, IdentityUserStatus, Tokens
 from tenancy.errors import (
     AccountNotFoundError,
+    ConfigurationError,
     InvalidCredentialsError,
     InvalidSessionError,
     InvalidTokenError,
@@ -616,16 +619,18 @@ def test_moto_puts_email_in_the_id_token_only_for_a_client_that_reads_it(aws: Aw
 
 
 class JwksServer:
-    """Serves a JWKS at /jwks.json on localhost and counts the requests."""
+    """Serves a JWKS at /jwks.json on localhost and counts the requests; assign `document` to
+    serve another (a key rotation)."""
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.requests = 0
-        body = json.dumps(document).encode()
+        self.document = document
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests += 1
+                body = json.dumps(server.document).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -698,3 +703,196 @@ def test_an_unreachable_jwks_url_is_transient_and_not_cached() -> None:
         provider.verify_id_token(token)
     with pytest.raises(TransientError):
         provider.jwks()
+
+
+# --- key rotation: an unknown kid refetches the JWKS, at most once per interval -------------------
+
+ROTATION_POOL = f"{REGION}_Rotating"
+ROTATION_CLAIMS = {
+    "sub": "a-sub",
+    "aud": "the-client",
+    "iss": f"https://cognito-idp.{REGION}.amazonaws.com/{ROTATION_POOL}",
+    "token_use": "id",
+    "custom:tenant_id": "ten_abc",
+    "iat": 2_000_000_000 - 10**9,
+    "exp": 4_102_444_800,
+}
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _both(*keys: SigningKeys) -> dict[str, Any]:
+    return {"keys": [entry for key in keys for entry in key.jwks()["keys"]]}
+
+
+def _rotating_provider(
+    url: str, clock: FakeClock, *, jwks: dict[str, Any] | None = None, http_timeout: float = 5.0
+) -> CognitoIdentityProvider:
+    client = boto3.client(
+        "cognito-idp", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    return CognitoIdentityProvider(
+        client,
+        ROTATION_POOL,
+        "the-client",
+        jwks_url=url,
+        jwks=jwks,
+        http_timeout=http_timeout,
+        jwks_refresh_interval=60.0,
+        clock=clock,
+    )
+
+
+def _forged(kid: str, key: rsa.RSAPrivateKey) -> str:
+    return jwt.encode(ROTATION_CLAIMS, key, algorithm="RS256", headers={"kid": kid})
+
+
+def test_a_token_signed_by_a_rotated_in_key_is_accepted_after_one_refetch() -> None:
+    old, new = SigningKeys(_rsa_key()), SigningKeys(_rsa_key())
+    clock = FakeClock()
+    with JwksServer(old.jwks()) as server:
+        provider = _rotating_provider(server.url, clock)
+        assert provider.verify_id_token(old.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+        assert server.requests == 1
+
+        # Cognito publishes the new key beside the old one, and starts signing with it.
+        server.document = _both(old, new)
+        clock.now += 61
+
+        assert provider.verify_id_token(new.sign(ROTATION_CLAIMS))["custom:tenant_id"] == "ten_abc"
+        assert server.requests == 2
+        assert provider.verify_id_token(old.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+        assert provider.verify_id_token(new.sign({**ROTATION_CLAIMS, "sub": "b-sub"}))["sub"] == "b-sub"
+        assert provider.jwks() == _both(old, new)
+        assert server.requests == 2
+
+
+def test_unknown_kids_refetch_at_most_once_per_interval() -> None:
+    old, new, later = SigningKeys(_rsa_key()), SigningKeys(_rsa_key()), SigningKeys(_rsa_key())
+    stranger = _rsa_key()
+    clock = FakeClock()
+    with JwksServer(old.jwks()) as server:
+        provider = _rotating_provider(server.url, clock)
+        provider.verify_id_token(old.sign(ROTATION_CLAIMS))
+        assert server.requests == 1
+        server.document = _both(old, new)
+
+        # The first fetch is fresh: within the interval after it, an unknown kid fetches nothing.
+        clock.now += 59
+        with pytest.raises(InvalidTokenError):
+            provider.verify_id_token(new.sign(ROTATION_CLAIMS))
+        assert server.requests == 1
+
+        clock.now += 1
+        assert provider.verify_id_token(new.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+        assert server.requests == 2
+
+        # A second unknown kid within the interval: no fetch, refused as before.
+        server.document = _both(old, new, later)
+        clock.now += 30
+        with pytest.raises(InvalidTokenError):
+            provider.verify_id_token(later.sign(ROTATION_CLAIMS))
+        for number in range(20):
+            with pytest.raises(InvalidTokenError):
+                provider.verify_id_token(_forged(f"forged-{number}", stranger))
+        assert server.requests == 2
+
+        # After the interval a new fetch happens, and finds the key.
+        clock.now += 30
+        assert provider.verify_id_token(later.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+        assert server.requests == 3
+
+        # A kid still unknown after its refetch is refused like any unknown kid.
+        clock.now += 60
+        with pytest.raises(InvalidTokenError):
+            provider.verify_id_token(_forged("still-unknown", stranger))
+        assert server.requests == 4
+        assert provider.verify_id_token(new.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+        assert server.requests == 4
+
+
+def test_a_flood_of_unknown_kids_from_many_threads_fetches_once() -> None:
+    old, new = SigningKeys(_rsa_key()), SigningKeys(_rsa_key())
+    stranger = _rsa_key()
+    clock = FakeClock()
+    with JwksServer(old.jwks()) as server:
+        provider = _rotating_provider(server.url, clock)
+        provider.verify_id_token(old.sign(ROTATION_CLAIMS))
+        server.document = _both(old, new)
+        clock.now += 120
+        tokens = [_forged(f"forged-{number}", stranger) for number in range(64)] + [new.sign(ROTATION_CLAIMS)]
+
+        def verify(token: str) -> bool:
+            try:
+                provider.verify_id_token(token)
+            except InvalidTokenError:
+                return False
+            return True
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            accepted = list(pool.map(verify, tokens))
+
+        # Whichever token triggered it, the one refetch found the new key and nothing else.
+        assert accepted == [False] * 64 + [True]
+        assert server.requests == 2
+        assert provider.verify_id_token(new.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+        assert server.requests == 2
+
+
+def test_a_given_jwks_is_the_initial_cache_and_the_url_refreshes_it() -> None:
+    old, new = SigningKeys(_rsa_key()), SigningKeys(_rsa_key())
+    clock = FakeClock()
+    with JwksServer(_both(old, new)) as server:
+        provider = _rotating_provider(server.url, clock, jwks=old.jwks())
+
+        assert provider.verify_id_token(old.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+        assert provider.jwks() == old.jwks()
+        assert server.requests == 0
+        # Nothing was fetched yet, so the first unknown kid refetches at once.
+        assert provider.verify_id_token(new.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+        assert server.requests == 1
+        assert provider.jwks() == _both(old, new)
+
+
+def test_a_given_jwks_without_a_url_is_never_refreshed() -> None:
+    old, new = SigningKeys(_rsa_key()), SigningKeys(_rsa_key())
+    client = boto3.client(
+        "cognito-idp", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    provider = CognitoIdentityProvider(client, ROTATION_POOL, "the-client", jwks=old.jwks())
+
+    assert provider.verify_id_token(old.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+    with pytest.raises(InvalidTokenError):
+        provider.verify_id_token(new.sign(ROTATION_CLAIMS))
+    with pytest.raises(ConfigurationError):
+        CognitoIdentityProvider(client, ROTATION_POOL, "the-client")
+
+
+def test_a_failed_refetch_is_transient_and_counts_against_the_interval() -> None:
+    old, new = SigningKeys(_rsa_key()), SigningKeys(_rsa_key())
+    clock = FakeClock()
+    with JwksServer(_both(old, new)) as server:
+        url = server.url
+    provider = _rotating_provider(url, clock, jwks=old.jwks(), http_timeout=1.0)
+
+    with pytest.raises(TransientError):
+        provider.verify_id_token(new.sign(ROTATION_CLAIMS))
+    # Within the interval the failing URL is not tried again: the kid is simply unknown.
+    with pytest.raises(InvalidTokenError):
+        provider.verify_id_token(new.sign(ROTATION_CLAIMS))
+    assert provider.verify_id_token(old.sign(ROTATION_CLAIMS))["sub"] == "a-sub"
+    clock.now += 60
+    with pytest.raises(TransientError):
+        provider.verify_id_token(new.sign(ROTATION_CLAIMS))

@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ import structlog
 from tenancy import lambdas
 from tenancy.bootstrap import Services, build
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, PayfastMode
+from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import tenant_id_for
 from tenancy.domain.model import JobStatus, OutgoingEmail, Step, TenantStatus
 from tenancy.errors import PermanentError, TransientError
@@ -26,6 +28,7 @@ from tenancy.logging_setup import configure_logging
 from tenancy.payments.simulator import build_itn, encode_form
 
 from aws_support import AwsContext
+from helpers import journal_job
 
 PAYFAST_ADDRESS = "197.97.145.145"
 
@@ -354,3 +357,32 @@ def test_the_container_builds_its_services_from_the_environment_once(
         lambdas.services().close()
         lambdas.use_services(None)
         structlog.configure(**saved)
+
+
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-11-27T12:00:00Z",
+    "region": "eu-west-1",
+    "resources": ["arn:aws:events:eu-west-1:123456789012:rule/site-builder-dev-sweep"],
+    "detail": {},
+}
+
+
+def test_the_scheduled_sweep_requeues_a_job_whose_queue_send_failed(aws: AwsContext, services: Services) -> None:
+    # The journal has the job; its SQS message was never sent (the send failed after the write).
+    stamp = format_timestamp(services.clock.now() - timedelta(minutes=20))
+    job = journal_job(services, "TXN-LOST01", "lost@example.com")
+    services.journal.save(job.with_changes(created_at=stamp, updated_at=stamp))
+
+    answer = lambdas.provisioning_handler(SCHEDULED_EVENT, CONTEXT)
+    again = lambdas.provisioning_handler(SCHEDULED_EVENT, CONTEXT)
+    batch = lambdas.provisioning_handler(sqs_event(aws, receive_one(aws)), CONTEXT)
+
+    assert answer == {"requeued": ["TXN-LOST01"]}
+    assert again == {"requeued": []}
+    assert batch == {"batchItemFailures": []}
+    assert services.journal.get("TXN-LOST01").status is JobStatus.SUCCEEDED  # type: ignore[union-attr]

@@ -177,7 +177,6 @@ PARKED = [
     # Provisioned, no welcome email: 4.4 "Welcome email not received".
     ("mailer", "send", PermanentError, Finding.WELCOME_EMAIL_MISSING, "4.4"),
     ("mailer", "send", TransientError, Finding.WELCOME_EMAIL_MISSING, "4.4"),
-    ("identity", "set_password", PermanentError, Finding.WELCOME_EMAIL_MISSING, "4.4"),
 ]
 
 
@@ -209,6 +208,29 @@ def test_a_permanent_or_exhausted_fault_parks_the_job_and_the_runbook_names_repa
 
     assert (result.outcome, result.after.finding) == ("repaired", Finding.HEALTHY)
     assert result.verification.passed
+    assert services.runbook.verify(selector, password=newest_temporary_password(services, email)).passed
+    assert footprint(services, transaction_id, email) == EXACTLY_ONCE
+
+
+def test_a_failing_password_reset_on_a_later_run_parks_the_job_as_4_4(services: Services) -> None:
+    """The run that creates the identity user emails the password it created it with; a later
+    run (here a retry after the mail server said "later") sets a fresh one first, and that
+    reset failing for good parks the job as RB-001 4.4."""
+    transaction_id, email = pay(services)
+    [first] = [with_fault(services, "mailer", "send", TransientError).worker().handle(message)
+               for message in services.queue.receive(1, 30)]  # fmt: skip
+    assert first is not None
+    assert first.action is NextAction.RETRY
+    faulty = with_fault(services, "identity", "set_password", PermanentError)
+
+    outcomes = deliver_until_empty(faulty, faulty.worker())
+
+    assert [outcome.action for outcome in outcomes] == [NextAction.DEAD_LETTER]
+    selector = Selector(transaction_id=transaction_id)
+    diagnosis = services.runbook.diagnose(selector)
+    assert (diagnosis.finding, diagnosis.finding.runbook_section) == (Finding.WELCOME_EMAIL_MISSING, "4.4")
+    result = services.runbook.repair(selector, operator="ops-test")
+    assert (result.outcome, result.after.finding) == ("repaired", Finding.HEALTHY)
     assert services.runbook.verify(selector, password=newest_temporary_password(services, email)).passed
     assert footprint(services, transaction_id, email) == EXACTLY_ONCE
 

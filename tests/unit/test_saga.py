@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
 from tenancy.bootstrap import Services
 from tenancy.domain.ids import tenant_id_for
 from tenancy.domain.model import (
     AuthChallenge,
+    IdentityUser,
     IdentityUserStatus,
     JobStatus,
     OutboxMessage,
@@ -22,6 +26,7 @@ from tenancy.domain.model import (
 )
 from tenancy.domain.plans import Limits
 from tenancy.errors import InvalidCredentialsError, PermanentError
+from tenancy.ports import IdentityProvider
 from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.worker import NextAction
 
@@ -355,6 +360,168 @@ def test_welcome_is_skipped_for_an_owner_who_already_set_a_password(services: Se
     assert identity_user is not None
     assert identity_user.status is IdentityUserStatus.CONFIRMED
     assert not isinstance(services.identity.authenticate(EMAIL, "Own-Passw0rd!"), AuthChallenge)
+
+
+# --- password hashing: once per purchase in the common path ------------------------------
+
+
+@dataclass
+class PasswordHashCounter:
+    """The real identity provider, counting the two calls of the saga that hash a password
+    with argon2id (create_user and set_password) and keeping the passwords they were given."""
+
+    identity: IdentityProvider
+    created_with: list[str] = field(default_factory=list)
+    set_to: list[str] = field(default_factory=list)
+
+    @property
+    def hashes(self) -> int:
+        return len(self.created_with) + len(self.set_to)
+
+    def create_user(self, username: str, attributes: dict[str, str], temporary_password: str) -> IdentityUser:
+        self.created_with.append(temporary_password)
+        return self.identity.create_user(username, attributes, temporary_password)
+
+    def set_password(self, username: str, password: str, *, permanent: bool) -> None:
+        self.set_to.append(password)
+        self.identity.set_password(username, password, permanent=permanent)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.identity, name)
+
+
+def _counting(services: Services) -> tuple[Services, PasswordHashCounter]:
+    counter = PasswordHashCounter(services.identity)
+    return replace(services, identity=counter), counter  # type: ignore[arg-type]
+
+
+def test_a_fresh_purchase_hashes_one_password_and_emails_that_one(services: Services) -> None:
+    counted, counter = _counting(services)
+    job = _new_job(services)
+
+    with capture_logs() as logged:
+        finished = counted.saga().run(job)
+
+    assert finished.status is JobStatus.SUCCEEDED
+    assert (len(counter.created_with), len(counter.set_to)) == (1, 0)
+    [message] = _welcome_emails(services)
+    [password] = counter.created_with
+    assert _password_in(message) == password
+    _assert_password_works(services, EMAIL, password)
+    # Handed from the identity step to the email in memory only.
+    assert password not in repr(services.journal.get(job.transaction_id))
+    assert password not in repr(logged)
+
+
+@pytest.mark.parametrize(
+    "crash_step", [Step.IDENTITY_USER, Step.OWNER_LINK], ids=[Step.IDENTITY_USER.value, Step.OWNER_LINK.value]
+)
+def test_a_run_resumed_after_the_identity_step_sets_and_emails_a_fresh_password(
+    services: Services, crash_step: Step
+) -> None:
+    counted, counter = _counting(services)
+    job = _new_job(services)
+    # The same saga object runs again: nothing of the first run stays on it.
+    saga = counted.saga(after_step=_crash_after(crash_step))
+    with pytest.raises(SimulatedCrashError):
+        saga.run(job)
+    [first_password] = counter.created_with
+    stored = services.journal.get(job.transaction_id)
+    assert stored is not None
+    assert stored.completed_steps == ALL_STEPS[: ALL_STEPS.index(crash_step) + 1]
+
+    finished = saga.run(stored)
+
+    assert finished.status is JobStatus.SUCCEEDED
+    assert (len(counter.created_with), len(counter.set_to)) == (1, 1)  # the resumed run: one set_password
+    [message] = _welcome_emails(services)
+    [fresh_password] = counter.set_to
+    assert _password_in(message) == fresh_password != first_password
+    _assert_password_works(services, EMAIL, fresh_password)
+    with pytest.raises(InvalidCredentialsError):
+        services.identity.authenticate(EMAIL, first_password)
+
+
+def test_a_run_that_finds_the_identity_user_made_but_not_recorded_sets_a_fresh_password(
+    services: Services,
+) -> None:
+    counted, counter = _counting(services)
+    job = _new_job(services)
+    snapshots: dict[Step, ProvisioningJob] = {}
+
+    def hook(step: Step, recorded: ProvisioningJob) -> None:
+        snapshots[step] = recorded
+        if step is Step.IDENTITY_USER:
+            raise SimulatedCrashError(step.value)
+
+    with pytest.raises(SimulatedCrashError):
+        counted.saga(after_step=hook).run(job)
+    services.journal.save(snapshots[Step.TENANT_RECORD])  # created, then the worker died
+    [first_password] = counter.created_with
+
+    counted.saga().run(snapshots[Step.TENANT_RECORD])
+
+    assert (len(counter.created_with), len(counter.set_to)) == (1, 1)
+    [message] = _welcome_emails(services)
+    assert _password_in(message) == counter.set_to[0]
+    _assert_password_works(services, EMAIL, counter.set_to[0])
+    with pytest.raises(InvalidCredentialsError):
+        services.identity.authenticate(EMAIL, first_password)
+
+
+def test_an_adopted_identity_user_gets_a_fresh_password_before_the_email(services: Services) -> None:
+    services.identity.create_user(EMAIL, {"email": EMAIL, "email_verified": "true"}, "Left-0ver-Pass!")
+    counted, counter = _counting(services)
+
+    counted.saga().run(_new_job(services))
+
+    assert (len(counter.created_with), len(counter.set_to)) == (0, 1)
+    [message] = _welcome_emails(services)
+    assert _password_in(message) == counter.set_to[0]
+    _assert_password_works(services, EMAIL, counter.set_to[0])
+
+
+def test_a_user_recreated_during_the_run_gets_a_fresh_password(services: Services) -> None:
+    """Only the very user the run created (same sub) may get the password it was created with."""
+    counted, counter = _counting(services)
+
+    def recreate(step: Step, recorded: ProvisioningJob) -> None:
+        if step is Step.ACTIVATE:
+            services.identity.delete_user(EMAIL)
+            attributes = {"email": EMAIL, "custom:tenant_id": recorded.tenant_id, "custom:roles": "tenant_admin"}
+            services.identity.create_user(EMAIL, attributes, "Someone-Else-1!")
+
+    counted.saga(after_step=recreate).run(_new_job(services))
+
+    assert (len(counter.created_with), len(counter.set_to)) == (1, 1)
+    [message] = _welcome_emails(services)
+    assert _password_in(message) == counter.set_to[0]
+    _assert_password_works(services, EMAIL, counter.set_to[0])
+
+
+@dataclass
+class JumpingClock:
+    """The system clock, plus a jump forward the test can make mid-run (a run that hung)."""
+
+    ahead: timedelta = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+def test_a_run_that_outlived_its_temporary_password_sets_a_fresh_one(services: Services) -> None:
+    counted, counter = _counting(services)
+    clock = JumpingClock()
+
+    def hang(step: Step, _job: ProvisioningJob) -> None:
+        if step is Step.ACTIVATE:
+            clock.ahead = timedelta(days=services.settings.temporary_password_ttl_days, seconds=1)
+
+    replace(counted, clock=clock).saga(after_step=hang).run(_new_job(services))
+
+    assert (len(counter.created_with), len(counter.set_to)) == (1, 1)
+    [message] = _welcome_emails(services)
+    assert _password_in(message) == counter.set_to[0]
 
 
 # --- existing owners and bad jobs ---------------------------------------------------------

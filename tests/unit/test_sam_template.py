@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from dataclasses import fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tenancy.adapters.aws.resources import (
     table_definitions,
 )
 from tenancy.config import Settings
+from tenancy.provisioning.worker import STALLED_AFTER
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "template.yaml"
 
@@ -114,15 +116,20 @@ def test_the_functions_have_the_contract_names_and_the_lambda_handlers(
     assert itn["FunctionUrlConfig"]["AuthType"] == "NONE"
 
 
-def test_the_provisioning_function_reads_the_queue_in_small_batches_within_the_visibility_timeout(
-    template: dict[str, Any], settings: Settings
-) -> None:
-    properties = next(
+def provisioning_function(template: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The provisioning function's Properties."""
+    return next(
         resource["Properties"]
         for resource in resources_of(template, "AWS::Serverless::Function").values()
         if substitute(resource["Properties"]["FunctionName"]) == settings.function_name("provisioning")
     )
-    (event,) = properties["Events"].values()
+
+
+def test_the_provisioning_function_reads_the_queue_in_small_batches_within_the_visibility_timeout(
+    template: dict[str, Any], settings: Settings
+) -> None:
+    properties = provisioning_function(template, settings)
+    (event,) = [event for event in properties["Events"].values() if event["Type"] == "SQS"]
     timeout = properties.get("Timeout", template["Globals"]["Function"]["Timeout"])
 
     assert event["Type"] == "SQS"
@@ -130,6 +137,18 @@ def test_the_provisioning_function_reads_the_queue_in_small_batches_within_the_v
     assert event["Properties"]["BatchSize"] <= 10
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert timeout < QUEUE_VISIBILITY_TIMEOUT
+
+
+def test_the_provisioning_function_sweeps_for_stalled_jobs_on_a_schedule(
+    template: dict[str, Any], settings: Settings
+) -> None:
+    properties = provisioning_function(template, settings)
+
+    (schedule,) = [event for event in properties["Events"].values() if event["Type"] == "Schedule"]
+
+    # More often than a job counts as stalled, so none waits much longer than STALLED_AFTER.
+    assert schedule["Properties"]["Schedule"] == "rate(5 minutes)"
+    assert timedelta(minutes=5) < STALLED_AFTER
 
 
 def test_every_setting_bootstrap_prints_is_given_to_the_functions(template: dict[str, Any]) -> None:

@@ -75,9 +75,12 @@ def worker(
         signal.signal(signal.SIGINT, request_stop)
         threads = [
             threading.Thread(
-                target=services.worker().run_until, args=(stop, services.settings.worker_poll_seconds), daemon=True
+                target=services.worker().run_until,
+                # One thread of the process sweeps for stalled jobs; more would only repeat it.
+                args=(stop, services.settings.worker_poll_seconds, services.sweeper().sweep if number == 0 else None),
+                daemon=True,
             )
-            for _ in range(concurrency)
+            for number in range(concurrency)
         ]
         for thread in threads:
             thread.start()

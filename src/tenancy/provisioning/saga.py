@@ -7,7 +7,7 @@ recorded (a crash in between) is harmless when it runs again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import structlog
@@ -45,6 +45,25 @@ class SagaSettings:
     temporary_password_ttl_days: int
 
 
+@dataclass(frozen=True, slots=True)
+class _IssuedPassword:
+    """The temporary password a run gave the identity user it created itself."""
+
+    sub: str
+    password: str = field(repr=False)  # kept out of reprs, so out of logs and tracebacks
+
+
+@dataclass(slots=True)
+class _RunMemory:
+    """What one run hands from step to step in memory only: never journaled, never logged, and
+    gone with the run, so a retry, a repair or another worker never sees it."""
+
+    issued_password: _IssuedPassword | None = None
+
+
+_StepAction = Callable[[ProvisioningJob], ProvisioningJob]
+
+
 class ProvisioningSaga:
     def __init__(
         self,
@@ -69,13 +88,17 @@ class ProvisioningSaga:
         self._clock = clock
         # A hook called after each recorded step; the fault-injection tests crash here.
         self._after_step = after_step
-        self._steps: dict[Step, Callable[[ProvisioningJob], ProvisioningJob]] = {
+
+    def _steps_for(self, memory: _RunMemory) -> dict[Step, _StepAction]:
+        """The six steps in order. Only the identity step and the welcome email share the run's
+        memory: the temporary password hashed when the user is created is the one emailed."""
+        return {
             Step.TENANT_RECORD: self._tenant_record,
-            Step.IDENTITY_USER: self._identity_user,
+            Step.IDENTITY_USER: lambda job: self._identity_user(job, memory),
             Step.OWNER_LINK: self._owner_link,
             Step.USERS_RECORD: self._users_record,
             Step.ACTIVATE: self._activate,
-            Step.WELCOME_EMAIL: self._welcome_email,
+            Step.WELCOME_EMAIL: lambda job: self._welcome_email(job, memory),
         }
 
     def run(self, job: ProvisioningJob) -> ProvisioningJob:
@@ -84,7 +107,7 @@ class ProvisioningSaga:
         try:
             if not job.has_done(Step.TENANT_RECORD):
                 self._refuse_second_tenant_for_owner(job)
-            for step, action in self._steps.items():
+            for step, action in self._steps_for(_RunMemory()).items():
                 if job.has_done(step):
                     continue
                 job = action(job)
@@ -162,7 +185,7 @@ class ProvisioningSaga:
                 f"not {job.transaction_id}"
             )
 
-    def _identity_user(self, job: ProvisioningJob) -> ProvisioningJob:
+    def _identity_user(self, job: ProvisioningJob, memory: _RunMemory) -> ProvisioningJob:
         user = self._identity.get_user(job.email)
         if user is None:
             attributes = {
@@ -171,12 +194,15 @@ class ProvisioningSaga:
                 "custom:tenant_id": job.tenant_id,
                 "custom:roles": TENANT_ADMIN_ROLE,
             }
+            password = temporary_password()
             try:
-                user = self._identity.create_user(job.email, attributes, temporary_password())
+                user = self._identity.create_user(job.email, attributes, password)
             except ItemAlreadyExistsError:
                 user = self._identity.get_user(job.email)
                 if user is None:
                     raise PermanentError(f"identity user {job.email} vanished while being created") from None
+            else:
+                memory.issued_password = _IssuedPassword(user.sub, password)
         user = self._claim_identity_user(user, job)
         return job.with_changes(owner_user_id=user.sub)
 
@@ -230,7 +256,7 @@ class ProvisioningSaga:
         self._tenants.set_status(job.tenant_id, TenantStatus.ACTIVE, self._now())
         return job
 
-    def _welcome_email(self, job: ProvisioningJob) -> ProvisioningJob:
+    def _welcome_email(self, job: ProvisioningJob, memory: _RunMemory) -> ProvisioningJob:
         user = self._identity.get_user(job.email)
         if user is None:
             raise PermanentError(f"identity user {job.email} is missing")
@@ -241,11 +267,16 @@ class ProvisioningSaga:
             return job
         if self._welcome_already_sent(job, user):
             # Sent, but the worker died before the step was recorded: the password in that email is
-            # still the owner's (it is set just before sending), so it is not sent a second time.
+            # still the owner's (the run that sent it set it, or created the user with it, before
+            # sending), so it is not sent a second time.
             log.info("welcome_already_sent", transaction_id=job.transaction_id)
             return job
-        password = temporary_password()
-        self._identity.set_password(job.email, password, permanent=False)
+        password = self._password_issued_by_this_run(user, memory)
+        if password is None:
+            # The user was created by an earlier run, adopted, or made by hand: its password is
+            # unknown here, so a fresh one is set just before it is sent.
+            password = temporary_password()
+            self._identity.set_password(job.email, password, permanent=False)
         settings = self._settings
         email = welcome_email(
             job,
@@ -258,6 +289,15 @@ class ProvisioningSaga:
         message_id = self._mailer.send(replace(email, tags={**email.tags, "identity_sub": user.sub}))
         log.info("welcome_sent", transaction_id=job.transaction_id, tenant_id=job.tenant_id, message_id=message_id)
         return job
+
+    def _password_issued_by_this_run(self, user: IdentityUser, memory: _RunMemory) -> str | None:
+        """The temporary password this run created `user` with, while it is surely still theirs:
+        the same user (same sub), still on that temporary password, and not yet expired."""
+        issued = memory.issued_password
+        if issued is None or issued.sub != user.sub or user.status is not IdentityUserStatus.FORCE_CHANGE_PASSWORD:
+            return None
+        valid_until = user.created_at + timedelta(days=self._settings.temporary_password_ttl_days)
+        return issued.password if self._clock.now() < valid_until else None
 
     def _welcome_already_sent(self, job: ProvisioningJob, user: IdentityUser) -> bool:
         """Whether this purchase's welcome email already went out to this very identity user (a

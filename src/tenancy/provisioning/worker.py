@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -17,11 +19,13 @@ from tenancy.ports import Clock, JobQueue, ProvisioningJournal
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga
 
-__all__ = ["STALLED_AFTER", "JobOutcome", "NextAction", "ProvisioningWorker"]
+__all__ = ["STALLED_AFTER", "SWEEP_EVERY", "JobOutcome", "NextAction", "ProvisioningWorker"]
 
 # An unfinished job nobody has touched for this long is in no worker's hands any more (lost);
 # younger, it is left to the worker that has it.
 STALLED_AFTER = timedelta(minutes=15)
+# How often a polling worker looks for stalled jobs (provisioning.sweep).
+SWEEP_EVERY = timedelta(minutes=5)
 
 log = structlog.get_logger(__name__)
 
@@ -138,12 +142,19 @@ class ProvisioningWorker:
             self.handle(message)
         return len(messages)
 
-    def run_until(self, stop: threading.Event, idle_seconds: float) -> None:
-        """Polls until `stop` is set; the job in hand is finished before returning."""
+    def run_until(
+        self, stop: threading.Event, idle_seconds: float, sweep: Callable[[], object] | None = None
+    ) -> None:
+        """Polls until `stop` is set; the job in hand is finished before returning. `sweep`, if
+        given, runs every SWEEP_EVERY (it puts stalled jobs back on the queue)."""
         log.info("worker_started")
         failures = 0
+        next_sweep = time.monotonic()
         while not stop.is_set():
             try:
+                if sweep is not None and time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_EVERY.total_seconds()
+                    sweep()
                 handled = self.poll_once()
                 failures = 0
             except TransientError as error:

@@ -4,15 +4,16 @@ Paid purchases that never got a job (RB-001 4.1) are listed too, from the audit'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import JobStatus, ProvisioningJob
-from tenancy.ports import ProvisioningJournal
+from tenancy.ports import PaymentLedger, ProvisioningJournal
 from tenancy.runbook.audit import AuditReport
 from tenancy.runbook.findings import Diagnosis, Finding
 
-__all__ = ["JobFilters", "JobRow", "findings_by_transaction", "job_rows", "search_jobs"]
+__all__ = ["JobFilters", "JobRow", "findings_by_transaction", "job_rows", "rows_for_query", "search_jobs"]
 
 NO_JOB = "no job"
 
@@ -69,26 +70,47 @@ def search_jobs(journal: ProvisioningJournal, query: str) -> list[ProvisioningJo
     return list(found.values())
 
 
-def job_rows(journal: ProvisioningJournal, report: AuditReport, filters: JobFilters) -> list[JobRow]:
-    """The rows to show, newest first after the purchases that have no job at all (the most urgent)."""
-    findings = findings_by_transaction(report)
-    jobs = _candidates(journal, report, filters, findings)
-    rows = [JobRow.of_job(job, findings.get(job.transaction_id, Finding.HEALTHY)) for job in jobs]
+def rows_for_query(
+    journal: ProvisioningJournal,
+    ledger: PaymentLedger,
+    diagnose: Callable[[str], Diagnosis],
+    filters: JobFilters,
+) -> list[JobRow]:
+    """The rows for a search: only the purchases the query names are diagnosed, each on its own
+    (what `tenancy diagnose` does), so a search costs a few lookups, not an audit of every store."""
+    text = filters.query.strip()
+    jobs = {job.transaction_id: job for job in search_jobs(journal, text)}
+    payments = ledger.find(email=normalize_email(text)) if "@" in text else ledger.find(transaction_id=text)
+    paid_only = {payment.transaction_id for payment in payments if payment.transaction_id} - jobs.keys()
+    rows = [JobRow.of_job(job, diagnose(transaction_id).finding) for transaction_id, job in jobs.items()]
     rows.sort(key=lambda row: row.job.updated_at if row.job else "", reverse=True)
-    if filters.status is None:
-        rows = _jobless(journal, report, filters, {row.transaction_id for row in rows}) + rows
-    else:
+    jobless = [JobRow.of_diagnosis(diagnose(transaction_id), transaction_id) for transaction_id in sorted(paid_only)]
+    return _narrowed(jobless + rows, filters)
+
+
+def _narrowed(rows: list[JobRow], filters: JobFilters) -> list[JobRow]:
+    if filters.status is not None:
         rows = [row for row in rows if row.job is not None and row.job.status is filters.status]
     if filters.finding is not None:
         rows = [row for row in rows if row.finding is filters.finding]
     return rows[: filters.limit]
 
 
+def job_rows(journal: ProvisioningJournal, report: AuditReport, filters: JobFilters) -> list[JobRow]:
+    """The rows to show without a search, from an audit: newest first, after the purchases that
+    have no job at all (the most urgent)."""
+    findings = findings_by_transaction(report)
+    jobs = _candidates(journal, filters, findings)
+    rows = [JobRow.of_job(job, findings.get(job.transaction_id, Finding.HEALTHY)) for job in jobs]
+    rows.sort(key=lambda row: row.job.updated_at if row.job else "", reverse=True)
+    if filters.status is None:
+        rows = _jobless(journal, report, {row.transaction_id for row in rows}) + rows
+    return _narrowed(rows, filters)
+
+
 def _candidates(
-    journal: ProvisioningJournal, report: AuditReport, filters: JobFilters, findings: dict[str, Finding]
+    journal: ProvisioningJournal, filters: JobFilters, findings: dict[str, Finding]
 ) -> list[ProvisioningJob]:
-    if filters.query.strip():
-        return search_jobs(journal, filters.query)
     if filters.finding is not None and filters.finding is not Finding.HEALTHY:
         # The newest jobs might not include an old failure: go by the audit's list instead.
         chosen = [transaction_id for transaction_id, finding in findings.items() if finding is filters.finding]
@@ -96,18 +118,11 @@ def _candidates(
     return journal.list_jobs(filters.status.value if filters.status else None, filters.limit)
 
 
-def _jobless(journal: ProvisioningJournal, report: AuditReport, filters: JobFilters, listed: set[str]) -> list[JobRow]:
-    """Failed purchases the journal has no job for, matching the query when there is one."""
-    query = normalize_email(filters.query)
+def _jobless(journal: ProvisioningJournal, report: AuditReport, listed: set[str]) -> list[JobRow]:
+    """Failed purchases the journal has no job for."""
     rows: list[JobRow] = []
     for case in report.cases:
-        diagnosis = case.diagnosis
-        transaction_id = diagnosis.transaction_id
-        if not transaction_id or transaction_id in listed:
-            continue
-        named = {transaction_id.lower(), (diagnosis.tenant_id or "").lower(), (diagnosis.email or "").lower()}
-        if query and query not in named:
-            continue
-        if journal.get(transaction_id) is None:
-            rows.append(JobRow.of_diagnosis(diagnosis, transaction_id))
+        transaction_id = case.diagnosis.transaction_id
+        if transaction_id and transaction_id not in listed and journal.get(transaction_id) is None:
+            rows.append(JobRow.of_diagnosis(case.diagnosis, transaction_id))
     return rows

@@ -42,7 +42,8 @@ def create_app(services: Services, *, workers: int = 0) -> FastAPI:
         threads = [
             threading.Thread(
                 target=services.worker().run_until,
-                args=(stop, services.settings.worker_poll_seconds),
+                # One thread of the process sweeps for stalled jobs; more would only repeat it.
+                args=(stop, services.settings.worker_poll_seconds, services.sweeper().sweep if number == 0 else None),
                 name=f"worker-{number}",
                 daemon=True,
             )

@@ -5,12 +5,14 @@ against the pool's JWKS."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 import jwt
+import structlog
 from botocore.exceptions import ClientError
 
 from tenancy.adapters.aws._errors import aws_errors, error_code
@@ -18,6 +20,7 @@ from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import AuthChallenge, IdentityUser, IdentityUserStatus, Tokens
 from tenancy.errors import (
     AccountNotFoundError,
+    ConfigurationError,
     InvalidCredentialsError,
     InvalidInputError,
     InvalidSessionError,
@@ -38,9 +41,13 @@ if TYPE_CHECKING:
 
 __all__ = ["CognitoIdentityProvider"]
 
+log = structlog.get_logger(__name__)
+
 _NEW_PASSWORD_REQUIRED: Final = "NEW_PASSWORD_REQUIRED"  # noqa: S105 - a challenge name, not a password
 _ALGORITHM = "RS256"
 _CLOCK_SKEW_SECONDS = 60
+# The least time between two fetches of the JWKS prompted by tokens naming an unknown `kid`.
+_JWKS_REFRESH_INTERVAL_SECONDS = 60.0
 _USER_NOT_FOUND = "UserNotFoundException"
 _LIST_USERS_MAX = 60
 _SESSION_MIN_LENGTH, _SESSION_MAX_LENGTH = 20, 2048  # the API's bounds on `Session`  # ListUsers refuses a larger Limit
@@ -145,8 +152,29 @@ def _tokens(result: AuthenticationResultTypeTypeDef, refresh_token: str | None =
     )
 
 
+def _signing_keys(jwks: Mapping[str, Any]) -> dict[str, jwt.PyJWK]:
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in jwks.get("keys", []):
+        if not isinstance(entry, dict):
+            continue
+        try:
+            parsed = jwt.PyJWK(entry)
+        except jwt.PyJWTError:
+            continue  # a key of a kind this verifier never accepts anyway
+        if parsed.key_id:
+            keys[parsed.key_id] = parsed
+    return keys
+
+
 class CognitoIdentityProvider:
-    """The IdentityProvider port for the AWS backend; usernames are the lower-cased email."""
+    """The IdentityProvider port for the AWS backend; usernames are the lower-cased email.
+
+    ID tokens are verified against the pool's JWKS: `jwks` when given, else fetched from
+    `jwks_url` on first use. When Cognito rotates its keys, a token naming a `kid` the cached
+    JWKS lacks makes the adapter fetch `jwks_url` again, at most once per
+    `jwks_refresh_interval` seconds (judged by `clock`) however many such tokens arrive, so
+    forged tokens with made-up kids cannot make it hammer Cognito.
+    """
 
     def __init__(
         self,
@@ -154,18 +182,27 @@ class CognitoIdentityProvider:
         user_pool_id: str,
         client_id: str,
         *,
-        jwks_url: str,
+        jwks_url: str | None = None,
         jwks: Mapping[str, Any] | None = None,
         http_timeout: float = 5.0,
+        jwks_refresh_interval: float = _JWKS_REFRESH_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if jwks_url is None and jwks is None:
+            raise ConfigurationError("the Cognito adapter needs the user pool's JWKS or its URL")
         self._client = client
         self._user_pool_id = user_pool_id
         self._client_id = client_id
         self._jwks_url = jwks_url
         self._http_timeout = http_timeout
+        self._refresh_interval = jwks_refresh_interval
+        self._clock = clock
         self._issuer = f"https://cognito-idp.{client.meta.region_name}.amazonaws.com/{user_pool_id}"
+        # Replaced together, never mutated, under `_jwks_lock`; `_keys` is also read without it.
         self._jwks: dict[str, Any] | None = dict(jwks) if jwks is not None else None
-        self._keys: dict[str, jwt.PyJWK] | None = None
+        self._keys: dict[str, jwt.PyJWK] | None = _signing_keys(self._jwks) if self._jwks is not None else None
+        # When `jwks_url` was last fetched, or a refresh last tried to, by `clock`; None: never.
+        self._fetched_at: float | None = None
         self._jwks_lock = threading.Lock()
 
     def create_user(self, username: str, attributes: dict[str, str], temporary_password: str) -> IdentityUser:
@@ -355,11 +392,10 @@ class CognitoIdentityProvider:
         return _tokens(response["AuthenticationResult"], refresh_token)
 
     def jwks(self) -> dict[str, Any]:
-        """The pool's JWKS: the one given at construction, else fetched from `jwks_url` once."""
+        """The pool's JWKS: the one given at construction or fetched from `jwks_url`, as last
+        refreshed after a token named a `kid` it lacked."""
         with self._jwks_lock:
-            if self._jwks is None:
-                self._jwks = self._fetch_jwks()
-            return self._jwks
+            return self._loaded()[0]
 
     def verify_id_token(self, token: str) -> dict[str, object]:
         try:
@@ -369,7 +405,8 @@ class CognitoIdentityProvider:
         # Checked before decoding so a token naming another algorithm (`none`, HS256) never reaches a verifier.
         if header.get("alg") != _ALGORITHM:
             raise InvalidTokenError()
-        key = self._signing_keys().get(str(header.get("kid")))
+        kid = header.get("kid")
+        key = self._signing_key(kid) if isinstance(kid, str) else None
         if key is None:
             raise InvalidTokenError()
         try:
@@ -388,21 +425,44 @@ class CognitoIdentityProvider:
             raise InvalidTokenError()
         return claims
 
-    def _signing_keys(self) -> dict[str, jwt.PyJWK]:
-        if self._keys is None:
-            keys: dict[str, jwt.PyJWK] = {}
-            for entry in self.jwks().get("keys", []):
-                try:
-                    parsed = jwt.PyJWK(entry)
-                except jwt.PyJWTError:
-                    continue  # a key of a kind this verifier never accepts anyway
-                if parsed.key_id:
-                    keys[parsed.key_id] = parsed
-            self._keys = keys
-        return self._keys
+    def _loaded(self) -> tuple[dict[str, Any], dict[str, jwt.PyJWK]]:
+        """Under `_jwks_lock`: the JWKS and its keys, fetched first if there are none yet."""
+        if self._jwks is not None and self._keys is not None:
+            return self._jwks, self._keys
+        # A failure is not remembered: with no keys at all nothing verifies, so the next call tries again.
+        return self._install(self._fetch_jwks())
+
+    def _signing_key(self, kid: str) -> jwt.PyJWK | None:
+        keys = self._keys
+        if keys is not None and kid in keys:
+            return keys[kid]  # the common case, without waiting behind a refresh in flight
+        with self._jwks_lock:
+            # Threads that queued here behind a refresh find its keys, or find it too recent to repeat.
+            key = self._loaded()[1].get(kid)
+            if key is None and self._refresh_due():
+                # Counted before fetching, so a failing URL is not hammered either: a failed refresh
+                # is a TransientError, and unknown kids are refused until the interval has passed.
+                self._fetched_at = self._clock()
+                log.info("cognito_jwks_refresh", reason="token names an unknown kid")
+                key = self._install(self._fetch_jwks())[1].get(kid)
+            return key
+
+    def _refresh_due(self) -> bool:
+        if self._jwks_url is None:
+            return False
+        return self._fetched_at is None or self._clock() - self._fetched_at >= self._refresh_interval
+
+    def _install(self, jwks: dict[str, Any]) -> tuple[dict[str, Any], dict[str, jwt.PyJWK]]:
+        """Under `_jwks_lock`: a fetched JWKS replaces the cached one; keys gone from it are refused."""
+        keys = _signing_keys(jwks)
+        self._jwks, self._keys = jwks, keys
+        if self._fetched_at is None:
+            self._fetched_at = self._clock()  # the first fetch counts: its keys are fresh
+        return jwks, keys
 
     def _fetch_jwks(self) -> dict[str, Any]:
-        # A failure is not cached: the next verification tries again.
+        if self._jwks_url is None:
+            raise ConfigurationError("no JWKS URL to fetch the user pool's keys from")
         try:
             response = httpx.get(self._jwks_url, timeout=self._http_timeout)
             response.raise_for_status()

@@ -5,6 +5,7 @@ ones `tenancy diagnose/repair/verify/dlq/audit/alerts` run."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -23,7 +24,7 @@ from tenancy.runbook.dashboard import HourlySeries, read_dashboard
 from tenancy.runbook.dead_letters import dead_letter_row
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import Finding
-from tenancy.runbook.job_search import JobFilters, job_rows
+from tenancy.runbook.job_search import JobFilters, job_rows, rows_for_query
 from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.web.deps import ServicesDep
 from tenancy.web.pages.rendering import redirect, render
@@ -147,10 +148,17 @@ def line_chart(series: HourlySeries, *, width: int = 720, height: int = 260) -> 
 def jobs(request: Request, services: ConsoleServices, q: str = "", status: str = "", finding: str = "") -> Response:
     viewer = require_operator(request)
     filters = JobFilters(query=q.strip()[:254], status=_enum(JobStatus, status), finding=_enum(Finding, finding))
-    now = services.clock.now()
-    report = run_audit(services.evidence_stores, since=_BEGINNING, now=now, password_ttl=_password_ttl(services))
+    if filters.query:
+        runbook = services.runbook
+        rows = rows_for_query(
+            services.journal, services.ledger, lambda txn: runbook.diagnose(Selector(transaction_id=txn)), filters
+        )
+    else:
+        now = services.clock.now()
+        report = run_audit(services.evidence_stores, since=_BEGINNING, now=now, password_ttl=_password_ttl(services))
+        rows = job_rows(services.journal, report, filters)
     context = {
-        "rows": job_rows(services.journal, report, filters),
+        "rows": rows,
         "filters": filters,
         "statuses": list(JobStatus),
         "all_findings": list(Finding),
@@ -292,7 +300,17 @@ async def redrive(request: Request, services: ConsoleServices, message_id: str) 
 @router.get("/ops/mail")
 def mail(request: Request, services: ConsoleServices) -> Response:
     viewer = require_operator(request)
-    return _page(request, viewer, "ops/mail.html", "mail", {"emails": services.mailer.outbox(limit=100)})
+    emails = [dataclasses.replace(email, text=_hide_secrets(email.text)) for email in services.mailer.outbox(limit=100)]
+    return _page(request, viewer, "ops/mail.html", "mail", {"emails": emails})
+
+
+# Where our own emails (welcome, operator invitation, password reset) carry a secret. An email
+# only stored (no SMTP) keeps it for its reader; the console is not that reader.
+_SECRET_LINES = re.compile(r"^(Temporary password|Your reset code): \S+", re.MULTILINE)
+
+
+def _hide_secrets(text: str) -> str:
+    return _SECRET_LINES.sub(r"\1: [hidden in the console]", text)
 
 
 # --- Audit -------------------------------------------------------------------------------------

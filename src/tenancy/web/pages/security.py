@@ -39,8 +39,10 @@ __all__ = [
 SESSION_COOKIE = "__Host-tenancy_session"
 CSRF_COOKIE = "__Host-tenancy_csrf"
 CSRF_FIELD = "csrf_token"
-# The checkout form posts to PayFast itself, so its host is the one other form target allowed.
-_PAYFAST_FORM_TARGETS = "https://www.payfast.co.za https://sandbox.payfast.co.za"
+# The checkout form posts to PayFast itself, so PayFast is the one other form target allowed.
+# Browsers apply form-action to the redirects after the post too, and /eng/process answers with a
+# redirect to its payment page: PayFast's own hosts, whichever of them it picks.
+_PAYFAST_FORM_TARGETS = "https://www.payfast.co.za https://sandbox.payfast.co.za https://*.payfast.co.za https://*.payfast.io"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     f"form-action 'self' {_PAYFAST_FORM_TARGETS}; frame-ancestors 'none'; base-uri 'none'"
