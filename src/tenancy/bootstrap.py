@@ -145,7 +145,9 @@ class Services:
         )
 
     def sweeper(self) -> StalledJobSweeper:
-        return StalledJobSweeper(self.journal, self.queue, self.clock)
+        return StalledJobSweeper(
+            self.journal, self.queue, self.clock, max_attempts=self.settings.retry_max_attempts
+        )
 
     def worker(self) -> ProvisioningWorker:
         settings = self.settings

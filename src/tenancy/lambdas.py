@@ -158,10 +158,11 @@ def provisioning_handler(event: dict[str, Any], context: LambdaContext) -> dict[
     `{"transactionId": ..., "email": ..., "plan": ...}` (answered with the job's state), or the
     schedule's event (the sweep for stalled jobs, answered with the ones put back on the queue)."""
     if event.get("detail-type") == "Scheduled Event":
-        requeued = services().sweeper().sweep()
-        metrics.add_metric(name="JobRequeued", unit=MetricUnit.Count, value=len(requeued))
-        logger.info("sweep_done", requeued=len(requeued))
-        return {"requeued": requeued}
+        swept = services().sweeper().sweep()
+        metrics.add_metric(name="JobRequeued", unit=MetricUnit.Count, value=len(swept.requeued))
+        metrics.add_metric(name="JobDeadLettered", unit=MetricUnit.Count, value=len(swept.parked))
+        logger.info("sweep_done", requeued=len(swept.requeued), parked=len(swept.parked))
+        return swept.as_document()
     if "Records" in event:
         # Even a batch that failed entirely is answered with its failures rather than an
         # exception: the outcome is the same for SQS, and the Errors alarm stays for crashes.

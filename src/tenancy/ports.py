@@ -121,6 +121,10 @@ class ProvisioningJournal(Protocol):
         """Writes the job unless one exists for its transaction id; True if it wrote it."""
         ...
 
+    def stale_jobs(self, status: str, updated_before: str, limit: int = 1000) -> list[ProvisioningJob]:
+        """Jobs in `status` last written before `updated_before` (a contract timestamp), oldest first."""
+        ...
+
     def save_claimed(self, job: ProvisioningJob, *, expected_claim: str | None) -> bool:
         """Writes `job` only if the stored job's `claim` is still `expected_claim` (None: no
         claim); False, writing nothing, when it is not (another run claimed the job)."""

@@ -180,3 +180,40 @@ def test_an_unconditional_save_releases_the_claim(journal: ProvisioningJournal) 
     assert journal.get("TXN-OPS") == make_job("TXN-OPS", status=JobStatus.QUEUED)
     assert not journal.save_claimed(make_job("TXN-OPS").with_changes(attempts=2, claim="run-1"),
                                     expected_claim="run-1")  # fmt: skip
+
+
+def test_stale_jobs_are_those_written_before_the_cutoff_in_a_status_oldest_first(journal: ProvisioningJournal) -> None:
+    for number, (status, updated_at) in enumerate([
+        (JobStatus.QUEUED, "2026-01-18T00:05:00Z"),
+        (JobStatus.QUEUED, "2026-01-18T00:01:00Z"),
+        (JobStatus.QUEUED, "2026-01-18T00:30:00Z"),  # after the cutoff: not stale
+        (JobStatus.RUNNING, "2026-01-18T00:02:00Z"),  # another status
+        (JobStatus.QUEUED, "2026-01-18T00:03:00Z"),
+    ]):  # fmt: skip
+        journal.create(make_job(f"TXN-STALE{number}", status=status, updated_at=updated_at))
+
+    stale = journal.stale_jobs("queued", "2026-01-18T00:10:00Z")
+    first_two = journal.stale_jobs("queued", "2026-01-18T00:10:00Z", limit=2)
+
+    assert [job.transaction_id for job in stale] == ["TXN-STALE1", "TXN-STALE4", "TXN-STALE0"]
+    assert [job.transaction_id for job in first_two] == ["TXN-STALE1", "TXN-STALE4"]
+    assert [job.transaction_id for job in journal.stale_jobs("running", "2026-01-18T00:10:00Z")] == ["TXN-STALE3"]
+
+
+def test_a_hand_written_item_with_a_null_claim_can_be_claimed(aws: AwsContext) -> None:
+    client = aws.session.client("dynamodb")
+    journal = DynamoJournal(client, aws.settings.provisioning_table)
+    journal.create(make_job("TXN-NULL1"))
+    client.update_item(
+        TableName=aws.settings.provisioning_table,
+        Key={"transaction_id": {"S": "TXN-NULL1"}},
+        UpdateExpression="SET #claim = :null",
+        ExpressionAttributeNames={"#claim": "claim"},
+        ExpressionAttributeValues={":null": {"NULL": True}},
+    )
+    stored = journal.get("TXN-NULL1")
+    assert stored is not None
+    assert stored.claim is None
+
+    assert journal.save_claimed(stored.with_changes(attempts=1, claim="run-1"), expected_claim=None)
+    assert journal.get("TXN-NULL1").claim == "run-1"  # type: ignore[union-attr]

@@ -382,7 +382,24 @@ def test_the_scheduled_sweep_requeues_a_job_whose_queue_send_failed(aws: AwsCont
     again = lambdas.provisioning_handler(SCHEDULED_EVENT, CONTEXT)
     batch = lambdas.provisioning_handler(sqs_event(aws, receive_one(aws)), CONTEXT)
 
-    assert answer == {"requeued": ["TXN-LOST01"]}
-    assert again == {"requeued": []}
+    assert answer == {"requeued": ["TXN-LOST01"], "parked": []}
+    assert again == {"requeued": [], "parked": []}
     assert batch == {"batchItemFailures": []}
     assert services.journal.get("TXN-LOST01").status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_a_job_another_run_holds_is_reported_back_not_run_and_not_deleted(aws: AwsContext, services: Services) -> None:
+    body, transaction_id, email = purchase()
+    assert lambdas.itn_handler(http_api_event(body, base64_body=False), CONTEXT)["statusCode"] == 200
+    job = services.journal.get(transaction_id)
+    assert job is not None
+    held = job.with_changes(status=JobStatus.RUNNING, attempts=1, claim="another-instance",
+                            updated_at=format_timestamp(services.clock.now()))  # fmt: skip
+    services.journal.save(held)
+    message = receive_one(aws)
+
+    answer = lambdas.provisioning_handler(sqs_event(aws, message), CONTEXT)
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    assert services.journal.get(transaction_id) == held
+    assert services.mailer.outbox(email) == []

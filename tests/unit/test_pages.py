@@ -425,3 +425,18 @@ def test_a_form_posted_through_the_public_address_is_accepted(client: TestClient
 
     assert through_proxy.status_code == 200
     assert elsewhere.status_code == 403
+
+
+def test_in_live_mode_the_form_posts_to_payfasts_live_process_url(tmp_path: Path) -> None:
+    live = {"payfast_mode": "live", "payfast_merchant_id": "10012345", "payfast_merchant_key": "live-key-1",
+            "payfast_passphrase": "a-live-passphrase"}  # fmt: skip
+    services = build(make_settings(tmp_path / "home", public_url="https://shop.example", **live))
+    with page_client(services) as client:
+        page = checkout(client, plan="starter")
+    services.close()
+
+    fields = form_fields(page, "payfast-form")
+    assert 'action="https://www.payfast.co.za/eng/process"' in page
+    assert dict(fields)["merchant_id"] == "10012345"
+    assert checkout_signature_matches(fields, "a-live-passphrase")
+    assert "a-live-passphrase" not in page

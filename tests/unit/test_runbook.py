@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tenancy.bootstrap import Services, build
+from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import (
     AuthChallenge,
     JobStatus,
@@ -354,6 +355,33 @@ def test_redriven_dead_letter_is_provisioned_by_the_worker(services: Services) -
     assert services.runbook.diagnose(Selector(transaction_id=transaction_id)).finding is Finding.HEALTHY
 
 
+class EagerWorkerQueue:
+    """A queue whose redriven message a worker receives at once, before redrive returns."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def redrive(self, message_id: str) -> bool:
+        moved = self._services.queue.redrive(message_id)
+        work(self._services)
+        return moved
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._services.queue, name)
+
+
+def test_a_worker_that_receives_a_redriven_message_at_once_provisions_the_job(services: Services) -> None:
+    transaction_id = pay(services)
+    work(dataclasses.replace(services, tenants=BrokenTenantStore(services.tenants)))
+    (message,) = services.runbook.dead_letters()
+    eager = dataclasses.replace(services, queue=EagerWorkerQueue(services))
+
+    assert eager.runbook.redrive(message.message_id)
+
+    assert services.queue.depth() == (0, 0)  # not parked again
+    assert services.runbook.diagnose(Selector(transaction_id=transaction_id)).finding is Finding.HEALTHY
+
+
 def test_selector_needs_exactly_one_key() -> None:
     from tenancy.errors import InvalidInputError
 
@@ -421,3 +449,21 @@ def test_the_manual_trigger_leaves_a_job_a_worker_has_in_hand_and_runs_a_stalled
     assert services.queue.depth() == (1, 0)  # the worker's message is left alone
     assert trigger(16) is JobStatus.SUCCEEDED  # stalled for longer than a worker holds a job
     assert services.queue.depth() == (0, 0)
+
+
+def test_a_repair_takes_the_job_from_a_run_that_went_quiet(services: Services) -> None:
+    transaction_id = pay(services)
+    services.queue.purge(transaction_id)  # a run started by hand (RB-001 4.1): no message
+    quiet = format_timestamp(services.clock.now() - timedelta(minutes=20))
+    job = services.journal.get(transaction_id)
+    assert job is not None
+    services.journal.save(job.with_changes(status=JobStatus.RUNNING, attempts=1, claim="quiet-run", updated_at=quiet))
+
+    result = services.runbook.repair(Selector(transaction_id=transaction_id), operator="ops-test")
+
+    assert result.outcome == "repaired"
+    repaired = services.journal.get(transaction_id)
+    assert repaired is not None
+    assert repaired.status is JobStatus.SUCCEEDED
+    # Were the quiet run to wake up, its next write would be refused: it no longer holds the job.
+    assert not services.journal.save_claimed(repaired.with_changes(last_error="late"), expected_claim="quiet-run")

@@ -496,3 +496,54 @@ def test_a_job_whose_run_went_quiet_longer_than_the_lease_is_claimed_again(
     assert stored is not None
     assert (stored.status, stored.attempts) == (JobStatus.SUCCEEDED, 2)
     assert stored.claim not in {None, "dead-run"}
+
+
+def test_a_run_taken_over_just_before_the_welcome_email_does_not_send_it(
+    make_services: Callable[..., Services],
+) -> None:
+    services = make_services()
+    job = _enqueue(services)
+
+    def taken_over_before_the_email(step: Step, current: ProvisioningJob) -> None:
+        if step is Step.ACTIVATE:
+            services.journal.save(current.with_changes(claim="the-new-run"))
+
+    slow = ProvisioningWorker(
+        queue=services.queue,
+        journal=services.journal,
+        saga=services.saga(after_step=taken_over_before_the_email),
+        retry=RetryPolicy(base_seconds=0),
+        clock=services.clock,
+        visibility_timeout=30,
+    )
+    outcome = slow.run_job(job)
+
+    assert outcome.action is NextAction.SUPERSEDED
+    assert services.mailer.outbox(to=EMAIL) == []
+
+
+def test_a_superseded_run_that_then_fails_does_not_overwrite_the_new_runs_job(
+    make_services: Callable[..., Services],
+) -> None:
+    services = make_services(retry_base_seconds=0)
+    job = _enqueue(services)
+
+    class TakenOverWhileSending:
+        """The SMTP server hangs past the lease (a new run takes the job), then refuses."""
+
+        def send(self, email: OutgoingEmail) -> str:
+            stored = services.journal.get(job.transaction_id)
+            assert stored is not None
+            services.journal.save(stored.with_changes(claim="the-new-run", attempts=7))
+            raise TransientError("451 try again later")
+
+        def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
+            return services.mailer.outbox(to, limit)
+
+    outcome = _with_mailer(services, TakenOverWhileSending()).worker().run_job(job)  # type: ignore[arg-type]
+
+    stored = services.journal.get(job.transaction_id)
+    assert outcome.action is NextAction.SUPERSEDED
+    assert stored is not None
+    assert (stored.claim, stored.attempts, stored.status) == ("the-new-run", 7, JobStatus.RUNNING)
+    assert stored.last_error is None  # the old run's failure is not written over the new run

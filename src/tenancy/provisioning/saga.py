@@ -132,6 +132,15 @@ class ProvisioningSaga:
         if not self._journal.save_claimed(job, expected_claim=job.claim):
             raise ClaimLostError(f"{job.transaction_id} was claimed by another run")
 
+    def _still_holding(self, job: ProvisioningJob) -> None:
+        """ClaimLostError unless the job is still this run's (read, not written: a run outside
+        the worker, with no claim, owns nothing to check)."""
+        if job.claim is None:
+            return
+        stored = self._journal.get(job.transaction_id)
+        if stored is None or stored.claim != job.claim:
+            raise ClaimLostError(f"{job.transaction_id} was claimed by another run")
+
     def _now(self) -> str:
         return format_timestamp(self._clock.now())
 
@@ -275,8 +284,12 @@ class ProvisioningSaga:
         if password is None:
             # The user was created by an earlier run, adopted, or made by hand: its password is
             # unknown here, so a fresh one is set just before it is sent.
+            self._still_holding(job)
             password = temporary_password()
             self._identity.set_password(job.email, password, permanent=False)
+        # The one step a second run must not repeat beside this one: make sure no run has taken
+        # the job over (this one outliving its lease) right before the email goes out.
+        self._still_holding(job)
         settings = self._settings
         email = welcome_email(
             job,

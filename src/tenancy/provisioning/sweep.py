@@ -1,11 +1,16 @@
 """Puts stalled jobs back on the work queue. A job is written before its queue message is sent;
 on AWS the two cannot share a transaction, so a send that fails after the journal write leaves a
-queued job that no message will ever bring to a worker. A job queued or due for retry that nobody
-has touched for STALLED_AFTER gets a fresh message; a second message for a job whose first one
-was only slow is harmless, since a run claims its job (provisioning.worker)."""
+queued job that no message will ever bring to a worker. And a run started by hand (RB-001 4.1's
+direct invocation, a console repair) that dies leaves a `running` job with no message at all.
+
+A job queued, due for retry or running that nobody has touched for STALLED_AFTER gets a fresh
+message; a second message for a job whose first one was only slow is harmless, since a run
+claims its job (provisioning.worker). A running job that has used up its attempts is parked in
+the dead-letter queue instead, so a job that kills every run does not go round for ever."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -15,42 +20,76 @@ from tenancy.domain.model import JobStatus, ProvisioningJob
 from tenancy.ports import Clock, JobQueue, ProvisioningJournal
 from tenancy.provisioning.worker import STALLED_AFTER
 
-__all__ = ["StalledJobSweeper"]
+__all__ = ["StalledJobSweeper", "SweepResult"]
 
 log = structlog.get_logger(__name__)
 
-# Per status and sweep. The journal lists newest first; a backlog larger than this is swept over
-# several sweeps, as each swept job is touched and drops out of the stalled ones.
+# Per status and sweep, oldest first: a larger backlog is swept over several sweeps.
 _BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    requeued: list[str] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)
+
+    def as_document(self) -> dict[str, list[str]]:
+        return {"requeued": self.requeued, "parked": self.parked}
 
 
 class StalledJobSweeper:
     def __init__(
-        self, journal: ProvisioningJournal, queue: JobQueue, clock: Clock, stalled_after: timedelta = STALLED_AFTER
+        self,
+        journal: ProvisioningJournal,
+        queue: JobQueue,
+        clock: Clock,
+        *,
+        max_attempts: int,
+        stalled_after: timedelta = STALLED_AFTER,
     ) -> None:
         self._journal = journal
         self._queue = queue
         self._clock = clock
+        self._max_attempts = max_attempts
         self._stalled_after = stalled_after
 
-    def sweep(self) -> list[str]:
-        """Sends a message for each stalled job; returns their transaction ids."""
+    def sweep(self) -> SweepResult:
         now = self._clock.now()
-        requeued: list[str] = []
-        for status in (JobStatus.QUEUED, JobStatus.RETRYING):
-            for job in self._journal.list_jobs(status.value, limit=_BATCH):
-                if self._stalled(job, now) and self._touch(job, now):
-                    self._queue.send(job.transaction_id)
-                    requeued.append(job.transaction_id)
-                    log.warning("job_requeued", transaction_id=job.transaction_id, status=job.status.value)
-        return requeued
+        cutoff = format_timestamp(now - self._stalled_after)
+        result = SweepResult()
+        for status in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING):
+            for job in self._journal.stale_jobs(status.value, cutoff, limit=_BATCH):
+                if self._stalled(job, now) and not self._has_a_message(job):
+                    self._rescue(job, now, result)
+        return result
 
     def _stalled(self, job: ProvisioningJob, now: datetime) -> bool:
-        due = job.next_attempt_at if job.status is JobStatus.RETRYING and job.next_attempt_at else job.updated_at
-        return parse_timestamp(due) + self._stalled_after <= now
+        if job.status is JobStatus.RETRYING and job.next_attempt_at:
+            return parse_timestamp(job.next_attempt_at) + self._stalled_after <= now
+        return True  # stale_jobs chose it by its last write
 
-    def _touch(self, job: ProvisioningJob, now: datetime) -> bool:
-        """Marks the job as just requeued (so the next sweep leaves it for STALLED_AFTER), unless
-        a run claimed it since it was read: then it is moving, and needs no message."""
-        touched = job.with_changes(updated_at=format_timestamp(now), next_attempt_at=None)
-        return self._journal.save_claimed(touched, expected_claim=job.claim)
+    def _has_a_message(self, job: ProvisioningJob) -> bool:
+        # Only where looking is free: on SQS a look is a receive, and a duplicate is harmless.
+        return not self._queue.listing_counts_as_delivery and bool(
+            self._queue.messages(transaction_id=job.transaction_id)
+        )
+
+    def _rescue(self, job: ProvisioningJob, now: datetime, result: SweepResult) -> None:
+        stamp = format_timestamp(now)
+        if job.status is JobStatus.RUNNING and job.attempts >= self._max_attempts:
+            error = f"stalled: its run stopped {job.attempts} times without a word (after {job.attempts} attempts)"
+            parked = job.with_changes(status=JobStatus.DEAD_LETTERED, last_error=error, claim=None, updated_at=stamp)
+            if self._journal.save_claimed(parked, expected_claim=job.claim):
+                self._queue.send_dead_letter(job.transaction_id, error)
+                result.parked.append(job.transaction_id)
+                log.error("job_dead_lettered", transaction_id=job.transaction_id, error=error)
+            return
+        # Written first, conditional on the claim read: a job a run took meanwhile is moving and
+        # needs no message. A running job is released (claim cleared), so a run still going
+        # somewhere stops at its next write.
+        released = job.with_changes(status=JobStatus.QUEUED, claim=None) if job.status is JobStatus.RUNNING else job
+        touched = released.with_changes(updated_at=stamp, next_attempt_at=None)
+        if self._journal.save_claimed(touched, expected_claim=job.claim):
+            self._queue.send(job.transaction_id)
+            result.requeued.append(job.transaction_id)
+            log.warning("job_requeued", transaction_id=job.transaction_id, status=job.status.value)

@@ -222,7 +222,8 @@ class ProvisioningWorker:
         if job.status is not JobStatus.RUNNING:
             return 0.0
         age = (self._clock.now() - parse_timestamp(job.updated_at)).total_seconds()
-        return max(0.0, self._visibility_timeout - age)
+        # Capped: a write stamped in the future (a skewed clock) must not hold the job for longer.
+        return min(self._visibility_timeout, max(0.0, self._visibility_timeout - age))
 
     def _now(self) -> str:
         return format_timestamp(self._clock.now())

@@ -102,9 +102,12 @@ class Runbook:
         return self._queue.messages(dead_lettered=True)
 
     def redrive(self, message_id: str) -> bool:
-        """Puts a dead-lettered job back on the queue with a fresh set of attempts."""
+        """Puts a dead-lettered job back on the queue with a fresh set of attempts. The journal
+        is reset first: a worker that received the message before it would find the job still
+        dead-lettered and park the message again. (Should the move then fail, the job waits
+        queued with no message, which the stalled-job sweep heals.)"""
         message = next((m for m in self._queue.messages(dead_lettered=True) if m.message_id == message_id), None)
-        if message is None or not self._queue.redrive(message_id):
+        if message is None:
             return False
         job = self._journal.get(message.transaction_id)
         if job is not None and job.status is JobStatus.DEAD_LETTERED:
@@ -114,7 +117,7 @@ class Runbook:
                     status=JobStatus.QUEUED, attempts=0, next_attempt_at=None, updated_at=now, claim=None
                 )
             )
-        return True
+        return self._queue.redrive(message_id)
 
     def redrive_all(self) -> list[str]:
         return [message.message_id for message in self.dead_letters() if self.redrive(message.message_id)]

@@ -263,12 +263,32 @@ class DynamoJournal:
             return False
         return True
 
+    def stale_jobs(self, status: str, updated_before: str, limit: int = 1000) -> list[ProvisioningJob]:
+        query: QueryInputTypeDef = {
+            "TableName": self._table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status AND #updated_at < :before",
+            "ExpressionAttributeNames": {"#status": "status", "#updated_at": "updated_at"},
+            "ExpressionAttributeValues": {":status": attribute(status), ":before": attribute(updated_before)},
+            "ScanIndexForward": True,  # the index sorts by updated_at: oldest first
+            "Limit": limit,
+        }
+        found: list[ProvisioningJob] = []
+        for page in _query(self._client, query, "listing stale jobs"):
+            found.extend(job_from_item(item) for item in page)
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
     def save_claimed(self, job: ProvisioningJob, *, expected_claim: str | None) -> bool:
         request: PutItemInputTypeDef = {
             "TableName": self._table,
             "Item": job_item(job),
-            "ConditionExpression": "attribute_exists(#key) AND attribute_not_exists(#claim)",
+            # An item written by hand may hold the claim as a NULL: that is no claim too.
+            "ConditionExpression": "attribute_exists(#key) AND "
+            "(attribute_not_exists(#claim) OR attribute_type(#claim, :null))",
             "ExpressionAttributeNames": {"#key": "transaction_id", "#claim": "claim"},
+            "ExpressionAttributeValues": {":null": {"S": "NULL"}},
         }
         if expected_claim is not None:
             request["ConditionExpression"] = "attribute_exists(#key) AND #claim = :claim"

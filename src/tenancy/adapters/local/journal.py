@@ -84,6 +84,13 @@ class SqliteJournal:
         with self._database.transaction() as connection:
             return insert_job(connection, job)
 
+    def stale_jobs(self, status: str, updated_before: str, limit: int = 1000) -> list[ProvisioningJob]:
+        rows = self._database.read(
+            "SELECT * FROM provisioning WHERE status = ? AND updated_at < ? ORDER BY updated_at LIMIT ?",
+            (status, updated_before, limit),
+        )
+        return [_job_from_row(row) for row in rows]
+
     def save_claimed(self, job: ProvisioningJob, *, expected_claim: str | None) -> bool:
         assignments = ", ".join(f"{column} = ?" for column in _COLUMNS[1:])
         with self._database.transaction() as connection:
