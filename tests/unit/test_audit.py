@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gc
 import io
 import json
 import time
@@ -42,7 +43,9 @@ from tenancy.ports import Mailer
 from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
+from tenancy.runbook import audit as audit_module
 from tenancy.runbook.audit import AuditReport, fix_findings, parse_duration, run_audit, window_start
+from tenancy.runbook.diagnose import classify, plainly_healthy
 from tenancy.runbook.evidence import EvidenceStores, Selector
 from tenancy.runbook.findings import ESCALATION, Finding
 
@@ -566,3 +569,132 @@ def test_audit_of_2000_tenants_reads_each_store_once_and_finds_them_healthy(serv
     # Jobs, tenants, identity users, users records and emails read, then every case classified.
     assert sum(progressed) == 6 * SCALE
     assert elapsed < 10, f"auditing {SCALE} tenants took {elapsed:.1f} s"
+
+
+# --- The shortcut for healthy purchases --------------------------------------------------------
+
+MISMATCHED = "TXN-MISMATCH"  # the identity user points at another tenant
+OWNED_BY_ANOTHER = "TXN-OTHER-OWNER"
+OWNER_UNLINKED = "TXN-NO-OWNER"
+USERS_RECORD_DELETED = "TXN-NO-USERS"
+SUSPENDED = "TXN-SUSPENDED"
+STILL_PROVISIONING = "TXN-PROVISIONING"
+CONFIRMED_WITHOUT_WELCOME = "TXN-CONFIRMED"  # the owner set a password: the welcome no longer matters
+STALLED_BUT_DONE = "TXN-STALLED"  # the job looks lost, yet every store is healthy
+NOWHERE = "TXN-NOWHERE"  # in no store at all
+
+
+def seed_every_branch(services: Services) -> list[str]:
+    """`seed_week`, and a purchase for each of `classify`'s branches that a healthy-looking tenant
+    can reach. Returns every transaction id seeded (and one that is in no store)."""
+    seed_week(services)
+    now = format_timestamp(services.clock.now())
+    for transaction_id in (
+        MISMATCHED, OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
+        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE,
+    ):  # fmt: skip
+        provision(services, transaction_id, email_of(transaction_id))
+    services.identity.update_attributes(email_of(MISMATCHED), {"custom:tenant_id": "ten_somewhereelse"})
+    services.tenants.set_owner(tenant_id_for(OWNED_BY_ANOTHER), "someone-else", now)
+    services.tenants.set_owner(tenant_id_for(OWNER_UNLINKED), "", now)
+    [record] = services.users.find_by_email(email_of(USERS_RECORD_DELETED))
+    services.users.delete(record.user_id)
+    services.tenants.set_status(tenant_id_for(SUSPENDED), TenantStatus.SUSPENDED, now)
+    services.tenants.set_status(tenant_id_for(STILL_PROVISIONING), TenantStatus.PROVISIONING, now)
+    services.identity.set_password(email_of(CONFIRMED_WITHOUT_WELCOME), "Owner-Chosen-Passw0rd!", permanent=True)
+    drop_outbox(services, email_of(CONFIRMED_WITHOUT_WELCOME))
+    job = services.journal.get(STALLED_BUT_DONE)
+    assert job is not None
+    two_hours_ago = format_timestamp(services.clock.now() - timedelta(hours=2))
+    services.journal.save(job.with_changes(status=JobStatus.RUNNING, updated_at=two_hours_ago))
+    return [
+        *HEALTHY, *REPAIRABLE, *LEFT_ALONE, STILL_QUEUED, OLD_HEALTHY, OLD_BROKEN, OLD_REJECTED, MISMATCHED,
+        OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
+        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, NOWHERE,
+    ]  # fmt: skip
+
+
+def test_the_healthy_shortcut_vouches_only_for_cases_classify_calls_healthy(services: Services) -> None:
+    transaction_ids = seed_every_branch(services)
+    now = services.clock.now()
+    findings: Counter[Finding] = Counter()
+    vouched: set[tuple[str, int]] = set()
+
+    # A week on, every temporary password but the confirmed owner's has expired.
+    for days_on in (0, 8):
+        at = now + timedelta(days=days_on)
+        for transaction_id in transaction_ids:
+            case = services.runbook.case(Selector(transaction_id=transaction_id))
+            finding = classify(case, at, password_ttl=WEEK).finding
+            shortcut = plainly_healthy(
+                job=case.job,
+                tenant=case.tenant,
+                identity_user=case.identity_user,
+                users=case.users,
+                welcome_emails=case.welcome_emails,
+                now=at,
+                password_ttl=WEEK,
+            )
+            findings[finding] += 1
+            if shortcut:
+                assert finding is Finding.HEALTHY, transaction_id
+                vouched.add((transaction_id, days_on))
+
+    assert set(findings) == set(Finding)  # every branch of classify was taken
+    plain = {*HEALTHY, OLD_HEALTHY, CONFIRMED_WITHOUT_WELCOME}
+    assert vouched == {(transaction_id, 0) for transaction_id in plain} | {(CONFIRMED_WITHOUT_WELCOME, 8)}
+    # Healthy, though the shortcut leaves it to classify: the job looks lost but nothing is missing.
+    case = services.runbook.case(Selector(transaction_id=STALLED_BUT_DONE))
+    assert classify(case, now, password_ttl=WEEK).finding is Finding.HEALTHY
+
+
+@pytest.mark.parametrize("days_on", [0, 8])
+def test_the_audit_reports_the_same_with_and_without_the_healthy_shortcut(
+    services: Services, monkeypatch: pytest.MonkeyPatch, days_on: int
+) -> None:
+    transaction_ids = seed_every_branch(services)
+    now = services.clock.now() + timedelta(days=days_on)
+    since = now - timedelta(days=60)
+
+    report = run_audit(services.evidence_stores, since=since, now=now, password_ttl=WEEK)
+    monkeypatch.setattr(audit_module, "plainly_healthy", lambda **_records: False)
+    classified_in_full = run_audit(services.evidence_stores, since=since, now=now, password_ttl=WEEK)
+
+    assert report.as_document() == classified_in_full.as_document()
+    # And each purchase counted as diagnose names it.
+    named = {
+        transaction_id: classify(services.runbook.case(Selector(transaction_id=transaction_id)), now).finding
+        for transaction_id in transaction_ids
+        if transaction_id != NOWHERE
+    }
+    assert report.totals.transactions == len(named)
+    assert report.totals.healthy == sum(finding is Finding.HEALTHY for finding in named.values())
+    assert set(report.in_progress) == {t for t, finding in named.items() if finding is Finding.IN_PROGRESS}
+    assert findings_by_transaction(report) == {
+        t: finding for t, finding in named.items() if finding not in {Finding.HEALTHY, Finding.IN_PROGRESS}
+    }
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_audit_pauses_the_cycle_collector_and_leaves_it_as_it_found_it(services: Services, enabled: bool) -> None:
+    seed_week(services)
+    was_enabled = gc.isenabled()
+    collecting: list[bool] = []
+
+    def fail_after_the_first_batch(_count: int) -> None:
+        collecting.append(gc.isenabled())
+        raise RuntimeError("the store went away")
+
+    try:
+        gc.enable() if enabled else gc.disable()
+
+        audit(services)
+        assert gc.isenabled() is enabled
+        with pytest.raises(RuntimeError):
+            run_audit(
+                services.evidence_stores, since=utc_now() - WEEK, now=utc_now(), progress=fail_after_the_first_batch
+            )
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was_enabled else gc.disable()
+    assert collecting == [False]  # off while the audit ran

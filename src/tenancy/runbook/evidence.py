@@ -3,6 +3,7 @@ tenant id or transaction id."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tenancy.domain.ids import normalize_email, tenant_id_for
@@ -20,7 +21,7 @@ from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.ports import IdentityProvider, JobQueue, Mailer, PaymentLedger, ProvisioningJournal, TenantStore, UserStore
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 
-__all__ = ["CaseFile", "EvidenceStores", "Selector", "gather"]
+__all__ = ["CaseFile", "EvidenceStores", "Selector", "gather", "welcome_emails_among"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +80,17 @@ class CaseFile:
 
     @property
     def welcome_emails(self) -> tuple[OutboxMessage, ...]:
-        return tuple(
-            message
-            for message in self.emails
-            if message.subject == WELCOME_SUBJECT
-            and (not self.transaction_id or message.tags.get("transaction_id") in (None, self.transaction_id))
-        )
+        return welcome_emails_among(self.emails, self.transaction_id)
+
+
+def welcome_emails_among(emails: Iterable[OutboxMessage], transaction_id: str | None) -> tuple[OutboxMessage, ...]:
+    """The welcome emails of the purchase (all of them when no transaction is known), in order."""
+    return tuple(
+        message
+        for message in emails
+        if message.subject == WELCOME_SUBJECT
+        and (not transaction_id or message.tags.get("transaction_id") in (None, transaction_id))
+    )
 
 
 def gather(selector: Selector, stores: EvidenceStores) -> CaseFile:
