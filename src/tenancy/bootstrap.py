@@ -51,10 +51,11 @@ from tenancy.ports import (
     TenantStore,
     UserStore,
 )
+from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga, SagaSettings
 from tenancy.provisioning.sweep import StalledJobSweeper
-from tenancy.provisioning.worker import ProvisioningWorker
+from tenancy.provisioning.worker import JobOutcome, ProvisioningWorker
 from tenancy.runbook.alerts import ESCALATION_EMAILS, AlertDispatcher, AlertMonitor, AlertThresholds
 from tenancy.runbook.evidence import EvidenceStores
 from tenancy.runbook.findings import ESCALATION
@@ -142,6 +143,20 @@ class Services:
             journal=self.journal,
             clock=self.clock,
             after_step=after_step,
+        )
+
+    def provision_now(self, transaction_id: str, email: str, plan: str, name: str | None = None) -> JobOutcome:
+        """RB-001 4.1's manual trigger (provisioning.manual) on these services."""
+        return provision_now(
+            transaction_id=transaction_id,
+            email=email,
+            plan=plan,
+            name=name,
+            plans=self.plans,
+            journal=self.journal,
+            queue=self.queue,
+            worker=self.worker(),
+            clock=self.clock,
         )
 
     def sweeper(self) -> StalledJobSweeper:

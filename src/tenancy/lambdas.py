@@ -34,7 +34,6 @@ from tenancy.domain.model import JobStatus, PaymentVerdict
 from tenancy.errors import InvalidInputError, PermanentError, RateLimitedError, TenancyError, TransientError
 from tenancy.logging_setup import configure_logging
 from tenancy.payments.intake import MAX_ITN_BYTES
-from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.worker import JobOutcome, NextAction
 
 __all__ = ["itn_handler", "provisioning_handler", "services", "use_services"]
@@ -259,29 +258,10 @@ def _provision_by_hand(event: Mapping[str, Any]) -> dict[str, Any]:
     current = services()
     with structlog.contextvars.bound_contextvars(transaction_id=transaction_id.strip()):
         try:
-            outcome = provision_now(
-                transaction_id=transaction_id,
-                email=email,
-                plan=plan,
-                name=name if isinstance(name, str) else None,
-                plans=current.plans,
-                journal=current.journal,
-                queue=current.queue,
-                worker=current.worker(),
-                clock=current.clock,
-            )
+            outcome = current.provision_now(transaction_id, email, plan, name if isinstance(name, str) else None)
         except InvalidInputError as error:
             metrics.add_metric(name="ManualRefused", unit=MetricUnit.Count, value=1)
             logger.warning("manual_provisioning_refused", error=str(error))
             return {"error": str(error)}
     _count(outcome)
-    job = outcome.job
-    return {
-        "transaction_id": job.transaction_id,
-        "tenant_id": job.tenant_id,
-        "status": job.status.value,
-        "completed_steps": [step.value for step in job.completed_steps],
-        "next_action": outcome.action.value,
-        "last_error": job.last_error,
-        "review_reason": job.review_reason,
-    }
+    return outcome.as_document()

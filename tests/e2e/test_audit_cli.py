@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tenancy.bootstrap import Services, build
-from tenancy.provisioning.manual import provision_now
 
 from helpers import make_settings
 from servers import cli_env, tenancy
@@ -29,17 +28,7 @@ def with_services(home: Path, action: Callable[[Services], None]) -> None:
 
 
 def provision(services: Services, transaction_id: str, email: str) -> None:
-    provision_now(
-        transaction_id=transaction_id,
-        email=email,
-        plan="starter",
-        name=None,
-        plans=services.plans,
-        journal=services.journal,
-        queue=services.queue,
-        worker=services.worker(),
-        clock=services.clock,
-    )
+    services.provision_now(transaction_id, email, "starter")
 
 
 def seed_two_healthy(services: Services) -> None:

@@ -26,7 +26,7 @@ from tenancy.provisioning.worker import JobOutcome, NextAction, ProvisioningWork
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import Finding
 
-from fleet import EXACTLY_ONCE, PaymentFootprint, itn_body, new_payment
+from fleet import EXACTLY_ONCE, PaymentFootprint, itn_body, new_payment, payment_footprint
 from helpers import make_settings
 
 MAX_ATTEMPTS = 3
@@ -102,23 +102,7 @@ def deliver_until_empty(services: Services, worker: ProvisioningWorker, deadline
 
 
 def footprint(services: Services, transaction_id: str, email: str) -> PaymentFootprint:
-    database = services.database
-    assert database is not None
-
-    def count(sql: str, value: str) -> int:
-        return int(database.read(sql, (value,))[0]["n"])
-
-    return PaymentFootprint(
-        tenants=count("SELECT COUNT(*) AS n FROM tenants WHERE transaction_id = ?", transaction_id),
-        identity_users=count("SELECT COUNT(*) AS n FROM identity_users WHERE username = ?", email),
-        users_records=count("SELECT COUNT(*) AS n FROM users WHERE email = ?", email),
-        emails=count("SELECT COUNT(*) AS n FROM outbox WHERE to_address = ? AND status != 'failed'", email),
-        journal_entries=count("SELECT COUNT(*) AS n FROM provisioning WHERE transaction_id = ?", transaction_id),
-        accepted_payments=count(
-            "SELECT COUNT(*) AS n FROM payments WHERE transaction_id = ? AND verdict = 'accepted'", transaction_id
-        ),
-        queued_messages=count("SELECT COUNT(*) AS n FROM queue_messages WHERE transaction_id = ?", transaction_id),
-    )
+    return payment_footprint(services, transaction_id, email, failed_sends=False)
 
 
 def newest_temporary_password(services: Services, email: str) -> str:

@@ -40,7 +40,6 @@ from tenancy.domain.model import (
 from tenancy.errors import InvalidInputError, PermanentError
 from tenancy.payments.simulator import build_itn, encode_form
 from tenancy.ports import Mailer
-from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 from tenancy.runbook import audit as audit_module
@@ -99,17 +98,7 @@ class FailingMailer:
 
 def provision(services: Services, transaction_id: str, email: str) -> None:
     """RB-001 4.1's manual trigger: the saga runs at once."""
-    provision_now(
-        transaction_id=transaction_id,
-        email=email,
-        plan="professional",
-        name=None,
-        plans=services.plans,
-        journal=services.journal,
-        queue=services.queue,
-        worker=services.worker(),
-        clock=services.clock,
-    )
+    services.provision_now(transaction_id, email, "professional")
 
 
 def send_itn(

@@ -461,6 +461,19 @@ def _wrong(code: str) -> str:
     return f"{(int(code) + 1) % 10**8:08d}"
 
 
+def _reset_code(provider: EmbeddedIdentityProvider) -> str:
+    code = provider.start_password_reset(EMAIL)
+    assert code is not None
+    return code
+
+
+def _guess_wrong(provider: EmbeddedIdentityProvider, code: str, times: int) -> None:
+    """`times` wrong codes, each refused."""
+    for _ in range(times):
+        with pytest.raises(InvalidCredentialsError):
+            provider.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD)
+
+
 def test_a_reset_code_is_eight_digits_and_only_its_hash_is_stored(
     provider: EmbeddedIdentityProvider, database: Database
 ) -> None:
@@ -478,8 +491,7 @@ def test_a_reset_code_is_eight_digits_and_only_its_hash_is_stored(
 
 def test_a_reset_ends_sessions_and_refresh_tokens(provider: EmbeddedIdentityProvider) -> None:
     tokens = _confirmed(provider)
-    code = provider.start_password_reset(EMAIL)
-    assert code is not None
+    code = _reset_code(provider)
 
     provider.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
 
@@ -490,8 +502,7 @@ def test_a_reset_ends_sessions_and_refresh_tokens(provider: EmbeddedIdentityProv
 
 def test_a_reset_code_expires_after_an_hour(provider: EmbeddedIdentityProvider, clock: FakeClock) -> None:
     _confirmed(provider)
-    code = provider.start_password_reset(EMAIL)
-    assert code is not None
+    code = _reset_code(provider)
 
     clock.advance(hours=1)
 
@@ -502,12 +513,9 @@ def test_a_reset_code_expires_after_an_hour(provider: EmbeddedIdentityProvider, 
 
 def test_five_wrong_codes_use_the_code_up(provider: EmbeddedIdentityProvider) -> None:
     _confirmed(provider)
-    code = provider.start_password_reset(EMAIL)
-    assert code is not None
+    code = _reset_code(provider)
 
-    for _ in range(5):
-        with pytest.raises(InvalidCredentialsError):
-            provider.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD)
+    _guess_wrong(provider, code, 5)
 
     with pytest.raises(InvalidCredentialsError, match="Invalid or expired code"):
         provider.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
@@ -517,34 +525,25 @@ def test_asking_again_after_five_wrong_codes_waits_out_the_used_up_codes_hour(
     provider: EmbeddedIdentityProvider, clock: FakeClock
 ) -> None:
     _confirmed(provider)
-    code = provider.start_password_reset(EMAIL)
-    assert code is not None
-    for _ in range(5):
-        with pytest.raises(InvalidCredentialsError):
-            provider.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD)
+    code = _reset_code(provider)
+    _guess_wrong(provider, code, 5)
 
     clock.advance(minutes=30)
-    reissued = provider.start_password_reset(EMAIL)
-    assert reissued is not None
+    reissued = _reset_code(provider)
     with pytest.raises(InvalidCredentialsError, match="Invalid or expired code"):
         provider.confirm_password_reset(EMAIL, reissued, RESET_PASSWORD)
     clock.advance(minutes=30)  # the used-up code's hour is over: asking again did not stretch it
-    fresh = provider.start_password_reset(EMAIL)
-    assert fresh is not None
+    fresh = _reset_code(provider)
     provider.confirm_password_reset(EMAIL, fresh, RESET_PASSWORD)
     assert isinstance(provider.authenticate(EMAIL, RESET_PASSWORD), Tokens)
 
 
 def test_a_reissued_code_keeps_the_wrong_tries_of_the_live_one(provider: EmbeddedIdentityProvider) -> None:
     _confirmed(provider)
-    code = provider.start_password_reset(EMAIL)
-    assert code is not None
-    for _ in range(4):
-        with pytest.raises(InvalidCredentialsError):
-            provider.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD)
+    code = _reset_code(provider)
+    _guess_wrong(provider, code, 4)
 
-    reissued = provider.start_password_reset(EMAIL)
-    assert reissued is not None
+    reissued = _reset_code(provider)
     with pytest.raises(InvalidCredentialsError):
         provider.confirm_password_reset(EMAIL, _wrong(reissued), RESET_PASSWORD)
 
@@ -557,18 +556,12 @@ def test_a_code_asked_for_after_the_last_one_expired_gets_five_tries(
     provider: EmbeddedIdentityProvider, clock: FakeClock
 ) -> None:
     _confirmed(provider)
-    code = provider.start_password_reset(EMAIL)
-    assert code is not None
-    for _ in range(4):
-        with pytest.raises(InvalidCredentialsError):
-            provider.confirm_password_reset(EMAIL, _wrong(code), RESET_PASSWORD)
+    code = _reset_code(provider)
+    _guess_wrong(provider, code, 4)
     clock.advance(hours=1)
 
-    fresh = provider.start_password_reset(EMAIL)
-    assert fresh is not None
-    for _ in range(4):
-        with pytest.raises(InvalidCredentialsError):
-            provider.confirm_password_reset(EMAIL, _wrong(fresh), RESET_PASSWORD)
+    fresh = _reset_code(provider)
+    _guess_wrong(provider, fresh, 4)
 
     provider.confirm_password_reset(EMAIL, fresh, RESET_PASSWORD)
     assert isinstance(provider.authenticate(EMAIL, RESET_PASSWORD), Tokens)
@@ -609,8 +602,7 @@ def test_asking_for_a_reset_code_costs_one_hash_whoever_asks(
 
 def test_parallel_guesses_cannot_try_more_than_five_codes(provider: EmbeddedIdentityProvider) -> None:
     _confirmed(provider)
-    code = provider.start_password_reset(EMAIL)
-    assert code is not None
+    code = _reset_code(provider)
     start = threading.Barrier(8)
 
     def guess(number: int) -> None:

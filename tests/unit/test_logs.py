@@ -20,7 +20,6 @@ from tenancy.cli.logs import parse_since
 from tenancy.domain.model import LogComponent, Step
 from tenancy.errors import InvalidInputError
 from tenancy.logging_setup import REDACTED, component_for, configure_logging
-from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.worker import NextAction
 from tenancy.runbook.log_filter import parse_filter_pattern
 
@@ -356,17 +355,7 @@ def test_an_unwritable_log_directory_is_reported_once_and_logging_goes_on(
 
 
 def _provision(services: Services, transaction_id: str) -> None:
-    outcome = provision_now(
-        transaction_id=transaction_id,
-        email=f"{transaction_id.lower()}@example.com",
-        plan="starter",
-        name=None,
-        plans=services.plans,
-        journal=services.journal,
-        queue=services.queue,
-        worker=services.worker(),
-        clock=services.clock,
-    )
+    outcome = services.provision_now(transaction_id, f"{transaction_id.lower()}@example.com", "starter")
     assert outcome.action is NextAction.FINISHED
 
 

@@ -425,7 +425,6 @@ def test_a_welcome_email_the_mail_server_refused_is_4_4_with_the_providers_stati
 
 
 def test_the_manual_trigger_leaves_a_job_a_worker_has_in_hand_and_runs_a_stalled_one(services: Services) -> None:
-    from tenancy.provisioning.manual import provision_now
 
     transaction_id = pay(services, "waiting@example.com")  # queued: a worker will get to it
 
@@ -437,11 +436,8 @@ def test_the_manual_trigger_leaves_a_job_a_worker_has_in_hand_and_runs_a_stalled
             return services.clock.now() + timedelta(minutes=self.minutes)
 
     def trigger(minutes: int) -> JobStatus:
-        outcome = provision_now(
-            transaction_id=transaction_id, email="waiting@example.com", plan="professional", name=None,
-            plans=services.plans, journal=services.journal, queue=services.queue, worker=services.worker(),
-            clock=Later(minutes),
-        )  # fmt: skip
+        later = dataclasses.replace(services, clock=Later(minutes))
+        outcome = later.provision_now(transaction_id, "waiting@example.com", "professional")
         return outcome.job.status
 
     assert trigger(0) is JobStatus.QUEUED

@@ -27,7 +27,6 @@ from tenancy.domain.model import (
 from tenancy.domain.plans import Limits
 from tenancy.errors import InvalidCredentialsError, PermanentError
 from tenancy.ports import IdentityProvider
-from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.worker import NextAction
 
 from helpers import journal_job
@@ -149,17 +148,7 @@ def test_provisioned_users_record_is_keyed_by_the_identity_subject(services: Ser
 
 
 def test_manual_provisioning_lower_cases_the_email_everywhere(services: Services) -> None:
-    outcome = provision_now(
-        transaction_id="TXN-200002",
-        email="  Owner@Example.COM ",
-        plan="starter",
-        name=None,
-        plans=services.plans,
-        journal=services.journal,
-        queue=services.queue,
-        worker=services.worker(),
-        clock=services.clock,
-    )
+    outcome = services.provision_now("TXN-200002", "  Owner@Example.COM ", "starter")
     assert outcome.action is NextAction.FINISHED
     assert outcome.job.status is JobStatus.SUCCEEDED
     [user] = services.users.find_by_email("owner@example.com")

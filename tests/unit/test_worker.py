@@ -91,6 +91,20 @@ def _handle_until_empty(
     return outcomes
 
 
+def _hooked_worker(
+    services: Services, after_step: Callable[[Step, ProvisioningJob], None], *, visibility_timeout: float
+) -> ProvisioningWorker:
+    """A worker whose saga calls `after_step` after each recorded step (a crash, a takeover)."""
+    return ProvisioningWorker(
+        queue=services.queue,
+        journal=services.journal,
+        saga=services.saga(after_step=after_step),
+        retry=RetryPolicy(base_seconds=0),
+        clock=services.clock,
+        visibility_timeout=visibility_timeout,
+    )
+
+
 def _count(services: Services, table: str) -> int:
     assert services.database is not None
     return int(services.database.read(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])  # noqa: S608 - fixed names
@@ -309,14 +323,7 @@ def test_a_job_whose_worker_died_is_redelivered_after_the_visibility_timeout(
         if step is Step.OWNER_LINK:
             raise WorkerDiedError(step.value)
 
-    doomed = ProvisioningWorker(
-        queue=services.queue,
-        journal=services.journal,
-        saga=services.saga(after_step=die_after_owner_link),
-        retry=RetryPolicy(base_seconds=0),
-        clock=services.clock,
-        visibility_timeout=0.2,
-    )
+    doomed = _hooked_worker(services, die_after_owner_link, visibility_timeout=0.2)
     with pytest.raises(WorkerDiedError):
         doomed.poll_once()
     half_done = services.journal.get(job.transaction_id)
@@ -459,14 +466,7 @@ def test_a_run_taken_over_stops_at_its_next_step(make_services: Callable[..., Se
         if step is Step.TENANT_RECORD:
             services.journal.save(current.with_changes(claim="the-new-run"))
 
-    slow = ProvisioningWorker(
-        queue=services.queue,
-        journal=services.journal,
-        saga=services.saga(after_step=taken_over_after_the_tenant_record),
-        retry=RetryPolicy(base_seconds=0),
-        clock=services.clock,
-        visibility_timeout=30,
-    )
+    slow = _hooked_worker(services, taken_over_after_the_tenant_record, visibility_timeout=30)
     [message] = services.queue.receive(1, 30)
     outcome = slow.handle(message)
 
@@ -508,14 +508,7 @@ def test_a_run_taken_over_just_before_the_welcome_email_does_not_send_it(
         if step is Step.ACTIVATE:
             services.journal.save(current.with_changes(claim="the-new-run"))
 
-    slow = ProvisioningWorker(
-        queue=services.queue,
-        journal=services.journal,
-        saga=services.saga(after_step=taken_over_before_the_email),
-        retry=RetryPolicy(base_seconds=0),
-        clock=services.clock,
-        visibility_timeout=30,
-    )
+    slow = _hooked_worker(services, taken_over_before_the_email, visibility_timeout=30)
     outcome = slow.run_job(job)
 
     assert outcome.action is NextAction.SUPERSEDED

@@ -100,7 +100,6 @@ def provision(
     as_json: JsonOption = False,
 ) -> None:
     """Provision a transaction now (RB-001 4.1's manual trigger)."""
-    from tenancy.provisioning.manual import provision_now
     from tenancy.provisioning.worker import NextAction
 
     if payload is not None:
@@ -113,27 +112,9 @@ def provision(
     if not (transaction_id and email and plan):
         fail("give --transaction-id, --email and --plan (or --payload)", 2)
     with services_for() as services:
-        outcome = provision_now(
-            transaction_id=transaction_id,
-            email=email,
-            plan=plan,
-            name=name,
-            plans=services.plans,
-            journal=services.journal,
-            queue=services.queue,
-            worker=services.worker(),
-            clock=services.clock,
-        )
+        outcome = services.provision_now(transaction_id, email, plan, name)
     job = outcome.job
-    result = {
-        "transaction_id": job.transaction_id,
-        "tenant_id": job.tenant_id,
-        "status": job.status.value,
-        "completed_steps": [step.value for step in job.completed_steps],
-        "next_action": outcome.action.value,
-        "last_error": job.last_error,
-        "review_reason": job.review_reason,
-    }
+    result = outcome.as_document()
     if as_json:
         print_json(result)
     else:

@@ -47,6 +47,19 @@ class JobOutcome:
     action: NextAction
     delay_seconds: float = 0.0
 
+    def as_document(self) -> dict[str, object]:
+        """Where a run left the job: what `tenancy provision` prints and RB-001 4.1's invoke answers."""
+        job = self.job
+        return {
+            "transaction_id": job.transaction_id,
+            "tenant_id": job.tenant_id,
+            "status": job.status.value,
+            "completed_steps": [step.value for step in job.completed_steps],
+            "next_action": self.action.value,
+            "last_error": job.last_error,
+            "review_reason": job.review_reason,
+        }
+
 
 class ProvisioningWorker:
     def __init__(
