@@ -34,7 +34,9 @@ def run(home: Path, tenants: int, broken: int) -> Result:
         with progress_bar(f"audit over {tenants} tenants", None) as bar:
             started = time.perf_counter()
             since = now - timedelta(days=3650)
-            report = run_audit(services.evidence_stores, since=since, now=now, progress=bar.advance)
+            report = run_audit(
+                services.evidence_stores, since=since, now=now, progress=bar.advance, trail=services.trail
+            )
             seconds = time.perf_counter() - started
     finally:
         services.close()

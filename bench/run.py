@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py --size full|tiny [--out DIR] [--only ID ...] [--keep]
 
 Runs, in order: login_latency, itn_throughput, provision_throughput, end_to_end_latency,
-diagnose_latency, audit_scan, repair_mttr, all on
+diagnose_latency, audit_scan, repair_mttr, metrics_scrape, all on
 the embedded backend (SQLite under a temporary TENANCY_HOME, `tenancy serve` as a real process on a
 free 127.0.0.1 port, PayFast offline). Prints a table and writes DIR/latest.json and DIR/latest.md
 (default DIR: bench/results): machine info and, per benchmark, its id, figures, floor, ratio,
@@ -30,6 +30,7 @@ import diagnose_latency
 import end_to_end_latency
 import itn_throughput
 import login_latency
+import metrics_scrape
 import provision_throughput
 import repair_mttr
 from common import ROOT, Result, machine_info, say
@@ -51,6 +52,7 @@ SIZES: dict[str, dict[str, int]] = {
         "e2e_requests": 150,
         "e2e_burst": 30,
         "e2e_workers": 2,
+        "metrics_scrapes": 20,
     },
     "tiny": {
         "login_requests": 3,
@@ -67,6 +69,7 @@ SIZES: dict[str, dict[str, int]] = {
         "e2e_requests": 4,
         "e2e_burst": 2,
         "e2e_workers": 2,
+        "metrics_scrapes": 3,
     },
 }
 BENCHMARKS = (
@@ -77,6 +80,7 @@ BENCHMARKS = (
     "diagnose_latency",
     "audit_scan",
     "repair_mttr",
+    "metrics_scrape",
 )
 
 
@@ -145,6 +149,8 @@ def run_one(name: str, work: Path, size: dict[str, int], homes: Homes) -> Result
     if name == "repair_mttr":
         home, broken = homes.large_broken()
         return repair_mttr.run(home, size["large_tenants"], broken[0])
+    if name == "metrics_scrape":
+        return metrics_scrape.run(homes.large(), size["large_tenants"], size["metrics_scrapes"])
     raise ValueError(name)
 
 

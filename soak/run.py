@@ -82,6 +82,9 @@ SETTINGS_ENV = {
     # Every ITN comes from 127.0.0.1 (offline mode checks no source): the per-source ITN throttle
     # would refuse most of them, and the soak is about exactly-once, not about flood control.
     "TENANCY_ITN_MAX_PER_MINUTE_PER_SOURCE": "1000000",
+    # The invalid ITNs would fire payment_failures and security_rejections, and the server's alert
+    # watcher would email Finance and Security: mail the exactly-once count would call stray.
+    "TENANCY_ALERT_WATCH": "false",
 }
 INVALID_KINDS = ("forged-signature", "tampered-amount", "wrong-amount", "unknown-plan", "wrong-merchant", "corpus")
 MAX_BURST = 4  # copies of one ITN sent at the same moment

@@ -25,6 +25,7 @@ __all__ = [
     "sign_in",
     "signed_in_customer",
     "simulate",
+    "simulate_to_return",
     "welcome_password",
 ]
 
@@ -33,7 +34,8 @@ _INPUT = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
 def page_client(services: Services) -> TestClient:
     # https: the session and CSRF cookies are Secure, and the client only sends them over https.
-    return TestClient(create_app(services), base_url="https://testserver")
+    # Origin: a browser names the page's site on every form post, and the pages require it.
+    return TestClient(create_app(services), base_url="https://testserver", headers={"Origin": "https://testserver"})
 
 
 def csrf_token_in(page: str) -> str:
@@ -62,14 +64,19 @@ def checkout(client: TestClient, plan: str = "professional", name: str = "Ada Lo
     return response.text
 
 
-def simulate(client: TestClient, page: str) -> str:
-    """Presses "Simulate payment"; the transaction id from the return page it lands on."""
+def simulate_to_return(client: TestClient, page: str) -> tuple[str, str]:
+    """Presses "Simulate payment"; the transaction id and the status key of the return page it lands on."""
     response = client.post("/checkout/simulate", data=dict(form_fields(page, "simulate-form")), follow_redirects=False)
     assert response.status_code == 303, response.text
     location = response.headers["location"]
-    match = re.fullmatch(r"/checkout/return\?txn=(TXN-[0-9A-F]+)", location)
+    match = re.fullmatch(r"/checkout/return\?txn=(TXN-[0-9A-F]+)&key=([A-Za-z0-9_-]{32})", location)
     assert match, location
-    return match.group(1)
+    return match.group(1), match.group(2)
+
+
+def simulate(client: TestClient, page: str) -> str:
+    """Presses "Simulate payment"; the transaction id from the return page it lands on."""
+    return simulate_to_return(client, page)[0]
 
 
 def choose_new_password(client: TestClient, challenge_page: str, password: str) -> httpx.Response:

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -176,6 +177,29 @@ def server(
     running = start_server(home, server_env(home, free_port(), smtp_server[1], payfast.server_address[1]))
     yield running
     stop_server(running)
+    assert "Traceback" not in running.log_text()
+
+
+@contextmanager
+def plain_http_server(home: Path, **extra: str) -> Iterator[RunningServer]:
+    """`tenancy serve` in offline PayFast mode with no workers, on plain http with cookies
+    without Secure (so httpx keeps and sends them back), its public URL its own address; stopped
+    afterwards, its log checked for tracebacks."""
+    port = free_port()
+    env = cli_env(
+        home,
+        TENANCY_PORT=str(port),
+        TENANCY_PAYFAST_MODE="offline",
+        TENANCY_WORKERS="0",
+        TENANCY_COOKIE_SECURE="false",
+        TENANCY_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        **extra,
+    )
+    running = start_server(home, env)
+    try:
+        yield running
+    finally:
+        stop_server(running)
     assert "Traceback" not in running.log_text()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from tenancy.accounts.login import AccountService
 from tenancy.accounts.operators import OperatorInviteSettings, OperatorService
 from tenancy.accounts.reset import ResetMail
+from tenancy.accounts.sessions import SessionLifetimes, SessionService
 from tenancy.accounts.throttle import LoginLimits, LoginThrottle, ResetLimits, ResetRequestThrottle
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.identity import EmbeddedIdentityProvider
@@ -20,6 +21,7 @@ from tenancy.adapters.local.logs import FileLogSource
 from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
 from tenancy.adapters.local.queue import SqliteJobQueue
 from tenancy.adapters.local.ratelimit import SqliteRateLimiter
+from tenancy.adapters.local.sessions import SqliteSessionStore
 from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
 from tenancy.adapters.local.trail import SqliteRepairTrail
 from tenancy.adapters.notifiers import (
@@ -48,6 +50,7 @@ from tenancy.ports import (
     ProvisioningJournal,
     RateLimiter,
     RepairTrail,
+    SessionStore,
     TenantStore,
     UserStore,
 )
@@ -83,6 +86,7 @@ class Services:
     mailer: Mailer
     confirmer: PaymentConfirmer
     trail: RepairTrail
+    session_store: SessionStore
     database: Database | None = None  # the embedded backend's SQLite file; None on AWS
     log_source: LogSource | None = None  # where `logs` reads; None: the files under TENANCY_HOME/logs
     rate_limiter: RateLimiter | None = None  # login and ITN throttles; None: no throttling
@@ -111,11 +115,26 @@ class Services:
                 max_failures_per_account=settings.login_max_failures_per_account,
                 max_failures_per_source=settings.login_max_failures_per_source,
                 window_seconds=settings.login_lockout_seconds,
+                slow_down_after=settings.login_slow_down_after,
+                max_delay_seconds=settings.login_max_delay_seconds,
             )
             throttle = LoginThrottle(self.rate_limiter, limits, self.clock)
             reset_throttle = ResetRequestThrottle(self.rate_limiter, ResetLimits())
-        reset_mail = ResetMail(self.mailer, sender=settings.email_from, login_url=settings.effective_login_url)
-        return AccountService(self.identity, self.tenants, throttle, reset_mail, reset_throttle)
+        reset_mail = ResetMail(
+            self.mailer,
+            sender=settings.email_from,
+            login_url=settings.effective_login_url,
+            support_email=settings.effective_support_email,
+        )
+        return AccountService(self.identity, self.tenants, throttle, reset_mail, reset_throttle, self.sessions)
+
+    @property
+    def sessions(self) -> SessionService:
+        settings = self.settings
+        lifetimes = SessionLifetimes(
+            browser_seconds=settings.session_hours * 3600, api_seconds=settings.refresh_token_days * 86_400
+        )
+        return SessionService(self.session_store, self.identity, self.clock, lifetimes)
 
     @property
     def operators(self) -> OperatorService:
@@ -125,7 +144,7 @@ class Services:
             sender=settings.email_from,
             temporary_password_ttl_days=settings.temporary_password_ttl_days,
         )
-        return OperatorService(self.identity, self.mailer, invite)
+        return OperatorService(self.identity, self.mailer, invite, self.sessions)
 
     def saga(self, after_step: Callable[[Step, ProvisioningJob], None] | None = None) -> ProvisioningSaga:
         settings = self.settings
@@ -134,6 +153,7 @@ class Services:
                 login_url=settings.effective_login_url,
                 email_from=settings.email_from,
                 temporary_password_ttl_days=settings.temporary_password_ttl_days,
+                support_email=settings.effective_support_email,
             ),
             plans=self.plans,
             tenants=self.tenants,
@@ -293,6 +313,7 @@ def build(settings: Settings) -> Services:
         mailer=OutboxMailer(database, default_sender=settings.email_from, smtp=smtp),
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=SqliteRepairTrail(database),
+        session_store=SqliteSessionStore(database),
         database=database,
         rate_limiter=SqliteRateLimiter(database),
     )
@@ -330,6 +351,7 @@ def _build_aws(settings: Settings) -> Services:
     from tenancy.adapters.aws.logs import CloudWatchLogSource
     from tenancy.adapters.aws.ratelimit import DynamoRateLimiter
     from tenancy.adapters.aws.ses import SesMailer
+    from tenancy.adapters.aws.sessions import DynamoSessionStore
     from tenancy.adapters.aws.sqs import SqsJobQueue
 
     session = boto3.Session(region_name=settings.aws_region)
@@ -369,6 +391,7 @@ def _build_aws(settings: Settings) -> Services:
         ),
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=DynamoRepairTrail(dynamodb, settings.repairs_table),
+        session_store=DynamoSessionStore(dynamodb, settings.sessions_table),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
         rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table),
     )

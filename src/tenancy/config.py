@@ -6,6 +6,7 @@ Nothing is read at import time: `Settings()` is built by the entrypoints and pas
 from __future__ import annotations
 
 import ipaddress
+from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
     # Session and CSRF cookies are Secure: browsers keep them over HTTPS, and on http://localhost.
     cookie_secure: bool = True
     email_from: str = "noreply@kimmyai.io"
+    # Named wherever a customer is told to contact support (failure pages, emails); unset: support@
+    # the sender's domain.
+    support_email: str | None = None
     smtp_url: str | None = None
     log_level: str = "info"
 
@@ -118,6 +122,12 @@ class Settings(BaseSettings):
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_source: int = Field(default=20, ge=1)
     login_lockout_seconds: int = Field(default=900, ge=1)
+    # Failures of one account from every address before its sign-ins start to wait (never a lock).
+    login_slow_down_after: int = Field(default=10, ge=1)
+    login_max_delay_seconds: float = Field(default=8.0, ge=0, le=60)
+    # Server-side sign-in sessions: a browser's, and an API client's refresh-token family.
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    refresh_token_days: int = Field(default=30, ge=1, le=3650)
     itn_max_per_minute_per_source: int = Field(default=300, ge=1)
 
     token_ttl_seconds: int = Field(default=3600, gt=0)
@@ -139,6 +149,7 @@ class Settings(BaseSettings):
     repairs_table: str = "repairs"
     mail_log_table: str = "mail-log"
     rate_limits_table: str = "rate-limits"
+    sessions_table: str = "sessions"
     # Development against moto only: keep temporary passwords in the SES mail log (no inbox there).
     mail_log_keeps_secrets: bool = False
     queue_url: str | None = None
@@ -160,6 +171,17 @@ class Settings(BaseSettings):
     alert_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     alert_pagerduty_routing_key: SecretStr | None = None
     alert_http_timeout_seconds: float = Field(default=5.0, gt=0)
+    # `tenancy serve` runs the `alerts watch` loop in a thread this often; 0 or
+    # TENANCY_ALERT_WATCH=false turns it off (run `tenancy alerts watch` elsewhere instead).
+    alert_watch: bool = True
+    alert_watch_seconds: float = Field(default=60.0, ge=0, le=86400)
+    # /metrics (README "Alerts and metrics"): with a token, every scrape must send
+    # `Authorization: Bearer <token>`; without one, only loopback clients are answered.
+    metrics_token: SecretStr | None = None
+    # One computation serves every scrape within this many seconds (concurrent scrapes share it).
+    metrics_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # /docs and /redoc (Swagger UI and ReDoc, whose scripts come from a CDN): off unless set.
+    api_docs: bool = False
 
     @field_validator("payfast_source_ranges", "trusted_proxies", mode="before")
     @classmethod
@@ -202,10 +224,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown alert destination {unknown[0][:40]!r} (known: {known})")
         return value
 
-    @field_validator("alert_email_to", "alert_slack_webhook_url", "alert_pagerduty_routing_key", mode="before")
+    @field_validator(
+        "alert_email_to", "alert_slack_webhook_url", "alert_pagerduty_routing_key", "metrics_token", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("TENANCY_METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("support_email", mode="before")
+    @classmethod
+    def _plain_support_address(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str) and (value.count("@") != 1 or any(c.isspace() or c in '<>"' for c in value)):
+            raise ValueError("TENANCY_SUPPORT_EMAIL must be a plain email address, e.g. support@example.com")
+        return value
 
     @field_validator("faults")
     @classmethod
@@ -249,6 +289,11 @@ class Settings(BaseSettings):
         return Faults.parse(self.faults)
 
     @property
+    def alert_watch_interval(self) -> float:
+        """Seconds between the server's alert checks; 0 when its watcher is off."""
+        return self.alert_watch_seconds if self.alert_watch else 0.0
+
+    @property
     def database_path(self) -> Path:
         return self.home / "tenancy.db"
 
@@ -267,6 +312,13 @@ class Settings(BaseSettings):
     @property
     def effective_login_url(self) -> str:
         return self.login_url or f"{self.public_base_url}/auth/login"
+
+    @property
+    def effective_support_email(self) -> str:
+        """TENANCY_SUPPORT_EMAIL, or support@ the domain of TENANCY_EMAIL_FROM."""
+        if self.support_email:
+            return self.support_email
+        return f"support@{parseaddr(self.email_from)[1].rpartition('@')[2] or 'localhost'}"
 
     @property
     def effective_token_issuer(self) -> str:

@@ -26,6 +26,7 @@ import structlog
 
 from tenancy.domain.model import OutboxMessage, OutgoingEmail, ProvisioningJob, Step
 from tenancy.ports import Mailer
+from tenancy.private_files import PRIVATE_FILE_MODE, private_directory
 
 __all__ = ["CRASH_EXIT_CODE", "FaultKind", "FaultRule", "Faults", "FaultyMailer"]
 
@@ -155,9 +156,11 @@ def _crash(rule: FaultRule, home: Path, *, transaction_id: str | None) -> None:
         marker = home / "faults" / rule.marker_name
         if marker.exists():
             return
-        marker.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(marker.parent)  # TENANCY_HOME/faults, 0700 like the rest of the home
         # Written before dying: the restarted process must find it and carry on.
-        marker.write_text(f"{transaction_id or ''}\n")
+        descriptor = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"{transaction_id or ''}\n")
     log.warning(
         "fault_crash", fault=rule.kind.value, step=rule.step.value if rule.step else None, transaction_id=transaction_id
     )

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import structlog
 
 from tenancy.domain.model import LogComponent
+from tenancy.private_files import PRIVATE_FILE_MODE, private_directory, tighten_descriptor
 
 __all__ = ["REDACTED", "ComponentLogFiles", "component_for", "configure_logging", "redact_secrets"]
 
@@ -81,14 +82,19 @@ class ComponentLogFiles:
     errors as it does in Lambda logs), `component` and `logger`. Each line is written with one
     O_APPEND write, so any number of processes can share the files without interleaving. A
     failing write is reported once on stderr and never fails the operation being logged.
+
+    The logs carry emails and account events, so the directory is 0700 and the files 0600 (made
+    so when created, and tightened when first opened here if an older version left them looser).
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._render = structlog.processors.JSONRenderer()
         self._warned = False
+        self._checked: set[Path] = set()
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            # TENANCY_HOME/logs; TENANCY_HOME is made 0700 too when it is made here (see private_files).
+            private_directory(directory)
         except OSError as error:
             self._warn_once(directory, error)
 
@@ -109,8 +115,12 @@ class ComponentLogFiles:
 
     def _append(self, path: Path, data: bytes) -> None:
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
             try:
+                if path not in self._checked:
+                    # Once per file and process: a file an older version made 0640 stops being readable.
+                    self._checked.add(path)
+                    tighten_descriptor(descriptor)
                 # Normally one write; a short one (a full disk) goes on from where it stopped.
                 while data:
                     data = data[os.write(descriptor, data) :]
@@ -127,9 +137,18 @@ class ComponentLogFiles:
             sys.stderr.write(json.dumps(warning) + "\n")
 
 
-def configure_logging(level: str = "info", *, json_lines: bool = True, log_dir: Path | None = None) -> None:
+def _off_the_terminal(_logger: Any, _method: str, _event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The last processor when the terminal gets no log lines: the files already have the event."""
+    raise structlog.DropEvent
+
+
+def configure_logging(
+    level: str = "info", *, json_lines: bool = True, log_dir: Path | None = None, terminal: bool = True
+) -> None:
     """Logs at `level` and above to stderr (JSON lines or, for a console, colours) and, with
-    `log_dir`, appends every event to its component's file there as well."""
+    `log_dir`, appends every event to its component's file there as well. With `terminal` off
+    (one-shot CLI commands, whose output is their own) events go to the files only, and the
+    libraries' own logging shows only warnings and errors."""
     numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: Any = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
     file_sink = [ComponentLogFiles(log_dir)] if log_dir is not None else []
@@ -142,13 +161,14 @@ def configure_logging(level: str = "info", *, json_lines: bool = True, log_dir: 
             redact_secrets,
             structlog.processors.format_exc_info,
             *file_sink,
-            renderer,
+            renderer if terminal else _off_the_terminal,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=_NamedPrintLoggerFactory(),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=numeric_level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    library_level = numeric_level if terminal else max(numeric_level, logging.WARNING)
+    logging.basicConfig(level=library_level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     # boto3's INFO lines (credentials found, endpoint chosen) come with every AWS command and
     # tell an operator nothing; its warnings and errors still show, and all of it at debug.
     for chatty in ("boto3", "botocore", "urllib3"):

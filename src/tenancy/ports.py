@@ -13,14 +13,17 @@ from typing import Any, Protocol
 from tenancy.domain.model import (
     AuthChallenge,
     IdentityUser,
+    JobStatus,
     LogEvent,
     OutboxMessage,
     OutgoingEmail,
     PaymentRecord,
+    PaymentVerdict,
     ProvisioningJob,
     QueuedMessage,
     QueueMessage,
     RepairRecord,
+    SignInSession,
     Tenant,
     TenantStatus,
     Tokens,
@@ -39,6 +42,7 @@ __all__ = [
     "ProvisioningJournal",
     "RateLimiter",
     "RepairTrail",
+    "SessionStore",
     "TenantStore",
     "UserStore",
 ]
@@ -146,6 +150,16 @@ class ProvisioningJournal(Protocol):
         """Every job, in batches."""
         ...
 
+    def count_by_status(self) -> dict[JobStatus, int]:
+        """How many jobs are in each status, counted in the store by the status index, without
+        reading the jobs; a status no job is in is left out."""
+        ...
+
+    def count_updated_since(self, status: str, updated_since: str, *, min_attempts: int = 0) -> int:
+        """How many jobs in `status`, last written at or after `updated_since` (a contract
+        timestamp), have at least `min_attempts` attempts; counted by the status index."""
+        ...
+
 
 class JobQueue(Protocol):
     # True where `messages` must receive messages to see them (SQS): each look then counts as a
@@ -196,6 +210,12 @@ class JobQueue(Protocol):
         count reset. False if no such message is in the DLQ."""
         ...
 
+    def remove_dead_letter(self, message_id: str) -> bool:
+        """Deletes one message from the dead-letter queue for good (a stale copy of a job that has
+        healed since). True if it removed it; False, changing nothing, if no such message is in the
+        DLQ. Never touches the work queue, whatever the id."""
+        ...
+
     def purge(self, transaction_id: str) -> int:
         """Removes every message (either queue) for the transaction that `messages` would list;
         returns how many."""
@@ -225,6 +245,17 @@ class PaymentLedger(Protocol):
         when given), oldest first, in batches."""
         ...
 
+    def count_by_verdict(self, since: str | None = None) -> dict[PaymentVerdict, int]:
+        """How many ledger entries (only those received at or after `since`, a contract
+        timestamp, when given) have each verdict, counted without building the entries; a
+        verdict no entry has is left out. Dedupe markers are not entries."""
+        ...
+
+    def with_verdict(self, verdict: str, since: str) -> list[PaymentRecord]:
+        """The ledger entries with `verdict` received at or after `since` (a contract
+        timestamp), oldest first."""
+        ...
+
 
 class PaymentConfirmer(Protocol):
     def confirm(self, parameter_string: str) -> bool:
@@ -243,6 +274,13 @@ class IdentityProvider(Protocol):
 
     def get_user(self, username: str) -> IdentityUser | None:
         """The user, or None."""
+        ...
+
+    def get_user_by_subject(self, sub: str) -> IdentityUser | None:
+        """The user whose `sub` (the immutable subject a tenant's `owner_user_id` holds) is
+        exactly `sub`, or None: also for an empty subject or one no provider could have issued
+        (a quote or backslash in it). Never a prefix match. Cognito: ListUsers with the filter
+        `sub = "..."`."""
         ...
 
     def update_attributes(self, username: str, attributes: dict[str, str]) -> IdentityUser:
@@ -295,6 +333,11 @@ class IdentityProvider(Protocol):
 
     def refresh(self, refresh_token: str) -> Tokens:
         """New ID and access tokens for a valid refresh token; InvalidTokenError otherwise."""
+        ...
+
+    def sign_out_everywhere(self, username: str) -> None:
+        """Revokes every refresh token the provider issued to the user (Cognito's
+        AdminUserGlobalSignOut); an unknown user is no error."""
         ...
 
     def jwks(self) -> dict[str, Any]:
@@ -372,6 +415,42 @@ class LogSource(Protocol):
         log when None) whose line matches `pattern` (CloudWatch filter-pattern syntax; every
         line when None or empty). Raises InvalidInputError for a pattern or component it
         cannot read."""
+        ...
+
+
+class SessionStore(Protocol):
+    """Sign-in sessions (browser cookies and API refresh-token families) and, per user, the time
+    before which the provider's ID tokens no longer count. Shared by every process of a deployment."""
+
+    def create(self, session: SignInSession) -> None:
+        """Keeps a new session (its id is random and new)."""
+        ...
+
+    def get(self, session_id: str) -> SignInSession | None:
+        """The session, revoked or not, or None if there is none (or it has been purged)."""
+        ...
+
+    def rotate(self, session_id: str, *, expected_secret_hash: str, new_secret_hash: str) -> bool:
+        """Replaces the secret in one conditional write: True only if the session is not revoked
+        and its secret hash was `expected_secret_hash`, so two uses of one refresh token can
+        never both rotate it."""
+        ...
+
+    def revoke(self, session_id: str, revoked_at: int) -> None:
+        """Ends the session (idempotent) and forgets the provider's refresh token it held."""
+        ...
+
+    def revoke_user(self, username: str, revoked_at: int) -> int:
+        """Ends every live session of the user; returns how many it ended."""
+        ...
+
+    def set_tokens_not_before(self, username: str, not_before: int) -> None:
+        """ID tokens of the user issued (`iat`) before `not_before` no longer count. Never moves
+        an existing mark backwards."""
+        ...
+
+    def tokens_not_before(self, username: str) -> int | None:
+        """The mark set by `set_tokens_not_before`, or None."""
         ...
 
 

@@ -2,7 +2,8 @@
 
 The browser is the system's (/usr/bin/chromium, installed by .ci/run); Playwright never downloads
 one. Each test gets a fresh browser context (no cookies), and `snap` saves a screenshot of each
-page under tests/artifacts/ (git-ignored) for people to look at."""
+page under tests/artifacts/ (git-ignored) for people to look at. `phone` is a page in a 390x844
+context, as on a phone, for the mobile tests."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect, sync_playwright
 
 from tenancy.domain.ids import new_transaction_id
 from tenancy.payments.simulator import build_itn, encode_form
@@ -39,7 +40,64 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 15_000
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+DESKTOP = ViewportSize(width=1200, height=900)
+PHONE = ViewportSize(width=390, height=844)  # a current phone's CSS pixels (iPhone 12 to 15)
 _axe = Axe()
+
+# What makes the page wider than its viewport, outermost first: an element that reaches past the
+# right edge while its parent does not, or text that runs out of its element past the edge (a long
+# email with nowhere to break), in no box of its own that scrolls or clips (the page's own <html>
+# and <body> do not count: hiding their overflow is no fix).
+_OVERFLOW_SCRIPT = """() => {
+  const width = document.documentElement.clientWidth;
+  const contained = (start) => {
+    for (let box = start; box && box !== document.body; box = box.parentElement) {
+      if (["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(box).overflowX)) return true;
+    }
+    return false;
+  };
+  const tooWide = (element) => {
+    const box = element.getBoundingClientRect();
+    return (box.width > 0 || box.height > 0) && box.right > width + 0.5;
+  };
+  const name = (element) => element.tagName.toLowerCase() + (element.id ? "#" + element.id : "")
+    + [...element.classList].map((cls) => "." + cls).join("");
+  const path = (element) => {
+    const names = [];
+    for (let at = element; at && at !== document.body; at = at.parentElement) names.unshift(name(at));
+    return names.join(" > ");
+  };
+  const quote = (text) => (text || "").trim().replace(/\\s+/g, " ").slice(0, 60);
+  const culprits = [];
+  for (const element of document.body.querySelectorAll("*")) {
+    if (!tooWide(element) || contained(element.parentElement)) continue;
+    if (element.parentElement !== document.body && tooWide(element.parentElement)) continue;
+    const right = Math.round(element.getBoundingClientRect().right);
+    culprits.push(`${path(element)} reaches ${right}px: "${quote(element.textContent)}"`);
+  }
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const range = document.createRange();
+  for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+    const element = text.parentElement;
+    if (!text.textContent.trim() || tooWide(element) || contained(element)) continue;
+    range.selectNodeContents(text);
+    const right = Math.max(0, ...[...range.getClientRects()].map((box) => box.right));
+    if (right > width + 0.5) {
+      culprits.push(`the text of ${path(element)} runs out to ${Math.round(right)}px: "${quote(text.textContent)}"`);
+    }
+  }
+  return {scrollWidth: document.documentElement.scrollWidth, width: window.innerWidth, culprits};
+}"""
+
+
+def horizontal_overflow(page: Page) -> list[str]:
+    """Why the page scrolls sideways at its viewport's width (empty when it does not): the page is
+    wider than the window, or an element reaches past the window's right edge outside a scroll box."""
+    found = page.evaluate(_OVERFLOW_SCRIPT)
+    problems = list(found["culprits"])
+    if found["scrollWidth"] > found["width"]:
+        problems.insert(0, f"the page is {found['scrollWidth']}px wide in a {found['width']}px window")
+    return problems
 
 
 # Module-scoped: Playwright's sync API keeps an event loop running in this thread while it is
@@ -62,14 +120,17 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 @dataclass
 class Snapshots:
     """Numbered screenshots of one test, in the order taken; each page shot is also checked
-    with axe-core against WCAG 2.1 A and AA (labels, contrast, landmarks, names)."""
+    with axe-core against WCAG 2.1 A and AA (labels, contrast, landmarks, names), and for
+    horizontal overflow at its viewport's width (no page may scroll sideways)."""
 
     prefix: str
     taken: list[Path] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    overflows: list[str] = field(default_factory=list)
 
     def __call__(self, page: Page, name: str) -> Path:
         path = ARTIFACTS / f"{self.prefix}-{len(self.taken) + 1:02d}-{name}.png"
+        self.overflows += [f"{name}: {problem}" for problem in horizontal_overflow(page)]
         page.screenshot(path=str(path), full_page=True)
         self.taken.append(path)
         results = _axe.run(page, options={"runOnly": {"type": "tag", "values": WCAG_TAGS}})
@@ -86,12 +147,24 @@ def snap(request: pytest.FixtureRequest) -> Iterator[Snapshots]:
         old.unlink()
     snapshots = Snapshots(prefix)
     yield snapshots
-    assert snapshots.violations == []
+    assert snapshots.violations + snapshots.overflows == []
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="en-ZA")
+    yield from _checked_page(browser, DESKTOP)
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Page]:
+    """A page in a 390x844 context, as on a phone."""
+    yield from _checked_page(browser, PHONE)
+
+
+def _checked_page(browser: Browser, viewport: ViewportSize) -> Iterator[Page]:
+    """A page in a fresh context (no cookies) that must show no console error (a CSP violation
+    or a script error shows up as one)."""
+    context = browser.new_context(viewport=viewport, locale="en-ZA")
     context.set_default_timeout(TIMEOUT_MS)
     opened = context.new_page()
     problems: list[str] = []
@@ -126,7 +199,6 @@ def email_to(catcher: MailCatcher, address: str, subject_part: str, timeout: flo
                 return str(part.get_payload(decode=True).decode())
         time.sleep(0.05)
     raise AssertionError(f"no email to {address} about {subject_part!r}")
-
 
 
 def buy(server: RunningServer, catcher: MailCatcher, email: str, plan: str = "starter") -> str:

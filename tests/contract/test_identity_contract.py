@@ -34,6 +34,7 @@ from tenancy.errors import (
     AccountNotFoundError,
     ConfigurationError,
     InvalidCredentialsError,
+    InvalidInputError,
     InvalidSessionError,
     InvalidTokenError,
     ItemAlreadyExistsError,
@@ -251,13 +252,73 @@ def test_a_reset_stops_the_old_password(backend: Backend) -> None:
 
     assert _status(backend.identity) is IdentityUserStatus.RESET_REQUIRED
     if backend.on_moto:
-        # Cognito answers PasswordResetRequiredException (see ..._as_cognito_answers below); moto
-        # instead offers the new-password challenge for the old password. No tokens either way.
+        # Cognito answers PasswordResetRequiredException whatever the password, which the adapter
+        # answers as a wrong password (see ..._as_cognito_answers below); moto instead offers the
+        # new-password challenge for the old password. No tokens either way.
         assert isinstance(backend.identity.authenticate(EMAIL, NEW_PASSWORD), AuthChallenge)
     else:
+        # Only the right password learns that a reset is required.
         with pytest.raises(InvalidCredentialsError) as caught:
             backend.identity.authenticate(EMAIL, NEW_PASSWORD)
         assert caught.value.reason == "Password reset required"
+
+
+def _wrong_password_refusal(identity: IdentityProvider, email: str) -> InvalidCredentialsError:
+    with pytest.raises(InvalidCredentialsError) as caught:
+        identity.authenticate(email, "Wrong-Passw0rd!")
+    return caught.value
+
+
+def test_a_wrong_password_for_a_reset_required_account_is_answered_as_for_any_account(backend: Backend) -> None:
+    """Issue 11: "Password reset required" told to whoever asked let a stranger learn the
+    account's state. A wrong password now gets one answer, whatever state the account is in."""
+    _confirmed(backend.identity)
+    plain = "plain@example.com"
+    backend.identity.create_user(plain, {**ATTRIBUTES, "email": plain}, TEMPORARY)
+    backend.identity.set_password(plain, NEW_PASSWORD, permanent=True)
+    backend.identity.reset_password(EMAIL)
+    assert _status(backend.identity) is IdentityUserStatus.RESET_REQUIRED
+
+    for_reset = _wrong_password_refusal(backend.identity, EMAIL)
+    for_plain = _wrong_password_refusal(backend.identity, plain)
+
+    assert type(for_reset) is type(for_plain) is InvalidCredentialsError
+    assert (for_reset.reason, for_reset.status_code, str(for_reset)) == (
+        for_plain.reason,
+        for_plain.status_code,
+        str(for_plain),
+    )
+    assert for_reset.reason == "Incorrect email or password"
+
+
+KATE = "kate@example.com"
+# Each looks like kate@example.com, or is it plus an invisible character.
+KATE_LOOKALIKES = [
+    "\u212aate@example.com",  # KELVIN SIGN: NFKC, and str.lower() before issue 11, make it a k
+    "\uff4bate@example.com",  # FULLWIDTH LATIN SMALL LETTER K
+    "k\u0430te@example.com",  # CYRILLIC SMALL LETTER A
+    "k\u200bate@example.com",  # ZERO WIDTH SPACE
+    "\u202ekate@example.com",  # RIGHT-TO-LEFT OVERRIDE
+]
+
+
+@pytest.mark.parametrize("lookalike", KATE_LOOKALIKES, ids=ascii)
+def test_a_lookalike_email_neither_makes_a_second_account_nor_signs_in_as_another(
+    backend: Backend, lookalike: str
+) -> None:
+    backend.identity.create_user(KATE, {**ATTRIBUTES, "email": KATE}, TEMPORARY)
+    backend.identity.set_password(KATE, NEW_PASSWORD, permanent=True)
+
+    with pytest.raises(InvalidInputError):
+        backend.identity.create_user(lookalike, {**ATTRIBUTES, "email": lookalike}, TEMPORARY)
+    with pytest.raises(InvalidInputError):
+        backend.identity.authenticate(lookalike, NEW_PASSWORD)
+    with pytest.raises(InvalidInputError):
+        backend.identity.get_user(lookalike)
+
+    assert [user.username for batch in backend.identity.scan_users() for user in batch] == [KATE]
+    # Case and surrounding space are the one difference that still names the same account.
+    assert isinstance(backend.identity.authenticate(" KATE@Example.COM ", NEW_PASSWORD), Tokens)
 
 
 def test_a_user_still_on_a_temporary_password_may_not_be_resettable(backend: Backend) -> None:
@@ -306,6 +367,25 @@ def test_a_deleted_user_is_gone(backend: Backend) -> None:
     assert backend.identity.get_user(EMAIL) is None
     with pytest.raises(AccountNotFoundError):
         backend.identity.authenticate(EMAIL, NEW_PASSWORD)
+
+
+def test_a_user_is_found_by_its_subject_exactly(backend: Backend) -> None:
+    """A tenant's `owner_user_id` is its owner's `sub` (RB-001 4.3): the runbook finds the owner
+    of a tenant written by hand through it."""
+    created = backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+    other = backend.identity.create_user("other@example.com", {**ATTRIBUTES, "email": "other@example.com"}, TEMPORARY)
+
+    found = backend.identity.get_user_by_subject(created.sub)
+
+    assert found == backend.identity.get_user(EMAIL)
+    assert found is not None
+    assert found.sub != other.sub
+    assert backend.identity.get_user_by_subject(other.sub) == backend.identity.get_user("other@example.com")
+    # Exact only: no prefix, no stranger's subject, nothing for what no provider issues.
+    for subject in (created.sub[:8], "00000000-0000-0000-0000-000000000000", "", 'x" or sub ^= "', "\\"):
+        assert backend.identity.get_user_by_subject(subject) is None, subject
+    backend.identity.delete_user(EMAIL)
+    assert backend.identity.get_user_by_subject(created.sub) is None
 
 
 def test_scan_users_yields_everyone_in_batches(backend: Backend) -> None:
@@ -508,7 +588,9 @@ def stubbed() -> Iterator[tuple[CognitoIdentityProvider, Stubber]]:
 def test_sign_in_refusals_as_cognito_answers(stubbed: tuple[CognitoIdentityProvider, Stubber]) -> None:
     provider, stubber = stubbed
     answers = [
-        ("PasswordResetRequiredException", "Password reset required for the user", "Password reset required"),
+        # Cognito (PreventUserExistenceErrors=LEGACY) answers this to a RESET_REQUIRED user whatever the
+        # password, so it is answered as a wrong password: it must not tell a stranger the state.
+        ("PasswordResetRequiredException", "Password reset required for the user", "Incorrect email or password"),
         ("NotAuthorizedException", "Incorrect username or password.", "Incorrect email or password"),
         ("NotAuthorizedException", "User is disabled.", "User is disabled"),
         (

@@ -200,6 +200,33 @@ def test_stale_jobs_are_those_written_before_the_cutoff_in_a_status_oldest_first
     assert [job.transaction_id for job in journal.stale_jobs("running", "2026-01-18T00:10:00Z")] == ["TXN-STALE3"]
 
 
+def test_jobs_are_counted_by_status_and_since_a_last_write_with_enough_attempts(journal: ProvisioningJournal) -> None:
+    assert journal.count_by_status() == {}
+    for number, (status, updated_at, attempts) in enumerate([
+        (JobStatus.SUCCEEDED, "2026-01-18T00:01:00Z", 1),  # before the cutoff
+        (JobStatus.SUCCEEDED, "2026-01-18T00:05:00Z", 1),  # at the cutoff: counted
+        (JobStatus.SUCCEEDED, "2026-01-18T00:05:00Z", 3),
+        (JobStatus.SUCCEEDED, "2026-01-18T00:09:00Z", 2),
+        (JobStatus.QUEUED, "2026-01-18T00:06:00Z", 0),
+        (JobStatus.DEAD_LETTERED, "2026-01-18T00:07:00Z", 5),
+    ]):  # fmt: skip
+        job = make_job(f"TXN-COUNT{number}", status=status, updated_at=updated_at).with_changes(attempts=attempts)
+        assert journal.create(job)
+
+    assert journal.count_by_status() == {JobStatus.SUCCEEDED: 4, JobStatus.QUEUED: 1, JobStatus.DEAD_LETTERED: 1}
+    assert journal.count_updated_since("succeeded", "2026-01-18T00:05:00Z") == 3
+    assert journal.count_updated_since("succeeded", "2026-01-18T00:05:00Z", min_attempts=2) == 2
+    assert journal.count_updated_since("succeeded", "2026-01-18T00:00:00Z", min_attempts=3) == 1
+    assert journal.count_updated_since("succeeded", "2026-01-18T00:09:01Z") == 0
+    assert journal.count_updated_since("dead_lettered", "2026-01-18T00:00:00Z") == 1
+    assert journal.count_updated_since("running", "2026-01-18T00:00:00Z") == 0
+
+    journal.save(make_job("TXN-COUNT4", status=JobStatus.RUNNING, updated_at="2026-01-18T00:08:00Z"))
+
+    assert journal.count_by_status() == {JobStatus.SUCCEEDED: 4, JobStatus.RUNNING: 1, JobStatus.DEAD_LETTERED: 1}
+    assert journal.count_updated_since("queued", "2026-01-18T00:00:00Z") == 0
+
+
 def test_a_hand_written_item_with_a_null_claim_can_be_claimed(aws: AwsContext) -> None:
     client = aws.session.client("dynamodb")
     journal = DynamoJournal(client, aws.settings.provisioning_table)

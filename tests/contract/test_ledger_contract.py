@@ -235,6 +235,38 @@ def test_scan_answers_every_entry_since_a_time_oldest_first_in_batches(backend: 
     assert list(backend.ledger.scan(since="2026-01-19T00:00:00Z")) == []
 
 
+def test_entries_are_counted_by_verdict_and_read_by_verdict_since_a_time(backend: Ledger) -> None:
+    assert backend.ledger.count_by_verdict() == {}
+    rejected = PaymentVerdict.REJECTED
+    entries = [
+        make_payment("1", received_at="2026-01-18T00:01:00Z", verdict=rejected).with_verdict(rejected, "bad"),
+        make_payment("2", received_at="2026-01-18T00:02:00Z"),
+        make_payment("2", received_at="2026-01-18T00:03:00Z"),  # kept as a duplicate
+        make_payment(None, received_at="2026-01-18T00:04:00Z", verdict=rejected),  # no pf_payment_id
+        make_payment("5", received_at="2026-01-18T00:05:00Z", verdict=PaymentVerdict.UNCONFIRMED),
+        make_payment("6", received_at="2026-01-18T00:05:00Z", verdict=rejected),
+    ]
+    kept = [backend.ledger.record(payment, None) for payment in entries]
+
+    # The accepted entry's dedupe marker is not an entry: one accepted, not two.
+    assert backend.ledger.count_by_verdict() == {
+        PaymentVerdict.ACCEPTED: 1,
+        PaymentVerdict.DUPLICATE: 1,
+        PaymentVerdict.REJECTED: 3,
+        PaymentVerdict.UNCONFIRMED: 1,
+    }
+    assert backend.ledger.count_by_verdict(since="2026-01-18T00:03:00Z") == {
+        PaymentVerdict.DUPLICATE: 1,
+        PaymentVerdict.REJECTED: 2,
+        PaymentVerdict.UNCONFIRMED: 1,
+    }
+    assert backend.ledger.count_by_verdict(since="2026-01-19T00:00:00Z") == {}
+    assert backend.ledger.with_verdict("rejected", "2026-01-18T00:00:00Z") == [kept[0], kept[3], kept[5]]
+    assert backend.ledger.with_verdict("rejected", "2026-01-18T00:04:00Z") == [kept[3], kept[5]]
+    assert backend.ledger.with_verdict("duplicate", "2026-01-18T00:00:00Z") == [kept[2]]
+    assert backend.ledger.with_verdict("accepted", "2026-01-18T00:02:01Z") == []
+
+
 def test_ten_concurrent_copies_of_an_accepted_payment_are_accepted_once_with_one_job(
     backend: Ledger, request: pytest.FixtureRequest
 ) -> None:

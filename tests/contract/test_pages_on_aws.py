@@ -11,7 +11,7 @@ from tenancy.config import PayfastMode
 
 from aws_support import AwsContext, moto_cognito
 from helpers import pay, work
-from page_client import checkout, choose_new_password, page_client, sign_in, simulate
+from page_client import checkout, choose_new_password, page_client, sign_in, simulate_to_return
 
 
 def test_a_buyer_goes_from_checkout_to_the_account_page_on_aws(aws: AwsContext) -> None:
@@ -22,9 +22,11 @@ def test_a_buyer_goes_from_checkout_to_the_account_page_on_aws(aws: AwsContext) 
     services = replace(built, identity=moto_cognito(aws))
     try:
         with page_client(services) as client:
-            transaction_id = simulate(client, checkout(client, plan="starter", email="aws-buyer@example.com"))
+            page = checkout(client, plan="starter", email="aws-buyer@example.com")
+            transaction_id, key = simulate_to_return(client, page)
             work(services)
-            ready = client.get(f"/checkout/status?txn={transaction_id}").json()
+            ready = client.get("/checkout/status", params={"txn": transaction_id, "key": key}).json()
+            keyless = client.get("/checkout/status", params={"txn": transaction_id})
             welcome = services.mailer.outbox("aws-buyer@example.com")[0].text
             match = re.search(r"Temporary password: (\S+)", welcome)
             assert match
@@ -35,6 +37,7 @@ def test_a_buyer_goes_from_checkout_to_the_account_page_on_aws(aws: AwsContext) 
         services.close()
 
     assert ready["state"] == "ready"
+    assert keyless.status_code == 404  # the key's digest read back from DynamoDB's ledger
     assert "Choose a new password" in challenge.text
     assert (done.status_code, done.headers["location"]) == (303, "/account")
     assert account.status_code == 200

@@ -226,6 +226,30 @@ def test_redrive_puts_a_dead_lettered_message_back_with_its_receive_count_reset(
     assert queue.redrive("no-such-message") is False
 
 
+def test_remove_dead_letter_deletes_one_parked_message_for_good(queue: JobQueue) -> None:
+    # A job that healed after it was parked leaves its copy in the DLQ, keeping the alarm on.
+    queue.send("TXN-1")
+    queue.send("TXN-2")
+    queue.send_dead_letter("TXN-1", "permanent: refused")
+    queue.send_dead_letter("TXN-3", "transient: smtp down (after 5 attempts)")
+    parked = {message.transaction_id: message for message in queue.messages(dead_lettered=True)}
+    waiting = queue.messages(dead_lettered=False)
+
+    assert queue.remove_dead_letter(parked["TXN-1"].message_id) is True
+
+    assert [(m.transaction_id, m.last_error) for m in queue.messages(dead_lettered=True)] == [
+        ("TXN-3", "transient: smtp down (after 5 attempts)")
+    ]
+    assert queue.depth() == (2, 1)
+    assert queue.remove_dead_letter(parked["TXN-1"].message_id) is False  # gone already
+    assert queue.remove_dead_letter("no-such-message") is False
+    for message in waiting:  # a work-queue message is never removed, whatever its id
+        assert queue.remove_dead_letter(message.message_id) is False
+    assert queue.depth() == (2, 1)
+    assert {m.transaction_id for m in queue.receive(10, visibility_timeout=300)} == {"TXN-1", "TXN-2"}
+    assert queue.redrive(parked["TXN-1"].message_id) is False
+
+
 # --- looking and purging --------------------------------------------------------------------
 
 

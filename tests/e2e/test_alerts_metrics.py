@@ -1,5 +1,6 @@
 """Alerts and metrics as operators meet them: `tenancy alerts check|watch` as real processes over a
-TENANCY_HOME, Slack as a real local HTTP receiver, and `/metrics` from a real `tenancy serve`."""
+TENANCY_HOME, Slack as a real local HTTP receiver, and `/metrics` from a real `tenancy serve`
+(behind TENANCY_METRICS_TOKEN here; loopback-only without it in test_http_hardening.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -121,7 +123,8 @@ def test_check_exits_1_with_dlq_not_empty_firing_after_a_job_is_dead_lettered(tm
         "firing": True,
         "value": 1,
         "threshold": 0,
-        "message": "1 job(s) in the dead-letter queue: see `tenancy dlq list` (RB-001 7)",
+        "message": "1 job in the dead-letter queue: see `tenancy dlq list`; `tenancy dlq remove --healed`"
+        " clears those whose purchase has healed since (RB-001 7)",
     }
     assert document["notifications"] == []
 
@@ -157,7 +160,8 @@ def test_check_notifies_slack_and_email_for_a_firing_rule(tmp_path: Path, slack:
         {"rule": "dlq_not_empty", "destination": "email", "delivered": True, "error": None},
     ]
     assert slack.texts() == [
-        "[FIRING] dlq_not_empty (error): 1 job(s) in the dead-letter queue: see `tenancy dlq list` (RB-001 7)"
+        "[FIRING] dlq_not_empty (error): 1 job in the dead-letter queue: see `tenancy dlq list`;"
+        " `tenancy dlq remove --healed` clears those whose purchase has healed since (RB-001 7)"
     ]
     services = build(make_settings(tmp_path))
     try:
@@ -182,8 +186,9 @@ def test_a_dead_slack_never_fails_the_check(tmp_path: Path) -> None:
         "delivered": False,
         "error": "TransientError: slack unreachable: ConnectError",
     }
-    assert "alert_notify_failed" in result.stderr
-    assert "Traceback" not in result.stderr
+    # The command says so itself; the warning goes to the log files, not the terminal.
+    assert result.stderr == ""
+    assert "alert_notify_failed" in (tmp_path / "logs" / "provisioning.log").read_text()
 
 
 @pytest.mark.parametrize(
@@ -260,7 +265,106 @@ def test_watch_notifies_again_when_the_rule_resolves_and_stops_on_sigterm(
     assert "Traceback" not in stderr
 
 
+# --- the server's own watcher (`make run` alerts with no second command) --------------------------
+
+
+def watching_server_env(home: Path, slack_url: str, **extra: str) -> dict[str, str]:
+    """`tenancy serve` as `make run` starts it (offline PayFast, its own workers), checking the
+    alert rules every 200 ms and routing Engineering's alerts to `slack_url`."""
+    return cli_env(
+        home,
+        TENANCY_PORT=str(free_port()),
+        TENANCY_PAYFAST_MODE="offline",
+        TENANCY_WORKER_POLL_SECONDS="0.05",
+        TENANCY_ALERT_WATCH_SECONDS="0.2",
+        TENANCY_ALERT_ROUTES="engineering=slack",
+        TENANCY_ALERT_SLACK_WEBHOOK_URL=slack_url,
+        **extra,
+    )
+
+
+def test_serve_notifies_a_dead_lettered_purchase_once_and_stops_cleanly(
+    tmp_path: Path, slack: WebhookReceiver
+) -> None:
+    # Nothing listens at this SMTP address: the welcome email fails, and one attempt is all a job gets.
+    env = watching_server_env(
+        tmp_path,
+        webhook_url(slack),
+        TENANCY_SMTP_URL=f"smtp://127.0.0.1:{free_port()}",
+        TENANCY_RETRY_MAX_ATTEMPTS="1",
+    )
+    server = start_server(tmp_path, env)
+    try:
+        sent = tenancy(env, "itn", "send", "--plan", "starter", "--email", "stuck@example.com")
+        assert sent.returncode == 0, sent.stderr
+
+        wait_until(lambda: bool(slack.texts()), "the server to notify Slack")
+        time.sleep(1)  # five more ticks with the rule still firing: nothing new to say
+    finally:
+        stop_server(server)
+
+    assert slack.texts() == [
+        "[FIRING] dlq_not_empty (error): 1 job in the dead-letter queue: see `tenancy dlq list`;"
+        " `tenancy dlq remove --healed` clears those whose purchase has healed since (RB-001 7)"
+    ]
+    assert server.process.returncode == 0
+    log = server.log_text()
+    [firing] = [json.loads(line) for line in log.splitlines() if '"event": "alert_firing"' in line]
+    assert (firing["rule"], firing["alert_severity"]) == ("dlq_not_empty", "error")
+    assert '"event": "alert_watch_stopped"' in log
+    assert "Traceback" not in log
+    assert "webhook-secret" not in log
+
+
+@pytest.mark.parametrize("switch", [{"TENANCY_ALERT_WATCH": "false"}, {"TENANCY_ALERT_WATCH_SECONDS": "0"}])
+def test_serve_with_its_watcher_turned_off_notifies_nobody(
+    tmp_path: Path, slack: WebhookReceiver, switch: dict[str, str]
+) -> None:
+    seed_dead_letter(tmp_path)
+    env = {**watching_server_env(tmp_path, webhook_url(slack)), **switch}
+    server = start_server(tmp_path, env)
+    try:
+        time.sleep(1.5)  # seven ticks' worth of a watcher that would have fired at once
+        firing = tenancy(env, "alerts", "check", "--json", "--no-notify")
+    finally:
+        stop_server(server)
+
+    assert json.loads(firing.stdout)["firing"] == ["dlq_not_empty"]
+    assert slack.texts() == []
+    assert "alert_watch_started" not in server.log_text()
+    assert server.process.returncode == 0
+
+
+def test_a_destination_that_fails_is_logged_and_the_server_keeps_serving(tmp_path: Path) -> None:
+    seed_dead_letter(tmp_path)
+    dead_slack = f"http://127.0.0.1:{free_port()}/services/T0/B0/webhook-secret"
+    server = start_server(tmp_path, watching_server_env(tmp_path, dead_slack))
+    try:
+        wait_until(lambda: "alert_notify_failed" in server.log_text(), "the failed notification to be logged")
+        time.sleep(0.5)
+        health = httpx.get(f"{server.base_url}/healthz", timeout=5)
+    finally:
+        stop_server(server)
+
+    assert health.status_code == 200
+    assert server.process.returncode == 0
+    log = server.log_text()
+    assert '"event": "alert_firing"' in log  # the log destination still has it
+    assert "Traceback" not in log
+    assert "webhook-secret" not in log
+
+
 # --- /metrics from a real server -----------------------------------------------------------------------
+
+METRICS_TOKEN = "metrics-token-" + "7f3a9c2e41d8b605"
+METRIC_FAMILIES = {
+    "tenancy_queue_depth",
+    "tenancy_dlq_depth",
+    "tenancy_jobs",
+    "tenancy_payments",
+    "tenancy_alert_firing",
+    "tenancy_provisioning_error_rate",
+}
 
 
 @pytest.fixture(scope="module")
@@ -269,14 +373,29 @@ def metrics_server(
 ) -> Iterator[RunningServer]:
     home = tmp_path_factory.mktemp("metrics-home")
     seed_dead_letter(home)
-    running = start_server(home, server_env(home, free_port(), smtp_server[1], payfast.server_address[1]))
+    env = server_env(
+        home,
+        free_port(),
+        smtp_server[1],
+        payfast.server_address[1],
+        TENANCY_METRICS_TOKEN=METRICS_TOKEN,
+        TENANCY_METRICS_CACHE_SECONDS="0.2",
+    )
+    running = start_server(home, env)
     yield running
     stop_server(running)
     assert "Traceback" not in running.log_text()
+    assert METRICS_TOKEN not in running.log_text()
+
+
+def scrape(server: RunningServer, token: str | None = METRICS_TOKEN, **headers: str) -> httpx.Response:
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.get(f"{server.base_url}/metrics", headers=headers, timeout=10)
 
 
 def metric_samples(server: RunningServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(f"{server.base_url}/metrics", timeout=10)
+    response = scrape(server)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
     return {
@@ -335,3 +454,52 @@ def test_metrics_show_the_dlq_and_count_itns_by_verdict(metrics_server: RunningS
         "security_rejections",
         "unresolved_over_an_hour",
     }
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "/metrics needs an Authorization: Bearer header with the metrics token"),
+        ("not-the-metrics-token", "the metrics token is not valid"),
+        (METRICS_TOKEN[:-1], "the metrics token is not valid"),
+        (METRICS_TOKEN + "x", "the metrics token is not valid"),
+    ],
+)
+def test_metrics_without_the_token_are_refused_with_401_and_a_reason(
+    metrics_server: RunningServer, token: str | None, reason: str
+) -> None:
+    # From loopback too: once a token is set, the address earns nothing.
+    response = scrape(metrics_server, token)
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": reason}
+    assert response.headers["www-authenticate"].startswith('Bearer realm="metrics"')
+    assert "tenancy_" not in response.text
+
+
+@pytest.mark.parametrize("authorization", ["Bearer", f"Basic {METRICS_TOKEN}", METRICS_TOKEN, f"Token {METRICS_TOKEN}"])
+def test_metrics_refuse_a_malformed_authorization_even_carrying_the_token(
+    metrics_server: RunningServer, authorization: str
+) -> None:
+    response = scrape(metrics_server, None, Authorization=authorization)
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": "/metrics needs an Authorization: Bearer header with the metrics token"}
+
+
+def test_metrics_with_the_token_answer_every_metric_family(metrics_server: RunningServer) -> None:
+    response = scrape(metrics_server)
+
+    assert response.status_code == 200
+    families = {family.name for family in text_string_to_metric_families(response.text)}
+    assert families == METRIC_FAMILIES
+    assert "server" not in response.headers
+
+
+def test_concurrent_scrapes_all_answer_the_same_metrics(metrics_server: RunningServer) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda _: scrape(metrics_server), range(16)))
+
+    assert {response.status_code for response in responses} == {200}
+    for response in responses:
+        assert {family.name for family in text_string_to_metric_families(response.text)} == METRIC_FAMILIES

@@ -4,14 +4,20 @@ and the exit codes (0 nothing failed, 1 findings, 2 bad options)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tenancy.bootstrap import Services, build
+from tenancy.domain.model import Tenant
+from tenancy.errors import TransientError
+from tenancy.ports import TenantStore
+from tenancy.runbook.evidence import Selector
 
-from helpers import make_settings
+from helpers import BrokenTenantStore, make_settings, pay, work
 from servers import cli_env, tenancy
 
 HEALTHY = "TXN-AUDIT-OK"
@@ -139,3 +145,68 @@ def test_bad_options_are_one_line_errors_with_exit_2(tmp_path: Path) -> None:
     assert bad_since.stdout == ""
     assert bad_format.returncode == 2
     assert "Traceback" not in bad_format.stderr
+
+
+class FlakyTenantStore:
+    """Tenant writes fail transiently `failures` times, then work."""
+
+    def __init__(self, real: TenantStore, failures: int) -> None:
+        self._real = real
+        self.failures = failures
+
+    def create(self, tenant: Tenant) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransientError("ProvisionedThroughputExceededException")
+        self._real.create(tenant)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def a_day_of_failures_that_healed(home: Path) -> tuple[str, str]:
+    """Issue 12's day: one purchase failed 4 times and then provisioned; another failed 5 times, was
+    dead-lettered and then repaired. 9 failed attempts, a DLQ entry and a repair, all healed."""
+    services = build(make_settings(home, payfast_mode="offline", retry_max_attempts=5))
+    try:
+        retried = pay(services)
+        work(dataclasses.replace(services, tenants=FlakyTenantStore(services.tenants, 4)), rounds=10)
+        repaired = pay(services)
+        work(dataclasses.replace(services, tenants=BrokenTenantStore(services.tenants)), rounds=10)
+        assert services.runbook.repair(Selector(transaction_id=repaired), operator="alice").outcome == "repaired"
+    finally:
+        services.close()
+    return retried, repaired
+
+
+def test_the_audit_reports_the_week_s_failed_attempts_after_they_healed(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    retried, repaired = a_day_of_failures_that_healed(tmp_path)
+
+    as_json = tenancy(env, "audit", "--format", "json")
+    as_csv = tenancy(env, "audit", "--format", "csv")
+    as_markdown = tenancy(env, "audit", "--format", "markdown")
+    as_table = tenancy(env, "audit")
+
+    assert [as_json.returncode, as_csv.returncode, as_markdown.returncode, as_table.returncode] == [0, 0, 0, 0]
+    document = json.loads(as_json.stdout)
+    assert {key: document["totals"][key] for key in ("findings", "failed_attempts", "dead_lettered", "repairs")} == {
+        "findings": 0,
+        "failed_attempts": 9,
+        "dead_lettered": 1,
+        "repairs": 1,
+    }
+    assert sorted(
+        (row["transaction_id"], row["failed_attempts"], row["outcome"]) for row in document["attempts"]
+    ) == sorted([(retried, 4, "healed"), (repaired, 5, "healed")])
+    rows = {row["transaction_id"]: row for row in csv.DictReader(io.StringIO(as_csv.stdout))}
+    assert {key: (row["outcome"], row["failed_attempts"], row["repairs"]) for key, row in rows.items()} == {
+        retried: ("healed", "4", "0"),
+        repaired: ("healed", "5", "1"),
+    }
+    headline = "9 failed attempts, 1 dead-lettered purchase and 1 repair in this window, over 2 purchases: 2 healed."
+    for output in (as_markdown.stdout, " ".join(as_table.stdout.split())):
+        assert "No failed provisioning attempts" not in output
+        assert headline in output
+    assert f"| {repaired} |" in as_markdown.stdout
+    assert "Traceback" not in as_table.stderr

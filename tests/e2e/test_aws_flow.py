@@ -23,6 +23,7 @@ from tenancy.domain.ids import tenant_id_for
 from tenancy.payments.simulator import build_itn, encode_form
 
 from moto_server import aws_env, running_moto
+from purchases import keyed, status_key_for
 from servers import cli_env, free_port, start_server, stop_server, tenancy
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -49,7 +50,8 @@ def wait_for_status(base_url: str, transaction_id: str, wanted: str = "succeeded
     deadline = time.monotonic() + 60
     last: dict[str, object] = {}
     while time.monotonic() < deadline:
-        response = httpx.get(f"{base_url}/provisioning/{transaction_id}", timeout=5)
+        params = {"key": status_key_for(transaction_id)}
+        response = httpx.get(f"{base_url}/provisioning/{transaction_id}", params=params, timeout=5)
         if response.status_code == 200:
             last = response.json()
             if last["status"] == wanted:
@@ -110,6 +112,7 @@ def test_bootstrap_then_serve_and_worker_on_aws_turn_a_paid_itn_into_a_tenant_th
             amount=Decimal("299.00"),
             merchant_id=PAYFAST_SANDBOX_MERCHANT_ID,
             passphrase=PAYFAST_SANDBOX_PASSPHRASE,
+            custom=keyed(transaction_id),
         )
 
         posted = httpx.post(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tenancy.domain.model import JobStatus
+
+from purchases import wait_for_job
 from servers import RunningServer, cli_env, free_port, start_server, stop_server, tenancy
 
 
@@ -35,13 +36,7 @@ def test_offline_mode_says_so_at_start_and_provisions_a_demo_payment(offline_ser
     assert sent.returncode == 0, sent.stderr
     result = json.loads(sent.stdout)
     assert result["status_code"] == 200
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{offline_server.base_url}/provisioning/{result['transaction_id']}").json()
-        if status["status"] == "succeeded":
-            break
-        time.sleep(0.05)
-    assert status["status"] == "succeeded"
+    wait_for_job(offline_server, result["transaction_id"], JobStatus.SUCCEEDED)
     outbox = tenancy(env, "mail", "list", "--to", "demo@example.com", "--json")
     assert outbox.returncode == 0, outbox.stderr
     (email,) = json.loads(outbox.stdout)
@@ -59,7 +54,11 @@ def test_offline_mode_still_checks_the_signature(offline_server: RunningServer) 
     result = json.loads(sent.stdout)
     assert result["status_code"] == 400
     assert "signature" in result["response"]
-    assert httpx.get(f"{offline_server.base_url}/provisioning/{result['transaction_id']}").status_code == 404
+    services = offline_server.services()
+    try:
+        assert services.journal.get(result["transaction_id"]) is None
+    finally:
+        services.close()
 
 
 def test_offline_mode_still_checks_the_amount(offline_server: RunningServer) -> None:
@@ -95,6 +94,8 @@ def test_manual_trigger_with_the_rb001_payload_is_idempotent(tmp_path: Path) -> 
         (["provision", "--transaction-id", "TXN-1", "--email", "a@example.com", "--plan", "gold"], 1, "unknown plan"),
         (["provision", "--transaction-id", "TXN-1", "--email", "not-an-email", "--plan", "starter"], 1, "valid email"),
         (["itn", "send", "--plan", "gold", "--email", "a@example.com"], 2, "unknown plan"),
+        (["itn", "send", "--plan", "starter", "--email", "a@example.com", "--amount", "1e1000000"], 2, "--amount"),
+        (["itn", "send", "--plan", "starter", "--email", "a@example.com", "--amount", "abc"], 2, "like 299.00"),
     ],
 )
 def test_bad_cli_input_is_one_line_on_stderr_and_a_nonzero_exit(
@@ -138,13 +139,7 @@ def test_a_separate_worker_process_provisions_and_stops_cleanly_on_sigterm(tmp_p
     )
     try:
         sent = tenancy(env, "itn", "send", "--plan", "starter", "--email", "worker@example.com", "--json")
-        transaction_id = json.loads(sent.stdout)["transaction_id"]
-        deadline = time.monotonic() + 20
-        status = ""
-        while time.monotonic() < deadline and status != "succeeded":
-            status = httpx.get(f"{server.base_url}/provisioning/{transaction_id}").json()["status"]
-            time.sleep(0.05)
-        assert status == "succeeded"
+        wait_for_job(server, json.loads(sent.stdout)["transaction_id"], JobStatus.SUCCEEDED)
     finally:
         worker.terminate()
         _, stderr = worker.communicate(timeout=30)
@@ -152,3 +147,14 @@ def test_a_separate_worker_process_provisions_and_stops_cleanly_on_sigterm(tmp_p
     assert worker.returncode == 0
     assert "worker_stopped" in stderr
     assert "Traceback" not in stderr
+
+
+def test_mail_list_says_that_stored_mail_was_never_delivered_without_smtp(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, COLUMNS="200")
+    payload = '{"transactionId":"TXN-777001","email":"stored@example.com","plan":"starter"}'
+    assert tenancy(env, "provision", "--payload", payload).returncode == 0
+
+    listed = tenancy(env, "mail", "list", "--to", "stored@example.com")
+
+    assert listed.returncode == 0, listed.stderr
+    assert "stored, not delivered (no SMTP configured)" in listed.stdout

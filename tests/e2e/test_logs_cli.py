@@ -4,12 +4,12 @@ server log lands in the component files, and the CloudWatch-style search finds i
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tenancy.domain.model import JobStatus
 
+from purchases import wait_for_job
 from servers import cli_env, free_port, start_server, stop_server, tenancy
 
 
@@ -78,12 +78,7 @@ def test_a_paid_itn_is_found_in_the_itn_log_and_its_provisioning_in_the_provisio
         sent = tenancy(env, "itn", "send", "--plan", "starter", "--email", "itn@example.com", "--json")
         assert sent.returncode == 0, sent.stderr
         transaction_id = json.loads(sent.stdout)["transaction_id"]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            status = httpx.get(f"{server.base_url}/provisioning/{transaction_id}").json()
-            if status["status"] == "succeeded":
-                break
-            time.sleep(0.05)
+        wait_for_job(server, transaction_id, JobStatus.SUCCEEDED)
 
         itn = search(env, "--component", "itn", "--filter", transaction_id)
         provisioning = search(env, "--component", "provisioning", "--filter", f'"{transaction_id}"')

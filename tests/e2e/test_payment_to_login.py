@@ -16,6 +16,7 @@ from tenancy.domain.ids import tenant_id_for
 from tenancy.payments.payfast import parameter_string
 from tenancy.payments.simulator import build_itn, encode_form
 
+from purchases import keyed, status_key_for
 from servers import PAYFAST_ADDRESS, MailCatcher, PayfastStandIn, RunningServer, temporary_password_in
 
 PRICES = {"starter": Decimal("99.00"), "professional": Decimal("299.00"), "enterprise": Decimal("999.00")}
@@ -32,6 +33,7 @@ def new_purchase(plan: str = "professional", **overrides: object) -> tuple[list[
         "amount": PRICES.get(plan, Decimal("299.00")),
         "merchant_id": PAYFAST_SANDBOX_MERCHANT_ID,
         "passphrase": PAYFAST_SANDBOX_PASSPHRASE,
+        "custom": keyed(transaction_id),  # as PayFast echoes a checkout form's status key digest
     }
     values.update(overrides)
     return build_itn(**values), transaction_id, email  # type: ignore[arg-type]
@@ -49,11 +51,17 @@ def post_itn(
     )
 
 
+def provisioning(server: RunningServer, transaction_id: str) -> httpx.Response:
+    """`GET /provisioning/{transaction_id}` with the purchase's status key, as its buyer may ask."""
+    params = {"key": status_key_for(transaction_id)}
+    return httpx.get(f"{server.base_url}/provisioning/{transaction_id}", params=params, timeout=5)
+
+
 def wait_for_status(server: RunningServer, transaction_id: str, wanted: str = "succeeded") -> dict[str, object]:
     deadline = time.monotonic() + 30
     last: dict[str, object] = {}
     while time.monotonic() < deadline:
-        response = httpx.get(f"{server.base_url}/provisioning/{transaction_id}", timeout=5)
+        response = provisioning(server, transaction_id)
         if response.status_code == 200:
             last = response.json()
             if last["status"] == wanted:
@@ -187,7 +195,7 @@ def test_invalid_itn_is_refused_with_400_and_provisions_nothing(
     assert response.status_code == 400, case
     assert reason in response.json()["detail"]
     time.sleep(0.3)
-    assert httpx.get(f"{server.base_url}/provisioning/{transaction_id}").status_code == 404
+    assert provisioning(server, transaction_id).status_code == 404
     assert mail.to(email) == []
     assert count_rows(server, "SELECT COUNT(*) FROM tenants WHERE transaction_id = ?", transaction_id) == 0
     (entry,) = server.services().ledger.find(transaction_id=transaction_id)
@@ -226,7 +234,7 @@ def test_failed_and_pending_payments_are_recorded_but_not_provisioned(
         assert post_itn(server, payfast, fields).status_code == 200
         (entry,) = server.services().ledger.find(transaction_id=transaction_id)
         assert entry.payment_status == status
-        assert httpx.get(f"{server.base_url}/provisioning/{transaction_id}").status_code == 404
+        assert provisioning(server, transaction_id).status_code == 404
 
 
 def test_login_answers_follow_rb001_symptoms(server: RunningServer) -> None:

@@ -319,7 +319,7 @@ def project_log_lines(stderr: str, transaction_id: str) -> list[str]:
 
 def ship_to_cloudwatch(runbook: Runbook, log_group: str, lines: list[str]) -> None:
     """Stands in for the Lambda runtime, which sends a function's stdout/stderr to its log group:
-    `tenancy` running here prints the same JSON lines to stderr and they go nowhere, so they are
+    `tenancy --verbose` running here prints the same JSON lines to stderr and they go nowhere, so they are
     put into the group with `aws logs put-log-events`, stamped with their own timestamps."""
     stream = f"{datetime.now().strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
     events = [
@@ -394,7 +394,8 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
         settings = json.loads(bootstrapped.stdout)
         env = {**base, **settings}
 
-        provisioning = tenancy(env, "provision", "--payload", PAYLOAD, "--json")
+        # --verbose: the log lines on stderr too, as a Lambda function writes them.
+        provisioning = tenancy(env, "--verbose", "provision", "--payload", PAYLOAD, "--json")
         assert provisioning.returncode == 0, provisioning.stderr
         outcome = json.loads(provisioning.stdout)
         assert outcome["status"] == "succeeded", outcome
@@ -563,6 +564,8 @@ def test_a_tenant_and_user_made_with_rb001_4_2_and_4_3_are_healthy_after_the_wel
     reset = runbook.run(RESET_PASSWORD, subs=person)
     user = runbook.json(CHECK_USER, subs=person)
 
+    by_tenant = tenancy(env, "verify", "--tenant-id", tenant_id, "--json")
+    by_email = tenancy(env, "verify", "--email", email, "--json")
     code, found = diagnose(env, email)
     repaired = tenancy(env, "repair", "--email", email, "--yes", "--json")
     verified = tenancy(env, "verify", "--email", email)
@@ -593,6 +596,12 @@ def test_a_tenant_and_user_made_with_rb001_4_2_and_4_3_are_healthy_after_the_wel
     repair = json.loads(repaired.stdout)
     assert (repair["outcome"], repair["after"]["finding"], repair["verify"]["passed"]) == ("repaired", "healthy", True)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    # Before the repair, no payment or job named the owner: `--tenant-id` found it by the tenant
+    # record's owner_user_id (the sub), and only the welcome email failed, as by `--email`.
+    assert by_tenant.returncode == 1, by_tenant.stdout + by_tenant.stderr
+    assert json.loads(by_tenant.stdout) == json.loads(by_email.stdout)
+    failing = [check["check"] for check in json.loads(by_tenant.stdout)["checks"] if check["status"] == "fail"]
+    assert failing == ["welcome email sent to the owner (RB-001 4.4)"]
     assert (healthy_code, healthy["finding"]) == (0, "healthy"), healthy
     assert status == '"active"\n'
     assert challenge["ChallengeName"] == "NEW_PASSWORD_REQUIRED"
@@ -641,7 +650,7 @@ def dead_lettered(provisioned: Provisioned) -> DeadLettered:
     )
     payload = json.dumps({"transactionId": transaction_id, "email": f"failed-{suffix.lower()}@example.com",
                           "plan": "professional"})  # fmt: skip
-    result = tenancy(provisioned.env, "provision", "--payload", payload, "--json")
+    result = tenancy(provisioned.env, "--verbose", "provision", "--payload", payload, "--json")
     assert result.returncode == 1, result.stdout + result.stderr
     assert json.loads(result.stdout)["status"] == "dead_lettered"
     lines = project_log_lines(result.stderr, transaction_id)

@@ -11,11 +11,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
-from tenancy.payments.payfast import itn_signature
+from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_MERCHANT_KEY, PAYFAST_SANDBOX_PASSPHRASE
+from tenancy.payments.payfast import checkout_signature, itn_signature
 from tenancy.payments.simulator import build_itn, encode_form
 
 CORPUS = Path(__file__).parent / "corpus"
+MERCHANT_KEY = PAYFAST_SANDBOX_MERCHANT_KEY  # public, and in every checkout form's HTML anyway
 Fields = list[tuple[str, str]]
 
 
@@ -59,6 +60,52 @@ def with_signature(value: str) -> Fields:
 
 def raw(fields: Fields) -> bytes:
     return encode_form(fields)
+
+
+def checkout_form(transaction_id: str = "TXN-HOSTILE") -> Fields:
+    """A checkout form as our checkout page hands it to any buyer (the fields checkout.py's
+    `checkout_fields` writes, signed as it signs them, signature last): what an attacker holds
+    without the passphrase. Written out here so that the corpus stays fixed while the form grows."""
+    fields = [
+        ("merchant_id", PAYFAST_SANDBOX_MERCHANT_ID),
+        ("merchant_key", MERCHANT_KEY),
+        ("return_url", f"https://shop.example/checkout/return?txn={transaction_id}"),
+        ("cancel_url", "https://shop.example/checkout?plan=professional&cancelled=1"),
+        ("notify_url", "https://shop.example/payments/payfast/itn"),
+        ("name_first", "Eve"),
+        ("name_last", "Mallory"),
+        ("email_address", "eve@example.com"),
+        ("m_payment_id", transaction_id),
+        ("amount", "299.00"),
+        ("item_name", "Site Builder professional"),
+        ("custom_str1", "professional"),
+    ]
+    return [*fields, ("signature", checkout_signature(fields, PAYFAST_SANDBOX_PASSPHRASE))]
+
+
+def forged_from_checkout(transaction_id: str = "TXN-HOSTILE", pf_payment_id: str = "7000002") -> Fields:
+    """A checkout form with its own signature, then what makes it a paid ITN, unsigned after it.
+    Its signature matches the fields before it by the ITN rule too (a checkout form has no
+    blanks to drop): only a refusal of unsigned fields stops it."""
+    paid = [("pf_payment_id", pf_payment_id), ("payment_status", "COMPLETE"), ("amount_gross", "299.00")]
+    return [*checkout_form(transaction_id), *paid]
+
+
+def moved_after_signature(name: str = "payment_status") -> Fields:
+    """A genuine ITN signed without `name`, which then follows the signature, unsigned."""
+    genuine = signed()
+    return [*resign([pair for pair in genuine if pair[0] != name]), (name, dict(genuine)[name])]
+
+
+def full_width(text: str) -> str:
+    """The digits as full-width ones (U+FF10..U+FF19), which str.isdigit() and Decimal() accept."""
+    return "".join(chr(ord(char) - ord("0") + 0xFF10) if char in "0123456789" else char for char in text)
+
+
+def signed_with_extra(name: str, value: str) -> Fields:
+    """A genuine ITN with one more field just before its signature, correctly signed."""
+    body = signed()[:-1]
+    return resign([*body[:-1], (name, value), body[-1]])
 
 
 def cases() -> dict[str, bytes]:
@@ -127,6 +174,24 @@ def cases() -> dict[str, bytes]:
         ("percent-encoded-non-utf8", "UTF-8", lambda: raw(genuine).replace(b"Eve", b"%FF%FE")),
         ("json-body", "form-urlencoded", lambda: b'{"m_payment_id": "TXN-1"}'),
         ("empty-body", "empty", lambda: b""),
+        # Issue 11: a checkout form's signature passed off as an ITN's, and unsigned fields.
+        ("forged-from-checkout-signature", "not signed", lambda: raw(forged_from_checkout())),
+        ("field-after-signature", "not signed", lambda: raw([*genuine, ("note", "appended")])),
+        ("required-field-only-after-signature", "not signed", lambda: raw(moved_after_signature())),
+        ("checkout-form-as-itn", "pf_payment_id", lambda: raw(checkout_form())),
+        ("merchant-key-in-itn", "merchant_key", lambda: raw(signed_with_extra("merchant_key", MERCHANT_KEY))),
+        # Issue 11: amounts PayFast never writes, each correctly signed so only the amount check refuses them.
+        ("amount-one-cent-under", "amount", lambda: raw(signed(amount="298.99"))),
+        ("amount-one-cent-over", "amount", lambda: raw(signed(amount="299.01"))),
+        ("amount-exponent", "amount", lambda: raw(signed(amount_gross="2.99e2"))),
+        ("amount-exponent-overflow", "amount", lambda: raw(signed(amount_gross="1e1000000"))),
+        ("amount-plus-sign", "amount", lambda: raw(signed(amount_gross="+299.00"))),
+        ("amount-leading-space", "amount", lambda: raw(signed(amount_gross=" 299.00"))),
+        ("amount-trailing-newline", "amount", lambda: raw(signed(amount_gross="299.00\n"))),
+        ("amount-three-decimals", "amount", lambda: raw(signed(amount_gross="299.000"))),
+        ("amount-no-decimals", "amount", lambda: raw(signed(amount_gross="299"))),
+        ("amount-decimal-comma", "amount", lambda: raw(signed(amount_gross="299,00"))),
+        ("amount-full-width-digits", "amount", lambda: raw(signed(amount_gross=full_width("299.00")))),
     ]
     return {f"{number:02d}-{name}__{reason.replace(' ', '-')}.itn": build() for number, (name, reason, build)
             in enumerate(builders, start=1)}  # fmt: skip

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tenancy.domain.model import JobStatus
+
+from purchases import wait_for_job
 from servers import RunningServer, cli_env, free_port, start_server, stop_server, tenancy
 
 PASSPHRASE = "a-Very-Private-passphrase-42"
@@ -44,11 +46,7 @@ def test_a_full_run_leaves_no_secret_in_any_log_or_error(secretive_server: Runni
     server, base = secretive_server, secretive_server.base_url
     email = "secretive@example.com"
     sent = tenancy(server.env, "itn", "send", "--plan", "professional", "--email", email, "--json")
-    transaction_id = json.loads(sent.stdout)["transaction_id"]
-    deadline = time.monotonic() + 20
-    while httpx.get(f"{base}/provisioning/{transaction_id}").json()["status"] != "succeeded":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_job(server, json.loads(sent.stdout)["transaction_id"], JobStatus.SUCCEEDED)
     outbox = json.loads(tenancy(server.env, "mail", "list", "--to", email, "--json").stdout)
     match = re.search(r"Temporary password: (\S+)", outbox[0]["text"])
     assert match

@@ -1,18 +1,23 @@
-"""Throttles through real HTTP: repeated sign-in failures lock out the account and the source
-address with a clear 429, the same for every email; a flood of ITNs from one address is refused."""
+"""Throttles through real HTTP: repeated sign-in failures shut out the address that made them (for
+that account, or for every account) with a clear 429, the same for every email, but never lock the
+owner out; X-Forwarded-For is believed only from a trusted proxy; a flood of ITNs is refused."""
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tenancy.bootstrap import build
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.payments.simulator import build_itn, encode_form
 
-from servers import RunningServer, cli_env, free_port, start_server, stop_server
+from helpers import make_settings, pay, work
+from servers import PAYFAST_ADDRESS, PayfastStandIn, RunningServer, cli_env, free_port, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +31,23 @@ def throttled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
         TENANCY_LOGIN_MAX_FAILURES_PER_ACCOUNT="3",
         TENANCY_LOGIN_MAX_FAILURES_PER_SOURCE="6",
         TENANCY_ITN_MAX_PER_MINUTE_PER_SOURCE="5",
+        TENANCY_LOGIN_MAX_DELAY_SECONDS="0.2",
     )
     running = start_server(home, env)
-    services = running.services()
-    try:
-        services.identity.create_user(
-            "locked@example.com", {"email": "locked@example.com", "custom:roles": "tenant_admin"}, "Temp-Passw0rd!"
-        )
-        services.identity.set_password("locked@example.com", "Right-Passw0rd!", permanent=True)
-    finally:
-        services.close()
+    create_customer(running, "locked@example.com")
     yield running
     stop_server(running)
+
+
+def create_customer(server: RunningServer, email: str) -> None:
+    """An account with a permanent password and an active tenant, so that a right password signs in."""
+    services = build(make_settings(server.home, payfast_mode="offline"))
+    try:
+        pay(services, email)
+        work(services)
+        services.identity.set_password(email, "Right-Passw0rd!", permanent=True)
+    finally:
+        services.close()
 
 
 def login(server: RunningServer, email: str, password: str, source: str) -> httpx.Response:
@@ -48,17 +58,36 @@ def login(server: RunningServer, email: str, password: str, source: str) -> http
     )
 
 
-def test_an_account_is_locked_after_repeated_failures_even_for_the_right_password(
-    throttled_server: RunningServer,
-) -> None:
-    answers = [login(throttled_server, "locked@example.com", "wrong", f"10.1.0.{n}").status_code for n in range(3)]
+def test_failures_for_an_account_shut_out_that_address_but_never_its_owner(throttled_server: RunningServer) -> None:
+    answers = [login(throttled_server, "locked@example.com", "wrong", "10.1.0.1").status_code for _ in range(3)]
 
-    locked = login(throttled_server, "locked@example.com", "Right-Passw0rd!", "10.1.0.9")
+    attacker = login(throttled_server, "locked@example.com", "Right-Passw0rd!", "10.1.0.1")
+    owner = login(throttled_server, "locked@example.com", "Right-Passw0rd!", "10.1.0.9")
 
     assert answers == [401, 401, 401]
-    assert locked.status_code == 429
-    assert "Too many failed sign-ins for this account" in locked.json()["detail"]
-    assert 1 <= int(locked.headers["Retry-After"]) <= 900
+    assert attacker.status_code == 429
+    assert "Too many failed sign-ins for this account from your address" in attacker.json()["detail"]
+    assert 1 <= int(attacker.headers["Retry-After"]) <= 900
+    assert re.search(r"try again in \d+ (minutes?|seconds?)", attacker.json()["detail"])
+    assert owner.status_code == 200
+    assert owner.json()["id_token"]
+
+
+def test_failures_from_many_addresses_slow_the_account_down_but_never_lock_it(
+    throttled_server: RunningServer,
+) -> None:
+    # Eleven failures from four addresses: past TENANCY_LOGIN_SLOW_DOWN_AFTER (10), so the
+    # account's sign-ins now wait (capped by TENANCY_LOGIN_MAX_DELAY_SECONDS), but they still work.
+    email = "slowed@example.com"
+    create_customer(throttled_server, email)
+    answers = [
+        login(throttled_server, email, "wrong", f"10.4.0.{attempt // 3}").status_code for attempt in range(11)
+    ]
+
+    owner = login(throttled_server, email, "Right-Passw0rd!", "10.4.0.200")
+
+    assert answers == [401] * 11
+    assert owner.status_code == 200
 
 
 def test_a_source_is_locked_after_failures_across_accounts_known_or_not(throttled_server: RunningServer) -> None:
@@ -69,7 +98,7 @@ def test_a_source_is_locked_after_failures_across_accounts_known_or_not(throttle
 
     assert answers == [401] * 6
     assert blocked.status_code == 429
-    assert "from this address" in blocked.json()["detail"]
+    assert "from your address" in blocked.json()["detail"]
     assert elsewhere.status_code == 401
     assert elsewhere.json()["detail"] == "Account not found"
 
@@ -98,3 +127,65 @@ def test_a_flood_of_itns_from_one_address_is_refused_with_429(throttled_server: 
 
     assert answers == [200] * 5 + [429]
     assert other.status_code == 200
+
+
+@pytest.fixture(scope="module")
+def untrusting_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """PayFast's real ranges, sandbox checks on, and no trusted proxy: the socket peer is all
+    that counts (127.0.0.1 here), whatever X-Forwarded-For says."""
+    home = tmp_path_factory.mktemp("untrusting-home")
+    validate = PayfastStandIn(free_port(), permissive=True)
+    threading.Thread(target=validate.serve_forever, daemon=True).start()
+    env = cli_env(
+        home,
+        TENANCY_PORT=str(free_port()),
+        TENANCY_PAYFAST_MODE="sandbox",
+        TENANCY_PAYFAST_VALIDATE_URL=f"http://127.0.0.1:{validate.server_address[1]}/eng/query/validate",
+        TENANCY_TRUSTED_PROXIES="",
+        TENANCY_WORKERS="0",
+        TENANCY_LOGIN_MAX_FAILURES_PER_ACCOUNT="3",
+    )
+    env.pop("TENANCY_PAYFAST_SOURCE_RANGES", None)
+    running = start_server(home, env)
+    yield running
+    stop_server(running)
+    validate.shutdown()
+    validate.server_close()
+    assert "Traceback" not in running.log_text()
+
+
+def test_an_itn_claiming_a_payfast_address_from_an_untrusted_peer_is_refused(
+    untrusting_server: RunningServer,
+) -> None:
+    fields = build_itn(
+        transaction_id="TXN-FORWARDED1",
+        email="forwarded@example.com",
+        plan="starter",
+        amount="99.00",
+        merchant_id=PAYFAST_SANDBOX_MERCHANT_ID,
+        passphrase=PAYFAST_SANDBOX_PASSPHRASE,
+    )
+    response = httpx.post(
+        f"{untrusting_server.base_url}/payments/payfast/itn",
+        content=encode_form(fields),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Forwarded-For": PAYFAST_ADDRESS},
+    )
+
+    assert response.status_code == 400
+    assert "source address 127.0.0.1 is not in PayFast's ranges" in response.text
+    services = untrusting_server.services()
+    try:
+        assert services.journal.get("TXN-FORWARDED1") is None
+        assert services.tenants.find_by_transaction("TXN-FORWARDED1") is None
+    finally:
+        services.close()
+
+
+def test_a_guesser_cannot_dodge_the_sign_in_limit_by_varying_x_forwarded_for(
+    untrusting_server: RunningServer,
+) -> None:
+    answers = [
+        login(untrusting_server, "nobody@example.com", "guess", f"198.51.100.{n}").status_code for n in range(4)
+    ]
+
+    assert answers == [401, 401, 401, 429]

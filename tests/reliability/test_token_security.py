@@ -21,7 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tenancy.adapters.local.signing_keys import SigningKeys
+from tenancy.domain.model import JobStatus
 
+from purchases import wait_for_job
 from servers import RunningServer, cli_env, free_port, start_server, stop_server, tenancy
 
 
@@ -46,11 +48,7 @@ def two_tenants_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
 def signed_in_owner(server: RunningServer, name: str) -> Owner:
     email = f"{name}-{uuid.uuid4().hex[:6]}@example.com"
     sent = tenancy(server.env, "itn", "send", "--plan", "starter", "--email", email, "--json")
-    transaction_id = json.loads(sent.stdout)["transaction_id"]
-    deadline = time.monotonic() + 20
-    while httpx.get(f"{server.base_url}/provisioning/{transaction_id}").json()["status"] != "succeeded":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_job(server, json.loads(sent.stdout)["transaction_id"], JobStatus.SUCCEEDED)
     outbox = json.loads(tenancy(server.env, "mail", "list", "--to", email, "--json").stdout)
     temporary = re.search(r"Temporary password: (\S+)", outbox[0]["text"])
     assert temporary

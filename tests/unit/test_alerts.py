@@ -280,6 +280,9 @@ def test_real_intake_rejections_are_classified_as_security_or_finance(services: 
         intake.receive(itn(5, amount=Decimal("1.00")), "197.97.145.150"): "finance",
         intake.receive(itn(6, plan="gold"), "197.97.145.150"): "finance",
         intake.receive(b"not a form", "197.97.145.150"): None,
+        # An unsigned field appended after the signature, and a checkout form posted as an ITN.
+        intake.receive(itn(7) + b"&payment_status_2=COMPLETE", "197.97.145.150"): "security",
+        intake.receive(b"merchant_key=46f0cd694581a&" + itn(8), "197.97.145.150"): "security",
     }
 
     for record, kind in expected.items():
@@ -456,7 +459,7 @@ def test_email_alert_lands_in_the_outbox(services: Services) -> None:
 
     assert delivery.delivered
     [message] = services.mailer.outbox(to="finance@company.com")
-    assert message.subject.startswith("[tenancy alert] [FIRING] payment_failures (warning): 1 ITN(s) rejected")
+    assert message.subject.startswith("[tenancy alert] [FIRING] payment_failures (warning): 1 ITN rejected")
     assert "RB-001" in message.text
     assert message.tags["rule"] == "payment_failures"
 

@@ -255,6 +255,10 @@ def test_weekly_audit_names_every_failure_of_the_week_and_counts_the_rest(servic
         "healthy": 3,
         "in_progress": 1,
         "findings": 9,
+        "failed_attempts": 1,  # the welcome email's one permanent failure (the DLQ message was parked unrun)
+        "dead_lettered": 2,  # that job, and the message parked in the DLQ
+        "repairs": 0,
+        "redrives": 0,
     }
     assert group_counts(report) == {
         "payment_not_complete": 3,
@@ -571,6 +575,7 @@ STILL_PROVISIONING = "TXN-PROVISIONING"
 CONFIRMED_WITHOUT_WELCOME = "TXN-CONFIRMED"  # the owner set a password: the welcome no longer matters
 STALLED_BUT_DONE = "TXN-STALLED"  # the job looks lost, yet every store is healthy
 NOWHERE = "TXN-NOWHERE"  # in no store at all
+OPERATOR_PURCHASE = "TXN-OPERATOR"  # bought with an operator's email: an operator is not a tenant
 
 
 def seed_every_branch(services: Services) -> list[str]:
@@ -596,10 +601,13 @@ def seed_every_branch(services: Services) -> list[str]:
     assert job is not None
     two_hours_ago = format_timestamp(services.clock.now() - timedelta(hours=2))
     services.journal.save(job.with_changes(status=JobStatus.RUNNING, updated_at=two_hours_ago))
+    operator = email_of(OPERATOR_PURCHASE)
+    services.identity.create_user(operator, {"email": operator, "custom:roles": "operator"}, "Operator-Passw0rd!")
+    provision(services, OPERATOR_PURCHASE, operator)
     return [
         *HEALTHY, *REPAIRABLE, *LEFT_ALONE, STILL_QUEUED, OLD_HEALTHY, OLD_BROKEN, OLD_REJECTED, MISMATCHED,
         OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
-        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, NOWHERE,
+        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OPERATOR_PURCHASE, NOWHERE,
     ]  # fmt: skip
 
 

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "diagnose_latency",
     "audit_scan",
     "repair_mttr",
+    "metrics_scrape",
 }
 
 

@@ -21,6 +21,7 @@ from tenancy.domain.model import AuthChallenge, IdentityUserStatus, Tokens
 from tenancy.errors import (
     AccountNotFoundError,
     InvalidCredentialsError,
+    InvalidInputError,
     InvalidSessionError,
     InvalidTokenError,
     ItemAlreadyExistsError,
@@ -638,3 +639,107 @@ def test_a_deleted_user_takes_its_reset_code_along(provider: EmbeddedIdentityPro
     provider.delete_user(EMAIL)
 
     assert database.read("SELECT 1 FROM identity_reset_codes") == []
+
+
+# --- issue 11: the account's state is told only to someone who knows its password --------------
+
+
+class VerifyCountingHasher(argon2.PasswordHasher):
+    """A cheap argon2 hasher that counts its password checks."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1, type=argon2.Type.ID)
+        self.verifies = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        self.verifies += 1
+        return super().verify(hash, password)
+
+
+def _put_in_state(provider: EmbeddedIdentityProvider, database: Database, clock: FakeClock, state: str) -> str:
+    """The account in `state`; the password it had before, which still matches its stored hash."""
+    if state == "temporary_password_expired":
+        provider.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+        clock.advance(days=8)
+        return TEMPORARY
+    _confirmed(provider)
+    if state == "reset_required":
+        provider.reset_password(EMAIL)
+    elif state == "disabled":
+        with database.transaction() as connection:
+            connection.execute("UPDATE identity_users SET enabled = 0")
+    return NEW_PASSWORD
+
+
+STATE_REASONS = {
+    "confirmed": None,
+    "reset_required": "Password reset required",
+    "disabled": "User is disabled",
+    "temporary_password_expired": "Temporary password has expired and must be reset by an administrator",
+}
+
+
+@pytest.mark.parametrize("state", list(STATE_REASONS))
+def test_a_wrong_password_is_answered_alike_whatever_the_accounts_state(
+    database: Database, keys: SigningKeys, clock: FakeClock, state: str
+) -> None:
+    hasher = VerifyCountingHasher()
+    provider = _provider(database, keys, clock, hasher)
+    _put_in_state(provider, database, clock, state)
+    checks_before = hasher.verifies
+
+    with pytest.raises(InvalidCredentialsError) as caught:
+        provider.authenticate(EMAIL, "Wrong-Passw0rd!")
+
+    # Exactly the answer (type, reason, status) a wrong password gets on a plain account, at the
+    # same cost: one password check.
+    assert type(caught.value) is InvalidCredentialsError
+    assert (caught.value.reason, caught.value.status_code) == ("Incorrect email or password", 401)
+    assert str(caught.value) == "Incorrect email or password"
+    assert hasher.verifies - checks_before == 1
+
+
+@pytest.mark.parametrize("state", [state for state, reason in STATE_REASONS.items() if reason])
+def test_the_right_password_then_learns_the_accounts_state(
+    database: Database, keys: SigningKeys, clock: FakeClock, state: str
+) -> None:
+    provider = _provider(database, keys, clock)
+    password = _put_in_state(provider, database, clock, state)
+
+    with pytest.raises(InvalidCredentialsError) as caught:
+        provider.authenticate(EMAIL, password)
+    assert caught.value.reason == STATE_REASONS[state]
+
+
+# --- issue 11: one spelling per account -------------------------------------------------------
+
+KATE = "kate@example.com"
+KATE_LOOKALIKES = [
+    "\u212aate@example.com",  # KELVIN SIGN, which NFKC (and str.lower) turn into k
+    "\uff4bate@example.com",  # FULLWIDTH LATIN SMALL LETTER K
+    "k\u200bate@example.com",  # ZERO WIDTH SPACE
+    "kate\u200d@example.com",  # ZERO WIDTH JOINER
+    "\u202ekate@example.com",  # RIGHT-TO-LEFT OVERRIDE
+    "k\u0430te@example.com",  # CYRILLIC SMALL LETTER A
+    "kate@exampl\u0435.com",  # CYRILLIC SMALL LETTER IE, in the domain
+]
+
+
+@pytest.mark.parametrize("lookalike", KATE_LOOKALIKES)
+def test_a_lookalike_email_neither_makes_a_second_account_nor_signs_in(
+    provider: EmbeddedIdentityProvider, database: Database, lookalike: str
+) -> None:
+    provider.create_user(KATE, {**ATTRIBUTES, "email": KATE}, TEMPORARY)
+    provider.set_password(KATE, NEW_PASSWORD, permanent=True)
+
+    with pytest.raises(InvalidInputError):
+        provider.create_user(lookalike, {**ATTRIBUTES, "email": lookalike}, TEMPORARY)
+    with pytest.raises(InvalidInputError):
+        provider.authenticate(lookalike, NEW_PASSWORD)
+    with pytest.raises(InvalidInputError):
+        provider.get_user(lookalike)
+    with pytest.raises(InvalidInputError):
+        provider.start_password_reset(lookalike)
+
+    assert [row["username"] for row in database.read("SELECT username FROM identity_users")] == [KATE]
+    assert isinstance(provider.authenticate(" KATE@Example.com ", NEW_PASSWORD), Tokens)

@@ -22,6 +22,8 @@ from tenancy.payments import payfast
 from tenancy.payments.intake import IntakePolicy, PaymentIntake
 from tenancy.payments.simulator import build_itn, encode_form
 
+from page_client import checkout, form_fields, page_client
+
 MERCHANT_ID = "10000100"
 PASSPHRASE = "jt7NOE43FZPn"
 PAYFAST_PEER = "197.97.145.150"  # inside 197.97.145.144/28
@@ -110,6 +112,11 @@ def signed_itn(
 def resigned(fields: list[tuple[str, str]], passphrase: str | None = PASSPHRASE) -> list[tuple[str, str]]:
     unsigned = [(key, value) for key, value in fields if key != "signature"]
     return [*unsigned, ("signature", payfast.itn_signature(unsigned, passphrase))]
+
+
+def with_amount_gross(fields: list[tuple[str, str]], amount_gross: str) -> list[tuple[str, str]]:
+    """`fields` with another amount_gross, correctly signed again."""
+    return resigned([(key, amount_gross if key == "amount_gross" else value) for key, value in fields])
 
 
 def assert_nothing_provisioned(services: Services) -> None:
@@ -284,6 +291,75 @@ def test_itn_signed_with_the_wrong_passphrase_is_rejected(
     assert confirmer.asked == []
 
 
+def test_a_checkout_form_with_payment_fields_after_its_signature_is_rejected(
+    services: Services, intake: PaymentIntake, confirmer: StubConfirmer
+) -> None:
+    # The form our checkout page hands any buyer, signed with our passphrase: its signature is a
+    # valid ITN signature of the fields before it, so only what follows it can be refused.
+    with page_client(services) as client:
+        form = form_fields(checkout(client, plan="starter", email="eve@example.com"), "payfast-form")
+    transaction_id = dict(form)["m_payment_id"]
+    assert payfast.itn_signature(form[:-1], PASSPHRASE) == dict(form)["signature"]
+    paid = [("pf_payment_id", "1221599"), ("payment_status", "COMPLETE"), ("amount_gross", "99.00")]
+
+    record = intake.receive(encode_form([*form, *paid]), PAYFAST_PEER)
+
+    assert_rejected(services, record, transaction_id, "field after signature: 'pf_payment_id' is not signed")
+    assert confirmer.asked == []
+
+
+def test_the_checkout_form_itself_is_not_an_itn(services: Services, intake: PaymentIntake) -> None:
+    with page_client(services) as client:
+        form = form_fields(checkout(client, plan="starter", email="eve@example.com"), "payfast-form")
+
+    record = intake.receive(encode_form(form), PAYFAST_PEER)
+
+    assert_rejected(services, record, dict(form)["m_payment_id"], "missing field pf_payment_id")
+
+
+def test_an_unknown_field_after_the_signature_is_rejected(
+    services: Services, intake: PaymentIntake, confirmer: StubConfirmer
+) -> None:
+    fields = [*signed_itn(services, "TXN-200005"), ("note", "appended")]
+
+    record = intake.receive(encode_form(fields), PAYFAST_PEER)
+
+    assert_rejected(services, record, "TXN-200005", "field after signature: 'note' is not signed")
+    assert confirmer.asked == []
+
+
+def test_a_required_field_only_after_the_signature_is_rejected(services: Services, intake: PaymentIntake) -> None:
+    genuine = signed_itn(services, "TXN-200006")
+    fields = [*resigned([pair for pair in genuine if pair[0] != "payment_status"]), ("payment_status", "COMPLETE")]
+
+    record = intake.receive(encode_form(fields), PAYFAST_PEER)
+
+    assert_rejected(services, record, "TXN-200006", "field after signature: 'payment_status' is not signed")
+
+
+def test_a_signed_itn_carrying_merchant_key_is_rejected(
+    services: Services, intake: PaymentIntake, confirmer: StubConfirmer
+) -> None:
+    genuine = signed_itn(services, "TXN-200007")
+    fields = resigned([*genuine[:-2], ("merchant_key", "46f0cd694581a"), genuine[-2]])
+    assert payfast.signature_matches(fields, PASSPHRASE)
+
+    record = intake.receive(encode_form(fields), PAYFAST_PEER)
+
+    assert_rejected(services, record, "TXN-200007", "merchant_key in an ITN")
+    assert confirmer.asked == []
+
+
+def test_an_unknown_field_before_the_signature_is_tolerated(services: Services, intake: PaymentIntake) -> None:
+    genuine = signed_itn(services, "TXN-200008")
+    fields = resigned([*genuine[:-2], ("something_new", "x"), genuine[-2]])
+
+    record = intake.receive(encode_form(fields), PAYFAST_PEER)
+
+    assert record.verdict is PaymentVerdict.ACCEPTED
+    assert services.journal.get("TXN-200008") is not None
+
+
 def test_forged_copy_does_not_block_the_genuine_itn(services: Services, intake: PaymentIntake) -> None:
     fields = signed_itn(services, "TXN-200004")
     forged = intake.receive(encode_form([*fields[:-1], ("signature", "f" * 32)]), PAYFAST_PEER)
@@ -375,14 +451,57 @@ def test_amount_off_by_two_cents_is_rejected(
 
 
 @pytest.mark.parametrize("delta", [Decimal("0.01"), Decimal("-0.01")], ids=["over", "under"])
-def test_amount_off_by_one_cent_is_accepted(services: Services, intake: PaymentIntake, delta: Decimal) -> None:
+def test_amount_off_by_one_cent_is_rejected(
+    services: Services, intake: PaymentIntake, confirmer: StubConfirmer, delta: Decimal
+) -> None:
+    # The spec's 0.01 is the PHP SDK's float epsilon, not a price tolerance (intake.py).
     fields = signed_itn(services, "TXN-500002", amount=price(services) + delta)
 
     record = intake.receive(encode_form(fields), PAYFAST_PEER)
 
-    assert record.verdict is PaymentVerdict.ACCEPTED
-    assert services.journal.get("TXN-500002") is not None
-    assert services.queue.depth() == (1, 0)
+    assert_rejected(services, record, "TXN-500002", "amount_gross does not match the starter price 99.00")
+    assert confirmer.asked == []
+
+
+@pytest.mark.parametrize(
+    "amount",
+    ["1e1000000", "9.9e1", "+99.00", " 99.00", "99.00 ", "99.00\n", "99.000", "99.0", "99", "99,00", ".99",
+     "\uff19\uff19.\uff10\uff10", "\u0669\u0669.\u0660\u0660", "-99.00", "NaN", "Infinity", "sNaN", ""],
+    ids=["overflowing-exponent", "exponent", "plus-sign", "leading-space", "trailing-space", "trailing-newline",
+         "three-decimals", "one-decimal", "no-decimals", "decimal-comma", "no-rands", "full-width-digits",
+         "arabic-indic-digits", "negative", "nan", "infinity", "signalling-nan", "empty"],
+)  # fmt: skip
+def test_an_amount_not_written_as_rands_and_cents_is_rejected_and_kept(
+    services: Services, intake: PaymentIntake, confirmer: StubConfirmer, amount: str
+) -> None:
+    # Each is correctly signed: only the amount check can refuse it, and none may raise.
+    fields = with_amount_gross(signed_itn(services, "TXN-500006"), amount)
+
+    record = intake.receive(encode_form(fields), PAYFAST_PEER)
+
+    assert_rejected(services, record, "TXN-500006", "amount_gross")
+    assert record.reasons[0].startswith("amount_gross "), record.reasons
+    assert confirmer.asked == []
+
+
+def test_an_amount_with_a_leading_zero_is_not_how_payfast_writes_it(
+    services: Services, intake: PaymentIntake
+) -> None:
+    # Digits, a point, two decimals, as PayFast writes them: "099.00" is the price in value only.
+    fields = with_amount_gross(signed_itn(services, "TXN-500007"), "099.00")
+
+    record = intake.receive(encode_form(fields), PAYFAST_PEER)
+
+    assert_rejected(services, record, "TXN-500007", "amount_gross")
+    assert record.reasons[0].startswith("amount_gross '099.00' is not an amount"), record.reasons
+
+
+def test_a_missing_amount_is_rejected(services: Services, intake: PaymentIntake) -> None:
+    fields = resigned([pair for pair in signed_itn(services, "TXN-500008") if pair[0] != "amount_gross"])
+
+    record = intake.receive(encode_form(fields), PAYFAST_PEER)
+
+    assert_rejected(services, record, "TXN-500008", "amount_gross is missing")
 
 
 def test_amount_of_a_cheaper_plan_is_rejected(services: Services, intake: PaymentIntake) -> None:
@@ -403,9 +522,7 @@ def test_unknown_plan_is_rejected(services: Services, intake: PaymentIntake, con
 
 
 def test_amount_that_is_not_a_number_is_rejected(services: Services, intake: PaymentIntake) -> None:
-    fields = resigned(
-        [(key, "NaN" if key == "amount_gross" else value) for key, value in signed_itn(services, "TXN-500005")]
-    )
+    fields = with_amount_gross(signed_itn(services, "TXN-500005"), "NaN")
 
     record = intake.receive(encode_form(fields), PAYFAST_PEER)
 

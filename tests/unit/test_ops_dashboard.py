@@ -1,14 +1,18 @@
-"""The dashboard's numbers and hourly series (runbook.dashboard) and the chart drawn from them."""
+"""The dashboard's numbers and hourly series (runbook.dashboard), the chart drawn from them, and the
+page an operator reads: counts in the singular when there is one, and why the error rate is not an alert."""
 
 from __future__ import annotations
 
 import dataclasses
+import html
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from tenancy.bootstrap import Services, build
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
@@ -16,7 +20,8 @@ from tenancy.payments.simulator import build_itn, encode_form
 from tenancy.runbook.dashboard import SERIES_HOURS, Dashboard, HourlySeries, hourly_counts, read_dashboard, series_start
 from tenancy.web.pages.ops import line_chart
 
-from helpers import BrokenTenantStore, make_settings
+from helpers import BrokenTenantStore, make_settings, pay, work
+from page_client import page_client, sign_in
 
 NOW = datetime(2026, 3, 1, 12, 34, 56, tzinfo=UTC)
 
@@ -158,3 +163,111 @@ def test_an_empty_week_still_draws_a_flat_chart() -> None:
 
     assert [value for _, value in chart.y_ticks] == [0, 1, 2]
     assert {point.split(",")[1] for point in chart.provisioned.split()} == {f"{chart.bottom}.0"}
+
+
+def test_the_error_rate_says_how_many_jobs_it_judged_and_what_the_rule_needs(services: Services) -> None:
+    empty = dashboard(services)
+    broken = dataclasses.replace(services, tenants=BrokenTenantStore(services.tenants))
+    purchase_at(services, NOW - timedelta(minutes=5))
+    purchase_at(services, NOW - timedelta(minutes=3), worker=broken)  # retrying after a failure
+
+    few = dashboard(services)
+
+    assert empty.error_rate_note == "no jobs yet; the rule waits for 5 jobs in the window"
+    assert few.error_rate.value == 0.5
+    assert not few.error_rate.firing
+    assert few.error_rate_note == "1 of 2 jobs; the rule waits for 5 jobs in the window"
+
+
+def test_an_error_rate_judged_names_the_threshold_it_is_held_to(services: Services) -> None:
+    broken = dataclasses.replace(services, tenants=BrokenTenantStore(services.tenants))
+    for minutes in range(5):
+        purchase_at(services, NOW - timedelta(minutes=minutes + 1))
+    purchase_at(services, NOW - timedelta(minutes=10), worker=broken)
+    calm = dashboard(services)
+    purchase_at(services, NOW - timedelta(minutes=11), worker=broken)
+
+    firing = dashboard(services)
+
+    assert not calm.error_rate.firing
+    assert calm.error_rate_note == "1 of 6 jobs; the rule fires above 20%"
+    assert firing.error_rate.firing
+    assert firing.error_rate_note == "2 of 7 jobs; the rule fires above 20%"
+
+
+# --- The dashboard page, as an operator reads it -------------------------------------------------
+
+OPERATOR = "ops-lead@example.com"
+PASSWORD = "Operator-Passw0rd!"
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[tuple[Services, TestClient]]:
+    """Real embedded services (and clock) and the real app, with an operator signed in."""
+    built = build(make_settings(tmp_path / "console-home", payfast_mode="offline", retry_max_attempts=1))
+    attributes = {"email": OPERATOR, "email_verified": "true", "custom:roles": "operator"}
+    built.identity.create_user(OPERATOR, attributes, "Temporary-Passw0rd!")
+    built.identity.set_password(OPERATOR, PASSWORD, permanent=True)
+    with page_client(built) as client:
+        assert sign_in(client, OPERATOR, PASSWORD).status_code == 303
+        yield built, client
+    built.close()
+
+
+def page_text(page: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def test_a_50_percent_error_rate_that_is_not_an_alert_says_why(console: tuple[Services, TestClient]) -> None:
+    services, client = console
+    pay(services)
+    work(services)
+    pay(services)
+    work(dataclasses.replace(services, tenants=BrokenTenantStore(services.tenants)))  # dead-lettered
+
+    text = page_text(client.get("/ops").text)
+
+    assert "50% error rate, last 60 min (1 of 2 jobs; the rule waits for 5 jobs in the window)" in text
+    assert "(alert firing)" not in text
+
+
+def test_one_of_each_thing_is_counted_in_the_singular(console: tuple[Services, TestClient]) -> None:
+    services, client = console
+    pay(services)
+    work(services)
+
+    text = page_text(client.get("/ops").text)
+
+    assert "1 payment, last 7 days" in text
+    assert "1 tenant provisioned, last 7 days" in text
+    assert "1 succeeded job, 1 active tenant (all time)" in text
+    assert "0 jobs in progress" in text
+    assert "1 purchase audited: 1 healthy, 0 in progress, 0 with a finding." in text
+    assert "1 payment and 1 tenant provisioned in total" in text
+    assert not re.search(r"\b1 (payments|tenants|jobs|purchases|messages)\b", text)
+
+
+def test_a_firing_alert_shows_its_commands_as_code_not_markdown(console: tuple[Services, TestClient]) -> None:
+    services, client = console
+    pay(services, email="stuck@example.com")
+    work(dataclasses.replace(services, tenants=BrokenTenantStore(services.tenants)))
+
+    page = client.get("/ops").text
+
+    assert "1 job dead-lettered" in page_text(page)
+    assert "1 message in the DLQ (0 waiting in the work queue)" in page_text(page)
+    [alert] = re.findall(r'<ul id="alerts-firing">(.*?)</ul>', page, re.DOTALL)
+    assert "1 job in the dead-letter queue: see <code>tenancy dlq list</code>" in alert
+    assert "`" not in alert
+
+
+def test_the_case_page_shows_the_runbook_s_commands_as_code_too(console: tuple[Services, TestClient]) -> None:
+    services, client = console
+    transaction_id = pay(services, email="owner@example.com")
+    work(services)  # no SMTP server here: the welcome email is stored, not delivered
+
+    page = client.get(f"/ops/cases/{transaction_id}").text
+
+    [diagnosis] = re.findall(r'<dl class="facts" id="diagnosis">(.*?)</dl>', page, re.DOTALL)
+    assert "<code>tenancy mail list --to owner@example.com</code>" in diagnosis
+    assert "`" not in diagnosis

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from tenancy.bootstrap import Services, build
 from tenancy.domain.model import JobStatus, PaymentVerdict
 from tenancy.errors import TransientError
-from tenancy.payments.checkout import checkout_signature_matches
+from tenancy.payments.checkout import STATUS_KEY_FIELD, CheckoutLinks, checkout_signature_matches, status_key_digest
 from tenancy.web.app import create_app
 from tenancy.web.pages.security import CONTENT_SECURITY_POLICY, CSRF_COOKIE, SESSION_COOKIE
 
@@ -32,6 +32,7 @@ from page_client import (
     sign_in,
     signed_in_customer,
     simulate,
+    simulate_to_return,
     welcome_password,
 )
 
@@ -98,7 +99,9 @@ def test_checkout_renders_the_payfast_form_signed_with_every_required_field(tmp_
     assert values["amount"] == "99.00"
     assert (values["name_first"], values["name_last"]) == ("Ada", "King Lovelace")
     assert values["notify_url"] == "https://shop.example/payments/payfast/itn"
-    assert values["return_url"] == f"https://shop.example/checkout/return?txn={values['m_payment_id']}"
+    key = CheckoutLinks.status_key_in(values["return_url"])
+    assert values["return_url"] == f"https://shop.example/checkout/return?txn={values['m_payment_id']}&key={key}"
+    assert values[STATUS_KEY_FIELD] == status_key_digest(key)
     assert values["cancel_url"] == "https://shop.example/checkout?plan=starter&cancelled=1"
     assert checkout_signature_matches(fields, services.settings.passphrase)
     assert "Simulate payment" not in page  # only offline
@@ -182,41 +185,91 @@ def test_simulation_does_not_exist_outside_offline_mode(tmp_path: Path) -> None:
 
 def test_the_return_page_follows_the_purchase_from_payment_to_ready(client: TestClient, offline: Services) -> None:
     page = checkout(client)
-    transaction_id = dict(form_fields(page, "simulate-form"))["m_payment_id"]
+    form = dict(form_fields(page, "simulate-form"))
+    transaction_id, key = form["m_payment_id"], CheckoutLinks.status_key_in(form["return_url"])
+    status = {"txn": transaction_id, "key": key}
 
-    before = client.get(f"/checkout/status?txn={transaction_id}").json()
-    simulate(client, page)
-    queued = client.get(f"/checkout/return?txn={transaction_id}")
+    before = client.get("/checkout/status", params=status)
+    waiting = client.get("/checkout/return", params=status)
+    assert simulate_to_return(client, page) == (transaction_id, key)
+    queued = client.get("/checkout/return", params=status)
     work(offline)
-    ready = client.get(f"/checkout/status?txn={transaction_id}").json()
+    ready = client.get("/checkout/status", params=status).json()
 
-    assert before["state"] == "awaiting_payment"
-    assert before["finished"] is False
+    # Before PayFast's ITN nothing opens the purchase, not even its key: the page waits and polls.
+    assert (before.status_code, before.json()) == (404, {"detail": "We have no record of this payment"})
+    assert waiting.status_code == 200
+    assert "We have no record of this payment yet" in waiting.text
     assert "Setting up your site" in queued.text
+    assert f'data-status-url="/checkout/status?txn={transaction_id}&amp;key={key}"' in queued.text
     assert '<script src="/static/checkout-return.js"></script>' in queued.text
     assert (ready["state"], ready["finished"]) == ("ready", True)
     assert ready["message"].startswith("Ready: check your email")
-    assert "Ready: check your email" in client.get(f"/checkout/return?txn={transaction_id}").text
+    assert "Ready: check your email" in client.get("/checkout/return", params=status).text
+
+
+def test_the_status_answers_no_one_without_the_purchases_key(client: TestClient, offline: Services) -> None:
+    transaction_id, key = simulate_to_return(client, checkout(client))
+    work(offline)
+    other_transaction, other_key = simulate_to_return(client, checkout(client, email="bob@example.com"))
+
+    refused = [
+        client.get("/checkout/status", params=params)
+        for params in (
+            {"txn": transaction_id},
+            {"txn": transaction_id, "key": ""},
+            {"txn": transaction_id, "key": key[:-1]},
+            {"txn": transaction_id, "key": status_key_digest(key)},
+            {"txn": transaction_id, "key": other_key},  # another purchase's key
+            {"txn": other_transaction, "key": key},
+            {"txn": "TXN-123456", "key": key},  # RB-001's manual ids are guessable
+        )
+    ]
+
+    assert [(answer.status_code, answer.json()) for answer in refused] == [
+        (404, {"detail": "We have no record of this payment"})] * len(refused)  # fmt: skip
+    assert client.get("/checkout/status", params={"txn": transaction_id, "key": key}).json()["state"] == "ready"
+
+
+def test_the_return_page_without_the_right_key_says_no_more_than_for_an_unknown_purchase(
+    client: TestClient, offline: Services
+) -> None:
+    transaction_id = simulate(client, checkout(client))
+    work(offline)
+
+    wrong = client.get("/checkout/return", params={"txn": transaction_id, "key": "x" * 32})
+    unknown = client.get("/checkout/return", params={"txn": "TXN-0000000000000000", "key": "x" * 32})
+    keyless = client.get("/checkout/return", params={"txn": transaction_id})
+
+    assert wrong.status_code == unknown.status_code == 200
+    assert wrong.text.replace(transaction_id, "TXN-0000000000000000") == unknown.text
+    assert "We have no record of this payment yet" in wrong.text
+    assert "Ready" not in wrong.text
+    assert keyless.status_code == 404
+    assert "We have no record of this payment." in keyless.text
+    assert "checkout-return.js" not in keyless.text
+    assert keyless.headers["cache-control"] == wrong.headers["cache-control"] == "no-store"
 
 
 def test_the_return_page_names_the_transaction_when_provisioning_fails(client: TestClient,
                                                                        offline: Services) -> None:  # fmt: skip
-    transaction_id = simulate(client, checkout(client))
+    transaction_id, key = simulate_to_return(client, checkout(client))
     job = offline.journal.get(transaction_id)
     assert job is not None
     offline.journal.save(job.with_changes(status=JobStatus.DEAD_LETTERED, last_error="mail refused"))
 
-    page = client.get(f"/checkout/return?txn={transaction_id}").text
+    page = client.get("/checkout/return", params={"txn": transaction_id, "key": key}).text
 
-    assert "contact support and quote your transaction id" in page
-    assert transaction_id in page
+    assert "We could not finish setting up your site" in page
+    support = '<a href="mailto:support@kimmyai.io">support@kimmyai.io</a>'
+    assert f"{support} and quote <strong>{transaction_id}</strong>" in page
     assert "mail refused" not in page
 
 
 @pytest.mark.parametrize("txn", ["", "TXN-", "ORDER-1", "TXN-<script>"])
 def test_the_return_page_refuses_a_malformed_transaction_id(client: TestClient, txn: str) -> None:
-    assert client.get("/checkout/return", params={"txn": txn}).status_code == 400
-    assert client.get("/checkout/status", params={"txn": txn}).status_code == 422
+    assert client.get("/checkout/return", params={"txn": txn, "key": "k" * 32}).status_code == 400
+    assert client.get("/checkout/status", params={"txn": txn, "key": "k" * 32}).status_code == 422
 
 
 def test_first_sign_in_asks_for_a_new_password_then_the_account_page_shows_the_plan(
@@ -372,7 +425,7 @@ def test_a_browser_gets_an_error_page_where_a_program_gets_json(client: TestClie
 
     assert page.status_code == program.status_code == 404
     assert page.headers["content-type"].startswith("text/html")
-    assert "<h1>Not found</h1>" in page.text
+    assert "<h1>Page not found</h1>" in page.text
     assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert program.json() == {"detail": "Not Found"}
 

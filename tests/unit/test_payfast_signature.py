@@ -230,11 +230,26 @@ def test_encode_value_matches_php_urlencode_for_any_text(value: str) -> None:
 # --- What the signature covers ------------------------------------------------------------
 
 
-def test_fields_after_signature_are_excluded_from_the_signature() -> None:
+def test_fields_after_signature_are_excluded_from_the_signature_and_refuse_it() -> None:
     extended = [*VECTOR_A, ("added_by_someone", "x"), ("amount_gross", "1.00")]
     assert payfast.parameter_string(extended) == VECTOR_A_PARAMETER_STRING
     assert payfast.itn_signature(extended, None) == VECTOR_A_SIGNATURE
-    assert payfast.signature_matches(extended, None) is True
+    assert payfast.unsigned_fields(extended) == ["added_by_someone", "amount_gross"]
+    # The digest still matches what precedes the signature, but it does not cover the ITN.
+    assert payfast.signature_matches(extended, None) is False
+
+
+def test_unsigned_fields_is_empty_when_the_signature_is_last_or_missing() -> None:
+    assert payfast.unsigned_fields(VECTOR_A) == []
+    assert payfast.unsigned_fields(VECTOR_A[:-1]) == []
+    assert payfast.unsigned_fields([("signature", "x"), ("m_payment_id", "1")]) == ["m_payment_id"]
+
+
+def test_an_unknown_field_before_the_signature_is_signed_and_tolerated() -> None:
+    fields = [*VECTOR_B_UNSIGNED[:-1], ("something_new", "x"), VECTOR_B_UNSIGNED[-1]]
+    signed = [*fields, ("signature", payfast.itn_signature(fields, SANDBOX_PASSPHRASE))]
+    assert payfast.unsigned_fields(signed) == []
+    assert payfast.signature_matches(signed, SANDBOX_PASSPHRASE) is True
 
 
 def test_a_field_before_signature_is_included_in_the_signature() -> None:
@@ -305,6 +320,33 @@ def test_checkout_signature_without_passphrase_has_no_passphrase_suffix() -> Non
 
 def test_checkout_and_itn_signatures_differ_when_a_value_is_empty() -> None:
     assert payfast.checkout_signature(VECTOR_B_UNSIGNED, SANDBOX_PASSPHRASE) != VECTOR_B_SIGNATURE
+
+
+CHECKOUT_FORM = [
+    ("merchant_id", "10000100"),
+    ("merchant_key", "46f0cd694581a"),
+    ("notify_url", "https://shop.example/payments/payfast/itn"),
+    ("email_address", "eve@example.com"),
+    ("m_payment_id", "TXN-1"),
+    ("amount", "299.00"),
+    ("custom_str1", "professional"),
+]
+
+
+def test_a_checkout_signature_is_a_valid_itn_signature_of_the_same_fields_when_none_is_blank() -> None:
+    # Why an ITN must be refused when anything follows its signature: the checkout page hands every
+    # buyer a signature that the ITN rule accepts for the fields before it.
+    signature = payfast.checkout_signature(CHECKOUT_FORM, SANDBOX_PASSPHRASE)
+    assert payfast.itn_signature(CHECKOUT_FORM, SANDBOX_PASSPHRASE) == signature
+    form = [*CHECKOUT_FORM, ("signature", signature)]
+    assert payfast.signature_matches(form, SANDBOX_PASSPHRASE) is True
+
+
+def test_a_checkout_form_with_payment_fields_appended_does_not_match() -> None:
+    form = [*CHECKOUT_FORM, ("signature", payfast.checkout_signature(CHECKOUT_FORM, SANDBOX_PASSPHRASE))]
+    forged = [*form, ("pf_payment_id", "1"), ("payment_status", "COMPLETE"), ("amount_gross", "299.00")]
+    assert payfast.unsigned_fields(forged) == ["pf_payment_id", "payment_status", "amount_gross"]
+    assert payfast.signature_matches(forged, SANDBOX_PASSPHRASE) is False
 
 
 # --- Source address -----------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_a_provisioned_tenant_is_diagnosed_healthy_and_verifies(services: Servic
     assert diagnosis.as_document()["runbook_section"] == "5"
     assert diagnosis.transaction_id == transaction_id
     assert any(line.startswith("tenants: ten_") for line in diagnosis.evidence)
-    assert not any(line.startswith("mail: the provider reports") for line in diagnosis.evidence)
+    assert not any(line.startswith("mail: the mail provider") for line in diagnosis.evidence)
     report = services.runbook.verify(selector, password=temporary_password(services, "owner@example.com"))
     assert report.passed
     assert [check.passed for check in report.checks][-2:] == [True, None]  # token waits for the first sign-in
@@ -419,8 +419,9 @@ def test_a_welcome_email_the_mail_server_refused_is_4_4_with_the_providers_stati
     diagnosis = services.runbook.diagnose(Selector(transaction_id=transaction_id))
 
     assert diagnosis.finding is Finding.WELCOME_EMAIL_MISSING
-    # RB-001 4.4 step 1: the provider's send statistics, read for this finding only.
-    assert "mail: the provider reports failed=1" in diagnosis.evidence
+    # RB-001 4.4 step 1: the provider's send statistics, read for this finding only, and said to
+    # be the provider's counts for everyone, not this owner's.
+    assert "mail: the mail provider, for all recipients: failed=1" in diagnosis.evidence
     services.close()
 
 

@@ -1,6 +1,7 @@
 """Login and tenant access for customers, producing RB-001 3.1's symptoms:
 no identity user -> "Account not found"; no active tenant -> "Tenant not found".
-Operators sign in without a tenant. Also the forgotten-password reset by emailed code."""
+Operators sign in without a tenant. Also the forgotten-password reset by emailed code, and the
+check that an API caller's ID token still counts."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import structlog
 
 from tenancy.accounts.reset import ResetMail, password_reset_email
 from tenancy.accounts.roles import OPERATOR_ROLE, roles_of
+from tenancy.accounts.sessions import SessionService
 from tenancy.accounts.throttle import LoginThrottle, ResetRequestThrottle
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import AuthChallenge, Tenant, TenantStatus, Tokens
 from tenancy.errors import (
     AccountNotFoundError,
+    AuthenticationError,
     ConfigurationError,
     InvalidCredentialsError,
     InvalidTokenError,
@@ -35,21 +38,38 @@ class AccountService:
         throttle: LoginThrottle | None = None,
         reset_mail: ResetMail | None = None,
         reset_throttle: ResetRequestThrottle | None = None,
+        sessions: SessionService | None = None,
     ) -> None:
         self._identity = identity
         self._tenants = tenants
         self._throttle = throttle
         self._reset_mail = reset_mail
         self._reset_throttle = reset_throttle
+        self._sessions = sessions
+
+    def sign_in_delay(self, email: str) -> float:
+        """Seconds a sign-in of this account waits before its password is checked (the caller
+        waits without holding a thread): more as its failures from everywhere pile up."""
+        if self._throttle is None:
+            return 0.0
+        return self._throttle.delay_for(normalize_email(email))
 
     def login(self, email: str, password: str, source: str = "") -> Tokens | AuthChallenge:
         """Tokens or the new-password challenge; the password is checked before the tenant,
         so only the account's owner learns that its tenant is missing. Repeated failures lock
-        the account and the source out for a while (RateLimitedError)."""
+        this source out of the account, or out of every account, for a while (RateLimitedError);
+        the account itself is never locked (see `sign_in_delay`)."""
         username = normalize_email(email)
         if self._throttle is not None:
             self._throttle.attempt(username, source)
-        result = self._identity.authenticate(username, password)
+        if self._sessions is not None:
+            self._sessions.wait_out_revocation(username)
+        try:
+            result = self._identity.authenticate(username, password)
+        except AuthenticationError:
+            if self._throttle is not None:
+                self._throttle.failed(username)
+            raise
         if self._throttle is not None:
             self._throttle.succeeded(username, source)
         self._require_access(username)
@@ -94,7 +114,9 @@ class AccountService:
         mail = self._reset_mail
         try:
             message_id = mail.mailer.send(
-                password_reset_email(username, code, login_url=mail.login_url, sender=mail.sender)
+                password_reset_email(
+                    username, code, login_url=mail.login_url, sender=mail.sender, support_email=mail.support_email
+                )
             )
         except (TransientError, PermanentError) as failure:
             # As above: a mail server's refusal must not answer differently for a real account.
@@ -102,28 +124,38 @@ class AccountService:
             return
         log.info("password_reset_started", delivered_by="mailer", message_id=message_id)
 
-    def confirm_password_reset(self, email: str, code: str, new_password: str, source: str = "") -> None:
+    def confirm_password_reset(self, email: str, code: str, new_password: str) -> None:
         """Sets the new password with the emailed code. InvalidCredentialsError ("Invalid or
         expired code") for a wrong, used or expired code; PasswordPolicyError for a weak password.
-        Each try counts against the login limits (RateLimitedError past them), however many codes
-        were sent, so guessing stays bounded; the right code clears the account's count."""
+        A valid code is never refused: guessing is bounded by the provider (a few tries per code)
+        and by the cap on codes sent; a wrong code still counts as a failed sign-in. Success ends
+        every session of the account, everywhere."""
         username = normalize_email(email)
         code = code.strip()
         if not code:
             raise InvalidCredentialsError("Invalid or expired code")
-        if self._throttle is not None:
-            self._throttle.attempt(username, source)
-        self._identity.confirm_password_reset(username, code, new_password)
-        if self._throttle is not None:
-            self._throttle.succeeded(username, source)
+        try:
+            self._identity.confirm_password_reset(username, code, new_password)
+        except InvalidCredentialsError:
+            if self._throttle is not None:
+                self._throttle.failed(username)
+            raise
+        if self._sessions is not None:
+            self._sessions.end_everywhere(username, "password_reset")
         log.info("password_reset_confirmed")
 
     def tenant_for_token(self, id_token: str) -> Tenant:
         """The caller's own tenant, named only by the verified token: never another tenant."""
         claims = self._identity.verify_id_token(id_token)
+        if self._sessions is not None:
+            self._sessions.require_current(claims)
         tenant_id = claims.get("custom:tenant_id")
         if not isinstance(tenant_id, str) or not tenant_id:
             raise InvalidTokenError("token carries no tenant")
+        return self.active_tenant(tenant_id)
+
+    def active_tenant(self, tenant_id: str) -> Tenant:
+        """The tenant if it is active; TenantNotFoundError otherwise."""
         tenant = self._tenants.get(tenant_id)
         if tenant is None or tenant.status is not TenantStatus.ACTIVE:
             raise TenantNotFoundError()

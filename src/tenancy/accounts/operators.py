@@ -9,9 +9,11 @@ from html import escape
 import structlog
 
 from tenancy.accounts.roles import OPERATOR_ROLE, ROLES_CLAIM, TENANT_ADMIN_ROLE, roles_of
+from tenancy.accounts.sessions import SessionService
 from tenancy.domain.ids import normalize_email, temporary_password
 from tenancy.domain.model import IdentityUser, OutgoingEmail
-from tenancy.errors import InvalidInputError, ItemAlreadyExistsError
+from tenancy.domain.plurals import plural
+from tenancy.errors import InvalidInputError, ItemAlreadyExistsError, NotFoundError
 from tenancy.payments.intake import looks_like_email
 from tenancy.ports import IdentityProvider, Mailer
 
@@ -36,10 +38,42 @@ class OperatorInviteSettings:
 
 
 class OperatorService:
-    def __init__(self, identity: IdentityProvider, mailer: Mailer, settings: OperatorInviteSettings) -> None:
+    def __init__(
+        self,
+        identity: IdentityProvider,
+        mailer: Mailer,
+        settings: OperatorInviteSettings,
+        sessions: SessionService | None = None,
+    ) -> None:
         self._identity = identity
         self._mailer = mailer
         self._settings = settings
+        self._sessions = sessions
+
+    def list_operators(self) -> list[IdentityUser]:
+        """Every operator account, by email."""
+        found = [
+            user
+            for batch in self._identity.scan_users()
+            for user in batch
+            if _is_operator_account(user)
+        ]
+        return sorted(found, key=lambda user: user.username)
+
+    def remove_operator(self, email: str) -> None:
+        """Deletes the operator's account and ends every session of theirs at once. NotFoundError
+        when there is no such account; InvalidInputError for a tenant's account, which this
+        command must never delete."""
+        email = normalize_email(email)
+        user = self._identity.get_user(email)
+        if user is None:
+            raise NotFoundError(f"{email} has no account")
+        if not _is_operator_account(user):
+            raise InvalidInputError(f"{email} is not an operator account; nothing was removed")
+        self._identity.delete_user(email)
+        if self._sessions is not None:
+            self._sessions.end_everywhere(email, "operator_removed")
+        log.info("operator_removed", identity_sub=user.sub)
 
     def add_operator(self, email: str) -> OperatorInvite:
         """Creates the operator's identity user and emails the invitation. An existing operator is
@@ -72,14 +106,13 @@ class OperatorService:
 
     @staticmethod
     def _existing(user: IdentityUser, email: str) -> OperatorInvite:
-        roles = roles_of(user.attributes)
-        if OPERATOR_ROLE in roles and TENANT_ADMIN_ROLE not in roles and user.tenant_id is None:
+        if _is_operator_account(user):
             return OperatorInvite(email, created=False)
         raise InvalidInputError(f"{email} is a tenant account; an operator needs an account of its own")
 
     def _invitation(self, email: str, password: str, sub: str) -> OutgoingEmail:
         settings = self._settings
-        days = settings.temporary_password_ttl_days
+        days = plural(settings.temporary_password_ttl_days, "day")
         text = (
             "Hello,\n\n"
             "You have an account on the Tenancy operations console.\n\n"
@@ -87,7 +120,7 @@ class OperatorService:
             f"Email: {email}\n"
             f"Temporary password: {password}\n\n"
             "You will choose your own password when you first sign in. "
-            f"The temporary password expires in {days} days.\n"
+            f"The temporary password expires in {days}.\n"
         )
         html = (
             "<p>Hello,</p>"
@@ -96,7 +129,7 @@ class OperatorService:
             f"Email: {escape(email)}<br>"
             f"Temporary password: <code>{escape(password)}</code></p>"
             "<p>You will choose your own password when you first sign in. "
-            f"The temporary password expires in {days} days.</p>"
+            f"The temporary password expires in {days}.</p>"
         )
         return OutgoingEmail(
             to=email,
@@ -107,3 +140,9 @@ class OperatorService:
             tags={"kind": "operator_invite", "identity_sub": sub},
             secrets=(password,),
         )
+
+
+def _is_operator_account(user: IdentityUser) -> bool:
+    """An operator's own account: the role, and no tenant (one identity user is never both)."""
+    roles = roles_of(user.attributes)
+    return OPERATOR_ROLE in roles and TENANT_ADMIN_ROLE not in roles and user.tenant_id is None

@@ -18,11 +18,13 @@ _LOGIN_PATH = "/auth/login"
 
 @dataclass(frozen=True, slots=True)
 class ResetMail:
-    """What sending a reset code needs: the mailer, the sender and the login URL setting."""
+    """What sending a reset code needs: the mailer, the sender, the login URL setting and the
+    support address the email names."""
 
     mailer: Mailer
     sender: str
     login_url: str
+    support_email: str
 
 
 def reset_url(login_url: str, email: str) -> str:
@@ -33,7 +35,7 @@ def reset_url(login_url: str, email: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{prefix}/auth/reset", urlencode({"email": email}), ""))
 
 
-def password_reset_email(email: str, code: str, *, login_url: str, sender: str) -> OutgoingEmail:
+def password_reset_email(email: str, code: str, *, login_url: str, sender: str, support_email: str) -> OutgoingEmail:
     link = reset_url(login_url, email)
     text = (
         "Hello,\n\n"
@@ -41,7 +43,8 @@ def password_reset_email(email: str, code: str, *, login_url: str, sender: str) 
         f"Your reset code: {code}\n\n"
         f"Enter it with your new password at {link}\n"
         "The code works once, for one hour.\n\n"
-        "If you did not ask for this, ignore this email: your password stays as it is.\n"
+        "If you did not ask for this, ignore this email: your password stays as it is.\n\n"
+        f"Questions? Email {support_email}.\n"
     )
     html = (
         "<p>Hello,</p>"
@@ -50,6 +53,7 @@ def password_reset_email(email: str, code: str, *, login_url: str, sender: str) 
         f'<p>Enter it with your new password at <a href="{escape(link)}">{escape(link)}</a><br>'
         "The code works once, for one hour.</p>"
         "<p>If you did not ask for this, ignore this email: your password stays as it is.</p>"
+        f'<p>Questions? Email <a href="mailto:{escape(support_email)}">{escape(support_email)}</a>.</p>'
     )
     return OutgoingEmail(
         to=email,

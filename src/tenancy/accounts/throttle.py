@@ -1,6 +1,10 @@
-"""Login throttling: after repeated failures an account, or a source address, is locked out for
-the rest of the window, with a clear 429 and how long to wait. Also the cap on how many
-forgotten-password codes an account, or a source address, may ask for."""
+"""Login throttling, built so that nobody can lock anybody else out.
+
+Guesses are bounded where the guesser is: an address that keeps failing for one account is refused
+for that account (429), and an address that keeps failing across accounts is refused for all of
+them. The account itself is never locked: failures from everywhere only slow its sign-ins down
+(a rising wait before the password is checked), so its owner, with the right password, always gets
+in. Also the cap on how many forgotten-password codes an account, or an address, may ask for."""
 
 from __future__ import annotations
 
@@ -10,14 +14,24 @@ from dataclasses import dataclass
 from tenancy.errors import RateLimitedError
 from tenancy.ports import Clock, RateLimiter
 
-__all__ = ["LoginLimits", "LoginThrottle", "ResetLimits", "ResetRequestThrottle"]
+__all__ = ["LoginLimits", "LoginThrottle", "ResetLimits", "ResetRequestThrottle", "wait_text"]
 
 
 @dataclass(frozen=True, slots=True)
 class LoginLimits:
-    max_failures_per_account: int = 5
-    max_failures_per_source: int = 20
+    max_failures_per_account: int = 5  # for one account from one address, then 429 for that pair
+    max_failures_per_source: int = 20  # from one address over all accounts, then 429 for that address
     window_seconds: int = 900
+    slow_down_after: int = 10  # failures of one account from anywhere before its sign-ins wait
+    max_delay_seconds: float = 8.0
+
+
+def wait_text(seconds: int) -> str:
+    """How long a refusal lasts, for people: `30 seconds`, `1 minute`, `15 minutes`."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 class LoginThrottle:
@@ -27,19 +41,40 @@ class LoginThrottle:
         self._clock = clock
 
     def attempt(self, username: str, source: str) -> None:
-        """Counts this attempt before the password is checked, atomically, so parallel guesses
-        cannot all slip in under the limit; raises RateLimitedError past it. The same answer for
-        every email, known or not, so the lockout itself reveals nothing."""
+        """Counts this attempt for the address (and the account from it) before the password is
+        checked, atomically, so parallel guesses cannot all slip in under the limit; raises
+        RateLimitedError past either. The same answer for every email, known or not."""
         window = self._limits.window_seconds
-        if self._limiter.hit(_account(username), window_seconds=window) > self._limits.max_failures_per_account:
-            raise RateLimitedError("Too many failed sign-ins for this account; try again later", self._retry_after())
+        if self._limiter.hit(_pair(username, source), window_seconds=window) > self._limits.max_failures_per_account:
+            retry = self._retry_after()
+            raise RateLimitedError(
+                f"Too many failed sign-ins for this account from your address; try again in {wait_text(retry)}, "
+                "or reset your password",
+                retry,
+            )
         if source and self._limiter.hit(_source(source), window_seconds=window) > self._limits.max_failures_per_source:
-            raise RateLimitedError("Too many failed sign-ins from this address; try again later", self._retry_after())
+            retry = self._retry_after()
+            raise RateLimitedError(
+                f"Too many failed sign-ins from your address; try again in {wait_text(retry)}", retry
+            )
+
+    def failed(self, username: str) -> None:
+        """A wrong password or code: one more failure of the account, from wherever it came."""
+        self._limiter.hit(_account(username), window_seconds=self._limits.window_seconds)
+
+    def delay_for(self, username: str) -> float:
+        """How long a sign-in of this account waits before its password is checked: nothing until
+        `slow_down_after` failures in the window, then doubling from half a second, capped."""
+        failures = self._limiter.count(_account(username), window_seconds=self._limits.window_seconds)
+        beyond = failures - self._limits.slow_down_after
+        if beyond < 0:
+            return 0.0
+        return float(min(self._limits.max_delay_seconds, 0.5 * 2 ** min(beyond, 16)))
 
     def succeeded(self, username: str, source: str) -> None:
-        """A right password: the account's count starts again; the source keeps only its failures."""
+        """A right password: this address starts again for the account, and keeps only its failures."""
         window = self._limits.window_seconds
-        self._limiter.reset(_account(username), window_seconds=window)
+        self._limiter.reset(_pair(username, source), window_seconds=window)
         if source:
             self._limiter.release(_source(source), window_seconds=window)
 
@@ -76,6 +111,10 @@ class ResetRequestThrottle:
 
 def _account(username: str) -> str:
     return f"login:account:{username}"
+
+
+def _pair(username: str, source: str) -> str:
+    return f"login:pair:{source}:{username}"
 
 
 def _source(source: str) -> str:

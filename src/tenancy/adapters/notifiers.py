@@ -69,10 +69,12 @@ class LogNotifier:
     name = "log"
 
     def notify(self, *, rule: str, severity: str, summary: str, resolved: bool = False) -> None:
+        # `alert_severity`: every log line's own `severity` is its level (logging_setup.add_severity),
+        # which would overwrite the alert's.
         if resolved:
-            log.info("alert_resolved", rule=rule, severity=severity, summary=summary)
+            log.info("alert_resolved", rule=rule, alert_severity=severity, summary=summary)
         else:
-            log.warning("alert_firing", rule=rule, severity=severity, summary=summary)
+            log.warning("alert_firing", rule=rule, alert_severity=severity, summary=summary)
 
 
 class EmailNotifier:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
 from tenancy.cli import alerts, audit, aws, core, logs, ops, runbook
+from tenancy.cli.common import show_logs_on_terminal
 from tenancy.errors import TenancyError
 
 __all__ = ["app", "main"]
@@ -18,6 +20,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also print the log lines on stderr (JSON, at TENANCY_LOG_LEVEL). Without it a command"
+            " prints only its own output and logs to TENANCY_HOME/logs; serve and worker always log to stderr.",
+        ),
+    ] = False,
+) -> None:
+    show_logs_on_terminal(verbose)
+
+
 core.register(app)
 runbook.register(app)
 alerts.register(app)

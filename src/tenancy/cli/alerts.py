@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-import structlog
 import typer
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
@@ -17,11 +16,10 @@ from tenancy.cli.common import JsonOption, console, print_json, services_for
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.durations import parse_duration
 from tenancy.errors import InvalidInputError
-from tenancy.runbook.alerts import AlertDispatcher, AlertMonitor, AlertReport, AlertTransition, AlertWatch, Delivery
+from tenancy.runbook.alert_watcher import AlertWatcher
+from tenancy.runbook.alerts import AlertDispatcher, AlertReport, AlertTransition, Delivery
 
 __all__ = ["alerts_app", "parse_interval", "register"]
-
-log = structlog.get_logger(__name__)
 
 
 def _usage_error_exit(message: str) -> typer.Exit:
@@ -114,15 +112,13 @@ def watch(
     except InvalidInputError as error:
         raise _usage_error_exit(str(error)) from None
     with services_for() as services, _stop_on_signals() as stop:
-        monitor, dispatcher = services.alert_monitor, services.alert_dispatcher()
-        alert_watch = AlertWatch()
-        ticks = 0
-        while not stop.is_set():
-            _tick(monitor, None if no_notify else dispatcher, alert_watch)
-            ticks += 1
-            if max_ticks is not None and ticks >= max_ticks:
-                break
-            stop.wait(interval)
+        watcher = AlertWatcher(
+            services.alert_monitor,
+            None if no_notify else services.alert_dispatcher(),
+            on_transition=_print_transition,
+            on_failure=_print_failure,
+        )
+        watcher.run_until(stop, interval, max_ticks=max_ticks)
     console.print("alerts watch stopped", markup=False)
 
 
@@ -142,17 +138,6 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(number, handler)
 
 
-def _tick(monitor: AlertMonitor, dispatcher: AlertDispatcher | None, alert_watch: AlertWatch) -> None:
-    try:
-        report = monitor.check()
-    except Exception as error:  # noqa: BLE001 - a watcher outlives a failed read (a locked database, say)
-        log.error("alert_check_failed", error_type=type(error).__name__, error=str(error))
-        return
-    for transition in alert_watch.observe(report.results):
-        deliveries = [] if dispatcher is None else dispatcher.dispatch(transition.result, resolved=transition.resolved)
-        _print_transition(report, transition, deliveries)
-
-
 def _notify_firing(dispatcher: AlertDispatcher, report: AlertReport) -> list[Delivery]:
     return [delivery for result in report.firing for delivery in dispatcher.dispatch(result)]
 
@@ -168,6 +153,11 @@ def _print_transition(report: AlertReport, transition: AlertTransition, deliveri
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _print_failure(error: Exception) -> None:
+    # Logs go to the files only (see cli.common), so the one who runs the watcher is told here.
+    typer.echo(f"alert check failed, trying again next tick: {type(error).__name__}: {error}", err=True)
 
 
 def _print_report(report: AlertReport, deliveries: list[Delivery]) -> None:

@@ -1,5 +1,6 @@
-"""`tenancy audit`: RB-001 section 7's weekly audit of failed provisioning attempts, as a table,
-JSON, CSV or a markdown report, optionally repairing what can be repaired."""
+"""`tenancy audit`: RB-001 section 7's weekly audit of failed provisioning attempts (open findings,
+and the failed attempts, dead-letters and repairs of the window with their outcome now), as a
+table, JSON, CSV or a markdown report, optionally repairing what can be repaired."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from rich.table import Table
 from tenancy.bootstrap import Services
 from tenancy.cli.common import console, fail, print_json, services_for
 from tenancy.domain.clock import format_timestamp
+from tenancy.domain.plurals import plural
 from tenancy.errors import InvalidInputError
 from tenancy.runbook.audit import (
     AuditReport,
@@ -31,7 +33,7 @@ from tenancy.runbook.audit import (
     run_audit,
     window_start,
 )
-from tenancy.runbook.audit_export import CSV_COLUMNS, human_age, render_csv
+from tenancy.runbook.audit_export import CSV_COLUMNS, attempts_headline, human_age, render_csv, verdict_line
 
 # CSV_COLUMNS, human_age and render_csv live in runbook.audit_export (the console writes the same
 # file); they stay importable from here.
@@ -57,7 +59,8 @@ def audit(
     fix: Annotated[bool, typer.Option("--fix", help="Repair every repairable finding, then audit again.")] = False,
     operator: Annotated[str | None, typer.Option(help="Who is repairing, for --fix (default: $USER).")] = None,
 ) -> None:
-    """Audit every purchase of the window as `diagnose` would (exit 0 only when nothing failed).
+    """Audit every purchase of the window as `diagnose` would, and list the window's failed attempts,
+    dead-letters and repairs with their outcome now (exit 0 only when no finding is open).
 
     With --fix the report is the audit after the repairs; JSON adds `fixes` and `before`."""
     try:
@@ -88,6 +91,7 @@ def _audit(services: Services, since: datetime) -> AuditReport:
             now=services.clock.now(),
             progress=advance,
             password_ttl=timedelta(days=services.settings.temporary_password_ttl_days),
+            trail=services.trail,
         )
 
 
@@ -148,12 +152,15 @@ def render_markdown(report: AuditReport, before: AuditReport | None = None, fixe
         *_markdown_table(("Measure", "Count"), _total_rows(report)),
         "",
     ]
-    if not report.has_findings:
-        lines += ["No failed provisioning attempts in this window.", ""]
-    else:
+    lines += [verdict_line(report), ""]
+    if report.has_findings:
         lines += [f"Oldest unresolved failure: {human_age(report.oldest_unresolved_age_seconds)}.", ""]
         lines += ["## Findings", "", *_markdown_table(_GROUP_HEADER, _group_rows(report, markdown=True)), ""]
         lines += ["## Cases", "", *_markdown_table(_CASE_HEADER, _case_rows(report)), ""]
+    if report.attempts:
+        # Without open findings the verdict line above already is this headline.
+        headline = [attempts_headline(report), ""] if report.has_findings else []
+        lines += [f"## {_ATTEMPTS_TITLE}", "", *headline, *_markdown_table(_ATTEMPT_HEADER, _attempt_rows(report)), ""]
     if report.in_progress:
         lines += [f"In progress (a worker still has them): {', '.join(report.in_progress)}", ""]
     lines += ["## Escalations (RB-001 section 6)", ""]
@@ -163,7 +170,8 @@ def render_markdown(report: AuditReport, before: AuditReport | None = None, fixe
     ] or ["- None."]
     lines.append("")
     if before is not None:
-        lines += [f"## Repairs (--fix; {before.totals.findings} findings before, {report.totals.findings} after)", ""]
+        findings_before = plural(before.totals.findings, "finding")
+        lines += [f"## Repairs (--fix; {findings_before} before, {report.totals.findings} after)", ""]
         lines += [*_markdown_table(_FIX_HEADER, _fix_rows(fixes)), ""] if fixes else ["Nothing was repairable.", ""]
     return "\n".join(lines)
 
@@ -186,13 +194,20 @@ def _markdown_cell(text: str) -> str:
 def _print_tables(report: AuditReport, before: AuditReport | None, fixes: tuple[FixResult, ...]) -> None:
     console.print(f"[bold]Provisioning audit[/] {format_timestamp(report.since)} to {format_timestamp(report.now)}")
     if before is not None:
-        title = f"Repairs (--fix): {before.totals.findings} findings before, {report.totals.findings} after"
+        title = f"Repairs (--fix): {plural(before.totals.findings, 'finding')} before, {report.totals.findings} after"
         console.print(_table(_FIX_HEADER, _fix_rows(fixes), title=title))
     console.print(_table(("Measure", "Count"), _total_rows(report), title="Totals"))
     if report.in_progress:
         console.print(f"in progress (a worker still has them): {_abbreviated(report.in_progress)}")
+    if report.attempts:
+        shown_attempts = _attempt_rows(report)[-_CASES_SHOWN:]
+        more = len(report.attempts) - len(shown_attempts)
+        title = _ATTEMPTS_TITLE + (f" (latest {len(shown_attempts)}; all with --format csv)" if more > 0 else "")
+        console.print(_table(_ATTEMPT_HEADER, shown_attempts, title=title))
+        if report.has_findings:  # otherwise the verdict line below says it
+            console.print(attempts_headline(report), markup=False, highlight=False)
     if not report.has_findings:
-        console.print("[green]No failed provisioning attempts in this window.[/]")
+        console.print(verdict_line(report), style="green", markup=False, highlight=False)
         return
     console.print(_table(_GROUP_HEADER, _group_rows(report, markdown=False), title="Findings"))
     # The terminal gets the cases without their summaries; csv, markdown and json carry them.
@@ -228,6 +243,17 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, title: s
 _GROUP_HEADER = ("Finding", "RB-001", "Count", "Oldest unresolved", "Transactions")
 _CASE_HEADER = ("Transaction", "Email", "Tenant", "Finding", "Summary", "Escalate to", "Age")
 _FIX_HEADER = ("Transaction", "Before", "Outcome", "After")
+_ATTEMPT_HEADER = (
+    "Transaction",
+    "Email",
+    "Failed attempts",
+    "DLQ",
+    "Repairs",
+    "Redrives",
+    "Last error",
+    "Now",
+)
+_ATTEMPTS_TITLE = "Failed attempts, dead-letters and repairs (healed or not)"
 _LISTED = 10
 _CASES_SHOWN = 50
 _IDENTIFIERS = {"Finding", "Transaction", "Email", "Measure"}
@@ -244,6 +270,10 @@ def _total_rows(report: AuditReport) -> list[tuple[str, ...]]:
         ("Healthy", str(totals.healthy)),
         ("In progress", str(totals.in_progress)),
         ("Findings", str(totals.findings)),
+        ("Failed attempts", str(totals.failed_attempts)),
+        ("Dead-lettered purchases", str(totals.dead_lettered)),
+        ("Repairs", str(totals.repairs)),
+        ("Redrives", str(totals.redrives)),
     ]
 
 
@@ -273,6 +303,22 @@ def _case_rows(report: AuditReport) -> list[tuple[str, ...]]:
             human_age(case.age_seconds),
         )
         for case in report.cases
+    ]
+
+
+def _attempt_rows(report: AuditReport) -> list[tuple[str, ...]]:
+    return [
+        (
+            row.transaction_id,
+            row.email or "-",
+            str(row.failed_attempts),
+            "yes" if row.dead_lettered else "no",
+            str(row.repairs),
+            str(row.redrives),
+            row.last_error or "-",
+            row.now,
+        )
+        for row in report.attempts
     ]
 
 

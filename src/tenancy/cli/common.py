@@ -1,4 +1,6 @@
-"""What every command shares: settings, wired services, JSON output, one-line errors."""
+"""What every command shares: settings, wired services, JSON output, one-line errors, and where
+log lines go: one-shot commands print only their own output and log to TENANCY_HOME/logs (and
+stderr too with `tenancy --verbose`); the services (`serve`, `worker`) log to stderr as well."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from tenancy.bootstrap import Services, build, log_directory
 from tenancy.config import Settings
 from tenancy.logging_setup import configure_logging
 
-__all__ = ["JsonOption", "console", "fail", "load_settings", "print_json", "services_for"]
+__all__ = ["JsonOption", "console", "fail", "load_settings", "print_json", "services_for", "show_logs_on_terminal"]
 
 console = Console()
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -38,10 +40,24 @@ def load_settings() -> Settings:
         fail(f"configuration: {problems}", 2)
 
 
+class _Verbosity:
+    """Whether `tenancy --verbose` asked for log lines on the terminal (set once per invocation)."""
+
+    logs_on_terminal = False
+
+
+def show_logs_on_terminal(shown: bool) -> None:
+    _Verbosity.logs_on_terminal = shown
+
+
 @contextmanager
-def services_for(settings: Settings | None = None) -> Iterator[Services]:
+def services_for(settings: Settings | None = None, *, logs_on_terminal: bool = False) -> Iterator[Services]:
+    """The wired services for one command. Log lines go to TENANCY_HOME/logs, and to stderr only
+    for a service (`logs_on_terminal`) or with `--verbose`: the terminal of a one-shot command
+    shows what the command says, not what the stores and providers logged on its way."""
     settings = settings or load_settings()
-    configure_logging(settings.log_level, log_dir=log_directory(settings))
+    terminal = logs_on_terminal or _Verbosity.logs_on_terminal
+    configure_logging(settings.log_level, log_dir=log_directory(settings), terminal=terminal)
     services = build(settings)
     try:
         yield services

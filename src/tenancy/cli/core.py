@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 from dataclasses import asdict
@@ -46,26 +47,44 @@ def _warn_if_offline(settings: Settings) -> None:
 def serve(
     workers: Annotated[int | None, typer.Option(help="In-process worker threads (default TENANCY_WORKERS).")] = None,
 ) -> None:
-    """Start the HTTP server with in-process provisioning workers."""
+    """Start the HTTP server with in-process provisioning workers and the alert watcher.
+
+    It notifies as `tenancy alerts watch` does, every TENANCY_ALERT_WATCH_SECONDS; TENANCY_ALERT_WATCH=false: off."""
     import uvicorn
 
     from tenancy.web.app import create_app
 
     settings = load_settings()
-    with services_for(settings) as services:
+    # A service: its log lines belong on the terminal (one-shot commands keep them to the files).
+    with services_for(settings, logs_on_terminal=True) as services:
         _warn_if_offline(settings)
-        application = create_app(services, workers=settings.workers if workers is None else workers)
+        application = create_app(
+            services,
+            workers=settings.workers if workers is None else workers,
+            alert_watch_seconds=settings.alert_watch_interval,
+        )
         # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal, which would end
         # the process "killed by SIGTERM": exit 0 instead, after our own cleanup has run.
         signal.signal(signal.SIGTERM, _exit_cleanly)
-        uvicorn.run(application, host=settings.host, port=settings.port, log_config=None, access_log=False)
+        # proxy_headers off: uvicorn's default believes X-Forwarded-For from 127.0.0.1, which would
+        # let any local process claim a PayFast address. The one place that reads the header is
+        # `web.deps.client_ip`, and only from TENANCY_TRUSTED_PROXIES.
+        uvicorn.run(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+        )
 
 
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Worker threads.")] = 1,
 ) -> None:
     """Run provisioning workers in the foreground until SIGTERM or Ctrl-C."""
-    with services_for() as services:
+    with services_for(logs_on_terminal=True) as services:
         stop = threading.Event()
 
         def request_stop(_signal: int, _frame: object) -> None:
@@ -125,6 +144,10 @@ def provision(
         raise typer.Exit(1)
 
 
+# Up to ten digits: `itn send` signs what it is given, so any amount it can write is a test of ours.
+_AMOUNT_OPTION = re.compile(r"-?[0-9]{1,10}(\.[0-9]{1,2})?")
+
+
 @itn_app.command("send")
 def itn_send(
     plan: Annotated[str, typer.Option(help="The plan bought (custom_str1).")],
@@ -149,6 +172,8 @@ def itn_send(
         price = load_catalogue(settings.plans_file).get(plan).price_zar
     except TenancyError as error:
         fail(str(error), 2)
+    if amount is not None and not _AMOUNT_OPTION.fullmatch(amount):
+        fail(f"--amount must be rands and cents like 299.00, not {amount[:24]!r}", 2)
     fields = build_itn(
         transaction_id=transaction_id or new_transaction_id(),
         pf_payment_id=pf_payment_id,
@@ -194,6 +219,8 @@ def mail_list(
     as_json: JsonOption = False,
 ) -> None:
     """Show the outbox, newest first."""
+    from tenancy.runbook.evidence import mail_status_words
+
     with services_for() as services:
         messages = list(services.mailer.outbox(to, limit))
     if as_json:
@@ -201,7 +228,8 @@ def mail_list(
         return
     table = Table("created", "to", "subject", "status", "error")
     for message in messages:
-        table.add_row(message.created_at, message.to, message.subject, message.status, message.error or "")
+        status = mail_status_words(message.status)
+        table.add_row(message.created_at, message.to, message.subject, status, message.error or "")
     console.print(table)
 
 

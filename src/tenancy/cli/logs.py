@@ -12,6 +12,7 @@ from tenancy.cli.common import JsonOption, fail, print_json, services_for
 from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.durations import parse_duration
 from tenancy.domain.model import LogComponent, LogEvent
+from tenancy.domain.plurals import plural
 from tenancy.errors import InvalidInputError
 
 __all__ = ["parse_since", "register"]
@@ -68,7 +69,8 @@ def logs(
         if not events:
             typer.echo(f"no events matched since {_time(start)}", err=True)
     if len(events) == limit:
-        typer.echo(f"showing the first {limit} events; narrow --since or --filter, or raise --limit", err=True)
+        shown = plural(limit, "event")
+        typer.echo(f"showing the first {shown}; narrow --since or --filter, or raise --limit", err=True)
 
 
 def _document(event: LogEvent) -> dict[str, Any]:

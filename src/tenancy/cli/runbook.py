@@ -11,10 +11,11 @@ import typer
 from rich.table import Table
 
 from tenancy.cli.common import JsonOption, console, fail, print_json, services_for
+from tenancy.domain.plurals import plural
 from tenancy.errors import InvalidInputError
-from tenancy.runbook.dead_letters import dead_letter_row
-from tenancy.runbook.evidence import Selector
-from tenancy.runbook.findings import Diagnosis
+from tenancy.runbook.dead_letters import DeadLetterDecision, dead_letter_row
+from tenancy.runbook.evidence import Selector, shown
+from tenancy.runbook.findings import Diagnosis, Finding
 from tenancy.runbook.verify import VerifyReport
 
 __all__ = ["register"]
@@ -80,12 +81,20 @@ def repair(
     email: EmailOption = None,
     tenant_id: TenantOption = None,
     transaction_id: TransactionOption = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing (exit 0 when it could plan).")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Repair without asking.")] = False,
     operator: Annotated[str | None, typer.Option(help="Who is repairing (default: $USER).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Run RB-001's resolution for the diagnosed finding, then verify (exit 0 only when healthy after)."""
+    """Run RB-001's resolution for the diagnosed finding, then verify.
+
+    Exit codes:
+    0: healthy after the repair; with --dry-run, the plan was printed (or there is nothing to do).
+    1: not healthy after the repair; with --dry-run, no plan (the finding has no automatic repair).
+    2: a usage error, or an operator's account (an operator is not a tenant: never repaired).
+    """
     selector = _selector(email, tenant_id, transaction_id)
     who = operator or os.environ.get("USER") or getpass.getuser()
     with services_for() as services:
@@ -101,6 +110,10 @@ def repair(
                 if not typer.confirm("Repair?"):
                     fail("not repaired", 1)
         result = runbook.repair(selector, operator=who, dry_run=dry_run)
+    diagnosis = result.plan.diagnosis
+    if diagnosis.finding is Finding.NOT_A_TENANT:
+        # Nothing was changed (it has no repair): refused as `ops remove-operator` refuses a tenant.
+        fail(f"{shown(diagnosis.email)} is {Finding.NOT_A_TENANT.label}: there is nothing to repair", 2)
     if as_json:
         print_json(result.as_document())
     else:
@@ -114,6 +127,9 @@ def repair(
             console.print("after:")
             _print_diagnosis(result.after)
         _print_verify(result.verification)
+    if dry_run:
+        # A dry run succeeds when it could say what it would do; it repairs nothing to judge.
+        raise typer.Exit(0 if result.plan.has_work or diagnosis.healthy else 1)
     healthy = result.after.healthy and result.verification.passed
     raise typer.Exit(0 if healthy else 1)
 
@@ -125,7 +141,7 @@ def verify(
     password: Annotated[str | None, typer.Option(help="Also sign in with this password and check the token.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """RB-001 section 5: every check must pass (exit 0), each printed pass or fail."""
+    """RB-001 section 5 and the welcome email (4.4): every check must pass (exit 0), each printed pass or fail."""
     selector = _selector(email, tenant_id, transaction_id)
     with services_for() as services:
         report = services.runbook.verify(selector, password)
@@ -165,24 +181,35 @@ def dlq_show(message_id: Annotated[str, typer.Argument(help="The message id from
         print_json({**row, "diagnosis": diagnosis.as_document()})
         return
     for key, value in row.items():
-        console.print(f"{key}: {value}", markup=False)
+        console.print(f"{key}: {shown(value)}", markup=False)
     _print_diagnosis(diagnosis)
+
+
+DlqOperatorOption = Annotated[
+    str | None, typer.Option("--operator", help="Who is acting, for the repair trail (default: $USER).")
+]
+
+
+def _operator(operator: str | None) -> str:
+    return operator or os.environ.get("USER") or getpass.getuser()
 
 
 @dlq_app.command("redrive")
 def dlq_redrive(
     message_id: Annotated[str | None, typer.Argument(help="The message id from `dlq list`.")] = None,
     redrive_all: Annotated[bool, typer.Option("--all", help="Redrive every dead-lettered message.")] = False,
+    operator: DlqOperatorOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Put dead-lettered jobs back on the queue, with a fresh set of attempts."""
+    """Put dead-lettered jobs back on the queue, with a fresh set of attempts (kept in the repair trail)."""
     if (message_id is None) == (not redrive_all):
         fail("give a message id or --all", 2)
+    who = _operator(operator)
     with services_for() as services:
         runbook = services.runbook
         if redrive_all:
-            moved = runbook.redrive_all()
-        elif message_id is not None and runbook.redrive(message_id):
+            moved = runbook.redrive_all(operator=who)
+        elif message_id is not None and runbook.redrive(message_id, operator=who):
             moved = [message_id]
         else:
             fail(f"no dead-lettered message {message_id}")
@@ -190,3 +217,68 @@ def dlq_redrive(
         print_json({"redriven": moved})
     else:
         console.print(f"redriven: {', '.join(moved) or 'none'}")
+
+
+@dlq_app.command("remove")
+def dlq_remove(
+    message_id: Annotated[str | None, typer.Argument(help="The message id from `dlq list`.")] = None,
+    healed: Annotated[
+        bool, typer.Option("--healed", help="Remove every message whose purchase is healthy (per diagnose).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --healed: say what would go and why; change nothing.")
+    ] = False,
+    operator: DlqOperatorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete dead-lettered messages for good: one by its id, or with --healed every stale one (its
+    purchase has healed since, so it only keeps the DLQ alarm firing). Each removal is kept in the
+    repair trail. Exit 1 when the id is not in the dead-letter queue."""
+    if (message_id is None) == (not healed):
+        fail("give a message id or --healed", 2)
+    if dry_run and not healed:
+        fail("--dry-run goes with --healed (`dlq show ID` tells what removing one message would leave)", 2)
+    who = _operator(operator)
+    with services_for() as services:
+        if message_id is None:
+            decisions = services.runbook.remove_healed_dead_letters(operator=who, dry_run=dry_run)
+            _print_healed_removal(decisions, dry_run=dry_run, as_json=as_json)
+            return
+        decision = services.runbook.remove_dead_letter(message_id, operator=who)
+    if decision is None:
+        fail(f"no dead-lettered message {message_id} (see `tenancy dlq list`)")
+    if as_json:
+        print_json(decision.as_document())
+        return
+    typer.echo(f"removed {_described(decision)}")
+    if decision.diagnosis is not None and not decision.healed:
+        # Removing the message does not fix the purchase; say what would.
+        typer.echo(f"the purchase still needs work: {decision.diagnosis.next_action}")
+
+
+def _print_healed_removal(decisions: list[DeadLetterDecision], *, dry_run: bool, as_json: bool) -> None:
+    # Plain lines, never wrapped: an operator copies the ids and the commands out of them.
+    going = [decision for decision in decisions if decision.healed]
+    kept = [decision for decision in decisions if not decision.healed]
+    verb = "would remove" if dry_run else "removed"
+    if as_json:
+        going_key = "would_remove" if dry_run else "removed"
+        kept_documents = [decision.as_document() for decision in kept]
+        print_json(
+            {"dry_run": dry_run, going_key: [decision.as_document() for decision in going], "kept": kept_documents}
+        )
+        return
+    for decision in going:
+        typer.echo(f"{verb} {_described(decision)}")
+    for decision in kept:
+        typer.echo(f"kept {_described(decision)}")
+    summary = f"{verb} {_messages(len(going))}, kept {_messages(len(kept))}"
+    typer.echo(summary + (" (dry run: nothing changed)" if dry_run else ""))
+
+
+def _described(decision: DeadLetterDecision) -> str:
+    return f"{decision.message.message_id} ({decision.message.transaction_id or 'no purchase'}): {decision.reason}"
+
+
+def _messages(count: int) -> str:
+    return plural(count, "message")

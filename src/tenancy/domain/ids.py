@@ -6,11 +6,15 @@ import base64
 import hashlib
 import re
 import secrets
+import unicodedata
+
+from tenancy.errors import InvalidInputError
 
 __all__ = [
     "invoice_number_for",
     "new_transaction_id",
     "normalize_email",
+    "normalized_email_or_none",
     "storage_prefix_for",
     "temporary_password",
     "tenant_id_for",
@@ -45,8 +49,87 @@ def new_transaction_id() -> str:
     return "TXN-" + secrets.token_hex(8).upper()
 
 
+# Characters that show nothing, or nothing but space, yet make a different string: controls,
+# format characters (zero-width space and joiners, bidi marks and overrides, the BOM, soft hyphen),
+# line and paragraph separators, every space but U+0020, surrogates, private-use and unassigned
+# code points, and the default-ignorable letters and marks Unicode lists (Hangul fillers, the
+# combining grapheme joiner, variation selectors, Khmer inherent vowels).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Zs", "Cs", "Co", "Cn"})
+_DEFAULT_IGNORABLE_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def _invisible(character: str) -> bool:
+    if character == " ":
+        return False  # a visible (if invalid) character; the address checks refuse it
+    code = ord(character)
+    return unicodedata.category(character) in _INVISIBLE_CATEGORIES or any(
+        low <= code <= high for low, high in _DEFAULT_IGNORABLE_RANGES
+    )
+
+
+def _described(character: str) -> str:
+    return f"U+{ord(character):04X} {unicodedata.name(character, 'unnamed character')}"
+
+
+def _folded(text: str) -> str:
+    """Unicode's compatibility-caseless form: NFKC, case folded, NFKC again (folding can undo NFKC)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """The one spelling of an email address that names an account, used for every sign-up,
+    sign-in, password reset and lookup: surrounding whitespace stripped, then Unicode's
+    compatibility-caseless form (NFKC, casefold, NFKC). "" for a blank address (callers decide
+    what blank means).
+
+    InvalidInputError, with a message a person can act on, for an address that holds an
+    invisible character (zero-width, bidi, control, a non-breaking space...) or any character
+    outside ASCII. Refusing rather than mapping is deliberate: NFKC alone would turn the Kelvin
+    sign and full-width letters into ASCII (so "\u212aate@" would sign in as "kate@"), while the
+    dotless i, Cyrillic and Greek lookalikes, or "ß" (which casefolds to "ss"), would stay apart or
+    fold onto another mailbox's name. Either way two spellings would reach one account, or one
+    person would see two accounts that look the same, and mail would go to an address nobody typed.
+    With ASCII only, what is stored, what signs in and where mail goes are the same string, case
+    aside (for ASCII, NFKC changes nothing and casefold is lower()). Internationalised addresses
+    are refused; an IDN domain can be given in its ASCII (xn--) form.
+    """
+    stripped = email.strip()
+    invisible = next((character for character in stripped if _invisible(character)), None)
+    if invisible is not None:
+        raise InvalidInputError(
+            f"The email address contains an invisible character ({_described(invisible)}); type it again without it"
+        )
+    if not stripped.isascii():
+        foreign = next(character for character in stripped if not character.isascii())
+        message = (
+            f"The email address contains {foreign!r} ({_described(foreign)}): email addresses must be "
+            "typed in plain ASCII letters, digits and symbols"
+        )
+        # Only a compatibility variant of plain ASCII (full-width letters, the Kelvin sign) is
+        # suggested; casefold-only mappings (ß -> ss) name another mailbox, so they are not.
+        compatible = unicodedata.normalize("NFKC", stripped)
+        if compatible.isascii():
+            message += f" (did you mean {compatible.lower()}?)"
+        raise InvalidInputError(message)
+    return _folded(stripped)
+
+
+def normalized_email_or_none(email: str | None) -> str | None:
+    """`normalize_email`, or None for a blank or refused address: for reading what others wrote
+    (an ITN, a stored record), where a refusal must mark the address unusable rather than fail."""
+    try:
+        return normalize_email(email or "") or None
+    except InvalidInputError:
+        return None
 
 
 _PASSWORD_ALPHABETS = (

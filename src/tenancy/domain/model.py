@@ -27,6 +27,8 @@ __all__ = [
     "QueueMessage",
     "QueuedMessage",
     "RepairRecord",
+    "SessionKind",
+    "SignInSession",
     "Step",
     "Tenant",
     "TenantStatus",
@@ -155,6 +157,31 @@ class Tokens:
     refresh_token: str
     expires_in: int
     token_type: str = "Bearer"  # noqa: S105 - a token type name
+
+
+class SessionKind(StrEnum):
+    BROWSER = "browser"  # the pages' cookie
+    API = "api"  # a refresh-token family handed to an API client
+
+
+@dataclass(frozen=True, slots=True)
+class SignInSession:
+    """One sign-in, kept server-side so that it can be ended: a browser's session, or an API
+    client's refresh-token family. The bearer holds `<session_id>.<secret>`; only the secret's
+    SHA-256 is kept. Times are epoch seconds (DynamoDB's TTL reads `expires_at` as is)."""
+
+    session_id: str
+    secret_hash: str
+    kind: SessionKind
+    username: str
+    subject: str
+    tenant_id: str | None
+    roles: tuple[str, ...]
+    created_at: int
+    expires_at: int
+    # The identity provider's own refresh token behind an API family; never handed out.
+    provider_refresh_token: str | None = None
+    revoked_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

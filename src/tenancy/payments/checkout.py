@@ -1,22 +1,59 @@
 """The PayFast payment form that sends a buyer to PayFast: its fields in PayFast's documented
-order, signed as checkout forms are (empty values dropped, values trimmed)."""
+order, signed as checkout forms are (empty values dropped, values trimmed).
+
+Each checkout has a status key: a random secret in the return URL only the buyer is sent to, whose
+SHA-256 digest rides in a custom field PayFast echoes in its signed ITN. The ledger keeps the ITN,
+so the purchase's status opens to the key alone, with no store of keys and no server secret."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.plans import Plan
 from tenancy.errors import InvalidInputError
 from tenancy.payments.payfast import checkout_signature
 
-__all__ = ["Buyer", "CheckoutLinks", "checkout_fields", "checkout_signature_matches", "item_name_for", "parse_buyer"]
+__all__ = [
+    "STATUS_KEY_FIELD",
+    "Buyer",
+    "CheckoutLinks",
+    "checkout_fields",
+    "checkout_signature_matches",
+    "item_name_for",
+    "new_status_key",
+    "parse_buyer",
+    "status_key_digest",
+    "status_key_matches",
+]
 
 MAX_NAME_LENGTH = 100
 MAX_EMAIL_LENGTH = 254
+# custom_str1 is the plan, custom_str2 is kept for the subscription's tenant id.
+STATUS_KEY_FIELD = "custom_str3"
+
+
+def new_status_key() -> str:
+    """A checkout's status key: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
+def status_key_digest(key: str) -> str:
+    """What the checkout form (and so the ITN) carries in STATUS_KEY_FIELD: the key's SHA-256, hex."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def status_key_matches(key: str, digest: str | None) -> bool:
+    """Whether `key` is the one whose digest is `digest`, compared in constant time. An empty key or
+    digest (a checkout from before status keys, or a manual purchase) matches nothing."""
+    if not key or not digest:
+        return False
+    return hmac.compare_digest(status_key_digest(key).encode("ascii"), digest.encode("utf-8"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +69,14 @@ class CheckoutLinks:
 
     base_url: str
 
-    def return_url(self, transaction_id: str) -> str:
-        # PayFast adds nothing to return_url, so the transaction id travels in it.
-        return f"{self.base_url}/checkout/return?{urlencode({'txn': transaction_id})}"
+    def return_url(self, transaction_id: str, status_key: str) -> str:
+        # PayFast adds nothing to return_url, so the transaction id and the status key travel in it.
+        return f"{self.base_url}/checkout/return?{urlencode({'txn': transaction_id, 'key': status_key})}"
+
+    @staticmethod
+    def status_key_in(return_url: str) -> str:
+        """The status key a return URL carries ("" when it has none)."""
+        return parse_qs(urlsplit(return_url).query).get("key", [""])[0]
 
     def cancel_url(self, plan: str) -> str:
         return f"{self.base_url}/checkout?{urlencode({'plan': plan, 'cancelled': '1'})}"
@@ -68,17 +110,19 @@ def checkout_fields(
     plan: Plan,
     buyer: Buyer,
     transaction_id: str,
+    status_key: str,
     merchant_id: str,
     merchant_key: str,
     links: CheckoutLinks,
     passphrase: str | None,
 ) -> list[tuple[str, str]]:
     """The form's hidden fields, signature last. Empty values stay out of the form, as PayFast
-    drops them from the signature."""
+    drops them from the signature. `status_key` goes into the return URL, its digest into
+    STATUS_KEY_FIELD (signed, so it cannot be swapped for another)."""
     fields = [
         ("merchant_id", merchant_id),
         ("merchant_key", merchant_key),
-        ("return_url", links.return_url(transaction_id)),
+        ("return_url", links.return_url(transaction_id, status_key)),
         ("cancel_url", links.cancel_url(plan.name)),
         ("notify_url", links.notify_url),
         ("name_first", buyer.name_first),
@@ -88,6 +132,7 @@ def checkout_fields(
         ("amount", f"{plan.price_zar:.2f}"),
         ("item_name", item_name_for(plan)),
         ("custom_str1", plan.name),
+        (STATUS_KEY_FIELD, status_key_digest(status_key)),
     ]
     fields = [(key, value) for key, value in fields if value.strip()]
     fields.append(("signature", checkout_signature(fields, passphrase)))

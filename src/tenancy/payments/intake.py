@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import structlog
 
 from tenancy.domain.clock import format_timestamp
-from tenancy.domain.ids import invoice_number_for, normalize_email, tenant_id_for
+from tenancy.domain.ids import invoice_number_for, normalized_email_or_none, tenant_id_for
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.domain.plans import PlanCatalogue
 from tenancy.errors import InvalidInputError, RateLimitedError, TransientError, UnknownPlanError
@@ -24,7 +24,10 @@ log = structlog.get_logger(__name__)
 PAYMENT_STATUSES = ("COMPLETE", "FAILED", "PENDING", "CANCELLED")
 _TRANSACTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-_AMOUNT_TOLERANCE = Decimal("0.01")
+# An amount as PayFast writes one: ASCII digits with no leading zero, a point, two decimals
+# ("299.00"). Nothing else is read as an amount: no exponent, sign, padding, third decimal, NaN or
+# other script's digits.
+_AMOUNT = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{2}")
 # A real ITN is well under 2 KB; anything this large is not from PayFast (every entrypoint refuses it).
 MAX_ITN_BYTES = 16_384
 
@@ -86,7 +89,9 @@ class PaymentIntake:
             pf_payment_id=payfast.field_value(fields, "pf_payment_id"),
             transaction_id=payfast.field_value(fields, "m_payment_id"),
             payment_status=payfast.field_value(fields, "payment_status"),
-            email=normalize_email(payfast.field_value(fields, "email_address") or "") or None,
+            # None when refused (invisible or non-ASCII characters): a COMPLETE ITN is then rejected
+            # for its email below, and kept with the raw field, like any other rejected ITN.
+            email=normalized_email_or_none(payfast.field_value(fields, "email_address")),
             plan=payfast.field_value(fields, "custom_str1"),
             amount_gross=payfast.field_value(fields, "amount_gross"),
         )
@@ -129,6 +134,17 @@ class PaymentIntake:
         for required in ("m_payment_id", "pf_payment_id", "payment_status", "merchant_id", "signature"):
             if not payfast.field_value(fields, required):
                 raise _RejectedError(f"missing field {required}")
+        # PayFast signs only what precedes `signature`, and sends nothing after it: a field there
+        # would be read unsigned (a checkout form's own signature followed by pf_payment_id,
+        # payment_status and amount_gross is otherwise a valid ITN). Refusing them also makes
+        # every required field above a signed one. Unknown fields before the signature are fine.
+        unsigned = payfast.unsigned_fields(fields)
+        if unsigned:
+            raise _RejectedError(f"field after signature: {unsigned[0][:40]!r} is not signed")
+        # The checkout form is signed with the same MD5 and passphrase, and always carries
+        # merchant_key, which no ITN does: a signed form must never pass for a notification.
+        if payfast.field_value(fields, "merchant_key") is not None:
+            raise _RejectedError("merchant_key in an ITN: a checkout form's fields and signature, not a notification")
         # 1. Signature, with our passphrase.
         if not payfast.signature_matches(fields, policy.passphrase):
             raise _RejectedError("signature mismatch")
@@ -167,11 +183,16 @@ class PaymentIntake:
             plan = self._plans.get(payment.plan or "")
         except UnknownPlanError:
             raise _RejectedError(f"unknown plan {(payment.plan or '')[:40]!r}") from None
-        try:
-            amount = Decimal(payment.amount_gross or "")
-        except InvalidOperation:
-            raise _RejectedError("amount_gross is not a number") from None
-        if not amount.is_finite() or abs(plan.price_zar - amount) > _AMOUNT_TOLERANCE:
+        amount = payment.amount_gross
+        if amount is None:
+            raise _RejectedError("amount_gross is missing")
+        if not _AMOUNT.fullmatch(amount):
+            raise _RejectedError(f"amount_gross {amount[:24]!r} is not an amount in rands and cents like 299.00")
+        # Exactly the price, no tolerance. The spec's `abs(expected - amount_gross) <= 0.01` is
+        # PayFast's PHP SDK (Notification.php: `abs((float)$v - (float)$pfData['amount_gross']) > 0.01`,
+        # floatval() in older releases): an allowance for comparing floats, not a price tolerance.
+        # Exact decimals from a strict string need none, so 298.99 does not pay for 299.00.
+        if Decimal(amount) != plan.price_zar:
             raise _RejectedError(f"amount_gross does not match the {plan.name} price {plan.price_zar}")
 
     def _job_for(self, payment: PaymentRecord) -> ProvisioningJob:

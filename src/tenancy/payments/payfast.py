@@ -25,6 +25,7 @@ __all__ = [
     "parameter_string",
     "parse_itn",
     "signature_matches",
+    "unsigned_fields",
 ]
 
 Fields = Sequence[tuple[str, str]]
@@ -99,7 +100,18 @@ def itn_signature(fields: Fields, passphrase: str | None) -> str:
     return hashlib.md5(base.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+def unsigned_fields(fields: Fields) -> list[str]:
+    """The names of the fields after `signature`: PayFast signs nothing there, and sends nothing
+    there either (its signature is always the last field)."""
+    names = [key for key, _ in fields]
+    return names[names.index("signature") + 1 :] if "signature" in names else []
+
+
 def signature_matches(fields: Fields, passphrase: str | None) -> bool:
+    """Whether the signature covers the whole ITN: it matches what precedes it, and nothing
+    follows it (a field after the signature would be taken unsigned)."""
+    if unsigned_fields(fields):
+        return False
     received = field_value(fields, "signature") or ""
     expected = itn_signature(fields, passphrase)
     return hmac.compare_digest(received.encode("utf-8"), expected.encode("ascii"))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from decimal import Decimal
 
 from tenancy.payments.payfast import encode_value, itn_signature
 
-__all__ = ["build_itn", "encode_form"]
+__all__ = ["CUSTOM_FIELDS", "build_itn", "encode_form"]
+
+# The custom fields PayFast echoes from the checkout form, in the ITN's order; custom_str1 is the plan.
+CUSTOM_FIELDS = (*(f"custom_str{n}" for n in range(1, 6)), *(f"custom_int{n}" for n in range(1, 6)))
 
 
 def build_itn(
@@ -22,8 +26,13 @@ def build_itn(
     pf_payment_id: str | None = None,
     name_first: str = "Test",
     name_last: str = "Customer",
+    custom: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
-    """The fields in PayFast's order, with a correct signature last."""
+    """The fields in PayFast's order, with a correct signature last. `custom` holds the checkout
+    form's custom fields, echoed as PayFast echoes them (custom_str1 is always `plan`)."""
+    echoed = {**(custom or {}), "custom_str1": plan}
+    if unknown := set(echoed) - set(CUSTOM_FIELDS):
+        raise ValueError(f"not a PayFast custom field: {', '.join(sorted(unknown))}")
     gross = Decimal(str(amount)).quantize(Decimal("0.01"))
     fee = (gross * Decimal("-0.035")).quantize(Decimal("0.01"))
     fields: list[tuple[str, str]] = [
@@ -35,8 +44,7 @@ def build_itn(
     ]
     if status != "CANCELLED":
         fields += [("amount_gross", str(gross)), ("amount_fee", str(fee)), ("amount_net", str(gross + fee))]
-    fields += [("custom_str1", plan)] + [(f"custom_str{n}", "") for n in range(2, 6)]
-    fields += [(f"custom_int{n}", "") for n in range(1, 6)]
+    fields += [(name, echoed.get(name, "")) for name in CUSTOM_FIELDS]
     fields += [
         ("name_first", name_first),
         ("name_last", name_last),

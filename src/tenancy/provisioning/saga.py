@@ -43,6 +43,7 @@ class SagaSettings:
     login_url: str
     email_from: str
     temporary_password_ttl_days: int
+    support_email: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +299,7 @@ class ProvisioningSaga:
             login_url=settings.login_url,
             sender=settings.email_from,
             password_ttl_days=settings.temporary_password_ttl_days,
+            support_email=settings.support_email,
         )
         message_id = self._mailer.send(replace(email, tags={**email.tags, "identity_sub": user.sub}))
         log.info("welcome_sent", transaction_id=job.transaction_id, tenant_id=job.tenant_id, message_id=message_id)

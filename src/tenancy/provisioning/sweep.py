@@ -17,6 +17,7 @@ import structlog
 
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, ProvisioningJob
+from tenancy.domain.plurals import plural
 from tenancy.ports import Clock, JobQueue, ProvisioningJournal
 from tenancy.provisioning.worker import STALLED_AFTER
 
@@ -77,7 +78,8 @@ class StalledJobSweeper:
     def _rescue(self, job: ProvisioningJob, now: datetime, result: SweepResult) -> None:
         stamp = format_timestamp(now)
         if job.status is JobStatus.RUNNING and job.attempts >= self._max_attempts:
-            error = f"stalled: its run stopped {job.attempts} times without a word (after {job.attempts} attempts)"
+            stopped, attempts = plural(job.attempts, "time"), plural(job.attempts, "attempt")
+            error = f"stalled: its run stopped {stopped} without a word (after {attempts})"
             parked = job.with_changes(status=JobStatus.DEAD_LETTERED, last_error=error, claim=None, updated_at=stamp)
             if self._journal.save_claimed(parked, expected_claim=job.claim):
                 self._queue.send_dead_letter(job.transaction_id, error)

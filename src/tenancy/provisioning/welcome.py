@@ -1,4 +1,5 @@
-"""The welcome email: login link and temporary password, as text and as escaped HTML."""
+"""The welcome email: login link, temporary password and whom to ask for help, as text and as
+escaped HTML."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from html import escape
 
 from tenancy.domain.model import OutgoingEmail, ProvisioningJob
 from tenancy.domain.plans import Plan
+from tenancy.domain.plurals import plural
 
 __all__ = ["WELCOME_SUBJECT", "welcome_email"]
 
@@ -13,7 +15,14 @@ WELCOME_SUBJECT = "Welcome to Site Builder"
 
 
 def welcome_email(
-    job: ProvisioningJob, plan: Plan, *, password: str, login_url: str, sender: str, password_ttl_days: int
+    job: ProvisioningJob,
+    plan: Plan,
+    *,
+    password: str,
+    login_url: str,
+    sender: str,
+    password_ttl_days: int,
+    support_email: str,
 ) -> OutgoingEmail:
     text = (
         f"Hello {job.tenant_name},\n\n"
@@ -22,8 +31,9 @@ def welcome_email(
         f"Email: {job.email}\n"
         f"Temporary password: {password}\n\n"
         f"You will choose your own password when you first sign in. "
-        f"The temporary password expires in {password_ttl_days} days.\n\n"
-        f"Tenant: {job.tenant_id}\nInvoice: {job.invoice_number}\n"
+        f"The temporary password expires in {plural(password_ttl_days, 'day')}.\n\n"
+        f"Tenant: {job.tenant_id}\nInvoice: {job.invoice_number}\n\n"
+        f"Questions? Email {support_email} and quote your invoice number.\n"
     )
     html = (
         f"<p>Hello {escape(job.tenant_name)},</p>"
@@ -32,8 +42,10 @@ def welcome_email(
         f"Email: {escape(job.email)}<br>"
         f"Temporary password: <code>{escape(password)}</code></p>"
         f"<p>You will choose your own password when you first sign in. "
-        f"The temporary password expires in {password_ttl_days} days.</p>"
+        f"The temporary password expires in {plural(password_ttl_days, 'day')}.</p>"
         f"<p>Tenant: {escape(job.tenant_id)}<br>Invoice: {escape(job.invoice_number)}</p>"
+        f'<p>Questions? Email <a href="mailto:{escape(support_email)}">{escape(support_email)}</a> '
+        "and quote your invoice number.</p>"
     )
     return OutgoingEmail(
         to=job.email,

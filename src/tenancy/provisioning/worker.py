@@ -14,6 +14,7 @@ import structlog
 
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, ProvisioningJob, QueueMessage
+from tenancy.domain.plurals import plural
 from tenancy.errors import ClaimLostError, PermanentError, TransientError
 from tenancy.ports import Clock, JobQueue, ProvisioningJournal
 from tenancy.provisioning.retry import RetryPolicy
@@ -198,7 +199,7 @@ class ProvisioningWorker:
 
     def _retry_or_dead_letter(self, job: ProvisioningJob, error: str) -> JobOutcome:
         if self._retry.exhausted(job.attempts):
-            return self._dead_letter(job, f"{error} (after {job.attempts} attempts)")
+            return self._dead_letter(job, f"{error} (after {plural(job.attempts, 'attempt')})")
         delay = self._retry.delay(job.attempts)
         job = job.with_changes(
             status=JobStatus.RETRYING,

@@ -7,7 +7,6 @@ data through the ports; `AlertWatch` turns successive evaluations into start/res
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ import structlog
 
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
+from tenancy.domain.plurals import plural
 from tenancy.ports import Clock, JobQueue, Notifier, PaymentLedger, ProvisioningJournal
 from tenancy.runbook.findings import ESCALATION
 
@@ -34,6 +34,7 @@ __all__ = [
     "AlertWatch",
     "Delivery",
     "Severity",
+    "error_rate_sample",
     "evaluate",
     "failed_an_attempt",
     "rejection_kind",
@@ -70,7 +71,11 @@ class AlertThresholds:
 @dataclass(frozen=True, slots=True)
 class AlertInputs:
     """What the rules look at. `jobs` need only hold the jobs a rule can care about (unfinished,
-    or updated within the window); `payments` those received within the window."""
+    or updated within the window); `payments` those received within the window (only rejected
+    ones can fire a rule). Succeeded jobs updated within the window may be counted instead of
+    listed: `recent_succeeded` of them, `recent_succeeded_retried` of those with more than one
+    attempt. error_rate adds these counts to what it finds in `jobs`, so a job is counted or
+    listed, never both."""
 
     queue_depth: int
     dlq_depth: int
@@ -78,6 +83,8 @@ class AlertInputs:
     payments: Sequence[PaymentRecord] = ()
     jobs_by_status: Mapping[JobStatus, int] = field(default_factory=dict)
     payments_by_verdict: Mapping[PaymentVerdict, int] = field(default_factory=dict)
+    recent_succeeded: int = 0
+    recent_succeeded_retried: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +130,14 @@ class AlertReport:
 
 # Rejection reasons as PaymentIntake writes them (payments/intake.py); a unit test feeds real
 # intake rejections through `rejection_kind` so the two cannot drift apart unnoticed.
-_SECURITY_REASONS = ("signature mismatch", "source address", "PayFast did not confirm", "missing field signature")
+_SECURITY_REASONS = (
+    "signature mismatch",
+    "source address",
+    "PayFast did not confirm",
+    "missing field signature",
+    "field after signature",  # an unsigned field appended: the forgery of a checkout form's signature
+    "merchant_key in an ITN",  # a checkout form posted as a notification
+)
 _PAYMENT_REASONS = ("merchant_id is not ours", "amount_gross", "unknown plan")
 
 
@@ -158,17 +172,27 @@ def _dlq_not_empty(inputs: AlertInputs, thresholds: AlertThresholds, now: dateti
         firing=depth > 0,
         value=depth,
         threshold=0,
-        message=f"{depth} job(s) in the dead-letter queue: see `tenancy dlq list` (RB-001 7)",
+        message=(
+            f"{plural(depth, 'job')} in the dead-letter queue: see `tenancy dlq list`; `tenancy dlq remove --healed`"
+            " clears those whose purchase has healed since (RB-001 7)"
+        ),
     )
 
 
-def _error_rate(inputs: AlertInputs, thresholds: AlertThresholds, now: datetime) -> AlertResult:
+def error_rate_sample(inputs: AlertInputs, thresholds: AlertThresholds, now: datetime) -> tuple[int, int]:
+    """(jobs that failed an attempt, jobs updated) in the window: what `error_rate` divides, and
+    what the console shows beside the rate."""
     since = now - timedelta(minutes=thresholds.window_minutes)
-    recent = [job for job in inputs.jobs if _within(job.updated_at, since)]
-    failed = sum(1 for job in recent if failed_an_attempt(job))
-    rate = failed / len(recent) if recent else 0.0
+    listed = [job for job in inputs.jobs if _within(job.updated_at, since)]
+    failed = sum(1 for job in listed if failed_an_attempt(job)) + inputs.recent_succeeded_retried
+    return failed, len(listed) + inputs.recent_succeeded
+
+
+def _error_rate(inputs: AlertInputs, thresholds: AlertThresholds, now: datetime) -> AlertResult:
+    failed, recent = error_rate_sample(inputs, thresholds, now)
+    rate = failed / recent if recent else 0.0
     # Below the minimum sample one unlucky job would read as a 100% error rate.
-    enough = len(recent) >= thresholds.error_rate_min_jobs
+    enough = recent >= thresholds.error_rate_min_jobs
     return AlertResult(
         rule="error_rate",
         severity=Severity.WARNING,
@@ -177,7 +201,7 @@ def _error_rate(inputs: AlertInputs, thresholds: AlertThresholds, now: datetime)
         value=round(rate, 4),
         threshold=thresholds.error_rate,
         message=(
-            f"{failed} of {len(recent)} job(s) updated in the last {thresholds.window_minutes} min failed an attempt"
+            f"{failed} of {plural(recent, 'job')} updated in the last {thresholds.window_minutes} min failed an attempt"
             + ("" if enough else f" (fewer than {thresholds.error_rate_min_jobs}: not judged)")
         ),
     )
@@ -192,7 +216,7 @@ def _multiple_failures(inputs: AlertInputs, thresholds: AlertThresholds, now: da
         firing=unresolved > thresholds.multiple_failures,
         value=unresolved,
         threshold=thresholds.multiple_failures,
-        message=f"{unresolved} unresolved provisioning failure(s) (dead-lettered or retrying; RB-001 6)",
+        message=f"{plural(unresolved, 'unresolved provisioning failure')} (dead-lettered or retrying; RB-001 6)",
     )
 
 
@@ -209,7 +233,8 @@ def _payment_failures(inputs: AlertInputs, thresholds: AlertThresholds, now: dat
         value=total,
         threshold=0,
         message=(
-            f"{rejected} ITN(s) rejected for merchant, plan or amount and {review} paid job(s) needing review"
+            f"{plural(rejected, 'ITN')} rejected for merchant, plan or amount"
+            f" and {plural(review, 'paid job')} needing review"
             f" in the last {thresholds.window_minutes} min"
         ),
     )
@@ -226,7 +251,7 @@ def _security_rejections(inputs: AlertInputs, thresholds: AlertThresholds, now: 
         value=count,
         threshold=thresholds.security_rejections,
         message=(
-            f"{count} ITN(s) rejected for signature, source address or PayFast confirmation"
+            f"{plural(count, 'ITN')} rejected for signature, source address or PayFast confirmation"
             f" in the last {thresholds.window_minutes} min"
         ),
     )
@@ -249,7 +274,7 @@ def _unresolved_over_an_hour(inputs: AlertInputs, thresholds: AlertThresholds, n
         value=len(stuck),
         threshold=0,
         message=(
-            f"{len(stuck)} job(s) unresolved for more than {thresholds.unresolved_minutes} min"
+            f"{plural(len(stuck), 'job')} unresolved for more than {thresholds.unresolved_minutes} min"
             + (f" (oldest created {oldest})" if oldest else "")
         ),
     )
@@ -291,45 +316,52 @@ class AlertMonitor:
 
     def check(self, *, count_all_payments: bool = False) -> AlertReport:
         """Evaluates every rule now. `count_all_payments` also counts the whole ledger by verdict
-        (for /metrics); otherwise only the window's payments are read."""
+        (for /metrics); otherwise only the window's payments are counted."""
         now = self._clock.now()
         inputs = self.inputs(now, count_all_payments=count_all_payments)
         return AlertReport(checked_at=now, inputs=inputs, results=evaluate(inputs, self.thresholds, now))
 
     def inputs(self, now: datetime, *, count_all_payments: bool = False) -> AlertInputs:
+        """What the rules need, read through counts and indexes, never a whole store: jobs are
+        counted by status; jobs not succeeded are listed (a handful while all is well); succeeded
+        jobs updated within the window are only counted; payments are counted by verdict and only
+        the window's rejected ones are read (no other verdict can fire a rule)."""
         since = now - timedelta(minutes=max(self.thresholds.window_minutes, 0))
-        jobs, by_status = self._jobs(since)
-        payments, by_verdict = self._payments(since, count_all_payments)
+        by_status = self._journal.count_by_status()
+        jobs = [
+            job
+            for status in JobStatus
+            if status is not JobStatus.SUCCEEDED and by_status.get(status, 0) > 0
+            for job in self._jobs_in(status, by_status[status])
+        ]
+        # Stored timestamps are whole seconds, so counting from the first whole second at or after
+        # `since` counts exactly the jobs `_within` keeps.
+        first_second = format_timestamp(since if not since.microsecond else since + timedelta(seconds=1))
+        recent = self._journal.count_updated_since(JobStatus.SUCCEEDED, first_second)
+        retried = self._journal.count_updated_since(JobStatus.SUCCEEDED, first_second, min_attempts=2) if recent else 0
+        window_start = format_timestamp(since)
+        by_verdict = self._ledger.count_by_verdict(None if count_all_payments else window_start)
+        rejected = self._ledger.with_verdict(PaymentVerdict.REJECTED, window_start)
         queue_depth, dlq_depth = self._queue.depth()
         return AlertInputs(
             queue_depth=queue_depth,
             dlq_depth=dlq_depth,
             jobs=jobs,
-            payments=payments,
+            payments=[payment for payment in rejected if _within(payment.received_at, since)],
             jobs_by_status=by_status,
             payments_by_verdict=by_verdict,
+            recent_succeeded=recent,
+            recent_succeeded_retried=retried,
         )
 
-    def _jobs(self, since: datetime) -> tuple[list[ProvisioningJob], Counter[JobStatus]]:
-        # Succeeded jobs from before the window can fire no rule: counted, not kept.
-        kept: list[ProvisioningJob] = []
-        by_status: Counter[JobStatus] = Counter()
-        for batch in self._journal.scan():
-            for job in batch:
-                by_status[job.status] += 1
-                if job.status is not JobStatus.SUCCEEDED or _within(job.updated_at, since):
-                    kept.append(job)
-        return kept, by_status
-
-    def _payments(self, since: datetime, count_all: bool) -> tuple[list[PaymentRecord], Counter[PaymentVerdict]]:
-        kept: list[PaymentRecord] = []
-        by_verdict: Counter[PaymentVerdict] = Counter()
-        for batch in self._ledger.scan(since=None if count_all else format_timestamp(since)):
-            for payment in batch:
-                by_verdict[payment.verdict] += 1
-                if _within(payment.received_at, since):
-                    kept.append(payment)
-        return kept, by_verdict
+    def _jobs_in(self, status: JobStatus, counted: int) -> list[ProvisioningJob]:
+        """Every job in `status`: `counted` of them a moment ago, and any that came since."""
+        limit = counted + 100
+        while True:
+            jobs = self._journal.list_jobs(status, limit=limit)
+            if len(jobs) < limit:
+                return jobs
+            limit *= 2
 
 
 @dataclass(frozen=True, slots=True)

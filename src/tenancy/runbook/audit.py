@@ -1,5 +1,6 @@
 """RB-001 section 7's weekly audit: every purchase in a time window classified exactly as
-`diagnose` would classify it, from one batched read of each store (no per-tenant round trips)."""
+`diagnose` would classify it, from one batched read of each store (no per-tenant round trips),
+and the window's failed attempts, dead-letters and repairs, healed since or not (runbook.attempts)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 from tenancy.domain import durations
 from tenancy.domain.clock import format_timestamp, parse_timestamp
-from tenancy.domain.ids import normalize_email, tenant_id_for
+from tenancy.domain.ids import normalized_email_or_none, tenant_id_for
 from tenancy.domain.model import (
     IdentityUser,
     OutboxMessage,
@@ -27,6 +28,8 @@ from tenancy.domain.model import (
     UserRecord,
 )
 from tenancy.errors import InvalidInputError, TenancyError
+from tenancy.ports import RepairTrail
+from tenancy.runbook.attempts import AttemptTracker, PurchaseAttempts
 from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, ESCALATION_AGE, classify, plainly_healthy
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, mail_statistics, welcome_emails_among
 from tenancy.runbook.findings import ESCALATION, Diagnosis, Finding
@@ -150,11 +153,18 @@ class AuditTotals:
     payments: int  # ledger entries received in the window, whatever their verdict
     rejected_payments: int  # of those, rejected by a security check
     rejected_without_transaction: int  # of those, naming no transaction: counted here, never a case
-    transactions: int  # purchases audited: paid, job created or tenant created in the window
+    # purchases audited: paid, job created or tenant created in the window, or failed, repaired or
+    # redriven in it
+    transactions: int
     tenants: int  # tenant records created in the window
     healthy: int
     in_progress: int  # a worker still has the job: neither healthy nor failed yet
     findings: int  # failed purchases: neither healthy nor in progress
+    # RB-001 section 7's attempts (AuditReport.attempts), healed since or not:
+    failed_attempts: int = 0  # failed provisioning runs
+    dead_lettered: int = 0  # purchases whose job reached the dead-letter queue
+    repairs: int = 0  # repairs recorded in the trail
+    redrives: int = 0  # dead-letter redrives recorded in the trail
 
     def as_document(self) -> dict[str, int]:
         return {
@@ -166,6 +176,10 @@ class AuditTotals:
             "healthy": self.healthy,
             "in_progress": self.in_progress,
             "findings": self.findings,
+            "failed_attempts": self.failed_attempts,
+            "dead_lettered": self.dead_lettered,
+            "repairs": self.repairs,
+            "redrives": self.redrives,
         }
 
 
@@ -176,9 +190,13 @@ class AuditReport:
     totals: AuditTotals
     cases: tuple[AuditedCase, ...]  # the failures, oldest first
     in_progress: tuple[str, ...]  # transaction ids
+    # Every purchase that failed an attempt, was dead-lettered, repaired or redriven in the window,
+    # with its outcome now (healed ones too): the attempts RB-001 section 7 audits.
+    attempts: tuple[PurchaseAttempts, ...] = ()
 
     @property
     def has_findings(self) -> bool:
+        """Findings still open (the exit code's question); healed attempts are not findings."""
         return bool(self.cases)
 
     @property
@@ -206,6 +224,7 @@ class AuditReport:
             "escalations": [escalation.as_document() for escalation in self.escalations],
             "in_progress": list(self.in_progress),
             "cases": [case.as_document() for case in self.cases],
+            "attempts": [row.as_document() for row in self.attempts],
         }
 
 
@@ -300,14 +319,19 @@ class _Indexes:
     values as stored; lookups use the stripped transaction id and the normalized email, exactly
     as `gather` queries the stores."""
 
-    def __init__(self, stores: EvidenceStores, since: datetime, advance: Progress) -> None:
+    def __init__(
+        self, stores: EvidenceStores, since: datetime, advance: Progress, trail: RepairTrail | None = None
+    ) -> None:
         self.since = since
+        self.attempts = AttemptTracker(since)
+        self._trail = trail
         self.mail_statistics = mail_statistics(stores)
         self.jobs: dict[str, ProvisioningJob] = {}
         self.tenants_by_id: dict[str, Tenant] = {}
         self.tenants_by_transaction: dict[str, Tenant] = {}
         self.payments: dict[str, list[PaymentRecord]] = defaultdict(list)
         self.identity_users: dict[str, IdentityUser] = {}
+        self.owners: dict[str, IdentityUser] = {}  # by subject, for tenants no job or payment names an email for
         self.users: dict[str, list[UserRecord]] = defaultdict(list)
         self.emails: dict[str, list[OutboxMessage]] = defaultdict(list)
         self.messages: dict[str, list[QueuedMessage]] = defaultdict(list)
@@ -321,7 +345,8 @@ class _Indexes:
         for jobs in stores.journal.scan():
             for job in jobs:
                 self.jobs[job.transaction_id] = job
-                if _at_or_after(job.created_at, self.since):
+                # A job that failed in the window is audited even when it was bought before.
+                if self.attempts.note_job(job) or _at_or_after(job.created_at, self.since):
                     self._open(job.transaction_id)
             advance(len(jobs))
         for tenants in stores.tenants.scan():
@@ -334,7 +359,19 @@ class _Indexes:
             for payment in payments:
                 self._index_payment(payment)
             advance(len(payments))
+        self._read_trail(advance)
         self._forget_outside_window()
+
+    def _read_trail(self, advance: Progress) -> None:
+        """The window's repairs, redrives and removals: each brings its purchase into the audit
+        (it may have healed since, as a repaired purchase usually has)."""
+        if self._trail is None:
+            return
+        entries = self._trail.entries()
+        for entry in entries:
+            if self.attempts.note_entry(entry) and entry.transaction_id:
+                self._open(entry.transaction_id)
+        advance(len(entries))
 
     def _forget_outside_window(self) -> None:
         """Lookups are by the window's (stripped) transaction ids only, so the rest can go before
@@ -382,12 +419,19 @@ class _Indexes:
 
     def _read_evidence(self, stores: EvidenceStores, advance: Progress) -> None:
         """Only what the window's cases will look up is kept."""
-        wanted = {normalize_email(email) for email in map(self.email_of, self.window) if email}
+        # Stored data, written before today's rules perhaps: an address they refuse matches nothing.
+        wanted = {normalized_email_or_none(email) for email in map(self.email_of, self.window) if email}
+        # A tenant written by hand (RB-001 4.3) has no job or payment to name an email: `gather`
+        # finds its owner by the identity subject the record holds, and so does this.
+        subjects = {subject for subject in map(self._owner_subject, self.window) if subject}
         for identity_users in stores.identity.scan_users():
             for user in identity_users:
                 if user.username in wanted:
                     self.identity_users[user.username] = user
+                if user.sub in subjects:
+                    self.owners[user.sub] = user
             advance(len(identity_users))
+        wanted |= {user.username for user in self.owners.values()}
         for users in stores.users.scan():
             for record in users:
                 if record.email in wanted:
@@ -410,6 +454,7 @@ class _Indexes:
         for message in queued:
             if message.transaction_id in self.window:
                 self.messages[message.transaction_id].append(message)
+                self.attempts.note_message(message)
         advance(len(queued))
 
     def job_of(self, transaction_id: str) -> ProvisioningJob | None:
@@ -421,15 +466,28 @@ class _Indexes:
             return job.email
         return next((p.email for p in reversed(self.payments.get(transaction_id, ())) if p.email), None)
 
+    def _tenant_of(self, transaction_id: str, job: ProvisioningJob | None) -> Tenant | None:
+        tenant = self.tenants_by_id.get(job.tenant_id) if job is not None else None
+        return tenant if tenant is not None else self.tenants_by_transaction.get(transaction_id)
+
+    def _owner_subject(self, transaction_id: str) -> str | None:
+        """The owner subject `gather` looks the identity user up by: only when no email is known."""
+        if self.email_of(transaction_id) is not None:
+            return None
+        tenant = self._tenant_of(transaction_id, self.job_of(transaction_id))
+        return (tenant.owner_user_id or None) if tenant is not None else None
+
     def _records(self, transaction_id: str) -> _Records:
-        """The records `gather(Selector(transaction_id=...))` finds by transaction id and email."""
+        """The records `gather(Selector(transaction_id=...))` finds by transaction id and email
+        (or, with no email known, by the tenant owner's subject)."""
         job = self.job_of(transaction_id)
         email = self.email_of(transaction_id)
-        tenant = self.tenants_by_id.get(job.tenant_id) if job is not None else None
-        if tenant is None:
-            tenant = self.tenants_by_transaction.get(transaction_id)
-        key = normalize_email(email) if email else None
+        tenant = self._tenant_of(transaction_id, job)
+        key = normalized_email_or_none(email)
         identity_user = self.identity_users.get(key) if key else None
+        if email is None and tenant is not None and tenant.owner_user_id:
+            identity_user = self.owners.get(tenant.owner_user_id)
+            email = key = identity_user.username if identity_user else None
         return job, email, tenant, key, identity_user
 
     def plainly_healthy(self, transaction_id: str, now: datetime, password_ttl: timedelta) -> bool:
@@ -508,17 +566,27 @@ def run_audit(
     now: datetime,
     progress: Progress | None = None,
     password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
+    trail: RepairTrail | None = None,
 ) -> AuditReport:
     """Classifies every purchase paid, queued or provisioned at or after `since`, as `diagnose`
-    would at `now`, and sums them up by finding with RB-001 section 6's escalations."""
+    would at `now`, and sums them up by finding with RB-001 section 6's escalations. Every purchase
+    that failed an attempt or was dead-lettered in the window, or (given the `trail`) repaired or
+    redriven in it, is also reported with its outcome now, healed or not."""
     with _cycle_collector_paused():
-        return _audit(stores, since=since, now=now, advance=progress or _ignore_progress, password_ttl=password_ttl)
+        advance = progress or _ignore_progress
+        return _audit(stores, since=since, now=now, advance=advance, password_ttl=password_ttl, trail=trail)
 
 
 def _audit(
-    stores: EvidenceStores, *, since: datetime, now: datetime, advance: Progress, password_ttl: timedelta
+    stores: EvidenceStores,
+    *,
+    since: datetime,
+    now: datetime,
+    advance: Progress,
+    password_ttl: timedelta,
+    trail: RepairTrail | None,
 ) -> AuditReport:
-    indexes = _Indexes(stores, since, advance)
+    indexes = _Indexes(stores, since, advance, trail)
     failures: list[AuditedCase] = []
     in_progress: list[str] = []
     healthy = 0
@@ -541,6 +609,12 @@ def _audit(
     advance(len(indexes.window) % _CLASSIFY_BATCH)
     failures.sort(key=lambda case: (-(case.age_seconds or 0), case.diagnosis.transaction_id or ""))
     counts = indexes.counts
+    # Every purchase the loop classified and did not keep as a failure or in progress is healthy.
+    finding_now = {case.diagnosis.transaction_id: case.finding for case in failures}
+    finding_now.update(dict.fromkeys(in_progress, Finding.IN_PROGRESS))
+    attempts = indexes.attempts.rows(
+        lambda transaction_id: finding_now.get(transaction_id, Finding.HEALTHY), indexes.job_of, indexes.email_of
+    )
     totals = AuditTotals(
         payments=counts.payments,
         rejected_payments=counts.rejected,
@@ -550,8 +624,12 @@ def _audit(
         healthy=healthy,
         in_progress=len(in_progress),
         findings=len(failures),
+        failed_attempts=sum(row.failed_attempts for row in attempts),
+        dead_lettered=sum(1 for row in attempts if row.dead_lettered),
+        repairs=sum(row.repairs for row in attempts),
+        redrives=sum(row.redrives for row in attempts),
     )
-    return AuditReport(since, now, totals, tuple(failures), tuple(in_progress))
+    return AuditReport(since, now, totals, tuple(failures), tuple(in_progress), attempts)
 
 
 def _age_seconds(case: CaseFile, now: datetime) -> int | None:

@@ -11,8 +11,16 @@ from datetime import UTC, date, datetime, timedelta
 
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob, Tenant, TenantStatus
+from tenancy.domain.plurals import plural
 from tenancy.ports import JobQueue, PaymentLedger, ProvisioningJournal, TenantStore
-from tenancy.runbook.alerts import AlertInputs, AlertReport, AlertResult, AlertThresholds, evaluate
+from tenancy.runbook.alerts import (
+    AlertInputs,
+    AlertReport,
+    AlertResult,
+    AlertThresholds,
+    error_rate_sample,
+    evaluate,
+)
 
 __all__ = [
     "SERIES_HOURS",
@@ -79,6 +87,8 @@ class Dashboard:
     active_tenants: int
     series: HourlySeries
     alerts: AlertReport  # the same rules and thresholds as `tenancy alerts check`
+    thresholds: AlertThresholds
+    error_rate_sample: tuple[int, int]  # (failed an attempt, updated) in the alert window
 
     @property
     def payments(self) -> int:
@@ -115,6 +125,17 @@ class Dashboard:
     @property
     def error_rate(self) -> AlertResult:
         return self.alerts.result("error_rate")
+
+    @property
+    def error_rate_note(self) -> str:
+        """Why the error rate fires or not, beside the rate: with the default minimum of 5 jobs,
+        `1 of 2 jobs; the rule waits for 5 jobs in the window` explains a 50% that is not an alert."""
+        failed, updated = self.error_rate_sample
+        counted = f"{failed} of {plural(updated, 'job')}" if updated else "no jobs yet"
+        minimum = self.thresholds.error_rate_min_jobs
+        if updated < minimum:
+            return f"{counted}; the rule waits for {plural(minimum, 'job')} in the window"
+        return f"{counted}; the rule fires above {self.thresholds.error_rate * 100:g}%"
 
 
 @dataclass
@@ -190,4 +211,6 @@ def read_dashboard(
         active_tenants=tally.active_tenants,
         series=series,
         alerts=AlertReport(checked_at=now, inputs=inputs, results=evaluate(inputs, thresholds, now)),
+        thresholds=thresholds,
+        error_rate_sample=error_rate_sample(inputs, thresholds, now),
     )

@@ -21,7 +21,33 @@ from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.ports import IdentityProvider, JobQueue, Mailer, PaymentLedger, ProvisioningJournal, TenantStore, UserStore
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 
-__all__ = ["CaseFile", "EvidenceStores", "Selector", "gather", "welcome_emails_among"]
+__all__ = [
+    "NONE_SHOWN",
+    "STORED_NOT_DELIVERED",
+    "CaseFile",
+    "EvidenceStores",
+    "Selector",
+    "gather",
+    "mail_status_words",
+    "shown",
+    "welcome_emails_among",
+]
+
+# How a missing value reads in text meant for people; JSON keeps null.
+NONE_SHOWN = "(none)"
+# The embedded outbox's `stored`: kept because no SMTP server was configured, so nobody got it.
+STORED_NOT_DELIVERED = "stored, not delivered (no SMTP configured)"
+_STATUS_WORDS = {"stored": STORED_NOT_DELIVERED}
+
+
+def shown(value: object) -> str:
+    """`value` as text for people: NONE_SHOWN for a missing or empty one, never `None`."""
+    return NONE_SHOWN if value is None or value == "" else str(value)
+
+
+def mail_status_words(status: str) -> str:
+    """A kept email's status as operators read it: `stored` says that it was never delivered."""
+    return _STATUS_WORDS.get(status, status or NONE_SHOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +120,8 @@ def welcome_emails_among(emails: Iterable[OutboxMessage], transaction_id: str | 
 
 
 def gather(selector: Selector, stores: EvidenceStores) -> CaseFile:
+    """The case for `selector`. Its email comes from the selector, the job or the payments; when
+    none names one, from the identity user whose subject the tenant record names as owner."""
     transaction_id, email, others = _resolve(selector, stores)
     payments = tuple(stores.ledger.find(transaction_id=transaction_id)) if transaction_id else ()
     job = stores.journal.get(transaction_id) if transaction_id else None
@@ -101,6 +129,11 @@ def gather(selector: Selector, stores: EvidenceStores) -> CaseFile:
         email = job.email if job else next((p.email for p in reversed(payments) if p.email), None)
     tenant = _tenant(selector, stores, transaction_id, job)
     identity_user = stores.identity.get_user(email) if email else None
+    if email is None and tenant is not None and tenant.owner_user_id:
+        # A tenant written by hand (RB-001 4.3) has no payment or job to name its owner's email;
+        # its record names the owner's identity subject instead.
+        identity_user = stores.identity.get_user_by_subject(tenant.owner_user_id)
+        email = identity_user.username if identity_user else None
     users = tuple(stores.users.find_by_email(email)) if email else ()
     tenant_id = (
         tenant.tenant_id

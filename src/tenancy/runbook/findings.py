@@ -20,10 +20,16 @@ class Finding(StrEnum):
     TENANT_ID_MISMATCH = "tenant_id_mismatch"
     IN_PROGRESS = "in_progress"
     NEEDS_REVIEW = "needs_review"
+    NOT_A_TENANT = "not_a_tenant"
 
     @property
     def runbook_section(self) -> str | None:
         return _SECTIONS.get(self)
+
+    @property
+    def label(self) -> str:
+        """What the finding means, in a few words for a page or a table."""
+        return _LABELS[self]
 
     @property
     def repairable(self) -> bool:
@@ -38,6 +44,21 @@ _SECTIONS = {
     Finding.WELCOME_EMAIL_MISSING: "4.4",
     Finding.NEEDS_REVIEW: "6",
 }
+_LABELS = {
+    Finding.HEALTHY: "provisioned; the owner can sign in",
+    Finding.PAYMENT_NOT_FOUND: "no payment, job, tenant or account found",
+    Finding.PAYMENT_NOT_COMPLETE: "the payment is not complete or was rejected",
+    Finding.PROVISIONING_FAILED: "paid, but no tenant",
+    Finding.IDENTITY_USER_MISSING: "the tenant has no identity user or users record",
+    Finding.TENANT_RECORD_MISSING: "the identity user has no tenant record",
+    Finding.WELCOME_EMAIL_MISSING: "the owner has no usable welcome email",
+    Finding.TENANT_ID_MISMATCH: "the stores disagree about the tenant",
+    Finding.IN_PROGRESS: "provisioning is still running",
+    Finding.NEEDS_REVIEW: "stopped for a human decision",
+    # An operator runs the console and owns no tenant: nothing about it is a provisioning failure.
+    Finding.NOT_A_TENANT: "an operator account, not a tenant",
+}
+# NOT_A_TENANT is never repairable: every repair would turn the operator into a tenant's owner.
 _REPAIRABLE = {
     Finding.PROVISIONING_FAILED,
     Finding.IDENTITY_USER_MISSING,

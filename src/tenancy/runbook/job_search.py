@@ -75,9 +75,11 @@ def rows_for_query(
     ledger: PaymentLedger,
     diagnose: Callable[[str], Diagnosis],
     filters: JobFilters,
+    diagnose_tenant: Callable[[str], Diagnosis] | None = None,
 ) -> list[JobRow]:
     """The rows for a search: only the purchases the query names are diagnosed, each on its own
-    (what `tenancy diagnose` does), so a search costs a few lookups, not an audit of every store."""
+    (what `tenancy diagnose` does), so a search costs a few lookups, not an audit of every store.
+    A tenant id that no job or payment names is diagnosed by `diagnose_tenant`, when given."""
     text = filters.query.strip()
     jobs = {job.transaction_id: job for job in search_jobs(journal, text)}
     payments = ledger.find(email=normalize_email(text)) if "@" in text else ledger.find(transaction_id=text)
@@ -85,6 +87,11 @@ def rows_for_query(
     rows = [JobRow.of_job(job, diagnose(transaction_id).finding) for transaction_id, job in jobs.items()]
     rows.sort(key=lambda row: row.job.updated_at if row.job else "", reverse=True)
     jobless = [JobRow.of_diagnosis(diagnose(transaction_id), transaction_id) for transaction_id in sorted(paid_only)]
+    if not rows and not jobless and diagnose_tenant is not None and text.startswith("ten_"):
+        # A tenant written by hand (RB-001 4.3) has neither: its own record names its purchase.
+        diagnosis = diagnose_tenant(text)
+        if diagnosis.transaction_id and diagnosis.finding is not Finding.PAYMENT_NOT_FOUND:
+            jobless = [JobRow.of_diagnosis(diagnosis, diagnosis.transaction_id)]
     return _narrowed(jobless + rows, filters)
 
 

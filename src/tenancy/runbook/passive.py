@@ -47,5 +47,8 @@ class DeadLettersOnly:
     def redrive(self, message_id: str) -> bool:
         return self._queue.redrive(message_id)
 
+    def remove_dead_letter(self, message_id: str) -> bool:
+        return self._queue.remove_dead_letter(message_id)
+
     def purge(self, transaction_id: str) -> int:
         return self._queue.purge(transaction_id)

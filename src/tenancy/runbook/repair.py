@@ -8,6 +8,7 @@ the rest. Only a tenant id mismatch is fixed directly, toward the tenant record.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +27,7 @@ from tenancy.payments.payfast import field_value
 from tenancy.ports import JobQueue, ProvisioningJournal, RepairTrail
 from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
 from tenancy.provisioning.worker import NextAction, ProvisioningWorker
-from tenancy.runbook.evidence import CaseFile, EvidenceStores
+from tenancy.runbook.evidence import CaseFile, EvidenceStores, shown
 from tenancy.runbook.findings import Diagnosis, Finding
 
 __all__ = ["RepairPlan", "RepairService", "plan_repair"]
@@ -53,6 +54,7 @@ def plan_repair(diagnosis: Diagnosis, case: CaseFile) -> RepairPlan:
     """What the repair would do, in words; changes nothing."""
     finding = diagnosis.finding
     tenant_id = diagnosis.tenant_id or "(derived from the transaction)"
+    email = shown(diagnosis.email)
     if finding is Finding.PROVISIONING_FAILED:
         actions = [
             "create the provisioning job from the payment" if case.job is None else None,
@@ -63,7 +65,7 @@ def plan_repair(diagnosis: Diagnosis, case: CaseFile) -> RepairPlan:
         ]
     elif finding is Finding.IDENTITY_USER_MISSING:
         actions = [
-            f"create identity user {diagnosis.email} (email_verified, custom:tenant_id={tenant_id}, "
+            f"create identity user {email} (email_verified, custom:tenant_id={tenant_id}, "
             "custom:roles=tenant_admin) unless it exists",
             "create the users record and link the tenant owner",
             "set a new temporary password and send the welcome email",
@@ -71,17 +73,17 @@ def plan_repair(diagnosis: Diagnosis, case: CaseFile) -> RepairPlan:
     elif finding is Finding.TENANT_RECORD_MISSING:
         user_tenant = case.identity_user.tenant_id if case.identity_user else None
         actions = [
-            f"create tenant record {user_tenant or tenant_id} from payment {diagnosis.transaction_id} "
+            f"create tenant record {user_tenant or tenant_id} from payment {shown(diagnosis.transaction_id)} "
             f"(plan {case.job.plan if case.job else _payment_plan(case)})",
             "link the identity user as owner, ensure the users record, activate",
             "send the welcome email unless the owner has already signed in",
         ]
     elif finding is Finding.WELCOME_EMAIL_MISSING:
-        actions = [f"set a new temporary password for {diagnosis.email}", "resend the welcome email"]
+        actions = [f"set a new temporary password for {email}", "resend the welcome email"]
     elif finding is Finding.TENANT_ID_MISMATCH:
         actions = [
-            f"set custom:tenant_id={tenant_id} on identity user {diagnosis.email}",
-            f"point the users record of {diagnosis.email} at {tenant_id}",
+            f"set custom:tenant_id={tenant_id} on identity user {email}",
+            f"point the users record of {email} at {tenant_id}",
             f"set the owner of {tenant_id} to the identity user",
         ]
     else:
@@ -132,7 +134,18 @@ class RepairService:
         self._queue.purge(job.transaction_id)
         return "repaired" if outcome.job.status is JobStatus.SUCCEEDED else outcome.job.status.value
 
-    def record(self, plan: RepairPlan, *, operator: str, at: datetime, outcome: str, after: dict[str, object]) -> None:
+    def record(
+        self,
+        plan: RepairPlan,
+        *,
+        operator: str,
+        at: datetime,
+        outcome: str,
+        after: dict[str, object],
+        attempts: Mapping[str, object] | None = None,
+    ) -> None:
+        """Keeps the repair in the trail; `attempts` (runbook.attempts.attempts_before) joins the
+        state before, so the weekly audit still counts the failed runs the repair wiped."""
         diagnosis = plan.diagnosis
         self._trail.record(
             RepairRecord(
@@ -143,7 +156,7 @@ class RepairService:
                 email=diagnosis.email,
                 finding=diagnosis.finding.value,
                 actions=plan.actions,
-                before=diagnosis.as_document(),
+                before={**diagnosis.as_document(), **(attempts or {})},
                 after=after,
                 outcome=outcome,
             )

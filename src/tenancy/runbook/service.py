@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
+
 from tenancy.accounts.login import AccountService
 from tenancy.domain.clock import format_timestamp
-from tenancy.domain.model import JobStatus, QueuedMessage
+from tenancy.domain.model import JobStatus, QueuedMessage, RepairRecord
 from tenancy.ports import Clock, JobQueue, ProvisioningJournal, RepairTrail
 from tenancy.provisioning.worker import ProvisioningWorker
+from tenancy.runbook.attempts import REDRIVEN, REMOVED, attempts_before
+from tenancy.runbook.dead_letters import DeadLetterDecision
 from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, classify, with_mail_statistics
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, gather
-from tenancy.runbook.findings import Diagnosis
+from tenancy.runbook.findings import Diagnosis, Finding
+from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.runbook.repair import RepairPlan, RepairService, plan_repair
 from tenancy.runbook.verify import VerifyReport, verify
 
 __all__ = ["RepairResult", "Runbook"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,13 @@ class Runbook:
         self._trail = trail
         self._accounts = accounts
         self._clock = clock
+        # The DLQ commands judge each message's purchase; on SQS a look at the work queue would
+        # count as a delivery of every waiting job, so they judge without it (as the console does).
+        self._dlq_stores = (
+            dataclasses.replace(stores, queue=DeadLettersOnly(stores.queue))
+            if stores.queue.listing_counts_as_delivery
+            else stores
+        )
         self._repairs = RepairService(stores=stores, journal=journal, queue=queue, worker=worker, trail=trail)
 
     def case(self, selector: Selector) -> CaseFile:
@@ -65,7 +80,14 @@ class Runbook:
         return self._classify(self.case(selector))
 
     def verify(self, selector: Selector, password: str | None = None) -> VerifyReport:
-        return verify(self.case(selector), accounts=self._accounts, identity=self._stores.identity, password=password)
+        return verify(
+            self.case(selector),
+            accounts=self._accounts,
+            identity=self._stores.identity,
+            now=self._clock.now(),
+            password_ttl=self._password_ttl,
+            password=password,
+        )
 
     def plan(self, selector: Selector) -> RepairPlan:
         case = self.case(selector)
@@ -78,6 +100,10 @@ class Runbook:
         if dry_run or not plan.has_work:
             outcome = "dry_run" if dry_run else "nothing_to_do" if plan.diagnosis.healthy else "not_repairable"
             return RepairResult(plan, outcome, plan.diagnosis, self.verify(selector))
+        # A repair that reruns the job starts its attempts again: the trail keeps the failed ones.
+        attempts = attempts_before(
+            case.job, case.messages, clears_attempts=plan.diagnosis.finding is not Finding.TENANT_ID_MISMATCH
+        )
         outcome = self._repairs.carry_out(plan, case, self._clock.now())
         after_selector = _follow(selector, plan)
         after = self.diagnose(after_selector)
@@ -88,6 +114,7 @@ class Runbook:
             at=self._clock.now(),
             outcome=outcome,
             after={**after.as_document(), "verify_passed": verification.passed},
+            attempts=attempts,
         )
         return RepairResult(plan, outcome, after, verification)
 
@@ -101,26 +128,116 @@ class Runbook:
     def dead_letters(self) -> list[QueuedMessage]:
         return self._queue.messages(dead_lettered=True)
 
-    def redrive(self, message_id: str) -> bool:
+    def redrive(self, message_id: str, *, operator: str = "unknown") -> bool:
         """Puts a dead-lettered job back on the queue with a fresh set of attempts. The journal
         is reset first: a worker that received the message before it would find the job still
         dead-lettered and park the message again. (Should the move then fail, the job waits
-        queued with no message, which the stalled-job sweep heals.)"""
+        queued with no message, which the stalled-job sweep heals.) The trail keeps the redrive
+        with the failed attempts it wiped, for the weekly audit."""
         message = next((m for m in self._queue.messages(dead_lettered=True) if m.message_id == message_id), None)
         if message is None:
             return False
-        job = self._journal.get(message.transaction_id)
-        if job is not None and job.status is JobStatus.DEAD_LETTERED:
+        diagnosis = self._dlq_diagnosis(message)
+        job = self._journal.get(message.transaction_id) if message.transaction_id else None
+        parked = job is not None and job.status is JobStatus.DEAD_LETTERED
+        attempts = attempts_before(job, (message,), clears_attempts=parked)
+        if job is not None and parked:
             now = format_timestamp(self._clock.now())
             self._journal.save(
-                job.with_changes(
-                    status=JobStatus.QUEUED, attempts=0, next_attempt_at=None, updated_at=now, claim=None
-                )
+                job.with_changes(status=JobStatus.QUEUED, attempts=0, next_attempt_at=None, updated_at=now, claim=None)
             )
-        return self._queue.redrive(message_id)
+        if not self._queue.redrive(message_id):
+            return False
+        if diagnosis is not None:
+            action = f"redrove dead-letter message {message_id} to the work queue with a fresh set of attempts"
+            self._record_dead_letter_action(diagnosis, operator, action, attempts, REDRIVEN)
+        return True
 
-    def redrive_all(self) -> list[str]:
-        return [message.message_id for message in self.dead_letters() if self.redrive(message.message_id)]
+    def redrive_all(self, *, operator: str = "unknown") -> list[str]:
+        return [
+            message.message_id for message in self.dead_letters() if self.redrive(message.message_id, operator=operator)
+        ]
+
+    def judge_dead_letters(self) -> list[DeadLetterDecision]:
+        """Every dead-lettered message with its purchase's diagnosis now (one per purchase)."""
+        diagnoses: dict[str, Diagnosis | None] = {}
+        decisions = []
+        for message in self.dead_letters():
+            if message.transaction_id not in diagnoses:
+                diagnoses[message.transaction_id] = self._dlq_diagnosis(message)
+            decisions.append(DeadLetterDecision(message, diagnoses[message.transaction_id]))
+        return decisions
+
+    def remove_dead_letter(
+        self, message_id: str, *, operator: str, only_if_healed: bool = False
+    ) -> DeadLetterDecision | None:
+        """Deletes one dead-lettered message for good; None if no such message is in the DLQ.
+        With `only_if_healed`, a message whose purchase is not healthy stays (removed=False)."""
+        message = next((m for m in self.dead_letters() if m.message_id == message_id), None)
+        if message is None:
+            return None
+        decision = DeadLetterDecision(message, self._dlq_diagnosis(message))
+        if only_if_healed and not decision.healed:
+            return decision
+        return self._remove(decision, operator)
+
+    def remove_healed_dead_letters(self, *, operator: str, dry_run: bool = False) -> list[DeadLetterDecision]:
+        """Judges every dead-lettered message and deletes those whose purchase is healthy (with
+        `dry_run`, none); each decision says whether its message went and why."""
+        decisions = []
+        for decision in self.judge_dead_letters():
+            if decision.healed and not dry_run:
+                removed = self._remove(decision, operator)
+                # A message gone meanwhile (another operator removed it) is no longer ours to report.
+                if removed is None:
+                    continue
+                decision = removed
+            decisions.append(decision)
+        return decisions
+
+    def _remove(self, decision: DeadLetterDecision, operator: str) -> DeadLetterDecision | None:
+        message = decision.message
+        if not self._queue.remove_dead_letter(message.message_id):
+            return None
+        log.info(
+            "dead_letter_removed",
+            message_id=message.message_id,
+            transaction_id=message.transaction_id,
+            finding=decision.diagnosis.finding.value if decision.diagnosis else None,
+            operator=operator,
+        )
+        if decision.diagnosis is not None:
+            job = self._journal.get(message.transaction_id)
+            error = f" (last error: {message.last_error})" if message.last_error else ""
+            action = f"removed message {message.message_id} from the dead-letter queue{error}"
+            attempts = attempts_before(job, (message,), clears_attempts=False)
+            self._record_dead_letter_action(decision.diagnosis, operator, action, attempts, REMOVED)
+        return dataclasses.replace(decision, removed=True)
+
+    def _dlq_diagnosis(self, message: QueuedMessage) -> Diagnosis | None:
+        """The diagnosis of the message's purchase; None for a message that names none."""
+        if not message.transaction_id.strip():
+            return None
+        case = gather(Selector(transaction_id=message.transaction_id), self._dlq_stores)
+        return self._classify(case)
+
+    def _record_dead_letter_action(
+        self, diagnosis: Diagnosis, operator: str, action: str, attempts: dict[str, object], outcome: str
+    ) -> None:
+        self._trail.record(
+            RepairRecord(
+                at=format_timestamp(self._clock.now()),
+                operator=operator,
+                transaction_id=diagnosis.transaction_id,
+                tenant_id=diagnosis.tenant_id,
+                email=diagnosis.email,
+                finding=diagnosis.finding.value,
+                actions=(action,),
+                before={**diagnosis.as_document(), **attempts},
+                after={},
+                outcome=outcome,
+            )
+        )
 
 
 def _follow(selector: Selector, plan: RepairPlan) -> Selector:

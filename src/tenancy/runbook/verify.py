@@ -1,16 +1,24 @@
-"""`verify`: RB-001 section 5 as checks that each pass or fail, with a real sign-in when given a password."""
+"""`verify`: RB-001 section 5 as checks that each pass or fail, with a real sign-in when given a
+password, and the welcome email of RB-001 4.4, so that a purchase `diagnose` finds broken never
+verifies."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from tenancy.accounts.login import AccountService
 from tenancy.domain.model import AuthChallenge, TenantStatus
 from tenancy.errors import AuthenticationError
 from tenancy.ports import IdentityProvider
-from tenancy.runbook.evidence import CaseFile
+from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, is_operator_account, welcome_of
+from tenancy.runbook.evidence import CaseFile, shown
+from tenancy.runbook.findings import Finding
 
-__all__ = ["Check", "VerifyReport", "verify"]
+__all__ = ["TENANT_ACCOUNT_CHECK", "WELCOME_CHECK", "Check", "VerifyReport", "verify"]
+
+WELCOME_CHECK = "welcome email sent to the owner (RB-001 4.4)"
+TENANT_ACCOUNT_CHECK = "the account is a tenant's"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,26 +45,37 @@ class VerifyReport:
 
 
 def verify(
-    case: CaseFile, *, accounts: AccountService, identity: IdentityProvider, password: str | None = None
+    case: CaseFile,
+    *,
+    accounts: AccountService,
+    identity: IdentityProvider,
+    now: datetime,
+    password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
+    password: str | None = None,
 ) -> VerifyReport:
     tenant, user = case.tenant, case.identity_user
     tenant_id = tenant.tenant_id if tenant else case.tenant_id
-    checks = [
+    no_user = _no_user(case)
+    checks: list[Check] = []
+    if user is not None and is_operator_account(user):
+        # Only for an operator's account, which no other check would explain: it is no tenant's at all.
+        checks.append(Check(TENANT_ACCOUNT_CHECK, False, Finding.NOT_A_TENANT.label))
+    checks += [
         Check(
             "tenant record exists and is active",
             tenant is not None and tenant.status is TenantStatus.ACTIVE,
             f"{tenant.tenant_id} is {tenant.status.value}" if tenant else f"no tenant record {tenant_id or ''}".strip(),
         ),
-        Check("identity user exists", user is not None, user.username if user else f"no user {case.email or ''}"),
+        Check("identity user exists", user is not None, user.username if user else no_user),
         Check(
             "identity user is enabled",
             user is not None and user.enabled,
-            ("enabled" if user.enabled else "disabled") + f", {user.status.value}" if user else "no user",
+            ("enabled" if user.enabled else "disabled") + f", {user.status.value}" if user else no_user,
         ),
         Check(
             "custom:tenant_id matches the tenant",
             user is not None and tenant is not None and user.tenant_id == tenant.tenant_id,
-            f"custom:tenant_id={user.tenant_id if user else None}, tenant {tenant_id}",
+            f"custom:tenant_id={shown(user.tenant_id)}, tenant {shown(tenant_id)}" if user else no_user,
         ),
         Check(
             "users record matches",
@@ -66,12 +85,25 @@ def verify(
         Check(
             "tenant owner is the identity user",
             tenant is not None and user is not None and tenant.owner_user_id == user.sub,
-            f"owner {tenant.owner_user_id if tenant else None}, sub {user.sub if user else None}",
+            f"owner {shown(tenant.owner_user_id if tenant else None)}, sub {shown(user.sub if user else None)}",
         ),
     ]
+    if user is None:
+        checks.append(Check(WELCOME_CHECK, False, no_user))
+    else:
+        welcome = welcome_of(user, case.welcome_emails, now, password_ttl)
+        checks.append(Check(WELCOME_CHECK, welcome.given, welcome.detail))
     if password is not None:
         checks += _sign_in(case, accounts, identity, password, tenant_id)
     return VerifyReport(tuple(checks))
+
+
+def _no_user(case: CaseFile) -> str:
+    if case.email:
+        return f"no user {case.email}"
+    if case.tenant is not None and case.tenant.owner_user_id:
+        return f"no user with the tenant owner's subject {case.tenant.owner_user_id}"
+    return "no user (no email or owner known)"
 
 
 def _sign_in(
@@ -90,5 +122,5 @@ def _sign_in(
     carried = claims.get("custom:tenant_id")
     return [
         Check("user can authenticate", True, "signed in"),
-        Check("token claims carry the tenant id", carried == tenant_id, f"custom:tenant_id={carried}"),
+        Check("token claims carry the tenant id", carried == tenant_id, f"custom:tenant_id={shown(carried)}"),
     ]

@@ -1,4 +1,5 @@
-"""`create_app(services)`: the FastAPI application, with the in-process workers it may run."""
+"""`create_app(services)`: the FastAPI application, with the in-process workers and the alert
+watcher it may run."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tenancy.errors import (
     RateLimitedError,
     TransientError,
 )
+from tenancy.runbook.alert_watcher import AlertWatcher
+from tenancy.web.headers import SecurityHeadersMiddleware
 from tenancy.web.pages import install_pages
 from tenancy.web.pages.errors import error_page, wants_page
 from tenancy.web.routes import auth, itn, metrics, system, tenants
@@ -33,8 +36,9 @@ __all__ = ["create_app"]
 log = structlog.get_logger(__name__)
 
 
-def create_app(services: Services, *, workers: int = 0) -> FastAPI:
-    """The app over `services`; with `workers` > 0 it also runs that many worker threads."""
+def create_app(services: Services, *, workers: int = 0, alert_watch_seconds: float = 0) -> FastAPI:
+    """The app over `services`; with `workers` > 0 it also runs that many worker threads, and with
+    `alert_watch_seconds` > 0 the alert watcher (`tenancy alerts watch`'s loop) in one more."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +53,13 @@ def create_app(services: Services, *, workers: int = 0) -> FastAPI:
             )
             for number in range(workers)
         ]
+        if alert_watch_seconds > 0:
+            watcher = AlertWatcher(services.alert_monitor, services.alert_dispatcher())
+            threads.append(
+                threading.Thread(
+                    target=watcher.run_until, args=(stop, alert_watch_seconds), name="alert-watcher", daemon=True
+                )
+            )
         for thread in threads:
             thread.start()
         try:
@@ -56,11 +67,23 @@ def create_app(services: Services, *, workers: int = 0) -> FastAPI:
         finally:
             stop.set()
             for thread in threads:
-                # Each worker finishes the step in hand; an unfinished job goes back to the queue.
+                # Each worker finishes the step in hand (an unfinished job goes back to the queue),
+                # the watcher the notification in hand (each destination has its own timeout).
                 thread.join(timeout=30)
 
-    app = FastAPI(title="Tenancy", version=__version__, lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from a CDN without integrity checks: served only
+    # when TENANCY_API_DOCS is set (development). /openapi.json, plain JSON, is always served.
+    docs = services.settings.api_docs
+    app = FastAPI(
+        title="Tenancy",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.state.services = services
+    hsts = services.settings.public_base_url.lower().startswith("https://")
+    app.add_middleware(SecurityHeadersMiddleware, hsts=hsts)
     for router in (itn.router, auth.router, tenants.router, system.router):
         app.include_router(router)
     app.include_router(metrics.build_router(services))
@@ -124,3 +147,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def unavailable(request: Request, error: TransientError) -> Response:
         log.warning("service_unavailable", path=request.url.path, error=str(error))
         return _answer(request, 503, "temporarily unavailable, try again", {"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, _error: Exception) -> Response:
+        # A bug: the person gets a page that says what to do (Starlette re-raises the error after
+        # this answer, so its traceback reaches the server log, never the browser).
+        return _answer(request, 500, "Something went wrong on our side. Try again in a minute.")

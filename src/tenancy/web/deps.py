@@ -1,4 +1,4 @@
-"""Request dependencies: the wired services, and the caller's bearer token."""
+"""Request dependencies: the wired services, the caller's bearer token, and the caller's address."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tenancy.bootstrap import Services
 from tenancy.errors import InvalidTokenError
+from tenancy.payments.payfast import client_address
 
-__all__ = ["BearerToken", "ServicesDep"]
+__all__ = ["BearerToken", "ServicesDep", "client_ip"]
 
 
 def get_services(request: Request) -> Services:
@@ -27,6 +28,16 @@ def get_bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None,
     if credentials is None or not credentials.credentials.strip():
         raise InvalidTokenError("Missing bearer token")
     return credentials.credentials.strip()
+
+
+def client_ip(request: Request) -> str:
+    """The address a request came from, for every client-address decision (throttles, the ITN
+    source check): the socket peer, and X-Forwarded-For only when the peer is one of
+    TENANCY_TRUSTED_PROXIES. The server runs uvicorn with proxy headers off, so the peer here is
+    the real socket peer."""
+    services: Services = request.app.state.services
+    peer = request.client.host if request.client else ""
+    return client_address(peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -167,7 +167,7 @@ def _signing_keys(jwks: Mapping[str, Any]) -> dict[str, jwt.PyJWK]:
 
 
 class CognitoIdentityProvider:
-    """The IdentityProvider port for the AWS backend; usernames are the lower-cased email.
+    """The IdentityProvider port for the AWS backend; usernames are the email as `normalize_email` spells it.
 
     ID tokens are verified against the pool's JWKS: `jwks` when given, else fetched from
     `jwks_url` on first use. When Cognito rotates its keys, a token naming a `kid` the cached
@@ -240,6 +240,18 @@ class CognitoIdentityProvider:
             response.get("UserAttributes", []),
         )
 
+    def get_user_by_subject(self, sub: str) -> IdentityUser | None:
+        # A quote or backslash would end or escape the filter's string; Cognito issues UUIDs.
+        if not sub or any(character in sub for character in '"\\'):
+            return None
+        with aws_errors("finding an identity user by subject"):
+            page = self._client.list_users(UserPoolId=self._user_pool_id, Filter=f'sub = "{sub}"', Limit=1)
+        for listed in page.get("Users", []):
+            user = _user(listed, listed.get("Attributes", []))
+            if user.sub == sub:  # the filter is exact; checked again rather than trusted
+                return user
+        return None
+
     def update_attributes(self, username: str, attributes: dict[str, str]) -> IdentityUser:
         username = normalize_email(username)
         writable = _attribute_list(attributes)
@@ -301,7 +313,14 @@ class CognitoIdentityProvider:
         refusals: dict[str, ErrorFactory] = {
             "NotAuthorizedException": _credentials_refused,
             _USER_NOT_FOUND: lambda _: AccountNotFoundError(),
-            "PasswordResetRequiredException": lambda _: InvalidCredentialsError("Password reset required"),
+            # Cognito answers this for a RESET_REQUIRED user whatever the password: its password is
+            # deactivated, and AWS's guide for imported users signs in with a random one to get it
+            # (with PreventUserExistenceErrors=LEGACY, as here; ENABLED may answer
+            # NotAuthorizedException instead). So it never means "right password": it gets the wrong
+            # password's answer and tells a stranger nothing of the account's state. The owner's way
+            # out is the forgotten-password form. (moto checks the password first, then offers the
+            # new-password challenge: see the identity contract tests.)
+            "PasswordResetRequiredException": lambda _: InvalidCredentialsError(),
             "UserNotConfirmedException": lambda _: InvalidCredentialsError("User is not confirmed"),
         }
         with _cognito_errors(f"signing in {username}", refusals):
@@ -390,6 +409,15 @@ class CognitoIdentityProvider:
         if "AuthenticationResult" not in response:
             raise InvalidTokenError()
         return _tokens(response["AuthenticationResult"], refresh_token)
+
+    def sign_out_everywhere(self, username: str) -> None:
+        try:
+            with aws_errors("signing the user out everywhere"):
+                self._client.admin_user_global_sign_out(
+                    UserPoolId=self._user_pool_id, Username=normalize_email(username)
+                )
+        except NotFoundError:
+            return  # no such user: nothing of theirs to revoke
 
     def jwks(self) -> dict[str, Any]:
         """The pool's JWKS: the one given at construction or fetched from `jwks_url`, as last

@@ -39,6 +39,7 @@ from tenancy.adapters.aws._items import (
 )
 from tenancy.domain.ids import normalize_email, tenant_id_for
 from tenancy.domain.model import (
+    JobStatus,
     PaymentRecord,
     PaymentVerdict,
     ProvisioningJob,
@@ -98,6 +99,20 @@ def _scan(client: DynamoDBClient, request: ScanInputTypeDef, doing: str) -> Iter
         yield page["Items"]
         if "LastEvaluatedKey" not in page:
             return
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _count(client: DynamoDBClient, request: QueryInputTypeDef, doing: str) -> int:
+    """The items a query matches (after its filter), summed over its pages: `Select=COUNT` sends
+    back no items. DynamoDB still reads (and charges for) every item the key condition matches."""
+    request["Select"] = "COUNT"
+    total = 0
+    while True:
+        with aws_errors(doing):
+            page = client.query(**request)
+        total += page["Count"]
+        if "LastEvaluatedKey" not in page:
+            return total
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
@@ -355,6 +370,29 @@ class DynamoJournal:
         request: ScanInputTypeDef = {"TableName": self._table, "Limit": batch_size, "ConsistentRead": True}
         yield from _batches(_scan(self._client, request, "scanning jobs"), job_from_item)
 
+    def count_by_status(self) -> dict[JobStatus, int]:
+        # One COUNT query of the status index per status (DynamoDB has no GROUP BY).
+        counts = {status: self._count(status.value) for status in JobStatus}
+        return {status: count for status, count in counts.items() if count}
+
+    def count_updated_since(self, status: str, updated_since: str, *, min_attempts: int = 0) -> int:
+        return self._count(status, updated_since=updated_since, min_attempts=min_attempts)
+
+    def _count(self, status: str, *, updated_since: str | None = None, min_attempts: int = 0) -> int:
+        key = "#status = :status"
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":status": attribute(status)}
+        if updated_since is not None:
+            key += " AND #updated_at >= :since"
+            names["#updated_at"], values[":since"] = "updated_at", attribute(updated_since)
+        query: QueryInputTypeDef = {"TableName": self._table, "IndexName": STATUS_INDEX, "KeyConditionExpression": key}
+        if min_attempts > 0:
+            query["FilterExpression"] = "#attempts >= :attempts"
+            names["#attempts"], values[":attempts"] = "attempts", attribute(min_attempts)
+        query["ExpressionAttributeNames"] = names
+        query["ExpressionAttributeValues"] = values
+        return _count(self._client, query, "counting jobs")
+
 
 # TransactWriteItems cancellation reasons worth another try: the same items were in another
 # transaction at the same moment (a concurrent copy of the ITN), or the table was throttled.
@@ -377,7 +415,7 @@ class DynamoLedger:
 
     The queue message is sent after that transaction commits: SQS cannot join a DynamoDB
     transaction. If the send fails, the job stays in the journal as `queued` with no message;
-    `tenancy runbook diagnose`/`audit` then report it as lost and `tenancy repair` re-runs it,
+    `tenancy diagnose`/`tenancy audit` then report it as lost and `tenancy repair` re-runs it,
     so nothing is lost silently (the failure is also logged as `job_enqueue_failed`).
     """
 
@@ -520,6 +558,37 @@ class DynamoLedger:
             "Limit": batch_size,
         }
         yield from _batches(_query(self._client, request, "scanning payments"), payment_from_item)
+
+    def count_by_verdict(self, since: str | None = None) -> dict[PaymentVerdict, int]:
+        # One pass over the received index bringing back only each entry's verdict: cheaper in
+        # read capacity than a COUNT query per verdict, each of which would read every entry again.
+        request = self._received_since(since or "")
+        request["ProjectionExpression"] = "#verdict"
+        counts: dict[PaymentVerdict, int] = {}
+        for page in _query(self._client, request, "counting payments"):
+            for item in page:
+                verdict = PaymentVerdict(item["verdict"]["S"])
+                counts[verdict] = counts.get(verdict, 0) + 1
+        return counts
+
+    def with_verdict(self, verdict: str, since: str) -> list[PaymentRecord]:
+        request = self._received_since(since, verdict)
+        request["FilterExpression"] = "#verdict = :verdict"
+        return [payment_from_item(item) for item in _everything(_query(self._client, request, "finding payments"))]
+
+    def _received_since(self, since: str, verdict: str | None = None) -> QueryInputTypeDef:
+        """A query of the ITN entries received at or after `since` ("": every one), oldest first,
+        naming `#verdict` (and `:verdict` when given) for the caller's expression."""
+        values: dict[str, Any] = {":entry_type": attribute(ITN_ENTRY_TYPE), ":start": attribute(ITN_PREFIX + since)}
+        if verdict is not None:
+            values[":verdict"] = attribute(verdict)
+        return {
+            "TableName": self._table,
+            "IndexName": RECEIVED_INDEX,
+            "KeyConditionExpression": "#entry_type = :entry_type AND #entry_key >= :start",
+            "ExpressionAttributeNames": {"#entry_type": "entry_type", "#entry_key": "entry_key", "#verdict": "verdict"},
+            "ExpressionAttributeValues": values,
+        }
 
 
 class DynamoRepairTrail:

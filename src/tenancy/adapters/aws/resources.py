@@ -98,6 +98,9 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
         _table(settings.mail_log_table, "message_id", None, _index("recipient-index", "to_address", "created_at")),
         # Login and ITN rate counters: one item per key and window, expired by TTL (`expires_at`).
         _table(settings.rate_limits_table, "limit_key", None),
+        # Sign-in sessions and per-user token marks (session_id "USER#<username>"), expired by TTL
+        # (`expires_at`); `username-index` holds only sessions, to end all of a user's at once.
+        _table(settings.sessions_table, "session_id", None, _index("username-index", "username")),
     ]
 
 
@@ -111,6 +114,7 @@ class AwsResources:
     repairs_table: str
     mail_log_table: str
     rate_limits_table: str
+    sessions_table: str
     queue_url: str
     dlq_url: str
     user_pool_id: str
@@ -144,6 +148,7 @@ def ensure_resources(session: boto3.Session, settings: Settings) -> AwsResources
         repairs_table=settings.repairs_table,
         mail_log_table=settings.mail_log_table,
         rate_limits_table=settings.rate_limits_table,
+        sessions_table=settings.sessions_table,
         queue_url=queue_url,
         dlq_url=dlq_url,
         user_pool_id=pool_id,
@@ -164,13 +169,13 @@ def _ensure_tables(dynamodb: Any, settings: Settings) -> None:
         with aws_errors(f"creating table {definition['TableName']}"):
             dynamodb.create_table(**definition)
             dynamodb.get_waiter("table_exists").wait(TableName=definition["TableName"])
-    with aws_errors("enabling the rate counters' TTL"):
-        ttl = dynamodb.describe_time_to_live(TableName=settings.rate_limits_table)["TimeToLiveDescription"]
-        if ttl.get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}:
-            dynamodb.update_time_to_live(
-                TableName=settings.rate_limits_table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-            )
+    for table in (settings.rate_limits_table, settings.sessions_table):
+        with aws_errors(f"enabling {table}'s TTL"):
+            ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+            if ttl.get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}:
+                dynamodb.update_time_to_live(
+                    TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+                )
 
 
 def _ensure_queues(sqs: Any) -> tuple[str, str]:

@@ -264,6 +264,19 @@ class SqsJobQueue:
             seen.remove(target)
         return True
 
+    def remove_dead_letter(self, message_id: str) -> bool:
+        """As the port says. SQS deletes only by receipt handle, so this looks at the DLQ (a
+        receive), deletes the message with the MessageId from that look with its handle, and lets
+        the others go at once. False if the message is not visible in the DLQ (gone, or held by
+        another look at that moment)."""
+        with self._look(self._dlq_url) as seen:
+            target = next((item for item in seen if item.message.message_id == message_id), None)
+            if target is None:
+                return False
+            self._delete(self._dlq_url, target.handle)
+            seen.remove(target)
+        return True
+
     def purge(self, transaction_id: str) -> int:
         """As the port says, but only for messages SQS lets it see (see `messages`): one in
         flight or delayed stays."""

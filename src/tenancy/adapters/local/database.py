@@ -2,6 +2,11 @@
 
 Writers take the lock up front (`BEGIN IMMEDIATE`) and keep transactions short, so
 several processes (server, workers) share the file without "database is locked".
+
+The file holds password hashes and every customer's email, so only its owner may read it: it is
+created 0600 (in a 0700 directory when the app makes that too) before SQLite first opens it, and
+SQLite gives the -wal and -shm files it makes the database file's mode. Older, looser files are
+tightened when opened.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from pathlib import Path
 
 from tenancy.adapters.local.schema import ADDED_COLUMNS, SCHEMA
 from tenancy.errors import PermanentError, TransientError
+from tenancy.private_files import create_private_file, private_directory, tighten
 
 __all__ = ["Database", "storage_error"]
 
 _BUSY_TIMEOUT_MS = 15_000
+# The files SQLite keeps beside the database, which carry its data too.
+_COMPANION_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 def storage_error(error: sqlite3.OperationalError, doing: str) -> TransientError | PermanentError:
@@ -41,7 +49,13 @@ class Database:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The directory is TENANCY_HOME, or one a caller chose: made private if it is made here.
+        private_directory(path.parent, tighten_existing=False)
+        # Created before SQLite opens it (an empty file is an empty database), so no byte of it is
+        # ever written to a file others may read; SQLite copies this mode to its -wal and -shm.
+        create_private_file(path)
+        for suffix in _COMPANION_SUFFIXES:
+            tighten(path.with_name(path.name + suffix))
         with self.transaction() as connection:
             for statement in SCHEMA:
                 connection.execute(statement)

@@ -26,6 +26,7 @@ from tenancy.config import Settings
 from tenancy.domain.clock import format_timestamp, parse_timestamp, utc_now
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import AuthChallenge, IdentityUser, IdentityUserStatus, Tokens
+from tenancy.domain.passwords import password_policy_failures
 from tenancy.errors import (
     AccountNotFoundError,
     InvalidCredentialsError,
@@ -54,23 +55,7 @@ _RESET_CODE_DIGITS = 8
 _RESET_CODE_MAX_ATTEMPTS = 5
 _INVALID_CODE = "Invalid or expired code"
 _CANNOT_RESET = "Password cannot be reset in the current state"
-# Cognito's default policy and its list of symbols.
-_MIN_LENGTH, _MAX_LENGTH = 8, 256
-_SYMBOLS = frozenset("^$*.[]{}()?\"!@#%&/\\,><':;|_~`=+- ")
-
-
-def password_policy_failures(password: str) -> list[str]:
-    """What `password` lacks under Cognito's default policy; empty when it passes."""
-    rules = (
-        (len(password) >= _MIN_LENGTH, f"at least {_MIN_LENGTH} characters"),
-        (len(password) <= _MAX_LENGTH, f"at most {_MAX_LENGTH} characters"),
-        (any("A" <= c <= "Z" for c in password), "an uppercase letter"),
-        (any("a" <= c <= "z" for c in password), "a lowercase letter"),
-        (any("0" <= c <= "9" for c in password), "a number"),
-        (any(c in _SYMBOLS for c in password), "a symbol"),
-        (password == password.strip(" "), "no leading or trailing space"),
-    )
-    return [description for passed, description in rules if not passed]
+# Cognito's default policy lives in the domain (domain.passwords): the pages check it too.
 
 
 def _digest(token: str) -> str:
@@ -89,7 +74,7 @@ def _user_from_row(row: sqlite3.Row) -> IdentityUser:
 
 
 class EmbeddedIdentityProvider:
-    """The IdentityProvider port for the local backend, keyed by the lower-cased email."""
+    """The IdentityProvider port for the local backend, keyed by the email as `normalize_email` spells it."""
 
     def __init__(
         self,
@@ -173,6 +158,12 @@ class EmbeddedIdentityProvider:
     def get_user(self, username: str) -> IdentityUser | None:
         row = self._find(normalize_email(username))
         return _user_from_row(row) if row is not None else None
+
+    def get_user_by_subject(self, sub: str) -> IdentityUser | None:
+        if not sub or any(character in sub for character in '"\\'):
+            return None  # as Cognito's filter: no subject it issues holds these
+        rows = self._database.read("SELECT * FROM identity_users WHERE sub = ?", (sub,))
+        return _user_from_row(rows[0]) if rows else None
 
     def delete_user(self, username: str) -> None:
         username = normalize_email(username)
@@ -318,14 +309,15 @@ class EmbeddedIdentityProvider:
         if row is None:
             self._password_matches(self._dummy_hash, password)
             raise AccountNotFoundError()
-        # Checked before any refusal, so every answer costs one hash check.
-        matches = self._password_matches(row["password_hash"], password)
+        # Checked before any refusal, so every answer costs one hash check, and first: a wrong
+        # password gets the same answer whatever state the account is in (reset required,
+        # disabled), so only someone who knows the password learns the account's state.
+        if not self._password_matches(row["password_hash"], password):
+            raise InvalidCredentialsError()
         user = _user_from_row(row)
         now = self._clock()
         if user.status is _RESET_REQUIRED:
             raise InvalidCredentialsError("Password reset required")
-        if not matches:
-            raise InvalidCredentialsError()
         if not user.enabled:
             raise InvalidCredentialsError("User is disabled")
         expires_at = row["password_expires_at"]
@@ -384,6 +376,12 @@ class EmbeddedIdentityProvider:
         if row["revoked"] or now.timestamp() >= row["expires_at"] or not user.enabled or user.status is not _CONFIRMED:
             raise InvalidTokenError()
         return self._tokens(user, datetime.fromtimestamp(row["auth_time"], UTC), now, refresh_token)
+
+    def sign_out_everywhere(self, username: str) -> None:
+        with self._database.transaction() as connection:
+            connection.execute(
+                "UPDATE identity_refresh_tokens SET revoked = 1 WHERE username = ?", (normalize_email(username),)
+            )
 
     def verify_id_token(self, token: str) -> dict[str, object]:
         claims = self._keys.verify(token, self._audience, self._issuer, now=self._clock())

@@ -131,3 +131,16 @@ class SqliteJournal:
     def scan(self, batch_size: int = 1000) -> Iterator[list[ProvisioningJob]]:
         for rows in self._database.scan("provisioning", "transaction_id", batch_size):
             yield [_job_from_row(row) for row in rows]
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        # One pass over the covering index provisioning_by_status (status, updated_at).
+        rows = self._database.read("SELECT status, COUNT(*) AS jobs FROM provisioning GROUP BY status")
+        return {JobStatus(row["status"]): row["jobs"] for row in rows}
+
+    def count_updated_since(self, status: str, updated_since: str, *, min_attempts: int = 0) -> int:
+        # A range of provisioning_by_status; `attempts` (not in the index) is read only when asked about.
+        sql = "SELECT COUNT(*) FROM provisioning WHERE status = ? AND updated_at >= ?"
+        parameters: tuple[object, ...] = (status, updated_since)
+        if min_attempts > 0:
+            sql, parameters = f"{sql} AND attempts >= ?", (*parameters, min_attempts)
+        return int(self._database.read(sql, parameters)[0][0])

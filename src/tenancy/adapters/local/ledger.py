@@ -88,3 +88,18 @@ class SqliteLedger:
         where, parameters = ("received_at >= ?", (since,)) if since else ("", ())
         for rows in self._database.scan("payments", "id", batch_size, where, parameters):
             yield [_payment_from_row(row) for row in rows]
+
+    def count_by_verdict(self, since: str | None = None) -> dict[PaymentVerdict, int]:
+        where, parameters = ("WHERE received_at >= ?", (since,)) if since else ("", ())
+        rows = self._database.read(
+            f"SELECT verdict, COUNT(*) AS entries FROM payments {where} GROUP BY verdict",  # noqa: S608 - fixed SQL
+            parameters,
+        )
+        return {PaymentVerdict(row["verdict"]): row["entries"] for row in rows}
+
+    def with_verdict(self, verdict: str, since: str) -> list[PaymentRecord]:
+        rows = self._database.read(
+            "SELECT * FROM payments WHERE verdict = ? AND received_at >= ? ORDER BY received_at, id",
+            (verdict, since),
+        )
+        return [_payment_from_row(row) for row in rows]

@@ -143,6 +143,15 @@ class SqliteJobQueue:
             )
             return cursor.rowcount == 1
 
+    def remove_dead_letter(self, message_id: str) -> bool:
+        if not message_id.isdigit():
+            return False
+        with self._database.transaction() as connection:
+            cursor = connection.execute(
+                "DELETE FROM queue_messages WHERE id = ? AND queue = ?", (int(message_id), DEAD_LETTER_QUEUE)
+            )
+            return cursor.rowcount == 1
+
     def purge(self, transaction_id: str) -> int:
         with self._database.transaction() as connection:
             return connection.execute("DELETE FROM queue_messages WHERE transaction_id = ?", (transaction_id,)).rowcount

@@ -71,6 +71,8 @@ SCHEMA: tuple[str, ...] = (
         ON payments (pf_payment_id, payment_status) WHERE verdict = 'accepted'""",
     "CREATE INDEX IF NOT EXISTS payments_by_transaction ON payments (transaction_id)",
     "CREATE INDEX IF NOT EXISTS payments_by_email ON payments (email)",
+    # /metrics and the alert rules count entries by verdict and read the window's rejections.
+    "CREATE INDEX IF NOT EXISTS payments_by_verdict ON payments (verdict, received_at)",
     """CREATE TABLE IF NOT EXISTS queue_messages (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         queue TEXT NOT NULL,
@@ -141,6 +143,27 @@ SCHEMA: tuple[str, ...] = (
         window INTEGER NOT NULL,
         count INTEGER NOT NULL,
         PRIMARY KEY (counter_key, window)
+    )""",
+    # Sign-in sessions (browser cookies, API refresh-token families): only the secret's hash is kept.
+    """CREATE TABLE IF NOT EXISTS sign_in_sessions (
+        session_id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        username TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        tenant_id TEXT,
+        roles TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        provider_refresh_token TEXT,
+        revoked_at INTEGER
+    )""",
+    "CREATE INDEX IF NOT EXISTS sign_in_sessions_by_username ON sign_in_sessions (username)",
+    "CREATE INDEX IF NOT EXISTS sign_in_sessions_by_expiry ON sign_in_sessions (expires_at)",
+    # Per user: ID tokens issued before `not_before` (epoch seconds) no longer count.
+    """CREATE TABLE IF NOT EXISTS token_revocations (
+        username TEXT PRIMARY KEY,
+        not_before INTEGER NOT NULL
     )""",
     # One live forgotten-password code per user (a new one replaces it); only its argon2 hash is kept.
     """CREATE TABLE IF NOT EXISTS identity_reset_codes (

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tenancy.errors import ConfigurationError, InvalidTokenError
+from tenancy.private_files import private_directory, tighten
 
 __all__ = ["SigningKeys"]
 
@@ -52,10 +53,13 @@ class SigningKeys:
     @classmethod
     def load_or_create(cls, keys_dir: Path) -> SigningKeys:
         """The key in `keys_dir/signing-key.pem`, generated (mode 0600) on first start."""
-        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # 0700, and so is TENANCY_HOME when it is made here (parents=True would make it 0755).
+        private_directory(keys_dir)
         path = keys_dir / _KEY_FILE
         if not path.exists():
             _write_new_key(path)
+        else:
+            tighten(path)  # a key copied in (or restored) with a looser mode
         try:
             private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (OSError, ValueError, TypeError):

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
 from tenancy.web.pages import customer, ops, signin
+from tenancy.web.pages.errors import viewer_if_any
 from tenancy.web.pages.rendering import STATIC_DIR, redirect, render
 from tenancy.web.pages.security import CsrfError
 from tenancy.web.pages.viewer import LoginRequiredError, OperatorsOnlyError, current_viewer
@@ -41,4 +42,4 @@ def install_pages(app: FastAPI) -> None:
     async def csrf_refused(request: Request, error: CsrfError) -> Response:
         log.warning("csrf_refused", path=request.url.path, reason=str(error))
         context = {"title": "Form expired", "message": f"We did not accept this form: {error}."}
-        return render(request, "error.html", context, status_code=403)
+        return render(request, "error.html", context, status_code=403, viewer=viewer_if_any(request))

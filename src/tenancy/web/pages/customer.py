@@ -1,29 +1,38 @@
 """The buyer's pages: pricing, checkout (the signed PayFast form, or a simulated payment offline),
-the return page that follows provisioning, and the account page."""
+the return page that follows provisioning, and the account page. A signed-in owner is led to their
+account rather than sold a second site, which provisioning would stop for review (RB-001 section 6)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from typing import Annotated
+from urllib.parse import urlencode
 
 import structlog
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
+from tenancy.bootstrap import Services
 from tenancy.config import PayfastMode
 from tenancy.domain.ids import new_transaction_id
 from tenancy.domain.model import PaymentVerdict
 from tenancy.errors import InvalidInputError, TenantNotFoundError, UnknownPlanError
-from tenancy.payments.checkout import CheckoutLinks, checkout_fields, checkout_signature_matches, parse_buyer
+from tenancy.payments.checkout import (
+    CheckoutLinks,
+    checkout_fields,
+    checkout_signature_matches,
+    new_status_key,
+    parse_buyer,
+)
 from tenancy.payments.payfast import field_value
-from tenancy.payments.simulator import build_itn, encode_form
-from tenancy.provisioning.status import purchase_status
+from tenancy.payments.simulator import CUSTOM_FIELDS, build_itn, encode_form
+from tenancy.provisioning.status import NO_RECORD, purchase_status
 from tenancy.web.deps import ServicesDep
-from tenancy.web.pages.rendering import redirect, render
+from tenancy.web.pages.rendering import STATIC_DIR, redirect, render
 from tenancy.web.pages.security import read_form
-from tenancy.web.pages.viewer import current_viewer, require_viewer
+from tenancy.web.pages.viewer import Viewer, current_viewer, require_viewer
 
 __all__ = ["router"]
 
@@ -32,6 +41,11 @@ log = structlog.get_logger(__name__)
 router = APIRouter(include_in_schema=False)
 
 _TRANSACTION_ID = re.compile(r"^TXN-[A-Za-z0-9_-]{1,64}$")
+# How long the return page polls while every answer is "no record" before it says so and stops: a
+# genuine ITN normally arrives within seconds, and a later one is picked up by reloading the page.
+NO_RECORD_LIMIT_SECONDS = 90
+# Stand-ins for the other field, so that parse_buyer judges one field at a time.
+_VALID_NAME, _VALID_EMAIL = "A", "a@example.com"
 
 
 @router.get("/")
@@ -39,46 +53,64 @@ def home() -> Response:
     return redirect("/pricing")
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    # Asked for by browsers (and tools) that ignore the page's <link rel="icon">.
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+
 @router.get("/pricing")
 def pricing(request: Request, services: ServicesDep) -> Response:
-    return render(request, "pricing.html", {"plans": services.plans.plans}, viewer=current_viewer(request))
+    viewer = current_viewer(request)
+    context = {"plans": services.plans.plans, "owner": _ownership(services, viewer)}
+    return render(request, "pricing.html", context, viewer=viewer)
 
 
 @router.get("/checkout")
 def checkout(request: Request, services: ServicesDep, plan: str = "", cancelled: str = "") -> Response:
+    viewer = current_viewer(request)
+    owner = _ownership(services, viewer)
+    if owner is not None:
+        return render(request, "checkout_owner.html", {"owner": owner}, viewer=viewer)
     try:
         chosen = services.plans.get(plan)
     except UnknownPlanError:
         return _unknown_plan(request, plan)
     notice = "Payment cancelled: nothing was charged. You can try again." if cancelled else None
-    return render(request, "checkout.html", {"plan": chosen, "notice": notice, "form": {}})
+    return render(request, "checkout.html", {"plan": chosen, "notice": notice, "form": {}}, viewer=viewer)
 
 
 @router.post("/checkout")
 async def start_checkout(request: Request, services: ServicesDep) -> Response:
     form = await read_form(request)
+    viewer = current_viewer(request)
+    owner = _ownership(services, viewer)
+    if owner is not None:
+        # A second purchase would be paid for and then stopped for review: nothing to sell here.
+        return render(request, "checkout_owner.html", {"owner": owner}, status_code=409, viewer=viewer)
     try:
         plan = services.plans.get(form.get("plan", ""))
     except UnknownPlanError:
         return _unknown_plan(request, form.get("plan", ""))
-    try:
-        buyer = parse_buyer(form.get("name", ""), form.get("email", ""))
-    except InvalidInputError as error:
-        log.info("bad_request", path=request.url.path, reason=str(error))
-        context = {"plan": plan, "error": str(error), "form": form}
-        return render(request, "checkout.html", context, status_code=400)
+    problems = _buyer_problems(form.get("name", ""), form.get("email", ""))
+    if problems:
+        log.info("bad_request", path=request.url.path, reason="; ".join(problems.values()))
+        context = {"plan": plan, "errors": list(problems.values()), "invalid": set(problems), "form": form}
+        return render(request, "checkout.html", context, status_code=400, viewer=viewer)
+    buyer = parse_buyer(form.get("name", ""), form.get("email", ""))
     settings = services.settings
     fields = checkout_fields(
         plan=plan,
         buyer=buyer,
         transaction_id=new_transaction_id(),
+        status_key=new_status_key(),
         merchant_id=settings.payfast_merchant_id,
         merchant_key=settings.payfast_merchant_key.get_secret_value(),
         links=CheckoutLinks(settings.public_base_url),
         passphrase=settings.passphrase,
     )
     context = {"plan": plan, "buyer": buyer, "fields": fields, "process_url": settings.payfast_process_url}
-    return render(request, "checkout_pay.html", context)
+    return render(request, "checkout_pay.html", context, viewer=viewer)
 
 
 @router.post("/checkout/simulate")
@@ -109,30 +141,50 @@ async def simulate_payment(request: Request, services: ServicesDep) -> Response:
         name_last=field_value(fields, "name_last") or "",
         # One payment per checkout: pressing the button twice sends PayFast's retry, a duplicate.
         pf_payment_id=_simulated_payment_id(transaction_id),
+        custom={name: value for name, value in fields if name in CUSTOM_FIELDS},  # the status key's digest too
     )
     peer = request.client.host if request.client else ""
     record = await run_in_threadpool(services.intake.receive, encode_form(itn), peer, None)
     if record.verdict is PaymentVerdict.REJECTED:
-        message = f"The simulated payment was refused: {record.reasons[0] if record.reasons else 'rejected'}."
-        return render(request, "error.html", {"title": "Payment refused", "message": message}, status_code=400)
-    return redirect(CheckoutLinks("").return_url(transaction_id))
+        # The reasons are the payment checks' own words, for the log; the buyer is told what to do.
+        log.warning("simulated_payment_rejected", transaction_id=transaction_id, reasons=list(record.reasons))
+        message = "This shop's payment checks refused the simulated payment. Start again from the pricing page."
+        context = {"title": "Payment refused", "message": message, "reference": transaction_id}
+        return render(request, "error.html", context, status_code=400)
+    status_key = CheckoutLinks.status_key_in(field_value(fields, "return_url") or "")
+    return redirect(CheckoutLinks("").return_url(transaction_id, status_key))
 
 
 @router.get("/checkout/return")
-def checkout_return(request: Request, services: ServicesDep, txn: str = "") -> Response:
+def checkout_return(request: Request, services: ServicesDep, txn: str = "", key: str = "") -> Response:
     if not _TRANSACTION_ID.match(txn):
-        message = "This link has no valid transaction id. Check the link, or contact support."
+        message = "This link has no valid transaction id. Check that the address is complete."
         return render(request, "error.html", {"title": "Unknown purchase", "message": message}, status_code=400)
-    status = purchase_status(txn, services.journal, services.ledger)
-    return render(request, "checkout_return.html", {"status": status}, viewer=current_viewer(request))
+    if not key:  # nothing could ever open it: no page that waits
+        message = f"{NO_RECORD}. If you have paid, check your email for your sign-in details."
+        unknown = {"title": "Unknown purchase", "message": message, "reference": txn}
+        return render(request, "error.html", unknown, status_code=404, viewer=current_viewer(request))
+    status = purchase_status(txn, key, services.journal, services.ledger)
+    context = {
+        "status": status,
+        "status_url": f"/checkout/status?{urlencode({'txn': txn, 'key': key})}",
+        "no_record_limit_seconds": NO_RECORD_LIMIT_SECONDS,
+    }
+    return render(request, "checkout_return.html", context, viewer=current_viewer(request))
 
 
-@router.get("/checkout/status", include_in_schema=True, tags=["pages"])
+@router.get("/checkout/status", include_in_schema=True, tags=["pages"], responses={404: {"description": NO_RECORD}})
 def checkout_status(
-    services: ServicesDep, txn: Annotated[str, Query(pattern=_TRANSACTION_ID.pattern, max_length=68)]
+    services: ServicesDep,
+    txn: Annotated[str, Query(pattern=_TRANSACTION_ID.pattern, max_length=68)],
+    key: Annotated[str, Query(description="The status key of the return URL.")] = "",
 ) -> dict[str, object]:
-    """What the return page polls: the purchase's state and the message to show. No personal data."""
-    return purchase_status(txn, services.journal, services.ledger).as_document()
+    """What the return page polls: the purchase's state and the message to show, for the holder of
+    the checkout's status key; otherwise the 404 of an unknown transaction. No personal data."""
+    status = purchase_status(txn, key, services.journal, services.ledger)
+    if not status.known:
+        raise HTTPException(status_code=404, detail=NO_RECORD)
+    return status.as_document()
 
 
 @router.get("/account")
@@ -141,19 +193,46 @@ def account(request: Request, services: ServicesDep) -> Response:
     if viewer.tenant_id is None and viewer.is_operator:
         return redirect("/ops")
     try:
-        # The tenant comes from the verified token alone, never from the request.
-        tenant = services.accounts.tenant_for_token(viewer.token) if viewer.tenant_id else None
+        # The tenant comes from the server-side session alone, never from the request.
+        tenant = services.accounts.active_tenant(viewer.tenant_id) if viewer.tenant_id else None
     except TenantNotFoundError:
         tenant = None
     if tenant is None:
-        message = "Tenant not found: this account has no active site. Contact support."
-        context = {"title": "Tenant not found", "message": message}
+        message = "Tenant not found: this account has no active site."
+        # No link back to the account: it is the page that failed.
+        context = {"title": "Tenant not found", "message": message, "account_link": False}
         return render(request, "error.html", context, status_code=403, viewer=viewer)
     try:
         plan_name = services.plans.get(tenant.plan).display_name
     except UnknownPlanError:  # a plan since taken out of the catalogue: the tenant keeps its limits
         plan_name = tenant.plan
     return render(request, "account.html", {"tenant": tenant, "plan_name": plan_name}, viewer=viewer)
+
+
+def _ownership(services: Services, viewer: Viewer | None) -> dict[str, str] | None:
+    """For a signed-in owner (a viewer with a tenant), what to tell them of the site they have:
+    its plan's name ("" when unknown); None for everyone else, who may buy."""
+    if viewer is None or viewer.tenant_id is None:
+        return None
+    tenant = services.tenants.get(viewer.tenant_id)
+    if tenant is None:
+        return {"plan_name": ""}
+    try:
+        return {"plan_name": services.plans.get(tenant.plan).display_name}
+    except UnknownPlanError:  # a plan since taken out of the catalogue
+        return {"plan_name": tenant.plan}
+
+
+def _buyer_problems(name: str, email: str) -> dict[str, str]:
+    """Every problem of the checkout form, by field: parse_buyer names only the first it meets, so
+    each field is judged alone, beside a valid stand-in for the other."""
+    problems: dict[str, str] = {}
+    for field, attempt in (("name", (name, _VALID_EMAIL)), ("email", (_VALID_NAME, email))):
+        try:
+            parse_buyer(*attempt)
+        except InvalidInputError as error:
+            problems[field] = str(error)
+    return problems
 
 
 def _simulated_payment_id(transaction_id: str) -> str:

@@ -16,13 +16,15 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from tenancy.bootstrap import Services
+from tenancy.config import Backend
 from tenancy.domain.model import JobStatus
+from tenancy.domain.plurals import plural
 from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.runbook.audit import AuditReport, parse_duration, run_audit, window_start
-from tenancy.runbook.audit_export import human_age, render_csv
+from tenancy.runbook.audit_export import attempts_headline, human_age, render_csv, verdict_line
 from tenancy.runbook.dashboard import HourlySeries, read_dashboard
-from tenancy.runbook.dead_letters import dead_letter_row
-from tenancy.runbook.evidence import Selector
+from tenancy.runbook.dead_letters import DeadLetterDecision, dead_letter_row
+from tenancy.runbook.evidence import Selector, mail_status_words
 from tenancy.runbook.findings import Finding
 from tenancy.runbook.job_search import JobFilters, job_rows, rows_for_query
 from tenancy.runbook.passive import DeadLettersOnly
@@ -64,7 +66,15 @@ _NOTICES = {
     "unfinished": ("error", "The repair stopped before the purchase was healthy. See the diagnosis below."),
     "redriven": ("success", "The message is back on the work queue with a fresh set of attempts."),
     "not_found": ("error", "That message is no longer in the dead-letter queue; nothing was redriven."),
-    "redriven_all": ("success", "Redrove {count} message(s) back to the work queue."),
+    "redriven_all": ("success", "Redrove {messages} back to the work queue."),
+    "removed": ("success", "The message is removed from the dead-letter queue; its purchase stays healthy."),
+    "not_removed": ("error", "That message is no longer in the dead-letter queue; nothing was removed."),
+    "not_healed": (
+        "error",
+        "Not removed: that message's purchase is not healthy, so the message still says something is wrong. "
+        "Open its case and repair it first.",
+    ),
+    "removed_healed": ("success", "Removed {messages} of healed purchases from the dead-letter queue."),
 }
 
 
@@ -151,7 +161,11 @@ def jobs(request: Request, services: ConsoleServices, q: str = "", status: str =
     if filters.query:
         runbook = services.runbook
         rows = rows_for_query(
-            services.journal, services.ledger, lambda txn: runbook.diagnose(Selector(transaction_id=txn)), filters
+            services.journal,
+            services.ledger,
+            lambda txn: runbook.diagnose(Selector(transaction_id=txn)),
+            filters,
+            diagnose_tenant=lambda tenant_id: runbook.diagnose(Selector(tenant_id=tenant_id)),
         )
     else:
         now = services.clock.now()
@@ -274,24 +288,55 @@ def _bad_key(request: Request, viewer: Viewer) -> Response:
 @router.get("/ops/dlq")
 def dead_letters(request: Request, services: ConsoleServices, done: str = "", count: str = "") -> Response:
     viewer = require_operator(request)
-    rows = [dead_letter_row(services.journal.get(m.transaction_id), m) for m in services.runbook.dead_letters()]
-    return _page(request, viewer, "ops/dlq.html", "dlq", {"rows": rows, "notice": _notice(done, count)})
+    rows = [_dead_letter_view(services, decision) for decision in services.runbook.judge_dead_letters()]
+    context = {"rows": rows, "healed_count": sum(1 for row in rows if row["healed"]), "notice": _notice(done, count)}
+    return _page(request, viewer, "ops/dlq.html", "dlq", context)
+
+
+def _dead_letter_view(services: Services, decision: DeadLetterDecision) -> dict[str, object]:
+    """The message as `tenancy dlq list` shows it, with where its purchase stands now."""
+    message = decision.message
+    job = services.journal.get(message.transaction_id) if message.transaction_id else None
+    finding = decision.diagnosis.finding if decision.diagnosis else None
+    return {**dead_letter_row(job, message), "finding": finding, "healed": decision.healed, "reason": decision.reason}
 
 
 @router.post("/ops/dlq/redrive-all")
 async def redrive_all(request: Request, services: ConsoleServices) -> Response:
-    require_operator(request)
+    viewer = require_operator(request)
     await read_form(request)
-    moved = await run_in_threadpool(services.runbook.redrive_all)
+    moved = await run_in_threadpool(services.runbook.redrive_all, operator=viewer.email)
     return redirect(f"/ops/dlq?done=redriven_all&count={len(moved)}")
+
+
+@router.post("/ops/dlq/remove-healed")
+async def remove_healed(request: Request, services: ConsoleServices) -> Response:
+    """`tenancy dlq remove --healed`: every message whose purchase is healthy now, judged again here."""
+    viewer = require_operator(request)
+    await read_form(request)
+    decisions = await run_in_threadpool(services.runbook.remove_healed_dead_letters, operator=viewer.email)
+    return redirect(f"/ops/dlq?done=removed_healed&count={sum(1 for decision in decisions if decision.removed)}")
 
 
 @router.post("/ops/dlq/{message_id}/redrive")
 async def redrive(request: Request, services: ConsoleServices, message_id: str) -> Response:
-    require_operator(request)
+    viewer = require_operator(request)
     await read_form(request)
-    moved = await run_in_threadpool(services.runbook.redrive, message_id)
+    moved = await run_in_threadpool(services.runbook.redrive, message_id, operator=viewer.email)
     return redirect("/ops/dlq?done=" + ("redriven" if moved else "not_found"))
+
+
+@router.post("/ops/dlq/{message_id}/remove")
+async def remove(request: Request, services: ConsoleServices, message_id: str) -> Response:
+    """Removes a stale message: only while its purchase is healthy (the page offers it only then,
+    and the purchase is judged again here, since it may have changed since the page was drawn)."""
+    viewer = require_operator(request)
+    await read_form(request)
+    decision = await run_in_threadpool(
+        services.runbook.remove_dead_letter, message_id, operator=viewer.email, only_if_healed=True
+    )
+    done = "not_removed" if decision is None else "removed" if decision.removed else "not_healed"
+    return redirect(f"/ops/dlq?done={done}")
 
 
 # --- Mail --------------------------------------------------------------------------------------
@@ -301,7 +346,7 @@ async def redrive(request: Request, services: ConsoleServices, message_id: str) 
 def mail(request: Request, services: ConsoleServices) -> Response:
     viewer = require_operator(request)
     emails = [dataclasses.replace(email, text=_hide_secrets(email.text)) for email in services.mailer.outbox(limit=100)]
-    return _page(request, viewer, "ops/mail.html", "mail", {"emails": emails})
+    return _page(request, viewer, "ops/mail.html", "mail", {"emails": emails, "status_words": mail_status_words})
 
 
 # Where our own emails (welcome, operator invitation, password reset) carry a secret. An email
@@ -323,7 +368,13 @@ def audit(request: Request, services: ConsoleServices, since: str = AUDIT_WINDOW
         report = _audit(services, since)
     except InvalidInputError as error:
         return _error(request, viewer, "Bad audit window", str(error), 400)
-    context = {"report": report, "since": since, "human_age": human_age}
+    context = {
+        "report": report,
+        "since": since,
+        "human_age": human_age,
+        "verdict": verdict_line(report),
+        "attempts_headline": attempts_headline(report) if report.attempts else "",
+    }
     return _page(request, viewer, "ops/audit.html", "audit", context)
 
 
@@ -347,7 +398,9 @@ def _audit(services: Services, since: str) -> AuditReport:
     """`tenancy audit --since ...`: the same window and classification; InvalidInputError for a bad window."""
     now = services.clock.now()
     start = window_start(now, parse_duration(since))
-    return run_audit(services.evidence_stores, since=start, now=now, password_ttl=_password_ttl(services))
+    return run_audit(
+        services.evidence_stores, since=start, now=now, password_ttl=_password_ttl(services), trail=services.trail
+    )
 
 
 def _password_ttl(services: Services) -> timedelta:
@@ -358,12 +411,20 @@ def _password_ttl(services: Services) -> timedelta:
 
 
 def _page(request: Request, viewer: Viewer, template: str, section: str, context: dict[str, Any]) -> Response:
-    return render(request, template, {**context, "section": section}, viewer=viewer)
+    context = {**context, "section": section, "mail_only_stored": _mail_only_stored(request)}
+    return render(request, template, context, viewer=viewer)
 
 
 def _error(request: Request, viewer: Viewer, title: str, message: str, status_code: int) -> Response:
-    context = {"title": title, "message": message, "section": ""}
+    context = {"title": title, "message": message, "section": "", "mail_only_stored": _mail_only_stored(request)}
     return render(request, "ops/error.html", context, status_code=status_code, viewer=viewer)
+
+
+def _mail_only_stored(request: Request) -> bool:
+    """Whether this server keeps its mail without delivering it: the embedded backend with no SMTP
+    server configured. Every page of the console says so (on AWS, SES delivers)."""
+    settings = request.app.state.services.settings
+    return bool(settings.backend is Backend.LOCAL and not settings.smtp_url)
 
 
 def _notice(done: str, count: str = "") -> tuple[str, str] | None:
@@ -372,4 +433,5 @@ def _notice(done: str, count: str = "") -> tuple[str, str] | None:
         return None
     kind, text = notice
     # Only digits reach the text: the count is a number or it is nothing.
-    return kind, text.format(count=int(count) if count.isascii() and count.isdigit() and len(count) < 7 else 0)
+    number = int(count) if count.isascii() and count.isdigit() and len(count) < 7 else 0
+    return kind, text.format(count=number, messages=plural(number, "message"))

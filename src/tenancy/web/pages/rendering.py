@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from tenancy.bootstrap import Services
 from tenancy.web.pages.security import CSRF_FIELD, csrf_token_for, remember_csrf_token, security_headers
+from tenancy.web.pages.text_filters import install_filters
 from tenancy.web.pages.viewer import Viewer
 
 __all__ = ["STATIC_DIR", "redirect", "render"]
@@ -19,6 +20,7 @@ __all__ = ["STATIC_DIR", "redirect", "render"]
 _WEB_DIR = Path(__file__).resolve().parent.parent
 STATIC_DIR = _WEB_DIR / "static"
 templates = Jinja2Templates(directory=str(_WEB_DIR / "templates"))
+install_filters(templates.env)
 
 
 def render(
@@ -36,6 +38,8 @@ def render(
         "csrf_token": csrf_token_for(request),
         "viewer": viewer,
         "offline_payments": services.settings.payfast_mode.value == "offline",
+        # Every "contact support" on a page names the address (TENANCY_SUPPORT_EMAIL).
+        "support_email": services.settings.effective_support_email,
         **(context or {}),
     }
     response = templates.TemplateResponse(request, template, full_context, status_code=status_code)

@@ -1,13 +1,17 @@
 """Browser-facing security for the pages: the session cookie, CSRF on every form post, and the
 headers (Content-Security-Policy and friends) every page is served with.
 
-The session cookie holds the identity provider's ID token, so a page request is authenticated
-exactly as an API request is: the RS256 signature, audience and expiry are checked every time.
-CSRF uses a double-submit token: a random value in a SameSite=Strict cookie that each form echoes
-in a hidden field; a cross-site form can neither read the cookie nor make the browser send it."""
+The session cookie names a server-side session (`accounts.sessions`), so signing out, a password
+reset or an operator's demotion ends it at once. CSRF: a signed-in browser's token is derived from
+its session's secret (an attacker who plants a cookie cannot know it); before signing in, a random
+value in a SameSite=Strict cookie that each form echoes in a hidden field (double submit). Every
+form post must also name this site, scheme, host and port, in `Origin` (or `Referer`).
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import secrets
 from urllib.parse import urlsplit
@@ -16,6 +20,7 @@ from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
+from tenancy.accounts.sessions import session_secret
 from tenancy.config import Settings
 
 __all__ = [
@@ -74,7 +79,12 @@ def _settings(request: Request) -> Settings:
 
 
 def csrf_token_for(request: Request) -> str:
-    """The browser's CSRF token: the cookie's, or a new one that `remember_csrf_token` will set."""
+    """The form token: bound to the signed-in session, or (signed out) the CSRF cookie's, or a new
+    one that `remember_csrf_token` will set."""
+    secret = session_secret(session_token(request) or "")
+    if secret is not None:
+        digest = hmac.new(secret.encode("ascii"), b"csrf", hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
     existing = request.cookies.get(cookie_name(CSRF_COOKIE, _settings(request)), "")
     if len(existing) == 43 and existing.replace("-", "").replace("_", "").isalnum():
         return existing
@@ -93,25 +103,43 @@ def remember_csrf_token(request: Request, response: Response, settings: Settings
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """The posted form, once its CSRF token and origin are checked; CsrfError otherwise."""
+    """The posted form, once its origin and CSRF token are checked; CsrfError otherwise."""
     _check_origin(request)
     form: FormData = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     fields = {key: value for key, value in form.items() if isinstance(value, str)}
-    cookie = request.cookies.get(cookie_name(CSRF_COOKIE, _settings(request)), "")
+    expected = csrf_token_for(request)
     posted = fields.pop(CSRF_FIELD, "")
-    if not cookie or not hmac.compare_digest(cookie.encode(), posted.encode()):
+    if getattr(request.state, "new_csrf_token", None) == expected or not hmac.compare_digest(
+        expected.encode(), posted.encode()
+    ):
+        # A token this request just made up matches nothing the browser was given.
         raise CsrfError("the form's security token is missing or stale; reload the page and try again")
     return {key: value[:MAX_FIELD_LENGTH] for key, value in fields.items()}
 
 
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL, the port made explicit; None if it has none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
 def _check_origin(request: Request) -> None:
-    # Browsers send Origin on every cross-site POST; when present it must be this site: the host
-    # the request came to, or the public address (a proxy in front may rewrite Host).
-    origin = request.headers.get("origin")
-    if origin is None:
-        return
-    ours = {request.headers.get("host", ""), urlsplit(_settings(request).public_base_url).netloc}
-    if urlsplit(origin).netloc not in ours:
+    # The origin that posted must be this site: the address the request came to, or the public
+    # address (a proxy in front may rewrite Host and end TLS), scheme, host and port alike.
+    # Browsers send Origin on every POST; a Referer stands in for an old browser's missing Origin.
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    sender = _origin_of(claimed) if claimed and claimed != "null" else None
+    if sender is None:
+        raise CsrfError("the form was posted without naming this site; reload the page and try again")
+    here = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    ours = {_origin_of(here), _origin_of(_settings(request).public_base_url)}
+    if sender not in ours:
         raise CsrfError("the form was posted from another site")
 
 
@@ -120,11 +148,11 @@ def session_token(request: Request) -> str | None:
     return token or None
 
 
-def set_session(response: Response, id_token: str, settings: Settings) -> None:
+def set_session(response: Response, session: str, settings: Settings) -> None:
     response.set_cookie(
         cookie_name(SESSION_COOKIE, settings),
-        id_token,
-        max_age=settings.token_ttl_seconds,
+        session,
+        max_age=settings.session_hours * 3600,
         httponly=True,
         secure=settings.cookie_secure,
         samesite="lax",

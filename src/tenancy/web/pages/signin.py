@@ -4,13 +4,17 @@ stays as it is; these forms post to their own paths."""
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from tenancy.accounts.roles import OPERATOR_ROLE, roles_of
+from tenancy.bootstrap import Services
 from tenancy.domain.model import AuthChallenge
+from tenancy.domain.passwords import password_policy_failures
 from tenancy.errors import (
     AuthenticationError,
     InvalidInputError,
@@ -19,13 +23,12 @@ from tenancy.errors import (
     RateLimitedError,
     TransientError,
 )
-from tenancy.payments.payfast import client_address
-from tenancy.web.deps import ServicesDep
+from tenancy.web.deps import ServicesDep, client_ip
 from tenancy.web.pages.rendering import redirect, render
-from tenancy.web.pages.security import clear_session, read_form, set_session
+from tenancy.web.pages.security import clear_session, read_form, session_token, set_session
 from tenancy.web.pages.viewer import current_viewer
 
-__all__ = ["router"]
+__all__ = ["router", "sign_out_browser"]
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +43,10 @@ def safe_next(candidate: str | None) -> str | None:
 
 
 @router.get("/auth/login")
-def login_page(request: Request, next: str = "", changed: str = "") -> Response:
+def login_page(request: Request, next: str = "", changed: str = "", signed_out: str = "") -> Response:
     notice = "Your password is changed. Sign in with it." if changed else None
+    if signed_out:
+        notice = "You are signed out."
     context = {"next": safe_next(next) or "", "notice": notice, "email": ""}
     return render(request, "login.html", context, viewer=current_viewer(request))
 
@@ -51,22 +56,26 @@ async def sign_in(request: Request, services: ServicesDep) -> Response:
     form = await read_form(request)
     email, password = form.get("email", "").strip(), form.get("password", "")
     next_path = safe_next(form.get("next"))
-    peer = request.client.host if request.client else ""
-    source = client_address(peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies)
+    source = client_ip(request)
     context: dict[str, object] = {"email": email, "next": next_path or ""}
     if not email or not password:
         return render(request, "login.html", {**context, "error": "Enter your email and password"}, status_code=400)
     try:
+        # A slow-down for an account under attack is waited out here, holding no thread.
+        await asyncio.sleep(await run_in_threadpool(services.accounts.sign_in_delay, email))
         result = await run_in_threadpool(services.accounts.login, email, password, source)
     except RateLimitedError as error:
         log.warning("rate_limited", path=request.url.path, reason=error.reason)
         return render(request, "login.html", {**context, "error": error.reason}, status_code=429)
+    except InvalidInputError as error:  # an address we refuse (a lookalike, an invisible character)
+        log.info("bad_request", path=request.url.path, reason=str(error))
+        return render(request, "login.html", {**context, "error": str(error)}, status_code=400)
     except AuthenticationError as error:
         log.info("auth_refused", path=request.url.path, reason=error.reason)
         return render(request, "login.html", {**context, "error": error.reason}, status_code=error.status_code)
     if isinstance(result, AuthChallenge):
         return render(request, "new_password.html", {**context, "session": result.session})
-    return _signed_in(services, result.id_token, next_path)
+    return await run_in_threadpool(_signed_in, services, result.id_token, next_path)
 
 
 @router.post("/auth/new-password")
@@ -76,8 +85,9 @@ async def choose_new_password(request: Request, services: ServicesDep) -> Respon
     new_password, repeated = form.get("new_password", ""), form.get("confirm_password", "")
     next_path = safe_next(form.get("next"))
     context: dict[str, object] = {"email": email, "session": session, "next": next_path or ""}
-    if new_password != repeated:
-        return render(request, "new_password.html", {**context, "error": "The passwords do not match"}, status_code=400)
+    problems = _new_password_problems(new_password, repeated)
+    if problems:
+        return render(request, "new_password.html", {**context, "errors": problems}, status_code=400)
     try:
         tokens = await run_in_threadpool(services.accounts.complete_new_password, email, session, new_password)
     except (PasswordPolicyError, InvalidInputError) as error:
@@ -87,7 +97,7 @@ async def choose_new_password(request: Request, services: ServicesDep) -> Respon
         return render(request, "login.html", {**context, "error": error_text}, status_code=401)
     except AuthenticationError as error:
         return render(request, "login.html", {**context, "error": error.reason}, status_code=error.status_code)
-    return _signed_in(services, tokens.id_token, next_path)
+    return await run_in_threadpool(_signed_in, services, tokens.id_token, next_path)
 
 
 @router.get("/auth/forgot")
@@ -101,12 +111,14 @@ async def send_reset_code(request: Request, services: ServicesDep) -> Response:
     email = form.get("email", "").strip()
     if "@" not in email:
         return render(request, "forgot.html", {"email": email, "error": "Enter your email address"}, status_code=400)
-    peer = request.client.host if request.client else ""
-    source = client_address(peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies)
+    source = client_ip(request)
     try:
         await run_in_threadpool(services.accounts.request_password_reset, email, source)
     except RateLimitedError as error:
         log.warning("rate_limited", path=request.url.path, reason=error.reason)
+    except InvalidInputError as error:  # refused for its form alone, whoever has an account
+        log.info("bad_request", path=request.url.path, reason=str(error))
+        return render(request, "forgot.html", {"email": email, "error": str(error)}, status_code=400)
     # The same answer whether or not the account exists, and whether or not a code went out.
     return render(request, "reset.html", {"email": email, "sent": True})
 
@@ -122,12 +134,13 @@ async def reset_password(request: Request, services: ServicesDep) -> Response:
     email, code = form.get("email", "").strip(), form.get("code", "").strip()
     new_password, repeated = form.get("new_password", ""), form.get("confirm_password", "")
     context: dict[str, object] = {"email": email, "sent": False}
-    if new_password != repeated:
-        return render(request, "reset.html", {**context, "error": "The passwords do not match"}, status_code=400)
-    peer = request.client.host if request.client else ""
-    source = client_address(peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies)
+    problems = ["Enter your email address"] if "@" not in email else []
+    problems += ["Enter the reset code from the email"] if not code else []
+    problems += _new_password_problems(new_password, repeated)
+    if problems:
+        return render(request, "reset.html", {**context, "errors": problems}, status_code=400)
     try:
-        await run_in_threadpool(services.accounts.confirm_password_reset, email, code, new_password, source)
+        await run_in_threadpool(services.accounts.confirm_password_reset, email, code, new_password)
     except (PasswordPolicyError, InvalidInputError) as error:
         return render(request, "reset.html", {**context, "error": str(error)}, status_code=400)
     except RateLimitedError as error:
@@ -143,17 +156,29 @@ async def reset_password(request: Request, services: ServicesDep) -> Response:
     return redirect("/auth/login?changed=1")
 
 
-@router.post("/auth/logout")
-async def sign_out(request: Request, services: ServicesDep) -> Response:
+async def sign_out_browser(request: Request, services: Services) -> Response:
+    """The sign-out form (`POST /auth/logout`, shared with the API's sign-out): the session ends
+    server-side, not only in this browser."""
     await read_form(request)
-    response = redirect("/auth/login")
+    token = session_token(request)
+    if token is not None:
+        await run_in_threadpool(services.sessions.end, token)
+    response = redirect("/auth/login?signed_out=1")
     clear_session(response, services.settings)
     return response
 
 
-def _signed_in(services: ServicesDep, id_token: str, next_path: str | None) -> Response:
+def _new_password_problems(new_password: str, repeated: str) -> list[str]:
+    """Every problem of a new password at once, before the identity provider is asked (it would
+    name only one): the policy it breaks, and a repeat that differs."""
+    failures = password_policy_failures(new_password)
+    problems = [f"The password must have {', '.join(failures)}"] if failures else []
+    return problems + (["The passwords do not match"] if new_password != repeated else [])
+
+
+def _signed_in(services: Services, id_token: str, next_path: str | None) -> Response:
     claims = services.identity.verify_id_token(id_token)
     landing = "/ops" if OPERATOR_ROLE in roles_of(claims) and not claims.get("custom:tenant_id") else "/account"
     response = redirect(next_path or landing)
-    set_session(response, id_token, services.settings)
+    set_session(response, services.sessions.start_browser(claims), services.settings)
     return response

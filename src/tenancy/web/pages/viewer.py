@@ -1,4 +1,4 @@
-"""Who is signed in to the pages: the session cookie's ID token, verified on every request."""
+"""Who is signed in to the pages: the server-side session the cookie names, read on every request."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from fastapi import Request
 
 from tenancy.accounts.roles import OPERATOR_ROLE, roles_of
 from tenancy.bootstrap import Services
-from tenancy.errors import AuthenticationError
 from tenancy.web.pages.security import session_token
 
 __all__ = ["LoginRequiredError", "OperatorsOnlyError", "Viewer", "current_viewer", "require_operator", "require_viewer"]
@@ -31,7 +30,6 @@ class Viewer:
     email: str
     tenant_id: str | None
     roles: frozenset[str]
-    token: str
 
     @property
     def is_operator(self) -> bool:
@@ -39,21 +37,16 @@ class Viewer:
 
 
 def current_viewer(request: Request) -> Viewer | None:
-    token = session_token(request)
-    if token is None:
-        return None
+    cached: Viewer | None = getattr(request.state, "viewer", None)
+    if cached is not None:
+        return cached
     services: Services = request.app.state.services
-    try:
-        claims = services.identity.verify_id_token(token)
-    except AuthenticationError:
+    session = services.sessions.browser_session(session_token(request))
+    if session is None:
         return None
-    tenant_id = claims.get("custom:tenant_id")
-    return Viewer(
-        email=str(claims.get("email", "")),
-        tenant_id=tenant_id if isinstance(tenant_id, str) and tenant_id else None,
-        roles=roles_of(claims),
-        token=token,
-    )
+    viewer = Viewer(email=session.username, tenant_id=session.tenant_id, roles=frozenset(session.roles))
+    request.state.viewer = viewer
+    return viewer
 
 
 def require_viewer(request: Request) -> Viewer:
@@ -66,13 +59,16 @@ def require_viewer(request: Request) -> Viewer:
 
 
 def require_operator(request: Request) -> Viewer:
-    """Operators only: the verified token must say so, and so must the identity user now. A
-    token lives for up to an hour; an operator disabled or demoted since loses the console at once."""
+    """Operators only: the session must say so, and so must the identity user now. An operator
+    disabled, demoted or removed since signing in loses the console at once, and every session of
+    theirs ends."""
     viewer = require_viewer(request)
     if not viewer.is_operator:
         raise OperatorsOnlyError()
     services: Services = request.app.state.services
     user = services.identity.get_user(viewer.email)
     if user is None or not user.enabled or OPERATOR_ROLE not in roles_of(user.attributes):
+        # Demoted, disabled or removed since signing in: every session of theirs ends now.
+        services.sessions.end_everywhere(viewer.email, "operator_access_withdrawn")
         raise OperatorsOnlyError()
     return viewer

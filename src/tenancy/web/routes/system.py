@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
+from tenancy.provisioning.status import find_purchase
 from tenancy.web.deps import ServicesDep
 
 __all__ = ["router"]
@@ -23,10 +26,20 @@ class ProvisioningStatus(BaseModel):
     completed_steps: list[str]
 
 
-@router.get("/provisioning/{transaction_id}", responses={404: {"description": "No such transaction"}})
-def provisioning_status(transaction_id: str, services: ServicesDep) -> ProvisioningStatus:
-    """Where a purchase's provisioning stands: what the checkout page polls. Shows no personal data."""
-    job = services.journal.get(transaction_id[:64])
+StatusKey = Annotated[
+    str, Query(description="The checkout's status key: the `key` of the return URL PayFast sent the buyer to.")
+]
+
+
+@router.get(
+    "/provisioning/{transaction_id}",
+    responses={404: {"description": "No provisioning for this transaction and key (or no such transaction)"}},
+)
+def provisioning_status(transaction_id: str, services: ServicesDep, key: StatusKey = "") -> ProvisioningStatus:
+    """Where a purchase's provisioning stands, for the holder of its checkout's status key. Without
+    the right key the answer is the 404 of an unknown transaction. Shows no personal data."""
+    purchase = find_purchase(transaction_id[:64], key, services.journal, services.ledger)
+    job = purchase.job if purchase is not None else None
     if job is None:
         raise HTTPException(status_code=404, detail="No provisioning for this transaction")
     return ProvisioningStatus(
