@@ -347,6 +347,17 @@ def test_refresh_gives_new_tokens_for_the_same_user(backend: Backend) -> None:
     assert claims["custom:tenant_id"] == "ten_abc"
 
 
+def test_signing_out_everywhere_revokes_the_users_refresh_tokens(backend: Backend) -> None:
+    tokens = _confirmed(backend.identity)
+
+    backend.identity.sign_out_everywhere(EMAIL)
+    backend.identity.sign_out_everywhere("nobody@example.com")  # an unknown user is no error
+
+    with pytest.raises((InvalidTokenError, KeyError) if backend.on_moto else InvalidTokenError):
+        # moto forgets the token, and its unguarded lookup raises KeyError (see the test below).
+        backend.identity.refresh(tokens.refresh_token)
+
+
 def test_refresh_refuses_a_garbage_token(backend: Backend) -> None:
     if backend.on_moto:
         # moto looks the token up unguarded and its KeyError escapes; Cognito answers

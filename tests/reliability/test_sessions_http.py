@@ -158,12 +158,14 @@ def test_after_signing_out_the_old_cookie_opens_nothing(live_http: RunningServer
         assert client.get("/account").status_code == 200
         token = csrf_token_in(client.get("/account").text)
         signed_out = client.post("/auth/logout", data={"csrf_token": token}, follow_redirects=False)
+        confirmation = client.get(signed_out.headers["location"])
 
     with httpx.Client(base_url=live_http.base_url, cookies=cookies) as stolen:
         replayed = stolen.get("/account", follow_redirects=False)
 
     assert signed_out.status_code == 303
     assert signed_out.headers["location"] == "/auth/login?signed_out=1"
+    assert "You are signed out." in confirmation.text
     assert replayed.status_code == 303
     assert replayed.headers["location"].startswith("/auth/login")
 
