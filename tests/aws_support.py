@@ -1,4 +1,5 @@
-"""What AWS-backed tests share: the moto context the `aws` fixture (tests/contract/conftest.py) yields."""
+"""What the contract suites share: the backend under test as bootstrap wires it (`Backend`, built
+by the `backend` fixture in tests/contract/conftest.py) and, on AWS, the moto context it runs on."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import moto
 
 from tenancy.adapters.aws.cognito import CognitoIdentityProvider
 from tenancy.adapters.aws.resources import AwsResources
+from tenancy.bootstrap import Services
 from tenancy.config import Settings
+
+from helpers import ManualClock
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,31 @@ class AwsContext:
     session: boto3.Session
     settings: Settings  # points at the resources below, TENANCY_BACKEND=aws
     resources: AwsResources
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend's services as `bootstrap.build` wires them, the clock they all read (a test
+    moves it on to wait out a delay or a timeout) and, on AWS, the moto context, for what a test
+    reads or breaks behind the adapters' backs."""
+
+    services: Services
+    clock: ManualClock
+    aws: AwsContext | None = None
+
+    @property
+    def name(self) -> str:
+        return "local" if self.aws is None else "aws"
+
+    @property
+    def on_moto(self) -> bool:
+        return self.aws is not None
+
+    @property
+    def moto(self) -> AwsContext:
+        """The moto context; only an AWS backend has one."""
+        assert self.aws is not None, "only the AWS backend runs on moto"
+        return self.aws
 
 
 def moto_public_jwks() -> dict[str, Any]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tenancy.bootstrap import Services
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, Settings
-from tenancy.domain.clock import format_timestamp
+from tenancy.domain.clock import format_timestamp, utc_now
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import JobStatus, ProvisioningJob, Tenant
 from tenancy.errors import TransientError
@@ -31,6 +32,27 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+class ManualClock:
+    """The Clock port for tests: time stands still until the test moves it on, so a test waits
+    out a delay or a timeout by advancing the clock instead of sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.start = start if start is not None else utc_now().replace(microsecond=0)
+        self._now = self.start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float = 0, **delta: float) -> None:
+        """Moves time on by `seconds` plus any `timedelta` keywords (`minutes=5`, `days=7`)."""
+        self._now += timedelta(seconds=seconds, **delta)
+
+    @property
+    def advanced_seconds(self) -> float:
+        """How far the test has moved time on since `start`."""
+        return (self._now - self.start).total_seconds()
 
 
 def journal_job(services: Services, transaction_id: str, email: str, plan: str = "professional") -> ProvisioningJob:

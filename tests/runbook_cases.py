@@ -3,6 +3,7 @@ backend (importable as `runbook_cases`: tests/ is on pytest's pythonpath)."""
 
 from __future__ import annotations
 
+from tenancy.advice import next_action
 from tenancy.bootstrap import Services
 from tenancy.domain.model import Billing, Tenant, TenantStatus, Usage, UserRecord, UserStatus
 from tenancy.runbook.evidence import Selector
@@ -62,8 +63,8 @@ def texts_for_people(services: Services, selector: Selector) -> list[str]:
     report = runbook.verify(selector)
     return [
         diagnosis.summary,
-        diagnosis.next_action,
-        *diagnosis.evidence,
+        next_action(diagnosis),
+        *diagnosis.evidence_lines,
         *plan.actions,
         *(f"{check.name}: {check.detail}" for check in report.checks),
     ]

@@ -293,29 +293,32 @@ def log_directory(settings: Settings) -> Path:
     return settings.home / "logs"
 
 
-def build(settings: Settings) -> Services:
-    """Wires the backend that `settings.backend` names."""
+def build(settings: Settings, *, clock: Clock | None = None) -> Services:
+    """Wires the backend that `settings.backend` names. Every service and adapter that judges
+    time (delays, visibility timeouts, expiries, rate-limit windows) reads `clock`: the system
+    clock unless a test passes its own."""
+    clock = clock or SystemClock()
     if settings.backend is Backend.AWS:
-        return _build_aws(settings)
+        return _build_aws(settings, clock)
     plans = load_catalogue(settings.plans_file)
     database = Database(settings.database_path)
     smtp = SmtpTarget(settings.smtp_url) if settings.smtp_url else None
     return Services(
         settings=settings,
-        clock=SystemClock(),
+        clock=clock,
         plans=plans,
         tenants=SqliteTenantStore(database),
         users=SqliteUserStore(database),
         journal=SqliteJournal(database),
-        ledger=SqliteLedger(database),
-        queue=SqliteJobQueue(database, max_receive_count=settings.retry_max_attempts + 5),
-        identity=EmbeddedIdentityProvider.from_settings(database, settings),
-        mailer=OutboxMailer(database, default_sender=settings.email_from, smtp=smtp),
+        ledger=SqliteLedger(database, clock=clock),
+        queue=SqliteJobQueue(database, clock=clock, max_receive_count=settings.retry_max_attempts + 5),
+        identity=EmbeddedIdentityProvider.from_settings(database, settings, clock),
+        mailer=OutboxMailer(database, default_sender=settings.email_from, clock=clock, smtp=smtp),
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=SqliteRepairTrail(database),
         session_store=SqliteSessionStore(database),
         database=database,
-        rate_limiter=SqliteRateLimiter(database),
+        rate_limiter=SqliteRateLimiter(database, clock=clock),
     )
 
 
@@ -332,7 +335,7 @@ def _required_aws_settings(settings: Settings) -> tuple[str, str, str, str]:
     return values[0], values[1], values[2], values[3]
 
 
-def _build_aws(settings: Settings) -> Services:
+def _build_aws(settings: Settings, clock: Clock) -> Services:
     """DynamoDB, SQS, Cognito, SES and CloudWatch Logs through one boto3 session. Endpoints
     come from boto3's own `AWS_ENDPOINT_URL` handling, so the same wiring runs against moto."""
     queue_url, dlq_url, user_pool_id, client_id = _required_aws_settings(settings)
@@ -358,7 +361,7 @@ def _build_aws(settings: Settings) -> Services:
     # botocore's defaults (60 s timeouts, legacy retries) outlast the provisioning function's 30 s.
     config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3})
     dynamodb = session.client("dynamodb", config=config)
-    queue = SqsJobQueue(session.client("sqs", config=config), queue_url, dlq_url)
+    queue = SqsJobQueue(session.client("sqs", config=config), queue_url, dlq_url, clock=clock)
     # Lambda writes everything a function logs to the function's group. What the embedded
     # backend calls "app" (login, the CLI, adapters) runs inside the provisioning function on
     # AWS (the saga signs users up and mails them), so that is where it is searched.
@@ -369,7 +372,7 @@ def _build_aws(settings: Settings) -> Services:
     }
     return Services(
         settings=settings,
-        clock=SystemClock(),
+        clock=clock,
         plans=load_catalogue(settings.plans_file),
         tenants=DynamoTenantStore(dynamodb, settings.tenants_table),
         users=DynamoUserStore(dynamodb, settings.users_table),
@@ -387,11 +390,12 @@ def _build_aws(settings: Settings) -> Services:
             dynamodb,
             settings.mail_log_table,
             settings.email_from,
+            clock=clock,
             keep_secrets=settings.mail_log_keeps_secrets,
         ),
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=DynamoRepairTrail(dynamodb, settings.repairs_table),
         session_store=DynamoSessionStore(dynamodb, settings.sessions_table),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
-        rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table),
+        rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table, clock=clock),
     )

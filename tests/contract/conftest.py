@@ -1,19 +1,46 @@
-"""Contract-suite fixtures: the AWS backend on moto, in process, with every resource created
-exactly as `tenancy aws bootstrap` creates it."""
+"""Contract-suite fixtures: every port's suite runs on both backends exactly as `bootstrap.build`
+wires them, the embedded one on a temporary SQLite file and the AWS one on moto, in process, with
+every resource created exactly as `tenancy aws bootstrap` creates it.
+
+Every service and adapter of a backend reads one clock, `clock`, which stands still until the
+test moves it on: a test waits out a delay or a visibility timeout by advancing it, never by
+sleeping. moto's SQS keeps its own time (as SQS does), moved on by as much as the test moves `clock`.
+
+A suite that needs settings besides the defaults overrides `backend_settings` in its module, and
+one that needs a fixed moment overrides `clock`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
+import moto.sqs.models as moto_sqs
 import pytest
 from moto import mock_aws
 
 from tenancy.adapters.aws.resources import ensure_resources
+from tenancy.bootstrap import Services, build
+from tenancy.config import PayfastMode
 
-from aws_support import AwsContext
-from helpers import make_settings
+from aws_support import AwsContext, Backend, moto_cognito
+from helpers import ManualClock, make_settings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_botocore_loader() -> Iterator[None]:
+    """Every boto3 session (each `bootstrap.build` opens one) reads botocore's JSON models anew,
+    half a second a test; one loader, which keeps what it has read, serves a whole module."""
+    loader = botocore.loaders.create_loader()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", lambda search_path_string=None: loader)
+        yield
 
 
 @pytest.fixture
@@ -36,3 +63,62 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsContext]
             }
         )
         yield AwsContext(session, settings, resources)
+
+
+@pytest.fixture
+def backend_settings() -> dict[str, Any]:
+    """Settings (field name: value) the module's suite needs besides the defaults."""
+    return {}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The time the backend's services and adapters read: now, standing still."""
+    return ManualClock()
+
+
+def _moto_sqs_follows(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moves moto's SQS time (delays, visibility timeouts, sent times) on by as much as the test
+    moves `clock`, so one advance lets a message come back on both backends. Only its message
+    times: a long poll still waits in real time."""
+    real_millis = moto_sqs.unix_time_millis
+
+    def millis(moment: datetime | None = None) -> float:
+        return real_millis(moment) if moment is not None else real_millis() + clock.advanced_seconds * 1000
+
+    monkeypatch.setattr(moto_sqs, "unix_time_millis", millis)
+
+
+def _built(kind: str, request: pytest.FixtureRequest, tmp_path: Path, overrides: dict[str, Any]) -> Backend:
+    clock: ManualClock = request.getfixturevalue("clock")
+    # There is no PayFast here: ITNs are checked offline (no source-address or validate round trip).
+    overrides = {"payfast_mode": PayfastMode.OFFLINE, **overrides}
+    if kind == "local":
+        return Backend(build(make_settings(tmp_path / "home", **overrides), clock=clock), clock)
+    aws: AwsContext = request.getfixturevalue("aws")
+    _moto_sqs_follows(clock, request.getfixturevalue("monkeypatch"))
+    services = build(aws.settings.model_copy(update=overrides), clock=clock)
+    # The Cognito adapter fetches the pool's JWKS over HTTP; moto's in-process pool has no URL.
+    return Backend(replace(services, identity=moto_cognito(aws)), clock, aws)
+
+
+@pytest.fixture(params=["local", "aws"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, backend_settings: dict[str, Any]) -> Iterator[Backend]:
+    """Each backend in turn: the embedded one (SQLite) and the AWS one (moto)."""
+    built = _built(request.param, request, tmp_path, backend_settings)
+    yield built
+    built.services.close()
+
+
+@pytest.fixture
+def aws_backend(request: pytest.FixtureRequest, tmp_path: Path, backend_settings: dict[str, Any]) -> Iterator[Backend]:
+    """The AWS backend alone, wired as `backend` wires it: for what only AWS has (Lambda, SQS's looks)."""
+    built = _built("aws", request, tmp_path, backend_settings)
+    yield built
+    built.services.close()
+
+
+@pytest.fixture
+def services(backend: Backend) -> Services:
+    """The backend's services (the contract suites' own, in place of tests/conftest.py's embedded ones)."""
+    return backend.services

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tenancy.bootstrap import Services, build
+from tenancy.bootstrap import Services
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.runbook.alerts import AlertInputs, evaluate
 
-from aws_support import AwsContext
-from helpers import make_settings
+from helpers import ManualClock
 
 # Half a second past the minute: the alert window starts between two stored (whole-second) times.
 NOW = datetime(2026, 3, 1, 12, 0, 0, 500_000, tzinfo=UTC)
@@ -28,24 +25,14 @@ NOW = datetime(2026, 3, 1, 12, 0, 0, 500_000, tzinfo=UTC)
 THRESHOLDS = {"alert_error_rate_min_jobs": 1, "alert_failures_threshold": 2, "alert_security_threshold": 1}
 
 
-@dataclass
-class FixedClock:
-    moment: datetime
-
-    def now(self) -> datetime:
-        return self.moment
+@pytest.fixture
+def backend_settings() -> dict[str, Any]:
+    return THRESHOLDS
 
 
-@pytest.fixture(params=["local", "aws"])
-def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
-    if request.param == "local":
-        settings = make_settings(tmp_path / "home", **THRESHOLDS)
-    else:
-        aws: AwsContext = request.getfixturevalue("aws")
-        settings = aws.settings.model_copy(update=THRESHOLDS)
-    built = build(settings)
-    yield replace(built, clock=FixedClock(NOW))
-    built.close()
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NOW)
 
 
 _serial = iter(range(300000, 999999))

@@ -12,13 +12,10 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import argon2
 import boto3
 import jwt
 import pytest
@@ -26,8 +23,6 @@ from botocore.stub import Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tenancy.adapters.aws.cognito import CognitoIdentityProvider
-from tenancy.adapters.local.database import Database
-from tenancy.adapters.local.identity import EmbeddedIdentityProvider
 from tenancy.adapters.local.signing_keys import SigningKeys
 from tenancy.domain.model import AuthChallenge, IdentityUserStatus, Tokens
 from tenancy.errors import (
@@ -45,7 +40,7 @@ from tenancy.errors import (
 )
 from tenancy.ports import IdentityProvider
 
-from aws_support import AwsContext, moto_cognito, moto_public_jwks
+from aws_support import AwsContext, Backend, moto_public_jwks
 
 EMAIL = "owner@example.com"
 TEMPORARY = "TempPass123!"
@@ -57,36 +52,6 @@ ATTRIBUTES = {
     "custom:roles": "tenant_admin",
 }
 REGION = "eu-west-1"
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    identity: IdentityProvider
-
-    @property
-    def on_moto(self) -> bool:
-        return self.name == "aws"
-
-
-@pytest.fixture(params=["local", "aws"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "local":
-        database = Database(tmp_path / "identity.db")
-        provider = EmbeddedIdentityProvider(
-            database,
-            SigningKeys.load_or_create(tmp_path / "keys"),
-            issuer="http://127.0.0.1:8000",
-            audience="tenancy",
-            token_ttl_seconds=3600,
-            temporary_password_ttl=timedelta(days=7),
-            challenge_ttl_seconds=180,
-            hasher=argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=argon2.Type.ID),
-        )
-        yield Backend("local", provider)
-        database.close()
-    else:
-        yield Backend("aws", moto_cognito(request.getfixturevalue("aws")))
 
 
 def _challenge(identity: IdentityProvider, email: str = EMAIL) -> AuthChallenge:
@@ -117,8 +82,8 @@ def _tampered(token: str, **claims: object) -> str:
 
 
 def test_a_created_user_waits_for_a_new_password(backend: Backend) -> None:
-    created = backend.identity.create_user("  Owner@Example.COM ", ATTRIBUTES, TEMPORARY)
-    fetched = backend.identity.get_user(EMAIL)
+    created = backend.services.identity.create_user("  Owner@Example.COM ", ATTRIBUTES, TEMPORARY)
+    fetched = backend.services.identity.get_user(EMAIL)
 
     assert fetched is not None
     assert fetched == created
@@ -131,47 +96,47 @@ def test_a_created_user_waits_for_a_new_password(backend: Backend) -> None:
 
 
 def test_a_second_create_for_the_same_email_is_refused(backend: Backend) -> None:
-    backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+    backend.services.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
 
     with pytest.raises(ItemAlreadyExistsError):
-        backend.identity.create_user(EMAIL.upper(), ATTRIBUTES, "Other123!")
+        backend.services.identity.create_user(EMAIL.upper(), ATTRIBUTES, "Other123!")
 
 
 def test_an_unknown_user_is_none(backend: Backend) -> None:
-    assert backend.identity.get_user("nobody@example.com") is None
+    assert backend.services.identity.get_user("nobody@example.com") is None
 
 
 def test_attributes_are_merged_and_sub_stays(backend: Backend) -> None:
-    created = backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+    created = backend.services.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
 
-    updated = backend.identity.update_attributes(EMAIL, {"custom:tenant_id": "ten_new", "sub": "forged"})
+    updated = backend.services.identity.update_attributes(EMAIL, {"custom:tenant_id": "ten_new", "sub": "forged"})
 
-    assert updated == backend.identity.get_user(EMAIL)
+    assert updated == backend.services.identity.get_user(EMAIL)
     assert updated.attributes == {**ATTRIBUTES, "custom:tenant_id": "ten_new", "sub": created.sub}
 
 
 def test_admin_calls_on_an_unknown_user_are_not_found(backend: Backend) -> None:
     with pytest.raises(NotFoundError):
-        backend.identity.update_attributes("nobody@example.com", {"custom:roles": "x"})
+        backend.services.identity.update_attributes("nobody@example.com", {"custom:roles": "x"})
     with pytest.raises(NotFoundError):
-        backend.identity.set_password("nobody@example.com", NEW_PASSWORD, permanent=True)
+        backend.services.identity.set_password("nobody@example.com", NEW_PASSWORD, permanent=True)
     with pytest.raises(NotFoundError):
-        backend.identity.reset_password("nobody@example.com")
+        backend.services.identity.reset_password("nobody@example.com")
 
 
 def test_the_temporary_password_leads_to_a_challenge_then_tokens_with_the_contract_claims(backend: Backend) -> None:
-    challenge = _challenge(backend.identity)
+    challenge = _challenge(backend.services.identity)
     assert challenge.challenge == "NEW_PASSWORD_REQUIRED"
     assert challenge.session
 
-    tokens = backend.identity.respond_to_new_password_challenge(EMAIL, challenge.session, NEW_PASSWORD)
+    tokens = backend.services.identity.respond_to_new_password_challenge(EMAIL, challenge.session, NEW_PASSWORD)
 
-    user = backend.identity.get_user(EMAIL)
+    user = backend.services.identity.get_user(EMAIL)
     assert user is not None
     assert user.status is IdentityUserStatus.CONFIRMED
     assert (tokens.token_type, tokens.expires_in) == ("Bearer", 3600)
     assert tokens.refresh_token
-    claims = backend.identity.verify_id_token(tokens.id_token)
+    claims = backend.services.identity.verify_id_token(tokens.id_token)
     assert claims["sub"] == user.sub
     assert claims["custom:tenant_id"] == "ten_abc"
     assert claims["custom:roles"] == "tenant_admin"
@@ -182,84 +147,84 @@ def test_the_temporary_password_leads_to_a_challenge_then_tokens_with_the_contra
 
 
 def test_a_session_works_once(backend: Backend) -> None:
-    session = _challenge(backend.identity).session
-    backend.identity.respond_to_new_password_challenge(EMAIL, session, NEW_PASSWORD)
+    session = _challenge(backend.services.identity).session
+    backend.services.identity.respond_to_new_password_challenge(EMAIL, session, NEW_PASSWORD)
 
     with pytest.raises(InvalidSessionError) as caught:
-        backend.identity.respond_to_new_password_challenge(EMAIL, session, "An0ther-Password!")
+        backend.services.identity.respond_to_new_password_challenge(EMAIL, session, "An0ther-Password!")
     assert session not in str(caught.value)
 
 
 def test_a_garbage_session_is_refused(backend: Backend) -> None:
-    _challenge(backend.identity)
+    _challenge(backend.services.identity)
 
     for garbage in ("not-a-session", "n0t-a-sess10n-but-long-enough-to-be-sent-" * 2):
         with pytest.raises(InvalidSessionError):
-            backend.identity.respond_to_new_password_challenge(EMAIL, garbage, NEW_PASSWORD)
+            backend.services.identity.respond_to_new_password_challenge(EMAIL, garbage, NEW_PASSWORD)
 
 
 def test_a_weak_new_password_is_refused_and_the_session_survives(backend: Backend) -> None:
-    session = _challenge(backend.identity).session
+    session = _challenge(backend.services.identity).session
 
     with pytest.raises(PasswordPolicyError) as caught:
-        backend.identity.respond_to_new_password_challenge(EMAIL, session, "alllower123!")
+        backend.services.identity.respond_to_new_password_challenge(EMAIL, session, "alllower123!")
 
     assert "alllower123!" not in str(caught.value)
-    assert isinstance(backend.identity.respond_to_new_password_challenge(EMAIL, session, NEW_PASSWORD), Tokens)
+    assert isinstance(backend.services.identity.respond_to_new_password_challenge(EMAIL, session, NEW_PASSWORD), Tokens)
 
 
 def test_a_wrong_password_is_refused(backend: Backend) -> None:
-    backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+    backend.services.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
 
     with pytest.raises(InvalidCredentialsError) as caught:
-        backend.identity.authenticate(EMAIL, "wrong-password")
+        backend.services.identity.authenticate(EMAIL, "wrong-password")
     assert caught.value.reason == "Incorrect email or password"
     assert "wrong-password" not in str(caught.value)
 
 
 def test_an_unknown_email_is_account_not_found(backend: Backend) -> None:
     with pytest.raises(AccountNotFoundError) as caught:
-        backend.identity.authenticate("nobody@example.com", TEMPORARY)
+        backend.services.identity.authenticate("nobody@example.com", TEMPORARY)
     assert caught.value.reason == "Account not found"
 
 
 def test_a_permanent_password_set_by_an_admin_logs_straight_in(backend: Backend) -> None:
-    backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+    backend.services.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
 
-    backend.identity.set_password(EMAIL, "Admin-Set-1!", permanent=True)
+    backend.services.identity.set_password(EMAIL, "Admin-Set-1!", permanent=True)
 
-    assert _status(backend.identity) is IdentityUserStatus.CONFIRMED
-    tokens = backend.identity.authenticate(EMAIL, "Admin-Set-1!")
+    assert _status(backend.services.identity) is IdentityUserStatus.CONFIRMED
+    tokens = backend.services.identity.authenticate(EMAIL, "Admin-Set-1!")
     assert isinstance(tokens, Tokens)
-    assert backend.identity.verify_id_token(tokens.id_token)["custom:tenant_id"] == "ten_abc"
+    assert backend.services.identity.verify_id_token(tokens.id_token)["custom:tenant_id"] == "ten_abc"
     with pytest.raises(InvalidCredentialsError):
-        backend.identity.authenticate(EMAIL, TEMPORARY)
+        backend.services.identity.authenticate(EMAIL, TEMPORARY)
 
 
 def test_a_new_temporary_password_asks_for_a_change_again(backend: Backend) -> None:
-    _confirmed(backend.identity)
+    _confirmed(backend.services.identity)
 
-    backend.identity.set_password(EMAIL, "Fresh-Temp-1!", permanent=False)
+    backend.services.identity.set_password(EMAIL, "Fresh-Temp-1!", permanent=False)
 
-    assert _status(backend.identity) is IdentityUserStatus.FORCE_CHANGE_PASSWORD
-    assert isinstance(backend.identity.authenticate(EMAIL, "Fresh-Temp-1!"), AuthChallenge)
+    assert _status(backend.services.identity) is IdentityUserStatus.FORCE_CHANGE_PASSWORD
+    assert isinstance(backend.services.identity.authenticate(EMAIL, "Fresh-Temp-1!"), AuthChallenge)
 
 
 def test_a_reset_stops_the_old_password(backend: Backend) -> None:
-    _confirmed(backend.identity)
+    _confirmed(backend.services.identity)
 
-    backend.identity.reset_password(EMAIL)
+    backend.services.identity.reset_password(EMAIL)
 
-    assert _status(backend.identity) is IdentityUserStatus.RESET_REQUIRED
+    assert _status(backend.services.identity) is IdentityUserStatus.RESET_REQUIRED
     if backend.on_moto:
         # Cognito answers PasswordResetRequiredException whatever the password, which the adapter
         # answers as a wrong password (see ..._as_cognito_answers below); moto instead offers the
         # new-password challenge for the old password. No tokens either way.
-        assert isinstance(backend.identity.authenticate(EMAIL, NEW_PASSWORD), AuthChallenge)
+        assert isinstance(backend.services.identity.authenticate(EMAIL, NEW_PASSWORD), AuthChallenge)
     else:
         # Only the right password learns that a reset is required.
         with pytest.raises(InvalidCredentialsError) as caught:
-            backend.identity.authenticate(EMAIL, NEW_PASSWORD)
+            backend.services.identity.authenticate(EMAIL, NEW_PASSWORD)
         assert caught.value.reason == "Password reset required"
 
 
@@ -272,15 +237,15 @@ def _wrong_password_refusal(identity: IdentityProvider, email: str) -> InvalidCr
 def test_a_wrong_password_for_a_reset_required_account_is_answered_as_for_any_account(backend: Backend) -> None:
     """Issue 11: "Password reset required" told to whoever asked let a stranger learn the
     account's state. A wrong password now gets one answer, whatever state the account is in."""
-    _confirmed(backend.identity)
+    _confirmed(backend.services.identity)
     plain = "plain@example.com"
-    backend.identity.create_user(plain, {**ATTRIBUTES, "email": plain}, TEMPORARY)
-    backend.identity.set_password(plain, NEW_PASSWORD, permanent=True)
-    backend.identity.reset_password(EMAIL)
-    assert _status(backend.identity) is IdentityUserStatus.RESET_REQUIRED
+    backend.services.identity.create_user(plain, {**ATTRIBUTES, "email": plain}, TEMPORARY)
+    backend.services.identity.set_password(plain, NEW_PASSWORD, permanent=True)
+    backend.services.identity.reset_password(EMAIL)
+    assert _status(backend.services.identity) is IdentityUserStatus.RESET_REQUIRED
 
-    for_reset = _wrong_password_refusal(backend.identity, EMAIL)
-    for_plain = _wrong_password_refusal(backend.identity, plain)
+    for_reset = _wrong_password_refusal(backend.services.identity, EMAIL)
+    for_plain = _wrong_password_refusal(backend.services.identity, plain)
 
     assert type(for_reset) is type(for_plain) is InvalidCredentialsError
     assert (for_reset.reason, for_reset.status_code, str(for_reset)) == (
@@ -306,56 +271,56 @@ KATE_LOOKALIKES = [
 def test_a_lookalike_email_neither_makes_a_second_account_nor_signs_in_as_another(
     backend: Backend, lookalike: str
 ) -> None:
-    backend.identity.create_user(KATE, {**ATTRIBUTES, "email": KATE}, TEMPORARY)
-    backend.identity.set_password(KATE, NEW_PASSWORD, permanent=True)
+    backend.services.identity.create_user(KATE, {**ATTRIBUTES, "email": KATE}, TEMPORARY)
+    backend.services.identity.set_password(KATE, NEW_PASSWORD, permanent=True)
 
     with pytest.raises(InvalidInputError):
-        backend.identity.create_user(lookalike, {**ATTRIBUTES, "email": lookalike}, TEMPORARY)
+        backend.services.identity.create_user(lookalike, {**ATTRIBUTES, "email": lookalike}, TEMPORARY)
     with pytest.raises(InvalidInputError):
-        backend.identity.authenticate(lookalike, NEW_PASSWORD)
+        backend.services.identity.authenticate(lookalike, NEW_PASSWORD)
     with pytest.raises(InvalidInputError):
-        backend.identity.get_user(lookalike)
+        backend.services.identity.get_user(lookalike)
 
-    assert [user.username for batch in backend.identity.scan_users() for user in batch] == [KATE]
+    assert [user.username for batch in backend.services.identity.scan_users() for user in batch] == [KATE]
     # Case and surrounding space are the one difference that still names the same account.
-    assert isinstance(backend.identity.authenticate(" KATE@Example.COM ", NEW_PASSWORD), Tokens)
+    assert isinstance(backend.services.identity.authenticate(" KATE@Example.COM ", NEW_PASSWORD), Tokens)
 
 
 def test_a_user_still_on_a_temporary_password_may_not_be_resettable(backend: Backend) -> None:
     """ports.IdentityProvider.reset_password: Cognito (and moto with it) refuses to reset a user in
     FORCE_CHANGE_PASSWORD; the embedded provider allows it. Callers give such a user a new
     temporary password instead, which both backends accept."""
-    backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+    backend.services.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
 
     if backend.on_moto:
         with pytest.raises(PermanentError, match="cannot be reset"):
-            backend.identity.reset_password(EMAIL)
+            backend.services.identity.reset_password(EMAIL)
     else:
-        backend.identity.reset_password(EMAIL)
-    backend.identity.set_password(EMAIL, "Fresh-Temp-1!", permanent=False)
-    assert isinstance(backend.identity.authenticate(EMAIL, "Fresh-Temp-1!"), AuthChallenge)
+        backend.services.identity.reset_password(EMAIL)
+    backend.services.identity.set_password(EMAIL, "Fresh-Temp-1!", permanent=False)
+    assert isinstance(backend.services.identity.authenticate(EMAIL, "Fresh-Temp-1!"), AuthChallenge)
 
 
 def test_refresh_gives_new_tokens_for_the_same_user(backend: Backend) -> None:
-    tokens = _confirmed(backend.identity)
+    tokens = _confirmed(backend.services.identity)
 
-    refreshed = backend.identity.refresh(tokens.refresh_token)
+    refreshed = backend.services.identity.refresh(tokens.refresh_token)
 
     assert refreshed.refresh_token == tokens.refresh_token
-    claims = backend.identity.verify_id_token(refreshed.id_token)
-    assert claims["sub"] == backend.identity.verify_id_token(tokens.id_token)["sub"]
+    claims = backend.services.identity.verify_id_token(refreshed.id_token)
+    assert claims["sub"] == backend.services.identity.verify_id_token(tokens.id_token)["sub"]
     assert claims["custom:tenant_id"] == "ten_abc"
 
 
 def test_signing_out_everywhere_revokes_the_users_refresh_tokens(backend: Backend) -> None:
-    tokens = _confirmed(backend.identity)
+    tokens = _confirmed(backend.services.identity)
 
-    backend.identity.sign_out_everywhere(EMAIL)
-    backend.identity.sign_out_everywhere("nobody@example.com")  # an unknown user is no error
+    backend.services.identity.sign_out_everywhere(EMAIL)
+    backend.services.identity.sign_out_everywhere("nobody@example.com")  # an unknown user is no error
 
     with pytest.raises((InvalidTokenError, KeyError) if backend.on_moto else InvalidTokenError):
         # moto forgets the token, and its unguarded lookup raises KeyError (see the test below).
-        backend.identity.refresh(tokens.refresh_token)
+        backend.services.identity.refresh(tokens.refresh_token)
 
 
 def test_refresh_refuses_a_garbage_token(backend: Backend) -> None:
@@ -363,48 +328,51 @@ def test_refresh_refuses_a_garbage_token(backend: Backend) -> None:
         # moto looks the token up unguarded and its KeyError escapes; Cognito answers
         # NotAuthorizedException, which the adapter maps (test_refresh_..._as_cognito_answers).
         with pytest.raises(KeyError):
-            backend.identity.refresh("garbage")
+            backend.services.identity.refresh("garbage")
     else:
         with pytest.raises(InvalidTokenError):
-            backend.identity.refresh("garbage")
+            backend.services.identity.refresh("garbage")
 
 
 def test_a_deleted_user_is_gone(backend: Backend) -> None:
-    _confirmed(backend.identity)
+    _confirmed(backend.services.identity)
 
-    backend.identity.delete_user(EMAIL)
-    backend.identity.delete_user(EMAIL)  # removing what is gone does nothing
+    backend.services.identity.delete_user(EMAIL)
+    backend.services.identity.delete_user(EMAIL)  # removing what is gone does nothing
 
-    assert backend.identity.get_user(EMAIL) is None
+    assert backend.services.identity.get_user(EMAIL) is None
     with pytest.raises(AccountNotFoundError):
-        backend.identity.authenticate(EMAIL, NEW_PASSWORD)
+        backend.services.identity.authenticate(EMAIL, NEW_PASSWORD)
 
 
 def test_a_user_is_found_by_its_subject_exactly(backend: Backend) -> None:
     """A tenant's `owner_user_id` is its owner's `sub` (RB-001 4.3): the runbook finds the owner
     of a tenant written by hand through it."""
-    created = backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
-    other = backend.identity.create_user("other@example.com", {**ATTRIBUTES, "email": "other@example.com"}, TEMPORARY)
+    created = backend.services.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+    other = backend.services.identity.create_user(
+        "other@example.com", {**ATTRIBUTES, "email": "other@example.com"}, TEMPORARY
+    )
 
-    found = backend.identity.get_user_by_subject(created.sub)
+    found = backend.services.identity.get_user_by_subject(created.sub)
 
-    assert found == backend.identity.get_user(EMAIL)
+    assert found == backend.services.identity.get_user(EMAIL)
     assert found is not None
     assert found.sub != other.sub
-    assert backend.identity.get_user_by_subject(other.sub) == backend.identity.get_user("other@example.com")
+    identity = backend.services.identity
+    assert identity.get_user_by_subject(other.sub) == identity.get_user("other@example.com")
     # Exact only: no prefix, no stranger's subject, nothing for what no provider issues.
     for subject in (created.sub[:8], "00000000-0000-0000-0000-000000000000", "", 'x" or sub ^= "', "\\"):
-        assert backend.identity.get_user_by_subject(subject) is None, subject
-    backend.identity.delete_user(EMAIL)
-    assert backend.identity.get_user_by_subject(created.sub) is None
+        assert backend.services.identity.get_user_by_subject(subject) is None, subject
+    backend.services.identity.delete_user(EMAIL)
+    assert backend.services.identity.get_user_by_subject(created.sub) is None
 
 
 def test_scan_users_yields_everyone_in_batches(backend: Backend) -> None:
     emails = [f"user{number}@example.com" for number in range(5)]
     for email in emails:
-        backend.identity.create_user(email, {**ATTRIBUTES, "email": email}, TEMPORARY)
+        backend.services.identity.create_user(email, {**ATTRIBUTES, "email": email}, TEMPORARY)
 
-    batches = list(backend.identity.scan_users(batch_size=2))
+    batches = list(backend.services.identity.scan_users(batch_size=2))
 
     assert [len(batch) for batch in batches] == [2, 2, 1]
     assert sorted(user.username for batch in batches for user in batch) == emails
@@ -412,7 +380,7 @@ def test_scan_users_yields_everyone_in_batches(backend: Backend) -> None:
 
 
 def test_verify_refuses_tampered_garbage_and_access_tokens(backend: Backend) -> None:
-    tokens = _confirmed(backend.identity)
+    tokens = _confirmed(backend.services.identity)
 
     for token in (
         _tampered(tokens.id_token, **{"custom:tenant_id": "ten_someone_else"}),
@@ -421,21 +389,21 @@ def test_verify_refuses_tampered_garbage_and_access_tokens(backend: Backend) -> 
         tokens.access_token,
     ):
         with pytest.raises(InvalidTokenError):
-            backend.identity.verify_id_token(token)
+            backend.services.identity.verify_id_token(token)
 
 
 def test_a_session_belongs_to_its_user(backend: Backend) -> None:
-    session = _challenge(backend.identity).session
-    _challenge(backend.identity, "other@example.com")
+    session = _challenge(backend.services.identity).session
+    _challenge(backend.services.identity, "other@example.com")
 
     if backend.on_moto:
         # moto keys a session by its id alone and completes it for whichever USERNAME is sent;
         # Cognito binds the session to the user it was issued for (NotAuthorizedException).
-        tokens = backend.identity.respond_to_new_password_challenge("other@example.com", session, NEW_PASSWORD)
-        assert backend.identity.verify_id_token(tokens.id_token)["cognito:username"] == "other@example.com"
+        tokens = backend.services.identity.respond_to_new_password_challenge("other@example.com", session, NEW_PASSWORD)
+        assert backend.services.identity.verify_id_token(tokens.id_token)["cognito:username"] == "other@example.com"
     else:
         with pytest.raises(InvalidSessionError):
-            backend.identity.respond_to_new_password_challenge("other@example.com", session, NEW_PASSWORD)
+            backend.services.identity.respond_to_new_password_challenge("other@example.com", session, NEW_PASSWORD)
 
 
 # --- forgotten password: ForgotPassword and ConfirmForgotPassword --------------------------------
@@ -449,7 +417,7 @@ RESET_PASSWORD = "Reset-Passw0rd!"
 
 
 def _reset_code(backend: Backend) -> str:
-    code = backend.identity.start_password_reset(EMAIL)
+    code = backend.services.identity.start_password_reset(EMAIL)
     if backend.on_moto:
         assert code is None  # Cognito emails the code itself
         return "123456"
@@ -459,119 +427,119 @@ def _reset_code(backend: Backend) -> str:
 
 
 def test_a_reset_code_sets_a_new_password_for_good(backend: Backend) -> None:
-    _confirmed(backend.identity)
+    _confirmed(backend.services.identity)
 
     code = _reset_code(backend)
     # Asking for a code locks nobody out: the password works until the reset is confirmed.
-    assert isinstance(backend.identity.authenticate(EMAIL, NEW_PASSWORD), Tokens)
-    backend.identity.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
+    assert isinstance(backend.services.identity.authenticate(EMAIL, NEW_PASSWORD), Tokens)
+    backend.services.identity.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
 
-    assert _status(backend.identity) is IdentityUserStatus.CONFIRMED
-    tokens = backend.identity.authenticate(EMAIL, RESET_PASSWORD)
+    assert _status(backend.services.identity) is IdentityUserStatus.CONFIRMED
+    tokens = backend.services.identity.authenticate(EMAIL, RESET_PASSWORD)
     assert isinstance(tokens, Tokens)
-    assert backend.identity.verify_id_token(tokens.id_token)["custom:tenant_id"] == "ten_abc"
+    assert backend.services.identity.verify_id_token(tokens.id_token)["custom:tenant_id"] == "ten_abc"
     with pytest.raises(InvalidCredentialsError):
-        backend.identity.authenticate(EMAIL, NEW_PASSWORD)
+        backend.services.identity.authenticate(EMAIL, NEW_PASSWORD)
 
 
 def test_a_wrong_reset_code_is_refused_and_changes_nothing(backend: Backend) -> None:
-    _confirmed(backend.identity)
+    _confirmed(backend.services.identity)
     _reset_code(backend)
 
     with pytest.raises(InvalidCredentialsError) as caught:
-        backend.identity.confirm_password_reset(EMAIL, WRONG_CODE, RESET_PASSWORD)
+        backend.services.identity.confirm_password_reset(EMAIL, WRONG_CODE, RESET_PASSWORD)
 
     assert caught.value.reason == "Invalid or expired code"
     assert WRONG_CODE not in str(caught.value)
-    assert isinstance(backend.identity.authenticate(EMAIL, NEW_PASSWORD), Tokens)
+    assert isinstance(backend.services.identity.authenticate(EMAIL, NEW_PASSWORD), Tokens)
     with pytest.raises(InvalidCredentialsError):
-        backend.identity.authenticate(EMAIL, RESET_PASSWORD)
+        backend.services.identity.authenticate(EMAIL, RESET_PASSWORD)
 
 
 def test_a_reset_code_works_once(backend: Backend) -> None:
-    _confirmed(backend.identity)
+    _confirmed(backend.services.identity)
     code = _reset_code(backend)
-    backend.identity.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
+    backend.services.identity.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
 
     if backend.on_moto:
         # moto accepts any code without its prefix, used or not; Cognito refuses a used code
         # (ExpiredCodeException or CodeMismatchException, mapped in ..._as_cognito_answers below).
-        backend.identity.confirm_password_reset(EMAIL, code, "Again-Passw0rd!")
-        assert isinstance(backend.identity.authenticate(EMAIL, "Again-Passw0rd!"), Tokens)
+        backend.services.identity.confirm_password_reset(EMAIL, code, "Again-Passw0rd!")
+        assert isinstance(backend.services.identity.authenticate(EMAIL, "Again-Passw0rd!"), Tokens)
     else:
         with pytest.raises(InvalidCredentialsError, match="Invalid or expired code"):
-            backend.identity.confirm_password_reset(EMAIL, code, "Again-Passw0rd!")
-        assert isinstance(backend.identity.authenticate(EMAIL, RESET_PASSWORD), Tokens)
+            backend.services.identity.confirm_password_reset(EMAIL, code, "Again-Passw0rd!")
+        assert isinstance(backend.services.identity.authenticate(EMAIL, RESET_PASSWORD), Tokens)
 
 
 def test_a_weak_password_is_refused_and_the_code_stays_usable(backend: Backend) -> None:
-    _confirmed(backend.identity)
+    _confirmed(backend.services.identity)
     code = _reset_code(backend)
 
     if backend.on_moto:
         # moto does not check the pool's password policy here; Cognito answers
         # InvalidPasswordException (see ..._as_cognito_answers below).
-        backend.identity.confirm_password_reset(EMAIL, code, "alllower123!")
-        assert isinstance(backend.identity.authenticate(EMAIL, "alllower123!"), Tokens)
+        backend.services.identity.confirm_password_reset(EMAIL, code, "alllower123!")
+        assert isinstance(backend.services.identity.authenticate(EMAIL, "alllower123!"), Tokens)
         return
     with pytest.raises(PasswordPolicyError) as caught:
-        backend.identity.confirm_password_reset(EMAIL, code, "alllower123!")
+        backend.services.identity.confirm_password_reset(EMAIL, code, "alllower123!")
     assert "alllower123!" not in str(caught.value)
-    backend.identity.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
-    assert isinstance(backend.identity.authenticate(EMAIL, RESET_PASSWORD), Tokens)
+    backend.services.identity.confirm_password_reset(EMAIL, code, RESET_PASSWORD)
+    assert isinstance(backend.services.identity.authenticate(EMAIL, RESET_PASSWORD), Tokens)
 
 
 def test_a_reset_code_ends_an_administrators_reset(backend: Backend) -> None:
-    _confirmed(backend.identity)
-    backend.identity.reset_password(EMAIL)
+    _confirmed(backend.services.identity)
+    backend.services.identity.reset_password(EMAIL)
 
-    backend.identity.confirm_password_reset(EMAIL, _reset_code(backend), RESET_PASSWORD)
+    backend.services.identity.confirm_password_reset(EMAIL, _reset_code(backend), RESET_PASSWORD)
 
     if backend.on_moto:
         # moto changes the password but leaves the status, so it still answers the new-password
         # challenge (as it does for the old password in test_a_reset_stops_the_old_password);
         # Cognito confirms the user, who then signs in.
-        assert _status(backend.identity) is IdentityUserStatus.RESET_REQUIRED
-        assert isinstance(backend.identity.authenticate(EMAIL, RESET_PASSWORD), AuthChallenge)
+        assert _status(backend.services.identity) is IdentityUserStatus.RESET_REQUIRED
+        assert isinstance(backend.services.identity.authenticate(EMAIL, RESET_PASSWORD), AuthChallenge)
     else:
-        assert _status(backend.identity) is IdentityUserStatus.CONFIRMED
-        assert isinstance(backend.identity.authenticate(EMAIL, RESET_PASSWORD), Tokens)
+        assert _status(backend.services.identity) is IdentityUserStatus.CONFIRMED
+        assert isinstance(backend.services.identity.authenticate(EMAIL, RESET_PASSWORD), Tokens)
 
 
 def test_a_user_still_on_a_temporary_password_cannot_start_a_reset(backend: Backend) -> None:
-    backend.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
+    backend.services.identity.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
 
     if backend.on_moto:
         # moto starts it anyway; Cognito answers NotAuthorizedException ("User password cannot be
         # reset in the current state."), mapped in test_reset_refusals_as_cognito_answers.
-        assert backend.identity.start_password_reset(EMAIL) is None
+        assert backend.services.identity.start_password_reset(EMAIL) is None
     else:
         with pytest.raises(InvalidCredentialsError) as caught:
-            backend.identity.start_password_reset(EMAIL)
+            backend.services.identity.start_password_reset(EMAIL)
         assert caught.value.reason == "Password cannot be reset in the current state"
-    assert isinstance(backend.identity.authenticate(EMAIL, TEMPORARY), AuthChallenge)
+    assert isinstance(backend.services.identity.authenticate(EMAIL, TEMPORARY), AuthChallenge)
 
 
 def test_an_unknown_user_cannot_start_a_reset(backend: Backend) -> None:
     if backend.on_moto:
         # moto answers success for any username; Cognito, with the client's
         # PreventUserExistenceErrors=LEGACY, answers UserNotFoundException (stubbed below).
-        assert backend.identity.start_password_reset("nobody@example.com") is None
+        assert backend.services.identity.start_password_reset("nobody@example.com") is None
     else:
         with pytest.raises(AccountNotFoundError):
-            backend.identity.start_password_reset("nobody@example.com")
+            backend.services.identity.start_password_reset("nobody@example.com")
 
 
 def test_an_operator_without_a_tenant_gets_tokens_with_its_role_and_no_tenant(backend: Backend) -> None:
     operator = "ops@example.com"
     attributes = {"email": operator, "email_verified": "true", "custom:roles": "operator"}
-    backend.identity.create_user(operator, attributes, TEMPORARY)
-    challenge = backend.identity.authenticate(operator, TEMPORARY)
+    backend.services.identity.create_user(operator, attributes, TEMPORARY)
+    challenge = backend.services.identity.authenticate(operator, TEMPORARY)
     assert isinstance(challenge, AuthChallenge)
 
-    tokens = backend.identity.respond_to_new_password_challenge(operator, challenge.session, NEW_PASSWORD)
+    tokens = backend.services.identity.respond_to_new_password_challenge(operator, challenge.session, NEW_PASSWORD)
 
-    claims = backend.identity.verify_id_token(tokens.id_token)
+    claims = backend.services.identity.verify_id_token(tokens.id_token)
     assert claims["custom:roles"] == "operator"
     assert "custom:tenant_id" not in claims
     assert claims["email"] == operator

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tenancy.adapters.aws.dynamodb import DynamoJournal
-from tenancy.adapters.local.database import Database
-from tenancy.adapters.local.journal import SqliteJournal
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import JobStatus, ProvisioningJob, Step
 from tenancy.ports import ProvisioningJournal
 
-from aws_support import AwsContext
+from aws_support import Backend
 
 
 def make_job(
@@ -39,15 +33,9 @@ def make_job(
     )
 
 
-@pytest.fixture(params=["local", "aws"])
-def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProvisioningJournal]:
-    if request.param == "local":
-        database = Database(tmp_path / "t.db")
-        yield SqliteJournal(database)
-        database.close()
-    else:
-        aws: AwsContext = request.getfixturevalue("aws")
-        yield DynamoJournal(aws.session.client("dynamodb"), aws.settings.provisioning_table)
+@pytest.fixture
+def journal(backend: Backend) -> ProvisioningJournal:
+    return backend.services.journal
 
 
 def test_a_job_is_created_once_per_transaction(journal: ProvisioningJournal) -> None:
@@ -139,9 +127,11 @@ def test_scan_returns_every_job_in_batches_no_larger_than_asked(journal: Provisi
     assert sorted((job for batch in batches for job in batch), key=lambda job: job.transaction_id) == created
 
 
-def test_a_journal_item_keeps_steps_as_a_list_attempts_as_a_number_and_omits_unset_fields(aws: AwsContext) -> None:
-    client = aws.session.client("dynamodb")
-    journal = DynamoJournal(client, aws.settings.provisioning_table)
+def test_a_journal_item_keeps_steps_as_a_list_attempts_as_a_number_and_omits_unset_fields(
+    aws_backend: Backend,
+) -> None:
+    client = aws_backend.moto.session.client("dynamodb")
+    journal = aws_backend.services.journal
     journal.create(make_job().with_changes(completed_steps=(Step.TENANT_RECORD,), attempts=1))
 
     item = client.get_item(TableName="provisioning", Key={"transaction_id": {"S": "TXN-100001"}})["Item"]
@@ -227,12 +217,12 @@ def test_jobs_are_counted_by_status_and_since_a_last_write_with_enough_attempts(
     assert journal.count_updated_since("queued", "2026-01-18T00:00:00Z") == 0
 
 
-def test_a_hand_written_item_with_a_null_claim_can_be_claimed(aws: AwsContext) -> None:
-    client = aws.session.client("dynamodb")
-    journal = DynamoJournal(client, aws.settings.provisioning_table)
+def test_a_hand_written_item_with_a_null_claim_can_be_claimed(aws_backend: Backend) -> None:
+    client = aws_backend.moto.session.client("dynamodb")
+    journal = aws_backend.services.journal
     journal.create(make_job("TXN-NULL1"))
     client.update_item(
-        TableName=aws.settings.provisioning_table,
+        TableName=aws_backend.services.settings.provisioning_table,
         Key={"transaction_id": {"S": "TXN-NULL1"}},
         UpdateExpression="SET #claim = :null",
         ExpressionAttributeNames={"#claim": "claim"},

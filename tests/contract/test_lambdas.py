@@ -18,8 +18,8 @@ import pytest
 import structlog
 
 from tenancy import lambdas
-from tenancy.bootstrap import Services, build
-from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, PayfastMode
+from tenancy.bootstrap import Services
+from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import tenant_id_for
 from tenancy.domain.model import JobStatus, OutgoingEmail, Step, TenantStatus
@@ -27,7 +27,7 @@ from tenancy.errors import PermanentError, TransientError
 from tenancy.logging_setup import configure_logging
 from tenancy.payments.simulator import build_itn, encode_form
 
-from aws_support import AwsContext
+from aws_support import AwsContext, Backend
 from helpers import journal_job
 
 PAYFAST_ADDRESS = "197.97.145.145"
@@ -48,14 +48,12 @@ CONTEXT: Any = FakeLambdaContext()
 
 
 @pytest.fixture
-def services(aws: AwsContext) -> Iterator[Services]:
-    """The container's services, as `lambdas.services()` builds them, with PayFast offline (no
-    source-address or validate round trip: there is no PayFast here)."""
-    built = build(aws.settings.model_copy(update={"payfast_mode": PayfastMode.OFFLINE}))
-    lambdas.use_services(built)
-    yield built
+def services(aws_backend: Backend) -> Iterator[Services]:
+    """The container's services, as `lambdas.services()` builds them (PayFast offline: there is no
+    PayFast here)."""
+    lambdas.use_services(aws_backend.services)
+    yield aws_backend.services
     lambdas.use_services(None)
-    built.close()
 
 
 def purchase(transaction_id: str | None = None, **overrides: Any) -> tuple[bytes, str, str]:

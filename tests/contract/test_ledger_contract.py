@@ -5,24 +5,19 @@ and enqueued once."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tenancy.adapters.aws.dynamodb import DynamoJournal, DynamoLedger
-from tenancy.adapters.local.database import Database
-from tenancy.adapters.local.journal import SqliteJournal
-from tenancy.adapters.local.ledger import SqliteLedger
-from tenancy.adapters.local.queue import SqliteJobQueue
+from tenancy.adapters.aws.dynamodb import DynamoLedger
+from tenancy.bootstrap import Services, build
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.errors import TransientError
-from tenancy.ports import JobQueue, PaymentLedger, ProvisioningJournal
+from tenancy.ports import JobQueue, PaymentLedger
 
-from aws_support import AwsContext
+from aws_support import Backend
 
 
 def make_payment(
@@ -74,114 +69,74 @@ def make_job(transaction_id: str = "TXN-100001", created_at: str = "2026-01-18T0
     )
 
 
-@dataclass
-class Ledger:
-    """The ledger under test with the journal and queue it writes to."""
-
-    ledger: PaymentLedger
-    journal: ProvisioningJournal
-    queue: JobQueue
-    for_another_thread: Callable[[], PaymentLedger]  # the same ledger, safe to hand to another thread
-    backend: str
-
-
-def _aws_queue(aws: AwsContext, tmp_path: Path) -> JobQueue:
-    try:
-        from tenancy.adapters.aws.sqs import SqsJobQueue
-    except ImportError:  # written in parallel: the embedded queue stands in until it exists
-        return SqliteJobQueue(Database(tmp_path / "queue.db"))
-    return SqsJobQueue(aws.session.client("sqs"), aws.resources.queue_url, aws.resources.dlq_url)
-
-
-@pytest.fixture(params=["local", "aws"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    if request.param == "local":
-        database = Database(tmp_path / "t.db")
-        ledger = SqliteLedger(database)
-        yield Ledger(ledger, SqliteJournal(database), SqliteJobQueue(database), lambda: ledger, "local")
-        database.close()
-        return
-    aws: AwsContext = request.getfixturevalue("aws")
-    queue = _aws_queue(aws, tmp_path)
-    settings = aws.settings
-
-    def dynamo_ledger() -> PaymentLedger:
-        # boto3 clients are thread-safe, sessions are not: each client is made here, in this thread.
-        client = aws.session.client("dynamodb")
-        return DynamoLedger(client, settings.payments_table, settings.provisioning_table, queue)
-
-    journal = DynamoJournal(aws.session.client("dynamodb"), settings.provisioning_table)
-    yield Ledger(dynamo_ledger(), journal, queue, dynamo_ledger, "aws")
-
-
-def test_an_accepted_payment_is_kept_with_its_job_written_and_enqueued(backend: Ledger) -> None:
+def test_an_accepted_payment_is_kept_with_its_job_written_and_enqueued(services: Services) -> None:
     payment, job = make_payment(), make_job()
 
-    kept = backend.ledger.record(payment, job)
+    kept = services.ledger.record(payment, job)
 
     assert kept == payment
-    assert backend.ledger.find(transaction_id="TXN-100001") == [payment]
-    assert backend.journal.get("TXN-100001") == job
-    assert backend.queue.depth() == (1, 0)
+    assert services.ledger.find(transaction_id="TXN-100001") == [payment]
+    assert services.journal.get("TXN-100001") == job
+    assert services.queue.depth() == (1, 0)
 
 
 def test_the_same_payment_and_status_accepted_again_is_kept_as_duplicate_without_a_second_job(
-    backend: Ledger,
+    services: Services,
 ) -> None:
-    first = backend.ledger.record(make_payment(), make_job())
+    first = services.ledger.record(make_payment(), make_job())
     again = make_payment(received_at="2026-01-18T00:00:05Z")
 
-    kept = backend.ledger.record(again, make_job(created_at="2026-01-18T00:00:05Z"))
+    kept = services.ledger.record(again, make_job(created_at="2026-01-18T00:00:05Z"))
 
     assert kept.verdict is PaymentVerdict.DUPLICATE
     assert kept == again.with_verdict(PaymentVerdict.DUPLICATE, "already processed")
-    assert backend.ledger.find(pf_payment_id="1089250") == [first, kept]
-    assert backend.journal.get("TXN-100001") == make_job()
-    assert backend.queue.depth() == (1, 0)
+    assert services.ledger.find(pf_payment_id="1089250") == [first, kept]
+    assert services.journal.get("TXN-100001") == make_job()
+    assert services.queue.depth() == (1, 0)
 
 
-def test_another_status_of_the_same_payment_is_accepted_too(backend: Ledger) -> None:
-    pending = backend.ledger.record(make_payment(status="PENDING"), None)
-    complete = backend.ledger.record(make_payment(status="COMPLETE", received_at="2026-01-18T00:01:00Z"), make_job())
+def test_another_status_of_the_same_payment_is_accepted_too(services: Services) -> None:
+    pending = services.ledger.record(make_payment(status="PENDING"), None)
+    complete = services.ledger.record(make_payment(status="COMPLETE", received_at="2026-01-18T00:01:00Z"), make_job())
 
     assert [pending.verdict, complete.verdict] == [PaymentVerdict.ACCEPTED, PaymentVerdict.ACCEPTED]
-    assert backend.queue.depth() == (1, 0)
+    assert services.queue.depth() == (1, 0)
 
 
 def test_an_accepted_payment_whose_transaction_has_a_job_already_is_accepted_without_another(
-    backend: Ledger,
+    services: Services,
 ) -> None:
     existing = make_job()
-    backend.journal.create(existing)
+    services.journal.create(existing)
 
-    kept = backend.ledger.record(make_payment(), make_job(created_at="2026-01-19T00:00:00Z"))
+    kept = services.ledger.record(make_payment(), make_job(created_at="2026-01-19T00:00:00Z"))
 
     assert kept.verdict is PaymentVerdict.ACCEPTED
-    assert backend.journal.get("TXN-100001") == existing
-    assert backend.queue.depth() == (0, 0)
+    assert services.journal.get("TXN-100001") == existing
+    assert services.queue.depth() == (0, 0)
 
 
-def test_a_rejected_payment_is_kept_and_provisions_nothing(backend: Ledger) -> None:
+def test_a_rejected_payment_is_kept_and_provisions_nothing(services: Services) -> None:
     rejected = make_payment(verdict=PaymentVerdict.REJECTED).with_verdict(PaymentVerdict.REJECTED, "signature mismatch")
 
-    kept = backend.ledger.record(rejected, make_job())
+    kept = services.ledger.record(rejected, make_job())
 
     assert kept == rejected
-    assert backend.ledger.find(transaction_id="TXN-100001") == [rejected]
-    assert backend.journal.get("TXN-100001") is None
-    assert backend.queue.depth() == (0, 0)
+    assert services.ledger.find(transaction_id="TXN-100001") == [rejected]
+    assert services.journal.get("TXN-100001") is None
+    assert services.queue.depth() == (0, 0)
 
 
-def test_a_rejected_payment_does_not_stop_the_real_one_from_being_accepted(backend: Ledger) -> None:
-    backend.ledger.record(make_payment(verdict=PaymentVerdict.REJECTED), None)
+def test_a_rejected_payment_does_not_stop_the_real_one_from_being_accepted(services: Services) -> None:
+    services.ledger.record(make_payment(verdict=PaymentVerdict.REJECTED), None)
 
-    kept = backend.ledger.record(make_payment(received_at="2026-01-18T00:00:01Z"), make_job())
+    kept = services.ledger.record(make_payment(received_at="2026-01-18T00:00:01Z"), make_job())
 
     assert kept.verdict is PaymentVerdict.ACCEPTED
-    assert backend.queue.depth() == (1, 0)
+    assert services.queue.depth() == (1, 0)
 
 
-def test_garbage_without_a_pf_payment_id_or_with_empty_ids_is_kept_as_it_came(backend: Ledger) -> None:
+def test_garbage_without_a_pf_payment_id_or_with_empty_ids_is_kept_as_it_came(services: Services) -> None:
     unreadable = PaymentRecord(
         "2026-01-18T00:00:00Z", "10.0.0.1", (("garbage", "x"),), PaymentVerdict.REJECTED, ("unreadable body",)
     )
@@ -189,16 +144,16 @@ def test_garbage_without_a_pf_payment_id_or_with_empty_ids_is_kept_as_it_came(ba
     empty_ids = empty_ids.with_verdict(PaymentVerdict.REJECTED, "missing field pf_payment_id")
     literally_unknown = make_payment("unknown", received_at="2026-01-18T00:00:02Z", verdict=PaymentVerdict.REJECTED)
     for payment in (unreadable, empty_ids, literally_unknown):
-        backend.ledger.record(payment, None)
+        services.ledger.record(payment, None)
 
-    assert backend.ledger.find() == [unreadable, empty_ids, literally_unknown]
-    assert backend.ledger.find(pf_payment_id="unknown") == [literally_unknown]
-    assert backend.ledger.find(pf_payment_id="") == [empty_ids]
-    assert backend.ledger.find(transaction_id="") == [empty_ids]
-    assert backend.ledger.find(email="", pf_payment_id="") == [empty_ids]
+    assert services.ledger.find() == [unreadable, empty_ids, literally_unknown]
+    assert services.ledger.find(pf_payment_id="unknown") == [literally_unknown]
+    assert services.ledger.find(pf_payment_id="") == [empty_ids]
+    assert services.ledger.find(transaction_id="") == [empty_ids]
+    assert services.ledger.find(email="", pf_payment_id="") == [empty_ids]
 
 
-def test_find_answers_the_entries_matching_every_given_filter_oldest_first(backend: Ledger) -> None:
+def test_find_answers_the_entries_matching_every_given_filter_oldest_first(services: Services) -> None:
     # Two copies in the same second keep the order they came in.
     first = make_payment("1", status="PENDING", received_at="2026-01-18T00:00:00Z")
     copy = make_payment("1", status="PENDING", received_at="2026-01-18T00:00:00Z", verdict=PaymentVerdict.REJECTED)
@@ -206,37 +161,37 @@ def test_find_answers_the_entries_matching_every_given_filter_oldest_first(backe
     other = make_payment(
         "3", transaction_id="TXN-100002", email="other@example.com", received_at="2026-01-18T00:02:00Z"
     )
-    kept = [backend.ledger.record(payment, None) for payment in (first, copy, second, other)]
+    kept = [services.ledger.record(payment, None) for payment in (first, copy, second, other)]
 
-    assert backend.ledger.find(transaction_id="TXN-100001") == kept[:3]
-    assert backend.ledger.find(pf_payment_id="1") == kept[:2]
-    assert backend.ledger.find(email="other@example.com") == [kept[3]]
-    assert backend.ledger.find(transaction_id="TXN-100001", pf_payment_id="2") == [kept[2]]
-    assert backend.ledger.find(transaction_id="TXN-100001", email="user@example.com", pf_payment_id="1") == kept[:2]
-    assert backend.ledger.find(transaction_id="TXN-100002", email="user@example.com") == []
-    assert backend.ledger.find(transaction_id="TXN-999999") == []
-    assert backend.ledger.find() == kept
+    assert services.ledger.find(transaction_id="TXN-100001") == kept[:3]
+    assert services.ledger.find(pf_payment_id="1") == kept[:2]
+    assert services.ledger.find(email="other@example.com") == [kept[3]]
+    assert services.ledger.find(transaction_id="TXN-100001", pf_payment_id="2") == [kept[2]]
+    assert services.ledger.find(transaction_id="TXN-100001", email="user@example.com", pf_payment_id="1") == kept[:2]
+    assert services.ledger.find(transaction_id="TXN-100002", email="user@example.com") == []
+    assert services.ledger.find(transaction_id="TXN-999999") == []
+    assert services.ledger.find() == kept
 
 
-def test_scan_answers_every_entry_since_a_time_oldest_first_in_batches(backend: Ledger) -> None:
+def test_scan_answers_every_entry_since_a_time_oldest_first_in_batches(services: Services) -> None:
     payments = [
         make_payment(str(number), transaction_id=f"TXN-10000{number}", received_at=f"2026-01-18T00:0{number}:00Z")
         for number in range(5)
     ]
     for payment in payments:
-        backend.ledger.record(payment, make_job(payment.transaction_id or ""))
+        services.ledger.record(payment, make_job(payment.transaction_id or ""))
 
-    batches = list(backend.ledger.scan(batch_size=2))
-    since = list(backend.ledger.scan(since="2026-01-18T00:02:00Z", batch_size=2))
+    batches = list(services.ledger.scan(batch_size=2))
+    since = list(services.ledger.scan(since="2026-01-18T00:02:00Z", batch_size=2))
 
     assert all(0 < len(batch) <= 2 for batch in batches)
     assert [payment for batch in batches for payment in batch] == payments
     assert [payment for batch in since for payment in batch] == payments[2:]
-    assert list(backend.ledger.scan(since="2026-01-19T00:00:00Z")) == []
+    assert list(services.ledger.scan(since="2026-01-19T00:00:00Z")) == []
 
 
-def test_entries_are_counted_by_verdict_and_read_by_verdict_since_a_time(backend: Ledger) -> None:
-    assert backend.ledger.count_by_verdict() == {}
+def test_entries_are_counted_by_verdict_and_read_by_verdict_since_a_time(services: Services) -> None:
+    assert services.ledger.count_by_verdict() == {}
     rejected = PaymentVerdict.REJECTED
     entries = [
         make_payment("1", received_at="2026-01-18T00:01:00Z", verdict=rejected).with_verdict(rejected, "bad"),
@@ -246,33 +201,38 @@ def test_entries_are_counted_by_verdict_and_read_by_verdict_since_a_time(backend
         make_payment("5", received_at="2026-01-18T00:05:00Z", verdict=PaymentVerdict.UNCONFIRMED),
         make_payment("6", received_at="2026-01-18T00:05:00Z", verdict=rejected),
     ]
-    kept = [backend.ledger.record(payment, None) for payment in entries]
+    kept = [services.ledger.record(payment, None) for payment in entries]
 
     # The accepted entry's dedupe marker is not an entry: one accepted, not two.
-    assert backend.ledger.count_by_verdict() == {
+    assert services.ledger.count_by_verdict() == {
         PaymentVerdict.ACCEPTED: 1,
         PaymentVerdict.DUPLICATE: 1,
         PaymentVerdict.REJECTED: 3,
         PaymentVerdict.UNCONFIRMED: 1,
     }
-    assert backend.ledger.count_by_verdict(since="2026-01-18T00:03:00Z") == {
+    assert services.ledger.count_by_verdict(since="2026-01-18T00:03:00Z") == {
         PaymentVerdict.DUPLICATE: 1,
         PaymentVerdict.REJECTED: 2,
         PaymentVerdict.UNCONFIRMED: 1,
     }
-    assert backend.ledger.count_by_verdict(since="2026-01-19T00:00:00Z") == {}
-    assert backend.ledger.with_verdict("rejected", "2026-01-18T00:00:00Z") == [kept[0], kept[3], kept[5]]
-    assert backend.ledger.with_verdict("rejected", "2026-01-18T00:04:00Z") == [kept[3], kept[5]]
-    assert backend.ledger.with_verdict("duplicate", "2026-01-18T00:00:00Z") == [kept[2]]
-    assert backend.ledger.with_verdict("accepted", "2026-01-18T00:02:01Z") == []
+    assert services.ledger.count_by_verdict(since="2026-01-19T00:00:00Z") == {}
+    assert services.ledger.with_verdict("rejected", "2026-01-18T00:00:00Z") == [kept[0], kept[3], kept[5]]
+    assert services.ledger.with_verdict("rejected", "2026-01-18T00:04:00Z") == [kept[3], kept[5]]
+    assert services.ledger.with_verdict("duplicate", "2026-01-18T00:00:00Z") == [kept[2]]
+    assert services.ledger.with_verdict("accepted", "2026-01-18T00:02:01Z") == []
 
 
 def test_ten_concurrent_copies_of_an_accepted_payment_are_accepted_once_with_one_job(
-    backend: Ledger, request: pytest.FixtureRequest
+    backend: Backend, services: Services, request: pytest.FixtureRequest
 ) -> None:
-    if backend.backend == "aws":
+    containers: list[Services] = []
+    if backend.on_moto:
         request.getfixturevalue("serialized_moto")
-    ledgers = [backend.for_another_thread() for _ in range(10)]
+        # Ten Lambda containers, each with the services (and clients) it builds for itself.
+        containers = [build(services.settings, clock=backend.clock) for _ in range(10)]
+        ledgers = [container.ledger for container in containers]
+    else:
+        ledgers = [services.ledger] * 10  # one SQLite file: each thread takes its own connection
     start = threading.Barrier(10)
 
     def deliver(ledger: PaymentLedger) -> PaymentVerdict:
@@ -281,11 +241,13 @@ def test_ten_concurrent_copies_of_an_accepted_payment_are_accepted_once_with_one
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         verdicts = list(pool.map(deliver, ledgers))
+    for container in containers:
+        container.close()
 
     assert sorted(verdicts) == [PaymentVerdict.ACCEPTED] + [PaymentVerdict.DUPLICATE] * 9
-    assert sorted(payment.verdict for payment in backend.ledger.find(pf_payment_id="1089250")) == sorted(verdicts)
-    assert backend.journal.find(email="user@example.com") == [make_job()]
-    assert backend.queue.depth() == (1, 0)
+    assert sorted(payment.verdict for payment in services.ledger.find(pf_payment_id="1089250")) == sorted(verdicts)
+    assert services.journal.find(email="user@example.com") == [make_job()]
+    assert services.queue.depth() == (1, 0)
 
 
 # DynamoDB only: the items, the transaction's retries, and an enqueue that fails ------------------
@@ -309,17 +271,12 @@ def serialized_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DynamoHandler, "call_action", one_request_at_a_time)
 
 
-def _dynamo_ledger(aws: AwsContext, queue: JobQueue) -> DynamoLedger:
-    settings = aws.settings
-    return DynamoLedger(aws.session.client("dynamodb"), settings.payments_table, settings.provisioning_table, queue)
-
-
 def test_an_accepted_itn_is_an_entry_plus_the_marker_whose_conditional_put_is_the_dedupe(
-    aws: AwsContext, tmp_path: Path
+    aws_backend: Backend,
 ) -> None:
-    _dynamo_ledger(aws, _aws_queue(aws, tmp_path)).record(make_payment(), make_job())
+    aws_backend.services.ledger.record(make_payment(), make_job())
 
-    items = aws.session.client("dynamodb").query(
+    items = aws_backend.moto.session.client("dynamodb").query(
         TableName="payments",
         KeyConditionExpression="pf_payment_id = :id",
         ExpressionAttributeValues={":id": {"S": "1089250"}},
@@ -336,7 +293,7 @@ def test_an_accepted_itn_is_an_entry_plus_the_marker_whose_conditional_put_is_th
 
 
 def test_a_transaction_conflict_with_a_concurrent_copy_is_tried_again(
-    aws: AwsContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aws_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from moto.dynamodb.exceptions import TransactionCanceledException
     from moto.dynamodb.models import DynamoDBBackend
@@ -352,8 +309,7 @@ def test_a_transaction_conflict_with_a_concurrent_copy_is_tried_again(
         transact(self, items)
 
     monkeypatch.setattr(DynamoDBBackend, "transact_write_items", conflict_once)
-    queue = _aws_queue(aws, tmp_path)
-    ledger = _dynamo_ledger(aws, queue)
+    ledger, queue = aws_backend.services.ledger, aws_backend.services.queue
 
     kept = ledger.record(make_payment(), make_job())
 
@@ -363,7 +319,7 @@ def test_a_transaction_conflict_with_a_concurrent_copy_is_tried_again(
 
 
 def test_a_conflict_that_never_clears_is_transient_and_keeps_nothing(
-    aws: AwsContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aws_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from moto.dynamodb.exceptions import TransactionCanceledException
     from moto.dynamodb.models import DynamoDBBackend
@@ -373,7 +329,7 @@ def test_a_conflict_that_never_clears_is_transient_and_keeps_nothing(
 
     monkeypatch.setattr(DynamoDBBackend, "transact_write_items", always_conflict)
     monkeypatch.setattr("tenancy.adapters.aws.dynamodb._CONFLICT_BACKOFF_SECONDS", 0.0)
-    ledger = _dynamo_ledger(aws, _aws_queue(aws, tmp_path))
+    ledger = aws_backend.services.ledger
 
     with pytest.raises(TransientError):  # the ITN handler answers 5xx and PayFast sends the ITN again
         ledger.record(make_payment(), make_job())
@@ -381,19 +337,34 @@ def test_a_conflict_that_never_clears_is_transient_and_keeps_nothing(
     assert ledger.find(pf_payment_id="1089250") == []
 
 
-class _UnreachableQueue(SqliteJobQueue):
+class _UnreachableQueue:
+    """The work queue with SQS out of reach: every send fails."""
+
+    def __init__(self, real: JobQueue) -> None:
+        self._real = real
+
     def send(self, transaction_id: str, delay_seconds: float = 0) -> None:
         raise TransientError("sending a provisioning message: EndpointConnectionError")
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
 
 def test_when_the_enqueue_fails_the_payment_stays_accepted_and_its_job_stays_queued_for_the_runbook(
-    aws: AwsContext, tmp_path: Path
+    aws_backend: Backend,
 ) -> None:
-    ledger = _dynamo_ledger(aws, _UnreachableQueue(Database(tmp_path / "queue.db")))
+    services = aws_backend.services
+    settings = services.settings
+    ledger = DynamoLedger(
+        aws_backend.moto.session.client("dynamodb"),
+        settings.payments_table,
+        settings.provisioning_table,
+        _UnreachableQueue(services.queue),
+    )
 
     kept = ledger.record(make_payment(), make_job())
 
     assert kept.verdict is PaymentVerdict.ACCEPTED
-    job = DynamoJournal(aws.session.client("dynamodb"), aws.settings.provisioning_table).get("TXN-100001")
+    job = services.journal.get("TXN-100001")
     assert job is not None
     assert job.status is JobStatus.QUEUED

@@ -9,10 +9,9 @@ window, the limit and the order must come out the same.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +19,11 @@ from botocore.exceptions import ClientError
 
 from tenancy.adapters.aws import logs as cloudwatch_logs
 from tenancy.adapters.aws.logs import CloudWatchLogSource
-from tenancy.adapters.local.logs import FileLogSource
-from tenancy.domain.model import LogComponent
+from tenancy.bootstrap import log_directory
 from tenancy.errors import InvalidInputError
 from tenancy.ports import LogSource
 
-from aws_support import AwsContext
+from aws_support import AwsContext, Backend
 
 # Whole seconds, well inside CloudWatch's 14 days: both backends then hold the same instants.
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -50,38 +48,39 @@ def line(component: str, minute: int, event: str, level: str = "info", **fields:
 
 
 @dataclass(frozen=True)
-class Backend:
-    name: str
+class Logs:
+    """A backend's log source, and how a test puts lines where that backend's processes log them."""
+
     source: LogSource
     write: Callable[[str, list[dict[str, Any]]], None]  # component, lines oldest first
 
 
-@pytest.fixture(params=["local", "aws"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "local":
-        directory = tmp_path / "logs"
+@pytest.fixture
+def logs(backend: Backend) -> Logs:
+    if backend.aws is None:
+        directory = log_directory(backend.services.settings)
 
         def write_file(component: str, lines: list[dict[str, Any]]) -> None:
             directory.mkdir(exist_ok=True)
             with (directory / f"{component}.log").open("a", encoding="utf-8") as file:
                 file.writelines(f"{json.dumps(fields)}\n" for fields in lines)
 
-        yield Backend("local", FileLogSource(directory), write_file)
-    else:
-        aws: AwsContext = request.getfixturevalue("aws")
-        client = aws.session.client("logs")
-        # The functions' groups exist (bootstrap creates them); "app" gets a group of its own
-        # here, created on first write, so every component reads as it does from files.
-        groups = {
-            "itn": aws.settings.log_group("itn-handler"),
-            "provisioning": aws.settings.log_group("provisioning"),
-            "app": aws.settings.log_group("app"),
-        }
+        return Logs(backend.services.logs, write_file)
+    client = backend.aws.session.client("logs")
+    settings = backend.services.settings
+    # Bootstrap searches the "app" events in the provisioning function's group (the CloudWatch-only
+    # tests below read that wiring); here "app" gets a group of its own, created on first write,
+    # so every component reads as it does from files.
+    groups = {
+        "itn": settings.log_group("itn-handler"),
+        "provisioning": settings.log_group("provisioning"),
+        "app": settings.log_group("app"),
+    }
 
-        def write_group(component: str, lines: list[dict[str, Any]]) -> None:
-            _put(client, groups[component], lines)
+    def write_group(component: str, lines: list[dict[str, Any]]) -> None:
+        _put(client, groups[component], lines)
 
-        yield Backend("aws", CloudWatchLogSource(client, groups), write_group)
+    return Logs(CloudWatchLogSource(client, groups), write_group)
 
 
 def _put(client: Any, group: str, lines: list[dict[str, Any]], stream: str = "2026/01/18/[$LATEST]0123") -> None:
@@ -103,10 +102,10 @@ def _milliseconds(timestamp: str) -> int:
 
 
 @pytest.fixture
-def provisioning_story(backend: Backend) -> Backend:
+def provisioning_story(logs: Logs) -> Logs:
     """One ITN and one failed provisioning run for TXN-123456, and a neighbour's step."""
-    backend.write("itn", [line("itn", 1, "itn_received", transaction_id="TXN-123456")])
-    backend.write(
+    logs.write("itn", [line("itn", 1, "itn_received", transaction_id="TXN-123456")])
+    logs.write(
         "provisioning",
         [
             line("provisioning", 2, "job_started", transaction_id="TXN-123456", attempt=1),
@@ -115,8 +114,8 @@ def provisioning_story(backend: Backend) -> Backend:
             line("provisioning", 5, "job_dead_lettered", "error", transaction_id="TXN-123456", error="smtp down"),
         ],
     )
-    backend.write("app", [line("app", 6, "login_failed", email="user@example.com", error="an error happened")])
-    return backend
+    logs.write("app", [line("app", 6, "login_failed", email="user@example.com", error="an error happened")])
+    return logs
 
 
 def _events(events: list[Any]) -> list[tuple[str, str]]:
@@ -128,7 +127,7 @@ def _events(events: list[Any]) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("pattern", ["TXN-123456", '"TXN-123456"'])
 def test_rb001_4_1_a_transaction_search_finds_its_lines_in_every_log_oldest_first(
-    provisioning_story: Backend, pattern: str
+    provisioning_story: Logs, pattern: str
 ) -> None:
     events = provisioning_story.source.filter_events(pattern=pattern)
 
@@ -142,7 +141,7 @@ def test_rb001_4_1_a_transaction_search_finds_its_lines_in_every_log_oldest_firs
     assert all(json.loads(event.message) == event.fields for event in events)
 
 
-def test_rb001_4_1_steps_2_and_3_search_one_function_log_each(provisioning_story: Backend) -> None:
+def test_rb001_4_1_steps_2_and_3_search_one_function_log_each(provisioning_story: Logs) -> None:
     source = provisioning_story.source
 
     itn = source.filter_events(component="itn", pattern="TXN-123456")
@@ -156,7 +155,7 @@ def test_rb001_4_1_steps_2_and_3_search_one_function_log_each(provisioning_story
     ]
 
 
-def test_rb001_3_2_error_finds_error_lines_only(provisioning_story: Backend) -> None:
+def test_rb001_3_2_error_finds_error_lines_only(provisioning_story: Logs) -> None:
     events = provisioning_story.source.filter_events(pattern="ERROR", start=at(0))
 
     # Terms are case-sensitive: the app line's "error" key and message are not ERROR.
@@ -176,9 +175,7 @@ def test_rb001_3_2_error_finds_error_lines_only(provisioning_story: Backend) -> 
         ("-TXN", [6]),
     ],
 )
-def test_patterns_mean_the_same_on_both_backends(
-    provisioning_story: Backend, pattern: str, expected: list[int]
-) -> None:
+def test_patterns_mean_the_same_on_both_backends(provisioning_story: Logs, pattern: str, expected: list[int]) -> None:
     events = provisioning_story.source.filter_events(pattern=pattern)
 
     assert [event.timestamp for event in events] == [at(minute) for minute in expected]
@@ -187,7 +184,7 @@ def test_patterns_mean_the_same_on_both_backends(
 # --- time window, limit, order ----------------------------------------------------------------
 
 
-def test_the_time_window_includes_both_ends(provisioning_story: Backend) -> None:
+def test_the_time_window_includes_both_ends(provisioning_story: Logs) -> None:
     source = provisioning_story.source
 
     window = source.filter_events(start=at(2), end=at(4))
@@ -201,27 +198,27 @@ def test_the_time_window_includes_both_ends(provisioning_story: Backend) -> None
     assert source.filter_events(start=at(4), end=at(3)) == []
 
 
-def test_the_limit_keeps_the_oldest_events_across_logs(backend: Backend) -> None:
-    backend.write("itn", [line("itn", minute, "itn_received", n=minute) for minute in (1, 4, 7)])
-    backend.write("provisioning", [line("provisioning", minute, "step_done", n=minute) for minute in (2, 3, 8)])
-    backend.write("app", [line("app", minute, "login", n=minute) for minute in (0, 5)])
+def test_the_limit_keeps_the_oldest_events_across_logs(logs: Logs) -> None:
+    logs.write("itn", [line("itn", minute, "itn_received", n=minute) for minute in (1, 4, 7)])
+    logs.write("provisioning", [line("provisioning", minute, "step_done", n=minute) for minute in (2, 3, 8)])
+    logs.write("app", [line("app", minute, "login", n=minute) for minute in (0, 5)])
 
-    everything = backend.source.filter_events()
-    first_four = backend.source.filter_events(limit=4)
+    everything = logs.source.filter_events()
+    first_four = logs.source.filter_events(limit=4)
 
     assert [event.fields["n"] for event in everything] == [0, 1, 2, 3, 4, 5, 7, 8]
     assert [event.component for event in everything] == [
         "app", "itn", "provisioning", "provisioning", "itn", "app", "itn", "provisioning",
     ]  # fmt: skip
     assert first_four == everything[:4]
-    assert backend.source.filter_events(limit=0) == []
+    assert logs.source.filter_events(limit=0) == []
 
 
-def test_events_of_one_component_keep_the_order_they_were_logged_in(backend: Backend) -> None:
+def test_events_of_one_component_keep_the_order_they_were_logged_in(logs: Logs) -> None:
     # Two lines of the same instant (CloudWatch keeps milliseconds only) stay in logging order.
-    backend.write("provisioning", [line("provisioning", 1, "first"), line("provisioning", 1, "second")])
+    logs.write("provisioning", [line("provisioning", 1, "first"), line("provisioning", 1, "second")])
 
-    events = backend.source.filter_events(component="provisioning")
+    events = logs.source.filter_events(component="provisioning")
 
     assert [event.fields["event"] for event in events] == ["first", "second"]
 
@@ -229,21 +226,23 @@ def test_events_of_one_component_keep_the_order_they_were_logged_in(backend: Bac
 # --- nothing, and nonsense --------------------------------------------------------------------
 
 
-def test_nothing_logged_is_no_events(backend: Backend) -> None:
-    assert backend.source.filter_events() == []
-    assert backend.source.filter_events(component="app", pattern="ERROR") == []
+def test_nothing_logged_is_no_events(logs: Logs) -> None:
+    assert logs.source.filter_events() == []
+    assert logs.source.filter_events(component="app", pattern="ERROR") == []
 
 
-def test_an_unknown_component_or_a_bad_pattern_is_refused(backend: Backend) -> None:
+def test_an_unknown_component_or_a_bad_pattern_is_refused(logs: Logs) -> None:
     with pytest.raises(InvalidInputError, match="unknown log component 'payments'"):
-        backend.source.filter_events(component="payments")
+        logs.source.filter_events(component="payments")
     with pytest.raises(InvalidInputError, match="filter pattern"):
-        backend.source.filter_events(pattern='"open')
+        logs.source.filter_events(pattern='"open')
     with pytest.raises(InvalidInputError, match="filter pattern"):
-        backend.source.filter_events(pattern="[ip, user, ...]")
+        logs.source.filter_events(pattern="[ip, user, ...]")
 
 
 # --- CloudWatch only --------------------------------------------------------------------------
+# `aws_backend.services.logs` is the source as bootstrap wires it: the app's events are the
+# provisioning function's.
 
 
 @pytest.fixture
@@ -251,18 +250,11 @@ def logs_client(aws: AwsContext) -> Any:
     return aws.session.client("logs")
 
 
-def _bootstrap_groups(aws: AwsContext) -> dict[str, str]:
-    """As bootstrap wires them: the app's events are the provisioning function's."""
-    return {
-        LogComponent.ITN.value: aws.settings.log_group("itn-handler"),
-        LogComponent.PROVISIONING.value: aws.settings.log_group("provisioning"),
-        LogComponent.APP.value: aws.settings.log_group("provisioning"),
-    }
-
-
-def test_cloudwatch_a_group_two_components_share_is_searched_once(aws: AwsContext, logs_client: Any) -> None:
+def test_cloudwatch_a_group_two_components_share_is_searched_once(
+    aws: AwsContext, aws_backend: Backend, logs_client: Any
+) -> None:
     _put(logs_client, aws.settings.log_group("provisioning"), [line("provisioning", 1, "step_done")])
-    source = CloudWatchLogSource(logs_client, _bootstrap_groups(aws))
+    source = aws_backend.services.logs
 
     everything = source.filter_events()
     as_app = source.filter_events(component="app")
@@ -271,7 +263,9 @@ def test_cloudwatch_a_group_two_components_share_is_searched_once(aws: AwsContex
     assert _events(as_app) == [("app", "step_done")]
 
 
-def test_cloudwatch_lines_that_are_not_json_are_kept_without_fields(aws: AwsContext, logs_client: Any) -> None:
+def test_cloudwatch_lines_that_are_not_json_are_kept_without_fields(
+    aws: AwsContext, aws_backend: Backend, logs_client: Any
+) -> None:
     group = aws.settings.log_group("provisioning")
     crash = "[ERROR] Runtime.ImportModuleError: Unable to import module 'tenancy.lambdas'"
     logs_client.create_log_stream(logGroupName=group, logStreamName="crash")
@@ -283,7 +277,7 @@ def test_cloudwatch_lines_that_are_not_json_are_kept_without_fields(aws: AwsCont
             {"timestamp": int(at(2).timestamp() * 1000), "message": crash},
         ],
     )
-    source = CloudWatchLogSource(logs_client, _bootstrap_groups(aws))
+    source = aws_backend.services.logs
 
     [event] = source.filter_events(pattern="ERROR")
 
@@ -297,21 +291,25 @@ def test_cloudwatch_a_group_never_created_has_no_events(logs_client: Any) -> Non
     assert source.filter_events(component="provisioning", pattern="TXN-123456") == []
 
 
-def test_cloudwatch_every_page_is_read(aws: AwsContext, logs_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cloudwatch_every_page_is_read(
+    aws: AwsContext, aws_backend: Backend, logs_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cloudwatch_logs, "_MAX_PAGE", 3)
     _put(logs_client, aws.settings.log_group("itn-handler"), [line("itn", n, "itn_received", n=n) for n in range(10)])
-    source = CloudWatchLogSource(logs_client, _bootstrap_groups(aws))
+    source = aws_backend.services.logs
 
     assert [event.fields["n"] for event in source.filter_events(component="itn")] == list(range(10))
     assert [event.fields["n"] for event in source.filter_events(component="itn", limit=7)] == list(range(7))
 
 
-def test_cloudwatch_merges_the_streams_of_a_group_oldest_first(aws: AwsContext, logs_client: Any) -> None:
+def test_cloudwatch_merges_the_streams_of_a_group_oldest_first(
+    aws: AwsContext, aws_backend: Backend, logs_client: Any
+) -> None:
     # Each Lambda container writes its own stream.
     group = aws.settings.log_group("provisioning")
     _put(logs_client, group, [line("provisioning", n, "step_done", n=n) for n in (1, 3, 5)], stream="container-a")
     _put(logs_client, group, [line("provisioning", n, "step_done", n=n) for n in (2, 4)], stream="container-b")
-    source = CloudWatchLogSource(logs_client, _bootstrap_groups(aws))
+    source = aws_backend.services.logs
 
     assert [event.fields["n"] for event in source.filter_events(limit=3)] == [1, 2, 3]
 

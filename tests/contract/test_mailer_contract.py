@@ -4,9 +4,7 @@ to a real SMTP server on localhost) and SesMailer (on moto's SES, logging to the
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,13 +14,13 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 from tenancy.adapters.aws.ses import SesMailer
-from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
+from tenancy.bootstrap import SystemClock
 from tenancy.domain.model import OutgoingEmail
 from tenancy.errors import PermanentError, TransientError
 from tenancy.ports import Mailer
 
-from aws_support import AwsContext
+from aws_support import AwsContext, Backend
 
 SENDER = "noreply@kimmyai.io"
 OTHER_SENDER = "billing@kimmyai.io"
@@ -40,46 +38,42 @@ class AcceptingHandler:
         return "250 Message accepted for delivery"
 
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    mailer: Mailer
-    failing: Callable[[], Mailer]  # a mailer of this backend whose sends fail
+@pytest.fixture
+def smtp_url() -> Iterator[str]:
+    """A real SMTP server on localhost that accepts every email."""
+    port = _free_port()
+    controller = Controller(AcceptingHandler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()
 
 
-def _ses(aws: AwsContext, sender: str = SENDER) -> SesMailer:
-    return SesMailer(
-        aws.session.client("ses", region_name=REGION),
-        aws.session.client("dynamodb", region_name=REGION),
-        aws.resources.mail_log_table,
-        sender,
-    )
+@pytest.fixture
+def backend_settings(smtp_url: str) -> dict[str, Any]:
+    # The embedded mailer delivers to the SMTP server; SES (on moto) has no use for it.
+    return {"smtp_url": smtp_url}
 
 
-@pytest.fixture(params=["local", "aws"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "local":
-        database = Database(tmp_path / "mail.db")
-        port = _free_port()
-        controller = Controller(AcceptingHandler(), hostname="127.0.0.1", port=port)
-        controller.start()
-        try:
-            yield Backend(
-                "local",
-                OutboxMailer(database, default_sender=SENDER, smtp=SmtpTarget(f"smtp://127.0.0.1:{port}", timeout=5)),
-                # Nothing listens on a fresh free port: the server is unreachable.
-                lambda: OutboxMailer(
-                    database, default_sender=SENDER, smtp=SmtpTarget(f"smtp://127.0.0.1:{_free_port()}", timeout=5)
-                ),
-            )
-        finally:
-            controller.stop()
-            database.close()
-    else:
-        aws: AwsContext = request.getfixturevalue("aws")
+@pytest.fixture
+def mailer(backend: Backend) -> Mailer:
+    if backend.aws is not None:
         # bootstrap verifies SENDER; a second sender is verified the way an operator would.
-        aws.session.client("ses", region_name=REGION).verify_email_identity(EmailAddress=OTHER_SENDER)
-        yield Backend("aws", _ses(aws), lambda: _ses(aws, "unverified@elsewhere.example"))
+        backend.aws.session.client("ses", region_name=REGION).verify_email_identity(EmailAddress=OTHER_SENDER)
+    return backend.services.mailer
+
+
+def _failing_mailer(backend: Backend) -> Mailer:
+    """A mailer of this backend whose sends fail."""
+    if backend.aws is not None:
+        session, table = backend.aws.session, backend.aws.resources.mail_log_table
+        unverified = "unverified@elsewhere.example"
+        return SesMailer(session.client("ses"), session.client("dynamodb"), table, unverified, clock=backend.clock)
+    assert backend.services.database is not None
+    # Nothing listens on a fresh free port: the server is unreachable.
+    unreachable = SmtpTarget(f"smtp://127.0.0.1:{_free_port()}", timeout=5)
+    return OutboxMailer(backend.services.database, default_sender=SENDER, clock=backend.clock, smtp=unreachable)
 
 
 def _email(to: str = "owner@example.com", **changes: Any) -> OutgoingEmail:
@@ -94,10 +88,10 @@ def _email(to: str = "owner@example.com", **changes: Any) -> OutgoingEmail:
     return OutgoingEmail(**values)
 
 
-def test_a_sent_email_is_kept_as_delivered(backend: Backend) -> None:
-    message_id = backend.mailer.send(_email("Owner@Example.com"))
+def test_a_sent_email_is_kept_as_delivered(mailer: Mailer) -> None:
+    message_id = mailer.send(_email("Owner@Example.com"))
 
-    [kept] = backend.mailer.outbox()
+    [kept] = mailer.outbox()
     assert message_id
     assert kept.message_id == message_id
     assert kept.status == "delivered"
@@ -111,55 +105,55 @@ def test_a_sent_email_is_kept_as_delivered(backend: Backend) -> None:
     assert len(kept.created_at) == len("2026-01-18T00:00:00Z")
 
 
-def test_delivery_statistics_count_what_was_sent(backend: Backend) -> None:
-    before = backend.mailer.delivery_statistics()
+def test_delivery_statistics_count_what_was_sent(mailer: Mailer) -> None:
+    before = mailer.delivery_statistics()
 
-    backend.mailer.send(_email())
-    backend.mailer.send(_email("second@example.com"))
-    after = backend.mailer.delivery_statistics()
+    mailer.send(_email())
+    mailer.send(_email("second@example.com"))
+    after = mailer.delivery_statistics()
 
     assert all(isinstance(count, int) for count in after.values())
     assert sum(after.values()) - sum(before.values()) >= 2
 
 
-def test_the_emails_own_sender_wins_over_the_default(backend: Backend) -> None:
-    backend.mailer.send(_email(sender=OTHER_SENDER))
+def test_the_emails_own_sender_wins_over_the_default(mailer: Mailer) -> None:
+    mailer.send(_email(sender=OTHER_SENDER))
 
-    assert backend.mailer.outbox()[0].sender == OTHER_SENDER
+    assert mailer.outbox()[0].sender == OTHER_SENDER
 
 
-def test_a_text_only_email_is_sent(backend: Backend) -> None:
-    message_id = backend.mailer.send(_email(html=None, tags={}))
+def test_a_text_only_email_is_sent(mailer: Mailer) -> None:
+    message_id = mailer.send(_email(html=None, tags={}))
 
-    [kept] = backend.mailer.outbox()
+    [kept] = mailer.outbox()
     assert (kept.message_id, kept.status, kept.tags) == (message_id, "delivered", {})
 
 
-def test_outbox_filters_by_recipient_newest_first(backend: Backend) -> None:
-    first = backend.mailer.send(_email("a@example.com", subject="one"))
-    backend.mailer.send(_email("b@example.com", subject="two"))
-    third = backend.mailer.send(_email("A@Example.com", subject="three"))
+def test_outbox_filters_by_recipient_newest_first(mailer: Mailer) -> None:
+    first = mailer.send(_email("a@example.com", subject="one"))
+    mailer.send(_email("b@example.com", subject="two"))
+    third = mailer.send(_email("A@Example.com", subject="three"))
 
-    assert [m.message_id for m in backend.mailer.outbox(to="a@example.com")] == [third, first]
-    assert [m.message_id for m in backend.mailer.outbox(to=" A@EXAMPLE.COM ")] == [third, first]
-    assert [m.subject for m in backend.mailer.outbox(to="b@example.com")] == ["two"]
-    assert backend.mailer.outbox(to="c@example.com") == []
-    assert [m.subject for m in backend.mailer.outbox()] == ["three", "two", "one"]
-    assert [m.subject for m in backend.mailer.outbox(limit=2)] == ["three", "two"]
-    assert [m.subject for m in backend.mailer.outbox(to="a@example.com", limit=1)] == ["three"]
+    assert [m.message_id for m in mailer.outbox(to="a@example.com")] == [third, first]
+    assert [m.message_id for m in mailer.outbox(to=" A@EXAMPLE.COM ")] == [third, first]
+    assert [m.subject for m in mailer.outbox(to="b@example.com")] == ["two"]
+    assert mailer.outbox(to="c@example.com") == []
+    assert [m.subject for m in mailer.outbox()] == ["three", "two", "one"]
+    assert [m.subject for m in mailer.outbox(limit=2)] == ["three", "two"]
+    assert [m.subject for m in mailer.outbox(to="a@example.com", limit=1)] == ["three"]
 
 
-def test_scan_yields_every_email_in_batches(backend: Backend) -> None:
-    sent = {backend.mailer.send(_email(f"user{number}@example.com")) for number in range(5)}
+def test_scan_yields_every_email_in_batches(mailer: Mailer) -> None:
+    sent = {mailer.send(_email(f"user{number}@example.com")) for number in range(5)}
 
-    batches = list(backend.mailer.scan(batch_size=2))
+    batches = list(mailer.scan(batch_size=2))
 
     assert [len(batch) for batch in batches] == [2, 2, 1]
     assert {message.message_id for batch in batches for message in batch} == sent
 
 
 def test_a_failed_send_raises_and_is_kept_as_failed(backend: Backend) -> None:
-    failing = backend.failing()
+    failing = _failing_mailer(backend)
     # SES refuses an unverified sender for good; an unreachable SMTP server may come back.
     expected = PermanentError if backend.name == "aws" else TransientError
 
@@ -178,10 +172,10 @@ def test_a_failed_send_raises_and_is_kept_as_failed(backend: Backend) -> None:
         assert "unreachable" in kept.error
 
 
-def test_ses_receives_what_rb001_4_4_sends(aws: AwsContext) -> None:
+def test_ses_receives_what_rb001_4_4_sends(aws_backend: Backend) -> None:
     """`aws ses send-email --from ... --to ... --subject ... --html ...`; moto keeps the HTML part
     when there is one, else the text part."""
-    mailer = _ses(aws)
+    mailer = aws_backend.services.mailer
     with_html = mailer.send(_email(" Owner@Example.com "))
     text_only = mailer.send(_email(html=None))
 
@@ -207,8 +201,8 @@ def test_ses_receives_what_rb001_4_4_sends(aws: AwsContext) -> None:
     ],
 )
 def test_ses_refusals_are_kept_and_typed(aws: AwsContext, code: str, status: int, expected: type[Exception]) -> None:
-    ses = aws.session.client("ses", region_name=REGION)
-    mailer = SesMailer(ses, aws.session.client("dynamodb", region_name=REGION), aws.resources.mail_log_table, SENDER)
+    ses, dynamodb = aws.session.client("ses", region_name=REGION), aws.session.client("dynamodb", region_name=REGION)
+    mailer = SesMailer(ses, dynamodb, aws.resources.mail_log_table, SENDER, clock=SystemClock())
     with Stubber(ses) as stubber:
         stubber.add_client_error("send_email", service_error_code=code, http_status_code=status)
         with pytest.raises(expected):
@@ -220,10 +214,8 @@ def test_ses_refusals_are_kept_and_typed(aws: AwsContext, code: str, status: int
     assert code in kept.error
 
 
-def test_the_ses_mail_log_never_keeps_a_secret_of_the_email(aws: AwsContext) -> None:
-    from tenancy.adapters.aws.ses import SesMailer
-
-    mailer = SesMailer(aws.session.client("ses"), aws.session.client("dynamodb"), "mail-log", SENDER)
+def test_the_ses_mail_log_never_keeps_a_secret_of_the_email(aws_backend: Backend) -> None:
+    mailer = aws_backend.services.mailer
     mailer.send(_email(text="Temporary password: S3cret-Pass!", html="<code>S3cret-Pass!</code>",
                        secrets=("S3cret-Pass!",)))  # fmt: skip
 

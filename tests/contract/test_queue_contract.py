@@ -9,53 +9,28 @@ behaviour is tested at the end of the file.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tenancy.adapters.aws.resources import MAX_RECEIVE_COUNT
 from tenancy.adapters.aws.sqs import SqsJobQueue
-from tenancy.adapters.local.database import Database
-from tenancy.adapters.local.queue import SqliteJobQueue
+from tenancy.bootstrap import SystemClock
 from tenancy.domain.model import QueueMessage
 from tenancy.errors import InvalidInputError, NotFoundError
 from tenancy.ports import JobQueue
 
-from aws_support import AwsContext
+from aws_support import AwsContext, Backend
+from helpers import ManualClock
 
-# Short, real visibility timeouts for both backends: SQS counts whole seconds.
-VISIBLE_AGAIN_AFTER = 1
-SLEEP_PAST_IT = 1.3
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    queue: JobQueue
-
-
-@pytest.fixture(params=["local", "aws"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "local":
-        database = Database(tmp_path / "q.db")
-        # The same limit the deployed RedrivePolicy has.
-        yield Backend("local", SqliteJobQueue(database, max_receive_count=MAX_RECEIVE_COUNT))
-        database.close()
-    else:
-        aws: AwsContext = request.getfixturevalue("aws")
-        yield Backend("aws", _sqs_queue(aws))
+# Whole seconds (SQS counts no less), passed by moving the backend's clock on, never slept through:
+# long enough that a slow run cannot pass them in real time on moto, where SQS's own time flows too.
+VISIBLE_AGAIN_AFTER = 60
 
 
 @pytest.fixture
 def queue(backend: Backend) -> JobQueue:
-    return backend.queue
-
-
-def _sqs_queue(aws: AwsContext) -> SqsJobQueue:
-    return SqsJobQueue(aws.session.client("sqs"), aws.resources.queue_url, aws.resources.dlq_url)
+    # Bootstrap gives the embedded queue the limit the deployed RedrivePolicy has (MAX_RECEIVE_COUNT).
+    return backend.services.queue
 
 
 def _by_transaction(messages: list[QueueMessage]) -> dict[str, QueueMessage]:
@@ -96,7 +71,9 @@ def test_receive_returns_at_most_max_messages_each_once(queue: JobQueue) -> None
     assert queue.receive(10, visibility_timeout=30) == []
 
 
-def test_delayed_hidden_and_retried_messages_come_back_when_their_time_passes(queue: JobQueue) -> None:
+def test_delayed_hidden_and_retried_messages_come_back_when_their_time_passes(
+    queue: JobQueue, clock: ManualClock
+) -> None:
     queue.send("TXN-DELAYED", delay_seconds=VISIBLE_AGAIN_AFTER)
     queue.send("TXN-HIDDEN")
     [hidden] = queue.receive(10, visibility_timeout=VISIBLE_AGAIN_AFTER)
@@ -108,7 +85,7 @@ def test_delayed_hidden_and_retried_messages_come_back_when_their_time_passes(qu
     assert queue.receive(10, visibility_timeout=60) == []
     assert queue.depth() == (3, 0)  # delayed and in-flight messages are counted
 
-    time.sleep(SLEEP_PAST_IT)
+    clock.advance(VISIBLE_AGAIN_AFTER + 1)
     again = _by_transaction(queue.receive(10, visibility_timeout=60))
 
     assert {name: message.receive_count for name, message in again.items()} == {
@@ -297,11 +274,11 @@ def test_purge_removes_every_message_for_the_transaction_from_both_queues(queue:
 
 
 @pytest.fixture
-def sqs_queue(aws: AwsContext) -> SqsJobQueue:
-    return _sqs_queue(aws)
+def sqs_queue(aws_backend: Backend) -> JobQueue:
+    return aws_backend.services.queue
 
 
-def test_sqs_a_look_counts_as_a_receive(sqs_queue: SqsJobQueue) -> None:
+def test_sqs_a_look_counts_as_a_receive(sqs_queue: JobQueue) -> None:
     sqs_queue.send("TXN-1")
 
     [listed] = sqs_queue.messages()
@@ -311,7 +288,7 @@ def test_sqs_a_look_counts_as_a_receive(sqs_queue: SqsJobQueue) -> None:
     assert message.receive_count == 2  # ... but SQS counted the look
 
 
-def test_sqs_a_message_in_flight_is_counted_but_not_listed_or_purged(sqs_queue: SqsJobQueue) -> None:
+def test_sqs_a_message_in_flight_is_counted_but_not_listed_or_purged(sqs_queue: JobQueue) -> None:
     sqs_queue.send("TXN-1")
     [message] = sqs_queue.receive(1, visibility_timeout=300)
 
@@ -322,16 +299,17 @@ def test_sqs_a_message_in_flight_is_counted_but_not_listed_or_purged(sqs_queue: 
     assert sqs_queue.depth() == (0, 0)
 
 
-def test_sqs_a_delay_beyond_15_minutes_is_capped_not_refused(sqs_queue: SqsJobQueue) -> None:
+def test_sqs_a_delay_beyond_15_minutes_is_capped_not_refused(sqs_queue: JobQueue) -> None:
     sqs_queue.send("TXN-1", delay_seconds=3600)
 
     assert sqs_queue.depth() == (1, 0)
     assert sqs_queue.receive(1, visibility_timeout=30) == []
 
 
-def test_sqs_a_bare_receipt_handle_from_a_lambda_record_works_for_retry_and_delete(aws: AwsContext) -> None:
-    sqs = aws.session.client("sqs")
-    queue = _sqs_queue(aws)
+def test_sqs_a_bare_receipt_handle_from_a_lambda_record_works_for_retry_and_delete(
+    aws: AwsContext, sqs_queue: JobQueue
+) -> None:
+    sqs, queue = aws.session.client("sqs"), sqs_queue
     queue.send("TXN-1")
     record = sqs.receive_message(QueueUrl=aws.resources.queue_url, VisibilityTimeout=300)["Messages"][0]
 
@@ -346,9 +324,8 @@ def test_sqs_a_bare_receipt_handle_from_a_lambda_record_works_for_retry_and_dele
     assert queue.depth() == (0, 0)
 
 
-def test_sqs_a_message_that_is_not_a_provisioning_job_is_parked_at_once(aws: AwsContext) -> None:
-    sqs = aws.session.client("sqs")
-    queue = _sqs_queue(aws)
+def test_sqs_a_message_that_is_not_a_provisioning_job_is_parked_at_once(aws: AwsContext, sqs_queue: JobQueue) -> None:
+    sqs, queue = aws.session.client("sqs"), sqs_queue
     sqs.send_message(QueueUrl=aws.resources.queue_url, MessageBody="hello")
     queue.send("TXN-1")
 
@@ -361,8 +338,8 @@ def test_sqs_a_message_that_is_not_a_provisioning_job_is_parked_at_once(aws: Aws
     assert raw["Body"] == "hello"
 
 
-def test_sqs_messages_are_json_with_the_transaction_id(aws: AwsContext) -> None:
-    _sqs_queue(aws).send("TXN-123456")
+def test_sqs_messages_are_json_with_the_transaction_id(aws: AwsContext, sqs_queue: JobQueue) -> None:
+    sqs_queue.send("TXN-123456")
 
     raw = aws.session.client("sqs").receive_message(QueueUrl=aws.resources.queue_url)["Messages"][0]
 
@@ -371,7 +348,7 @@ def test_sqs_messages_are_json_with_the_transaction_id(aws: AwsContext) -> None:
 
 def test_sqs_a_missing_queue_is_a_project_error(aws: AwsContext) -> None:
     missing = aws.resources.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
-    queue = SqsJobQueue(aws.session.client("sqs"), missing, aws.resources.dlq_url)
+    queue = SqsJobQueue(aws.session.client("sqs"), missing, aws.resources.dlq_url, clock=SystemClock())
 
     with pytest.raises(NotFoundError, match="sending a provisioning message"):
         queue.send("TXN-1")

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tenancy.adapters.aws.ratelimit import DynamoRateLimiter
-from tenancy.adapters.local.database import Database
-from tenancy.adapters.local.ratelimit import SqliteRateLimiter
 from tenancy.ports import RateLimiter
 
-from aws_support import AwsContext
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from aws_support import Backend
+from helpers import ManualClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(params=["local", "aws"])
-def limiter(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[RateLimiter]:
-    if request.param == "local":
-        database = Database(tmp_path / "limits.db")
-        yield SqliteRateLimiter(database, clock=clock)
-        database.close()
-    else:
-        aws = request.getfixturevalue("aws")
-        yield DynamoRateLimiter(aws.session.client("dynamodb"), aws.settings.rate_limits_table, clock=clock)
+def limiter(backend: Backend) -> RateLimiter:
+    assert backend.services.rate_limiter is not None
+    return backend.services.rate_limiter
 
 
 def test_hits_count_up_within_a_window(limiter: RateLimiter) -> None:
@@ -55,11 +32,11 @@ def test_keys_are_counted_apart(limiter: RateLimiter) -> None:
     assert limiter.count("login:account:b@example.com", window_seconds=60) == 0
 
 
-def test_a_new_window_starts_from_zero(limiter: RateLimiter, clock: Clock) -> None:
+def test_a_new_window_starts_from_zero(limiter: RateLimiter, clock: ManualClock) -> None:
     for _ in range(4):
         limiter.hit("itn:source:197.97.145.145", window_seconds=60)
 
-    clock.now += 60
+    clock.advance(60)
 
     assert limiter.count("itn:source:197.97.145.145", window_seconds=60) == 0
     assert limiter.hit("itn:source:197.97.145.145", window_seconds=60) == 1
@@ -89,13 +66,14 @@ def test_release_takes_one_back_but_never_below_zero(limiter: RateLimiter) -> No
     assert limiter.count("login:source:never-seen", window_seconds=900) == 0
 
 
-def test_dynamodb_counters_expire_by_ttl_after_their_window(aws: AwsContext, clock: Clock) -> None:
+def test_dynamodb_counters_expire_by_ttl_after_their_window(aws_backend: Backend, clock: ManualClock) -> None:
+    aws, limiter = aws_backend.moto, aws_backend.services.rate_limiter
+    assert limiter is not None
     client = aws.session.client("dynamodb")
-    limiter = DynamoRateLimiter(client, aws.settings.rate_limits_table, clock=clock)
     limiter.hit("login:account:a@example.com", window_seconds=60)
 
     ttl = client.describe_time_to_live(TableName=aws.settings.rate_limits_table)["TimeToLiveDescription"]
     (item,) = client.scan(TableName=aws.settings.rate_limits_table)["Items"]
     assert ttl["TimeToLiveStatus"] == "ENABLED"
     assert ttl["AttributeName"] == "expires_at"
-    assert int(item["expires_at"]["N"]) > clock.now + 60
+    assert int(item["expires_at"]["N"]) > clock.now().timestamp() + 60

@@ -4,34 +4,12 @@ moto): `verify --tenant-id` and `diagnose --tenant-id` answer as `--email` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
-
-import pytest
-
-from tenancy.bootstrap import Services, build
-from tenancy.config import PayfastMode
+from tenancy.bootstrap import Services
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import Finding
 from tenancy.runbook.verify import WELCOME_CHECK
 
-from aws_support import moto_cognito
-from helpers import make_settings
 from runbook_cases import hand_written_tenant
-
-
-@pytest.fixture(params=["local", "aws"])
-def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
-    if request.param == "local":
-        built = build(make_settings(tmp_path / "home", payfast_mode="offline"))
-    else:
-        aws = request.getfixturevalue("aws")
-        settings = aws.settings.model_copy(update={"payfast_mode": PayfastMode.OFFLINE})
-        # The Cognito adapter fetches the pool's JWKS over HTTP; moto's in-process pool has no URL.
-        built = replace(build(settings), identity=moto_cognito(aws))
-    yield built
-    built.close()
 
 
 def test_a_hand_written_tenant_verifies_by_tenant_id_as_by_email(services: Services) -> None:
@@ -64,6 +42,7 @@ def test_a_tenant_whose_owner_subject_names_nobody_says_so(services: Services) -
     checks = {check.name: check for check in services.runbook.verify(Selector(tenant_id="ten_GONE")).checks}
 
     assert diagnosis.finding is Finding.IDENTITY_USER_MISSING
-    assert any(line.startswith("identity: no user with the tenant owner's subject ") for line in diagnosis.evidence)
+    lines = diagnosis.evidence_lines
+    assert any(line.startswith("identity: no user with the tenant owner's subject ") for line in lines)
     assert checks["identity user exists"].passed is False
     assert checks["identity user exists"].detail.startswith("no user with the tenant owner's subject ")

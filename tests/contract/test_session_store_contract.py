@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tenancy.adapters.aws.sessions import DynamoSessionStore
-from tenancy.adapters.local.database import Database
-from tenancy.adapters.local.sessions import SqliteSessionStore
 from tenancy.domain.model import SessionKind, SignInSession
 from tenancy.ports import SessionStore
+
+from aws_support import Backend
 
 NOW = 1_800_000_000
 
 
-@pytest.fixture(params=["local", "aws"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
-    if request.param == "local":
-        database = Database(tmp_path / "sessions.db")
-        yield SqliteSessionStore(database)
-        database.close()
-    else:
-        aws = request.getfixturevalue("aws")
-        yield DynamoSessionStore(aws.session.client("dynamodb"), aws.settings.sessions_table)
+@pytest.fixture
+def store(backend: Backend) -> SessionStore:
+    return backend.services.session_store
 
 
 def session(session_id: str = "s" * 22, username: str = "ada@example.com", **changes: object) -> SignInSession:

@@ -4,21 +4,16 @@ and the DynamoDB items checked against RB-001's own put-item JSON (4.2 users, 4.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tenancy.adapters.aws.dynamodb import DynamoTenantStore, DynamoUserStore
-from tenancy.adapters.local.database import Database
-from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
 from tenancy.domain.ids import invoice_number_for, storage_prefix_for, tenant_id_for
 from tenancy.domain.model import Billing, Tenant, TenantStatus, Usage, UserRecord, UserStatus
 from tenancy.domain.plans import Limits
 from tenancy.errors import ItemAlreadyExistsError, NotFoundError, PermanentError
 from tenancy.ports import TenantStore, UserStore
 
-from aws_support import AwsContext
+from aws_support import Backend
 
 PROFESSIONAL = Limits(max_sites=5, max_generations_per_month=100, max_storage_mb=500, custom_domain_allowed=True)
 
@@ -62,29 +57,14 @@ def make_user(
     )
 
 
-@pytest.fixture(params=["local", "aws"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TenantStore, UserStore]]:
-    if request.param == "local":
-        database = Database(tmp_path / "t.db")
-        yield SqliteTenantStore(database), SqliteUserStore(database)
-        database.close()
-    else:
-        aws: AwsContext = request.getfixturevalue("aws")
-        client = aws.session.client("dynamodb")
-        yield (
-            DynamoTenantStore(client, aws.settings.tenants_table),
-            DynamoUserStore(client, aws.settings.users_table),
-        )
+@pytest.fixture
+def tenants(backend: Backend) -> TenantStore:
+    return backend.services.tenants
 
 
 @pytest.fixture
-def tenants(backend: tuple[TenantStore, UserStore]) -> TenantStore:
-    return backend[0]
-
-
-@pytest.fixture
-def users(backend: tuple[TenantStore, UserStore]) -> UserStore:
-    return backend[1]
+def users(backend: Backend) -> UserStore:
+    return backend.services.users
 
 
 # Tenants -------------------------------------------------------------------------------------
@@ -323,10 +303,9 @@ RB001_4_2_USERS_ITEM = """{
   }"""
 
 
-def test_a_tenant_is_written_with_exactly_the_attribute_types_of_rb001_4_3(aws: AwsContext) -> None:
-    client = aws.session.client("dynamodb")
-    store = DynamoTenantStore(client, aws.settings.tenants_table)
-    store.create(
+def test_a_tenant_is_written_with_exactly_the_attribute_types_of_rb001_4_3(aws_backend: Backend) -> None:
+    client = aws_backend.moto.session.client("dynamodb")
+    aws_backend.services.tenants.create(
         Tenant(
             tenant_id="ten_NEWID",
             owner_user_id="9a7b5c3d-1111-4222-8333-444455556666",
@@ -347,9 +326,9 @@ def test_a_tenant_is_written_with_exactly_the_attribute_types_of_rb001_4_3(aws: 
     assert item == json.loads(RB001_4_3_TENANT_ITEM)
 
 
-def test_a_users_record_is_written_with_exactly_the_attributes_of_rb001_4_2(aws: AwsContext) -> None:
-    client = aws.session.client("dynamodb")
-    DynamoUserStore(client, aws.settings.users_table).create(make_user("user_XXXXX", email="User@Example.com"))
+def test_a_users_record_is_written_with_exactly_the_attributes_of_rb001_4_2(aws_backend: Backend) -> None:
+    client = aws_backend.moto.session.client("dynamodb")
+    aws_backend.services.users.create(make_user("user_XXXXX", email="User@Example.com"))
 
     item = client.get_item(TableName="users", Key={"user_id": {"S": "user_XXXXX"}})["Item"]
 
@@ -357,11 +336,11 @@ def test_a_users_record_is_written_with_exactly_the_attributes_of_rb001_4_2(aws:
 
 
 def test_a_tenant_written_by_hand_with_rb001_4_3_put_item_is_read_by_get_and_find_by_transaction(
-    aws: AwsContext,
+    aws_backend: Backend,
 ) -> None:
-    client = aws.session.client("dynamodb")
+    client = aws_backend.moto.session.client("dynamodb")
     client.put_item(TableName="tenants", Item=json.loads(RB001_4_3_TENANT_ITEM))
-    store = DynamoTenantStore(client, aws.settings.tenants_table)
+    store = aws_backend.services.tenants
 
     tenant = store.get("ten_NEWID")
 
@@ -381,22 +360,22 @@ def test_a_tenant_written_by_hand_with_rb001_4_3_put_item_is_read_by_get_and_fin
     assert store.find_by_transaction("TXN-123456") == tenant
 
 
-def test_a_users_record_written_by_hand_with_rb001_4_2_put_item_is_found_by_email(aws: AwsContext) -> None:
-    client = aws.session.client("dynamodb")
+def test_a_users_record_written_by_hand_with_rb001_4_2_put_item_is_found_by_email(aws_backend: Backend) -> None:
+    client = aws_backend.moto.session.client("dynamodb")
     client.put_item(TableName="users", Item=json.loads(RB001_4_2_USERS_ITEM))
-    store = DynamoUserStore(client, aws.settings.users_table)
+    store = aws_backend.services.users
 
     assert store.find_by_email("User@Example.com") == [make_user("user_XXXXX")]
     assert store.get("user_XXXXX") == make_user("user_XXXXX")
 
 
 def test_a_hand_made_tenant_with_numbers_written_as_strings_is_reported_as_breaking_the_contract(
-    aws: AwsContext,
+    aws_backend: Backend,
 ) -> None:
-    client = aws.session.client("dynamodb")
+    client = aws_backend.moto.session.client("dynamodb")
     item = json.loads(RB001_4_3_TENANT_ITEM)
     item["limits"]["M"]["max_sites"] = {"S": "5"}
     client.put_item(TableName="tenants", Item=item)
 
     with pytest.raises(PermanentError, match="max_sites should be an N"):
-        DynamoTenantStore(client, aws.settings.tenants_table).get("ten_NEWID")
+        aws_backend.services.tenants.get("ten_NEWID")

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tenancy.adapters.aws.dynamodb import DynamoRepairTrail
-from tenancy.adapters.local.database import Database
-from tenancy.adapters.local.trail import SqliteRepairTrail
 from tenancy.domain.model import RepairRecord
 from tenancy.ports import RepairTrail
 
-from aws_support import AwsContext
+from aws_support import Backend
 
 
 def make_entry(
@@ -38,15 +32,9 @@ def make_entry(
     )
 
 
-@pytest.fixture(params=["local", "aws"])
-def trail(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RepairTrail]:
-    if request.param == "local":
-        database = Database(tmp_path / "t.db")
-        yield SqliteRepairTrail(database)
-        database.close()
-    else:
-        aws: AwsContext = request.getfixturevalue("aws")
-        yield DynamoRepairTrail(aws.session.client("dynamodb"), aws.settings.repairs_table)
+@pytest.fixture
+def trail(backend: Backend) -> RepairTrail:
+    return backend.services.trail
 
 
 def test_a_recorded_repair_reads_back_with_its_states_before_and_after(trail: RepairTrail) -> None:
@@ -90,9 +78,9 @@ def test_entries_are_those_about_any_of_the_given_subjects_each_once(trail: Repa
     assert trail.entries(transaction_id="TXN-404") == []
 
 
-def test_a_repair_item_keeps_its_states_as_json_strings(aws: AwsContext) -> None:
-    client = aws.session.client("dynamodb")
-    DynamoRepairTrail(client, aws.settings.repairs_table).record(make_entry())
+def test_a_repair_item_keeps_its_states_as_json_strings(aws_backend: Backend) -> None:
+    client = aws_backend.moto.session.client("dynamodb")
+    aws_backend.services.trail.record(make_entry())
 
     (item,) = client.scan(TableName="repairs")["Items"]
 

@@ -186,7 +186,7 @@ def test_a_permanent_or_exhausted_fault_parks_the_job_and_the_runbook_names_repa
     selector = Selector(transaction_id=transaction_id)
     diagnosis = services.runbook.diagnose(selector)
     assert (diagnosis.finding, diagnosis.finding.runbook_section) == (finding, section), diagnosis.summary
-    assert any("dead-letter queue" in line for line in diagnosis.evidence)
+    assert any("dead-letter queue" in line for line in diagnosis.evidence_lines)
 
     result = services.runbook.repair(selector, operator="ops-test")  # the dependency is healthy again
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tenancy.advice import next_action
 from tenancy.bootstrap import Services, build
 from tenancy.cli.audit import CSV_COLUMNS, render_csv, render_markdown
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
@@ -44,14 +45,17 @@ from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 from tenancy.runbook import audit as audit_module
 from tenancy.runbook.audit import AuditReport, fix_findings, parse_duration, run_audit, window_start
-from tenancy.runbook.diagnose import classify, plainly_healthy
-from tenancy.runbook.evidence import EvidenceStores, Selector
+from tenancy.runbook.diagnose import classify
+from tenancy.runbook.evidence import CaseFile, EvidenceStores, Purchase, Selector, gather
 from tenancy.runbook.findings import ESCALATION, Finding
+from tenancy.runbook.rules import RULES
 
 from helpers import make_settings
+from runbook_cases import hand_written_tenant
 
 PAYFAST_ADDRESS = "197.97.145.145"
 WEEK = timedelta(days=7)
+NOT_FAILURES = {Finding.HEALTHY, Finding.IN_PROGRESS}
 HOUR = 3600
 
 
@@ -386,7 +390,7 @@ def test_json_csv_and_markdown_carry_the_same_counts(services: Services) -> None
     seed_week(services)
     report = audit(services)
 
-    document = json.loads(json.dumps(report.as_document()))
+    document = json.loads(json.dumps(report.as_document(next_action)))
     rows = list(csv.DictReader(io.StringIO(render_csv(report))))
     markdown = render_markdown(report)
 
@@ -564,7 +568,7 @@ def test_audit_of_2000_tenants_reads_each_store_once_and_finds_them_healthy(serv
     assert elapsed < 10, f"auditing {SCALE} tenants took {elapsed:.1f} s"
 
 
-# --- The shortcut for healthy purchases --------------------------------------------------------
+# --- One evidence path: the audit's look-ups and the stores' ------------------------------------
 
 MISMATCHED = "TXN-MISMATCH"  # the identity user points at another tenant
 OWNED_BY_ANOTHER = "TXN-OTHER-OWNER"
@@ -576,11 +580,13 @@ CONFIRMED_WITHOUT_WELCOME = "TXN-CONFIRMED"  # the owner set a password: the wel
 STALLED_BUT_DONE = "TXN-STALLED"  # the job looks lost, yet every store is healthy
 NOWHERE = "TXN-NOWHERE"  # in no store at all
 OPERATOR_PURCHASE = "TXN-OPERATOR"  # bought with an operator's email: an operator is not a tenant
+BILLED_TWICE = "TXN-BILLED-TWICE"  # a tenant written by hand beside the project's own
 
 
 def seed_every_branch(services: Services) -> list[str]:
-    """`seed_week`, and a purchase for each of `classify`'s branches that a healthy-looking tenant
-    can reach. Returns every transaction id seeded (and one that is in no store)."""
+    """`seed_week`, and a purchase for each way a healthy-looking tenant can reach every rule of
+    the registry, and a transaction two tenant records are billed to. Returns every transaction id
+    seeded (and one that is in no store)."""
     seed_week(services)
     now = format_timestamp(services.clock.now())
     for transaction_id in (
@@ -604,72 +610,76 @@ def seed_every_branch(services: Services) -> list[str]:
     operator = email_of(OPERATOR_PURCHASE)
     services.identity.create_user(operator, {"email": operator, "custom:roles": "operator"}, "Operator-Passw0rd!")
     provision(services, OPERATOR_PURCHASE, operator)
+    provision(services, BILLED_TWICE, email_of(BILLED_TWICE))
+    hand_written_tenant(services, "twice@example.com", "ten_HANDMADE", BILLED_TWICE)
     return [
         *HEALTHY, *REPAIRABLE, *LEFT_ALONE, STILL_QUEUED, OLD_HEALTHY, OLD_BROKEN, OLD_REJECTED, MISMATCHED,
         OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
-        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OPERATOR_PURCHASE, NOWHERE,
+        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OPERATOR_PURCHASE, BILLED_TWICE, NOWHERE,
     ]  # fmt: skip
 
 
-def test_the_healthy_shortcut_vouches_only_for_cases_classify_calls_healthy(services: Services) -> None:
+def without_what_the_audit_drops(case: CaseFile) -> CaseFile:
+    """The case as the audit keeps it: no rule reads the ITN's raw fields or the email bodies."""
+    return dataclasses.replace(
+        case,
+        payments=tuple(dataclasses.replace(payment, fields=()) for payment in case.payments),
+        emails=tuple(dataclasses.replace(email, text="") for email in case.emails),
+    )
+
+
+def test_the_audit_s_look_ups_find_the_case_the_stores_find(services: Services) -> None:
     transaction_ids = seed_every_branch(services)
     now = services.clock.now()
-    findings: Counter[Finding] = Counter()
-    vouched: set[tuple[str, int]] = set()
+    lookup = audit_module._AuditLookup(services.evidence_stores, now - timedelta(days=60), lambda _count: None)
 
-    # A week on, every temporary password but the confirmed owner's has expired.
-    for days_on in (0, 8):
-        at = now + timedelta(days=days_on)
-        for transaction_id in transaction_ids:
-            case = services.runbook.case(Selector(transaction_id=transaction_id))
-            finding = classify(case, at, password_ttl=WEEK).finding
-            shortcut = plainly_healthy(
-                job=case.job,
-                tenant=case.tenant,
-                identity_user=case.identity_user,
-                users=case.users,
-                welcome_emails=case.welcome_emails,
-                now=at,
-                password_ttl=WEEK,
-            )
-            findings[finding] += 1
-            if shortcut:
-                assert finding is Finding.HEALTHY, transaction_id
-                vouched.add((transaction_id, days_on))
-
-    assert set(findings) == set(Finding)  # every branch of classify was taken
-    plain = {*HEALTHY, OLD_HEALTHY, CONFIRMED_WITHOUT_WELCOME}
-    assert vouched == {(transaction_id, 0) for transaction_id in plain} | {(CONFIRMED_WITHOUT_WELCOME, 8)}
-    # Healthy, though the shortcut leaves it to classify: the job looks lost but nothing is missing.
-    case = services.runbook.case(Selector(transaction_id=STALLED_BUT_DONE))
-    assert classify(case, now, password_ttl=WEEK).finding is Finding.HEALTHY
+    for transaction_id in transaction_ids:
+        purchase = Purchase.of_transaction(transaction_id)
+        from_stores = gather(purchase, services.evidence_stores)
+        assert gather(purchase, lookup) == without_what_the_audit_drops(from_stores), transaction_id
+    # The project's own tenant, as the store chooses among the two billed to the transaction.
+    assert lookup.tenant_for_transaction(BILLED_TWICE) == services.tenants.get(tenant_id_for(BILLED_TWICE))
 
 
 @pytest.mark.parametrize("days_on", [0, 8])
-def test_the_audit_reports_the_same_with_and_without_the_healthy_shortcut(
-    services: Services, monkeypatch: pytest.MonkeyPatch, days_on: int
-) -> None:
+def test_the_audit_names_every_purchase_as_diagnose_does(services: Services, days_on: int) -> None:
     transaction_ids = seed_every_branch(services)
     now = services.clock.now() + timedelta(days=days_on)
-    since = now - timedelta(days=60)
+    stores = services.evidence_stores
 
-    report = run_audit(services.evidence_stores, since=since, now=now, password_ttl=WEEK)
-    monkeypatch.setattr(audit_module, "plainly_healthy", lambda **_records: False)
-    classified_in_full = run_audit(services.evidence_stores, since=since, now=now, password_ttl=WEEK)
+    report = run_audit(stores, since=now - timedelta(days=60), now=now, password_ttl=WEEK)
 
-    assert report.as_document() == classified_in_full.as_document()
-    # And each purchase counted as diagnose names it.
-    named = {
-        transaction_id: classify(services.runbook.case(Selector(transaction_id=transaction_id)), now).finding
+    diagnosed = {
+        transaction_id: classify(
+            services.runbook.case(Selector(transaction_id=transaction_id)),
+            now,
+            password_ttl=WEEK,
+            mail_statistics=stores.mail_statistics,
+        )
         for transaction_id in transaction_ids
         if transaction_id != NOWHERE
     }
-    assert report.totals.transactions == len(named)
-    assert report.totals.healthy == sum(finding is Finding.HEALTHY for finding in named.values())
-    assert set(report.in_progress) == {t for t, finding in named.items() if finding is Finding.IN_PROGRESS}
-    assert findings_by_transaction(report) == {
-        t: finding for t, finding in named.items() if finding not in {Finding.HEALTHY, Finding.IN_PROGRESS}
+    findings = {transaction_id: diagnosis.finding for transaction_id, diagnosis in diagnosed.items()}
+    assert report.totals.transactions == len(diagnosed)
+    assert report.totals.healthy == sum(finding is Finding.HEALTHY for finding in findings.values())
+    assert set(report.in_progress) == {t for t, finding in findings.items() if finding is Finding.IN_PROGRESS}
+    # Each failure's whole diagnosis (evidence, summary, next step, escalation), as diagnose has it.
+    assert {case.diagnosis.transaction_id: case.diagnosis for case in report.cases} == {
+        t: diagnosis for t, diagnosis in diagnosed.items() if diagnosis.finding not in NOT_FAILURES
     }
+
+
+def test_the_purchases_seeded_reach_every_rule(services: Services) -> None:
+    transaction_ids = seed_every_branch(services)
+    now = services.clock.now()
+
+    rules = {
+        classify(services.runbook.case(Selector(transaction_id=transaction_id)), at, password_ttl=WEEK).rule
+        for transaction_id in transaction_ids
+        for at in (now, now + timedelta(days=8))  # a week on, the temporary passwords have expired
+    }
+
+    assert rules == {rule.code for rule in RULES}
 
 
 @pytest.mark.parametrize("enabled", [True, False])

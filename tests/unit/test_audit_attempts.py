@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tenancy.advice import next_action
 from tenancy.bootstrap import Services, build
 from tenancy.cli.audit import render_markdown
 from tenancy.domain.clock import utc_now
@@ -125,7 +126,7 @@ def test_a_day_of_nine_failed_attempts_a_dead_letter_and_a_repair_is_reported_af
     assert verdict in markdown
     assert "| Failed attempts | 9 |" in markdown
     assert f"| {repaired} | {services.journal.get(repaired).email} | 5 | yes | 1 | 0 |" in markdown  # type: ignore[union-attr]
-    document = json.loads(json.dumps(report.as_document()))
+    document = json.loads(json.dumps(report.as_document(next_action)))
     assert Counter(row["outcome"] for row in document["attempts"]) == {"healed": 2}
     assert document["totals"]["failed_attempts"] == 9
     csv_rows = {row["transaction_id"]: row for row in csv.DictReader(io.StringIO(render_csv(report)))}
@@ -215,7 +216,7 @@ def test_a_trail_entry_from_before_attempts_were_kept_is_read_from_its_evidence(
     # What a repair recorded before the trail kept the attempts: the diagnosis, nothing more.
     entry = RepairRecord(
         at="2026-01-01T00:00:00Z", operator="old", transaction_id=transaction_id, tenant_id=diagnosis.tenant_id,
-        email=diagnosis.email, finding=diagnosis.finding.value, actions=(), before=diagnosis.as_document(),
+        email=diagnosis.email, finding=diagnosis.finding.value, actions=(), before=diagnosis.as_document(next_action),
         after={}, outcome="repaired",
     )  # fmt: skip
 

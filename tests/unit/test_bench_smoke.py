@@ -16,8 +16,10 @@ BENCHMARKS = {
     "end_to_end_latency",
     "diagnose_latency",
     "audit_scan",
+    "audit_scale",
     "repair_mttr",
     "metrics_scrape",
+    "console_latency",
 }
 
 

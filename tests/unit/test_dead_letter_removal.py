@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tenancy.advice import next_action
 from tenancy.bootstrap import Services, build
 from tenancy.domain.model import JobStatus, QueuedMessage
 from tenancy.runbook.evidence import Selector
@@ -66,7 +67,8 @@ def test_a_stale_copy_keeps_the_alarm_firing_and_diagnose_names_the_command_that
 
     assert dlq_alert_value(services) == 1
     assert diagnosis.finding is Finding.HEALTHY
-    assert f"`tenancy dlq remove {stale.message_id}`" in diagnosis.next_action
+    assert diagnosis.next_step.stale_dead_letters == (stale.message_id,)
+    assert f"`tenancy dlq remove {stale.message_id}`" in next_action(diagnosis)
 
 
 def test_remove_healed_takes_out_only_messages_whose_purchase_is_healthy(services: Services) -> None:
@@ -90,7 +92,7 @@ def test_remove_healed_takes_out_only_messages_whose_purchase_is_healthy(service
     ]
     kept = decisions[1]
     assert kept.reason.startswith("the purchase is provisioning_failed: Paid, but no tenant record")
-    assert kept.as_document()["next_action"] == f"tenancy repair --transaction-id {broken} --yes  " + (
+    assert kept.as_document(next_action)["next_action"] == f"tenancy repair --transaction-id {broken} --yes  " + (
         "(re-runs provisioning from the failed step)"
     )
     assert [message.transaction_id for message in services.runbook.dead_letters()] == [broken]

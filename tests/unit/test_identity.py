@@ -16,6 +16,7 @@ import pytest
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.identity import EmbeddedIdentityProvider
 from tenancy.adapters.local.signing_keys import SigningKeys
+from tenancy.bootstrap import SystemClock
 from tenancy.config import Settings
 from tenancy.domain.model import AuthChallenge, IdentityUserStatus, Tokens
 from tenancy.errors import (
@@ -31,6 +32,8 @@ from tenancy.errors import (
 )
 from tenancy.ports import IdentityProvider
 
+from helpers import ManualClock
+
 EMAIL = "owner@example.com"
 TEMPORARY = "TempPass123!"
 NEW_PASSWORD = "N3w-Password!"
@@ -42,17 +45,6 @@ ATTRIBUTES = {
 }
 ISSUER = "http://127.0.0.1:8000"
 AUDIENCE = "tenancy"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 18, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def _cheap_hasher(time_cost: int = 1) -> argon2.PasswordHasher:
@@ -72,12 +64,12 @@ def keys(tmp_path: Path) -> SigningKeys:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 1, 18, 12, 0, tzinfo=UTC))
 
 
 def _provider(
-    database: Database, keys: SigningKeys, clock: FakeClock, hasher: argon2.PasswordHasher | None = None
+    database: Database, keys: SigningKeys, clock: ManualClock, hasher: argon2.PasswordHasher | None = None
 ) -> EmbeddedIdentityProvider:
     return EmbeddedIdentityProvider(
         database,
@@ -93,7 +85,7 @@ def _provider(
 
 
 @pytest.fixture
-def provider(database: Database, keys: SigningKeys, clock: FakeClock) -> EmbeddedIdentityProvider:
+def provider(database: Database, keys: SigningKeys, clock: ManualClock) -> EmbeddedIdentityProvider:
     return _provider(database, keys, clock)
 
 
@@ -205,7 +197,7 @@ def test_a_weak_new_password_is_refused_and_the_session_survives(
 
 
 def test_completing_the_challenge_gives_tokens_with_the_contract_claims(
-    provider: EmbeddedIdentityProvider, keys: SigningKeys, clock: FakeClock
+    provider: EmbeddedIdentityProvider, keys: SigningKeys, clock: ManualClock
 ) -> None:
     tokens = _confirmed(provider)
     user = provider.get_user(EMAIL)
@@ -220,13 +212,13 @@ def test_completing_the_challenge_gives_tokens_with_the_contract_claims(
     assert claims["cognito:username"] == EMAIL
     assert claims["token_use"] == "id"
     assert (claims["iss"], claims["aud"]) == (ISSUER, AUDIENCE)
-    assert claims["iat"] == int(clock.now.timestamp())
-    assert claims["exp"] == int(clock.now.timestamp()) + 3600
+    assert claims["iat"] == int(clock.now().timestamp())
+    assert claims["exp"] == int(clock.now().timestamp()) + 3600
     assert tokens.expires_in == 3600
     assert tokens.token_type == "Bearer"
     assert user.status is IdentityUserStatus.CONFIRMED
 
-    access = keys.verify(tokens.access_token, None, ISSUER, now=clock.now)
+    access = keys.verify(tokens.access_token, None, ISSUER, now=clock.now())
     assert access["token_use"] == "access"
     assert access["client_id"] == AUDIENCE
     assert access["username"] == EMAIL
@@ -242,7 +234,7 @@ def test_an_access_token_is_not_an_id_token(provider: EmbeddedIdentityProvider) 
         provider.verify_id_token("not-a-token")
 
 
-def test_an_id_token_expires(provider: EmbeddedIdentityProvider, clock: FakeClock) -> None:
+def test_an_id_token_expires(provider: EmbeddedIdentityProvider, clock: ManualClock) -> None:
     tokens = _confirmed(provider)
     clock.advance(seconds=3600)
 
@@ -274,7 +266,7 @@ def test_an_unknown_session_is_refused(provider: EmbeddedIdentityProvider) -> No
         provider.respond_to_new_password_challenge(EMAIL, "made-up", NEW_PASSWORD)
 
 
-def test_a_session_expires(provider: EmbeddedIdentityProvider, clock: FakeClock) -> None:
+def test_a_session_expires(provider: EmbeddedIdentityProvider, clock: ManualClock) -> None:
     session = _challenge(provider).session
     clock.advance(seconds=181)
 
@@ -282,7 +274,7 @@ def test_a_session_expires(provider: EmbeddedIdentityProvider, clock: FakeClock)
         provider.respond_to_new_password_challenge(EMAIL, session, NEW_PASSWORD)
 
 
-def test_a_temporary_password_expires(provider: EmbeddedIdentityProvider, clock: FakeClock) -> None:
+def test_a_temporary_password_expires(provider: EmbeddedIdentityProvider, clock: ManualClock) -> None:
     provider.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
     clock.advance(days=7, seconds=1)
 
@@ -329,7 +321,9 @@ def test_a_permanent_password_set_by_an_admin_logs_straight_in(provider: Embedde
     assert isinstance(provider.authenticate(EMAIL, "Admin-Set-1!"), Tokens)
 
 
-def test_a_new_temporary_password_asks_for_a_change_again(provider: EmbeddedIdentityProvider, clock: FakeClock) -> None:
+def test_a_new_temporary_password_asks_for_a_change_again(
+    provider: EmbeddedIdentityProvider, clock: ManualClock
+) -> None:
     _confirmed(provider)
     clock.advance(days=30)
 
@@ -388,9 +382,9 @@ def test_admin_calls_on_an_unknown_user_are_not_found(provider: EmbeddedIdentity
         provider.reset_password("nobody@example.com")
 
 
-def test_refresh_gives_new_tokens_for_the_same_sign_in(provider: EmbeddedIdentityProvider, clock: FakeClock) -> None:
+def test_refresh_gives_new_tokens_for_the_same_sign_in(provider: EmbeddedIdentityProvider, clock: ManualClock) -> None:
     tokens = _confirmed(provider)
-    signed_in_at = int(clock.now.timestamp())
+    signed_in_at = int(clock.now().timestamp())
     clock.advance(hours=2)
 
     refreshed = provider.refresh(tokens.refresh_token)
@@ -398,10 +392,10 @@ def test_refresh_gives_new_tokens_for_the_same_sign_in(provider: EmbeddedIdentit
     claims = provider.verify_id_token(refreshed.id_token)
     assert refreshed.refresh_token == tokens.refresh_token
     assert claims["auth_time"] == signed_in_at
-    assert claims["iat"] == int(clock.now.timestamp())
+    assert claims["iat"] == int(clock.now().timestamp())
 
 
-def test_refresh_refuses_garbage_and_expired_tokens(provider: EmbeddedIdentityProvider, clock: FakeClock) -> None:
+def test_refresh_refuses_garbage_and_expired_tokens(provider: EmbeddedIdentityProvider, clock: ManualClock) -> None:
     tokens = _confirmed(provider)
 
     with pytest.raises(InvalidTokenError):
@@ -412,7 +406,7 @@ def test_refresh_refuses_garbage_and_expired_tokens(provider: EmbeddedIdentityPr
 
 
 def test_a_hash_with_old_parameters_is_upgraded_on_login(
-    database: Database, keys: SigningKeys, clock: FakeClock
+    database: Database, keys: SigningKeys, clock: ManualClock
 ) -> None:
     _confirmed(_provider(database, keys, clock))
     stronger = _provider(database, keys, clock, hasher=_cheap_hasher(time_cost=2))
@@ -438,7 +432,7 @@ def test_a_locked_database_is_a_transient_error(provider: EmbeddedIdentityProvid
 
 def test_from_settings_uses_argon2id_and_publishes_its_key(database: Database, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", password_hash_time_cost=1, password_hash_memory_kib=8)
-    provider = EmbeddedIdentityProvider.from_settings(database, settings)
+    provider = EmbeddedIdentityProvider.from_settings(database, settings, SystemClock())
     provider.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
     session = provider.authenticate(EMAIL, TEMPORARY)
     assert isinstance(session, AuthChallenge)
@@ -501,7 +495,7 @@ def test_a_reset_ends_sessions_and_refresh_tokens(provider: EmbeddedIdentityProv
     assert isinstance(provider.authenticate(EMAIL, RESET_PASSWORD), Tokens)
 
 
-def test_a_reset_code_expires_after_an_hour(provider: EmbeddedIdentityProvider, clock: FakeClock) -> None:
+def test_a_reset_code_expires_after_an_hour(provider: EmbeddedIdentityProvider, clock: ManualClock) -> None:
     _confirmed(provider)
     code = _reset_code(provider)
 
@@ -523,7 +517,7 @@ def test_five_wrong_codes_use_the_code_up(provider: EmbeddedIdentityProvider) ->
 
 
 def test_asking_again_after_five_wrong_codes_waits_out_the_used_up_codes_hour(
-    provider: EmbeddedIdentityProvider, clock: FakeClock
+    provider: EmbeddedIdentityProvider, clock: ManualClock
 ) -> None:
     _confirmed(provider)
     code = _reset_code(provider)
@@ -554,7 +548,7 @@ def test_a_reissued_code_keeps_the_wrong_tries_of_the_live_one(provider: Embedde
 
 
 def test_a_code_asked_for_after_the_last_one_expired_gets_five_tries(
-    provider: EmbeddedIdentityProvider, clock: FakeClock
+    provider: EmbeddedIdentityProvider, clock: ManualClock
 ) -> None:
     _confirmed(provider)
     code = _reset_code(provider)
@@ -582,7 +576,7 @@ class CountingHasher(argon2.PasswordHasher):
 
 @pytest.mark.parametrize("account", ["confirmed", "unknown", "temporary_password", "disabled"])
 def test_asking_for_a_reset_code_costs_one_hash_whoever_asks(
-    database: Database, keys: SigningKeys, clock: FakeClock, account: str
+    database: Database, keys: SigningKeys, clock: ManualClock, account: str
 ) -> None:
     hasher = CountingHasher()
     provider = _provider(database, keys, clock, hasher)
@@ -656,7 +650,7 @@ class VerifyCountingHasher(argon2.PasswordHasher):
         return super().verify(hash, password)
 
 
-def _put_in_state(provider: EmbeddedIdentityProvider, database: Database, clock: FakeClock, state: str) -> str:
+def _put_in_state(provider: EmbeddedIdentityProvider, database: Database, clock: ManualClock, state: str) -> str:
     """The account in `state`; the password it had before, which still matches its stored hash."""
     if state == "temporary_password_expired":
         provider.create_user(EMAIL, ATTRIBUTES, TEMPORARY)
@@ -681,7 +675,7 @@ STATE_REASONS = {
 
 @pytest.mark.parametrize("state", list(STATE_REASONS))
 def test_a_wrong_password_is_answered_alike_whatever_the_accounts_state(
-    database: Database, keys: SigningKeys, clock: FakeClock, state: str
+    database: Database, keys: SigningKeys, clock: ManualClock, state: str
 ) -> None:
     hasher = VerifyCountingHasher()
     provider = _provider(database, keys, clock, hasher)
@@ -701,7 +695,7 @@ def test_a_wrong_password_is_answered_alike_whatever_the_accounts_state(
 
 @pytest.mark.parametrize("state", [state for state, reason in STATE_REASONS.items() if reason])
 def test_the_right_password_then_learns_the_accounts_state(
-    database: Database, keys: SigningKeys, clock: FakeClock, state: str
+    database: Database, keys: SigningKeys, clock: ManualClock, state: str
 ) -> None:
     provider = _provider(database, keys, clock)
     password = _put_in_state(provider, database, clock, state)

@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
+from tenancy.bootstrap import SystemClock
 from tenancy.domain.model import OutgoingEmail
 from tenancy.errors import ConfigurationError, PermanentError, TransientError
 
@@ -79,7 +80,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 def _mailer(database: Database, port: int | None = None) -> OutboxMailer:
     smtp = SmtpTarget(f"smtp://127.0.0.1:{port}", timeout=5) if port is not None else None
-    return OutboxMailer(database, default_sender=SENDER, smtp=smtp)
+    return OutboxMailer(database, default_sender=SENDER, clock=SystemClock(), smtp=smtp)
 
 
 def _email(to: str = "owner@example.com", **changes: Any) -> OutgoingEmail:

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from tenancy.domain.model import OutboxMessage, OutgoingEmail, Tokens
 from tenancy.errors import InvalidCredentialsError, PermanentError, TransientError
 from tenancy.ports import IdentityProvider
 
-from helpers import make_settings
+from helpers import ManualClock, make_settings
 
 EMAIL = "owner@example.com"
 PASSWORD = "Own-Passw0rd!"
@@ -27,14 +28,14 @@ RESET_PASSWORD = "Reset-Passw0rd!"
 CODE_LINE = re.compile(r"^Your reset code: (\d{8})$", re.MULTILINE)
 SOURCE = "203.0.113.7"
 # The rate limiter's time, held still so its hourly windows cannot roll over mid-test.
-LIMITER_NOW = 1_768_739_400.0
+LIMITER_NOW = datetime.fromtimestamp(1_768_739_400, UTC)
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
     services = build(make_settings(tmp_path / "home"))
     assert services.database is not None
-    services.rate_limiter = SqliteRateLimiter(services.database, clock=lambda: LIMITER_NOW)
+    services.rate_limiter = SqliteRateLimiter(services.database, clock=ManualClock(LIMITER_NOW))
     services.identity.create_user(EMAIL, {"email": EMAIL, "email_verified": "true"}, "Temp-Passw0rd!")
     services.identity.set_password(EMAIL, PASSWORD, permanent=True)
     return services

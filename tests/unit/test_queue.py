@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,16 +12,7 @@ import pytest
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.queue import DEAD_LETTER_QUEUE, SqliteJobQueue
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from helpers import ManualClock
 
 
 @pytest.fixture
@@ -31,12 +23,12 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(datetime.fromtimestamp(1_800_000_000, UTC))
 
 
 @pytest.fixture
-def queue(database: Database, clock: FakeClock) -> SqliteJobQueue:
+def queue(database: Database, clock: ManualClock) -> SqliteJobQueue:
     return SqliteJobQueue(database, max_receive_count=3, clock=clock)
 
 
@@ -69,7 +61,7 @@ def test_receive_returns_at_most_max_messages_oldest_first(queue: SqliteJobQueue
     assert queue.receive(10, visibility_timeout=30) == []
 
 
-def test_a_delayed_send_is_invisible_until_the_delay_passes(queue: SqliteJobQueue, clock: FakeClock) -> None:
+def test_a_delayed_send_is_invisible_until_the_delay_passes(queue: SqliteJobQueue, clock: ManualClock) -> None:
     queue.send("TXN-1", delay_seconds=10)
     assert queue.receive(1, visibility_timeout=30) == []
     clock.advance(9.9)
@@ -79,7 +71,7 @@ def test_a_delayed_send_is_invisible_until_the_delay_passes(queue: SqliteJobQueu
 
 
 def test_a_received_message_is_invisible_until_its_visibility_timeout_passes(
-    queue: SqliteJobQueue, clock: FakeClock
+    queue: SqliteJobQueue, clock: ManualClock
 ) -> None:
     queue.send("TXN-1")
     [first] = queue.receive(1, visibility_timeout=30)
@@ -93,7 +85,7 @@ def test_a_received_message_is_invisible_until_its_visibility_timeout_passes(
     assert again.receipt != first.receipt
 
 
-def test_receive_count_increments_on_every_delivery(queue: SqliteJobQueue, clock: FakeClock) -> None:
+def test_receive_count_increments_on_every_delivery(queue: SqliteJobQueue, clock: ManualClock) -> None:
     queue.send("TXN-1")
     counts = []
     for _ in range(3):
@@ -104,7 +96,7 @@ def test_receive_count_increments_on_every_delivery(queue: SqliteJobQueue, clock
 
 
 def test_delete_with_a_stale_receipt_does_nothing_to_the_newer_delivery(
-    queue: SqliteJobQueue, clock: FakeClock
+    queue: SqliteJobQueue, clock: ManualClock
 ) -> None:
     queue.send("TXN-1")
     [stale] = queue.receive(1, visibility_timeout=5)
@@ -120,7 +112,7 @@ def test_delete_with_a_stale_receipt_does_nothing_to_the_newer_delivery(
     assert queue.depth() == (0, 0)
 
 
-def test_retry_later_and_dead_letter_with_a_stale_receipt_do_nothing(queue: SqliteJobQueue, clock: FakeClock) -> None:
+def test_retry_later_and_dead_letter_with_a_stale_receipt_do_nothing(queue: SqliteJobQueue, clock: ManualClock) -> None:
     queue.send("TXN-1")
     [stale] = queue.receive(1, visibility_timeout=5)
     clock.advance(5)
@@ -133,7 +125,7 @@ def test_retry_later_and_dead_letter_with_a_stale_receipt_do_nothing(queue: Sqli
     assert queue.depth() == (0, 0)
 
 
-def test_retry_later_delays_visibility(queue: SqliteJobQueue, clock: FakeClock) -> None:
+def test_retry_later_delays_visibility(queue: SqliteJobQueue, clock: ManualClock) -> None:
     queue.send("TXN-1")
     [message] = queue.receive(1, visibility_timeout=300)
     queue.retry_later(message.receipt, 20)
@@ -152,7 +144,9 @@ def test_retry_later_with_zero_delay_makes_it_visible_at_once(queue: SqliteJobQu
     assert [m.transaction_id for m in queue.receive(1, visibility_timeout=300)] == ["TXN-1"]
 
 
-def test_dead_letter_moves_the_message_to_the_dlq(queue: SqliteJobQueue, clock: FakeClock, database: Database) -> None:
+def test_dead_letter_moves_the_message_to_the_dlq(
+    queue: SqliteJobQueue, clock: ManualClock, database: Database
+) -> None:
     queue.send("TXN-1")
     queue.send("TXN-2")
     [message] = queue.receive(1, visibility_timeout=30)
@@ -168,7 +162,7 @@ def test_dead_letter_moves_the_message_to_the_dlq(queue: SqliteJobQueue, clock: 
 
 
 def test_a_message_delivered_max_receive_count_times_goes_to_the_dlq(
-    queue: SqliteJobQueue, clock: FakeClock, database: Database
+    queue: SqliteJobQueue, clock: ManualClock, database: Database
 ) -> None:
     queue.send("TXN-1")
     for expected_count in (1, 2, 3):  # max_receive_count=3: each worker "dies" holding it
@@ -180,7 +174,7 @@ def test_a_message_delivered_max_receive_count_times_goes_to_the_dlq(
     assert "maximum receive count" in _dlq_errors(database)["TXN-1"]
 
 
-def test_the_receive_limit_does_not_touch_a_message_still_in_flight(queue: SqliteJobQueue, clock: FakeClock) -> None:
+def test_the_receive_limit_does_not_touch_a_message_still_in_flight(queue: SqliteJobQueue, clock: ManualClock) -> None:
     queue.send("TXN-1")
     for _ in range(2):
         queue.receive(1, visibility_timeout=10)
@@ -195,8 +189,7 @@ def test_the_receive_limit_does_not_touch_a_message_still_in_flight(queue: Sqlit
     assert queue.depth() == (1, 0)
 
 
-def test_concurrent_receivers_never_get_the_same_message(database: Database) -> None:
-    queue = SqliteJobQueue(database)
+def test_concurrent_receivers_never_get_the_same_message(queue: SqliteJobQueue) -> None:
     total = 60
     for n in range(total):
         queue.send(f"TXN-{n}")

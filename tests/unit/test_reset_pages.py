@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ from tenancy.bootstrap import Services, build
 from tenancy.errors import RateLimitedError, TransientError
 from tenancy.ports import IdentityProvider
 
-from helpers import make_settings
+from helpers import ManualClock, make_settings
 from page_client import (
     csrf_token_in,
     page_client,
@@ -30,14 +31,11 @@ UNKNOWN = "nobody@example.com"
 RESET_PASSWORD = "Reset-Passw0rd!"
 
 
-class LimiterClock:
+class LimiterClock(ManualClock):
     """The rate limiter's time, held still until a test moves it past a window."""
 
     def __init__(self) -> None:
-        self.now = 1_768_737_600.0
-
-    def __call__(self) -> float:
-        return self.now
+        super().__init__(datetime.fromtimestamp(1_768_737_600, UTC))
 
 
 class BusyIdentity:

@@ -101,10 +101,10 @@ def test_a_provisioned_tenant_is_diagnosed_healthy_and_verifies(services: Servic
     diagnosis = services.runbook.diagnose(selector)
 
     assert diagnosis.finding is Finding.HEALTHY
-    assert diagnosis.as_document()["runbook_section"] == "5"
+    assert diagnosis.as_record()["runbook_section"] == "5"
     assert diagnosis.transaction_id == transaction_id
-    assert any(line.startswith("tenants: ten_") for line in diagnosis.evidence)
-    assert not any(line.startswith("mail: the mail provider") for line in diagnosis.evidence)
+    assert any(line.startswith("tenants: ten_") for line in diagnosis.evidence_lines)
+    assert not any(line.startswith("mail: the mail provider") for line in diagnosis.evidence_lines)
     report = services.runbook.verify(selector, password=temporary_password(services, "owner@example.com"))
     assert report.passed
     assert [check.passed for check in report.checks][-2:] == [True, None]  # token waits for the first sign-in
@@ -174,9 +174,9 @@ def test_job_dead_lettered_before_the_tenant_record_is_diagnosed_as_4_1_and_repa
     diagnosis = services.runbook.diagnose(selector)
 
     assert diagnosis.finding is Finding.PROVISIONING_FAILED
-    assert diagnosis.as_document()["runbook_section"] == "4.1"
+    assert diagnosis.as_record()["runbook_section"] == "4.1"
     assert "dead-lettered" in diagnosis.summary
-    assert any("dead-letter queue" in line for line in diagnosis.evidence)
+    assert any("dead-letter queue" in line for line in diagnosis.evidence_lines)
     assert_repaired_once(services, selector, Finding.PROVISIONING_FAILED)
 
 
@@ -223,7 +223,7 @@ def test_missing_tenant_record_is_diagnosed_as_4_3_and_recreated_from_the_paymen
     services.tenants.delete(original.tenant_id)
     selector = Selector(email="owner@example.com")
 
-    assert services.runbook.diagnose(selector).as_document()["runbook_section"] == "4.3"
+    assert services.runbook.diagnose(selector).as_record()["runbook_section"] == "4.3"
     assert_repaired_once(services, selector, Finding.TENANT_RECORD_MISSING)
 
     rebuilt = services.tenants.get(original.tenant_id)
@@ -260,7 +260,7 @@ def test_welcome_email_that_failed_until_dead_lettered_is_diagnosed_as_4_4_and_r
     diagnosis = services.runbook.diagnose(selector)
 
     assert diagnosis.finding is Finding.WELCOME_EMAIL_MISSING
-    assert diagnosis.as_document()["runbook_section"] == "4.4"
+    assert diagnosis.as_record()["runbook_section"] == "4.4"
     assert_repaired_once(services, selector, Finding.WELCOME_EMAIL_MISSING)
     email = services.mailer.outbox(diagnosis.email)[0]
     assert email.subject == "Welcome to Site Builder"
@@ -421,7 +421,7 @@ def test_a_welcome_email_the_mail_server_refused_is_4_4_with_the_providers_stati
     assert diagnosis.finding is Finding.WELCOME_EMAIL_MISSING
     # RB-001 4.4 step 1: the provider's send statistics, read for this finding only, and said to
     # be the provider's counts for everyone, not this owner's.
-    assert "mail: the mail provider, for all recipients: failed=1" in diagnosis.evidence
+    assert "mail: the mail provider, for all recipients: failed=1" in diagnosis.evidence_lines
     services.close()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tenancy.advice import next_action
 from tenancy.bootstrap import Services, build
 from tenancy.runbook.audit import run_audit
 from tenancy.runbook.diagnose import classify
@@ -112,7 +113,7 @@ def test_a_welcome_sent_to_an_identity_user_since_recreated_does_not_count(servi
 
     assert diagnosis.finding is Finding.WELCOME_EMAIL_MISSING
     assert "went to an identity user since replaced" in diagnosis.summary
-    assert any("to an earlier identity user" in line for line in diagnosis.evidence)
+    assert any("to an earlier identity user" in line for line in diagnosis.evidence_lines)
     assert not services.runbook.verify(selector).passed
     result = services.runbook.repair(selector, operator="ops-test")
     assert (result.after.finding, result.verification.passed) == (Finding.HEALTHY, True)
@@ -135,7 +136,7 @@ def test_an_operator_account_is_diagnosed_as_not_a_tenant_and_never_repaired(ser
     assert "an operator account, not a tenant" in diagnosis.summary
     assert "tenant record" not in diagnosis.summary
     assert diagnosis.escalate_to is None
-    assert any("custom:roles=operator" in line for line in diagnosis.evidence)
+    assert any("custom:roles=operator" in line for line in diagnosis.evidence_lines)
     assert plan.actions == ()
     first = services.runbook.verify(selector).checks[0]
     assert (first.name, first.passed) == (TENANT_ACCOUNT_CHECK, False)
@@ -224,7 +225,7 @@ def test_the_providers_counts_say_they_are_for_all_recipients(services: Services
     drop_outbox(services)
     healthy_tenant(services, "a-third@example.com")
 
-    evidence = services.runbook.diagnose(selector).evidence
+    evidence = services.runbook.diagnose(selector).evidence_lines
 
     assert "mail: the mail provider, for all recipients: stored=1" in evidence
     assert "mail: no welcome email to owner@example.com" in evidence
@@ -237,12 +238,13 @@ def test_a_welcome_only_stored_without_smtp_is_healthy_but_says_it_was_not_deliv
     passed, detail = welcome_check(services, selector)
 
     assert diagnosis.healthy
-    assert [line for line in diagnosis.evidence if line.startswith("mail: ")] == [
+    assert [line for line in diagnosis.evidence_lines if line.startswith("mail: ")] == [
         f"mail: welcome email {STORED_NOT_DELIVERED} at {services.mailer.outbox('owner@example.com')[0].created_at}"
     ]
     assert f"Its welcome email was {STORED_NOT_DELIVERED}: the owner has not received it." in diagnosis.summary
-    assert "TENANCY_SMTP_URL" in diagnosis.next_action
-    assert "`tenancy mail list --to owner@example.com`" in diagnosis.next_action
+    assert diagnosis.next_step.mail_kept_for == "owner@example.com"
+    assert "TENANCY_SMTP_URL" in next_action(diagnosis)
+    assert "`tenancy mail list --to owner@example.com`" in next_action(diagnosis)
     assert passed is True
     assert detail.startswith(f"{STORED_NOT_DELIVERED} at ")
 
@@ -259,8 +261,8 @@ def test_a_welcome_delivered_over_smtp_says_delivered(tmp_path: Path, smtp_serve
 
     assert catcher.to("delivered@example.com")
     assert diagnosis.healthy
-    assert any(line.startswith("mail: welcome email delivered at ") for line in diagnosis.evidence)
-    assert "stored" not in diagnosis.summary + diagnosis.next_action
+    assert any(line.startswith("mail: welcome email delivered at ") for line in diagnosis.evidence_lines)
+    assert "stored" not in diagnosis.summary + next_action(diagnosis)
     assert (passed, detail.startswith("delivered at ")) == (True, True)
 
 
@@ -277,7 +279,8 @@ def test_a_hand_written_tenant_is_found_by_tenant_id_as_by_email_and_verifies_af
     diagnosis = services.runbook.diagnose(by_tenant)
 
     assert before == services.runbook.verify(by_email)
-    assert diagnosis == dataclasses.replace(services.runbook.diagnose(by_email), next_action=diagnosis.next_action)
+    # The same diagnosis, next step included; only what was asked differs.
+    assert diagnosis == dataclasses.replace(services.runbook.diagnose(by_email), selector=by_tenant)
     checks = {check.name: (check.passed, check.detail) for check in before.checks}
     assert checks["identity user exists"] == (True, "hand@example.com")
     assert checks["tenant owner is the identity user"] == (True, f"owner {sub}, sub {sub}")

@@ -103,7 +103,8 @@ def test_an_id_token_issued_before_its_user_signed_out_everywhere_no_longer_coun
 
 def test_sign_ins_slow_down_after_many_failures_and_the_wait_is_capped(services: Services) -> None:
     limits = LoginLimits(slow_down_after=3, max_delay_seconds=4.0)
-    throttle = LoginThrottle(SqliteRateLimiter(services.database), limits, services.clock)  # type: ignore[arg-type]
+    limiter = SqliteRateLimiter(services.database, clock=services.clock)  # type: ignore[arg-type]
+    throttle = LoginThrottle(limiter, limits, services.clock)
     delays = []
     for _ in range(8):
         delays.append(throttle.delay_for(EMAIL))

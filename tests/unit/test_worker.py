@@ -21,7 +21,7 @@ from tenancy.ports import Mailer
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.worker import JobOutcome, NextAction, ProvisioningWorker
 
-from helpers import journal_job, make_settings
+from helpers import ManualClock, journal_job, make_settings
 
 EMAIL = "owner@example.com"
 
@@ -52,10 +52,11 @@ class WorkerDiedError(BaseException):
 
 @pytest.fixture
 def make_services(tmp_path: Path) -> Iterator[Callable[..., Services]]:
+    """Embedded services on a clock of their own that stands still until the test moves it on."""
     built: list[Services] = []
 
     def make(**overrides: Any) -> Services:
-        services = build(make_settings(tmp_path / f"home{len(built)}", **overrides))
+        services = build(make_settings(tmp_path / f"home{len(built)}", **overrides), clock=ManualClock())
         built.append(services)
         return services
 
@@ -75,17 +76,23 @@ def _enqueue(
     return job
 
 
+def _clock(services: Services) -> ManualClock:
+    assert isinstance(services.clock, ManualClock)
+    return services.clock
+
+
 def _handle_until_empty(
     services: Services, worker: ProvisioningWorker, visibility: float = 30, deadline: float = 10
 ) -> list[JobOutcome | None]:
-    """Delivers messages to `worker.handle` (waiting out retry delays) until the queue is empty."""
+    """Delivers messages to `worker.handle` until the queue is empty, moving the clock on a
+    second whenever nothing is visible (a retry's delay)."""
     outcomes: list[JobOutcome | None] = []
     give_up = time.monotonic() + deadline
     while services.queue.depth()[0] > 0:
         assert time.monotonic() < give_up, f"queue not drained: {outcomes}"
         messages = services.queue.receive(1, visibility)
         if not messages:
-            time.sleep(0.005)
+            _clock(services).advance(1)
             continue
         outcomes.append(worker.handle(messages[0]))
     return outcomes
@@ -316,14 +323,14 @@ def test_a_job_that_needs_review_is_finished_and_its_message_deleted(make_servic
 def test_a_job_whose_worker_died_is_redelivered_after_the_visibility_timeout(
     make_services: Callable[..., Services],
 ) -> None:
-    services = make_services(retry_base_seconds=0, visibility_timeout_seconds=0.2)
+    services = make_services(retry_base_seconds=0, visibility_timeout_seconds=30)
     job = _enqueue(services)
 
     def die_after_owner_link(step: Step, _job: ProvisioningJob) -> None:
         if step is Step.OWNER_LINK:
             raise WorkerDiedError(step.value)
 
-    doomed = _hooked_worker(services, die_after_owner_link, visibility_timeout=0.2)
+    doomed = _hooked_worker(services, die_after_owner_link, visibility_timeout=30)
     with pytest.raises(WorkerDiedError):
         doomed.poll_once()
     half_done = services.journal.get(job.transaction_id)
@@ -332,8 +339,9 @@ def test_a_job_whose_worker_died_is_redelivered_after_the_visibility_timeout(
     assert half_done.completed_steps == (Step.TENANT_RECORD, Step.IDENTITY_USER, Step.OWNER_LINK)
 
     survivor = services.worker()
+    _clock(services).advance(29)
     assert survivor.poll_once() == 0  # still hidden: the dead worker's lease has not run out
-    time.sleep(0.25)
+    _clock(services).advance(2)
     assert survivor.poll_once() == 1
 
     assert services.queue.depth() == (0, 0)
@@ -351,11 +359,12 @@ def test_a_job_whose_worker_died_is_redelivered_after_the_visibility_timeout(
 def test_a_message_received_and_never_deleted_is_finished_by_another_worker(
     make_services: Callable[..., Services],
 ) -> None:
-    services = make_services(retry_base_seconds=0, visibility_timeout_seconds=0.2)
+    services = make_services(retry_base_seconds=0, visibility_timeout_seconds=30)
     job = _enqueue(services)
-    [taken] = services.queue.receive(1, 0.2)  # a worker takes it and vanishes
+    [taken] = services.queue.receive(1, 30)  # a worker takes it and vanishes
 
-    time.sleep(0.25)
+    assert services.worker().poll_once() == 0
+    _clock(services).advance(31)
     assert services.worker().poll_once() == 1
 
     assert services.queue.depth() == (0, 0)

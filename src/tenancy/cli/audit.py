@@ -19,6 +19,7 @@ from rich.progress import Progress as ProgressBar
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tenancy.advice import next_action
 from tenancy.bootstrap import Services
 from tenancy.cli.common import console, fail, print_json, services_for
 from tenancy.domain.clock import format_timestamp
@@ -134,10 +135,10 @@ def _render(
 
 def _json_document(report: AuditReport, before: AuditReport | None, fixes: tuple[FixResult, ...]) -> dict[str, Any]:
     """The report; with --fix, the report after the repairs with the first one and the repairs beside it."""
-    document = report.as_document()
+    document = report.as_document(next_action)
     if before is not None:
         document["fixes"] = [fix.as_document() for fix in fixes]
-        document["before"] = before.as_document()
+        document["before"] = before.as_document(next_action)
     return document
 
 

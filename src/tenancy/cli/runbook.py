@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tenancy.advice import next_action
 from tenancy.cli.common import JsonOption, console, fail, print_json, services_for
 from tenancy.domain.plurals import plural
 from tenancy.errors import InvalidInputError
@@ -44,9 +45,9 @@ def _print_diagnosis(diagnosis: Diagnosis) -> None:
     section = f" (RB-001 {diagnosis.finding.runbook_section})" if diagnosis.finding.runbook_section else ""
     colour = "green" if diagnosis.healthy else "red"
     console.print(f"[bold {colour}]{diagnosis.finding.value}[/]{section}: {diagnosis.summary}")
-    for line in diagnosis.evidence:
-        console.print(f"  - {line}", markup=False, highlight=False)
-    console.print(f"next: {diagnosis.next_action}", markup=False)
+    for item in diagnosis.evidence:
+        console.print(f"  - {item.line}", markup=False, highlight=False)
+    console.print(f"next: {next_action(diagnosis)}", markup=False)
     if diagnosis.escalate_to:
         console.print(f"[bold]escalate to:[/] {diagnosis.escalate_to}")
 
@@ -71,7 +72,7 @@ def diagnose(
     with services_for() as services:
         diagnosis = services.runbook.diagnose(selector)
     if as_json:
-        print_json(diagnosis.as_document())
+        print_json(diagnosis.as_document(next_action))
     else:
         _print_diagnosis(diagnosis)
     raise typer.Exit(0 if diagnosis.healthy else 1)
@@ -115,7 +116,7 @@ def repair(
         # Nothing was changed (it has no repair): refused as `ops remove-operator` refuses a tenant.
         fail(f"{shown(diagnosis.email)} is {Finding.NOT_A_TENANT.label}: there is nothing to repair", 2)
     if as_json:
-        print_json(result.as_document())
+        print_json(result.as_document(next_action))
     else:
         _print_diagnosis(result.plan.diagnosis)
         if result.plan.actions:
@@ -178,7 +179,7 @@ def dlq_show(message_id: Annotated[str, typer.Argument(help="The message id from
         row = dead_letter_row(services.journal.get(message.transaction_id), message)
         diagnosis = services.runbook.diagnose(Selector(transaction_id=message.transaction_id))
     if as_json:
-        print_json({**row, "diagnosis": diagnosis.as_document()})
+        print_json({**row, "diagnosis": diagnosis.as_document(next_action)})
         return
     for key, value in row.items():
         console.print(f"{key}: {shown(value)}", markup=False)
@@ -248,12 +249,12 @@ def dlq_remove(
     if decision is None:
         fail(f"no dead-lettered message {message_id} (see `tenancy dlq list`)")
     if as_json:
-        print_json(decision.as_document())
+        print_json(decision.as_document(next_action))
         return
     typer.echo(f"removed {_described(decision)}")
     if decision.diagnosis is not None and not decision.healed:
         # Removing the message does not fix the purchase; say what would.
-        typer.echo(f"the purchase still needs work: {decision.diagnosis.next_action}")
+        typer.echo(f"the purchase still needs work: {next_action(decision.diagnosis)}")
 
 
 def _print_healed_removal(decisions: list[DeadLetterDecision], *, dry_run: bool, as_json: bool) -> None:
@@ -263,10 +264,9 @@ def _print_healed_removal(decisions: list[DeadLetterDecision], *, dry_run: bool,
     verb = "would remove" if dry_run else "removed"
     if as_json:
         going_key = "would_remove" if dry_run else "removed"
-        kept_documents = [decision.as_document() for decision in kept]
-        print_json(
-            {"dry_run": dry_run, going_key: [decision.as_document() for decision in going], "kept": kept_documents}
-        )
+        going_documents = [decision.as_document(next_action) for decision in going]
+        kept_documents = [decision.as_document(next_action) for decision in kept]
+        print_json({"dry_run": dry_run, going_key: going_documents, "kept": kept_documents})
         return
     for decision in going:
         typer.echo(f"{verb} {_described(decision)}")

@@ -1,13 +1,14 @@
-"""RB-001 section 7's weekly audit: every purchase in a time window classified exactly as
-`diagnose` would classify it, from one batched read of each store (no per-tenant round trips),
-and the window's failed attempts, dead-letters and repairs, healed since or not (runbook.attempts)."""
+"""RB-001 section 7's weekly audit: every purchase in a time window gathered and named by the very
+rules `diagnose` uses, its look-ups answered from one batched read of each store (no per-tenant
+round trips), and the window's failed attempts, dead-letters and repairs, healed since or not
+(runbook.attempts)."""
 
 from __future__ import annotations
 
 import gc
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 from tenancy.domain import durations
 from tenancy.domain.clock import format_timestamp, parse_timestamp
-from tenancy.domain.ids import normalized_email_or_none, tenant_id_for
+from tenancy.domain.ids import normalized_email_or_none
 from tenancy.domain.model import (
     IdentityUser,
     OutboxMessage,
@@ -30,9 +31,10 @@ from tenancy.domain.model import (
 from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.ports import RepairTrail
 from tenancy.runbook.attempts import AttemptTracker, PurchaseAttempts
-from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, ESCALATION_AGE, classify, plainly_healthy
-from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, mail_statistics, welcome_emails_among
-from tenancy.runbook.findings import ESCALATION, Diagnosis, Finding
+from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, ESCALATION_AGE, diagnosis_of
+from tenancy.runbook.evidence import MAIL_LIMIT, CaseFile, EvidenceStores, Purchase, Selector, gather, people_sought
+from tenancy.runbook.findings import ESCALATION, Advise, Diagnosis, Finding
+from tenancy.runbook.rules import Context, first_match
 from tenancy.runbook.service import Runbook
 
 __all__ = [
@@ -52,10 +54,7 @@ __all__ = [
 
 # RB-001 section 6: more than this many failures goes to the Engineering Lead.
 MULTIPLE_FAILURES = 3
-# `gather` reads at most this many emails per recipient (`mailer.outbox(email, limit=50)`).
-_OUTBOX_LIMIT = 50
 _CLASSIFY_BATCH = 1000
-_NOT_FAILURES = {Finding.HEALTHY, Finding.IN_PROGRESS}
 
 Progress = Callable[[int], None]
 """Told how many more records were read or cases classified, after each batch."""
@@ -94,8 +93,13 @@ class AuditedCase:
     def older_than(self, limit: timedelta) -> bool:
         return self.age_seconds is not None and self.age_seconds > limit.total_seconds()
 
-    def as_document(self) -> dict[str, Any]:
-        return {**self.diagnosis.as_document(), "age_seconds": self.age_seconds}
+    def as_record(self) -> dict[str, Any]:
+        """The case as data (the next step as its fields), for the CSV's columns."""
+        return {**self.diagnosis.as_record(), "age_seconds": self.age_seconds}
+
+    def as_document(self, advise: Advise) -> dict[str, Any]:
+        """For people: `advise` words the next step."""
+        return {**self.diagnosis.as_document(advise), "age_seconds": self.age_seconds}
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +219,8 @@ class AuditReport:
     def escalations(self) -> tuple[Escalation, ...]:
         return _escalations(self.cases)
 
-    def as_document(self) -> dict[str, Any]:
+    def as_document(self, advise: Advise) -> dict[str, Any]:
+        """For people (`tenancy audit --format json`): `advise` words each case's next step."""
         return {
             "window": {"since": format_timestamp(self.since), "now": format_timestamp(self.now)},
             "totals": self.totals.as_document(),
@@ -223,7 +228,7 @@ class AuditReport:
             "oldest_unresolved_age_seconds": self.oldest_unresolved_age_seconds,
             "escalations": [escalation.as_document() for escalation in self.escalations],
             "in_progress": list(self.in_progress),
-            "cases": [case.as_document() for case in self.cases],
+            "cases": [case.as_document(advise) for case in self.cases],
             "attempts": [row.as_document() for row in self.attempts],
         }
 
@@ -297,14 +302,10 @@ def _copier_without(record_type: Callable[..., _Record], name: str, empty: objec
     return copy
 
 
-# The raw ITN fields and the email bodies are dropped: `classify` never reads them, and across a
+# The raw ITN fields and the email bodies are dropped: no rule reads them, and across a
 # large ledger and outbox they would be most of the memory the audit holds.
 _without_itn_fields = _copier_without(PaymentRecord, "fields", ())
 _without_text = _copier_without(OutboxMessage, "text", "")
-
-
-# (job, email, tenant, normalized email, identity user)
-_Records = tuple[ProvisioningJob | None, str | None, Tenant | None, str | None, IdentityUser | None]
 
 
 @dataclass
@@ -314,37 +315,93 @@ class _PaymentCounts:
     rejected_without_transaction: int = 0
 
 
-class _Indexes:
-    """Every store read once into memory, keyed the way `gather` looks things up. Keys are the
-    values as stored; lookups use the stripped transaction id and the normalized email, exactly
-    as `gather` queries the stores."""
+class _AuditLookup:
+    """The EvidenceLookup the audit gathers its cases with: every store read once into memory,
+    keeping what the window's cases will look up. Keys are the values as stored; look-ups use the
+    stripped transaction id and the normalized email, as the stores answer them."""
 
     def __init__(
         self, stores: EvidenceStores, since: datetime, advance: Progress, trail: RepairTrail | None = None
     ) -> None:
         self.since = since
         self.attempts = AttemptTracker(since)
+        self._stores = stores
         self._trail = trail
-        self.mail_statistics = mail_statistics(stores)
-        self.jobs: dict[str, ProvisioningJob] = {}
-        self.tenants_by_id: dict[str, Tenant] = {}
-        self.tenants_by_transaction: dict[str, Tenant] = {}
-        self.payments: dict[str, list[PaymentRecord]] = defaultdict(list)
-        self.identity_users: dict[str, IdentityUser] = {}
-        self.owners: dict[str, IdentityUser] = {}  # by subject, for tenants no job or payment names an email for
-        self.users: dict[str, list[UserRecord]] = defaultdict(list)
-        self.emails: dict[str, list[OutboxMessage]] = defaultdict(list)
-        self.messages: dict[str, list[QueuedMessage]] = defaultdict(list)
+        self._mail_statistics: tuple[tuple[str, int], ...] | None = None
+        self._jobs: dict[str, ProvisioningJob] = {}
+        self._tenants_by_id: dict[str, Tenant] = {}
+        self._tenants_by_transaction: dict[str, Tenant] = {}
+        self._billed_more_than_once: set[str] = set()  # transactions several tenant records name
+        self._payments: dict[str, list[PaymentRecord]] = defaultdict(list)
+        self._identity_users: dict[str, IdentityUser] = {}
+        self._owners: dict[str, IdentityUser] = {}  # by subject, for tenants no job or payment names an email for
+        self._users: dict[str, list[UserRecord]] = defaultdict(list)
+        self._emails: dict[str, list[OutboxMessage]] = defaultdict(list)
+        self._messages: dict[str, list[QueuedMessage]] = defaultdict(list)
+        self._keys: dict[str, str | None] = {}
         self.counts = _PaymentCounts()
         self.tenants_created = 0
         self.window: set[str] = set()
         self._read_window(stores, advance)
         self._read_evidence(stores, advance)
 
+    # --- EvidenceLookup ---
+
+    def payments(self, transaction_id: str) -> Sequence[PaymentRecord]:
+        return self._payments.get(transaction_id, ())
+
+    def job(self, transaction_id: str) -> ProvisioningJob | None:
+        return self._jobs.get(transaction_id)
+
+    def messages(self, transaction_id: str) -> Sequence[QueuedMessage]:
+        return self._messages.get(transaction_id, ())
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self._tenants_by_id.get(tenant_id)
+
+    def tenant_for_transaction(self, transaction_id: str) -> Tenant | None:
+        if transaction_id in self._billed_more_than_once:
+            # Rare (a tenant written by hand beside the project's own): which one counts is the store's choice.
+            return self._stores.tenant_for_transaction(transaction_id)
+        return self._tenants_by_transaction.get(transaction_id)
+
+    def identity_user(self, email: str) -> IdentityUser | None:
+        key = self._key(email)
+        return self._identity_users.get(key) if key else None
+
+    def identity_user_by_subject(self, subject: str) -> IdentityUser | None:
+        return self._owners.get(subject)
+
+    def user_records(self, email: str) -> Sequence[UserRecord]:
+        key = self._key(email)
+        return self._users.get(key, ()) if key else ()
+
+    def mail(self, recipient: str) -> Sequence[OutboxMessage]:
+        key = self._key(recipient)
+        return self._emails.get(key, ()) if key else ()
+
+    def mail_statistics(self) -> tuple[tuple[str, int], ...]:
+        """Read once, when the first case cites them."""
+        if self._mail_statistics is None:
+            self._mail_statistics = self._stores.mail_statistics()
+        return self._mail_statistics
+
+    def email_of(self, transaction_id: str) -> str | None:
+        """The email the purchase's job or ITNs name."""
+        return people_sought(Purchase.of_transaction(transaction_id), self)[0]
+
+    def _key(self, email: str) -> str | None:
+        # Stored data, written before today's rules perhaps: an address they refuse matches nothing.
+        if email not in self._keys:
+            self._keys[email] = normalized_email_or_none(email)
+        return self._keys[email]
+
+    # --- Reading the stores ---
+
     def _read_window(self, stores: EvidenceStores, advance: Progress) -> None:
         for jobs in stores.journal.scan():
             for job in jobs:
-                self.jobs[job.transaction_id] = job
+                self._jobs[job.transaction_id] = job
                 # A job that failed in the window is audited even when it was bought before.
                 if self.attempts.note_job(job) or _at_or_after(job.created_at, self.since):
                     self._open(job.transaction_id)
@@ -376,20 +433,19 @@ class _Indexes:
     def _forget_outside_window(self) -> None:
         """Lookups are by the window's (stripped) transaction ids only, so the rest can go before
         the evidence is read: a week's audit of a large store then holds little beyond the week."""
-        self.jobs = {key: job for key, job in self.jobs.items() if key in self.window}
-        self.payments = defaultdict(list, {key: kept for key, kept in self.payments.items() if key in self.window})
-        self.tenants_by_transaction = {
-            key: tenant for key, tenant in self.tenants_by_transaction.items() if key in self.window
+        self._jobs = {key: job for key, job in self._jobs.items() if key in self.window}
+        self._payments = defaultdict(list, {key: kept for key, kept in self._payments.items() if key in self.window})
+        self._tenants_by_transaction = {
+            key: tenant for key, tenant in self._tenants_by_transaction.items() if key in self.window
         }
-        wanted = {job.tenant_id for job in self.jobs.values()}
-        self.tenants_by_id = {key: tenant for key, tenant in self.tenants_by_id.items() if key in wanted}
+        wanted = {job.tenant_id for job in self._jobs.values()}
+        self._tenants_by_id = {key: tenant for key, tenant in self._tenants_by_id.items() if key in wanted}
 
     def _index_tenant(self, tenant: Tenant) -> None:
-        self.tenants_by_id[tenant.tenant_id] = tenant
+        self._tenants_by_id[tenant.tenant_id] = tenant
         transaction_id = tenant.billing.transaction_id
-        first = self.tenants_by_transaction.get(transaction_id)
-        if first is None or _preferred_for_transaction(tenant, first, transaction_id):
-            self.tenants_by_transaction[transaction_id] = tenant
+        if self._tenants_by_transaction.setdefault(transaction_id, tenant) is not tenant:
+            self._billed_more_than_once.add(transaction_id)
         if _at_or_after(tenant.created_at, self.since):
             self.tenants_created += 1
             self._open(transaction_id)
@@ -401,7 +457,7 @@ class _Indexes:
             self._count(payment, has_transaction=transaction_id is not None)
         if transaction_id is None:
             return
-        self.payments[transaction_id].append(_without_itn_fields(payment))
+        self._payments[transaction_id].append(_without_itn_fields(payment))
         if in_window:
             self._open(transaction_id)
 
@@ -418,116 +474,49 @@ class _Indexes:
             self.window.add(stripped)
 
     def _read_evidence(self, stores: EvidenceStores, advance: Progress) -> None:
-        """Only what the window's cases will look up is kept."""
-        # Stored data, written before today's rules perhaps: an address they refuse matches nothing.
-        wanted = {normalized_email_or_none(email) for email in map(self.email_of, self.window) if email}
-        # A tenant written by hand (RB-001 4.3) has no job or payment to name an email: `gather`
-        # finds its owner by the identity subject the record holds, and so does this.
-        subjects = {subject for subject in map(self._owner_subject, self.window) if subject}
+        """Only what the window's cases will look up is kept: the people `gather` will look up
+        by email, or by the owner's subject where no email is known."""
+        wanted: set[str | None] = set()
+        subjects: set[str] = set()
+        for transaction_id in self.window:
+            address, subject = people_sought(Purchase.of_transaction(transaction_id), self)
+            if address:
+                wanted.add(self._key(address))
+            if subject:
+                subjects.add(subject)
+        wanted.discard(None)
         for identity_users in stores.identity.scan_users():
             for user in identity_users:
                 if user.username in wanted:
-                    self.identity_users[user.username] = user
+                    self._identity_users[user.username] = user
                 if user.sub in subjects:
-                    self.owners[user.sub] = user
+                    self._owners[user.sub] = user
             advance(len(identity_users))
-        wanted |= {user.username for user in self.owners.values()}
+        wanted |= {user.username for user in self._owners.values()}
         for users in stores.users.scan():
             for record in users:
                 if record.email in wanted:
-                    self.users[record.email].append(record)
+                    self._users[record.email].append(record)
             advance(len(users))
-        for records in self.users.values():
+        for records in self._users.values():
             if len(records) > 1:
                 records.sort(key=lambda record: (record.created_at, record.user_id))
         for emails in stores.mailer.scan():
             for email in emails:
                 if email.to in wanted:
-                    self.emails[email.to].append(_without_text(email))
+                    self._emails[email.to].append(_without_text(email))
             advance(len(emails))
-        for recipient, kept in self.emails.items():
+        for recipient, kept in self._emails.items():
             if len(kept) > 1:
                 # Newest first, as `outbox` answers. Emails of the same second keep message-id
                 # order: the outbox's insertion order is not in the record.
-                self.emails[recipient] = sorted(kept, key=lambda email: email.created_at, reverse=True)[:_OUTBOX_LIMIT]
+                self._emails[recipient] = sorted(kept, key=lambda email: email.created_at, reverse=True)[:MAIL_LIMIT]
         queued = stores.queue.messages()
         for message in queued:
             if message.transaction_id in self.window:
-                self.messages[message.transaction_id].append(message)
+                self._messages[message.transaction_id].append(message)
                 self.attempts.note_message(message)
         advance(len(queued))
-
-    def job_of(self, transaction_id: str) -> ProvisioningJob | None:
-        return self.jobs.get(transaction_id)
-
-    def email_of(self, transaction_id: str) -> str | None:
-        job = self.job_of(transaction_id)
-        if job is not None:
-            return job.email
-        return next((p.email for p in reversed(self.payments.get(transaction_id, ())) if p.email), None)
-
-    def _tenant_of(self, transaction_id: str, job: ProvisioningJob | None) -> Tenant | None:
-        tenant = self.tenants_by_id.get(job.tenant_id) if job is not None else None
-        return tenant if tenant is not None else self.tenants_by_transaction.get(transaction_id)
-
-    def _owner_subject(self, transaction_id: str) -> str | None:
-        """The owner subject `gather` looks the identity user up by: only when no email is known."""
-        if self.email_of(transaction_id) is not None:
-            return None
-        tenant = self._tenant_of(transaction_id, self.job_of(transaction_id))
-        return (tenant.owner_user_id or None) if tenant is not None else None
-
-    def _records(self, transaction_id: str) -> _Records:
-        """The records `gather(Selector(transaction_id=...))` finds by transaction id and email
-        (or, with no email known, by the tenant owner's subject)."""
-        job = self.job_of(transaction_id)
-        email = self.email_of(transaction_id)
-        tenant = self._tenant_of(transaction_id, job)
-        key = normalized_email_or_none(email)
-        identity_user = self.identity_users.get(key) if key else None
-        if email is None and tenant is not None and tenant.owner_user_id:
-            identity_user = self.owners.get(tenant.owner_user_id)
-            email = key = identity_user.username if identity_user else None
-        return job, email, tenant, key, identity_user
-
-    def plainly_healthy(self, transaction_id: str, now: datetime, password_ttl: timedelta) -> bool:
-        """`diagnose.plainly_healthy` of the case `case_for` would build, without building it."""
-        job, _, tenant, key, identity_user = self._records(transaction_id)
-        return plainly_healthy(
-            job=job,
-            tenant=tenant,
-            identity_user=identity_user,
-            users=self.users.get(key, ()) if key else (),
-            welcome_emails=welcome_emails_among(self.emails.get(key, ()) if key else (), transaction_id),
-            now=now,
-            password_ttl=password_ttl,
-        )
-
-    def case_for(self, transaction_id: str) -> CaseFile:
-        """What `gather(Selector(transaction_id=...))` finds, step for step."""
-        payments = tuple(self.payments.get(transaction_id, ()))
-        job, email, tenant, key, identity_user = self._records(transaction_id)
-        tenant_id = (
-            tenant.tenant_id
-            if tenant
-            else (job.tenant_id if job else (identity_user.tenant_id if identity_user else None))
-        )
-        if tenant_id is None and payments:
-            tenant_id = tenant_id_for(transaction_id)
-        return CaseFile(
-            selector=Selector(transaction_id=transaction_id),
-            transaction_id=transaction_id,
-            email=email,
-            tenant_id=tenant_id,
-            payments=payments,
-            job=job,
-            messages=tuple(self.messages.get(transaction_id, ())),
-            tenant=tenant,
-            users=tuple(self.users.get(key, ())) if key else (),
-            identity_user=identity_user,
-            emails=tuple(self.emails.get(key, ())) if key else (),
-            mail_statistics=self.mail_statistics,
-        )
 
 
 # --- The audit ---------------------------------------------------------------------------------
@@ -586,41 +575,39 @@ def _audit(
     password_ttl: timedelta,
     trail: RepairTrail | None,
 ) -> AuditReport:
-    indexes = _Indexes(stores, since, advance, trail)
+    lookup = _AuditLookup(stores, since, advance, trail)
+    context = Context(now, password_ttl, lookup.mail_statistics)
     failures: list[AuditedCase] = []
     in_progress: list[str] = []
     healthy = 0
-    for done, transaction_id in enumerate(sorted(indexes.window), start=1):
-        # Most purchases are healthy, and a healthy diagnosis is only counted: its case and
-        # evidence lines (most of `classify`'s time) would be written for nothing.
-        if indexes.plainly_healthy(transaction_id, now, password_ttl):
+    for done, transaction_id in enumerate(sorted(lookup.window), start=1):
+        # The very cases and rules `diagnose` has; only a failure's diagnosis (its evidence most
+        # of the time it takes) is written, a healthy purchase is only counted.
+        case = gather(Purchase.of_transaction(transaction_id), lookup)
+        rule, found = first_match(case, context)
+        if rule.finding is Finding.HEALTHY:
             healthy += 1
+        elif rule.finding is Finding.IN_PROGRESS:
+            in_progress.append(transaction_id)
         else:
-            case = indexes.case_for(transaction_id)
-            diagnosis = classify(case, now, password_ttl=password_ttl)
-            if diagnosis.finding is Finding.HEALTHY:
-                healthy += 1
-            elif diagnosis.finding is Finding.IN_PROGRESS:
-                in_progress.append(transaction_id)
-            else:
-                failures.append(AuditedCase(diagnosis, _age_seconds(case, now)))
+            failures.append(AuditedCase(diagnosis_of(case, rule, found, now), _age_seconds(case, now)))
         if done % _CLASSIFY_BATCH == 0:
             advance(_CLASSIFY_BATCH)
-    advance(len(indexes.window) % _CLASSIFY_BATCH)
+    advance(len(lookup.window) % _CLASSIFY_BATCH)
     failures.sort(key=lambda case: (-(case.age_seconds or 0), case.diagnosis.transaction_id or ""))
-    counts = indexes.counts
+    counts = lookup.counts
     # Every purchase the loop classified and did not keep as a failure or in progress is healthy.
     finding_now = {case.diagnosis.transaction_id: case.finding for case in failures}
     finding_now.update(dict.fromkeys(in_progress, Finding.IN_PROGRESS))
-    attempts = indexes.attempts.rows(
-        lambda transaction_id: finding_now.get(transaction_id, Finding.HEALTHY), indexes.job_of, indexes.email_of
+    attempts = lookup.attempts.rows(
+        lambda transaction_id: finding_now.get(transaction_id, Finding.HEALTHY), lookup.job, lookup.email_of
     )
     totals = AuditTotals(
         payments=counts.payments,
         rejected_payments=counts.rejected,
         rejected_without_transaction=counts.rejected_without_transaction,
-        transactions=len(indexes.window),
-        tenants=indexes.tenants_created,
+        transactions=len(lookup.window),
+        tenants=lookup.tenants_created,
         healthy=healthy,
         in_progress=len(in_progress),
         findings=len(failures),
@@ -683,11 +670,3 @@ def fix_findings(report: AuditReport, runbook: Runbook, *, operator: str) -> tup
             continue
         results.append(FixResult(transaction_id, result.plan.diagnosis.finding, result.outcome, result.after.finding))
     return tuple(results)
-
-
-def _preferred_for_transaction(candidate: Tenant, current: Tenant, transaction_id: str) -> bool:
-    """The same choice as `TenantStore.find_by_transaction`: the derived id, else the earliest."""
-    derived = tenant_id_for(transaction_id)
-    if (candidate.tenant_id == derived) != (current.tenant_id == derived):
-        return candidate.tenant_id == derived
-    return candidate.created_at < current.created_at

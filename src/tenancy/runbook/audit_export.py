@@ -59,7 +59,7 @@ def csv_rows(report: AuditReport) -> Iterator[dict[str, Any]]:
         attempts = by_transaction.get(transaction_id) if transaction_id else None
         if transaction_id:
             listed.add(transaction_id)
-        yield {**case.as_document(), **_attempt_cells(attempts, AttemptOutcome.OPEN)}
+        yield {**case.as_record(), **_attempt_cells(attempts, AttemptOutcome.OPEN)}
     for attempts in report.attempts:
         if attempts.transaction_id in listed:
             continue

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tenancy.domain.model import ProvisioningJob, QueuedMessage
-from tenancy.runbook.findings import Diagnosis
+from tenancy.runbook.findings import Advise, Diagnosis
 
 __all__ = ["DeadLetterDecision", "dead_letter_row"]
 
@@ -48,13 +48,14 @@ class DeadLetterDecision:
             return f"the purchase is healthy: {self.diagnosis.summary}"
         return f"the purchase is {self.diagnosis.finding.value}: {self.diagnosis.summary}"
 
-    def as_document(self) -> dict[str, object]:
+    def as_document(self, advise: Advise) -> dict[str, object]:
+        """For people: `advise` words the next step of a purchase that still needs one."""
         return {
             "id": self.message.message_id,
             "transaction_id": self.message.transaction_id or None,
             "finding": self.diagnosis.finding.value if self.diagnosis else None,
             "healed": self.healed,
             "reason": self.reason,
-            "next_action": None if self.healed or self.diagnosis is None else self.diagnosis.next_action,
+            "next_action": None if self.healed or self.diagnosis is None else advise(self.diagnosis),
             "removed": self.removed,
         }

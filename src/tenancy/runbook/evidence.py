@@ -3,8 +3,9 @@ tenant id or transaction id."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from tenancy.domain.ids import normalize_email, tenant_id_for
 from tenancy.domain.model import (
@@ -22,13 +23,19 @@ from tenancy.ports import IdentityProvider, JobQueue, Mailer, PaymentLedger, Pro
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 
 __all__ = [
+    "MAIL_LIMIT",
     "NONE_SHOWN",
     "STORED_NOT_DELIVERED",
     "CaseFile",
+    "EvidenceLookup",
     "EvidenceStores",
+    "Purchase",
+    "PurchaseSearch",
     "Selector",
+    "find_purchase",
     "gather",
     "mail_status_words",
+    "people_sought",
     "shown",
     "welcome_emails_among",
 ]
@@ -38,6 +45,8 @@ NONE_SHOWN = "(none)"
 # The embedded outbox's `stored`: kept because no SMTP server was configured, so nobody got it.
 STORED_NOT_DELIVERED = "stored, not delivered (no SMTP configured)"
 _STATUS_WORDS = {"stored": STORED_NOT_DELIVERED}
+# A case holds at most this many of the owner's emails, the newest.
+MAIL_LIMIT = 50
 
 
 def shown(value: object) -> str:
@@ -69,8 +78,74 @@ class Selector:
         return f"transaction {self.transaction_id}"
 
 
+class EvidenceLookup(Protocol):
+    """The look-ups a purchase's case is read with (`gather`). The stores answer them one query
+    at a time (EvidenceStores); the weekly audit answers them from what it read of each store in
+    one pass. Either answers as the stores do: emails and usernames are matched normalized
+    (trimmed, lower case), and a look-up that finds nothing answers None or nothing."""
+
+    def payments(self, transaction_id: str) -> Sequence[PaymentRecord]:
+        """Every ITN the ledger holds for the transaction, oldest first."""
+        ...
+
+    def job(self, transaction_id: str) -> ProvisioningJob | None:
+        """The transaction's provisioning job."""
+        ...
+
+    def messages(self, transaction_id: str) -> Sequence[QueuedMessage]:
+        """The transaction's messages in the work queue and the dead-letter queue."""
+        ...
+
+    def tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    def tenant_for_transaction(self, transaction_id: str) -> Tenant | None:
+        """The tenant billed to the transaction (`TenantStore.find_by_transaction`'s choice when
+        several are)."""
+        ...
+
+    def identity_user(self, email: str) -> IdentityUser | None:
+        """The identity user whose username is the email."""
+        ...
+
+    def identity_user_by_subject(self, subject: str) -> IdentityUser | None:
+        """The identity user with this `sub`: a hand-written tenant's record names its owner so."""
+        ...
+
+    def user_records(self, email: str) -> Sequence[UserRecord]:
+        """The users records of the email, oldest first."""
+        ...
+
+    def mail(self, recipient: str) -> Sequence[OutboxMessage]:
+        """The emails kept for the recipient, newest first, at most MAIL_LIMIT of them."""
+        ...
+
+    def mail_statistics(self) -> tuple[tuple[str, int], ...]:
+        """The mail provider's delivery counts for all recipients (RB-001 4.4 step 1), by name;
+        none when the provider cannot say right now (it is evidence, never a reason to fail)."""
+        ...
+
+
+class PurchaseSearch(EvidenceLookup, Protocol):
+    """An EvidenceLookup that can also tell which purchases an email or a tenant id names, for
+    `find_purchase`: the stores can; the audit, which starts from transaction ids, need not."""
+
+    def jobs_by_email(self, email: str) -> Sequence[ProvisioningJob]:
+        """The email's provisioning jobs, oldest first."""
+        ...
+
+    def payments_by_email(self, email: str) -> Sequence[PaymentRecord]:
+        """The email's ITNs, oldest first."""
+        ...
+
+    def jobs_by_tenant(self, tenant_id: str) -> Sequence[ProvisioningJob]:
+        """The jobs that name the tenant id, oldest first."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class EvidenceStores:
+    """The stores the evidence comes from, and the PurchaseSearch over them: one query per look-up."""
+
     ledger: PaymentLedger
     journal: ProvisioningJournal
     queue: JobQueue
@@ -78,6 +153,48 @@ class EvidenceStores:
     users: UserStore
     identity: IdentityProvider
     mailer: Mailer
+
+    def payments(self, transaction_id: str) -> Sequence[PaymentRecord]:
+        return self.ledger.find(transaction_id=transaction_id)
+
+    def job(self, transaction_id: str) -> ProvisioningJob | None:
+        return self.journal.get(transaction_id)
+
+    def messages(self, transaction_id: str) -> Sequence[QueuedMessage]:
+        return self.queue.messages(transaction_id=transaction_id)
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self.tenants.get(tenant_id)
+
+    def tenant_for_transaction(self, transaction_id: str) -> Tenant | None:
+        return self.tenants.find_by_transaction(transaction_id)
+
+    def identity_user(self, email: str) -> IdentityUser | None:
+        return self.identity.get_user(email)
+
+    def identity_user_by_subject(self, subject: str) -> IdentityUser | None:
+        return self.identity.get_user_by_subject(subject)
+
+    def user_records(self, email: str) -> Sequence[UserRecord]:
+        return self.users.find_by_email(email)
+
+    def mail(self, recipient: str) -> Sequence[OutboxMessage]:
+        return self.mailer.outbox(recipient, limit=MAIL_LIMIT)
+
+    def mail_statistics(self) -> tuple[tuple[str, int], ...]:
+        try:
+            return tuple(sorted(self.mailer.delivery_statistics().items()))
+        except TenancyError:
+            return ()
+
+    def jobs_by_email(self, email: str) -> Sequence[ProvisioningJob]:
+        return self.journal.find(email=email)
+
+    def payments_by_email(self, email: str) -> Sequence[PaymentRecord]:
+        return self.ledger.find(email=email)
+
+    def jobs_by_tenant(self, tenant_id: str) -> Sequence[ProvisioningJob]:
+        return self.journal.find(tenant_id=tenant_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +214,6 @@ class CaseFile:
     identity_user: IdentityUser | None = None
     emails: tuple[OutboxMessage, ...] = ()
     other_transactions: tuple[str, ...] = field(default=())
-    mail_statistics: tuple[tuple[str, int], ...] = ()  # the provider's own counts (RB-001 4.4)
 
     @property
     def completed_payment(self) -> PaymentRecord | None:
@@ -119,92 +235,127 @@ def welcome_emails_among(emails: Iterable[OutboxMessage], transaction_id: str | 
     )
 
 
-def gather(selector: Selector, stores: EvidenceStores) -> CaseFile:
-    """The case for `selector`. Its email comes from the selector, the job or the payments; when
-    none names one, from the identity user whose subject the tenant record names as owner."""
-    transaction_id, email, others = _resolve(selector, stores)
-    payments = tuple(stores.ledger.find(transaction_id=transaction_id)) if transaction_id else ()
-    job = stores.journal.get(transaction_id) if transaction_id else None
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """The purchase a selector names: its transaction id, and the email when the selector is one
+    (with that email's other purchases). None of them when the stores know nothing of it."""
+
+    selector: Selector
+    transaction_id: str | None
+    email: str | None = None
+    other_transactions: tuple[str, ...] = ()
+
+    @classmethod
+    def of_transaction(cls, transaction_id: str) -> Purchase:
+        return cls(Selector(transaction_id=transaction_id), transaction_id.strip())
+
+
+def find_purchase(selector: Selector, search: PurchaseSearch) -> Purchase:
+    """The purchase `selector` names. A tenant id names its tenant's purchase, else the newest
+    job's; an email names its most relevant purchase (`_most_relevant`)."""
+    if selector.transaction_id:
+        return Purchase.of_transaction(selector.transaction_id)
+    if selector.tenant_id:
+        tenant = search.tenant(selector.tenant_id)
+        if tenant is not None:
+            return Purchase(selector, tenant.billing.transaction_id)
+        jobs = search.jobs_by_tenant(selector.tenant_id)
+        return Purchase(selector, jobs[-1].transaction_id if jobs else None)
+    email = normalize_email(selector.email or "")
+    transactions = _transactions_of(email, search)
+    if not transactions:
+        for user in search.user_records(email):
+            tenant = search.tenant(user.tenant_id)
+            if tenant is not None:
+                transactions.append(tenant.billing.transaction_id)
+    chosen = _most_relevant(transactions, search)
+    others = tuple(transaction for transaction in transactions if transaction != chosen)
+    return Purchase(selector, chosen, email, others)
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    """What the purchase's transaction id finds, and the email and owner the people are looked up by."""
+
+    payments: tuple[PaymentRecord, ...]
+    job: ProvisioningJob | None
+    tenant: Tenant | None
+    email: str | None  # the selector's, else the job's or the ITNs'
+    owner_subject: str | None  # only when no email is known: the tenant record's owner
+
+
+def _named(purchase: Purchase, lookup: EvidenceLookup) -> _Named:
+    transaction_id = purchase.transaction_id
+    payments = tuple(lookup.payments(transaction_id)) if transaction_id else ()
+    job = lookup.job(transaction_id) if transaction_id else None
+    email = purchase.email
     if email is None:
         email = job.email if job else next((p.email for p in reversed(payments) if p.email), None)
-    tenant = _tenant(selector, stores, transaction_id, job)
-    identity_user = stores.identity.get_user(email) if email else None
-    if email is None and tenant is not None and tenant.owner_user_id:
-        # A tenant written by hand (RB-001 4.3) has no payment or job to name its owner's email;
-        # its record names the owner's identity subject instead.
-        identity_user = stores.identity.get_user_by_subject(tenant.owner_user_id)
+    tenant = _tenant(purchase.selector, lookup, transaction_id, job)
+    # A tenant written by hand (RB-001 4.3) has no payment or job to name its owner's email;
+    # its record names the owner's identity subject instead.
+    owner = (tenant.owner_user_id or None) if email is None and tenant is not None else None
+    return _Named(payments, job, tenant, email, owner)
+
+
+def people_sought(purchase: Purchase, lookup: EvidenceLookup) -> tuple[str | None, str | None]:
+    """(email, owner subject): what `gather` looks the purchase's people up by (identity user,
+    users records, mail), from what the transaction id finds. The audit keeps, of the people
+    stores, only what its purchases' cases will look up."""
+    named = _named(purchase, lookup)
+    return named.email, named.owner_subject
+
+
+def gather(purchase: Purchase, lookup: EvidenceLookup) -> CaseFile:
+    """The case of the purchase. Its email comes from the selector, the job or the payments; when
+    none names one, from the identity user whose subject the tenant record names as owner."""
+    named = _named(purchase, lookup)
+    transaction_id, job, tenant, email = purchase.transaction_id, named.job, named.tenant, named.email
+    if named.owner_subject is not None:
+        identity_user = lookup.identity_user_by_subject(named.owner_subject)
         email = identity_user.username if identity_user else None
-    users = tuple(stores.users.find_by_email(email)) if email else ()
+    else:
+        identity_user = lookup.identity_user(email) if email else None
     tenant_id = (
         tenant.tenant_id
         if tenant
-        else (job.tenant_id if job else (identity_user.tenant_id if identity_user else selector.tenant_id))
+        else (job.tenant_id if job else (identity_user.tenant_id if identity_user else purchase.selector.tenant_id))
     )
-    if tenant_id is None and transaction_id and payments:
+    if tenant_id is None and transaction_id and named.payments:
         tenant_id = tenant_id_for(transaction_id)
     return CaseFile(
-        selector=selector,
+        selector=purchase.selector,
         transaction_id=transaction_id,
         email=email,
         tenant_id=tenant_id,
-        payments=payments,
+        payments=named.payments,
         job=job,
-        messages=tuple(stores.queue.messages(transaction_id=transaction_id)) if transaction_id else (),
+        messages=tuple(lookup.messages(transaction_id)) if transaction_id else (),
         tenant=tenant,
-        users=users,
+        users=tuple(lookup.user_records(email)) if email else (),
         identity_user=identity_user,
-        emails=tuple(stores.mailer.outbox(email, limit=50)) if email else (),
-        other_transactions=others,
+        emails=tuple(lookup.mail(email)) if email else (),
+        other_transactions=purchase.other_transactions,
     )
 
 
-def mail_statistics(stores: EvidenceStores) -> tuple[tuple[str, int], ...]:
-    """The mail provider's delivery counts; none when the provider cannot say right now (it is
-    evidence, never a reason for diagnose to fail)."""
-    try:
-        return tuple(sorted(stores.mailer.delivery_statistics().items()))
-    except TenancyError:
-        return ()
-
-
-def _resolve(selector: Selector, stores: EvidenceStores) -> tuple[str | None, str | None, tuple[str, ...]]:
-    """(transaction id, email, the email's other transactions) for the selector."""
-    if selector.transaction_id:
-        return selector.transaction_id.strip(), None, ()
-    if selector.tenant_id:
-        tenant = stores.tenants.get(selector.tenant_id)
-        if tenant is not None:
-            return tenant.billing.transaction_id, None, ()
-        jobs = stores.journal.find(tenant_id=selector.tenant_id)
-        return (jobs[-1].transaction_id, None, ()) if jobs else (None, None, ())
-    email = normalize_email(selector.email or "")
-    transactions = _transactions_of(email, stores)
-    if not transactions:
-        for user in stores.users.find_by_email(email):
-            tenant = stores.tenants.get(user.tenant_id)
-            if tenant is not None:
-                transactions.append(tenant.billing.transaction_id)
-    chosen = _most_relevant(transactions, stores)
-    return chosen, email, tuple(transaction for transaction in transactions if transaction != chosen)
-
-
-def _transactions_of(email: str, stores: EvidenceStores) -> list[str]:
+def _transactions_of(email: str, search: PurchaseSearch) -> list[str]:
     seen: dict[str, None] = {}
-    for job in stores.journal.find(email=email):
+    for job in search.jobs_by_email(email):
         seen[job.transaction_id] = None
-    for payment in stores.ledger.find(email=email):
+    for payment in search.payments_by_email(email):
         if payment.transaction_id:
             seen[payment.transaction_id] = None
     return list(seen)
 
 
-def _most_relevant(transactions: list[str], stores: EvidenceStores) -> str | None:
+def _most_relevant(transactions: list[str], lookup: EvidenceLookup) -> str | None:
     """An email may have bought more than once. The operator is asked about, in order: the
     newest purchase whose job is not done; the newest paid one that never got a job; the
     newest done one; the newest of any kind."""
     if not transactions:
         return None
-    jobs = {transaction_id: stores.journal.get(transaction_id) for transaction_id in transactions}
+    jobs = {transaction_id: lookup.job(transaction_id) for transaction_id in transactions}
     newest_first = list(reversed(transactions))
     for transaction_id in newest_first:
         job = jobs[transaction_id]
@@ -213,7 +364,7 @@ def _most_relevant(transactions: list[str], stores: EvidenceStores) -> str | Non
     for transaction_id in newest_first:
         paid = any(
             payment.payment_status == "COMPLETE" and payment.verdict.value == "accepted"
-            for payment in stores.ledger.find(transaction_id=transaction_id)
+            for payment in lookup.payments(transaction_id)
         )
         if jobs[transaction_id] is None and paid:
             return transaction_id
@@ -224,14 +375,14 @@ def _most_relevant(transactions: list[str], stores: EvidenceStores) -> str | Non
 
 
 def _tenant(
-    selector: Selector, stores: EvidenceStores, transaction_id: str | None, job: ProvisioningJob | None
+    selector: Selector, lookup: EvidenceLookup, transaction_id: str | None, job: ProvisioningJob | None
 ) -> Tenant | None:
     if selector.tenant_id:
-        tenant = stores.tenants.get(selector.tenant_id)
+        tenant = lookup.tenant(selector.tenant_id)
         if tenant is not None:
             return tenant
     if job is not None:
-        tenant = stores.tenants.get(job.tenant_id)
+        tenant = lookup.tenant(job.tenant_id)
         if tenant is not None:
             return tenant
-    return stores.tenants.find_by_transaction(transaction_id) if transaction_id else None
+    return lookup.tenant_for_transaction(transaction_id) if transaction_id else None

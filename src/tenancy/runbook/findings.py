@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["ESCALATION", "Diagnosis", "Finding"]
+from tenancy.runbook.evidence import Selector
+
+__all__ = ["ESCALATION", "Advise", "Diagnosis", "Evidence", "Finding", "NextStep", "Store"]
 
 
 class Finding(StrEnum):
@@ -76,31 +79,115 @@ ESCALATION = {
 }
 
 
+class Store(StrEnum):
+    """Where a piece of evidence was read, in the order an operator checks them."""
+
+    LEDGER = "ledger"
+    JOURNAL = "journal"
+    QUEUE = "queue"
+    TENANTS = "tenants"
+    IDENTITY = "identity"
+    USERS = "users"
+    MAIL = "mail"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One fact a store holds about the purchase: the store, the record's values that matter
+    (JSON-friendly: text, numbers, booleans, None and lists of them) and what it says, for people.
+    A fact about the purchase as a whole (its owner's other purchases) has no store."""
+
+    store: Store | None
+    fields: Mapping[str, object]
+    text: str
+
+    @property
+    def line(self) -> str:
+        """`store: text`, as the CLI prints it and the JSON documents and the repair trail keep it."""
+        return f"{self.store.value}: {self.text}" if self.store is not None else self.text
+
+    def as_document(self) -> dict[str, Any]:
+        return {"store": self.store.value if self.store else None, "fields": dict(self.fields), "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """What the operator does next, as data. `advice` is RB-001's instruction in words, never a
+    command: for a repairable finding, what its repair does. The commands that carry a step out
+    (`repair` for a repairable finding, and the ones these fields name) are the CLI's and the
+    console's to write, from the diagnosis and these fields."""
+
+    advice: str
+    stale_dead_letters: tuple[str, ...] = ()  # message ids left in the DLQ from before the purchase healed
+    mail_kept_for: str | None = None  # the owner whose welcome email only the outbox holds (no SMTP)
+    operator_accounts: bool = False  # the selector is an operator's account: operators are listed elsewhere
+
+    def as_document(self) -> dict[str, Any]:
+        return {
+            "advice": self.advice,
+            "stale_dead_letters": list(self.stale_dead_letters),
+            "mail_kept_for": self.mail_kept_for,
+            "operator_accounts": self.operator_accounts,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
+    """One purchase's finding, with the evidence of every store and the next step. `selector` is
+    what was asked about; `transaction_id`, `tenant_id` and `email` are what the stores agree on."""
+
     finding: Finding
     summary: str
-    evidence: tuple[str, ...]
-    next_action: str
+    evidence: tuple[Evidence, ...]
+    next_step: NextStep
+    selector: Selector
     escalate_to: str | None = None
     transaction_id: str | None = None
     tenant_id: str | None = None
     email: str | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
+    rule: str = ""  # the code of the rule that named the finding
 
     @property
     def healthy(self) -> bool:
         return self.finding is Finding.HEALTHY
 
-    def as_document(self) -> dict[str, Any]:
+    @property
+    def evidence_lines(self) -> tuple[str, ...]:
+        return tuple(item.line for item in self.evidence)
+
+    @property
+    def steadiest_selector(self) -> Selector:
+        """The selector that finds this purchase again, whatever it was asked by: its transaction
+        id, else its tenant id, else its email, else (the stores know nothing) what was asked."""
+        if self.transaction_id:
+            return Selector(transaction_id=self.transaction_id)
+        if self.tenant_id:
+            return Selector(tenant_id=self.tenant_id)
+        if self.email:
+            return Selector(email=self.email)
+        return self.selector
+
+    def as_record(self) -> dict[str, Any]:
+        """The diagnosis as data, for the repair trail: the next step as its fields."""
+        return self._document(self.next_step.as_document())
+
+    def as_document(self, advise: Advise) -> dict[str, Any]:
+        """The diagnosis for people (`--json`): `advise` words the next step, commands included."""
+        return self._document(advise(self))
+
+    def _document(self, next_action: object) -> dict[str, Any]:
         return {
             "finding": self.finding.value,
             "runbook_section": self.finding.runbook_section,
             "summary": self.summary,
-            "evidence": list(self.evidence),
-            "next_action": self.next_action,
+            "evidence": list(self.evidence_lines),
+            "next_action": next_action,
             "escalate_to": self.escalate_to,
             "transaction_id": self.transaction_id,
             "tenant_id": self.tenant_id,
             "email": self.email,
         }
+
+
+Advise = Callable[[Diagnosis], str]
+"""Words a diagnosis's next step for people, with the commands that carry it out: the edge's own."""

@@ -156,7 +156,7 @@ class RepairService:
                 email=diagnosis.email,
                 finding=diagnosis.finding.value,
                 actions=plan.actions,
-                before={**diagnosis.as_document(), **(attempts or {})},
+                before={**diagnosis.as_record(), **(attempts or {})},
                 after=after,
                 outcome=outcome,
             )

@@ -15,9 +15,9 @@ from tenancy.ports import Clock, JobQueue, ProvisioningJournal, RepairTrail
 from tenancy.provisioning.worker import ProvisioningWorker
 from tenancy.runbook.attempts import REDRIVEN, REMOVED, attempts_before
 from tenancy.runbook.dead_letters import DeadLetterDecision
-from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, classify, with_mail_statistics
-from tenancy.runbook.evidence import CaseFile, EvidenceStores, Selector, gather
-from tenancy.runbook.findings import Diagnosis, Finding
+from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, classify
+from tenancy.runbook.evidence import CaseFile, EvidenceStores, Purchase, Selector, find_purchase, gather
+from tenancy.runbook.findings import Advise, Diagnosis, Finding
 from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.runbook.repair import RepairPlan, RepairService, plan_repair
 from tenancy.runbook.verify import VerifyReport, verify
@@ -34,12 +34,13 @@ class RepairResult:
     after: Diagnosis
     verification: VerifyReport
 
-    def as_document(self) -> dict[str, object]:
+    def as_document(self, advise: Advise) -> dict[str, object]:
+        """For people: `advise` words each diagnosis's next step."""
         return {
-            "before": self.plan.diagnosis.as_document(),
+            "before": self.plan.diagnosis.as_document(advise),
             "actions": list(self.plan.actions),
             "outcome": self.outcome,
-            "after": self.after.as_document(),
+            "after": self.after.as_document(advise),
             "verify": self.verification.as_document(),
         }
 
@@ -74,7 +75,7 @@ class Runbook:
         self._repairs = RepairService(stores=stores, journal=journal, queue=queue, worker=worker, trail=trail)
 
     def case(self, selector: Selector) -> CaseFile:
-        return gather(selector, self._stores)
+        return gather(find_purchase(selector, self._stores), self._stores)
 
     def diagnose(self, selector: Selector) -> Diagnosis:
         return self._classify(self.case(selector))
@@ -113,17 +114,14 @@ class Runbook:
             operator=operator,
             at=self._clock.now(),
             outcome=outcome,
-            after={**after.as_document(), "verify_passed": verification.passed},
+            after={**after.as_record(), "verify_passed": verification.passed},
             attempts=attempts,
         )
         return RepairResult(plan, outcome, after, verification)
 
     def _classify(self, case: CaseFile) -> Diagnosis:
-        diagnosis = classify(case, self._clock.now(), password_ttl=self._password_ttl)
-        detailed = with_mail_statistics(case, diagnosis, self._stores)
-        if detailed is case:
-            return diagnosis
-        return classify(detailed, self._clock.now(), password_ttl=self._password_ttl)
+        now = self._clock.now()
+        return classify(case, now, password_ttl=self._password_ttl, mail_statistics=self._stores.mail_statistics)
 
     def dead_letters(self) -> list[QueuedMessage]:
         return self._queue.messages(dead_lettered=True)
@@ -218,7 +216,7 @@ class Runbook:
         """The diagnosis of the message's purchase; None for a message that names none."""
         if not message.transaction_id.strip():
             return None
-        case = gather(Selector(transaction_id=message.transaction_id), self._dlq_stores)
+        case = gather(Purchase.of_transaction(message.transaction_id), self._dlq_stores)
         return self._classify(case)
 
     def _record_dead_letter_action(
@@ -233,7 +231,7 @@ class Runbook:
                 email=diagnosis.email,
                 finding=diagnosis.finding.value,
                 actions=(action,),
-                before={**diagnosis.as_document(), **attempts},
+                before={**diagnosis.as_record(), **attempts},
                 after={},
                 outcome=outcome,
             )

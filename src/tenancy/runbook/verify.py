@@ -11,9 +11,9 @@ from tenancy.accounts.login import AccountService
 from tenancy.domain.model import AuthChallenge, TenantStatus
 from tenancy.errors import AuthenticationError
 from tenancy.ports import IdentityProvider
-from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, is_operator_account, welcome_of
 from tenancy.runbook.evidence import CaseFile, shown
 from tenancy.runbook.findings import Finding
+from tenancy.runbook.rules import DEFAULT_PASSWORD_TTL, is_operator_account, welcome_of
 
 __all__ = ["TENANT_ACCOUNT_CHECK", "WELCOME_CHECK", "Check", "VerifyReport", "verify"]
 

@@ -3,8 +3,6 @@ removed by the table's TTL once the window is over."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tenancy.adapters.aws._errors import aws_errors
@@ -13,11 +11,13 @@ from tenancy.errors import ItemAlreadyExistsError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
+    from tenancy.ports import Clock
+
 __all__ = ["DynamoRateLimiter"]
 
 
 class DynamoRateLimiter:
-    def __init__(self, client: DynamoDBClient, table: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, *, clock: Clock) -> None:
         self._client = client
         self._table = table
         self._clock = clock
@@ -68,4 +68,4 @@ class DynamoRateLimiter:
             return  # the condition failed: nothing counted in this window, nothing to take back
 
     def _window(self, window_seconds: int) -> int:
-        return int(self._clock() // window_seconds)
+        return int(self._clock.now().timestamp() // window_seconds)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from tenancy.adapters.aws._errors import aws_errors
-from tenancy.domain.clock import format_timestamp, utc_now
+from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import OutboxMessage, OutgoingEmail
 from tenancy.errors import PermanentError, TransientError
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from mypy_boto3_ses import SESClient
     from mypy_boto3_ses.type_defs import BodyTypeDef
 
+    from tenancy.ports import Clock
+
 __all__ = ["SesMailer"]
 
 log = structlog.get_logger(__name__)
@@ -30,6 +33,7 @@ RECIPIENT_INDEX = "recipient-index"
 DELIVERED = "delivered"  # SES accepted the message; bounces arrive later, outside this log
 FAILED = "failed"
 # Whole seconds in `created_at` (the contract format) leave ties; this breaks them, newest first.
+# It orders writes, so it reads the host's own nanosecond counter, not the injected clock.
 _SEQUENCE = "created_at_ns"
 
 Key = Mapping[str, Any]  # a DynamoDB LastEvaluatedKey
@@ -41,7 +45,7 @@ def _text(value: str) -> AttributeValueTypeDef:
 
 
 def _item(
-    email: OutgoingEmail, sender: str, message_id: str, status: str, error: str | None
+    email: OutgoingEmail, sender: str, message_id: str, status: str, error: str | None, created_at: datetime
 ) -> dict[str, AttributeValueTypeDef]:
     item: dict[str, AttributeValueTypeDef] = {
         "message_id": _text(message_id),
@@ -51,7 +55,7 @@ def _item(
         "text_body": _text(email.text),
         "status": _text(status),
         "tags": {"M": {name: _text(value) for name, value in email.tags.items()}},
-        "created_at": _text(format_timestamp(utc_now())),
+        "created_at": _text(format_timestamp(created_at)),
         _SEQUENCE: {"N": str(time.time_ns())},
     }
     if email.html is not None:
@@ -97,10 +101,12 @@ class SesMailer:
         mail_log_table: str,
         default_sender: str,
         *,
+        clock: Clock,
         keep_secrets: bool = False,
     ) -> None:
         # keep_secrets: only for development against moto, where no inbox can be read.
         self._keep_secrets = keep_secrets
+        self._clock = clock  # dates each mail-log entry
         self._ses = ses_client
         self._dynamodb = dynamodb_client
         self._table = mail_log_table
@@ -122,11 +128,11 @@ class SesMailer:
                     Message={"Subject": {"Data": email.subject, "Charset": "UTF-8"}, "Body": body},
                 )
         except (TransientError, PermanentError) as failure:
-            self._keep(_item(self._logged(email), sender, uuid.uuid4().hex, FAILED, str(failure)))
+            self._keep(_item(self._logged(email), sender, uuid.uuid4().hex, FAILED, str(failure), self._clock.now()))
             raise
         message_id = response["MessageId"]
         try:
-            self._keep(_item(self._logged(email), sender, message_id, DELIVERED, None))
+            self._keep(_item(self._logged(email), sender, message_id, DELIVERED, None, self._clock.now()))
         except (TransientError, PermanentError) as failure:
             # The email is out: raising would make the caller send it a second time.
             log.error("mail_log_write_failed", message_id=message_id, error=str(failure))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from tenancy.adapters.aws._errors import aws_errors, error_code
-from tenancy.domain.clock import format_timestamp, utc_now
+from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import QueuedMessage, QueueMessage
 from tenancy.errors import InvalidInputError
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
         MessageAttributeValueTypeDef,
         MessageTypeDef,
     )
+
+    from tenancy.ports import Clock
 
 __all__ = ["DEAD_LETTER_QUEUE", "WORK_QUEUE", "SqsJobQueue"]
 
@@ -119,12 +121,18 @@ class SqsJobQueue:
     Short polling samples only some SQS hosts, so an empty answer does not prove an empty
     queue; the next poll finds the message. A deployment that polls idle queues a lot can pass
     `receive_wait_seconds` (up to 20) for long polling instead.
+
+    SQS keeps its own time for delays and visibility timeouts; `clock` only dates a look (the
+    `visible_at` of what `messages` lists).
     """
 
     listing_counts_as_delivery = True  # SQS cannot list a queue: `messages` receives (see there)
 
-    def __init__(self, client: SQSClient, queue_url: str, dlq_url: str, *, receive_wait_seconds: int = 0) -> None:
+    def __init__(
+        self, client: SQSClient, queue_url: str, dlq_url: str, *, clock: Clock, receive_wait_seconds: int = 0
+    ) -> None:
         self._client = client
+        self._clock = clock
         self._queue_url = queue_url
         self._dlq_url = dlq_url
         self._receive_wait_seconds = min(max(receive_wait_seconds, 0), 20)
@@ -354,7 +362,7 @@ class SqsJobQueue:
         """Fills `seen` as it goes, so a failure half-way still releases what it holds."""
         dead_lettered = url == self._dlq_url
         expected = self._count(url, ["ApproximateNumberOfMessages"])
-        looked_at = format_timestamp(utc_now())
+        looked_at = format_timestamp(self._clock.now())
         long_polled = False
         while len(seen) < _PEEK_LIMIT:
             batch = self._receive_batch(url, _BATCH, _PEEK_HOLD_SECONDS, 0)

@@ -12,7 +12,7 @@ import json
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.signing_keys import SigningKeys
 from tenancy.config import Settings
-from tenancy.domain.clock import format_timestamp, parse_timestamp, utc_now
+from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import AuthChallenge, IdentityUser, IdentityUserStatus, Tokens
 from tenancy.domain.passwords import password_policy_failures
@@ -37,6 +37,7 @@ from tenancy.errors import (
     NotFoundError,
     PasswordPolicyError,
 )
+from tenancy.ports import Clock
 
 __all__ = ["NEW_PASSWORD_REQUIRED", "EmbeddedIdentityProvider", "password_policy_failures"]
 
@@ -87,7 +88,7 @@ class EmbeddedIdentityProvider:
         temporary_password_ttl: timedelta,
         challenge_ttl_seconds: int,
         hasher: argon2.PasswordHasher,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock,
     ) -> None:
         self._database = database
         self._keys = keys
@@ -97,12 +98,13 @@ class EmbeddedIdentityProvider:
         self._temporary_password_ttl = temporary_password_ttl
         self._challenge_ttl_seconds = challenge_ttl_seconds
         self._hasher = hasher
-        self._clock = clock or utc_now
+        # Expiries (tokens, sessions, temporary passwords, reset codes) are judged by `clock`.
+        self._clock = clock
         # Checked against when the username is unknown, so that answer costs as much as a wrong password.
         self._dummy_hash = hasher.hash(secrets.token_urlsafe(16))
 
     @classmethod
-    def from_settings(cls, database: Database, settings: Settings) -> EmbeddedIdentityProvider:
+    def from_settings(cls, database: Database, settings: Settings, clock: Clock) -> EmbeddedIdentityProvider:
         hasher = argon2.PasswordHasher(
             time_cost=settings.password_hash_time_cost,
             memory_cost=settings.password_hash_memory_kib,
@@ -119,6 +121,7 @@ class EmbeddedIdentityProvider:
             temporary_password_ttl=timedelta(days=settings.temporary_password_ttl_days),
             challenge_ttl_seconds=settings.challenge_ttl_seconds,
             hasher=hasher,
+            clock=clock,
         )
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
@@ -128,7 +131,7 @@ class EmbeddedIdentityProvider:
         username = normalize_email(username)
         if not username:
             raise InvalidInputError("the username (email) is empty")
-        now = self._clock()
+        now = self._clock.now()
         sub = str(uuid.uuid4())
         stored = {**attributes, "sub": sub}
         # Hashed before taking the write lock: argon2 is slow on purpose.
@@ -187,13 +190,13 @@ class EmbeddedIdentityProvider:
             merged = {**json.loads(row["attributes"]), **attributes, "sub": row["sub"]}
             connection.execute(
                 "UPDATE identity_users SET attributes = ?, updated_at = ? WHERE username = ?",
-                (json.dumps(merged), format_timestamp(self._clock()), username),
+                (json.dumps(merged), format_timestamp(self._clock.now()), username),
             )
         return replace(_user_from_row(row), attributes=merged)
 
     def set_password(self, username: str, password: str, *, permanent: bool) -> None:
         username = normalize_email(username)
-        now = self._clock()
+        now = self._clock.now()
         status, expires_at = (_CONFIRMED, None) if permanent else (_FORCE_CHANGE, now + self._temporary_password_ttl)
         password_hash = self._hasher.hash(password)
         with self._database.transaction() as connection:
@@ -219,7 +222,7 @@ class EmbeddedIdentityProvider:
         with self._database.transaction() as connection:
             cursor = connection.execute(
                 "UPDATE identity_users SET status = ?, password_expires_at = NULL, updated_at = ? WHERE username = ?",
-                (_RESET_REQUIRED.value, format_timestamp(self._clock()), username),
+                (_RESET_REQUIRED.value, format_timestamp(self._clock.now()), username),
             )
             if cursor.rowcount == 0:
                 raise NotFoundError(f"identity user {username} not found")
@@ -246,7 +249,7 @@ class EmbeddedIdentityProvider:
             raise InvalidCredentialsError(_CANNOT_RESET)
         code = f"{secrets.randbelow(10**_RESET_CODE_DIGITS):0{_RESET_CODE_DIGITS}d}"
         code_hash = self._hasher.hash(code)
-        now = self._clock().timestamp()
+        now = self._clock.now().timestamp()
         with self._database.transaction() as connection:
             earlier = connection.execute(
                 "SELECT attempts, expires_at FROM identity_reset_codes WHERE username = ? AND expires_at > ?",
@@ -269,7 +272,7 @@ class EmbeddedIdentityProvider:
         failures = password_policy_failures(new_password)
         if failures:
             raise PasswordPolicyError("Password must have " + ", ".join(failures))
-        now = self._clock()
+        now = self._clock.now()
         with self._database.transaction() as connection:
             # The try is counted before the code is checked, so parallel guesses cannot together
             # try more codes than the limit allows.
@@ -315,7 +318,7 @@ class EmbeddedIdentityProvider:
         if not self._password_matches(row["password_hash"], password):
             raise InvalidCredentialsError()
         user = _user_from_row(row)
-        now = self._clock()
+        now = self._clock.now()
         if user.status is _RESET_REQUIRED:
             raise InvalidCredentialsError("Password reset required")
         if not user.enabled:
@@ -333,7 +336,7 @@ class EmbeddedIdentityProvider:
     def respond_to_new_password_challenge(self, username: str, session: str, new_password: str) -> Tokens:
         username = normalize_email(username)
         session_hash = _digest(session)
-        now = self._clock()
+        now = self._clock.now()
         # Checked before the policy so a weak password leaves a valid session usable for the next try.
         if not self._session_open(session_hash, username, now.timestamp()):
             raise InvalidSessionError()
@@ -363,7 +366,7 @@ class EmbeddedIdentityProvider:
 
     def refresh(self, refresh_token: str) -> Tokens:
         """New ID and access tokens for a live refresh token (which stays the same)."""
-        now = self._clock()
+        now = self._clock.now()
         rows = self._database.read(
             "SELECT t.auth_time, t.expires_at, t.revoked, u.* FROM identity_refresh_tokens AS t"
             " JOIN identity_users AS u ON u.username = t.username WHERE t.token_hash = ?",
@@ -384,7 +387,7 @@ class EmbeddedIdentityProvider:
             )
 
     def verify_id_token(self, token: str) -> dict[str, object]:
-        claims = self._keys.verify(token, self._audience, self._issuer, now=self._clock())
+        claims = self._keys.verify(token, self._audience, self._issuer, now=self._clock.now())
         if claims.get("token_use") != "id":
             raise InvalidTokenError()
         return claims

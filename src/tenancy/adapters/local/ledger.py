@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -13,6 +12,7 @@ from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.journal import insert_job
 from tenancy.adapters.local.queue import enqueue
 from tenancy.domain.model import PaymentRecord, PaymentVerdict, ProvisioningJob
+from tenancy.ports import Clock
 
 __all__ = ["SqliteLedger"]
 
@@ -54,8 +54,9 @@ def _payment_from_row(row: sqlite3.Row) -> PaymentRecord:
 
 
 class SqliteLedger:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, clock: Clock) -> None:
         self._database = database
+        self._clock = clock  # when an accepted payment's job message becomes visible
 
     def record(self, payment: PaymentRecord, job: ProvisioningJob | None) -> PaymentRecord:
         with self._database.transaction() as connection:
@@ -67,7 +68,7 @@ class SqliteLedger:
                     _insert(connection, payment)
                     return payment
                 if job is not None and insert_job(connection, job):
-                    enqueue(connection, job.transaction_id, now=time.time())
+                    enqueue(connection, job.transaction_id, now=self._clock.now())
                 return payment
             _insert(connection, payment)
             return payment

@@ -7,16 +7,16 @@ import json
 import smtplib
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import make_msgid
 from urllib.parse import unquote, urlsplit
 
 from tenancy.adapters.local.database import Database
-from tenancy.domain.clock import format_timestamp, utc_now
+from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import OutboxMessage, OutgoingEmail
 from tenancy.errors import ConfigurationError, PermanentError, TransientError
+from tenancy.ports import Clock
 
 __all__ = ["OutboxMailer", "SmtpTarget"]
 
@@ -76,8 +76,8 @@ class OutboxMailer:
         database: Database,
         *,
         default_sender: str,
+        clock: Clock,
         smtp: SmtpTarget | None = None,
-        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._database = database
         self._default_sender = default_sender
@@ -127,7 +127,7 @@ class OutboxMailer:
                     status,
                     error,
                     json.dumps(email.tags),
-                    format_timestamp(self._clock()),
+                    format_timestamp(self._clock.now()),
                 ),
             )
 

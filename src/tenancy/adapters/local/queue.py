@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from tenancy.adapters.local.database import Database
-from tenancy.domain.clock import format_timestamp, utc_now
+from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import QueuedMessage, QueueMessage
+from tenancy.ports import Clock
 
 __all__ = ["DEAD_LETTER_QUEUE", "WORK_QUEUE", "SqliteJobQueue", "enqueue"]
 
@@ -22,34 +21,31 @@ WORK_QUEUE = "provisioning"
 DEAD_LETTER_QUEUE = "provisioning-dlq"
 
 
-def enqueue(connection: sqlite3.Connection, transaction_id: str, delay_seconds: float = 0, *, now: float) -> None:
+def enqueue(connection: sqlite3.Connection, transaction_id: str, delay_seconds: float = 0, *, now: datetime) -> None:
     """Adds a message inside the caller's transaction (so it commits with the caller's writes)."""
     connection.execute(
         "INSERT INTO queue_messages (queue, transaction_id, visible_at, sent_at) VALUES (?, ?, ?, ?)",
-        (WORK_QUEUE, transaction_id, now + delay_seconds, format_timestamp(utc_now())),
+        (WORK_QUEUE, transaction_id, now.timestamp() + delay_seconds, format_timestamp(now)),
     )
 
 
 class SqliteJobQueue:
+    """Delays and visibility timeouts run on `clock`: every process sharing the file must read the
+    same time (the system clock, outside tests)."""
+
     listing_counts_as_delivery = False  # a SELECT: looking changes nothing
 
-    def __init__(
-        self,
-        database: Database,
-        *,
-        max_receive_count: int = 10,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, database: Database, *, clock: Clock, max_receive_count: int = 10) -> None:
         self._database = database
         self._max_receive_count = max_receive_count
         self._clock = clock
 
     def send(self, transaction_id: str, delay_seconds: float = 0) -> None:
         with self._database.transaction() as connection:
-            enqueue(connection, transaction_id, delay_seconds, now=self._clock())
+            enqueue(connection, transaction_id, delay_seconds, now=self._clock.now())
 
     def receive(self, max_messages: int, visibility_timeout: float) -> list[QueueMessage]:
-        now = self._clock()
+        now = self._seconds()
         received: list[QueueMessage] = []
         with self._database.transaction() as connection:
             # Like SQS's redrive policy: a message delivered too often (its workers kept
@@ -82,22 +78,23 @@ class SqliteJobQueue:
     def retry_later(self, receipt: str, delay_seconds: float) -> None:
         with self._database.transaction() as connection:
             connection.execute(
-                "UPDATE queue_messages SET visible_at = ? WHERE receipt = ?", (self._clock() + delay_seconds, receipt)
+                "UPDATE queue_messages SET visible_at = ? WHERE receipt = ?", (self._seconds() + delay_seconds, receipt)
             )
 
     def dead_letter(self, receipt: str, error: str) -> None:
         with self._database.transaction() as connection:
             connection.execute(
                 "UPDATE queue_messages SET queue = ?, receipt = NULL, visible_at = ?, last_error = ? WHERE receipt = ?",
-                (DEAD_LETTER_QUEUE, self._clock(), error[:2000], receipt),
+                (DEAD_LETTER_QUEUE, self._seconds(), error[:2000], receipt),
             )
 
     def send_dead_letter(self, transaction_id: str, error: str) -> None:
+        now = self._clock.now()
         with self._database.transaction() as connection:
             connection.execute(
                 "INSERT INTO queue_messages (queue, transaction_id, visible_at, sent_at, last_error)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (DEAD_LETTER_QUEUE, transaction_id, self._clock(), format_timestamp(utc_now()), error[:2000]),
+                (DEAD_LETTER_QUEUE, transaction_id, now.timestamp(), format_timestamp(now), error[:2000]),
             )
 
     def depth(self) -> tuple[int, int]:
@@ -139,7 +136,7 @@ class SqliteJobQueue:
             cursor = connection.execute(
                 "UPDATE queue_messages SET queue = ?, visible_at = ?, receive_count = 0, receipt = NULL"
                 " WHERE id = ? AND queue = ?",
-                (WORK_QUEUE, self._clock(), int(message_id), DEAD_LETTER_QUEUE),
+                (WORK_QUEUE, self._seconds(), int(message_id), DEAD_LETTER_QUEUE),
             )
             return cursor.rowcount == 1
 
@@ -155,3 +152,7 @@ class SqliteJobQueue:
     def purge(self, transaction_id: str) -> int:
         with self._database.transaction() as connection:
             return connection.execute("DELETE FROM queue_messages WHERE transaction_id = ?", (transaction_id,)).rowcount
+
+    def _seconds(self) -> float:
+        """Now, as the table's `visible_at` counts it: seconds since the epoch."""
+        return self._clock.now().timestamp()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from tenancy.adapters.local.database import Database
+from tenancy.ports import Clock
 
 __all__ = ["SqliteRateLimiter"]
 
 
 class SqliteRateLimiter:
-    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, database: Database, *, clock: Clock) -> None:
         self._database = database
         self._clock = clock
 
@@ -45,4 +43,4 @@ class SqliteRateLimiter:
             )
 
     def _window(self, window_seconds: int) -> int:
-        return int(self._clock() // window_seconds)
+        return int(self._clock.now().timestamp() // window_seconds)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from tenancy.advice import next_action
 from tenancy.bootstrap import Services
 from tenancy.config import Backend
 from tenancy.domain.model import JobStatus
@@ -54,7 +55,6 @@ FAILURES = tuple(finding for finding in Finding if finding not in {Finding.HEALT
 AUDIT_WINDOW = "7d"
 # The jobs page classifies every purchase ever made, so that old failures show their finding too.
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
-_EVIDENCE_STORES = ("ledger", "journal", "queue", "tenants", "identity", "users", "mail")
 
 # Notices after a form post: the query names one of these; no other text reaches the page.
 _NOTICES = {
@@ -216,7 +216,7 @@ def case(request: Request, services: ConsoleServices, key: str, done: str = "") 
     context = {
         "key": key,
         "diagnosis": diagnosis,
-        "evidence": [_evidence_row(line) for line in diagnosis.evidence],
+        "next_action": next_action,
         "verification": runbook.verify(selector),
         "trail": list(reversed(trail)),
         "notice": _notice(done),
@@ -231,7 +231,7 @@ def repair_plan(request: Request, services: ConsoleServices, key: str) -> Respon
     if selector is None:
         return _bad_key(request, viewer)
     plan = services.runbook.plan(selector)
-    return _page(request, viewer, "ops/repair.html", "jobs", {"key": key, "plan": plan})
+    return _page(request, viewer, "ops/repair.html", "jobs", {"key": key, "plan": plan, "next_action": next_action})
 
 
 @router.post("/ops/cases/{key}/repair")
@@ -269,12 +269,6 @@ def _selector(key: str) -> Selector | None:
 
 def _case_path(key: str) -> str:
     return "/ops/cases/" + quote(key, safe="@")
-
-
-def _evidence_row(line: str) -> tuple[str, str]:
-    """(store, what it holds) for the runbook's `store: evidence` lines; other lines have no store."""
-    store, separator, rest = line.partition(": ")
-    return (store, rest) if separator and store in _EVIDENCE_STORES else ("", line)
 
 
 def _bad_key(request: Request, viewer: Viewer) -> Response:
