@@ -23,7 +23,17 @@ from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect,
 from tenancy.domain.ids import new_transaction_id
 from tenancy.payments.simulator import build_itn, encode_form
 
-from servers import MailCatcher, RunningServer, free_port, server_env, start_server, stop_server, temporary_password_in
+from servers import (
+    MailCatcher,
+    RunningServer,
+    cli_env,
+    free_port,
+    server_env,
+    start_server,
+    stop_server,
+    temporary_password_in,
+    tenancy,
+)
 
 CHROMIUM = os.environ.get("TENANCY_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -229,3 +239,16 @@ def sign_in_first_time(page: Page, base_url: str, email: str, temporary: str, ch
     page.get_by_label("New password", exact=True).fill(chosen)
     page.get_by_label("Repeat the new password").fill(chosen)
     page.get_by_role("button", name="Set password and continue").click()
+
+
+def invite_and_sign_in_operator(
+    page: Page, server: RunningServer, smtp_server: tuple[MailCatcher, int], email: str, chosen: str
+) -> None:
+    """An operator invited with the real `tenancy ops add-operator`, signed in for the first time
+    with the temporary password from the invitation email, having chosen `chosen`."""
+    catcher, smtp_port = smtp_server
+    invited = tenancy(cli_env(server.home, TENANCY_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}"),
+                      "ops", "add-operator", email)  # fmt: skip
+    assert invited.returncode == 0, invited.stderr
+    temporary = temporary_password_in(email_to(catcher, email, "operations console"))
+    sign_in_first_time(page, server.base_url, email, temporary, chosen)

@@ -16,10 +16,10 @@ from tenancy.domain.ids import new_transaction_id
 from tenancy.domain.model import JobStatus
 from tenancy.payments.simulator import build_itn, encode_form
 
-from conftest import PHONE, Snapshots, buy, email_to, sign_in_first_time
+from conftest import PHONE, Snapshots, buy, email_to, invite_and_sign_in_operator
 from helpers import journal_job
 from purchases import keyed, status_key_for, wait_for_job
-from servers import MailCatcher, RunningServer, cli_env, temporary_password_in, tenancy
+from servers import MailCatcher, RunningServer, temporary_password_in
 
 # Wider than a phone in one line, and with no hyphen or space to break at: in the header, the
 # facts of the payment page and the console's tables.
@@ -186,7 +186,7 @@ def test_the_return_page_fits_a_phone_in_every_state(
 def test_the_operations_console_fits_a_phone(
     phone: Page, web_server: RunningServer, smtp_server: tuple[MailCatcher, int], snap: Snapshots
 ) -> None:
-    catcher, smtp_port = smtp_server
+    catcher, _ = smtp_server
     broken_owner = "identityuser.deletedbymistake@longcustomerdomain.example.org"
     buy(web_server, catcher, broken_owner, plan="professional")
     services = web_server.services()
@@ -199,11 +199,7 @@ def test_the_operations_console_fits_a_phone(
         services.queue.send_dead_letter(parked.transaction_id, error)
     finally:
         services.close()
-    invited = tenancy(cli_env(web_server.home, TENANCY_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}"),
-                      "ops", "add-operator", OPERATOR)  # fmt: skip
-    assert invited.returncode == 0, invited.stderr
-    temporary = temporary_password_in(email_to(catcher, OPERATOR, "operations console"))
-    sign_in_first_time(phone, web_server.base_url, OPERATOR, temporary, "Operator-Phone-8!")
+    invite_and_sign_in_operator(phone, web_server, smtp_server, OPERATOR, "Operator-Phone-8!")
 
     expect(phone).to_have_url(f"{web_server.base_url}/ops")
     expect(phone.locator("#finding-identity_user_missing .count")).to_have_text("1")

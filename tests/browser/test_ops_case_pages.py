@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from conftest import Snapshots, buy, email_to, sign_in_first_time
-from servers import MailCatcher, RunningServer, cli_env, temporary_password_in, tenancy
+from conftest import Snapshots, buy, invite_and_sign_in_operator
+from servers import MailCatcher, RunningServer
 
 OPERATOR = "ops-cases@example.com"
 OWNER = "lost-welcome@example.com"
@@ -16,7 +16,7 @@ OWNER = "lost-welcome@example.com"
 def test_a_4_4_case_is_not_green_and_an_operator_is_not_a_tenant(
     page: Page, web_server: RunningServer, smtp_server: tuple[MailCatcher, int], snap: Snapshots
 ) -> None:
-    catcher, smtp_port = smtp_server
+    catcher, _ = smtp_server
     buy(web_server, catcher, OWNER)
     services = web_server.services()
     try:
@@ -26,11 +26,7 @@ def test_a_4_4_case_is_not_green_and_an_operator_is_not_a_tenant(
         [job] = services.journal.find(email=OWNER)
     finally:
         services.close()
-    invited = tenancy(cli_env(web_server.home, TENANCY_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}"),
-                      "ops", "add-operator", OPERATOR)  # fmt: skip
-    assert invited.returncode == 0, invited.stderr
-    temporary = temporary_password_in(email_to(catcher, OPERATOR, "operations console"))
-    sign_in_first_time(page, web_server.base_url, OPERATOR, temporary, "Operator-Cases-5!")
+    invite_and_sign_in_operator(page, web_server, smtp_server, OPERATOR, "Operator-Cases-5!")
     expect(page).to_have_url(f"{web_server.base_url}/ops")
 
     page.goto(f"{web_server.base_url}/ops/cases/{job.transaction_id}")

@@ -11,9 +11,9 @@ from playwright.sync_api import Dialog, Page, expect
 from tenancy.domain.model import JobStatus
 from tenancy.runbook.audit_export import CSV_COLUMNS
 
-from conftest import Snapshots, buy, email_to, sign_in_first_time
+from conftest import Snapshots, buy, email_to, invite_and_sign_in_operator
 from helpers import journal_job
-from servers import MailCatcher, RunningServer, cli_env, temporary_password_in, tenancy
+from servers import MailCatcher, RunningServer, temporary_password_in
 
 OPERATOR = "ops-browser@example.com"
 OWNER = "broken-owner@example.com"
@@ -22,19 +22,14 @@ OWNER = "broken-owner@example.com"
 def test_an_operator_repairs_an_rb001_4_2_case_from_the_console(
     page: Page, web_server: RunningServer, smtp_server: tuple[MailCatcher, int], snap: Snapshots
 ) -> None:
-    catcher, smtp_port = smtp_server
+    catcher, _ = smtp_server
     buy(web_server, catcher, OWNER, plan="professional")
     services = web_server.services()
     try:
         services.identity.delete_user(OWNER)  # RB-001 4.2: the tenant stands, its identity user is gone
     finally:
         services.close()
-    invited = tenancy(cli_env(web_server.home, TENANCY_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}"),
-                      "ops", "add-operator", OPERATOR)  # fmt: skip
-    assert invited.returncode == 0, invited.stderr
-    temporary = temporary_password_in(email_to(catcher, OPERATOR, "operations console"))
-
-    sign_in_first_time(page, web_server.base_url, OPERATOR, temporary, "Operator-Chosen-5!")
+    invite_and_sign_in_operator(page, web_server, smtp_server, OPERATOR, "Operator-Chosen-5!")
     expect(page).to_have_url(f"{web_server.base_url}/ops")
     expect(page.locator("#finding-identity_user_missing .count")).to_have_text("1")
     snap(page, "dashboard")
@@ -91,7 +86,7 @@ def test_an_operator_repairs_an_rb001_4_2_case_from_the_console(
 def test_an_operator_redrives_a_dead_letter_and_reads_the_outbox_and_the_audit(
     page: Page, web_server: RunningServer, smtp_server: tuple[MailCatcher, int], snap: Snapshots
 ) -> None:
-    catcher, smtp_port = smtp_server
+    catcher, _ = smtp_server
     parked_email = "parked@example.com"
     services = web_server.services()
     try:
@@ -102,11 +97,7 @@ def test_an_operator_redrives_a_dead_letter_and_reads_the_outbox_and_the_audit(
     finally:
         services.close()
     operator = "ops-dlq@example.com"
-    invited = tenancy(cli_env(web_server.home, TENANCY_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}"),
-                      "ops", "add-operator", operator)  # fmt: skip
-    assert invited.returncode == 0, invited.stderr
-    temporary = temporary_password_in(email_to(catcher, operator, "operations console"))
-    sign_in_first_time(page, web_server.base_url, operator, temporary, "Operator-Chosen-6!")
+    invite_and_sign_in_operator(page, web_server, smtp_server, operator, "Operator-Chosen-6!")
 
     page.get_by_role("link", name="Dead-letter queue").click()
     expect(page.get_by_role("heading", name="Dead-letter queue")).to_be_visible()

@@ -8,9 +8,9 @@ from playwright.sync_api import Dialog, Page, expect
 
 from tenancy.domain.model import JobStatus
 
-from conftest import Snapshots, buy, email_to, sign_in_first_time
+from conftest import Snapshots, buy, invite_and_sign_in_operator
 from helpers import journal_job
-from servers import MailCatcher, RunningServer, cli_env, temporary_password_in, tenancy
+from servers import MailCatcher, RunningServer
 
 HEALED_OWNER = "healed-owner@example.com"
 BROKEN = "TXN-STILL-BROKEN"
@@ -20,7 +20,7 @@ OPERATOR = "ops-remover@example.com"
 def test_an_operator_removes_the_stale_copy_of_a_healed_purchase(
     page: Page, web_server: RunningServer, smtp_server: tuple[MailCatcher, int], snap: Snapshots
 ) -> None:
-    catcher, smtp_port = smtp_server
+    catcher, _ = smtp_server
     buy(web_server, catcher, HEALED_OWNER)
     services = web_server.services()
     try:
@@ -34,11 +34,7 @@ def test_an_operator_removes_the_stale_copy_of_a_healed_purchase(
         services.queue.send_dead_letter(BROKEN, "permanent: 550 mailbox unavailable")
     finally:
         services.close()
-    invited = tenancy(cli_env(web_server.home, TENANCY_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}"),
-                      "ops", "add-operator", OPERATOR)  # fmt: skip
-    assert invited.returncode == 0, invited.stderr
-    temporary = temporary_password_in(email_to(catcher, OPERATOR, "operations console"))
-    sign_in_first_time(page, web_server.base_url, OPERATOR, temporary, "Operator-Chosen-7!")
+    invite_and_sign_in_operator(page, web_server, smtp_server, OPERATOR, "Operator-Chosen-7!")
 
     page.get_by_role("link", name="Dead-letter queue").click()
     expect(page.locator("#dlq-count")).to_have_text("2 dead-lettered messages.")
