@@ -12,6 +12,7 @@ one that needs a fixed moment overrides `clock`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -89,6 +90,24 @@ def _moto_sqs_follows(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(moto_sqs, "unix_time_millis", millis)
 
 
+def _moto_dynamodb_is_atomic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each request atomically; moto's in-process backend does not (a condition
+    is checked, then the write made, and a transaction rolls back by restoring copies of whole
+    tables), so concurrent requests race inside moto itself. One lock around each request gives
+    moto the service's atomicity; the adapters' own code still runs in as many threads as a test
+    starts."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    call_action = DynamoHandler.call_action
+
+    def one_request_at_a_time(self: DynamoHandler) -> object:
+        with lock:
+            return call_action(self)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", one_request_at_a_time)
+
+
 def _built(kind: str, request: pytest.FixtureRequest, tmp_path: Path, overrides: dict[str, Any]) -> Backend:
     clock: ManualClock = request.getfixturevalue("clock")
     # There is no PayFast here: ITNs are checked offline (no source-address or validate round trip).
@@ -96,7 +115,9 @@ def _built(kind: str, request: pytest.FixtureRequest, tmp_path: Path, overrides:
     if kind == "local":
         return Backend(build(make_settings(tmp_path / "home", **overrides), clock=clock), clock)
     aws: AwsContext = request.getfixturevalue("aws")
-    _moto_sqs_follows(clock, request.getfixturevalue("monkeypatch"))
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    _moto_sqs_follows(clock, monkeypatch)
+    _moto_dynamodb_is_atomic(monkeypatch)
     services = build(aws.settings.model_copy(update=overrides), clock=clock)
     # The Cognito adapter fetches the pool's JWKS over HTTP; moto's in-process pool has no URL.
     return Backend(replace(services, identity=moto_cognito(aws)), clock, aws)

@@ -223,11 +223,10 @@ def test_entries_are_counted_by_verdict_and_read_by_verdict_since_a_time(service
 
 
 def test_ten_concurrent_copies_of_an_accepted_payment_are_accepted_once_with_one_job(
-    backend: Backend, services: Services, request: pytest.FixtureRequest
+    backend: Backend, services: Services
 ) -> None:
     containers: list[Services] = []
     if backend.on_moto:
-        request.getfixturevalue("serialized_moto")
         # Ten Lambda containers, each with the services (and clients) it builds for itself.
         containers = [build(services.settings, clock=backend.clock) for _ in range(10)]
         ledgers = [container.ledger for container in containers]
@@ -251,24 +250,6 @@ def test_ten_concurrent_copies_of_an_accepted_payment_are_accepted_once_with_one
 
 
 # DynamoDB only: the items, the transaction's retries, and an enqueue that fails ------------------
-
-
-@pytest.fixture
-def serialized_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB applies each request atomically; moto's in-process backend does not (a
-    transaction checks, then writes, and rolls back by restoring copies of whole tables), so
-    concurrent requests race inside moto itself. One lock around each request gives moto the
-    server's atomicity; the ledger's own code still runs in ten threads at once."""
-    from moto.dynamodb.responses import DynamoHandler
-
-    lock = threading.Lock()
-    call_action = DynamoHandler.call_action
-
-    def one_request_at_a_time(self: DynamoHandler) -> object:
-        with lock:
-            return call_action(self)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", one_request_at_a_time)
 
 
 def test_an_accepted_itn_is_an_entry_plus_the_marker_whose_conditional_put_is_the_dedupe(
