@@ -3,13 +3,15 @@
 the same load.
 
 Both homes are 1% broken (RB-001 4.2: the identity user is deleted), so the findings filter has
-something to find. Each home gets an operator (an identity user with the operator role and a
-permanent password), who signs in once through the sign-in form (CSRF token and Origin, as a
-browser would); every page is then loaded with that session cookie by a real `tenancy serve` on
-plain HTTP (TENANCY_COOKIE_SECURE=false, so the client keeps the cookie). /metrics is scraped with
-its bearer token and computed afresh each time (TENANCY_METRICS_CACHE_SECONDS=0, as in
-metrics_scrape). The pages are loaded in turn, round after round, each followed by one GET /healthz
-on the same connection: the floor meets the same server, machine and moment as the pages.
+something to find; the weekly audit runs after the breakage (a deletion by hand reaches the
+findings index only through it), before the server starts. Each home gets an operator (an identity
+user with the operator role and a permanent password), who signs in once through the sign-in form
+(CSRF token and Origin, as a browser would); every page is then loaded with that session cookie by
+a real `tenancy serve` on plain HTTP (TENANCY_COOKIE_SECURE=false, so the client keeps the cookie).
+/metrics is scraped with its bearer token and computed afresh each time
+(TENANCY_METRICS_CACHE_SECONDS=0, as in metrics_scrape). The pages are loaded in turn, round after
+round, each followed by one GET /healthz on the same connection: the floor meets the same server,
+machine and moment as the pages.
 
 A round stops loading a page once its time at that home exceeds `budget_s` (with at least
 MIN_SAMPLES loads), so a page that runs a full audit on each load cannot stretch a full run for
@@ -124,8 +126,19 @@ def timed_get(client: httpx.Client, path: str, broken_transaction: str = "") -> 
     return seconds
 
 
+def audit(home: Path) -> None:
+    """The weekly audit, as the schedule runs it: the identity users deleted by hand (the seeded
+    breakage) reach the findings index the console and /metrics read."""
+    services = open_services(home)
+    try:
+        services.scheduled_audit.run()
+    finally:
+        services.close()
+
+
 def measure(home: Path, tenants: int, broken: list[int], requests: int, budget_s: float) -> Timings:
     add_operator(home)
+    audit(home)
     timings = Timings()
     spent = {name: 0.0 for name, _ in PAGES}
     server_env = {

@@ -119,7 +119,7 @@ def count_commits(home: Path) -> tuple[int, int]:
         record = services.intake.receive(itn_body("COUNT", 0), "127.0.0.1")
         if record.verdict is not PaymentVerdict.ACCEPTED:
             raise BenchError(f"the counting ITN was {record.verdict.value}: {record.reasons}")
-        worker = services.worker()
+        worker = services.worker
         saga_run = worker._saga.run
         saga_counter = {"commits": 0}
 

@@ -46,6 +46,7 @@ TABLES = {
     "payments": "transaction_id",
     "identity_users": "username",
     "outbox": "to_address",
+    "findings": "transaction_id",  # the findings index: each clone is judged as its template was
 }
 _INDEX = re.compile(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+)\s+ON (\w+)", re.IGNORECASE)
 
@@ -81,7 +82,7 @@ def provision_template(home: Path) -> dict[str, str]:
         record = services.intake.receive(encode_form(fields), "127.0.0.1")
         if record.verdict is not PaymentVerdict.ACCEPTED:
             raise BenchError(f"the template ITN was {record.verdict.value}: {record.reasons}")
-        services.worker().poll_once()
+        services.worker.poll_once()
         diagnosis = services.runbook.diagnose(Selector(email=email(0)))
         if not diagnosis.healthy:
             raise BenchError(f"the template purchase is {diagnosis.finding.value}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,23 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float, message: str | Callable[[], str], *, every: float = 0.02
+) -> None:
+    """Returns as soon as `condition()` is true, checking it every `every` seconds; fails after
+    `timeout` seconds with "timed out after Ns waiting for <message>" (`message` may be a function,
+    to name the last state seen). For what another thread or process does on its own time; a test's
+    own delays and timeouts run on a ManualClock instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    if condition():
+        return
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {message() if callable(message) else message}")
 
 
 class ManualClock:
@@ -104,7 +123,7 @@ def pay(services: Services, email: str | None = None, plan: str = "professional"
 
 
 def work(services: Services, rounds: int = 5) -> None:
-    worker = services.worker()
+    worker = services.worker
     for _ in range(rounds):
         if worker.poll_once() == 0:
             return

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 from tenancy.accounts.login import AccountService
@@ -14,6 +14,7 @@ from tenancy.accounts.reset import ResetMail
 from tenancy.accounts.sessions import SessionLifetimes, SessionService
 from tenancy.accounts.throttle import LoginLimits, LoginThrottle, ResetLimits, ResetRequestThrottle
 from tenancy.adapters.local.database import Database
+from tenancy.adapters.local.findings_index import SqliteFindingsIndex
 from tenancy.adapters.local.identity import EmbeddedIdentityProvider
 from tenancy.adapters.local.journal import SqliteJournal
 from tenancy.adapters.local.ledger import SqliteLedger
@@ -34,12 +35,13 @@ from tenancy.adapters.notifiers import (
 from tenancy.adapters.payfast_http import HttpPaymentConfirmer
 from tenancy.config import Backend, PayfastMode, Settings
 from tenancy.domain.clock import utc_now
-from tenancy.domain.model import LogComponent, ProvisioningJob, Step
+from tenancy.domain.model import LogComponent
 from tenancy.domain.plans import PlanCatalogue, load_catalogue
 from tenancy.errors import ConfigurationError
 from tenancy.payments.intake import IntakePolicy, PaymentIntake
 from tenancy.ports import (
     Clock,
+    FindingsIndex,
     IdentityProvider,
     JobQueue,
     LogSource,
@@ -60,8 +62,11 @@ from tenancy.provisioning.saga import ProvisioningSaga, SagaSettings
 from tenancy.provisioning.sweep import StalledJobSweeper
 from tenancy.provisioning.worker import JobOutcome, ProvisioningWorker
 from tenancy.runbook.alerts import ESCALATION_EMAILS, AlertDispatcher, AlertMonitor, AlertThresholds
+from tenancy.runbook.audit_schedule import ScheduledAudit
 from tenancy.runbook.evidence import EvidenceStores
 from tenancy.runbook.findings import ESCALATION
+from tenancy.runbook.findings_index import Auditor, FindingsRecorder
+from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.runbook.service import Runbook
 
 __all__ = ["Services", "SystemClock", "build", "log_directory"]
@@ -72,8 +77,14 @@ class SystemClock:
         return utc_now()
 
 
+# Not slotted: each `cached_property` keeps its service in the instance's __dict__.
 @dataclass
 class Services:
+    """The adapters that `build` chose (the fields), and the services wired from them (each a
+    `cached_property`, built on first use, once per instance). `dataclasses.replace(services,
+    queue=...)` makes a new instance whose services are built anew from the replaced adapters;
+    a service already built keeps the adapters it was built with."""
+
     settings: Settings
     clock: Clock
     plans: PlanCatalogue
@@ -87,12 +98,16 @@ class Services:
     confirmer: PaymentConfirmer
     trail: RepairTrail
     session_store: SessionStore
+    findings_index: FindingsIndex
     database: Database | None = None  # the embedded backend's SQLite file; None on AWS
     log_source: LogSource | None = None  # where `logs` reads; None: the files under TENANCY_HOME/logs
     rate_limiter: RateLimiter | None = None  # login and ITN throttles; None: no throttling
 
-    @property
+    # Payments.
+
+    @cached_property
     def intake(self) -> PaymentIntake:
+        """Checks and keeps each PayFast ITN, and journals and queues the job of a completed one."""
         settings = self.settings
         offline = settings.payfast_mode is PayfastMode.OFFLINE
         policy = IntakePolicy(
@@ -104,10 +119,15 @@ class Services:
             confirm_with_payfast=not offline,
             max_per_minute_per_source=settings.itn_max_per_minute_per_source,
         )
-        return PaymentIntake(policy, self.plans, self.ledger, self.confirmer, self.clock, self.rate_limiter)
+        return PaymentIntake(
+            policy, self.plans, self.ledger, self.confirmer, self.clock, self.rate_limiter, self.findings_recorder
+        )
 
-    @property
+    # Accounts.
+
+    @cached_property
     def accounts(self) -> AccountService:
+        """Sign-in, the new-password challenge, password resets and the tenant a token names."""
         settings = self.settings
         throttle, reset_throttle = None, None
         if self.rate_limiter is not None:
@@ -128,16 +148,18 @@ class Services:
         )
         return AccountService(self.identity, self.tenants, throttle, reset_mail, reset_throttle, self.sessions)
 
-    @property
+    @cached_property
     def sessions(self) -> SessionService:
+        """Browser and API sessions: started at sign-in, refreshed, revoked."""
         settings = self.settings
         lifetimes = SessionLifetimes(
             browser_seconds=settings.session_hours * 3600, api_seconds=settings.refresh_token_days * 86_400
         )
         return SessionService(self.session_store, self.identity, self.clock, lifetimes)
 
-    @property
+    @cached_property
     def operators(self) -> OperatorService:
+        """Inviting, listing and removing operators."""
         settings = self.settings
         invite = OperatorInviteSettings(
             login_url=settings.effective_login_url,
@@ -146,7 +168,11 @@ class Services:
         )
         return OperatorService(self.identity, self.mailer, invite, self.sessions)
 
-    def saga(self, after_step: Callable[[Step, ProvisioningJob], None] | None = None) -> ProvisioningSaga:
+    # Provisioning.
+
+    @cached_property
+    def saga(self) -> ProvisioningSaga:
+        """The six provisioning steps; `saga.with_after_step(hook)` for one that calls a hook after each."""
         settings = self.settings
         return ProvisioningSaga(
             settings=SagaSettings(
@@ -162,36 +188,18 @@ class Services:
             mailer=self.mailer,
             journal=self.journal,
             clock=self.clock,
-            after_step=after_step,
         )
 
-    def provision_now(self, transaction_id: str, email: str, plan: str, name: str | None = None) -> JobOutcome:
-        """RB-001 4.1's manual trigger (provisioning.manual) on these services."""
-        return provision_now(
-            transaction_id=transaction_id,
-            email=email,
-            plan=plan,
-            name=name,
-            plans=self.plans,
-            journal=self.journal,
-            queue=self.queue,
-            worker=self.worker(),
-            clock=self.clock,
-        )
-
-    def sweeper(self) -> StalledJobSweeper:
-        return StalledJobSweeper(
-            self.journal, self.queue, self.clock, max_attempts=self.settings.retry_max_attempts
-        )
-
+    @cached_property
     def worker(self) -> ProvisioningWorker:
+        """Receives jobs and runs the saga on each; keeps no state between jobs, so threads share it."""
         settings = self.settings
-        saga = self.saga()
+        saga = self.saga
         faults = settings.fault_plan
         if faults:
             # TEST-ONLY (TENANCY_FAULTS): the reliability suite crashes and slows real workers here.
             faulty = replace(self, mailer=faults.mailer(self.mailer, settings.home))
-            saga = faulty.saga(after_step=faults.after_step(settings.home))
+            saga = faulty.saga.with_after_step(faults.after_step(settings.home))
         return ProvisioningWorker(
             queue=self.queue,
             journal=self.journal,
@@ -204,10 +212,25 @@ class Services:
             ),
             clock=self.clock,
             visibility_timeout=settings.visibility_timeout_seconds,
+            observer=self.findings_recorder,
         )
 
-    @property
+    @cached_property
+    def sweeper(self) -> StalledJobSweeper:
+        """Puts stalled jobs (in no worker's hands any more) back on the queue."""
+        return StalledJobSweeper(
+            self.journal,
+            self.queue,
+            self.clock,
+            max_attempts=self.settings.retry_max_attempts,
+            observer=self.findings_recorder,
+        )
+
+    # The runbook and alerts.
+
+    @cached_property
     def evidence_stores(self) -> EvidenceStores:
+        """Every store the runbook reads a purchase's case from."""
         return EvidenceStores(
             ledger=self.ledger,
             journal=self.journal,
@@ -218,21 +241,54 @@ class Services:
             mailer=self.mailer,
         )
 
-    @property
+    @cached_property
     def runbook(self) -> Runbook:
+        """RB-001's diagnose, repair, verify and dead-letter commands."""
         return Runbook(
             stores=self.evidence_stores,
-            journal=self.journal,
-            queue=self.queue,
-            worker=self.worker(),
+            worker=self.worker,
             trail=self.trail,
             accounts=self.accounts,
             clock=self.clock,
-            password_ttl=timedelta(days=self.settings.temporary_password_ttl_days),
+            password_ttl=self.password_ttl,
+            observer=self.findings_recorder,
         )
 
-    @property
+    @cached_property
+    def findings_recorder(self) -> FindingsRecorder:
+        """Judges a purchase again after each change and keeps its finding in the findings index."""
+        # It runs after every change: on SQS a look at the work queue would count as a delivery.
+        stores = self.evidence_stores
+        if stores.queue.listing_counts_as_delivery:
+            stores = replace(stores, queue=DeadLettersOnly(stores.queue))
+        return FindingsRecorder(stores, self.findings_index, self.clock, self.password_ttl)
+
+    @cached_property
+    def auditor(self) -> Auditor:
+        """The full audit (`tenancy audit`, the console's, the schedule's), refreshing the findings index."""
+        return Auditor(
+            stores=self.evidence_stores,
+            index=self.findings_index,
+            recorder=self.findings_recorder,
+            trail=self.trail,
+            clock=self.clock,
+            password_ttl=self.password_ttl,
+        )
+
+    @cached_property
+    def scheduled_audit(self) -> ScheduledAudit:
+        """The weekly audit: due when the last one is TENANCY_AUDIT_INTERVAL_HOURS old."""
+        interval = timedelta(hours=self.settings.audit_interval_hours)
+        return ScheduledAudit(self.auditor, self.findings_index, self.clock, interval)
+
+    @cached_property
+    def password_ttl(self) -> timedelta:
+        """How long a temporary password lasts (a setting the runbook judges welcome emails by)."""
+        return timedelta(days=self.settings.temporary_password_ttl_days)
+
+    @cached_property
     def alert_monitor(self) -> AlertMonitor:
+        """Evaluates the alert rules over the journal, the ledger and the queue."""
         settings = self.settings
         thresholds = AlertThresholds(
             window_minutes=settings.alert_window_minutes,
@@ -243,16 +299,51 @@ class Services:
             unresolved_minutes=settings.alert_unresolved_minutes,
         )
         return AlertMonitor(
-            journal=self.journal, ledger=self.ledger, queue=self.queue, clock=self.clock, thresholds=thresholds
+            journal=self.journal,
+            ledger=self.ledger,
+            queue=self.queue,
+            clock=self.clock,
+            thresholds=thresholds,
+            index=self.findings_index,
         )
 
+    @cached_property
     def alert_dispatcher(self) -> AlertDispatcher:
-        """Every alert is logged; TENANCY_ALERT_ROUTES adds email, Slack or PagerDuty per target."""
+        """Sends alerts: every one is logged; TENANCY_ALERT_ROUTES adds email, Slack or PagerDuty per target."""
         routes: dict[str, list[Notifier]] = {}
         for target in ESCALATION:
             destinations = self.settings.alert_routes.get(target, ())
             routes[target] = [LogNotifier(), *(self._notifier(target, name) for name in destinations if name != "log")]
         return AlertDispatcher(routes)
+
+    @cached_property
+    def logs(self) -> LogSource:
+        """What every process logged: CloudWatch Logs on AWS, else the files `configure_logging` writes to."""
+        if self.log_source is not None:
+            return self.log_source
+        return FileLogSource(log_directory(self.settings))
+
+    # Operations.
+
+    def provision_now(self, transaction_id: str, email: str, plan: str, name: str | None = None) -> JobOutcome:
+        """RB-001 4.1's manual trigger (provisioning.manual) on these services."""
+        return provision_now(
+            transaction_id=transaction_id,
+            email=email,
+            plan=plan,
+            name=name,
+            plans=self.plans,
+            journal=self.journal,
+            queue=self.queue,
+            worker=self.worker,
+            clock=self.clock,
+        )
+
+    def close(self) -> None:
+        if isinstance(self.confirmer, HttpPaymentConfirmer):
+            self.confirmer.close()
+        if self.database is not None:
+            self.database.close()
 
     def _notifier(self, target: str, destination: str) -> Notifier:
         settings = self.settings
@@ -273,19 +364,6 @@ class Services:
             source=f"tenancy-{settings.env}@{socket.gethostname()}",
             timeout_seconds=settings.alert_http_timeout_seconds,
         )
-
-    @property
-    def logs(self) -> LogSource:
-        """What every process logged: CloudWatch Logs on AWS, else the files `configure_logging` writes to."""
-        if self.log_source is not None:
-            return self.log_source
-        return FileLogSource(log_directory(self.settings))
-
-    def close(self) -> None:
-        if isinstance(self.confirmer, HttpPaymentConfirmer):
-            self.confirmer.close()
-        if self.database is not None:
-            self.database.close()
 
 
 def log_directory(settings: Settings) -> Path:
@@ -317,6 +395,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Services:
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=SqliteRepairTrail(database),
         session_store=SqliteSessionStore(database),
+        findings_index=SqliteFindingsIndex(database),
         database=database,
         rate_limiter=SqliteRateLimiter(database, clock=clock),
     )
@@ -351,6 +430,7 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
         DynamoTenantStore,
         DynamoUserStore,
     )
+    from tenancy.adapters.aws.findings_index import DynamoFindingsIndex
     from tenancy.adapters.aws.logs import CloudWatchLogSource
     from tenancy.adapters.aws.ratelimit import DynamoRateLimiter
     from tenancy.adapters.aws.ses import SesMailer
@@ -396,6 +476,7 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
         confirmer=HttpPaymentConfirmer(settings.effective_validate_url, settings.payfast_validate_timeout_seconds),
         trail=DynamoRepairTrail(dynamodb, settings.repairs_table),
         session_store=DynamoSessionStore(dynamodb, settings.sessions_table),
+        findings_index=DynamoFindingsIndex(dynamodb, settings.findings_table),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
         rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table, clock=clock),
     )

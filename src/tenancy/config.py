@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     retry_factor: float = Field(default=2.0, ge=1)
     retry_cap_seconds: float = Field(default=300.0, ge=0)
     retry_max_attempts: int = Field(default=5, ge=1)
+    # The weekly audit (runbook.audit_schedule): a full audit that refreshes the findings index,
+    # run by the embedded server and workers when the last one is this old (0: never scheduled).
+    audit_interval_hours: float = Field(default=168.0, ge=0)
+    audit_check_seconds: float = Field(default=300.0, gt=0)
     # TEST-ONLY fault injection (tenancy.faults), e.g. `crash_after:identity_user:once`; never set it
     # in a deployment. The reliability suite crashes and slows real worker processes with it.
     faults: str = ""
@@ -150,6 +154,7 @@ class Settings(BaseSettings):
     mail_log_table: str = "mail-log"
     rate_limits_table: str = "rate-limits"
     sessions_table: str = "sessions"
+    findings_table: str = "findings"
     # Development against moto only: keep temporary passwords in the SES mail log (no inbox there).
     mail_log_keeps_secrets: bool = False
     queue_url: str | None = None

@@ -144,6 +144,9 @@ class FaultyMailer:
     def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
         return self._real.outbox(to, limit)
 
+    def outboxes(self, recipients: Sequence[str], limit: int = 100) -> dict[str, list[OutboxMessage]]:
+        return self._real.outboxes(recipients, limit)
+
     def scan(self, batch_size: int = 1000) -> Iterator[list[OutboxMessage]]:
         return self._real.scan(batch_size)
 

@@ -1,6 +1,7 @@
 """The AWS Lambda entrypoints (deploy/template.yaml): `itn_handler` behind API Gateway and a
 Function URL, `provisioning_handler` behind the SQS work queue and for RB-001 4.1's manual
-`aws lambda invoke`. They answer exactly as the HTTP route and the worker do.
+`aws lambda invoke`, and `audit_handler` on the weekly audit's schedule. They answer exactly as
+the HTTP route, the worker and `tenancy audit` do.
 
 Retries on SQS: a job the worker wants retried is reported as a batch item failure, so the
 event source mapping leaves it in the queue and the RedrivePolicy stays the backstop that
@@ -36,7 +37,7 @@ from tenancy.logging_setup import configure_logging
 from tenancy.payments.intake import MAX_ITN_BYTES
 from tenancy.provisioning.worker import JobOutcome, NextAction
 
-__all__ = ["itn_handler", "provisioning_handler", "services", "use_services"]
+__all__ = ["audit_handler", "itn_handler", "provisioning_handler", "services", "use_services"]
 
 # Powertools' logger and metrics only read environment variables when built: no I/O here.
 # Their lines go to stdout, the project's own structlog lines to stderr; Lambda sends both
@@ -157,7 +158,7 @@ def provisioning_handler(event: dict[str, Any], context: LambdaContext) -> dict[
     `{"transactionId": ..., "email": ..., "plan": ...}` (answered with the job's state), or the
     schedule's event (the sweep for stalled jobs, answered with the ones put back on the queue)."""
     if event.get("detail-type") == "Scheduled Event":
-        swept = services().sweeper().sweep()
+        swept = services().sweeper.sweep()
         metrics.add_metric(name="JobRequeued", unit=MetricUnit.Count, value=len(swept.requeued))
         metrics.add_metric(name="JobDeadLettered", unit=MetricUnit.Count, value=len(swept.parked))
         logger.info("sweep_done", requeued=len(swept.requeued), parked=len(swept.parked))
@@ -172,6 +173,20 @@ def provisioning_handler(event: dict[str, Any], context: LambdaContext) -> dict[
             )
         )
     return _provision_by_hand(event)
+
+
+# The weekly audit: EventBridge's schedule
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def audit_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The scheduled full audit (runbook.audit_schedule): every purchase ever made classified,
+    the findings index refreshed and the run recorded; answered with the audit's totals."""
+    report = services().scheduled_audit.run()
+    metrics.add_metric(name="AuditFindings", unit=MetricUnit.Count, value=report.totals.findings)
+    logger.info("audit_done", extra=report.totals.as_document())
+    return report.totals.as_document()
 
 
 class _RecordFailedError(TenancyError):
@@ -197,7 +212,7 @@ def _provision_message(transaction_id: str, record: SQSRecord) -> None:
         metrics.add_metric(name="JobDeadLettered", unit=MetricUnit.Count, value=1)
         logger.error("job_missing")
         return
-    outcome = current.worker().run_job(job)
+    outcome = current.worker.run_job(job)
     _count(outcome)
     if outcome.action is NextAction.SUPERSEDED:
         # Another run took the job over and holds this message's newer receipt: report a

@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tenancy.domain.model import (
+    AuditRun,
     AuthChallenge,
     IdentityUser,
+    IndexedPurchase,
     JobStatus,
     LogEvent,
     OutboxMessage,
@@ -32,6 +34,7 @@ from tenancy.domain.model import (
 
 __all__ = [
     "Clock",
+    "FindingsIndex",
     "IdentityProvider",
     "JobQueue",
     "LogSource",
@@ -40,6 +43,7 @@ __all__ = [
     "PaymentConfirmer",
     "PaymentLedger",
     "ProvisioningJournal",
+    "PurchaseObserver",
     "RateLimiter",
     "RepairTrail",
     "SessionStore",
@@ -77,6 +81,20 @@ class TenantStore(Protocol):
         transaction wins, else the earliest created."""
         ...
 
+    def get_many(self, tenant_ids: Sequence[str]) -> dict[str, Tenant]:
+        """`get` for many ids in a few reads: the tenants found, by id (an id none has is left out)."""
+        ...
+
+    def find_by_transactions(self, transaction_ids: Sequence[str]) -> dict[str, Tenant]:
+        """`find_by_transaction` for many transaction ids, choosing as it does: the tenant found
+        for each, by transaction id (one no tenant carries is left out)."""
+        ...
+
+    def scan_created(self, batch_size: int = 1000) -> Iterator[list[tuple[str, str, str]]]:
+        """(tenant_id, billing transaction id, created_at) of every tenant, in batches, without
+        building the tenants."""
+        ...
+
     def put(self, tenant: Tenant) -> None:
         """Writes the tenant whether or not it exists (an operator's hand-made record, a repair)."""
         ...
@@ -99,6 +117,11 @@ class UserStore(Protocol):
         """Every users record for the (lower-cased) email, oldest first."""
         ...
 
+    def find_by_emails(self, emails: Sequence[str]) -> dict[str, list[UserRecord]]:
+        """`find_by_email` for many emails in a few reads, by the email as given (normalized alike,
+        oldest first); an email with no record is left out."""
+        ...
+
     def create(self, user: UserRecord) -> None:
         """Writes the record if none has its user_id; else raises ItemAlreadyExistsError."""
         ...
@@ -119,6 +142,15 @@ class UserStore(Protocol):
 class ProvisioningJournal(Protocol):
     def get(self, transaction_id: str) -> ProvisioningJob | None:
         """The job for the transaction, or None."""
+        ...
+
+    def get_many(self, transaction_ids: Sequence[str]) -> dict[str, ProvisioningJob]:
+        """`get` for many transaction ids in a few reads: the jobs found, by transaction id."""
+        ...
+
+    def tenant_ids(self, transaction_ids: Sequence[str]) -> dict[str, str]:
+        """The tenant id each transaction's job names, by transaction id (one with no job, as `get`
+        finds it, is left out), without reading the jobs."""
         ...
 
     def create(self, job: ProvisioningJob) -> bool:
@@ -153,6 +185,11 @@ class ProvisioningJournal(Protocol):
     def count_by_status(self) -> dict[JobStatus, int]:
         """How many jobs are in each status, counted in the store by the status index, without
         reading the jobs; a status no job is in is left out."""
+        ...
+
+    def succeeded_by_hour(self, since: str) -> dict[str, int]:
+        """Succeeded jobs by the hour of their last update (`2026-01-18T09`: a timestamp's first
+        13 characters), for the hours from `since`'s on; hours with none may be left out."""
         ...
 
     def count_updated_since(self, status: str, updated_since: str, *, min_attempts: int = 0) -> int:
@@ -240,9 +277,26 @@ class PaymentLedger(Protocol):
         """Ledger entries matching every given filter, oldest first."""
         ...
 
+    def find_many(self, transaction_ids: Sequence[str]) -> dict[str, list[PaymentRecord]]:
+        """`find(transaction_id=...)` for many transaction ids in a few reads: each one's entries,
+        oldest first, by transaction id (one with no entry is left out)."""
+        ...
+
+    def scan_transactions(
+        self, since: str | None = None, batch_size: int = 1000
+    ) -> Iterator[list[tuple[str | None, PaymentVerdict, str]]]:
+        """(transaction_id, verdict, received_at) of the entries `scan` yields, in the same order
+        and batches, without building the entries."""
+        ...
+
     def scan(self, since: str | None = None, batch_size: int = 1000) -> Iterator[list[PaymentRecord]]:
         """Every ledger entry (only those received at or after `since`, a contract timestamp,
         when given), oldest first, in batches."""
+        ...
+
+    def paid_by_hour(self, since: str) -> dict[str, int]:
+        """Accepted COMPLETE ITNs (paid purchases) by the hour received (`2026-01-18T09`), for
+        the hours from `since`'s on; hours with none may be left out."""
         ...
 
     def count_by_verdict(self, since: str | None = None) -> dict[PaymentVerdict, int]:
@@ -255,6 +309,50 @@ class PaymentLedger(Protocol):
         """The ledger entries with `verdict` received at or after `since` (a contract
         timestamp), oldest first."""
         ...
+
+
+class FindingsIndex(Protocol):
+    """Each purchase's current finding (one entry per transaction id), counted by finding, and
+    the last full audit. Written by the runbook after every change the system makes to a
+    purchase and by each full audit; read by the console, /metrics and the alerts."""
+
+    def put(self, entry: IndexedPurchase) -> None:
+        """Writes the purchase's entry, replacing the one before, and keeps the per-finding counts
+        exact (the entry and the counts change together, or neither does)."""
+        ...
+
+    def get(self, transaction_id: str) -> IndexedPurchase | None:
+        """The purchase's entry, or None if it was never indexed."""
+        ...
+
+    def get_many(self, transaction_ids: Sequence[str]) -> dict[str, IndexedPurchase]:
+        """The entries of those purchases that were indexed, by transaction id."""
+        ...
+
+    def count_by_finding(self) -> dict[str, int]:
+        """How many purchases have each finding now (findings with none may be left out); read
+        from counts kept as entries change, never by counting the entries."""
+        ...
+
+    def with_finding(self, finding: str, limit: int = 100) -> list[IndexedPurchase]:
+        """Entries with the finding, the most recently changed purchase first, at most `limit`."""
+        ...
+
+    def record_audit(self, run: AuditRun) -> None:
+        """Keeps the full audit that just refreshed the index (only the latest is read back)."""
+        ...
+
+    def last_audit(self) -> AuditRun | None:
+        """The latest full audit recorded, or None if none ran yet."""
+        ...
+
+
+class PurchaseObserver(Protocol):
+    """Told by whatever changes a purchase (ITN intake, the worker, the sweep, the runbook) that
+    it did, so its finding is judged again. Never raises: a purchase it could not judge waits for
+    the next change or the next full audit."""
+
+    def changed(self, transaction_id: str) -> None: ...
 
 
 class PaymentConfirmer(Protocol):
@@ -281,6 +379,11 @@ class IdentityProvider(Protocol):
         exactly `sub`, or None: also for an empty subject or one no provider could have issued
         (a quote or backslash in it). Never a prefix match. Cognito: ListUsers with the filter
         `sub = "..."`."""
+        ...
+
+    def get_users(self, usernames: Sequence[str]) -> dict[str, IdentityUser]:
+        """`get_user` for many usernames: the users found, by the username as given (an address
+        the provider could not hold is left out, as is one with no user)."""
         ...
 
     def update_attributes(self, username: str, attributes: dict[str, str]) -> IdentityUser:
@@ -358,6 +461,11 @@ class Mailer(Protocol):
 
     def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
         """Sent and attempted emails, newest first, optionally for one recipient."""
+        ...
+
+    def outboxes(self, recipients: Sequence[str], limit: int = 100) -> dict[str, list[OutboxMessage]]:
+        """`outbox(to=recipient, limit=limit)` for many recipients in a few reads, by the recipient
+        as given (newest first, at most `limit` each); a recipient with no email is left out."""
         ...
 
     def scan(self, batch_size: int = 1000) -> Iterator[list[OutboxMessage]]:

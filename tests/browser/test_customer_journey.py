@@ -67,7 +67,8 @@ def test_a_buyer_pays_signs_in_and_sees_the_plan_limits(
     expect(page.locator("#purchase-status")).to_have_text(re.compile(r"^We have no record of this payment yet"))
     expect(page.locator("#next-steps")).to_be_hidden()
     snap(page, "return-wrong-key")
-    page.wait_for_timeout(1500)  # the first poll, then the second 1 s later
+    with page.expect_request(lambda request: "/checkout/status" in request.url):
+        pass  # the page's next poll (it polls every second while it has no record)
     assert polls
     assert all(parse_qs(urlsplit(url).query) == {"txn": [transaction_id], "key": ["x" * 32]} for url in polls), polls
     expect(page.locator("#purchase-status")).to_have_text(re.compile(r"^We have no record of this payment yet"))

@@ -27,6 +27,7 @@ def test_an_operator_repairs_an_rb001_4_2_case_from_the_console(
     services = web_server.services()
     try:
         services.identity.delete_user(OWNER)  # RB-001 4.2: the tenant stands, its identity user is gone
+        services.scheduled_audit.run()  # deleted by hand: the weekly audit is what finds it
     finally:
         services.close()
     invite_and_sign_in_operator(page, web_server, smtp_server, OPERATOR, "Operator-Chosen-5!")

@@ -1,6 +1,6 @@
 """The alert monitor reads counts and indexes instead of whole stores (what keeps /metrics cheap):
-on both backends it must give the alert results a full scan of the stores gives, at the window's
-edge too."""
+on both backends it must give the alert results a full scan of the stores (and a full audit, for
+the purchases with an open finding) gives, at the window's edge too."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.runbook.alerts import AlertInputs, evaluate
+from tenancy.runbook.audit_schedule import BEGINNING
+from tenancy.runbook.findings_index import AuditTrigger
 
 from helpers import ManualClock
 
@@ -98,7 +100,10 @@ def seed_mix(services: Services, rng: random.Random, jobs: int = 80, payments: i
 
 
 def scanned_inputs(services: Services, now: datetime, *, count_all_payments: bool) -> AlertInputs:
-    """The monitor's inputs as they were read before the counts: every job and every payment."""
+    """The monitor's inputs as they were read before the counts: every job and every payment, and
+    the failures a full audit of every purchase finds (which the findings index counts)."""
+    audit = services.auditor.run(since=BEGINNING, trigger=AuditTrigger.CLI)
+    open_failures = sum(1 for case in audit.cases if case.finding.repairable)
     since = now - timedelta(minutes=services.settings.alert_window_minutes)
     jobs: list[ProvisioningJob] = []
     by_status: Counter[JobStatus] = Counter()
@@ -115,7 +120,7 @@ def scanned_inputs(services: Services, now: datetime, *, count_all_payments: boo
             if parse_timestamp(payment.received_at) >= since:
                 payments.append(payment)
     queue_depth, dlq_depth = services.queue.depth()
-    return AlertInputs(queue_depth, dlq_depth, jobs, payments, by_status, by_verdict)
+    return AlertInputs(queue_depth, dlq_depth, jobs, payments, by_status, by_verdict, open_failures=open_failures)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -217,6 +217,26 @@ def test_jobs_are_counted_by_status_and_since_a_last_write_with_enough_attempts(
     assert journal.count_updated_since("queued", "2026-01-18T00:00:00Z") == 0
 
 
+def test_succeeded_jobs_are_counted_by_the_hour_of_their_last_update(journal: ProvisioningJournal) -> None:
+    for number, (status, updated_at) in enumerate([
+        (JobStatus.SUCCEEDED, "2026-01-18T08:59:59Z"),  # before the first hour asked about
+        (JobStatus.SUCCEEDED, "2026-01-18T09:00:00Z"),
+        (JobStatus.SUCCEEDED, "2026-01-18T09:59:59Z"),
+        (JobStatus.SUCCEEDED, "2026-01-18T11:30:00Z"),
+        (JobStatus.DEAD_LETTERED, "2026-01-18T09:30:00Z"),
+    ]):  # fmt: skip
+        assert journal.create(make_job(f"TXN-HOUR{number}", status=status, updated_at=updated_at))
+
+    assert journal.succeeded_by_hour("2026-01-18T09:15:00Z") == {"2026-01-18T09": 2, "2026-01-18T11": 1}
+
+    # A job that succeeds later counts in the hour it did; one that leaves success no longer counts.
+    journal.save(make_job("TXN-HOUR4", status=JobStatus.SUCCEEDED, updated_at="2026-01-18T11:45:00Z"))
+    journal.save(make_job("TXN-HOUR1", status=JobStatus.QUEUED, updated_at="2026-01-18T12:00:00Z"))
+    journal.save(make_job("TXN-HOUR2", status=JobStatus.SUCCEEDED, updated_at="2026-01-18T12:10:00Z"))
+
+    assert journal.succeeded_by_hour("2026-01-18T09:00:00Z") == {"2026-01-18T11": 2, "2026-01-18T12": 1}
+
+
 def test_a_hand_written_item_with_a_null_claim_can_be_claimed(aws_backend: Backend) -> None:
     client = aws_backend.moto.session.client("dynamodb")
     journal = aws_backend.services.journal

@@ -401,3 +401,26 @@ def test_a_job_another_run_holds_is_reported_back_not_run_and_not_deleted(aws: A
     assert answer == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
     assert services.journal.get(transaction_id) == held
     assert services.mailer.outbox(email) == []
+
+
+def test_the_itn_and_the_worker_keep_the_findings_index_and_the_weekly_audit_reconciles_it(
+    aws: AwsContext, services: Services
+) -> None:
+    body, transaction_id, email = purchase()
+    assert lambdas.itn_handler(http_api_event(body, base64_body=False), CONTEXT)["statusCode"] == 200
+    paid = services.findings_index.get(transaction_id)
+    assert paid is not None
+    assert (paid.finding, paid.job_status) == ("in_progress", "queued")
+    assert lambdas.provisioning_handler(sqs_event(aws, receive_one(aws)), CONTEXT) == {"batchItemFailures": []}
+    assert services.findings_index.count_by_finding() == {"healthy": 1}
+    # Deleted in the Cognito console: no function hears of it; the weekly audit finds it.
+    aws.session.client("cognito-idp").admin_delete_user(UserPoolId=aws.resources.user_pool_id, Username=email)
+
+    totals = lambdas.audit_handler({**SCHEDULED_EVENT, "resources": ["arn:aws:events:rule/site-builder-dev-audit"]},
+                                   CONTEXT)  # fmt: skip
+
+    assert (totals["transactions"], totals["healthy"], totals["findings"]) == (1, 0, 1)
+    assert services.findings_index.count_by_finding() == {"identity_user_missing": 1}
+    run = services.findings_index.last_audit()
+    assert run is not None
+    assert (run.trigger, run.purchases, run.findings) == ("schedule", 1, 1)

@@ -222,6 +222,23 @@ def test_entries_are_counted_by_verdict_and_read_by_verdict_since_a_time(service
     assert services.ledger.with_verdict("accepted", "2026-01-18T00:02:01Z") == []
 
 
+def test_paid_purchases_are_counted_by_the_hour_received(services: Services) -> None:
+    rejected = PaymentVerdict.REJECTED
+    for payment in (
+        make_payment("1", received_at="2026-01-18T08:59:59Z"),  # before the first hour asked about
+        make_payment("2", received_at="2026-01-18T09:00:00Z"),
+        make_payment("2", received_at="2026-01-18T09:10:00Z"),  # a duplicate: not a second payment
+        make_payment("3", received_at="2026-01-18T09:59:59Z"),
+        make_payment("4", status="PENDING", received_at="2026-01-18T09:20:00Z"),  # not paid yet
+        make_payment("5", received_at="2026-01-18T09:30:00Z", verdict=rejected).with_verdict(rejected, "bad"),
+        make_payment("6", received_at="2026-01-18T12:00:00Z"),
+    ):
+        services.ledger.record(payment, None)
+
+    assert services.ledger.paid_by_hour("2026-01-18T09:30:00Z") == {"2026-01-18T09": 2, "2026-01-18T12": 1}
+    assert services.ledger.paid_by_hour("2026-01-18T13:00:00Z") == {}
+
+
 def test_ten_concurrent_copies_of_an_accepted_payment_are_accepted_once_with_one_job(
     backend: Backend, services: Services
 ) -> None:

@@ -8,9 +8,8 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
@@ -29,7 +28,7 @@ from tenancy.errors import PermanentError
 from tenancy.payments.payfast import parameter_string
 from tenancy.payments.simulator import build_itn, encode_form
 
-from helpers import make_settings
+from helpers import make_settings, wait_until
 from servers import (
     PAYFAST_ADDRESS,
     MailCatcher,
@@ -74,7 +73,7 @@ def seed_dead_letter(home: Path) -> str:
         )
         assert services.journal.create(job)
         services.queue.send(transaction_id)
-        assert replace(services, mailer=RefusingMailer()).worker().poll_once() == 1
+        assert replace(services, mailer=RefusingMailer()).worker.poll_once() == 1
         assert services.queue.depth() == (0, 1)
         stored = services.journal.get(transaction_id)
         assert stored is not None
@@ -94,13 +93,15 @@ def webhook_url(slack: WebhookReceiver) -> str:
     return f"{slack.url}/services/T0/B0/webhook-secret"
 
 
-def wait_until(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def watcher_ticks(log: Path) -> int:
+    """How many ticks the alert watcher has finished, read from its debug lines in `log`."""
+    return log.read_text(errors="replace").count('"event": "alert_watch_tick"') if log.exists() else 0
+
+
+def wait_for_more_ticks(log: Path, more: int) -> None:
+    """Returns once the watcher writing `log` has finished `more` ticks beyond those logged so far."""
+    wanted = watcher_ticks(log) + more
+    wait_until(lambda: watcher_ticks(log) >= wanted, 20, f"{more} more alert watcher ticks in {log.name}")
 
 
 # --- alerts check ------------------------------------------------------------------------------------
@@ -231,7 +232,8 @@ def test_watch_notifies_again_when_the_rule_resolves_and_stops_on_sigterm(
     tmp_path: Path, slack: WebhookReceiver
 ) -> None:
     transaction_id = seed_dead_letter(tmp_path)
-    env = cli_env(tmp_path, TENANCY_ALERT_SLACK_WEBHOOK_URL=webhook_url(slack))
+    # At debug the watcher logs each tick, so the test can tell when it has ticked with nothing to say.
+    env = cli_env(tmp_path, TENANCY_ALERT_SLACK_WEBHOOK_URL=webhook_url(slack), TENANCY_LOG_LEVEL="debug")
     watcher = subprocess.Popen(
         [sys.executable, "-m", "tenancy", "alerts", "watch", "--every", "200ms"],
         env=env,
@@ -240,14 +242,14 @@ def test_watch_notifies_again_when_the_rule_resolves_and_stops_on_sigterm(
         text=True,
     )
     try:
-        wait_until(lambda: len(slack.texts()) == 1, "the FIRING notification")
+        wait_until(lambda: len(slack.texts()) == 1, 20, "the FIRING notification")
         services = build(make_settings(tmp_path))
         try:
             assert services.queue.purge(transaction_id) == 1  # the operator clears the DLQ
         finally:
             services.close()
-        wait_until(lambda: len(slack.texts()) == 2, "the RESOLVED notification")
-        time.sleep(0.5)  # a few more ticks: nothing new to say
+        wait_until(lambda: len(slack.texts()) == 2, 20, "the RESOLVED notification")
+        wait_for_more_ticks(tmp_path / "logs" / "provisioning.log", 3)  # nothing new to say
         watcher.send_signal(signal.SIGTERM)
         stdout, stderr = watcher.communicate(timeout=20)
     finally:
@@ -292,14 +294,15 @@ def test_serve_notifies_a_dead_lettered_purchase_once_and_stops_cleanly(
         webhook_url(slack),
         TENANCY_SMTP_URL=f"smtp://127.0.0.1:{free_port()}",
         TENANCY_RETRY_MAX_ATTEMPTS="1",
+        TENANCY_LOG_LEVEL="debug",  # the watcher's ticks in the log
     )
     server = start_server(tmp_path, env)
     try:
         sent = tenancy(env, "itn", "send", "--plan", "starter", "--email", "stuck@example.com")
         assert sent.returncode == 0, sent.stderr
 
-        wait_until(lambda: bool(slack.texts()), "the server to notify Slack")
-        time.sleep(1)  # five more ticks with the rule still firing: nothing new to say
+        wait_until(lambda: bool(slack.texts()), 20, "the server to notify Slack")
+        wait_for_more_ticks(server.log_path, 5)  # with the rule still firing: nothing new to say
     finally:
         stop_server(server)
 
@@ -324,24 +327,26 @@ def test_serve_with_its_watcher_turned_off_notifies_nobody(
     env = {**watching_server_env(tmp_path, webhook_url(slack)), **switch}
     server = start_server(tmp_path, env)
     try:
-        time.sleep(1.5)  # seven ticks' worth of a watcher that would have fired at once
         firing = tenancy(env, "alerts", "check", "--json", "--no-notify")
     finally:
         stop_server(server)
 
-    assert json.loads(firing.stdout)["firing"] == ["dlq_not_empty"]
-    assert slack.texts() == []
-    assert "alert_watch_started" not in server.log_text()
+    # A watcher logs `alert_watch_started` before its first tick, which would notify at once (the
+    # rule fires), and the server joins it before exiting: a cleanly stopped server's whole log
+    # says whether one ever ran, with no waiting to see whether it speaks.
     assert server.process.returncode == 0
+    assert json.loads(firing.stdout)["firing"] == ["dlq_not_empty"]
+    assert "alert_watch_started" not in server.log_text()
+    assert slack.texts() == []
 
 
 def test_a_destination_that_fails_is_logged_and_the_server_keeps_serving(tmp_path: Path) -> None:
     seed_dead_letter(tmp_path)
     dead_slack = f"http://127.0.0.1:{free_port()}/services/T0/B0/webhook-secret"
-    server = start_server(tmp_path, watching_server_env(tmp_path, dead_slack))
+    server = start_server(tmp_path, watching_server_env(tmp_path, dead_slack, TENANCY_LOG_LEVEL="debug"))
     try:
-        wait_until(lambda: "alert_notify_failed" in server.log_text(), "the failed notification to be logged")
-        time.sleep(0.5)
+        wait_until(lambda: "alert_notify_failed" in server.log_text(), 20, "the failed notification to be logged")
+        wait_for_more_ticks(server.log_path, 2)  # the watcher goes on ticking after the failure
         health = httpx.get(f"{server.base_url}/healthz", timeout=5)
     finally:
         stop_server(server)
@@ -363,6 +368,8 @@ METRIC_FAMILIES = {
     "tenancy_jobs",
     "tenancy_payments",
     "tenancy_alert_firing",
+    "tenancy_purchases",
+    "tenancy_last_audit_timestamp_seconds",
     "tenancy_provisioning_error_rate",
 }
 
@@ -382,6 +389,8 @@ def metrics_server(
         TENANCY_METRICS_CACHE_SECONDS="0.2",
     )
     running = start_server(home, env)
+    # No audit ever ran in this home: the server's schedule runs the first at once.
+    wait_until(lambda: "audit_finished" in running.log_text(), 30, "the server's first scheduled audit")
     yield running
     stop_server(running)
     assert "Traceback" not in running.log_text()
@@ -438,7 +447,7 @@ def test_metrics_show_the_dlq_and_count_itns_by_verdict(metrics_server: RunningS
     def provisioned() -> bool:
         return metric_samples(metrics_server)[("tenancy_jobs", (("status", "succeeded"),))] == 1
 
-    wait_until(provisioned, "the purchase to be provisioned")
+    wait_until(provisioned, 20, "the purchase to be provisioned")
     after = metric_samples(metrics_server)
     assert after[("tenancy_payments_total", (("verdict", "accepted"),))] == 1
     assert after[("tenancy_payments_total", (("verdict", "rejected"),))] == 1

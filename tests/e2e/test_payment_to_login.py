@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -16,6 +15,7 @@ from tenancy.domain.ids import tenant_id_for
 from tenancy.payments.payfast import parameter_string
 from tenancy.payments.simulator import build_itn, encode_form
 
+from helpers import wait_until
 from purchases import keyed, status_key_for
 from servers import PAYFAST_ADDRESS, MailCatcher, PayfastStandIn, RunningServer, temporary_password_in
 
@@ -58,26 +58,31 @@ def provisioning(server: RunningServer, transaction_id: str) -> httpx.Response:
 
 
 def wait_for_status(server: RunningServer, transaction_id: str, wanted: str = "succeeded") -> dict[str, object]:
-    deadline = time.monotonic() + 30
     last: dict[str, object] = {}
-    while time.monotonic() < deadline:
+
+    def reached() -> bool:
+        nonlocal last
         response = provisioning(server, transaction_id)
         if response.status_code == 200:
             last = response.json()
-            if last["status"] == wanted:
-                return last
-        time.sleep(0.05)
-    raise AssertionError(f"{transaction_id} did not reach {wanted}: {last}")
+        return last.get("status") == wanted
+
+    wait_until(reached, 30, lambda: f"{transaction_id} to reach {wanted}: {last}", every=0.05)
+    return last
 
 
 def wait_for_email(mail: MailCatcher, address: str, count: int = 1) -> list[str]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        messages = mail.to(address)
-        if len(messages) >= count:
-            return [message.get_payload(0).get_payload(decode=True).decode() for message in messages]
-        time.sleep(0.05)
-    raise AssertionError(f"no welcome email for {address}")
+    wait_until(lambda: len(mail.to(address)) >= count, 15, f"a welcome email for {address}", every=0.05)
+    return [message.get_payload(0).get_payload(decode=True).decode() for message in mail.to(address)]
+
+
+def queued_messages(server: RunningServer, transaction_id: str) -> int:
+    """Messages for the purchase still in the work queue: waiting, or in a worker's hands."""
+    services = server.services()
+    try:
+        return len(services.queue.messages(transaction_id=transaction_id, dead_lettered=False))
+    finally:
+        services.close()
 
 
 def count_rows(server: RunningServer, sql: str, *parameters: object) -> int:
@@ -159,7 +164,9 @@ def test_duplicate_itns_sequential_and_concurrent_make_one_tenant_one_user_one_e
     assert statuses == [200] * 13
     wait_for_status(server, transaction_id)
     wait_for_email(mail, email)
-    time.sleep(0.5)  # let any wrongly queued second job run before counting
+    # Every message queued for the purchase, a wrongly queued second one too, is handled before counting.
+    handled = f"every queued message for {transaction_id} to be handled"
+    wait_until(lambda: queued_messages(server, transaction_id) == 0, 15, handled, every=0.05)
     assert len(mail.to(email)) == 1
     assert count_rows(server, "SELECT COUNT(*) FROM tenants WHERE transaction_id = ?", transaction_id) == 1
     assert count_rows(server, "SELECT COUNT(*) FROM users WHERE email = ?", email) == 1
@@ -194,7 +201,10 @@ def test_invalid_itn_is_refused_with_400_and_provisions_nothing(
 
     assert response.status_code == 400, case
     assert reason in response.json()["detail"]
-    time.sleep(0.3)
+    # An accepted ITN is journalled and queued in the request's own transaction, and only a queued
+    # message is ever provisioned: with nothing queued by now, nothing can follow later.
+    assert queued_messages(server, transaction_id) == 0
+    assert count_rows(server, "SELECT COUNT(*) FROM provisioning WHERE transaction_id = ?", transaction_id) == 0
     assert provisioning(server, transaction_id).status_code == 404
     assert mail.to(email) == []
     assert count_rows(server, "SELECT COUNT(*) FROM tenants WHERE transaction_id = ?", transaction_id) == 0

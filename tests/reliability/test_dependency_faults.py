@@ -5,6 +5,9 @@ A transient fault is retried with growing delays and the job succeeds. A permane
 transient ones past the last attempt, park the job in the DLQ; `diagnose` then names the RB-001
 scenario the stores show, `repair` (the dependency healthy again) fixes it and `verify` passes.
 A queue fault is never the job's fault: the worker loop survives it and the message comes back.
+
+Retry delays pass on a ManualClock; a worker loop running in its own thread runs on the system
+clock, as a server's does.
 """
 
 from __future__ import annotations
@@ -12,22 +15,22 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tenancy.bootstrap import Services, build
+from tenancy.bootstrap import Services, SystemClock, build
 from tenancy.domain.model import JobStatus, Step
 from tenancy.errors import PermanentError, TransientError
+from tenancy.ports import Clock
 from tenancy.provisioning.worker import JobOutcome, NextAction, ProvisioningWorker
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import Finding
 
 from fleet import EXACTLY_ONCE, PaymentFootprint, itn_body, new_payment, payment_footprint
-from helpers import make_settings
+from helpers import ManualClock, make_settings, wait_until
 
 MAX_ATTEMPTS = 3
 
@@ -59,7 +62,17 @@ class Faulty:
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
+def clock() -> Clock:
+    """Stands still until a test moves it on (see deliver_until_empty)."""
+    return ManualClock()
+
+
+# For a test whose worker loop runs in a thread of its own and waits on real time, as a server's does.
+on_the_system_clock = pytest.mark.parametrize("clock", [SystemClock()], ids=["system-clock"])
+
+
+@pytest.fixture
+def services(tmp_path: Path, clock: Clock) -> Iterator[Services]:
     built = build(
         make_settings(
             tmp_path / "home",
@@ -68,7 +81,8 @@ def services(tmp_path: Path) -> Iterator[Services]:
             retry_factor=2,
             retry_max_attempts=MAX_ATTEMPTS,
             visibility_timeout_seconds=0.3,
-        )
+        ),
+        clock=clock,
     )
     yield built
     built.close()
@@ -86,14 +100,16 @@ def with_fault(services: Services, port: str, method: str, error: type[Exception
 
 
 def deliver_until_empty(services: Services, worker: ProvisioningWorker, deadline: float = 10) -> list[JobOutcome]:
-    """Hands each message to the worker as it becomes visible (after its retry delay) until none is left."""
+    """Hands each message to the worker as it becomes visible until none is left, moving the
+    clock on 5 ms whenever none is (a retry's delay), for up to `deadline` seconds of clock time."""
+    clock = services.clock
+    assert isinstance(clock, ManualClock)
     outcomes: list[JobOutcome] = []
-    give_up = time.monotonic() + deadline
     while services.queue.depth()[0] > 0:
-        assert time.monotonic() < give_up, outcomes
+        assert clock.advanced_seconds < deadline, outcomes
         messages = services.queue.receive(1, 30)
         if not messages:
-            time.sleep(0.005)
+            clock.advance(0.005)
             continue
         outcome = worker.handle(messages[0])
         assert outcome is not None
@@ -127,7 +143,7 @@ def test_a_transient_fault_is_retried_with_growing_delays_and_the_job_succeeds(
     transaction_id, email = pay(services)
     faulty = with_fault(services, port, method, TransientError, times=2)
 
-    outcomes = deliver_until_empty(faulty, faulty.worker())
+    outcomes = deliver_until_empty(faulty, faulty.worker)
 
     assert [outcome.action for outcome in outcomes] == [NextAction.RETRY, NextAction.RETRY, NextAction.FINISHED]
     first, second = (outcome.delay_seconds for outcome in outcomes[:2])
@@ -175,7 +191,7 @@ def test_a_permanent_or_exhausted_fault_parks_the_job_and_the_runbook_names_repa
     transaction_id, email = pay(services)
     faulty = with_fault(services, port, method, error)
 
-    outcomes = deliver_until_empty(faulty, faulty.worker())
+    outcomes = deliver_until_empty(faulty, faulty.worker)
 
     attempts = 1 if error is PermanentError else MAX_ATTEMPTS
     assert [outcome.action for outcome in outcomes] == [NextAction.RETRY] * (attempts - 1) + [NextAction.DEAD_LETTER]
@@ -201,13 +217,13 @@ def test_a_failing_password_reset_on_a_later_run_parks_the_job_as_4_4(services: 
     run (here a retry after the mail server said "later") sets a fresh one first, and that
     reset failing for good parks the job as RB-001 4.4."""
     transaction_id, email = pay(services)
-    [first] = [with_fault(services, "mailer", "send", TransientError).worker().handle(message)
+    [first] = [with_fault(services, "mailer", "send", TransientError).worker.handle(message)
                for message in services.queue.receive(1, 30)]  # fmt: skip
     assert first is not None
     assert first.action is NextAction.RETRY
     faulty = with_fault(services, "identity", "set_password", PermanentError)
 
-    outcomes = deliver_until_empty(faulty, faulty.worker())
+    outcomes = deliver_until_empty(faulty, faulty.worker)
 
     assert [outcome.action for outcome in outcomes] == [NextAction.DEAD_LETTER]
     selector = Selector(transaction_id=transaction_id)
@@ -220,17 +236,13 @@ def test_a_failing_password_reset_on_a_later_run_parks_the_job_as_4_4(services: 
 
 
 def run_worker_loop(services: Services, until: Any, timeout: float = 10) -> threading.Thread:
-    """Runs `services.worker().run_until` in a thread until `until()` is true; returns the thread,
+    """Runs `services.worker.run_until` in a thread until `until()` is true; returns the thread,
     stopped, so a test can tell whether the loop survived or died on its own."""
     stop = threading.Event()
-    thread = threading.Thread(target=services.worker().run_until, args=(stop, 0.01), daemon=True)
+    thread = threading.Thread(target=services.worker.run_until, args=(stop, 0.01), daemon=True)
     thread.start()
-    give_up = time.monotonic() + timeout
     try:
-        while not until():
-            assert thread.is_alive(), "the worker loop died"
-            assert time.monotonic() < give_up, "timed out"
-            time.sleep(0.01)
+        wait_until(lambda: until() or not thread.is_alive(), timeout, "the worker loop to get there", every=0.01)
         assert thread.is_alive(), "the worker loop died"
     finally:
         stop.set()
@@ -243,6 +255,7 @@ def succeeded(services: Services, transaction_id: str) -> bool:
     return job is not None and job.status is JobStatus.SUCCEEDED and services.queue.depth() == (0, 0)
 
 
+@on_the_system_clock
 @pytest.mark.parametrize("error", [TransientError, PermanentError, RuntimeError])
 def test_a_queue_that_fails_to_receive_does_not_end_the_worker_loop(services: Services, error: type[Exception]) -> None:
     """Found by this test: anything but a TransientError from the queue used to end the loop,
@@ -255,6 +268,7 @@ def test_a_queue_that_fails_to_receive_does_not_end_the_worker_loop(services: Se
     assert footprint(services, transaction_id, email) == EXACTLY_ONCE
 
 
+@on_the_system_clock
 def test_a_queue_that_fails_to_delete_a_finished_message_redelivers_it_and_nothing_runs_twice(
     services: Services,
 ) -> None:
@@ -269,6 +283,7 @@ def test_a_queue_that_fails_to_delete_a_finished_message_redelivers_it_and_nothi
     assert footprint(services, transaction_id, email) == EXACTLY_ONCE
 
 
+@on_the_system_clock
 def test_a_queue_that_fails_to_delay_a_retry_redelivers_the_message_and_the_job_succeeds(
     services: Services,
 ) -> None:
@@ -284,6 +299,7 @@ def test_a_queue_that_fails_to_delay_a_retry_redelivers_the_message_and_the_job_
     assert footprint(services, transaction_id, email) == EXACTLY_ONCE
 
 
+@on_the_system_clock
 def test_a_queue_that_fails_to_dead_letter_still_ends_with_the_message_in_the_dlq(services: Services) -> None:
     """Found by this test: the redelivered message of a job the journal already calls dead-lettered
     used to be deleted, so the job vanished from `tenancy dlq list`. It is dead-lettered again now."""

@@ -485,7 +485,7 @@ def test_alert_targets_are_rb001_escalation_targets() -> None:
 
 
 def _route(services: Services) -> dict[str, list[str]]:
-    routes = services.alert_dispatcher().routes
+    routes = services.alert_dispatcher.routes
     return {target: [type(notifier).__name__ for notifier in notifiers] for target, notifiers in routes.items()}
 
 
@@ -496,7 +496,7 @@ def test_default_routes_log_everything_and_show_unconfigured_destinations(servic
         "security": ["LogNotifier", "EmailNotifier"],  # security@company.com
         "on_call": ["LogNotifier", "UnconfiguredNotifier"],  # PagerDuty, no routing key set
     }
-    [unconfigured] = services.alert_dispatcher().dispatch(DLQ_ALERT)[1:]
+    [unconfigured] = services.alert_dispatcher.dispatch(DLQ_ALERT)[1:]
     assert unconfigured.error == "ConfigurationError: TENANCY_ALERT_SLACK_WEBHOOK_URL is not set"
 
 

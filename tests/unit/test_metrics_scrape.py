@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -19,13 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from tenancy.bootstrap import Services, build
-from tenancy.domain.clock import format_timestamp
+from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.web.app import create_app
 from tenancy.web.routes.metrics import SingleFlight
 
-from helpers import make_settings
+from helpers import make_settings, pay, wait_until, work
 
 TOKEN = "0123456789abcdef-metrics"
 
@@ -119,6 +118,7 @@ def test_a_scrape_reads_no_whole_store(services: Services) -> None:
         "tenancy_jobs",
         "tenancy_payments",
         "tenancy_alert_firing",
+        "tenancy_purchases",
         "tenancy_provisioning_error_rate",
     }
 
@@ -156,16 +156,25 @@ def test_scrapes_within_the_cache_time_share_one_computation(
 
 def test_single_flight_makes_concurrent_callers_wait_for_one_computation() -> None:
     calls = 0
+    callers = 0
+    counting = threading.Lock()
 
     def compute() -> int:
         nonlocal calls
         calls += 1
-        time.sleep(0.2)
+        # The computation is still in hand when every caller has asked for the value.
+        wait_until(lambda: callers == 8, 10, "all eight callers to ask during the computation", every=0.005)
         return calls
+
+    def call(_: int) -> int:
+        nonlocal callers
+        with counting:
+            callers += 1
+        return flight.get()
 
     flight = SingleFlight(compute, ttl_seconds=60)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: flight.get(), range(8)))
+        results = list(pool.map(call, range(8)))
 
     assert results == [1] * 8
     assert calls == 1
@@ -200,3 +209,30 @@ def test_single_flight_keeps_no_failure() -> None:
     with pytest.raises(RuntimeError, match="database busy"):
         flight.get()
     assert flight.get() == 42
+
+
+def test_purchases_are_reported_by_finding_with_the_last_full_audit(tmp_path: Path) -> None:
+    services = build(make_settings(tmp_path, payfast_mode="offline"))
+    healthy, lost = pay(services, "ok@example.com"), pay(services, "lost@example.com")
+    work(services)
+    services.identity.delete_user("lost@example.com")  # outside the system: the audit finds it
+    services.scheduled_audit.run()
+    unscannable = replace(services, journal=NoScan(services.journal), ledger=NoScan(services.ledger))  # type: ignore[arg-type]
+
+    try:
+        text = scrape(create_app(unscannable)).text
+        last_audit = services.findings_index.last_audit()
+        entries = services.findings_index.get_many([healthy, lost])
+    finally:
+        services.close()
+
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+
+    by_finding = {sample.labels["finding"]: sample.value for sample in families["tenancy_purchases"].samples}
+    assert by_finding["healthy"] == 1
+    assert by_finding["identity_user_missing"] == 1
+    assert sum(by_finding.values()) == 2
+    assert last_audit is not None
+    [stamp] = families["tenancy_last_audit_timestamp_seconds"].samples
+    assert stamp.value == parse_timestamp(last_audit.finished_at).timestamp()
+    assert (entries[healthy].finding, entries[lost].finding) == ("healthy", "identity_user_missing")

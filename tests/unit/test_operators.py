@@ -78,7 +78,7 @@ def test_adding_an_operator_again_sends_nothing(services: Services) -> None:
 
 def test_a_tenant_account_cannot_become_an_operator(services: Services) -> None:
     job = journal_job(services, "TXN-700001", "owner@example.com")
-    services.saga().run(job)
+    services.saga.run(job)
     before = services.identity.get_user("owner@example.com")
 
     with pytest.raises(InvalidInputError) as refused:
@@ -155,7 +155,7 @@ def test_a_purchase_with_an_operators_email_needs_review_and_leaves_the_operator
     before = services.identity.get_user(OPERATOR)
     job = journal_job(services, "TXN-700002", OPERATOR)
 
-    outcome = services.saga().run(job)
+    outcome = services.saga.run(job)
 
     assert outcome.status is JobStatus.NEEDS_REVIEW
     assert outcome.review_reason is not None

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from tenancy.bootstrap import Services, build
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.payments.simulator import build_itn, encode_form
-from tenancy.runbook.dashboard import SERIES_HOURS, Dashboard, HourlySeries, hourly_counts, read_dashboard, series_start
+from tenancy.runbook.dashboard import SERIES_HOURS, Dashboard, HourlySeries, read_dashboard, series_start
+from tenancy.runbook.findings import Finding
 from tenancy.web.pages.ops import line_chart
 
 from helpers import BrokenTenantStore, make_settings, pay, work
@@ -57,17 +58,16 @@ def purchase_at(
     )
     services.intake.receive(encode_form(itn), "197.97.145.145")
     if provision:
-        (worker or services).worker().poll_once()
+        (worker or services).worker.poll_once()
     services.clock.moment = NOW
 
 
 def dashboard(services: Services) -> Dashboard:
     return read_dashboard(
+        monitor=services.alert_monitor,
         journal=services.journal,
         ledger=services.ledger,
-        tenants=services.tenants,
-        queue=services.queue,
-        thresholds=services.alert_monitor.thresholds,
+        index=services.findings_index,
         now=NOW,
     )
 
@@ -79,18 +79,18 @@ def test_the_series_ends_with_the_current_hour_and_spans_seven_days() -> None:
     assert start + (SERIES_HOURS - 1) * timedelta(hours=1) == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def test_hourly_counts_bucket_each_moment_and_ignore_those_outside() -> None:
+def test_the_series_buckets_each_hour_and_leaves_out_those_outside(services: Services) -> None:
     start = series_start(NOW)
-    moments = [
+    for moment in (
         start - timedelta(seconds=1),  # before the first hour
         start,
         start + timedelta(minutes=59, seconds=59),
         start + timedelta(hours=1),
         NOW,  # the current hour: the last bucket
-        NOW + timedelta(hours=1),  # the future
-    ]
+    ):
+        purchase_at(services, moment)
 
-    counts = hourly_counts(moments, start)
+    counts = dashboard(services).series.payments
 
     assert len(counts) == SERIES_HOURS
     assert counts[0] == 2
@@ -114,7 +114,10 @@ def test_the_dashboard_puts_payments_and_provisioning_in_their_hours(services: S
     assert numbers.series.payments[-1] == 1
     assert numbers.series.provisioned[-1] == 0
     assert (numbers.payments, numbers.provisioned) == (3, 2)
-    assert (numbers.succeeded, numbers.active_tenants, numbers.in_progress) == (3, 3, 1)
+    assert (numbers.succeeded, numbers.in_progress) == (3, 1)
+    assert (numbers.healthy_purchases, numbers.purchases_in_progress, numbers.with_findings) == (3, 1, 0)
+    assert numbers.findings[Finding.HEALTHY] == 3
+    assert numbers.last_audit is None
     assert (numbers.queue_depth, numbers.dlq_depth) == (1, 0)
     assert numbers.error_rate.value == 0.0
     by_day = {day.isoformat(): (paid, provisioned) for day, paid, provisioned in numbers.series.by_day()}
@@ -240,11 +243,35 @@ def test_one_of_each_thing_is_counted_in_the_singular(console: tuple[Services, T
 
     assert "1 payment, last 7 days" in text
     assert "1 tenant provisioned, last 7 days" in text
-    assert "1 succeeded job, 1 active tenant (all time)" in text
+    assert "1 succeeded job (all time)" in text
     assert "0 jobs in progress" in text
-    assert "1 purchase audited: 1 healthy, 0 in progress, 0 with a finding." in text
+    assert "1 purchase judged: 1 healthy, 0 in progress, 0 with a finding." in text
     assert "1 payment and 1 tenant provisioned in total" in text
     assert not re.search(r"\b1 (payments|tenants|jobs|purchases|messages)\b", text)
+
+
+def test_the_dashboard_says_when_the_full_audit_last_ran_and_what_it_found(
+    console: tuple[Services, TestClient],
+) -> None:
+    services, client = console
+    broken = pay(services, email="gone@example.com")
+    work(services)
+    services.identity.delete_user("gone@example.com")  # outside the system: only an audit sees it
+
+    before = page_text(client.get("/ops").text)
+    audit = client.get("/ops/audit")
+    after = page_text(client.get("/ops").text)
+
+    assert "No full audit has run yet" in before
+    assert "1 purchase judged: 1 healthy, 0 in progress, 0 with a finding." in before
+    assert audit.status_code == 200
+    assert "The last full audit (console) finished 0s ago" in after
+    assert "over 1 purchase;" in after
+    assert "1 purchase judged: 0 healthy, 0 in progress, 1 with a finding." in after
+    row = re.search(r'<tr id="finding-identity_user_missing">(.*?)</tr>', client.get("/ops").text, re.DOTALL)
+    assert row is not None
+    assert '<td class="count">1</td>' in row.group(1)
+    assert broken in client.get("/ops/jobs?finding=identity_user_missing").text
 
 
 def test_a_firing_alert_shows_its_commands_as_code_not_markdown(console: tuple[Services, TestClient]) -> None:

@@ -95,7 +95,7 @@ def _assert_provisioned_once(services: Services, job: ProvisioningJob) -> None:
 
 def test_provisioned_tenant_record_matches_the_data_contract(services: Services) -> None:
     job = _new_job(services)
-    services.saga().run(job)
+    services.saga.run(job)
     tenant = services.tenants.get(job.tenant_id)
     identity_user = services.identity.get_user(EMAIL)
     assert tenant is not None
@@ -120,7 +120,7 @@ def test_provisioned_tenant_record_matches_the_data_contract(services: Services)
 
 def test_provisioned_identity_user_is_a_cognito_shaped_tenant_admin(services: Services) -> None:
     job = _new_job(services)
-    services.saga().run(job)
+    services.saga.run(job)
     identity_user = services.identity.get_user(EMAIL)
     assert identity_user is not None
     assert identity_user.username == EMAIL
@@ -134,7 +134,7 @@ def test_provisioned_identity_user_is_a_cognito_shaped_tenant_admin(services: Se
 
 def test_provisioned_users_record_is_keyed_by_the_identity_subject(services: Services) -> None:
     job = _new_job(services)
-    services.saga().run(job)
+    services.saga.run(job)
     identity_user = services.identity.get_user(EMAIL)
     assert identity_user is not None
     [user] = services.users.find_by_email(EMAIL)
@@ -166,7 +166,7 @@ def test_manual_provisioning_lower_cases_the_email_everywhere(services: Services
 
 def test_welcome_email_has_login_url_and_a_working_temporary_password(services: Services) -> None:
     job = _new_job(services)
-    services.saga().run(job)
+    services.saga.run(job)
     [message] = services.mailer.outbox()
     assert message.to == EMAIL
     assert message.sender == "noreply@kimmyai.io"
@@ -184,7 +184,7 @@ def test_welcome_email_has_login_url_and_a_working_temporary_password(services: 
 def test_journal_records_every_step_in_order_and_succeeds(services: Services) -> None:
     job = _new_job(services)
     seen: list[Step] = []
-    finished = services.saga(after_step=lambda step, _job: seen.append(step)).run(job)
+    finished = services.saga.with_after_step(lambda step, _job: seen.append(step)).run(job)
     assert seen == list(ALL_STEPS)
     assert finished.status is JobStatus.SUCCEEDED
     assert finished.completed_steps == ALL_STEPS
@@ -204,7 +204,7 @@ def test_each_recorded_step_is_saved_to_the_journal_before_the_next_runs(service
         assert stored is not None
         journal_seen[step] = stored.completed_steps
 
-    services.saga(after_step=look).run(job)
+    services.saga.with_after_step(look).run(job)
     assert journal_seen == {step: ALL_STEPS[: index + 1] for index, step in enumerate(ALL_STEPS)}
 
 
@@ -226,13 +226,13 @@ def _crash_after(target: Step) -> Callable[[Step, ProvisioningJob], None]:
 def test_crash_after_each_step_resumes_without_duplicates(services: Services, crash_step: Step) -> None:
     job = _new_job(services)
     with pytest.raises(SimulatedCrashError):
-        services.saga(after_step=_crash_after(crash_step)).run(job)
+        services.saga.with_after_step(_crash_after(crash_step)).run(job)
     stored = services.journal.get(job.transaction_id)
     assert stored is not None
     assert stored.completed_steps == ALL_STEPS[: ALL_STEPS.index(crash_step) + 1]
     assert stored.status is not JobStatus.SUCCEEDED
 
-    resumed = services.saga().run(stored)
+    resumed = services.saga.run(stored)
 
     assert resumed.status is JobStatus.SUCCEEDED
     _assert_provisioned_once(services, job)
@@ -244,7 +244,7 @@ def test_crash_after_each_step_resumes_without_duplicates(services: Services, cr
 def test_crash_after_identity_user_resumes_without_duplicates(services: Services) -> None:
     job = _new_job(services)
     with pytest.raises(SimulatedCrashError):
-        services.saga(after_step=_crash_after(Step.IDENTITY_USER)).run(job)
+        services.saga.with_after_step(_crash_after(Step.IDENTITY_USER)).run(job)
     created = services.identity.get_user(EMAIL)
     assert created is not None
     tenant = services.tenants.get(job.tenant_id)
@@ -255,7 +255,7 @@ def test_crash_after_identity_user_resumes_without_duplicates(services: Services
 
     stored = services.journal.get(job.transaction_id)
     assert stored is not None
-    services.saga().run(stored)
+    services.saga.run(stored)
 
     _assert_provisioned_once(services, job)
     assert services.identity.get_user(EMAIL) == created
@@ -273,12 +273,12 @@ def test_step_done_but_not_recorded_is_harmless_when_run_again(services: Service
             raise SimulatedCrashError(step.value)
 
     with pytest.raises(SimulatedCrashError):
-        services.saga(after_step=hook).run(job)
+        services.saga.with_after_step(hook).run(job)
     index = ALL_STEPS.index(unrecorded_step)
     before = snapshots[ALL_STEPS[index - 1]] if index > 0 else job
     services.journal.save(before)  # the journal as it was before the step's entry
 
-    services.saga().run(before)
+    services.saga.run(before)
 
     _assert_provisioned_once(services, job)
     [message] = _welcome_emails(services)
@@ -297,10 +297,10 @@ def test_welcome_email_sent_but_not_recorded_is_not_sent_again_and_its_password_
             raise SimulatedCrashError(step.value)
 
     with pytest.raises(SimulatedCrashError):
-        services.saga(after_step=hook).run(job)
+        services.saga.with_after_step(hook).run(job)
     services.journal.save(snapshots[Step.ACTIVATE])
 
-    services.saga().run(snapshots[Step.ACTIVATE])
+    services.saga.run(snapshots[Step.ACTIVATE])
 
     _assert_provisioned_once(services, job)
     # The outbox shows it went out to this identity user (make soak found the window is hit).
@@ -310,7 +310,7 @@ def test_welcome_email_sent_but_not_recorded_is_not_sent_again_and_its_password_
 
 def test_rerunning_a_succeeded_job_changes_nothing(services: Services) -> None:
     job = _new_job(services)
-    services.saga().run(job)
+    services.saga.run(job)
     tenant = services.tenants.get(job.tenant_id)
     identity_user = services.identity.get_user(EMAIL)
     users = services.users.find_by_email(EMAIL)
@@ -318,7 +318,7 @@ def test_rerunning_a_succeeded_job_changes_nothing(services: Services) -> None:
 
     stored = services.journal.get(job.transaction_id)
     assert stored is not None
-    again = services.saga().run(stored)
+    again = services.saga.run(stored)
 
     assert again.status is JobStatus.SUCCEEDED
     assert services.tenants.get(job.tenant_id) == tenant
@@ -327,7 +327,7 @@ def test_rerunning_a_succeeded_job_changes_nothing(services: Services) -> None:
     assert _welcome_emails(services) == [message]
     _assert_password_works(services, EMAIL, _password_in(message))
     # The worker does not even start a finished job.
-    outcome = services.worker().run_job(again)
+    outcome = services.worker.run_job(again)
     assert outcome.action is NextAction.FINISHED
     assert services.journal.get(job.transaction_id) == again
     assert len(services.mailer.outbox()) == 1
@@ -336,12 +336,12 @@ def test_rerunning_a_succeeded_job_changes_nothing(services: Services) -> None:
 def test_welcome_is_skipped_for_an_owner_who_already_set_a_password(services: Services) -> None:
     job = _new_job(services)
     with pytest.raises(SimulatedCrashError):
-        services.saga(after_step=_crash_after(Step.ACTIVATE)).run(job)
+        services.saga.with_after_step(_crash_after(Step.ACTIVATE)).run(job)
     services.identity.set_password(EMAIL, "Own-Passw0rd!", permanent=True)
     stored = services.journal.get(job.transaction_id)
     assert stored is not None
 
-    finished = services.saga().run(stored)
+    finished = services.saga.run(stored)
 
     assert finished.status is JobStatus.SUCCEEDED
     assert _welcome_emails(services) == []
@@ -389,7 +389,7 @@ def test_a_fresh_purchase_hashes_one_password_and_emails_that_one(services: Serv
     job = _new_job(services)
 
     with capture_logs() as logged:
-        finished = counted.saga().run(job)
+        finished = counted.saga.run(job)
 
     assert finished.status is JobStatus.SUCCEEDED
     assert (len(counter.created_with), len(counter.set_to)) == (1, 0)
@@ -411,7 +411,7 @@ def test_a_run_resumed_after_the_identity_step_sets_and_emails_a_fresh_password(
     counted, counter = _counting(services)
     job = _new_job(services)
     # The same saga object runs again: nothing of the first run stays on it.
-    saga = counted.saga(after_step=_crash_after(crash_step))
+    saga = counted.saga.with_after_step(_crash_after(crash_step))
     with pytest.raises(SimulatedCrashError):
         saga.run(job)
     [first_password] = counter.created_with
@@ -444,11 +444,11 @@ def test_a_run_that_finds_the_identity_user_made_but_not_recorded_sets_a_fresh_p
             raise SimulatedCrashError(step.value)
 
     with pytest.raises(SimulatedCrashError):
-        counted.saga(after_step=hook).run(job)
+        counted.saga.with_after_step(hook).run(job)
     services.journal.save(snapshots[Step.TENANT_RECORD])  # created, then the worker died
     [first_password] = counter.created_with
 
-    counted.saga().run(snapshots[Step.TENANT_RECORD])
+    counted.saga.run(snapshots[Step.TENANT_RECORD])
 
     assert (len(counter.created_with), len(counter.set_to)) == (1, 1)
     [message] = _welcome_emails(services)
@@ -462,7 +462,7 @@ def test_an_adopted_identity_user_gets_a_fresh_password_before_the_email(service
     services.identity.create_user(EMAIL, {"email": EMAIL, "email_verified": "true"}, "Left-0ver-Pass!")
     counted, counter = _counting(services)
 
-    counted.saga().run(_new_job(services))
+    counted.saga.run(_new_job(services))
 
     assert (len(counter.created_with), len(counter.set_to)) == (0, 1)
     [message] = _welcome_emails(services)
@@ -480,7 +480,7 @@ def test_a_user_recreated_during_the_run_gets_a_fresh_password(services: Service
             attributes = {"email": EMAIL, "custom:tenant_id": recorded.tenant_id, "custom:roles": "tenant_admin"}
             services.identity.create_user(EMAIL, attributes, "Someone-Else-1!")
 
-    counted.saga(after_step=recreate).run(_new_job(services))
+    counted.saga.with_after_step(recreate).run(_new_job(services))
 
     assert (len(counter.created_with), len(counter.set_to)) == (1, 1)
     [message] = _welcome_emails(services)
@@ -506,7 +506,7 @@ def test_a_run_that_outlived_its_temporary_password_sets_a_fresh_one(services: S
         if step is Step.ACTIVATE:
             clock.ahead = timedelta(days=services.settings.temporary_password_ttl_days, seconds=1)
 
-    replace(counted, clock=clock).saga(after_step=hang).run(_new_job(services))
+    replace(counted, clock=clock).saga.with_after_step(hang).run(_new_job(services))
 
     assert (len(counter.created_with), len(counter.set_to)) == (1, 1)
     [message] = _welcome_emails(services)
@@ -518,11 +518,11 @@ def test_a_run_that_outlived_its_temporary_password_sets_a_fresh_one(services: S
 
 def test_second_purchase_by_an_active_owner_needs_review_and_creates_nothing(services: Services) -> None:
     first = _new_job(services, "TXN-300001")
-    services.saga().run(first)
+    services.saga.run(first)
     identity_user = services.identity.get_user(EMAIL)
     second = _new_job(services, "TXN-300002")
 
-    outcome = services.saga().run(second)
+    outcome = services.saga.run(second)
 
     assert outcome.status is JobStatus.NEEDS_REVIEW
     assert outcome.review_reason is not None
@@ -548,7 +548,7 @@ def test_identity_user_without_a_tenant_is_adopted(services: Services) -> None:
     assert leftover.tenant_id is None
     job = _new_job(services)
 
-    finished = services.saga().run(job)
+    finished = services.saga.run(job)
 
     assert finished.status is JobStatus.SUCCEEDED
     _assert_provisioned_once(services, job)
@@ -570,7 +570,7 @@ def test_identity_user_of_another_tenant_needs_review(services: Services) -> Non
     )
     job = _new_job(services)
 
-    outcome = services.saga().run(job)
+    outcome = services.saga.run(job)
 
     # ten_NEWID has no tenant record, so the owner check lets it through to the identity step.
     assert outcome.status is JobStatus.NEEDS_REVIEW
@@ -586,7 +586,7 @@ def test_identity_user_of_another_tenant_needs_review(services: Services) -> Non
 def test_unknown_plan_in_a_job_raises_permanent_error(services: Services) -> None:
     job = _new_job(services, plan="platinum")
     with pytest.raises(PermanentError, match="platinum"):
-        services.saga().run(job)
+        services.saga.run(job)
     assert services.tenants.get(job.tenant_id) is None
     assert services.identity.get_user(EMAIL) is None
     stored = services.journal.get(job.transaction_id)
@@ -596,9 +596,9 @@ def test_unknown_plan_in_a_job_raises_permanent_error(services: Services) -> Non
 
 def test_tenant_id_taken_by_another_transaction_raises_permanent_error(services: Services) -> None:
     first = _new_job(services, "TXN-400001")
-    services.saga().run(first)
+    services.saga.run(first)
     clash = _new_job(services, "TXN-400002", email="other@example.com").with_changes(tenant_id=first.tenant_id)
     services.journal.save(clash)
     with pytest.raises(PermanentError, match="TXN-400001"):
-        services.saga().run(clash)
+        services.saga.run(clash)
     assert services.identity.get_user("other@example.com") is None

@@ -38,8 +38,8 @@ def test_a_stalled_job_gets_a_message_and_is_then_provisioned(services: Services
     job = stalled_job(services)
     assert services.queue.depth() == (0, 0)
 
-    swept = services.sweeper().sweep()
-    again = services.sweeper().sweep()  # it has a message now, and was just touched
+    swept = services.sweeper.sweep()
+    again = services.sweeper.sweep()  # it has a message now, and was just touched
     work(services)
 
     assert swept.requeued == [job.transaction_id]
@@ -54,19 +54,19 @@ def test_a_job_whose_message_waits_in_the_queue_gets_no_second_one(services: Ser
     job = stalled_job(services)
     services.queue.send(job.transaction_id)
 
-    assert services.sweeper().sweep().requeued == []
+    assert services.sweeper.sweep().requeued == []
     assert services.queue.depth() == (1, 0)
 
 
 def test_a_young_job_and_a_finished_one_are_left_alone(services: Services) -> None:
     journal_job(services, "TXN-YOUNG1", "young@example.com")
     finished = stalled_job(services, "TXN-DONE01")
-    services.sweeper().sweep()
+    services.sweeper.sweep()
     work(services)
     assert services.journal.get(finished.transaction_id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
     later = dataclasses.replace(services, clock=Later(services.clock.now() + timedelta(minutes=5)))
 
-    assert later.sweeper().sweep().requeued == []
+    assert later.sweeper.sweep().requeued == []
 
 
 def test_a_retry_overdue_by_the_stall_time_is_requeued_and_one_not_yet_due_is_not(services: Services) -> None:
@@ -76,14 +76,14 @@ def test_a_retry_overdue_by_the_stall_time_is_requeued_and_one_not_yet_due_is_no
     stalled_job(services, "TXN-RETRY2", status=JobStatus.RETRYING, attempts=1,
                 next_attempt_at=format_timestamp(now + timedelta(minutes=4)))  # fmt: skip
 
-    assert services.sweeper().sweep().requeued == ["TXN-RETRY1"]
+    assert services.sweeper.sweep().requeued == ["TXN-RETRY1"]
 
 
 def test_a_running_job_whose_run_died_is_released_and_requeued(services: Services) -> None:
     """A run started by hand (RB-001 4.1, a console repair) that died leaves no message at all."""
     job = stalled_job(services, status=JobStatus.RUNNING, attempts=1, claim="dead-run")
 
-    swept = services.sweeper().sweep()
+    swept = services.sweeper.sweep()
 
     released = services.journal.get(job.transaction_id)
     assert swept.requeued == [job.transaction_id]
@@ -98,7 +98,7 @@ def test_a_running_job_that_used_up_its_attempts_is_parked_not_requeued(services
     attempts = services.settings.retry_max_attempts
     job = stalled_job(services, status=JobStatus.RUNNING, attempts=attempts, claim="dead-run")
 
-    swept = services.sweeper().sweep()
+    swept = services.sweeper.sweep()
 
     parked = services.journal.get(job.transaction_id)
     assert (swept.requeued, swept.parked) == ([], [job.transaction_id])
@@ -112,7 +112,7 @@ def test_old_stalled_jobs_are_not_starved_by_a_backlog_of_young_ones(services: S
     for number in range(5):
         journal_job(services, f"TXN-YOUNG{number}", f"young{number}@example.com")  # queued just now
 
-    assert services.sweeper().sweep().requeued == [stalled.transaction_id]
+    assert services.sweeper.sweep().requeued == [stalled.transaction_id]
 
 
 class StaleReads:
@@ -134,6 +134,6 @@ def test_a_job_a_run_claimed_since_the_sweep_read_it_gets_no_message(services: S
     services.journal.save(seen.with_changes(status=JobStatus.RUNNING, attempts=1, claim="live-run"))
     sweeping = dataclasses.replace(services, journal=StaleReads(services.journal, seen))
 
-    assert sweeping.sweeper().sweep().requeued == []
+    assert sweeping.sweeper.sweep().requeued == []
     assert services.queue.depth() == (0, 0)
     assert services.journal.get(seen.transaction_id).claim == "live-run"  # type: ignore[union-attr]

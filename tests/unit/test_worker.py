@@ -21,7 +21,7 @@ from tenancy.ports import Mailer
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.worker import JobOutcome, NextAction, ProvisioningWorker
 
-from helpers import ManualClock, journal_job, make_settings
+from helpers import ManualClock, journal_job, make_settings, wait_until
 
 EMAIL = "owner@example.com"
 
@@ -44,6 +44,9 @@ class FlakyMailer:
 
     def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
         return self._real.outbox(to, limit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
 
 
 class WorkerDiedError(BaseException):
@@ -105,7 +108,7 @@ def _hooked_worker(
     return ProvisioningWorker(
         queue=services.queue,
         journal=services.journal,
-        saga=services.saga(after_step=after_step),
+        saga=services.saga.with_after_step(after_step),
         retry=RetryPolicy(base_seconds=0),
         clock=services.clock,
         visibility_timeout=visibility_timeout,
@@ -128,7 +131,7 @@ def test_a_valid_job_flows_from_queue_to_succeeded_and_the_message_is_deleted(
     job = _enqueue(services)
     assert services.queue.depth() == (1, 0)
 
-    assert services.worker().poll_once() == 1
+    assert services.worker.poll_once() == 1
 
     assert services.queue.depth() == (0, 0)
     stored = services.journal.get(job.transaction_id)
@@ -141,7 +144,7 @@ def test_a_valid_job_flows_from_queue_to_succeeded_and_the_message_is_deleted(
     assert tenant is not None
     assert tenant.status.value == "active"
     assert [message.subject for message in services.mailer.outbox(to=EMAIL)] == ["Welcome to Site Builder"]
-    assert services.worker().poll_once() == 0
+    assert services.worker.poll_once() == 0
 
 
 def test_transient_failures_are_retried_with_growing_delays_then_succeed(
@@ -150,7 +153,7 @@ def test_transient_failures_are_retried_with_growing_delays_then_succeed(
     base = make_services(retry_base_seconds=0.01, retry_factor=4, retry_max_attempts=5)
     mailer = FlakyMailer(base.mailer, failures=2)
     services = _with_mailer(base, mailer)
-    worker = services.worker()
+    worker = services.worker
     job = _enqueue(services)
 
     [message] = services.queue.receive(1, 30)
@@ -199,7 +202,7 @@ def test_a_retry_keeps_the_steps_already_recorded_in_the_journal(make_services: 
     services = _with_mailer(base, FlakyMailer(base.mailer, failures=1))
     job = _enqueue(services)
 
-    services.worker().poll_once()
+    services.worker.poll_once()
 
     retrying = services.journal.get(job.transaction_id)
     assert retrying is not None
@@ -217,7 +220,7 @@ def test_a_dead_letter_keeps_the_steps_already_recorded_in_the_journal(
     services = _with_mailer(base, FlakyMailer(base.mailer, failures=1, error=PermanentError))
     job = _enqueue(services)
 
-    services.worker().poll_once()
+    services.worker.poll_once()
 
     parked = services.journal.get(job.transaction_id)
     assert parked is not None
@@ -231,7 +234,7 @@ def test_transient_failures_beyond_max_attempts_dead_letter_the_job(make_service
     services = _with_mailer(base, mailer)
     job = _enqueue(services)
 
-    outcomes = _handle_until_empty(services, services.worker())
+    outcomes = _handle_until_empty(services, services.worker)
 
     assert [outcome.action for outcome in outcomes if outcome] == [
         NextAction.RETRY,
@@ -257,7 +260,7 @@ def test_a_permanent_error_dead_letters_after_one_attempt(make_services: Callabl
     services = _with_mailer(base, mailer)
     job = _enqueue(services)
 
-    assert services.worker().poll_once() == 1
+    assert services.worker.poll_once() == 1
 
     assert mailer.calls == 1
     assert services.queue.depth() == (0, 1)
@@ -273,7 +276,7 @@ def test_an_unknown_plan_is_dead_lettered_after_one_attempt(make_services: Calla
     services = make_services(retry_base_seconds=0, retry_max_attempts=5)
     job = _enqueue(services, plan="platinum")
 
-    services.worker().poll_once()
+    services.worker.poll_once()
 
     assert services.queue.depth() == (0, 1)
     stored = services.journal.get(job.transaction_id)
@@ -291,7 +294,7 @@ def test_an_unexpected_exception_is_retried_like_a_transient_one(make_services: 
     services = _with_mailer(base, mailer)
     job = _enqueue(services)
 
-    outcomes = _handle_until_empty(services, services.worker())
+    outcomes = _handle_until_empty(services, services.worker)
 
     assert [outcome.action for outcome in outcomes if outcome] == [NextAction.RETRY, NextAction.FINISHED]
     assert outcomes[0] is not None
@@ -306,10 +309,10 @@ def test_an_unexpected_exception_is_retried_like_a_transient_one(make_services: 
 def test_a_job_that_needs_review_is_finished_and_its_message_deleted(make_services: Callable[..., Services]) -> None:
     services = make_services(retry_base_seconds=0)
     first = _enqueue(services, "TXN-500001")
-    services.worker().poll_once()
+    services.worker.poll_once()
     second = _enqueue(services, "TXN-500002")
 
-    services.worker().poll_once()
+    services.worker.poll_once()
 
     assert services.queue.depth() == (0, 0)
     stored = services.journal.get(second.transaction_id)
@@ -338,7 +341,7 @@ def test_a_job_whose_worker_died_is_redelivered_after_the_visibility_timeout(
     assert half_done.status is JobStatus.RUNNING
     assert half_done.completed_steps == (Step.TENANT_RECORD, Step.IDENTITY_USER, Step.OWNER_LINK)
 
-    survivor = services.worker()
+    survivor = services.worker
     _clock(services).advance(29)
     assert survivor.poll_once() == 0  # still hidden: the dead worker's lease has not run out
     _clock(services).advance(2)
@@ -363,9 +366,9 @@ def test_a_message_received_and_never_deleted_is_finished_by_another_worker(
     job = _enqueue(services)
     [taken] = services.queue.receive(1, 30)  # a worker takes it and vanishes
 
-    assert services.worker().poll_once() == 0
+    assert services.worker.poll_once() == 0
     _clock(services).advance(31)
-    assert services.worker().poll_once() == 1
+    assert services.worker.poll_once() == 1
 
     assert services.queue.depth() == (0, 0)
     stored = services.journal.get(job.transaction_id)
@@ -389,13 +392,11 @@ def test_two_workers_on_one_queue_provision_every_job_exactly_once(make_services
         except BaseException as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=run, args=(services.worker(),)) for _ in range(2)]
+    threads = [threading.Thread(target=run, args=(services.worker,)) for _ in range(2)]
     for thread in threads:
         thread.start()
-    give_up = time.monotonic() + 20
     try:
-        while services.queue.depth() != (0, 0) and time.monotonic() < give_up:
-            time.sleep(0.02)
+        wait_until(lambda: services.queue.depth() == (0, 0), 20, "the two workers to drain the queue")
     finally:
         stop.set()
         for thread in threads:
@@ -420,7 +421,7 @@ def test_a_message_without_a_journal_entry_goes_to_the_dlq(make_services: Callab
     services.queue.send("TXN-NOJOURNAL")
 
     [message] = services.queue.receive(1, 30)
-    assert services.worker().handle(message) is None
+    assert services.worker.handle(message) is None
 
     assert services.queue.depth() == (0, 1)
     assert services.journal.get("TXN-NOJOURNAL") is None
@@ -437,7 +438,7 @@ def test_a_job_another_run_is_working_on_is_left_alone(make_services: Callable[.
     services.journal.save(job.with_changes(status=JobStatus.RUNNING, attempts=1, claim="other-run", updated_at=now))
     [message] = services.queue.receive(1, 60)
 
-    outcome = services.worker().handle(message)
+    outcome = services.worker.handle(message)
 
     assert outcome is not None
     assert outcome.action is NextAction.BUSY
@@ -455,8 +456,8 @@ def test_of_two_runs_that_read_the_same_job_only_one_claims_it(make_services: Ca
     read_by_both = services.journal.get(job.transaction_id)
     assert read_by_both is not None
 
-    first = services.worker().run_job(read_by_both)
-    second = services.worker().run_job(read_by_both)
+    first = services.worker.run_job(read_by_both)
+    second = services.worker.run_job(read_by_both)
 
     assert (first.action, second.action) == (NextAction.FINISHED, NextAction.BUSY)
     assert len(services.mailer.outbox(to=EMAIL)) == 1
@@ -498,7 +499,7 @@ def test_a_job_whose_run_went_quiet_longer_than_the_lease_is_claimed_again(
     services.journal.save(job.with_changes(status=JobStatus.RUNNING, attempts=1, claim="dead-run",
                                            updated_at=quiet_since))  # fmt: skip
 
-    outcome = services.worker().poll_once()
+    outcome = services.worker.poll_once()
 
     stored = services.journal.get(job.transaction_id)
     assert outcome == 1
@@ -542,7 +543,7 @@ def test_a_superseded_run_that_then_fails_does_not_overwrite_the_new_runs_job(
         def outbox(self, to: str | None = None, limit: int = 100) -> Sequence[OutboxMessage]:
             return services.mailer.outbox(to, limit)
 
-    outcome = _with_mailer(services, TakenOverWhileSending()).worker().run_job(job)  # type: ignore[arg-type]
+    outcome = _with_mailer(services, TakenOverWhileSending()).worker.run_job(job)  # type: ignore[arg-type]
 
     stored = services.journal.get(job.transaction_id)
     assert outcome.action is NextAction.SUPERSEDED

@@ -82,7 +82,7 @@ def check(as_json: JsonOption = False, no_notify: NoNotifyOption = False) -> Non
     """Evaluate every rule once and notify for those firing (exit 1 when any fires, 0 otherwise)."""
     with services_for() as services:
         report = services.alert_monitor.check()
-        deliveries = [] if no_notify else _notify_firing(services.alert_dispatcher(), report)
+        deliveries = [] if no_notify else _notify_firing(services.alert_dispatcher, report)
     if as_json:
         print_json(
             {
@@ -114,7 +114,7 @@ def watch(
     with services_for() as services, _stop_on_signals() as stop:
         watcher = AlertWatcher(
             services.alert_monitor,
-            None if no_notify else services.alert_dispatcher(),
+            None if no_notify else services.alert_dispatcher,
             on_transition=_print_transition,
             on_failure=_print_failure,
         )

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tenancy.background import background_threads
 from tenancy.cli.common import JsonOption, console, fail, load_settings, print_json, services_for
 from tenancy.config import PayfastMode, Settings
 from tenancy.domain.ids import new_transaction_id
@@ -92,15 +93,7 @@ def worker(
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-        threads = [
-            threading.Thread(
-                target=services.worker().run_until,
-                # One thread of the process sweeps for stalled jobs; more would only repeat it.
-                args=(stop, services.settings.worker_poll_seconds, services.sweeper().sweep if number == 0 else None),
-                daemon=True,
-            )
-            for number in range(concurrency)
-        ]
+        threads = background_threads(services, stop, workers=concurrency)
         for thread in threads:
             thread.start()
         while any(thread.is_alive() for thread in threads):

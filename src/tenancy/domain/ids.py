@@ -67,6 +67,10 @@ _DEFAULT_IGNORABLE_RANGES = (
 )
 
 
+# Printable ASCII without the space: what every address that needs no further check is made of.
+_PLAIN_ASCII = re.compile(r"[!-~]*")
+
+
 def _invisible(character: str) -> bool:
     if character == " ":
         return False  # a visible (if invalid) character; the address checks refuse it
@@ -103,6 +107,10 @@ def normalize_email(email: str) -> str:
     are refused; an IDN domain can be given in its ASCII (xn--) form.
     """
     stripped = email.strip()
+    if _PLAIN_ASCII.fullmatch(stripped):
+        # Printable ASCII only (the common case, and a hot path): nothing invisible, nothing to fold
+        # but case.
+        return stripped.lower()
     invisible = next((character for character in stripped if _invisible(character)), None)
     if invisible is not None:
         raise InvalidInputError(

@@ -12,10 +12,12 @@ from enum import StrEnum
 from tenancy.domain.plans import Limits
 
 __all__ = [
+    "AuditRun",
     "AuthChallenge",
     "Billing",
     "IdentityUser",
     "IdentityUserStatus",
+    "IndexedPurchase",
     "JobStatus",
     "LogComponent",
     "LogEvent",
@@ -331,3 +333,32 @@ class LogEvent:
     component: str
     message: str
     fields: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedPurchase:
+    """A purchase's finding as the runbook last judged it, kept in the findings index so that the
+    console, /metrics and the alerts read findings without auditing every purchase again.
+    `finding` is a runbook Finding's value; `changed_at` the purchase's own latest change (its
+    job's update, else its newest ITN, else its tenant's creation), which lists sort by."""
+
+    transaction_id: str
+    finding: str
+    classified_at: str
+    changed_at: str
+    email: str | None = None
+    tenant_id: str | None = None
+    job_status: str | None = None  # None: the journal has no job for the purchase
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRun:
+    """One full audit that refreshed the findings index: when it ran, who or what ran it, over
+    which window, and what it found."""
+
+    started_at: str
+    finished_at: str
+    trigger: str  # `schedule`, `cli` or `console`
+    since: str
+    purchases: int
+    findings: int

@@ -15,7 +15,7 @@ from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, Provi
 from tenancy.domain.plans import PlanCatalogue
 from tenancy.errors import InvalidInputError, RateLimitedError, TransientError, UnknownPlanError
 from tenancy.payments import payfast
-from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger, RateLimiter
+from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger, PurchaseObserver, RateLimiter
 
 __all__ = ["MAX_ITN_BYTES", "IntakePolicy", "PaymentIntake", "looks_like_email"]
 
@@ -62,8 +62,10 @@ class PaymentIntake:
         confirmer: PaymentConfirmer,
         clock: Clock,
         limiter: RateLimiter | None = None,
+        observer: PurchaseObserver | None = None,
     ) -> None:
         self._policy = policy
+        self._observer = observer
         self._plans = plans
         self._ledger = ledger
         self._confirmer = confirmer
@@ -216,6 +218,9 @@ class PaymentIntake:
 
     def _keep(self, payment: PaymentRecord, job: ProvisioningJob | None = None) -> PaymentRecord:
         kept = self._ledger.record(payment, job)
+        # A duplicate changes nothing; any other verdict may change what the purchase's finding is.
+        if self._observer is not None and kept.transaction_id and kept.verdict is not PaymentVerdict.DUPLICATE:
+            self._observer.changed(kept.transaction_id)
         log.info(
             "itn_received",
             verdict=kept.verdict.value,

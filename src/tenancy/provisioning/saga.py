@@ -6,6 +6,7 @@ recorded (a crash in between) is harmless when it runs again.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -89,6 +90,13 @@ class ProvisioningSaga:
         self._clock = clock
         # A hook called after each recorded step; the fault-injection tests crash here.
         self._after_step = after_step
+
+    def with_after_step(self, after_step: Callable[[Step, ProvisioningJob], None] | None) -> ProvisioningSaga:
+        """A copy of this saga that calls `after_step` after each recorded step (None: nothing),
+        where tests crash or watch a run; this saga is left as it was."""
+        twin = copy.copy(self)
+        twin._after_step = after_step
+        return twin
 
     def _steps_for(self, memory: _RunMemory) -> dict[Step, _StepAction]:
         """The six steps in order. Only the identity step and the welcome email share the run's

@@ -18,7 +18,7 @@ import structlog
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, ProvisioningJob
 from tenancy.domain.plurals import plural
-from tenancy.ports import Clock, JobQueue, ProvisioningJournal
+from tenancy.ports import Clock, JobQueue, ProvisioningJournal, PurchaseObserver
 from tenancy.provisioning.worker import STALLED_AFTER
 
 __all__ = ["StalledJobSweeper", "SweepResult"]
@@ -47,7 +47,9 @@ class StalledJobSweeper:
         *,
         max_attempts: int,
         stalled_after: timedelta = STALLED_AFTER,
+        observer: PurchaseObserver | None = None,
     ) -> None:
+        self._observer = observer
         self._journal = journal
         self._queue = queue
         self._clock = clock
@@ -62,6 +64,8 @@ class StalledJobSweeper:
             for job in self._journal.stale_jobs(status.value, cutoff, limit=_BATCH):
                 if self._stalled(job, now) and not self._has_a_message(job):
                     self._rescue(job, now, result)
+                    if self._observer is not None:
+                        self._observer.changed(job.transaction_id)
         return result
 
     def _stalled(self, job: ProvisioningJob, now: datetime) -> bool:

@@ -16,7 +16,7 @@ from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, ProvisioningJob, QueueMessage
 from tenancy.domain.plurals import plural
 from tenancy.errors import ClaimLostError, PermanentError, TransientError
-from tenancy.ports import Clock, JobQueue, ProvisioningJournal
+from tenancy.ports import Clock, JobQueue, ProvisioningJournal, PurchaseObserver
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga
 
@@ -73,7 +73,9 @@ class ProvisioningWorker:
         clock: Clock,
         visibility_timeout: float,
         batch_size: int = 1,
+        observer: PurchaseObserver | None = None,
     ) -> None:
+        self._observer = observer
         self._queue = queue
         self._journal = journal
         self._saga = saga
@@ -106,10 +108,13 @@ class ProvisioningWorker:
         job = claimed
         log.info("job_started", transaction_id=job.transaction_id, tenant_id=job.tenant_id, attempt=job.attempts)
         try:
-            return self._attempt(job)
+            outcome = self._attempt(job)
         except ClaimLostError:
             log.warning("job_superseded", transaction_id=job.transaction_id, tenant_id=job.tenant_id)
-            return JobOutcome(job, NextAction.SUPERSEDED)
+            return JobOutcome(job, NextAction.SUPERSEDED)  # the run that took over tells the observer
+        if self._observer is not None:
+            self._observer.changed(job.transaction_id)
+        return outcome
 
     def _attempt(self, job: ProvisioningJob) -> JobOutcome:
         try:

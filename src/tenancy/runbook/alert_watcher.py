@@ -65,8 +65,11 @@ class AlertWatcher:
         log.info("alert_watch_started", interval_seconds=interval_seconds)
         ticks = 0
         while not stop.is_set():
-            self.tick()
+            transitions = self.tick()
             ticks += 1
+            # At debug only (one line a tick); it is how a test, or an operator, sees the watcher
+            # is still evaluating when there is nothing new to tell.
+            log.debug("alert_watch_tick", tick=ticks, transitions=len(transitions))
             if max_ticks is not None and ticks >= max_ticks:
                 break
             stop.wait(interval_seconds)

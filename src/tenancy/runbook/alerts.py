@@ -17,8 +17,11 @@ import structlog
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.domain.plurals import plural
-from tenancy.ports import Clock, JobQueue, Notifier, PaymentLedger, ProvisioningJournal
-from tenancy.runbook.findings import ESCALATION
+from tenancy.ports import Clock, FindingsIndex, JobQueue, Notifier, PaymentLedger, ProvisioningJournal
+from tenancy.runbook.findings import ESCALATION, Finding
+
+# The findings that are provisioning failures an operator (or `tenancy repair`) must fix.
+REPAIRABLE_FINDINGS = tuple(finding.value for finding in Finding if finding.repairable)
 
 __all__ = [
     "ALERT_TARGETS",
@@ -85,6 +88,9 @@ class AlertInputs:
     payments_by_verdict: Mapping[PaymentVerdict, int] = field(default_factory=dict)
     recent_succeeded: int = 0
     recent_succeeded_retried: int = 0
+    # Purchases the findings index holds a repairable finding for (RB-001 4.1-4.4 and the
+    # mismatch); None when no index is read, and multiple_failures counts parked jobs instead.
+    open_failures: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +214,15 @@ def _error_rate(inputs: AlertInputs, thresholds: AlertThresholds, now: datetime)
 
 
 def _multiple_failures(inputs: AlertInputs, thresholds: AlertThresholds, now: datetime) -> AlertResult:
-    unresolved = sum(1 for job in inputs.jobs if job.status in {JobStatus.DEAD_LETTERED, JobStatus.RETRYING})
+    retrying = sum(1 for job in inputs.jobs if job.status is JobStatus.RETRYING)
+    if inputs.open_failures is None:
+        unresolved = retrying + sum(1 for job in inputs.jobs if job.status is JobStatus.DEAD_LETTERED)
+        what = "dead-lettered or retrying"
+    else:
+        # The index knows failures no job shows (a user deleted by hand) and forgets a parked job
+        # whose purchase healed; a retrying job's purchase is still in progress there.
+        unresolved = inputs.open_failures + retrying
+        what = "purchases with an open RB-001 finding, and jobs retrying"
     return AlertResult(
         rule="multiple_failures",
         severity=Severity.ERROR,
@@ -216,7 +230,7 @@ def _multiple_failures(inputs: AlertInputs, thresholds: AlertThresholds, now: da
         firing=unresolved > thresholds.multiple_failures,
         value=unresolved,
         threshold=thresholds.multiple_failures,
-        message=f"{plural(unresolved, 'unresolved provisioning failure')} (dead-lettered or retrying; RB-001 6)",
+        message=f"{plural(unresolved, 'unresolved provisioning failure')} ({what}; RB-001 6)",
     )
 
 
@@ -307,7 +321,9 @@ class AlertMonitor:
         queue: JobQueue,
         clock: Clock,
         thresholds: AlertThresholds,
+        index: FindingsIndex | None = None,
     ) -> None:
+        self._index = index
         self._journal = journal
         self._ledger = ledger
         self._queue = queue
@@ -343,6 +359,10 @@ class AlertMonitor:
         by_verdict = self._ledger.count_by_verdict(None if count_all_payments else window_start)
         rejected = self._ledger.with_verdict(PaymentVerdict.REJECTED, window_start)
         queue_depth, dlq_depth = self._queue.depth()
+        open_failures = None
+        if self._index is not None:
+            counts = self._index.count_by_finding()
+            open_failures = sum(counts.get(finding, 0) for finding in REPAIRABLE_FINDINGS)
         return AlertInputs(
             queue_depth=queue_depth,
             dlq_depth=dlq_depth,
@@ -352,6 +372,7 @@ class AlertMonitor:
             payments_by_verdict=by_verdict,
             recent_succeeded=recent,
             recent_succeeded_retried=retried,
+            open_failures=open_failures,
         )
 
     def _jobs_in(self, status: JobStatus, counted: int) -> list[ProvisioningJob]:

@@ -1,38 +1,26 @@
 """RB-001 section 7's weekly audit: every purchase in a time window gathered and named by the very
-rules `diagnose` uses, its look-ups answered from one batched read of each store (no per-tenant
-round trips), and the window's failed attempts, dead-letters and repairs, healed since or not
-(runbook.attempts)."""
+rules `diagnose` uses, the stores read page by page with a few batched look-ups per page (no
+per-purchase round trips, memory bounded whatever the number of purchases), and the window's failed
+attempts, dead-letters and repairs, healed since or not (runbook.attempts)."""
 
 from __future__ import annotations
 
-import gc
-import threading
+import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 from tenancy.domain import durations
 from tenancy.domain.clock import format_timestamp, parse_timestamp
-from tenancy.domain.ids import normalized_email_or_none
-from tenancy.domain.model import (
-    IdentityUser,
-    OutboxMessage,
-    PaymentRecord,
-    PaymentVerdict,
-    ProvisioningJob,
-    QueuedMessage,
-    Tenant,
-    UserRecord,
-)
+from tenancy.domain.model import JobStatus, PaymentVerdict, ProvisioningJob, QueuedMessage
 from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.ports import RepairTrail
 from tenancy.runbook.attempts import AttemptTracker, PurchaseAttempts
+from tenancy.runbook.audit_lookup import PageLookup
 from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, ESCALATION_AGE, diagnosis_of
-from tenancy.runbook.evidence import MAIL_LIMIT, CaseFile, EvidenceStores, Purchase, Selector, gather, people_sought
+from tenancy.runbook.evidence import CaseFile, EvidenceStores, Purchase, Selector, gather, people_sought
 from tenancy.runbook.findings import ESCALATION, Advise, Diagnosis, Finding
 from tenancy.runbook.rules import Context, first_match
 from tenancy.runbook.service import Runbook
@@ -42,6 +30,7 @@ __all__ = [
     "AuditReport",
     "AuditTotals",
     "AuditedCase",
+    "Classified",
     "Escalation",
     "FindingGroup",
     "FixResult",
@@ -54,10 +43,13 @@ __all__ = [
 
 # RB-001 section 6: more than this many failures goes to the Engineering Lead.
 MULTIPLE_FAILURES = 3
-_CLASSIFY_BATCH = 1000
 
 Progress = Callable[[int], None]
-"""Told how many more records were read or cases classified, after each batch."""
+"""Told how many more records were read or cases classified, after each page."""
+
+Classified = Callable[[CaseFile, Finding], None]
+"""Told of every purchase the audit classifies (healthy ones too) with its finding, as it goes:
+how the audit refreshes the findings index."""
 
 
 # --- The window --------------------------------------------------------------------------------
@@ -270,42 +262,34 @@ def _escalations(cases: tuple[AuditedCase, ...]) -> tuple[Escalation, ...]:
     return tuple(escalations)
 
 
-# --- Reading the stores once -------------------------------------------------------------------
+# --- Which purchases the window holds, each classified once ------------------------------------
+#
+# A purchase is in the window when it was paid (an ITN received), its job created, its tenant
+# created, or it failed, was repaired or redriven in it. The audit reads the stores in pages and
+# never holds the window's purchases: each is classified by exactly one of these passes, in order.
+#
+# 1. The repair trail's and the queue's entries (few) are read whole.
+# 2. The tenants created in the window: a purchase with no job is set aside for pass 5; one with a
+#    job, whose tenant is not the one the job names, is marked for pass 4.
+# 3. The ITNs received in the window are counted; those of a purchase with no job are set aside.
+# 4. The journal, page by page: each job's purchase is classified here when it is in the window by
+#    the job itself (created, or failed in it), the trail, pass 2's mark, an ITN received in it or
+#    its own tenant created in it (`_classified_by_journal`: the one test of who classifies it).
+# 5. What was set aside (purchases with no job, trail entries', and the odd ones whose stored ids
+#    carry blanks), classified unless pass 4's test says pass 4 did.
+#
+# Only what was set aside and marked (rare: purchases with no job, hand-made tenants) is held
+# across pages, with the report's own failures, in-progress ids and attempts.
+
+# Purchases per page: each store is asked a few batched questions per page.
+_PAGE = 1000
+
+_FAILING = frozenset({JobStatus.DEAD_LETTERED, JobStatus.RETRYING})
+_CONTRACT_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def _ignore_progress(_count: int) -> None:
     return None
-
-
-def _at_or_after(timestamp: str, since: datetime) -> bool:
-    return parse_timestamp(timestamp) >= since
-
-
-_Record = TypeVar("_Record")
-
-
-def _copier_without(record_type: Callable[..., _Record], name: str, empty: object) -> Callable[[_Record], _Record]:
-    """`lambda record: dataclasses.replace(record, name=empty)` for one frozen dataclass, at
-    less than two thirds of the cost (`replace` looks the fields up again on every call): the
-    audit copies a record for every ITN and email it keeps."""
-    declared = fields(record_type)  # type: ignore[arg-type]
-    if not all(field.init and not field.kw_only for field in declared):
-        raise TypeError(f"{record_type} has a field its constructor does not take by position")
-    names = [field.name for field in declared]
-    at = names.index(name)
-    values_of = attrgetter(*names)
-
-    def copy(record: _Record) -> _Record:
-        values = values_of(record)
-        return record_type(*values[:at], empty, *values[at + 1 :])
-
-    return copy
-
-
-# The raw ITN fields and the email bodies are dropped: no rule reads them, and across a
-# large ledger and outbox they would be most of the memory the audit holds.
-_without_itn_fields = _copier_without(PaymentRecord, "fields", ())
-_without_text = _copier_without(OutboxMessage, "text", "")
 
 
 @dataclass
@@ -315,237 +299,296 @@ class _PaymentCounts:
     rejected_without_transaction: int = 0
 
 
-class _AuditLookup:
-    """The EvidenceLookup the audit gathers its cases with: every store read once into memory,
-    keeping what the window's cases will look up. Keys are the values as stored; look-ups use the
-    stripped transaction id and the normalized email, as the stores answer them."""
+@dataclass(frozen=True, slots=True)
+class _AttemptFacts:
+    """What the attempts rows need of a purchase, kept when it is classified."""
+
+    job: ProvisioningJob | None
+    email: str | None
+    finding: Finding
+
+
+class _Audit:
+    """One run of the audit: the passes above and what the report keeps."""
 
     def __init__(
-        self, stores: EvidenceStores, since: datetime, advance: Progress, trail: RepairTrail | None = None
+        self,
+        stores: EvidenceStores,
+        *,
+        since: datetime,
+        now: datetime,
+        password_ttl: timedelta,
+        advance: Progress,
+        classified: Classified | None,
     ) -> None:
-        self.since = since
-        self.attempts = AttemptTracker(since)
         self._stores = stores
-        self._trail = trail
-        self._mail_statistics: tuple[tuple[str, int], ...] | None = None
-        self._jobs: dict[str, ProvisioningJob] = {}
-        self._tenants_by_id: dict[str, Tenant] = {}
-        self._tenants_by_transaction: dict[str, Tenant] = {}
-        self._billed_more_than_once: set[str] = set()  # transactions several tenant records name
-        self._payments: dict[str, list[PaymentRecord]] = defaultdict(list)
-        self._identity_users: dict[str, IdentityUser] = {}
-        self._owners: dict[str, IdentityUser] = {}  # by subject, for tenants no job or payment names an email for
-        self._users: dict[str, list[UserRecord]] = defaultdict(list)
-        self._emails: dict[str, list[OutboxMessage]] = defaultdict(list)
-        self._messages: dict[str, list[QueuedMessage]] = defaultdict(list)
-        self._keys: dict[str, str | None] = {}
+        self._since = since
+        self._now = now
+        self._advance = advance
+        self._classified = classified
+        self._context = Context(now, password_ttl, self._mail_statistics)
+        # The first whole second at or after `since`: a contract timestamp (whole seconds) is in
+        # the window exactly when it is at or after this one.
+        first = since.replace(microsecond=0)
+        self._first_second = format_timestamp(first if first == since else first + timedelta(seconds=1))
+        self._statistics: tuple[tuple[str, int], ...] | None = None
+        self.attempts = AttemptTracker(since)
         self.counts = _PaymentCounts()
         self.tenants_created = 0
-        self.window: set[str] = set()
-        self._read_window(stores, advance)
-        self._read_evidence(stores, advance)
+        self.transactions = 0
+        self.healthy = 0
+        self.failures: list[AuditedCase] = []
+        self.in_progress: list[str] = []
+        self._messages: dict[str, list[QueuedMessage]] = defaultdict(list)
+        self._trail_keys: set[str] = set()
+        self._other_tenants: set[str] = set()  # pass 2's mark: a job, and a tenant not its own
+        self._set_aside: set[str] = set()  # for pass 5
+        self._facts: dict[str, _AttemptFacts] = {}
 
-    # --- EvidenceLookup ---
-
-    def payments(self, transaction_id: str) -> Sequence[PaymentRecord]:
-        return self._payments.get(transaction_id, ())
-
-    def job(self, transaction_id: str) -> ProvisioningJob | None:
-        return self._jobs.get(transaction_id)
-
-    def messages(self, transaction_id: str) -> Sequence[QueuedMessage]:
-        return self._messages.get(transaction_id, ())
-
-    def tenant(self, tenant_id: str) -> Tenant | None:
-        return self._tenants_by_id.get(tenant_id)
-
-    def tenant_for_transaction(self, transaction_id: str) -> Tenant | None:
-        if transaction_id in self._billed_more_than_once:
-            # Rare (a tenant written by hand beside the project's own): which one counts is the store's choice.
-            return self._stores.tenant_for_transaction(transaction_id)
-        return self._tenants_by_transaction.get(transaction_id)
-
-    def identity_user(self, email: str) -> IdentityUser | None:
-        key = self._key(email)
-        return self._identity_users.get(key) if key else None
-
-    def identity_user_by_subject(self, subject: str) -> IdentityUser | None:
-        return self._owners.get(subject)
-
-    def user_records(self, email: str) -> Sequence[UserRecord]:
-        key = self._key(email)
-        return self._users.get(key, ()) if key else ()
-
-    def mail(self, recipient: str) -> Sequence[OutboxMessage]:
-        key = self._key(recipient)
-        return self._emails.get(key, ()) if key else ()
-
-    def mail_statistics(self) -> tuple[tuple[str, int], ...]:
+    def _mail_statistics(self) -> tuple[tuple[str, int], ...]:
         """Read once, when the first case cites them."""
-        if self._mail_statistics is None:
-            self._mail_statistics = self._stores.mail_statistics()
-        return self._mail_statistics
+        if self._statistics is None:
+            self._statistics = self._stores.mail_statistics()
+        return self._statistics
 
-    def email_of(self, transaction_id: str) -> str | None:
-        """The email the purchase's job or ITNs name."""
-        return people_sought(Purchase.of_transaction(transaction_id), self)[0]
+    def _in_window(self, timestamp: str) -> bool:
+        if _CONTRACT_TIMESTAMP.fullmatch(timestamp):
+            # The contract's own format (nearly every record) orders as its text does: compared
+            # with the window's first whole second, without parsing it.
+            return timestamp >= self._first_second
+        return parse_timestamp(timestamp) >= self._since
 
-    def _key(self, email: str) -> str | None:
-        # Stored data, written before today's rules perhaps: an address they refuse matches nothing.
-        if email not in self._keys:
-            self._keys[email] = normalized_email_or_none(email)
-        return self._keys[email]
+    def _lookup(self) -> PageLookup:
+        return PageLookup(self._stores, self._messages, self._mail_statistics)
 
-    # --- Reading the stores ---
+    # --- 1. The trail and the queue ---
 
-    def _read_window(self, stores: EvidenceStores, advance: Progress) -> None:
-        for jobs in stores.journal.scan():
-            for job in jobs:
-                self._jobs[job.transaction_id] = job
-                # A job that failed in the window is audited even when it was bought before.
-                if self.attempts.note_job(job) or _at_or_after(job.created_at, self.since):
-                    self._open(job.transaction_id)
-            advance(len(jobs))
-        for tenants in stores.tenants.scan():
-            for tenant in tenants:
-                self._index_tenant(tenant)
-            advance(len(tenants))
-        # The whole ledger, not only the window: a purchase in the window may have older ITNs
-        # (a PENDING before the COMPLETE), and `gather` shows them all.
-        for payments in stores.ledger.scan():
-            for payment in payments:
-                self._index_payment(payment)
-            advance(len(payments))
-        self._read_trail(advance)
-        self._forget_outside_window()
-
-    def _read_trail(self, advance: Progress) -> None:
+    def read_trail(self, trail: RepairTrail | None) -> None:
         """The window's repairs, redrives and removals: each brings its purchase into the audit
         (it may have healed since, as a repaired purchase usually has)."""
-        if self._trail is None:
+        if trail is None:
             return
-        entries = self._trail.entries()
+        entries = trail.entries()
         for entry in entries:
-            if self.attempts.note_entry(entry) and entry.transaction_id:
-                self._open(entry.transaction_id)
-        advance(len(entries))
+            if self.attempts.note_entry(entry) and entry.transaction_id and entry.transaction_id.strip():
+                self._trail_keys.add(entry.transaction_id.strip())
+        # Pass 4 classifies those with a job; pass 5 finds which those are.
+        self._set_aside |= self._trail_keys
+        self._advance(len(entries))
 
-    def _forget_outside_window(self) -> None:
-        """Lookups are by the window's (stripped) transaction ids only, so the rest can go before
-        the evidence is read: a week's audit of a large store then holds little beyond the week."""
-        self._jobs = {key: job for key, job in self._jobs.items() if key in self.window}
-        self._payments = defaultdict(list, {key: kept for key, kept in self._payments.items() if key in self.window})
-        self._tenants_by_transaction = {
-            key: tenant for key, tenant in self._tenants_by_transaction.items() if key in self.window
-        }
-        wanted = {job.tenant_id for job in self._jobs.values()}
-        self._tenants_by_id = {key: tenant for key, tenant in self._tenants_by_id.items() if key in wanted}
-
-    def _index_tenant(self, tenant: Tenant) -> None:
-        self._tenants_by_id[tenant.tenant_id] = tenant
-        transaction_id = tenant.billing.transaction_id
-        if self._tenants_by_transaction.setdefault(transaction_id, tenant) is not tenant:
-            self._billed_more_than_once.add(transaction_id)
-        if _at_or_after(tenant.created_at, self.since):
-            self.tenants_created += 1
-            self._open(transaction_id)
-
-    def _index_payment(self, payment: PaymentRecord) -> None:
-        in_window = _at_or_after(payment.received_at, self.since)
-        transaction_id = payment.transaction_id if payment.transaction_id and payment.transaction_id.strip() else None
-        if in_window:
-            self._count(payment, has_transaction=transaction_id is not None)
-        if transaction_id is None:
-            return
-        self._payments[transaction_id].append(_without_itn_fields(payment))
-        if in_window:
-            self._open(transaction_id)
-
-    def _count(self, payment: PaymentRecord, *, has_transaction: bool) -> None:
-        self.counts.payments += 1
-        if payment.verdict is PaymentVerdict.REJECTED:
-            self.counts.rejected += 1
-            if not has_transaction:
-                self.counts.rejected_without_transaction += 1
-
-    def _open(self, transaction_id: str) -> None:
-        stripped = transaction_id.strip()
-        if stripped:
-            self.window.add(stripped)
-
-    def _read_evidence(self, stores: EvidenceStores, advance: Progress) -> None:
-        """Only what the window's cases will look up is kept: the people `gather` will look up
-        by email, or by the owner's subject where no email is known."""
-        wanted: set[str | None] = set()
-        subjects: set[str] = set()
-        for transaction_id in self.window:
-            address, subject = people_sought(Purchase.of_transaction(transaction_id), self)
-            if address:
-                wanted.add(self._key(address))
-            if subject:
-                subjects.add(subject)
-        wanted.discard(None)
-        for identity_users in stores.identity.scan_users():
-            for user in identity_users:
-                if user.username in wanted:
-                    self._identity_users[user.username] = user
-                if user.sub in subjects:
-                    self._owners[user.sub] = user
-            advance(len(identity_users))
-        wanted |= {user.username for user in self._owners.values()}
-        for users in stores.users.scan():
-            for record in users:
-                if record.email in wanted:
-                    self._users[record.email].append(record)
-            advance(len(users))
-        for records in self._users.values():
-            if len(records) > 1:
-                records.sort(key=lambda record: (record.created_at, record.user_id))
-        for emails in stores.mailer.scan():
-            for email in emails:
-                if email.to in wanted:
-                    self._emails[email.to].append(_without_text(email))
-            advance(len(emails))
-        for recipient, kept in self._emails.items():
-            if len(kept) > 1:
-                # Newest first, as `outbox` answers. Emails of the same second keep message-id
-                # order: the outbox's insertion order is not in the record.
-                self._emails[recipient] = sorted(kept, key=lambda email: email.created_at, reverse=True)[:MAIL_LIMIT]
-        queued = stores.queue.messages()
+    def read_queue(self) -> None:
+        """Both queues, listed once (on SQS each look counts as a delivery); a queue holds the
+        work in flight, not the purchases ever made."""
+        queued = self._stores.queue.messages()
         for message in queued:
-            if message.transaction_id in self.window:
-                self._messages[message.transaction_id].append(message)
-                self.attempts.note_message(message)
-        advance(len(queued))
+            self._messages[message.transaction_id].append(message)
+        self._advance(len(queued))
+
+    # --- 2. Tenants created in the window ---
+
+    def read_tenants(self) -> None:
+        journal = self._stores.journal
+        for page in self._stores.tenants.scan_created(_PAGE):
+            created: list[tuple[str, str]] = []
+            for tenant_id, billed_to, created_at in page:
+                if not self._in_window(created_at):
+                    continue
+                self.tenants_created += 1
+                transaction_id = billed_to.strip()
+                if not transaction_id:
+                    continue  # names no purchase: counted, never a case
+                if transaction_id != billed_to:
+                    self._set_aside.add(transaction_id)  # its look-ups use the stripped id
+                else:
+                    created.append((tenant_id, transaction_id))
+            jobs_tenants = journal.tenant_ids([transaction_id for _, transaction_id in created]) if created else {}
+            for tenant_id, transaction_id in created:
+                if transaction_id not in jobs_tenants:
+                    self._set_aside.add(transaction_id)
+                elif tenant_id != jobs_tenants[transaction_id]:
+                    self._other_tenants.add(transaction_id)
+            self._advance(len(page))
+
+    # --- 3. ITNs received in the window ---
+
+    def read_ledger(self) -> None:
+        # The whole ledger: `received_at` is compared as a time, as written, not as text.
+        journal = self._stores.journal
+        for page in self._stores.ledger.scan_transactions(None, _PAGE):
+            paid: list[str] = []
+            for stored, verdict, received_at in page:
+                if not self._in_window(received_at):
+                    continue
+                transaction_id = stored.strip() if stored else ""
+                self.counts.payments += 1
+                if verdict is PaymentVerdict.REJECTED:
+                    self.counts.rejected += 1
+                    if not transaction_id:
+                        self.counts.rejected_without_transaction += 1
+                if transaction_id != stored and transaction_id:
+                    self._set_aside.add(transaction_id)  # `payments(id)` does not find this ITN
+                elif transaction_id:
+                    paid.append(transaction_id)
+            if paid:
+                with_jobs = journal.tenant_ids(paid)
+                self._set_aside.update(transaction_id for transaction_id in paid if transaction_id not in with_jobs)
+            self._advance(len(page))
+
+    # --- 4. The journal ---
+
+    def read_journal(self) -> None:
+        for jobs in self._stores.journal.scan(_PAGE):
+            lookup = self._lookup()
+            lookup.know_jobs({job.transaction_id: job for job in jobs})
+            members: list[str] = []
+            undecided: list[str] = []
+            for job in jobs:
+                transaction_id = job.transaction_id.strip()
+                failed = self.attempts.note_job(job)  # every job, as each may have failed in the window
+                if not transaction_id:
+                    continue
+                if transaction_id != job.transaction_id:
+                    # The look-ups (by the stripped id) never find this job: its purchase has none.
+                    if failed or self._in_window(job.created_at):
+                        self._set_aside.add(transaction_id)
+                    continue
+                if failed or self._marked(transaction_id, job):
+                    members.append(transaction_id)
+                else:
+                    undecided.append(transaction_id)
+            members += self._in_window_by_evidence(undecided, lookup)
+            self._classify_page(members, lookup, read=len(jobs))
+
+    def _marked(self, transaction_id: str, job: ProvisioningJob) -> bool:
+        """In the window by what the job, the trail or pass 2 say, without reading more."""
+        return (
+            self._in_window(job.created_at)
+            or transaction_id in self._trail_keys
+            or transaction_id in self._other_tenants
+        )
+
+    def _in_window_by_evidence(self, transaction_ids: list[str], lookup: PageLookup) -> list[str]:
+        """Of purchases with a job not in the window by itself: those an ITN received in the
+        window, or the job's own tenant (the one its tenant id names) created in it, brings in."""
+        if not transaction_ids:
+            return []
+        lookup.read_payments(transaction_ids)
+        lookup.read_tenants(transaction_ids)
+        brought: list[str] = []
+        for transaction_id in transaction_ids:
+            job = lookup.job(transaction_id)
+            tenant = lookup.tenant(job.tenant_id) if job is not None else None
+            if any(self._in_window(payment.received_at) for payment in lookup.payments(transaction_id)) or (
+                tenant is not None
+                and tenant.billing.transaction_id.strip() == transaction_id
+                and self._in_window(tenant.created_at)
+            ):
+                brought.append(transaction_id)
+        return brought
+
+    def _classified_by_journal(self, transaction_ids: list[str], lookup: PageLookup) -> set[str]:
+        """Pass 4's test, for a page of purchases read ahead: which of them did it classify?"""
+        marked: set[str] = set()
+        undecided: list[str] = []
+        for transaction_id in transaction_ids:
+            job = lookup.job(transaction_id)
+            if job is None or job.transaction_id != transaction_id:
+                continue
+            if self.attempts.note_job(job) or self._marked(transaction_id, job):
+                marked.add(transaction_id)
+            else:
+                undecided.append(transaction_id)
+        return marked.union(self._in_window_by_evidence(undecided, lookup))
+
+    # --- 5. What was set aside ---
+
+    def read_set_aside(self) -> None:
+        pending = sorted(self._set_aside)
+        self._set_aside = set()
+        for start in range(0, len(pending), _PAGE):
+            page = pending[start : start + _PAGE]
+            lookup = self._lookup()
+            lookup.read_named(page)
+            done = self._classified_by_journal(page, lookup)
+            self._classify_page(
+                [transaction_id for transaction_id in page if transaction_id not in done], lookup, read=0
+            )
+
+    # --- Classifying ---
+
+    def _classify_page(self, transaction_ids: list[str], lookup: PageLookup, *, read: int) -> None:
+        if transaction_ids:
+            lookup.read_named(transaction_ids)
+            lookup.read_people(transaction_ids)
+        for transaction_id in transaction_ids:
+            self._classify(transaction_id, lookup)
+        self._advance(read + lookup.records_read + len(transaction_ids))
+
+    def _classify(self, transaction_id: str, lookup: PageLookup) -> None:
+        # The very cases and rules `diagnose` has; only a failure's diagnosis (its evidence most
+        # of the time it takes) is written, a healthy purchase is only counted.
+        messages = self._messages.get(transaction_id, ())
+        for message in messages:
+            self.attempts.note_message(message)
+        case = gather(Purchase.of_transaction(transaction_id), lookup)
+        rule, found = first_match(case, self._context)
+        if self._classified is not None:
+            self._classified(case, rule.finding)
+        self.transactions += 1
+        if rule.finding is Finding.HEALTHY:
+            self.healthy += 1
+        elif rule.finding is Finding.IN_PROGRESS:
+            self.in_progress.append(transaction_id)
+        else:
+            self.failures.append(AuditedCase(diagnosis_of(case, rule, found, self._now), _age_seconds(case, self._now)))
+        job = case.job
+        if (
+            transaction_id in self._trail_keys
+            or (job is not None and (job.attempts > 1 or job.status in _FAILING))
+            or any(message.dead_lettered for message in messages)
+        ):
+            # May have an attempts row (AttemptTracker): what the row needs, kept.
+            email = people_sought(Purchase.of_transaction(transaction_id), lookup)[0]
+            self._facts[transaction_id] = _AttemptFacts(job, email, rule.finding)
+
+    def _facts_of(self, transaction_id: str) -> _AttemptFacts:
+        """A purchase with an attempts row, as classified; one the test above did not foresee is
+        read again from the stores, as `diagnose` reads it."""
+        if transaction_id not in self._facts:
+            case = gather(Purchase.of_transaction(transaction_id), self._stores)
+            rule, _ = first_match(case, self._context)
+            email = people_sought(Purchase.of_transaction(transaction_id), self._stores)[0]
+            self._facts[transaction_id] = _AttemptFacts(case.job, email, rule.finding)
+        return self._facts[transaction_id]
+
+    def report(self) -> AuditReport:
+        failures = sorted(
+            self.failures, key=lambda case: (-(case.age_seconds or 0), case.diagnosis.transaction_id or "")
+        )
+        attempts = self.attempts.rows(
+            lambda transaction_id: self._facts_of(transaction_id).finding,
+            lambda transaction_id: self._facts_of(transaction_id).job,
+            lambda transaction_id: self._facts_of(transaction_id).email,
+        )
+        counts = self.counts
+        totals = AuditTotals(
+            payments=counts.payments,
+            rejected_payments=counts.rejected,
+            rejected_without_transaction=counts.rejected_without_transaction,
+            transactions=self.transactions,
+            tenants=self.tenants_created,
+            healthy=self.healthy,
+            in_progress=len(self.in_progress),
+            findings=len(failures),
+            failed_attempts=sum(row.failed_attempts for row in attempts),
+            dead_lettered=sum(1 for row in attempts if row.dead_lettered),
+            repairs=sum(row.repairs for row in attempts),
+            redrives=sum(row.redrives for row in attempts),
+        )
+        return AuditReport(self._since, self._now, totals, tuple(failures), tuple(sorted(self.in_progress)), attempts)
 
 
 # --- The audit ---------------------------------------------------------------------------------
-
-_pause_lock = threading.Lock()
-_pauses = 0
-_collector_was_enabled = False
-
-
-@contextmanager
-def _cycle_collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while audits run (in any thread), back as it was after the
-    last. An audit allocates records by the hundred thousand and keeps most of them, the case
-    the collector's heuristics handle worst: it walked the kept records again and again, almost
-    3 s of an 11 s audit over 100k purchases, to free nothing (an audit makes no reference
-    cycles; all it drops is freed at once by reference counting, collector or not)."""
-    global _pauses, _collector_was_enabled
-    with _pause_lock:
-        if _pauses == 0:
-            _collector_was_enabled = gc.isenabled()
-            gc.disable()
-        _pauses += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pauses -= 1
-            if _pauses == 0 and _collector_was_enabled:
-                gc.enable()
 
 
 def run_audit(
@@ -556,67 +599,29 @@ def run_audit(
     progress: Progress | None = None,
     password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
     trail: RepairTrail | None = None,
+    classified: Classified | None = None,
 ) -> AuditReport:
     """Classifies every purchase paid, queued or provisioned at or after `since`, as `diagnose`
     would at `now`, and sums them up by finding with RB-001 section 6's escalations. Every purchase
     that failed an attempt or was dead-lettered in the window, or (given the `trail`) repaired or
-    redriven in it, is also reported with its outcome now, healed or not."""
-    with _cycle_collector_paused():
-        advance = progress or _ignore_progress
-        return _audit(stores, since=since, now=now, advance=advance, password_ttl=password_ttl, trail=trail)
-
-
-def _audit(
-    stores: EvidenceStores,
-    *,
-    since: datetime,
-    now: datetime,
-    advance: Progress,
-    password_ttl: timedelta,
-    trail: RepairTrail | None,
-) -> AuditReport:
-    lookup = _AuditLookup(stores, since, advance, trail)
-    context = Context(now, password_ttl, lookup.mail_statistics)
-    failures: list[AuditedCase] = []
-    in_progress: list[str] = []
-    healthy = 0
-    for done, transaction_id in enumerate(sorted(lookup.window), start=1):
-        # The very cases and rules `diagnose` has; only a failure's diagnosis (its evidence most
-        # of the time it takes) is written, a healthy purchase is only counted.
-        case = gather(Purchase.of_transaction(transaction_id), lookup)
-        rule, found = first_match(case, context)
-        if rule.finding is Finding.HEALTHY:
-            healthy += 1
-        elif rule.finding is Finding.IN_PROGRESS:
-            in_progress.append(transaction_id)
-        else:
-            failures.append(AuditedCase(diagnosis_of(case, rule, found, now), _age_seconds(case, now)))
-        if done % _CLASSIFY_BATCH == 0:
-            advance(_CLASSIFY_BATCH)
-    advance(len(lookup.window) % _CLASSIFY_BATCH)
-    failures.sort(key=lambda case: (-(case.age_seconds or 0), case.diagnosis.transaction_id or ""))
-    counts = lookup.counts
-    # Every purchase the loop classified and did not keep as a failure or in progress is healthy.
-    finding_now = {case.diagnosis.transaction_id: case.finding for case in failures}
-    finding_now.update(dict.fromkeys(in_progress, Finding.IN_PROGRESS))
-    attempts = lookup.attempts.rows(
-        lambda transaction_id: finding_now.get(transaction_id, Finding.HEALTHY), lookup.job, lookup.email_of
+    redriven in it, is also reported with its outcome now, healed or not. The stores are read in
+    pages (see the passes above): memory holds a page, the report and the rare purchases with no
+    job, whatever the number of purchases."""
+    audit = _Audit(
+        stores,
+        since=since,
+        now=now,
+        password_ttl=password_ttl,
+        advance=progress or _ignore_progress,
+        classified=classified,
     )
-    totals = AuditTotals(
-        payments=counts.payments,
-        rejected_payments=counts.rejected,
-        rejected_without_transaction=counts.rejected_without_transaction,
-        transactions=len(lookup.window),
-        tenants=lookup.tenants_created,
-        healthy=healthy,
-        in_progress=len(in_progress),
-        findings=len(failures),
-        failed_attempts=sum(row.failed_attempts for row in attempts),
-        dead_lettered=sum(1 for row in attempts if row.dead_lettered),
-        repairs=sum(row.repairs for row in attempts),
-        redrives=sum(row.redrives for row in attempts),
-    )
-    return AuditReport(since, now, totals, tuple(failures), tuple(in_progress), attempts)
+    audit.read_trail(trail)
+    audit.read_queue()
+    audit.read_tenants()
+    audit.read_ledger()
+    audit.read_journal()
+    audit.read_set_aside()
+    return audit.report()
 
 
 def _age_seconds(case: CaseFile, now: datetime) -> int | None:

@@ -1,33 +1,24 @@
-"""The operations console's dashboard numbers: jobs by status, the alert rules, and payments vs
-tenants provisioned per hour, from one pass over the journal, the ledger's recent entries and the
-tenants (the findings come from `run_audit`, as `tenancy audit` classifies them)."""
+"""The operations console's dashboard numbers: jobs by status, the alert rules, payments vs tenants
+provisioned per hour, and purchases by finding, all read from counts the stores keep (the alert
+monitor's, the hourly tallies, the findings index), so the page costs the same at a thousand
+purchases and at a million."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from tenancy.domain.clock import format_timestamp, parse_timestamp
-from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob, Tenant, TenantStatus
+from tenancy.domain.clock import format_timestamp
+from tenancy.domain.model import AuditRun, JobStatus
 from tenancy.domain.plurals import plural
-from tenancy.ports import JobQueue, PaymentLedger, ProvisioningJournal, TenantStore
-from tenancy.runbook.alerts import (
-    AlertInputs,
-    AlertReport,
-    AlertResult,
-    AlertThresholds,
-    error_rate_sample,
-    evaluate,
-)
+from tenancy.ports import FindingsIndex, PaymentLedger, ProvisioningJournal
+from tenancy.runbook.alerts import AlertMonitor, AlertReport, AlertResult, AlertThresholds, error_rate_sample, evaluate
+from tenancy.runbook.findings import Finding
 
 __all__ = [
     "SERIES_HOURS",
     "Dashboard",
     "HourlySeries",
-    "hourly_counts",
-    "is_payment",
     "read_dashboard",
     "series_start",
 ]
@@ -41,21 +32,6 @@ def series_start(now: datetime, hours: int = SERIES_HOURS) -> datetime:
     """The start of the first hourly bucket: the last bucket is the hour `now` is in."""
     current_hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     return current_hour - (hours - 1) * _HOUR
-
-
-def hourly_counts(moments: Iterable[datetime], start: datetime, hours: int = SERIES_HOURS) -> tuple[int, ...]:
-    """How many of `moments` fall in each hour from `start`; those outside the buckets are ignored."""
-    counts = [0] * hours
-    for moment in moments:
-        index = (moment - start) // _HOUR
-        if 0 <= index < hours:
-            counts[index] += 1
-    return tuple(counts)
-
-
-def is_payment(payment: PaymentRecord) -> bool:
-    """A paid purchase: an accepted COMPLETE ITN (the one that creates the provisioning job)."""
-    return payment.verdict is PaymentVerdict.ACCEPTED and payment.payment_status == "COMPLETE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +60,8 @@ class HourlySeries:
 @dataclass(frozen=True, slots=True)
 class Dashboard:
     jobs_by_status: dict[JobStatus, int]
-    active_tenants: int
+    findings: dict[Finding, int]  # purchases by their finding now (the findings index)
+    last_audit: AuditRun | None  # the last full audit that refreshed the index
     series: HourlySeries
     alerts: AlertReport  # the same rules and thresholds as `tenancy alerts check`
     thresholds: AlertThresholds
@@ -97,6 +74,25 @@ class Dashboard:
     @property
     def provisioned(self) -> int:
         return sum(self.series.provisioned)
+
+    @property
+    def purchases(self) -> int:
+        """Purchases in the findings index."""
+        return sum(self.findings.values())
+
+    @property
+    def healthy_purchases(self) -> int:
+        return self.findings.get(Finding.HEALTHY, 0)
+
+    @property
+    def purchases_in_progress(self) -> int:
+        return self.findings.get(Finding.IN_PROGRESS, 0)
+
+    @property
+    def with_findings(self) -> int:
+        """Purchases in the index that are neither healthy nor in progress: the failures."""
+        quiet = (Finding.HEALTHY, Finding.IN_PROGRESS)
+        return sum(count for finding, count in self.findings.items() if finding not in quiet)
 
     @property
     def succeeded(self) -> int:
@@ -138,79 +134,30 @@ class Dashboard:
         return f"{counted}; the rule fires above {self.thresholds.error_rate * 100:g}%"
 
 
-@dataclass
-class _Tally:
-    """What one pass over the stores keeps: counts, the series' moments, and what the alert
-    rules need (AlertInputs' contract: unfinished or recently updated jobs, recent payments)."""
-
-    alert_from: datetime
-    jobs_by_status: Counter[JobStatus] = field(default_factory=Counter)
-    alert_jobs: list[ProvisioningJob] = field(default_factory=list)
-    provisioned_at: list[datetime] = field(default_factory=list)
-    paid_at: list[datetime] = field(default_factory=list)
-    alert_payments: list[PaymentRecord] = field(default_factory=list)
-    payments_by_verdict: Counter[PaymentVerdict] = field(default_factory=Counter)
-    active_tenants: int = 0
-
-    def add_job(self, job: ProvisioningJob) -> None:
-        self.jobs_by_status[job.status] += 1
-        updated = parse_timestamp(job.updated_at)
-        if job.status is JobStatus.SUCCEEDED:
-            self.provisioned_at.append(updated)
-        # Succeeded jobs from before the alert window can fire no rule: counted, not kept.
-        if job.status is not JobStatus.SUCCEEDED or updated >= self.alert_from:
-            self.alert_jobs.append(job)
-
-    def add_payment(self, payment: PaymentRecord) -> None:
-        self.payments_by_verdict[payment.verdict] += 1
-        received = parse_timestamp(payment.received_at)
-        if is_payment(payment):
-            self.paid_at.append(received)
-        if received >= self.alert_from:
-            self.alert_payments.append(payment)
-
-    def add_tenant(self, tenant: Tenant) -> None:
-        if tenant.status is TenantStatus.ACTIVE:
-            self.active_tenants += 1
-
-
 def read_dashboard(
-    *,
-    journal: ProvisioningJournal,
-    ledger: PaymentLedger,
-    tenants: TenantStore,
-    queue: JobQueue,
-    thresholds: AlertThresholds,
-    now: datetime,
+    *, monitor: AlertMonitor, journal: ProvisioningJournal, ledger: PaymentLedger, index: FindingsIndex, now: datetime
 ) -> Dashboard:
-    """One scan of the journal and the tenants, the ledger since the earlier of the series' start
-    and the alert window, one queue count; the alert rules are evaluated on that same data."""
+    """Counts only, whatever the number of purchases: the alert monitor's (jobs by status, the
+    window's few jobs and rejections, the queue depths), the hourly tallies of the last seven days,
+    and the findings index's counts by finding with its last full audit."""
     start = series_start(now)
-    tally = _Tally(alert_from=now - timedelta(minutes=max(thresholds.window_minutes, 0)))
-    for jobs in journal.scan():
-        for job in jobs:
-            tally.add_job(job)
-    for payments in ledger.scan(since=format_timestamp(min(start, tally.alert_from))):
-        for payment in payments:
-            tally.add_payment(payment)
-    for batch in tenants.scan():
-        for tenant in batch:
-            tally.add_tenant(tenant)
-    queue_depth, dlq_depth = queue.depth()
-    inputs = AlertInputs(
-        queue_depth=queue_depth,
-        dlq_depth=dlq_depth,
-        jobs=tally.alert_jobs,
-        payments=tally.alert_payments,
-        jobs_by_status=tally.jobs_by_status,
-        payments_by_verdict=tally.payments_by_verdict,
+    inputs = monitor.inputs(now)
+    since = format_timestamp(start)
+    series = HourlySeries(
+        start, _in_hours(ledger.paid_by_hour(since), start), _in_hours(journal.succeeded_by_hour(since), start)
     )
-    series = HourlySeries(start, hourly_counts(tally.paid_at, start), hourly_counts(tally.provisioned_at, start))
+    counts = index.count_by_finding()
     return Dashboard(
-        jobs_by_status=dict(tally.jobs_by_status),
-        active_tenants=tally.active_tenants,
+        jobs_by_status=dict(inputs.jobs_by_status),
+        findings={finding: counts.get(finding.value, 0) for finding in Finding},
+        last_audit=index.last_audit(),
         series=series,
-        alerts=AlertReport(checked_at=now, inputs=inputs, results=evaluate(inputs, thresholds, now)),
-        thresholds=thresholds,
-        error_rate_sample=error_rate_sample(inputs, thresholds, now),
+        alerts=AlertReport(checked_at=now, inputs=inputs, results=evaluate(inputs, monitor.thresholds, now)),
+        thresholds=monitor.thresholds,
+        error_rate_sample=error_rate_sample(inputs, monitor.thresholds, now),
     )
+
+
+def _in_hours(counts: dict[str, int], start: datetime, hours: int = SERIES_HOURS) -> tuple[int, ...]:
+    """Counts by hour key (`2026-01-18T09`) as one value per bucket from `start`."""
+    return tuple(counts.get((start + index * _HOUR).strftime("%Y-%m-%dT%H"), 0) for index in range(hours))

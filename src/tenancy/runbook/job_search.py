@@ -1,6 +1,7 @@
-"""The console's list of provisioning jobs: found by email, tenant id or transaction id, or the
-newest ones, each with the finding the audit gives its purchase, narrowed by status and finding.
-Paid purchases that never got a job (RB-001 4.1) are listed too, from the audit's failures."""
+"""The console's list of provisioning jobs: found by email, tenant id or transaction id (each
+purchase found diagnosed afresh), or the newest ones with the finding the findings index holds for
+their purchase, narrowed by status and finding. Paid purchases that never got a job (RB-001 4.1)
+are listed too, from the index."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenancy.domain.ids import normalize_email
-from tenancy.domain.model import JobStatus, ProvisioningJob
-from tenancy.ports import PaymentLedger, ProvisioningJournal
-from tenancy.runbook.audit import AuditReport
+from tenancy.domain.model import IndexedPurchase, JobStatus, ProvisioningJob
+from tenancy.ports import FindingsIndex, PaymentLedger, ProvisioningJournal
 from tenancy.runbook.findings import Diagnosis, Finding
 
-__all__ = ["JobFilters", "JobRow", "findings_by_transaction", "job_rows", "rows_for_query", "search_jobs"]
+__all__ = ["MAX_ROWS", "PAGE_ROWS", "JobFilters", "JobRow", "job_rows", "rows_for_query", "search_jobs"]
 
 NO_JOB = "no job"
+# Rows a list shows at first; "show more" asks for more, up to MAX_ROWS.
+PAGE_ROWS = 50
+MAX_ROWS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +26,7 @@ class JobFilters:
     query: str = ""  # an email, a tenant id or a transaction id
     status: JobStatus | None = None
     finding: Finding | None = None
-    limit: int = 200
+    limit: int = PAGE_ROWS
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +46,12 @@ class JobRow:
         return cls(job.transaction_id, job.email, job.tenant_id, finding, job)
 
     @classmethod
+    def of_entry(cls, entry: IndexedPurchase, job: ProvisioningJob | None) -> JobRow:
+        return cls(entry.transaction_id, entry.email, entry.tenant_id, Finding(entry.finding), job)
+
+    @classmethod
     def of_diagnosis(cls, diagnosis: Diagnosis, transaction_id: str) -> JobRow:
         return cls(transaction_id, diagnosis.email, diagnosis.tenant_id, diagnosis.finding, None)
-
-
-def findings_by_transaction(report: AuditReport) -> dict[str, Finding]:
-    """The audit's finding for each failed or in-progress purchase; any other it audited is healthy."""
-    findings = dict.fromkeys(report.in_progress, Finding.IN_PROGRESS)
-    for case in report.cases:
-        if case.diagnosis.transaction_id:
-            findings[case.diagnosis.transaction_id] = case.finding
-    return findings
 
 
 def search_jobs(journal: ProvisioningJournal, query: str) -> list[ProvisioningJob]:
@@ -103,33 +101,41 @@ def _narrowed(rows: list[JobRow], filters: JobFilters) -> list[JobRow]:
     return rows[: filters.limit]
 
 
-def job_rows(journal: ProvisioningJournal, report: AuditReport, filters: JobFilters) -> list[JobRow]:
-    """The rows to show without a search, from an audit: newest first, after the purchases that
-    have no job at all (the most urgent)."""
-    findings = findings_by_transaction(report)
-    jobs = _candidates(journal, filters, findings)
-    rows = [JobRow.of_job(job, findings.get(job.transaction_id, Finding.HEALTHY)) for job in jobs]
-    rows.sort(key=lambda row: row.job.updated_at if row.job else "", reverse=True)
+def job_rows(
+    journal: ProvisioningJournal, index: FindingsIndex, filters: JobFilters, judge: Callable[[str], Finding]
+) -> list[JobRow]:
+    """The rows to show without a search, from the findings index: newest first, after the failed
+    purchases that have no job at all (the most urgent). A job whose purchase the index has never
+    judged (written by hand, or before the first audit) is judged now by `judge`."""
+    if filters.finding is not None:
+        rows = _rows_of(journal, index.with_finding(filters.finding.value, filters.limit))
+        rows.sort(key=lambda row: row.job.updated_at if row.job else "", reverse=True)
+        return _narrowed(rows, filters)
+    jobs = journal.list_jobs(filters.status.value if filters.status else None, filters.limit)
+    known = index.get_many([job.transaction_id for job in jobs])
+    rows = [JobRow.of_job(job, _finding_of(job, known.get(job.transaction_id), judge)) for job in jobs]
     if filters.status is None:
-        rows = _jobless(journal, report, {row.transaction_id for row in rows}) + rows
+        rows = _jobless(index, filters.limit) + rows
     return _narrowed(rows, filters)
 
 
-def _candidates(
-    journal: ProvisioningJournal, filters: JobFilters, findings: dict[str, Finding]
-) -> list[ProvisioningJob]:
-    if filters.finding is not None and filters.finding is not Finding.HEALTHY:
-        # The newest jobs might not include an old failure: go by the audit's list instead.
-        chosen = [transaction_id for transaction_id, finding in findings.items() if finding is filters.finding]
-        return [job for job in map(journal.get, chosen) if job is not None]
-    return journal.list_jobs(filters.status.value if filters.status else None, filters.limit)
+def _finding_of(job: ProvisioningJob, entry: IndexedPurchase | None, judge: Callable[[str], Finding]) -> Finding:
+    return Finding(entry.finding) if entry is not None else judge(job.transaction_id)
 
 
-def _jobless(journal: ProvisioningJournal, report: AuditReport, listed: set[str]) -> list[JobRow]:
-    """Failed purchases the journal has no job for."""
-    rows: list[JobRow] = []
-    for case in report.cases:
-        transaction_id = case.diagnosis.transaction_id
-        if transaction_id and transaction_id not in listed and journal.get(transaction_id) is None:
-            rows.append(JobRow.of_diagnosis(case.diagnosis, transaction_id))
-    return rows
+def _rows_of(journal: ProvisioningJournal, entries: list[IndexedPurchase]) -> list[JobRow]:
+    jobs = journal.get_many([entry.transaction_id for entry in entries if entry.job_status is not None])
+    return [JobRow.of_entry(entry, jobs.get(entry.transaction_id)) for entry in entries]
+
+
+def _jobless(index: FindingsIndex, limit: int) -> list[JobRow]:
+    """Failed purchases the journal has no job for, newest first."""
+    entries = [
+        entry
+        for finding in Finding
+        if finding not in {Finding.HEALTHY, Finding.IN_PROGRESS}
+        for entry in index.with_finding(finding.value, limit)
+        if entry.job_status is None
+    ]
+    entries.sort(key=lambda entry: entry.changed_at, reverse=True)
+    return [JobRow.of_entry(entry, None) for entry in entries]

@@ -24,7 +24,7 @@ from tenancy.domain.model import (
 )
 from tenancy.errors import InvalidInputError
 from tenancy.payments.payfast import field_value
-from tenancy.ports import JobQueue, ProvisioningJournal, RepairTrail
+from tenancy.ports import RepairTrail
 from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
 from tenancy.provisioning.worker import NextAction, ProvisioningWorker
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, shown
@@ -97,18 +97,19 @@ def _payment_plan(case: CaseFile) -> str:
 
 
 class RepairService:
+    """Carries out repair plans on `stores` (the journal and the queue among them), rerunning
+    the saga through `worker`, and records each repair in `trail`."""
+
     def __init__(
         self,
         *,
         stores: EvidenceStores,
-        journal: ProvisioningJournal,
-        queue: JobQueue,
         worker: ProvisioningWorker,
         trail: RepairTrail,
     ) -> None:
         self._stores = stores
-        self._journal = journal
-        self._queue = queue
+        self._journal = stores.journal
+        self._queue = stores.queue
         self._worker = worker
         self._trail = trail
 

@@ -11,7 +11,7 @@ import structlog
 from tenancy.accounts.login import AccountService
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import JobStatus, QueuedMessage, RepairRecord
-from tenancy.ports import Clock, JobQueue, ProvisioningJournal, RepairTrail
+from tenancy.ports import Clock, PurchaseObserver, RepairTrail
 from tenancy.provisioning.worker import ProvisioningWorker
 from tenancy.runbook.attempts import REDRIVEN, REMOVED, attempts_before
 from tenancy.runbook.dead_letters import DeadLetterDecision
@@ -46,22 +46,25 @@ class RepairResult:
 
 
 class Runbook:
+    """RB-001 on `stores` (the journal and the queue among them): `worker` reruns the saga for
+    repairs, `trail` keeps every repair, `accounts` signs in for `verify`."""
+
     def __init__(
         self,
         *,
         stores: EvidenceStores,
-        journal: ProvisioningJournal,
-        queue: JobQueue,
         worker: ProvisioningWorker,
         trail: RepairTrail,
         accounts: AccountService,
         clock: Clock,
         password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
+        observer: PurchaseObserver | None = None,
     ) -> None:
         self._password_ttl = password_ttl
+        self._observer = observer
         self._stores = stores
-        self._journal = journal
-        self._queue = queue
+        self._journal = stores.journal
+        self._queue = stores.queue
         self._trail = trail
         self._accounts = accounts
         self._clock = clock
@@ -72,7 +75,7 @@ class Runbook:
             if stores.queue.listing_counts_as_delivery
             else stores
         )
-        self._repairs = RepairService(stores=stores, journal=journal, queue=queue, worker=worker, trail=trail)
+        self._repairs = RepairService(stores=stores, worker=worker, trail=trail)
 
     def case(self, selector: Selector) -> CaseFile:
         return gather(find_purchase(selector, self._stores), self._stores)
@@ -106,6 +109,7 @@ class Runbook:
             case.job, case.messages, clears_attempts=plan.diagnosis.finding is not Finding.TENANT_ID_MISMATCH
         )
         outcome = self._repairs.carry_out(plan, case, self._clock.now())
+        self._changed(plan.diagnosis.transaction_id)
         after_selector = _follow(selector, plan)
         after = self.diagnose(after_selector)
         verification = self.verify(after_selector)
@@ -146,6 +150,7 @@ class Runbook:
             )
         if not self._queue.redrive(message_id):
             return False
+        self._changed(message.transaction_id)
         if diagnosis is not None:
             action = f"redrove dead-letter message {message_id} to the work queue with a fresh set of attempts"
             self._record_dead_letter_action(diagnosis, operator, action, attempts, REDRIVEN)
@@ -197,6 +202,7 @@ class Runbook:
         message = decision.message
         if not self._queue.remove_dead_letter(message.message_id):
             return None
+        self._changed(message.transaction_id)
         log.info(
             "dead_letter_removed",
             message_id=message.message_id,
@@ -211,6 +217,11 @@ class Runbook:
             attempts = attempts_before(job, (message,), clears_attempts=False)
             self._record_dead_letter_action(decision.diagnosis, operator, action, attempts, REMOVED)
         return dataclasses.replace(decision, removed=True)
+
+    def _changed(self, transaction_id: str | None) -> None:
+        """Tells the observer (the findings index) that the purchase changed."""
+        if self._observer is not None and transaction_id:
+            self._observer.changed(transaction_id)
 
     def _dlq_diagnosis(self, message: QueuedMessage) -> Diagnosis | None:
         """The diagnosis of the message's purchase; None for a message that names none."""

@@ -1,5 +1,5 @@
-"""`create_app(services)`: the FastAPI application, with the in-process workers and the alert
-watcher it may run."""
+"""`create_app(services)`: the FastAPI application, with the in-process workers, the weekly audit's
+schedule and the alert watcher it may run (tenancy.background)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from tenancy import __version__
+from tenancy.background import background_threads
 from tenancy.bootstrap import Services
 from tenancy.errors import (
     AuthenticationError,
@@ -25,7 +26,6 @@ from tenancy.errors import (
     RateLimitedError,
     TransientError,
 )
-from tenancy.runbook.alert_watcher import AlertWatcher
 from tenancy.web.headers import SecurityHeadersMiddleware
 from tenancy.web.pages import install_pages
 from tenancy.web.pages.errors import error_page, wants_page
@@ -37,29 +37,14 @@ log = structlog.get_logger(__name__)
 
 
 def create_app(services: Services, *, workers: int = 0, alert_watch_seconds: float = 0) -> FastAPI:
-    """The app over `services`; with `workers` > 0 it also runs that many worker threads, and with
-    `alert_watch_seconds` > 0 the alert watcher (`tenancy alerts watch`'s loop) in one more."""
+    """The app over `services`; with `workers` > 0 it also runs that many worker threads and the
+    weekly audit's schedule, and with `alert_watch_seconds` > 0 the alert watcher (`tenancy alerts
+    watch`'s loop) in one more (tenancy.background)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        threads = [
-            threading.Thread(
-                target=services.worker().run_until,
-                # One thread of the process sweeps for stalled jobs; more would only repeat it.
-                args=(stop, services.settings.worker_poll_seconds, services.sweeper().sweep if number == 0 else None),
-                name=f"worker-{number}",
-                daemon=True,
-            )
-            for number in range(workers)
-        ]
-        if alert_watch_seconds > 0:
-            watcher = AlertWatcher(services.alert_monitor, services.alert_dispatcher())
-            threads.append(
-                threading.Thread(
-                    target=watcher.run_until, args=(stop, alert_watch_seconds), name="alert-watcher", daemon=True
-                )
-            )
+        threads = background_threads(services, stop, workers=workers, alert_watch_seconds=alert_watch_seconds)
         for thread in threads:
             thread.start()
         try:

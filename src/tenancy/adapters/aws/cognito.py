@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,7 +16,8 @@ import structlog
 from botocore.exceptions import ClientError
 
 from tenancy.adapters.aws._errors import aws_errors, error_code
-from tenancy.domain.ids import normalize_email
+from tenancy.adapters.aws._fanout import each
+from tenancy.domain.ids import normalize_email, normalized_email_or_none
 from tenancy.domain.model import AuthChallenge, IdentityUser, IdentityUserStatus, Tokens
 from tenancy.errors import (
     AccountNotFoundError,
@@ -239,6 +240,11 @@ class CognitoIdentityProvider:
             },
             response.get("UserAttributes", []),
         )
+
+    def get_users(self, usernames: Sequence[str]) -> dict[str, IdentityUser]:
+        # Cognito has no batched read: one AdminGetUser per user, a few at a time.
+        valid = [username for username in usernames if normalized_email_or_none(username)]
+        return {username: user for username, user in each(self.get_user, valid).items() if user is not None}
 
     def get_user_by_subject(self, sub: str) -> IdentityUser | None:
         # A quote or backslash would end or escape the filter's string; Cognito issues UUIDs.

@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,6 +20,7 @@ import structlog
 from botocore.exceptions import ClientError
 
 from tenancy.adapters.aws._errors import aws_errors, error_code
+from tenancy.adapters.aws._fanout import each
 from tenancy.adapters.aws._items import (
     ITN_ENTRY_TYPE,
     ITN_PREFIX,
@@ -122,6 +124,11 @@ def _batches(pages: Iterator[list[Item]], read: Callable[[Item], Any]) -> Iterat
             yield [read(item) for item in page]
 
 
+def _by_hour(timestamps: Iterable[str]) -> dict[str, int]:
+    """How many of the contract timestamps fall in each hour (`2026-01-18T09`)."""
+    return dict(Counter(timestamp[:13] for timestamp in timestamps))
+
+
 def _everything(pages: Iterator[list[Item]]) -> list[Item]:
     return [item for page in pages for item in page]
 
@@ -132,6 +139,33 @@ def _get(client: DynamoDBClient, table: str, key: dict[str, str], doing: str) ->
             TableName=table, Key={name: attribute(value) for name, value in key.items()}, ConsistentRead=True
         )
     return response.get("Item")
+
+
+# BatchGetItem takes at most this many keys a call, and an IN condition as many values.
+_BATCH_GET_KEYS = 100
+_FILTER_VALUES = 100
+_UNPROCESSED_BACKOFF_SECONDS = 0.05
+
+
+def _batch_get(client: DynamoDBClient, table: str, key: str, values: Sequence[str], doing: str) -> list[Item]:
+    """The items whose `key` is one of `values` (strongly consistent, as `_get`), 100 keys a call,
+    asking again for the keys DynamoDB left unprocessed. An empty value is never a key: none."""
+    distinct = [value for value in dict.fromkeys(values) if value]
+    found: list[Item] = []
+    for start in range(0, len(distinct), _BATCH_GET_KEYS):
+        keys = [{key: attribute(value)} for value in distinct[start : start + _BATCH_GET_KEYS]]
+        request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+        for attempt in range(100):
+            with aws_errors(doing):
+                response = client.batch_get_item(RequestItems=request)
+            found.extend(response.get("Responses", {}).get(table, []))
+            request = dict(response.get("UnprocessedKeys") or {})
+            if not request:
+                break
+            time.sleep(_UNPROCESSED_BACKOFF_SECONDS * min(2**attempt, 20) * random.uniform(0.5, 1.5))
+        else:
+            raise TransientError(f"{doing}: DynamoDB kept keys unprocessed")
+    return found
 
 
 def _put(client: DynamoDBClient, table: str, item: Item, doing: str, *, absent: str | None = None) -> None:
@@ -206,6 +240,51 @@ class DynamoTenantStore:
         # The embedded store answers the earliest created one when several carry the transaction.
         return min(found, key=lambda tenant: (tenant.created_at, tenant.tenant_id), default=None)
 
+    def get_many(self, tenant_ids: Sequence[str]) -> dict[str, Tenant]:
+        items = _batch_get(self._client, self._table, "tenant_id", tenant_ids, "reading tenants")
+        return {tenant.tenant_id: tenant for tenant in map(tenant_from_item, items)}
+
+    def find_by_transactions(self, transaction_ids: Sequence[str]) -> dict[str, Tenant]:
+        # The project's own tenants in one batch; the rest (hand-made, or none) one by one, as
+        # find_by_transaction finds them.
+        derived = self.get_many([tenant_id_for(transaction_id) for transaction_id in transaction_ids])
+        found: dict[str, Tenant] = {}
+        for transaction_id in dict.fromkeys(transaction_ids):
+            own = derived.get(tenant_id_for(transaction_id))
+            if own is not None and own.billing.transaction_id == transaction_id:
+                found[transaction_id] = own
+        rest = [transaction_id for transaction_id in dict.fromkeys(transaction_ids) if transaction_id not in found]
+        for start in range(0, len(rest), _FILTER_VALUES):
+            found.update(self._billed_to(rest[start : start + _FILTER_VALUES]))
+        return found
+
+    def _billed_to(self, transaction_ids: list[str]) -> dict[str, Tenant]:
+        """The earliest created tenant billed to each transaction id: one scan for them all."""
+        values = {f":t{number}": attribute(value) for number, value in enumerate(transaction_ids)}
+        request: ScanInputTypeDef = {
+            "TableName": self._table,
+            "FilterExpression": f"#billing.#transaction_id IN ({', '.join(values)})",
+            "ExpressionAttributeNames": {"#billing": "billing", "#transaction_id": "transaction_id"},
+            "ExpressionAttributeValues": values,
+            "ConsistentRead": True,
+        }
+        chosen: dict[str, Tenant] = {}
+        for item in _everything(_scan(self._client, request, "finding tenants by transaction")):
+            tenant = tenant_from_item(item)
+            transaction_id = tenant.billing.transaction_id
+            # As find_by_transaction chooses among hand-made ones: the earliest created.
+            if transaction_id not in chosen or (tenant.created_at, tenant.tenant_id) < (
+                chosen[transaction_id].created_at,
+                chosen[transaction_id].tenant_id,
+            ):
+                chosen[transaction_id] = tenant
+        return chosen
+
+    def scan_created(self, batch_size: int = 1000) -> Iterator[list[tuple[str, str, str]]]:
+        # A scan reads (and is charged for) whole items whatever it sends back: read them as `scan` does.
+        for tenants in self.scan(batch_size):
+            yield [(tenant.tenant_id, tenant.billing.transaction_id, tenant.created_at) for tenant in tenants]
+
     def delete(self, tenant_id: str) -> None:
         with aws_errors("deleting a tenant"):
             self._client.delete_item(TableName=self._table, Key={"tenant_id": attribute(tenant_id)})
@@ -241,6 +320,10 @@ class DynamoUserStore:
         # The contract's index has no sort key: order as the embedded store does.
         return sorted(users, key=lambda user: (user.created_at, user.user_id))
 
+    def find_by_emails(self, emails: Sequence[str]) -> dict[str, list[UserRecord]]:
+        # One query of the email index per address (an index is read one key at a time).
+        return {email: found for email, found in each(self.find_by_email, emails).items() if found}
+
     def create(self, user: UserRecord) -> None:
         _put(self._client, self._table, user_item(user), "creating a users record", absent="user_id")
 
@@ -270,6 +353,14 @@ class DynamoJournal:
     def get(self, transaction_id: str) -> ProvisioningJob | None:
         item = _get(self._client, self._table, {"transaction_id": transaction_id}, "reading a provisioning job")
         return job_from_item(item) if item else None
+
+    def get_many(self, transaction_ids: Sequence[str]) -> dict[str, ProvisioningJob]:
+        items = _batch_get(self._client, self._table, "transaction_id", transaction_ids, "reading provisioning jobs")
+        return {job.transaction_id: job for job in map(job_from_item, items)}
+
+    def tenant_ids(self, transaction_ids: Sequence[str]) -> dict[str, str]:
+        # BatchGetItem is charged by the item whatever it sends back: the jobs, read as `get` reads them.
+        return {transaction_id: job.tenant_id for transaction_id, job in self.get_many(transaction_ids).items()}
 
     def create(self, job: ProvisioningJob) -> bool:
         try:
@@ -320,9 +411,9 @@ class DynamoJournal:
 
     def list_jobs(self, status: str | None = None, limit: int = 100) -> list[ProvisioningJob]:
         if status is None:
-            request: ScanInputTypeDef = {"TableName": self._table, "ConsistentRead": True}
-            jobs = [job_from_item(item) for item in _everything(_scan(self._client, request, "listing jobs"))]
-            return sorted(jobs, key=lambda job: job.updated_at, reverse=True)[:limit]
+            # The newest of each status, merged: a few bounded queries, never a scan of the table.
+            newest = [job for each in JobStatus for job in self.list_jobs(each.value, limit)]
+            return sorted(newest, key=lambda job: job.updated_at, reverse=True)[:limit]
         query: QueryInputTypeDef = {
             "TableName": self._table,
             "IndexName": STATUS_INDEX,
@@ -374,6 +465,22 @@ class DynamoJournal:
         # One COUNT query of the status index per status (DynamoDB has no GROUP BY).
         counts = {status: self._count(status.value) for status in JobStatus}
         return {status: count for status, count in counts.items() if count}
+
+    def succeeded_by_hour(self, since: str) -> dict[str, int]:
+        # The status index's range from the hour's start, bringing back only each job's update time.
+        query: QueryInputTypeDef = {
+            "TableName": self._table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status AND #updated_at >= :since",
+            "ExpressionAttributeNames": {"#status": "status", "#updated_at": "updated_at"},
+            "ExpressionAttributeValues": {
+                ":status": attribute(JobStatus.SUCCEEDED.value),
+                ":since": attribute(since[:13]),
+            },
+            "ProjectionExpression": "#updated_at",
+        }
+        pages = _query(self._client, query, "counting jobs")
+        return _by_hour(item["updated_at"]["S"] for page in pages for item in page)
 
     def count_updated_since(self, status: str, updated_since: str, *, min_attempts: int = 0) -> int:
         return self._count(status, updated_since=updated_since, min_attempts=min_attempts)
@@ -547,6 +654,17 @@ class DynamoLedger:
         request["ExpressionAttributeValues"] = values
         return [payment_from_item(item) for item in _everything(_query(self._client, request, "finding payments"))]
 
+    def find_many(self, transaction_ids: Sequence[str]) -> dict[str, list[PaymentRecord]]:
+        # One query of the transaction index per transaction id.
+        found = each(lambda transaction_id: self.find(transaction_id=transaction_id), transaction_ids)
+        return {transaction_id: payments for transaction_id, payments in found.items() if payments}
+
+    def scan_transactions(
+        self, since: str | None = None, batch_size: int = 1000
+    ) -> Iterator[list[tuple[str | None, PaymentVerdict, str]]]:
+        for payments in self.scan(since, batch_size):
+            yield [(payment.transaction_id, payment.verdict, payment.received_at) for payment in payments]
+
     def scan(self, since: str | None = None, batch_size: int = 1000) -> Iterator[list[PaymentRecord]]:
         start = ITN_PREFIX + (since or "")
         request: QueryInputTypeDef = {
@@ -558,6 +676,22 @@ class DynamoLedger:
             "Limit": batch_size,
         }
         yield from _batches(_query(self._client, request, "scanning payments"), payment_from_item)
+
+    def paid_by_hour(self, since: str) -> dict[str, int]:
+        request = self._received_since(since[:13])
+        request["ProjectionExpression"] = "#verdict, #received_at, #payment_status"
+        request["ExpressionAttributeNames"] = {
+            **request["ExpressionAttributeNames"],
+            "#received_at": "received_at",
+            "#payment_status": "payment_status",
+        }
+        return _by_hour(
+            item["received_at"]["S"]
+            for page in _query(self._client, request, "counting payments")
+            for item in page
+            if item["verdict"]["S"] == PaymentVerdict.ACCEPTED.value
+            and item.get("payment_status", {}).get("S") == "COMPLETE"
+        )
 
     def count_by_verdict(self, since: str | None = None) -> dict[PaymentVerdict, int]:
         # One pass over the received index bringing back only each entry's verdict: cheaper in

@@ -101,6 +101,9 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
         # Sign-in sessions and per-user token marks (session_id "USER#<username>"), expired by TTL
         # (`expires_at`); `username-index` holds only sessions, to end all of a user's at once.
         _table(settings.sessions_table, "session_id", None, _index("username-index", "username")),
+        # The findings index (adapters.aws.findings_index): an item per purchase, the counts by
+        # finding and the latest full audit; `finding-index` holds only the purchases.
+        _table(settings.findings_table, "index_key", None, _index("finding-index", "finding", "changed_at")),
     ]
 
 
@@ -115,6 +118,7 @@ class AwsResources:
     mail_log_table: str
     rate_limits_table: str
     sessions_table: str
+    findings_table: str
     queue_url: str
     dlq_url: str
     user_pool_id: str
@@ -149,6 +153,7 @@ def ensure_resources(session: boto3.Session, settings: Settings) -> AwsResources
         mail_log_table=settings.mail_log_table,
         rate_limits_table=settings.rate_limits_table,
         sessions_table=settings.sessions_table,
+        findings_table=settings.findings_table,
         queue_url=queue_url,
         dlq_url=dlq_url,
         user_pool_id=pool_id,
@@ -245,7 +250,7 @@ def _ensure_user_pool(cognito: Any, settings: Settings) -> tuple[str, str]:
 
 
 def _ensure_log_groups(logs: Any, settings: Settings) -> None:
-    for role in ("itn-handler", "provisioning"):
+    for role in ("itn-handler", "provisioning", "audit"):
         try:
             logs.create_log_group(logGroupName=settings.log_group(role))
         except ClientError as error:

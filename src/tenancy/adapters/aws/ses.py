@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from tenancy.adapters.aws._errors import aws_errors
+from tenancy.adapters.aws._fanout import each
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import OutboxMessage, OutgoingEmail
@@ -144,6 +145,11 @@ class SesMailer:
         items = self._scan_all() if to is None else self._query_recipient(normalize_email(to), limit)
         items.sort(key=_newest_first, reverse=True)
         return [_message(item) for item in items[:limit]]
+
+    def outboxes(self, recipients: Sequence[str], limit: int = 100) -> dict[str, list[OutboxMessage]]:
+        # One query of the recipient index per address, a few at a time.
+        found = each(lambda recipient: self.outbox(recipient, limit), recipients)
+        return {recipient: emails for recipient, emails in found.items() if emails}
 
     def scan(self, batch_size: int = 1000) -> Iterator[list[OutboxMessage]]:
         batch: list[OutboxMessage] = []

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tenancy.adapters.local.schema import ADDED_COLUMNS, SCHEMA
+from tenancy.adapters.local.schema import ADDED_COLUMNS, FINDINGS_SCHEMA, SCHEMA, TALLY_BACKFILL, TALLY_SCHEMA
 from tenancy.errors import PermanentError, TransientError
 from tenancy.private_files import create_private_file, private_directory, tighten
 
-__all__ = ["Database", "storage_error"]
+__all__ = ["Database", "counted_since", "hourly_series", "storage_error"]
 
 _BUSY_TIMEOUT_MS = 15_000
 # The files SQLite keeps beside the database, which carry its data too.
@@ -43,6 +43,17 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
             connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
+def _add_tallies(connection: sqlite3.Connection) -> None:
+    """The tallies and the triggers that keep them; counted from the rows when first added."""
+    existing = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for statement in TALLY_SCHEMA:
+        connection.execute(statement)
+    for table, statements in TALLY_BACKFILL.items():
+        if table not in existing:
+            for statement in statements:
+                connection.execute(statement)
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -57,9 +68,10 @@ class Database:
         for suffix in _COMPANION_SUFFIXES:
             tighten(path.with_name(path.name + suffix))
         with self.transaction() as connection:
-            for statement in SCHEMA:
+            for statement in (*SCHEMA, *FINDINGS_SCHEMA):
                 connection.execute(statement)
             _add_missing_columns(connection)
+            _add_tallies(connection)
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (autocommit mode; transactions are explicit)."""
@@ -133,3 +145,30 @@ class Database:
                 connection.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def hourly_series(database: Database, series: str, since: str) -> dict[str, int]:
+    """A series of the `minutely` tally (schema.TALLY_SCHEMA) by the hour, from `since`'s hour on."""
+    rows = database.read(
+        "SELECT substr(minute, 1, 13) AS hour, SUM(count) AS count FROM minutely"
+        " WHERE series = ? AND minute >= ? GROUP BY hour HAVING SUM(count) > 0 ORDER BY hour",
+        (series, since[:13]),
+    )
+    return {row["hour"]: row["count"] for row in rows}
+
+
+def counted_since(
+    database: Database, series: str, since: str, first_minute_sql: str, parameters: tuple[object, ...]
+) -> int:
+    """How many rows of a `minutely` series have a timestamp at or after `since`: the whole minutes
+    after `since`'s from the tally, plus the rows of `since`'s own minute counted by
+    `first_minute_sql` (the caller's fixed SQL, with `parameters` then the minute's bounds: at or
+    after `since`, before the next minute). A window then costs the minutes it spans, whatever
+    the rows in it."""
+    minute = since[:16]
+    whole = database.read(
+        "SELECT COALESCE(SUM(count), 0) FROM minutely WHERE series = ? AND minute > ?", (series, minute)
+    )[0][0]
+    # Every timestamp of the minute sorts before `<minute>;` (";" follows ":" in ASCII).
+    partial = database.read(first_minute_sql, (*parameters, since, minute + ";"))[0][0]
+    return int(whole) + int(partial)

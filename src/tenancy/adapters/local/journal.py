@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
-from tenancy.adapters.local.database import Database
-from tenancy.domain.model import JobStatus, ProvisioningJob, Step
+from tenancy.adapters.local import decoding
+from tenancy.adapters.local.batches import rows_where_in
+from tenancy.adapters.local.database import Database, counted_since, hourly_series
+from tenancy.domain.model import JobStatus, ProvisioningJob
 
 __all__ = ["SqliteJournal", "insert_job"]
+
+# The `minutely` series (schema.TALLY_SCHEMA) of succeeded jobs with at least this many attempts.
+_TALLIED_ATTEMPTS = {0: "succeeded", 2: "succeeded_retried"}
 
 _COLUMNS = (
     "transaction_id", "tenant_id", "invoice_number", "email", "plan", "tenant_name", "status",
@@ -48,9 +53,9 @@ def _job_from_row(row: sqlite3.Row) -> ProvisioningJob:
         email=row["email"],
         plan=row["plan"],
         tenant_name=row["tenant_name"],
-        status=JobStatus(row["status"]),
+        status=decoding.job_status(row["status"]),
         pf_payment_id=row["pf_payment_id"],
-        completed_steps=tuple(Step(step) for step in json.loads(row["completed_steps"])),
+        completed_steps=decoding.steps(row["completed_steps"]),
         attempts=row["attempts"],
         owner_user_id=row["owner_user_id"],
         last_error=row["last_error"],
@@ -79,6 +84,14 @@ class SqliteJournal:
     def get(self, transaction_id: str) -> ProvisioningJob | None:
         rows = self._database.read("SELECT * FROM provisioning WHERE transaction_id = ?", (transaction_id,))
         return _job_from_row(rows[0]) if rows else None
+
+    def get_many(self, transaction_ids: Sequence[str]) -> dict[str, ProvisioningJob]:
+        rows = rows_where_in(self._database, "SELECT * FROM provisioning", "transaction_id", transaction_ids)
+        return {row["transaction_id"]: _job_from_row(row) for row in rows}
+
+    def tenant_ids(self, transaction_ids: Sequence[str]) -> dict[str, str]:
+        select = "SELECT transaction_id, tenant_id FROM provisioning"
+        return {row[0]: row[1] for row in rows_where_in(self._database, select, "transaction_id", transaction_ids)}
 
     def create(self, job: ProvisioningJob) -> bool:
         with self._database.transaction() as connection:
@@ -133,11 +146,24 @@ class SqliteJournal:
             yield [_job_from_row(row) for row in rows]
 
     def count_by_status(self) -> dict[JobStatus, int]:
-        # One pass over the covering index provisioning_by_status (status, updated_at).
-        rows = self._database.read("SELECT status, COUNT(*) AS jobs FROM provisioning GROUP BY status")
-        return {JobStatus(row["status"]): row["jobs"] for row in rows}
+        # The triggers' tally (schema.TALLY_SCHEMA): a few rows, however many jobs.
+        rows = self._database.read("SELECT name, count FROM tally WHERE name LIKE 'jobs:%' AND count > 0")
+        return {JobStatus(row["name"].removeprefix("jobs:")): row["count"] for row in rows}
+
+    def succeeded_by_hour(self, since: str) -> dict[str, int]:
+        return hourly_series(self._database, "succeeded", since)
 
     def count_updated_since(self, status: str, updated_since: str, *, min_attempts: int = 0) -> int:
+        if status == JobStatus.SUCCEEDED.value and min_attempts in _TALLIED_ATTEMPTS:
+            # Succeeded jobs, the many: their per-minute tally, so the alert window costs its minutes.
+            return counted_since(
+                self._database,
+                _TALLIED_ATTEMPTS[min_attempts],
+                updated_since,
+                "SELECT COUNT(*) FROM provisioning"
+                " WHERE status = ? AND attempts >= ? AND updated_at >= ? AND updated_at < ?",
+                (status, min_attempts),
+            )
         # A range of provisioning_by_status; `attempts` (not in the index) is read only when asked about.
         sql = "SELECT COUNT(*) FROM provisioning WHERE status = ? AND updated_at >= ?"
         parameters: tuple[object, ...] = (status, updated_since)

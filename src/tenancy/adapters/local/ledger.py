@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
-from tenancy.adapters.local.database import Database
+from tenancy.adapters.local import decoding
+from tenancy.adapters.local.batches import rows_where_in
+from tenancy.adapters.local.database import Database, counted_since, hourly_series
 from tenancy.adapters.local.journal import insert_job
 from tenancy.adapters.local.queue import enqueue
 from tenancy.domain.model import PaymentRecord, PaymentVerdict, ProvisioningJob
@@ -41,9 +43,9 @@ def _payment_from_row(row: sqlite3.Row) -> PaymentRecord:
     return PaymentRecord(
         received_at=row["received_at"],
         source_ip=row["source_ip"],
-        fields=tuple((key, value) for key, value in json.loads(row["fields"])),
-        verdict=PaymentVerdict(row["verdict"]),
-        reasons=tuple(json.loads(row["reasons"])),
+        fields=tuple(map(tuple, json.loads(row["fields"]))),
+        verdict=decoding.payment_verdict(row["verdict"]),
+        reasons=decoding.reasons(row["reasons"]),
         pf_payment_id=row["pf_payment_id"],
         transaction_id=row["transaction_id"],
         payment_status=row["payment_status"],
@@ -85,18 +87,52 @@ class SqliteLedger:
         )
         return [_payment_from_row(row) for row in rows]
 
+    def find_many(self, transaction_ids: Sequence[str]) -> dict[str, list[PaymentRecord]]:
+        found: dict[str, list[PaymentRecord]] = {}
+        rows = rows_where_in(self._database, "SELECT * FROM payments", "transaction_id", transaction_ids, "id")
+        for row in rows:
+            found.setdefault(row["transaction_id"], []).append(_payment_from_row(row))
+        return found
+
+    def scan_transactions(
+        self, since: str | None = None, batch_size: int = 1000
+    ) -> Iterator[list[tuple[str | None, PaymentVerdict, str]]]:
+        # `scan`'s keyset pagination by id, reading three columns instead of building entries.
+        condition, parameters = ("received_at >= ?", (since,)) if since else ("1 = 1", ())
+        select = "SELECT id, transaction_id, verdict, received_at FROM payments WHERE"
+        rows = self._database.read(f"{select} {condition} ORDER BY id LIMIT ?", (*parameters, batch_size))
+        while rows:
+            yield [(row[1], decoding.payment_verdict(row[2]), row[3]) for row in rows]
+            rows = self._database.read(
+                f"{select} {condition} AND id > ? ORDER BY id LIMIT ?",
+                (*parameters, rows[-1]["id"], batch_size),
+            )
+
     def scan(self, since: str | None = None, batch_size: int = 1000) -> Iterator[list[PaymentRecord]]:
         where, parameters = ("received_at >= ?", (since,)) if since else ("", ())
         for rows in self._database.scan("payments", "id", batch_size, where, parameters):
             yield [_payment_from_row(row) for row in rows]
 
+    def paid_by_hour(self, since: str) -> dict[str, int]:
+        return hourly_series(self._database, "paid", since)
+
     def count_by_verdict(self, since: str | None = None) -> dict[PaymentVerdict, int]:
-        where, parameters = ("WHERE received_at >= ?", (since,)) if since else ("", ())
-        rows = self._database.read(
-            f"SELECT verdict, COUNT(*) AS entries FROM payments {where} GROUP BY verdict",  # noqa: S608 - fixed SQL
-            parameters,
-        )
-        return {PaymentVerdict(row["verdict"]): row["entries"] for row in rows}
+        if since is None:
+            # The triggers' tally (schema.TALLY_SCHEMA): a few rows, however large the ledger.
+            rows = self._database.read("SELECT name, count FROM tally WHERE name LIKE 'payments:%' AND count > 0")
+            return {PaymentVerdict(row["name"].removeprefix("payments:")): row["count"] for row in rows}
+        # Each verdict's per-minute tally, so a window costs its minutes, not its entries.
+        counted = {
+            verdict: counted_since(
+                self._database,
+                f"payments:{verdict.value}",
+                since,
+                "SELECT COUNT(*) FROM payments WHERE verdict = ? AND received_at >= ? AND received_at < ?",
+                (verdict.value,),
+            )
+            for verdict in PaymentVerdict
+        }
+        return {verdict: count for verdict, count in counted.items() if count}
 
     def with_verdict(self, verdict: str, since: str) -> list[PaymentRecord]:
         rows = self._database.read(

@@ -7,11 +7,12 @@ import json
 import smtplib
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from email.message import EmailMessage
 from email.utils import make_msgid
 from urllib.parse import unquote, urlsplit
 
+from tenancy.adapters.local.batches import rows_where_in
 from tenancy.adapters.local.database import Database
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import OutboxMessage, OutgoingEmail
@@ -140,6 +141,18 @@ class OutboxMailer:
                 (to.strip().lower(), limit),
             )
         return [_message_from_row(row) for row in rows]
+
+    def outboxes(self, recipients: Sequence[str], limit: int = 100) -> dict[str, list[OutboxMessage]]:
+        keys = {recipient: recipient.strip().lower() for recipient in recipients}
+        by_key: dict[str, list[OutboxMessage]] = {}
+        if limit <= 0:
+            return {}
+        order = "to_address, created_at DESC, rowid DESC"  # each recipient's as `outbox` orders them
+        for row in rows_where_in(self._database, "SELECT * FROM outbox", "to_address", keys.values(), order):
+            kept = by_key.setdefault(row["to_address"], [])
+            if len(kept) < limit:
+                kept.append(_message_from_row(row))
+        return {recipient: by_key[key] for recipient, key in keys.items() if key in by_key}
 
     def scan(self, batch_size: int = 1000) -> Iterator[list[OutboxMessage]]:
         for rows in self._database.scan("outbox", "message_id", batch_size):

@@ -2,7 +2,44 @@
 
 from __future__ import annotations
 
-__all__ = ["ADDED_COLUMNS", "SCHEMA"]
+__all__ = ["ADDED_COLUMNS", "FINDINGS_SCHEMA", "SCHEMA", "TALLY_BACKFILL", "TALLY_SCHEMA"]
+
+# (table, tally name prefix, column): the rows counted by a column's value.
+_TALLIED = (
+    ("provisioning", "jobs", "status"),
+    ("payments", "payments", "verdict"),
+    ("findings", "findings", "finding"),
+)
+
+
+def _add_minute(series: str, timestamp: str, when: str = "1") -> str:
+    """A trigger statement adding one to `series` in `timestamp`'s minute, when `when` holds."""
+    return (
+        f"INSERT INTO minutely SELECT {series}, substr({timestamp}, 1, 16), 1 WHERE {when}"
+        " ON CONFLICT (series, minute) DO UPDATE SET count = count + 1;"
+    )
+
+
+def _remove_minute(series: str, timestamp: str, when: str = "1") -> str:
+    """A trigger statement taking one from `series` in `timestamp`'s minute, when `when` holds."""
+    return (
+        f"UPDATE minutely SET count = count - 1 WHERE ({when})"  # noqa: S608 - fixed SQL
+        f" AND series = {series} AND minute = substr({timestamp}, 1, 16);"
+    )
+
+
+def _tally_triggers(table: str, prefix: str, column: str) -> tuple[str, ...]:
+    """The triggers that keep `<prefix>:<value>` counting the rows of `table` by `column`."""
+    add = f"INSERT INTO tally VALUES ('{prefix}:' || NEW.{column}, 1)"  # noqa: S608 - fixed SQL
+    add += " ON CONFLICT (name) DO UPDATE SET count = count + 1;"
+    remove = f"UPDATE tally SET count = count - 1 WHERE name = '{prefix}:' || OLD.{column};"  # noqa: S608 - fixed SQL
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS {table}_tally_insert AFTER INSERT ON {table} BEGIN {add} END",
+        f"CREATE TRIGGER IF NOT EXISTS {table}_tally_delete AFTER DELETE ON {table} BEGIN {remove} END",
+        f"CREATE TRIGGER IF NOT EXISTS {table}_tally_update AFTER UPDATE OF {column} ON {table}"
+        f" WHEN OLD.{column} IS NOT NEW.{column} BEGIN {remove} {add} END",
+    )
+
 
 SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS tenants (
@@ -51,6 +88,8 @@ SCHEMA: tuple[str, ...] = (
     )""",
     "CREATE INDEX IF NOT EXISTS provisioning_by_status ON provisioning (status, updated_at)",
     "CREATE INDEX IF NOT EXISTS provisioning_by_email ON provisioning (email)",
+    # The console's newest jobs, whatever their status.
+    "CREATE INDEX IF NOT EXISTS provisioning_by_update ON provisioning (updated_at)",
     """CREATE TABLE IF NOT EXISTS payments (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         received_at TEXT NOT NULL,
@@ -173,6 +212,90 @@ SCHEMA: tuple[str, ...] = (
         attempts INTEGER NOT NULL DEFAULT 0
     )""",
 )
+
+# The findings index: each purchase's current finding (runbook.findings_index), and the last
+# full audits that refreshed it.
+FINDINGS_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS findings (
+        transaction_id TEXT PRIMARY KEY,
+        finding TEXT NOT NULL,
+        classified_at TEXT NOT NULL,
+        changed_at TEXT NOT NULL,
+        email TEXT,
+        tenant_id TEXT,
+        job_status TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS findings_by_finding ON findings (finding, changed_at)",
+    """CREATE TABLE IF NOT EXISTS audit_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        since TEXT NOT NULL,
+        purchases INTEGER NOT NULL,
+        findings INTEGER NOT NULL
+    )""",
+)
+
+# Counts the console and /metrics read without counting rows, kept exact by triggers in the very
+# transaction that changes a row, whoever writes it (the application, a bulk load, an operator's
+# SQL). `tally` holds jobs by status (`jobs:<status>`), ITNs by verdict (`payments:<verdict>`) and
+# purchases by finding (`findings:<finding>`). `minutely` holds, by the minute of a timestamp (its
+# first 16 characters, `2026-01-18T09:05`): ITNs by verdict as received (`payments:<verdict>`),
+# accepted COMPLETE ITNs (`paid`), and succeeded jobs by their last update (`succeeded`, and
+# `succeeded_retried` for those that took more than one attempt). A window's count is then its
+# whole minutes from the tally plus the rows of its first, partial minute (database.py).
+TALLY_SCHEMA: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS tally (name TEXT PRIMARY KEY, count INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS minutely (
+        series TEXT NOT NULL,
+        minute TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (series, minute)
+    )""",
+    *(statement for tallied in _TALLIED for statement in _tally_triggers(*tallied)),
+    f"""CREATE TRIGGER IF NOT EXISTS payments_minutely_insert AFTER INSERT ON payments BEGIN
+        {_add_minute("'payments:' || NEW.verdict", "NEW.received_at")}
+        {_add_minute("'paid'", "NEW.received_at", "NEW.verdict = 'accepted' AND NEW.payment_status = 'COMPLETE'")}
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS payments_minutely_delete AFTER DELETE ON payments BEGIN
+        {_remove_minute("'payments:' || OLD.verdict", "OLD.received_at")}
+        {_remove_minute("'paid'", "OLD.received_at", "OLD.verdict = 'accepted' AND OLD.payment_status = 'COMPLETE'")}
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS provisioning_minutely_insert AFTER INSERT ON provisioning BEGIN
+        {_add_minute("'succeeded'", "NEW.updated_at", "NEW.status = 'succeeded'")}
+        {_add_minute("'succeeded_retried'", "NEW.updated_at", "NEW.status = 'succeeded' AND NEW.attempts >= 2")}
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS provisioning_minutely_update
+        AFTER UPDATE OF status, updated_at, attempts ON provisioning BEGIN
+        {_remove_minute("'succeeded'", "OLD.updated_at", "OLD.status = 'succeeded'")}
+        {_remove_minute("'succeeded_retried'", "OLD.updated_at", "OLD.status = 'succeeded' AND OLD.attempts >= 2")}
+        {_add_minute("'succeeded'", "NEW.updated_at", "NEW.status = 'succeeded'")}
+        {_add_minute("'succeeded_retried'", "NEW.updated_at", "NEW.status = 'succeeded' AND NEW.attempts >= 2")}
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS provisioning_minutely_delete AFTER DELETE ON provisioning BEGIN
+        {_remove_minute("'succeeded'", "OLD.updated_at", "OLD.status = 'succeeded'")}
+        {_remove_minute("'succeeded_retried'", "OLD.updated_at", "OLD.status = 'succeeded' AND OLD.attempts >= 2")}
+    END""",
+)
+
+# What a database made before a tally existed counts from its rows, once, when the tally is added.
+TALLY_BACKFILL: dict[str, tuple[str, ...]] = {
+    "tally": tuple(
+        f"INSERT INTO tally SELECT '{prefix}:' || {column}, COUNT(*) FROM {table} GROUP BY {column}"  # noqa: S608
+        for table, prefix, column in _TALLIED
+    ),
+    "minutely": (
+        """INSERT INTO minutely SELECT 'payments:' || verdict, substr(received_at, 1, 16), COUNT(*) FROM payments
+            GROUP BY 1, 2""",
+        """INSERT INTO minutely SELECT 'paid', substr(received_at, 1, 16), COUNT(*) FROM payments
+            WHERE verdict = 'accepted' AND payment_status = 'COMPLETE' GROUP BY 2""",
+        """INSERT INTO minutely SELECT 'succeeded', substr(updated_at, 1, 16), COUNT(*) FROM provisioning
+            WHERE status = 'succeeded' GROUP BY 2""",
+        """INSERT INTO minutely SELECT 'succeeded_retried', substr(updated_at, 1, 16), COUNT(*) FROM provisioning
+            WHERE status = 'succeeded' AND attempts >= 2 GROUP BY 2""",
+    ),
+}
 
 # Columns added after a table was first created: (table, column, declaration). A database made by
 # an older version gets them on open; CREATE TABLE above already has them for a new one.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+from tenancy.adapters.local import decoding
+from tenancy.adapters.local.batches import rows_where_in
 from tenancy.adapters.local.database import Database
 from tenancy.domain.ids import tenant_id_for
 from tenancy.domain.model import Billing, Tenant, TenantStatus, Usage, UserRecord, UserStatus
@@ -21,9 +23,9 @@ def tenant_from_row(row: sqlite3.Row) -> Tenant:
         owner_user_id=row["owner_user_id"],
         name=row["name"],
         plan=row["plan"],
-        status=TenantStatus(row["status"]),
-        limits=Limits(**json.loads(row["limits"])),
-        usage=Usage(**json.loads(row["usage"])),
+        status=decoding.tenant_status(row["status"]),
+        limits=decoding.limits(row["limits"]),
+        usage=decoding.usage(row["usage"]),
         storage_prefix=row["storage_prefix"],
         billing=Billing(row["transaction_id"], row["invoice_number"]),
         created_at=row["created_at"],
@@ -73,6 +75,33 @@ class SqliteTenantStore:
             (transaction_id, tenant_id_for(transaction_id)),
         )
         return tenant_from_row(rows[0]) if rows else None
+
+    def get_many(self, tenant_ids: Sequence[str]) -> dict[str, Tenant]:
+        rows = rows_where_in(self._database, "SELECT * FROM tenants", "tenant_id", tenant_ids)
+        return {row["tenant_id"]: tenant_from_row(row) for row in rows}
+
+    def find_by_transactions(self, transaction_ids: Sequence[str]) -> dict[str, Tenant]:
+        billed: dict[str, list[Tenant]] = {}
+        for row in rows_where_in(self._database, "SELECT * FROM tenants", "transaction_id", transaction_ids):
+            billed.setdefault(row["transaction_id"], []).append(tenant_from_row(row))
+        found: dict[str, Tenant] = {}
+        for transaction_id, tenants in billed.items():
+            derived = [tenant for tenant in tenants if tenant.tenant_id == tenant_id_for(transaction_id)]
+            if derived or len(tenants) == 1:
+                found[transaction_id] = (derived or tenants)[0]
+                continue
+            # Several hand-made ones: the earliest, ties broken as find_by_transaction's own query breaks them.
+            chosen = self.find_by_transaction(transaction_id)
+            if chosen is not None:
+                found[transaction_id] = chosen
+        return found
+
+    def scan_created(self, batch_size: int = 1000) -> Iterator[list[tuple[str, str, str]]]:
+        # `scan`'s keyset pagination over a subquery of three columns: no tenant built.
+        for rows in self._database.scan(
+            "(SELECT tenant_id, transaction_id, created_at FROM tenants)", "tenant_id", batch_size
+        ):
+            yield [(row[0], row[1], row[2]) for row in rows]
 
     def delete(self, tenant_id: str) -> None:
         with self._database.transaction() as connection:
@@ -147,6 +176,14 @@ class SqliteUserStore:
             "SELECT * FROM users WHERE email = ? ORDER BY created_at, user_id", (email.strip().lower(),)
         )
         return [_user_from_row(row) for row in rows]
+
+    def find_by_emails(self, emails: Sequence[str]) -> dict[str, list[UserRecord]]:
+        keys = {email: email.strip().lower() for email in emails}
+        by_key: dict[str, list[UserRecord]] = {}
+        rows = rows_where_in(self._database, "SELECT * FROM users", "email", keys.values(), "created_at, user_id")
+        for row in rows:
+            by_key.setdefault(row["email"], []).append(_user_from_row(row))
+        return {email: by_key[key] for email, key in keys.items() if key in by_key}
 
     def create(self, user: UserRecord) -> None:
         self._write(user, "INSERT")

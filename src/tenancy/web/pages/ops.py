@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -18,16 +18,18 @@ from starlette.responses import Response
 from tenancy.advice import next_action
 from tenancy.bootstrap import Services
 from tenancy.config import Backend
+from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.model import JobStatus
 from tenancy.domain.plurals import plural
 from tenancy.errors import InvalidInputError, TenancyError
-from tenancy.runbook.audit import AuditReport, parse_duration, run_audit, window_start
+from tenancy.runbook.audit import AuditReport, parse_duration, window_start
 from tenancy.runbook.audit_export import attempts_headline, human_age, render_csv, verdict_line
 from tenancy.runbook.dashboard import HourlySeries, read_dashboard
 from tenancy.runbook.dead_letters import DeadLetterDecision, dead_letter_row
 from tenancy.runbook.evidence import Selector, mail_status_words
 from tenancy.runbook.findings import Finding
-from tenancy.runbook.job_search import JobFilters, job_rows, rows_for_query
+from tenancy.runbook.findings_index import AuditTrigger
+from tenancy.runbook.job_search import MAX_ROWS, PAGE_ROWS, JobFilters, job_rows, rows_for_query
 from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.web.deps import ServicesDep
 from tenancy.web.pages.rendering import redirect, render
@@ -53,8 +55,6 @@ _Filter = TypeVar("_Filter", JobStatus, Finding)
 # The findings that are failures, in RB-001's order: the dashboard lists each, even at zero.
 FAILURES = tuple(finding for finding in Finding if finding not in {Finding.HEALTHY, Finding.IN_PROGRESS})
 AUDIT_WINDOW = "7d"
-# The jobs page classifies every purchase ever made, so that old failures show their finding too.
-_BEGINNING = datetime.min.replace(tzinfo=UTC)
 
 # Notices after a form post: the query names one of these; no other text reaches the page.
 _NOTICES = {
@@ -84,24 +84,26 @@ _NOTICES = {
 @router.get("/ops")
 def dashboard(request: Request, services: ConsoleServices) -> Response:
     viewer = require_operator(request)
-    report = _audit(services, AUDIT_WINDOW)
     numbers = read_dashboard(
+        monitor=services.alert_monitor,
         journal=services.journal,
         ledger=services.ledger,
-        tenants=services.tenants,
-        queue=services.queue,
-        thresholds=services.alert_monitor.thresholds,
+        index=services.findings_index,
         now=services.clock.now(),
     )
-    counts = {group.finding: group.count for group in report.groups}
     context = {
         "numbers": numbers,
-        "findings": [(finding, counts.get(finding, 0)) for finding in FAILURES],
-        "report": report,
+        "findings": [(finding, numbers.findings.get(finding, 0)) for finding in FAILURES],
         "chart": line_chart(numbers.series),
         "window_minutes": services.alert_monitor.thresholds.window_minutes,
+        "human_age": human_age,
+        "last_audit_age": _age_of(numbers.last_audit.finished_at, services) if numbers.last_audit else None,
     }
     return _page(request, viewer, "ops/dashboard.html", "dashboard", context)
+
+
+def _age_of(timestamp: str, services: Services) -> int:
+    return max(0, int((services.clock.now() - parse_timestamp(timestamp)).total_seconds()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +157,14 @@ def line_chart(series: HourlySeries, *, width: int = 720, height: int = 260) -> 
 
 
 @router.get("/ops/jobs")
-def jobs(request: Request, services: ConsoleServices, q: str = "", status: str = "", finding: str = "") -> Response:
+def jobs(
+    request: Request, services: ConsoleServices, q: str = "", status: str = "", finding: str = "", limit: str = ""
+) -> Response:
     viewer = require_operator(request)
-    filters = JobFilters(query=q.strip()[:254], status=_enum(JobStatus, status), finding=_enum(Finding, finding))
+    rows_wanted = min(int(limit), MAX_ROWS) if limit.isdigit() and int(limit) > 0 else PAGE_ROWS
+    filters = JobFilters(
+        query=q.strip()[:254], status=_enum(JobStatus, status), finding=_enum(Finding, finding), limit=rows_wanted
+    )
     if filters.query:
         runbook = services.runbook
         rows = rows_for_query(
@@ -168,16 +175,35 @@ def jobs(request: Request, services: ConsoleServices, q: str = "", status: str =
             diagnose_tenant=lambda tenant_id: runbook.diagnose(Selector(tenant_id=tenant_id)),
         )
     else:
-        now = services.clock.now()
-        report = run_audit(services.evidence_stores, since=_BEGINNING, now=now, password_ttl=_password_ttl(services))
-        rows = job_rows(services.journal, report, filters)
+        rows = job_rows(services.journal, services.findings_index, filters, judge=_judged(services))
+    more = None
+    if len(rows) >= filters.limit and filters.limit < MAX_ROWS:
+        wanted = {
+            "q": filters.query,
+            "status": filters.status.value if filters.status else "",
+            "finding": filters.finding.value if filters.finding else "",
+            "limit": min(filters.limit * 4, MAX_ROWS),
+        }
+        more = "/ops/jobs?" + urlencode({name: value for name, value in wanted.items() if value})
     context = {
         "rows": rows,
         "filters": filters,
+        "more_url": more,
         "statuses": list(JobStatus),
         "all_findings": list(Finding),
     }
     return _page(request, viewer, "ops/jobs.html", "jobs", context)
+
+
+def _judged(services: Services) -> Callable[[str], Finding]:
+    """A purchase's finding judged now, and kept in the findings index (the console's fallback for
+    a job the index has not seen)."""
+
+    def judge(transaction_id: str) -> Finding:
+        entry = services.findings_recorder.record(transaction_id)
+        return Finding(entry.finding) if entry is not None else Finding.PAYMENT_NOT_FOUND
+
+    return judge
 
 
 def _enum(kind: type[_Filter], value: str) -> _Filter | None:
@@ -389,16 +415,10 @@ def audit_csv(request: Request, services: ConsoleServices, since: str = AUDIT_WI
 
 
 def _audit(services: Services, since: str) -> AuditReport:
-    """`tenancy audit --since ...`: the same window and classification; InvalidInputError for a bad window."""
-    now = services.clock.now()
-    start = window_start(now, parse_duration(since))
-    return run_audit(
-        services.evidence_stores, since=start, now=now, password_ttl=_password_ttl(services), trail=services.trail
-    )
-
-
-def _password_ttl(services: Services) -> timedelta:
-    return timedelta(days=services.settings.temporary_password_ttl_days)
+    """`tenancy audit --since ...`: the same window and classification, refreshing the findings
+    index as it goes; InvalidInputError for a bad window."""
+    start = window_start(services.clock.now(), parse_duration(since))
+    return services.auditor.run(since=start, trigger=AuditTrigger.CONSOLE)
 
 
 # --- Shared ------------------------------------------------------------------------------------

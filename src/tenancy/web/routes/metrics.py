@@ -5,8 +5,9 @@ Who may scrape: with TENANCY_METRICS_TOKEN set, a request carrying `Authorizatio
 (401 otherwise); without it, loopback clients only (403 otherwise), judged by `client_ip`, which
 believes X-Forwarded-For only from TENANCY_TRUSTED_PROXIES.
 
-What a scrape costs: counts taken by the stores' indexes plus the few unfinished jobs and recent
-rejections (AlertMonitor.inputs), never a pass over the journal or the ledger; and one computation
+What a scrape costs: counts the stores keep (jobs by status, ITNs by verdict, purchases by finding
+in the findings index) plus the few unfinished jobs and recent rejections (AlertMonitor.inputs),
+never a pass over the journal or the ledger and never an audit; and one computation
 serves every scrape within TENANCY_METRICS_CACHE_SECONDS, concurrent scrapes waiting for the one
 in progress instead of starting their own.
 """
@@ -27,8 +28,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from tenancy.bootstrap import Services
 from tenancy.config import Settings
-from tenancy.domain.model import JobStatus, PaymentVerdict
+from tenancy.domain.clock import parse_timestamp
+from tenancy.domain.model import AuditRun, JobStatus, PaymentVerdict
 from tenancy.runbook.alerts import AlertReport
+from tenancy.runbook.findings import Finding
 from tenancy.web.deps import client_ip
 
 __all__ = ["SingleFlight", "StoreCollector", "build_router"]
@@ -66,14 +69,12 @@ class StoreCollector:
     (no pass over a whole store, no per-tenant diagnosis), shared by scrapes close together."""
 
     def __init__(self, services: Services) -> None:
-        self._reports = SingleFlight(
-            lambda: services.alert_monitor.check(count_all_payments=True), services.settings.metrics_cache_seconds
-        )
+        self._reports = SingleFlight(lambda: _read(services), services.settings.metrics_cache_seconds)
         # No `describe`: the registry then never calls `collect` at registration, so building
         # the app reads no store.
 
     def collect(self) -> Iterable[Metric]:
-        report: AlertReport = self._reports.get()
+        report, findings, last_audit = self._reports.get()
         inputs = report.inputs
         yield GaugeMetricFamily("tenancy_queue_depth", "Provisioning messages waiting in the work queue.",
                                 value=inputs.queue_depth)  # fmt: skip
@@ -91,11 +92,32 @@ class StoreCollector:
         for result in report.results:
             firing.add_metric([result.rule, result.target], 1 if result.firing else 0)
         yield firing
+        purchases = GaugeMetricFamily(
+            "tenancy_purchases", "Purchases by their finding now (the findings index).", labels=["finding"]
+        )
+        for finding in Finding:
+            purchases.add_metric([finding.value], findings.get(finding.value, 0))
+        yield purchases
+        if last_audit is not None:
+            yield GaugeMetricFamily(
+                "tenancy_last_audit_timestamp_seconds",
+                "When the last full audit (the findings index's reconciliation) finished, in Unix time.",
+                value=parse_timestamp(last_audit.finished_at).timestamp(),
+            )
         yield GaugeMetricFamily(
             "tenancy_provisioning_error_rate",
             "Share of jobs updated within TENANCY_ALERT_WINDOW_MINUTES that failed at least one attempt.",
             value=report.result("error_rate").value,
         )
+
+
+_Reading = tuple[AlertReport, dict[str, int], AuditRun | None]
+
+
+def _read(services: Services) -> _Reading:
+    """What a scrape reports: the alert monitor's counts and rules, and the findings index's counts."""
+    index = services.findings_index
+    return services.alert_monitor.check(count_all_payments=True), index.count_by_finding(), index.last_audit()
 
 
 def _is_loopback(address: str) -> bool:

@@ -1,0 +1,48 @@
+"""The embedded backend's background work, in threads of `tenancy serve` or `tenancy worker`: the
+provisioning workers (the first also sweeps for stalled jobs), the weekly audit's schedule, and
+the alert watcher. One place builds them, so both commands run the same loops."""
+
+from __future__ import annotations
+
+import threading
+
+from tenancy.bootstrap import Services
+from tenancy.runbook.alert_watcher import AlertWatcher
+
+__all__ = ["background_threads"]
+
+
+def background_threads(
+    services: Services, stop: threading.Event, *, workers: int, alert_watch_seconds: float = 0
+) -> list[threading.Thread]:
+    """The threads (not started) that run until `stop` is set: `workers` provisioning workers,
+    the weekly audit's schedule when there are workers and TENANCY_AUDIT_INTERVAL_HOURS is not 0,
+    and the alert watcher when `alert_watch_seconds` > 0."""
+    settings = services.settings
+    threads = [
+        threading.Thread(
+            target=services.worker.run_until,
+            # One thread of the process sweeps for stalled jobs; more would only repeat it.
+            args=(stop, settings.worker_poll_seconds, services.sweeper.sweep if number == 0 else None),
+            name=f"worker-{number}",
+            daemon=True,
+        )
+        for number in range(workers)
+    ]
+    if workers > 0 and settings.audit_interval_hours > 0:
+        threads.append(
+            threading.Thread(
+                target=services.scheduled_audit.run_until,
+                args=(stop, settings.audit_check_seconds),
+                name="audit-schedule",
+                daemon=True,
+            )
+        )
+    if alert_watch_seconds > 0:
+        watcher = AlertWatcher(services.alert_monitor, services.alert_dispatcher)
+        threads.append(
+            threading.Thread(
+                target=watcher.run_until, args=(stop, alert_watch_seconds), name="alert-watcher", daemon=True
+            )
+        )
+    return threads

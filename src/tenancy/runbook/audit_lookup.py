@@ -1,0 +1,187 @@
+"""The weekly audit's EvidenceLookup: one page of purchases at a time, each store asked a few
+batched questions for the whole page (the ports' `get_many`, `find_many`, `get_users`...), so the
+audit holds one page of evidence whatever the number of purchases. Anything not read ahead is
+asked of the stores one at a time: the answers are always the stores' own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TypeVar
+
+from tenancy.domain.model import (
+    IdentityUser,
+    OutboxMessage,
+    PaymentRecord,
+    ProvisioningJob,
+    QueuedMessage,
+    Tenant,
+    UserRecord,
+)
+from tenancy.runbook.evidence import MAIL_LIMIT, EvidenceStores, Purchase, people_sought
+
+__all__ = ["PageLookup"]
+
+_Key = TypeVar("_Key")
+_Answer = TypeVar("_Answer")
+
+MailStatistics = tuple[tuple[str, int], ...]
+
+
+def _read_ahead(
+    answers: dict[_Key, _Answer],
+    keys: Iterable[_Key],
+    read: Callable[[list[_Key]], Mapping[_Key, _Answer]],
+    nothing: _Answer,
+) -> None:
+    """One batched `read` of the keys not answered yet; a key it does not answer finds `nothing`."""
+    missing = [key for key in dict.fromkeys(keys) if key not in answers]
+    if not missing:
+        return
+    found = read(missing)
+    for key in missing:
+        answers[key] = found.get(key, nothing)
+
+
+class PageLookup:
+    """An EvidenceLookup over the stores for a page of purchases: `read_named` and `read_people`
+    read the page's evidence ahead in a few batched queries; a look-up of anything else asks the
+    store itself (and keeps the answer). The queue's messages come from the one listing the audit
+    read (a listing of SQS counts as a delivery, so it is never repeated), by transaction id."""
+
+    def __init__(
+        self,
+        stores: EvidenceStores,
+        messages: Mapping[str, Sequence[QueuedMessage]],
+        mail_statistics: Callable[[], MailStatistics],
+    ) -> None:
+        self._stores = stores
+        self._messages = messages
+        self._mail_statistics = mail_statistics
+        self._jobs: dict[str, ProvisioningJob | None] = {}
+        self._payments: dict[str, Sequence[PaymentRecord]] = {}
+        self._tenants: dict[str, Tenant | None] = {}
+        self._billed: dict[str, Tenant | None] = {}
+        self._identity_users: dict[str, IdentityUser | None] = {}
+        self._owners: dict[str, IdentityUser | None] = {}
+        self._users: dict[str, Sequence[UserRecord]] = {}
+        self._mail: dict[str, Sequence[OutboxMessage]] = {}
+        self.records_read = 0  # rows the batched reads brought back, for the progress bar
+
+    # --- Reading a page ahead ---
+
+    def know_jobs(self, jobs: Mapping[str, ProvisioningJob | None]) -> None:
+        """Jobs already read (the journal's own page), by transaction id."""
+        self._jobs.update(jobs)
+
+    def read_payments(self, transaction_ids: Collection[str]) -> None:
+        """The transaction ids' ITNs."""
+        _read_ahead(self._payments, transaction_ids, self._counted_lists(self._stores.ledger.find_many), ())
+
+    def read_tenants(self, transaction_ids: Collection[str]) -> None:
+        """The tenants the transaction ids' jobs name (their jobs read already)."""
+        jobs = [job for job in (self._jobs.get(transaction_id) for transaction_id in transaction_ids) if job]
+        _read_ahead(self._tenants, (job.tenant_id for job in jobs), self._counted(self._stores.tenants.get_many), None)
+
+    def read_named(self, transaction_ids: Collection[str]) -> None:
+        """What the transaction ids find: their jobs, ITNs and tenants (by the job's tenant id,
+        else billed to the transaction), as `gather` will look them up."""
+        stores = self._stores
+        _read_ahead(self._jobs, transaction_ids, self._counted(stores.journal.get_many), None)
+        self.read_payments(transaction_ids)
+        self.read_tenants(transaction_ids)
+        unbilled = [
+            transaction_id
+            for transaction_id in transaction_ids
+            if (job := self._jobs[transaction_id]) is None or self._tenants[job.tenant_id] is None
+        ]
+        _read_ahead(self._billed, unbilled, self._counted(stores.tenants.find_by_transactions), None)
+
+    def read_people(self, transaction_ids: Iterable[str]) -> None:
+        """The people the purchases' cases will look up: identity users, users records and mail
+        by the email the job or ITNs name (`people_sought`), identity users by owner subject."""
+        emails: dict[str, None] = {}
+        subjects: dict[str, None] = {}
+        for transaction_id in transaction_ids:
+            email, subject = people_sought(Purchase.of_transaction(transaction_id), self)
+            if email:
+                emails[email] = None
+            if subject:
+                subjects[subject] = None
+        stores = self._stores
+        _read_ahead(self._identity_users, emails, self._counted(stores.identity.get_users), None)
+        _read_ahead(self._users, emails, self._counted_lists(stores.users.find_by_emails), ())
+        _read_ahead(self._mail, emails, self._counted_lists(self._outboxes), ())
+        # Rare (a tenant written by hand names only its owner's subject): one look-up each.
+        for subject in subjects:
+            self.identity_user_by_subject(subject)
+
+    def _outboxes(self, recipients: Sequence[str]) -> Mapping[str, Sequence[OutboxMessage]]:
+        return self._stores.mailer.outboxes(recipients, limit=MAIL_LIMIT)
+
+    def _counted(
+        self, read: Callable[[list[_Key]], Mapping[_Key, _Answer]]
+    ) -> Callable[[list[_Key]], Mapping[_Key, _Answer]]:
+        def counted(keys: list[_Key]) -> Mapping[_Key, _Answer]:
+            found = read(keys)
+            self.records_read += len(found)
+            return found
+
+        return counted
+
+    def _counted_lists(
+        self, read: Callable[[list[_Key]], Mapping[_Key, Sequence[_Answer]]]
+    ) -> Callable[[list[_Key]], Mapping[_Key, Sequence[_Answer]]]:
+        def counted(keys: list[_Key]) -> Mapping[_Key, Sequence[_Answer]]:
+            found = read(keys)
+            self.records_read += sum(len(answers) for answers in found.values())
+            return found
+
+        return counted
+
+    # --- EvidenceLookup ---
+
+    def payments(self, transaction_id: str) -> Sequence[PaymentRecord]:
+        if transaction_id not in self._payments:
+            self._payments[transaction_id] = self._stores.payments(transaction_id)
+        return self._payments[transaction_id]
+
+    def job(self, transaction_id: str) -> ProvisioningJob | None:
+        if transaction_id not in self._jobs:
+            self._jobs[transaction_id] = self._stores.job(transaction_id)
+        return self._jobs[transaction_id]
+
+    def messages(self, transaction_id: str) -> Sequence[QueuedMessage]:
+        return self._messages.get(transaction_id, ())
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        if tenant_id not in self._tenants:
+            self._tenants[tenant_id] = self._stores.tenant(tenant_id)
+        return self._tenants[tenant_id]
+
+    def tenant_for_transaction(self, transaction_id: str) -> Tenant | None:
+        if transaction_id not in self._billed:
+            self._billed[transaction_id] = self._stores.tenant_for_transaction(transaction_id)
+        return self._billed[transaction_id]
+
+    def identity_user(self, email: str) -> IdentityUser | None:
+        if email not in self._identity_users:
+            self._identity_users[email] = self._stores.identity.get_users([email]).get(email)
+        return self._identity_users[email]
+
+    def identity_user_by_subject(self, subject: str) -> IdentityUser | None:
+        if subject not in self._owners:
+            self._owners[subject] = self._stores.identity_user_by_subject(subject)
+        return self._owners[subject]
+
+    def user_records(self, email: str) -> Sequence[UserRecord]:
+        if email not in self._users:
+            self._users[email] = self._stores.user_records(email)
+        return self._users[email]
+
+    def mail(self, recipient: str) -> Sequence[OutboxMessage]:
+        if recipient not in self._mail:
+            self._mail[recipient] = self._stores.mail(recipient)
+        return self._mail[recipient]
+
+    def mail_statistics(self) -> MailStatistics:
+        return self._mail_statistics()
