@@ -338,6 +338,12 @@ class FindingsIndex(Protocol):
         """Entries with the finding, the most recently changed purchase first, at most `limit`."""
         ...
 
+    def without_job(self, excluding: Sequence[str], limit: int = 100) -> list[IndexedPurchase]:
+        """Entries of purchases the journal had no job for when judged, whose finding is not one
+        of `excluding`, the most recently changed first, at most `limit`; read without going
+        through the entries that have a job."""
+        ...
+
     def record_audit(self, run: AuditRun) -> None:
         """Keeps the full audit that just refreshed the index (only the latest is read back)."""
         ...

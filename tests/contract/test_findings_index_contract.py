@@ -106,3 +106,16 @@ def test_the_last_audit_reads_back(index: FindingsIndex) -> None:
     index.record_audit(second)
 
     assert index.last_audit() == second
+
+
+def test_purchases_without_a_job_are_listed_newest_first_less_the_findings_excluded(index: FindingsIndex) -> None:
+    index.put(entry("TXN-1", "provisioning_failed", job_status=None, changed_at="2026-12-06T09:00:00Z"))
+    index.put(entry("TXN-2", "payment_not_complete", job_status=None, changed_at="2026-12-06T11:00:00Z"))
+    index.put(entry("TXN-3", "in_progress", job_status=None, changed_at="2026-12-06T12:00:00Z"))
+    index.put(entry("TXN-4", "identity_user_missing", changed_at="2026-12-06T13:00:00Z"))  # has a job
+
+    listed = index.without_job(("healthy", "in_progress"))
+
+    assert [found.transaction_id for found in listed] == ["TXN-2", "TXN-1"]
+    assert [found.transaction_id for found in index.without_job(())] == ["TXN-3", "TXN-2", "TXN-1"]
+    assert [found.transaction_id for found in index.without_job((), limit=1)] == ["TXN-3"]

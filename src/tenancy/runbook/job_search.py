@@ -130,12 +130,5 @@ def _rows_of(journal: ProvisioningJournal, entries: list[IndexedPurchase]) -> li
 
 def _jobless(index: FindingsIndex, limit: int) -> list[JobRow]:
     """Failed purchases the journal has no job for, newest first."""
-    entries = [
-        entry
-        for finding in Finding
-        if finding not in {Finding.HEALTHY, Finding.IN_PROGRESS}
-        for entry in index.with_finding(finding.value, limit)
-        if entry.job_status is None
-    ]
-    entries.sort(key=lambda entry: entry.changed_at, reverse=True)
-    return [JobRow.of_entry(entry, None) for entry in entries]
+    quiet = (Finding.HEALTHY.value, Finding.IN_PROGRESS.value)
+    return [JobRow.of_entry(entry, None) for entry in index.without_job(quiet, limit)]

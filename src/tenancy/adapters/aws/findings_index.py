@@ -134,6 +134,32 @@ class DynamoFindingsIndex:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return found[:limit]
 
+    def without_job(self, excluding: Sequence[str], limit: int = 100) -> list[IndexedPurchase]:
+        # One query per finding not excluded, filtered by DynamoDB to the entries with no job.
+        found: list[IndexedPurchase] = []
+        for finding in self._findings_counted(excluding):
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": FINDING_INDEX,
+                "KeyConditionExpression": "finding = :finding",
+                "FilterExpression": "attribute_not_exists(job_status)",
+                "ExpressionAttributeValues": {":finding": attribute(finding)},
+                "ScanIndexForward": False,
+            }
+            while True:
+                with aws_errors("listing the findings index"):
+                    page = self._client.query(**request)
+                found.extend(_entry(item) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        found.sort(key=lambda entry: (entry.changed_at, entry.transaction_id), reverse=True)
+        return found[:limit]
+
+    def _findings_counted(self, excluding: Sequence[str]) -> list[str]:
+        """The findings some purchase has now (the counts item's), less those excluded."""
+        return [finding for finding in self.count_by_finding() if finding not in excluding]
+
     def record_audit(self, run: AuditRun) -> None:
         item = {
             "index_key": attribute(_AUDIT),

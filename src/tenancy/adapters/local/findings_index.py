@@ -64,6 +64,13 @@ class SqliteFindingsIndex:
         )
         return [_entry(row) for row in rows]
 
+    def without_job(self, excluding: Sequence[str], limit: int = 100) -> list[IndexedPurchase]:
+        # Fixed SQL with one placeholder per excluded finding.
+        others = f" AND finding NOT IN ({', '.join('?' * len(excluding))})" if excluding else ""
+        sql = f"SELECT * FROM findings INDEXED BY findings_without_job WHERE job_status IS NULL{others}"  # noqa: S608
+        rows = self._database.read(f"{sql} ORDER BY changed_at DESC, transaction_id LIMIT ?", (*excluding, limit))
+        return [_entry(row) for row in rows]
+
     def record_audit(self, run: AuditRun) -> None:
         with self._database.transaction() as connection:
             connection.execute(

@@ -226,6 +226,8 @@ FINDINGS_SCHEMA: tuple[str, ...] = (
         job_status TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS findings_by_finding ON findings (finding, changed_at)",
+    # Purchases with no job (paid, never provisioned: RB-001 4.1), the few the console lists first.
+    "CREATE INDEX IF NOT EXISTS findings_without_job ON findings (changed_at) WHERE job_status IS NULL",
     """CREATE TABLE IF NOT EXISTS audit_runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         started_at TEXT NOT NULL,
