@@ -277,9 +277,13 @@ class PaymentLedger(Protocol):
         """Ledger entries matching every given filter, oldest first."""
         ...
 
-    def find_many(self, transaction_ids: Sequence[str]) -> dict[str, list[PaymentRecord]]:
+    def find_many(
+        self, transaction_ids: Sequence[str], *, with_fields: bool = True
+    ) -> dict[str, list[PaymentRecord]]:
         """`find(transaction_id=...)` for many transaction ids in a few reads: each one's entries,
-        oldest first, by transaction id (one with no entry is left out)."""
+        oldest first, by transaction id (one with no entry is left out). With `with_fields` false
+        the entries come without the ITN's raw fields (`fields` is empty): the audit judges by the
+        parsed columns, and the raw fields are most of what an entry costs to read."""
         ...
 
     def scan_transactions(

@@ -52,6 +52,12 @@ def test_itns_are_found_for_many_transactions_oldest_first_as_find_finds_them(se
 
     assert found == {"TXN-100001": [kept[0], kept[2], kept[3]], "TXN-100002": [kept[1]]}
     assert found == {t: services.ledger.find(transaction_id=t) for t in asked if t != MISSING}
+    without_fields = services.ledger.find_many(asked, with_fields=False)
+    assert without_fields == {
+        transaction_id: [dataclasses.replace(payment, fields=()) for payment in payments]
+        for transaction_id, payments in found.items()
+    }
+    assert all(payment.fields for payments in found.values() for payment in payments)
 
 
 def test_the_ledger_lists_each_entry_s_transaction_verdict_and_arrival_as_scan_does(services: Services) -> None:

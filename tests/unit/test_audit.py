@@ -657,7 +657,10 @@ def test_the_audit_s_look_ups_find_the_case_the_stores_find(services: Services) 
         purchase = Purchase.of_transaction(transaction_id)
         from_stores = gather(purchase, services.evidence_stores)
         messages = tuple(message for message in queued if message.transaction_id == transaction_id)
-        assert gather(purchase, lookup) == dataclasses.replace(from_stores, messages=()), transaction_id
+        # The audit reads ITNs without their raw fields, which no rule reads.
+        without_fields = tuple(dataclasses.replace(payment, fields=()) for payment in from_stores.payments)
+        expected = dataclasses.replace(from_stores, messages=(), payments=without_fields)
+        assert gather(purchase, lookup) == expected, transaction_id
         assert from_stores.messages == messages  # what the audit's one listing of the queue gives
     # The project's own tenant, as the store chooses among the two billed to the transaction.
     own = services.tenants.get(tenant_id_for(BILLED_TWICE))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -59,14 +59,16 @@ def seed_the_window_s_ways_in(services: Services) -> None:
     )
 
 
-def audited(services: Services, page: int, monkeypatch: pytest.MonkeyPatch) -> tuple[AuditReport, Counter[str]]:
+def audited(
+    services: Services, page: int, monkeypatch: pytest.MonkeyPatch, now: datetime | None = None
+) -> tuple[AuditReport, Counter[str]]:
     monkeypatch.setattr(audit_module, "_PAGE", page)
     seen: Counter[str] = Counter()
 
     def classified(case: CaseFile, _finding: Finding) -> None:
         seen[case.transaction_id or ""] += 1
 
-    now = services.clock.now()
+    now = now or services.clock.now()
     report = run_audit(
         services.evidence_stores, since=now - timedelta(days=7), now=now, trail=services.trail, classified=classified
     )
@@ -94,9 +96,10 @@ def test_the_report_is_the_same_whatever_the_page_size(
 ) -> None:
     seed_every_branch(services)
     seed_the_window_s_ways_in(services)
-    whole, _ = audited(services, 1000, monkeypatch)
+    now = services.clock.now()  # one moment for both: the cases' ages must not differ by a tick
+    whole, _ = audited(services, 1000, monkeypatch, now)
 
-    paged, seen = audited(services, page, monkeypatch)
+    paged, seen = audited(services, page, monkeypatch, now)
 
     assert max(seen.values()) == 1
     assert paged.totals == whole.totals

@@ -265,7 +265,7 @@ def test_the_dashboard_says_when_the_full_audit_last_ran_and_what_it_found(
     assert "No full audit has run yet" in before
     assert "1 purchase judged: 1 healthy, 0 in progress, 0 with a finding." in before
     assert audit.status_code == 200
-    assert "The last full audit (console) finished 0s ago" in after
+    assert re.search(r"The last full audit \(console\) finished \d+s ago", after)
     assert "over 1 purchase;" in after
     assert "1 purchase judged: 0 healthy, 0 in progress, 1 with a finding." in after
     row = re.search(r'<tr id="finding-identity_user_missing">(.*?)</tr>', client.get("/ops").text, re.DOTALL)

@@ -5,6 +5,7 @@ asked of the stores one at a time: the answers are always the stores' own."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TypeVar
 
@@ -75,7 +76,9 @@ class PageLookup:
 
     def read_payments(self, transaction_ids: Collection[str]) -> None:
         """The transaction ids' ITNs."""
-        _read_ahead(self._payments, transaction_ids, self._counted_lists(self._stores.ledger.find_many), ())
+        # No rule reads an ITN's raw fields: they are left unread.
+        find = functools.partial(self._stores.ledger.find_many, with_fields=False)
+        _read_ahead(self._payments, transaction_ids, self._counted_lists(find), ())
 
     def read_tenants(self, transaction_ids: Collection[str]) -> None:
         """The tenants the transaction ids' jobs name (their jobs read already)."""

@@ -654,9 +654,13 @@ class DynamoLedger:
         request["ExpressionAttributeValues"] = values
         return [payment_from_item(item) for item in _everything(_query(self._client, request, "finding payments"))]
 
-    def find_many(self, transaction_ids: Sequence[str]) -> dict[str, list[PaymentRecord]]:
+    def find_many(
+        self, transaction_ids: Sequence[str], *, with_fields: bool = True
+    ) -> dict[str, list[PaymentRecord]]:
         # One query of the transaction index per transaction id.
         found = each(lambda transaction_id: self.find(transaction_id=transaction_id), transaction_ids)
+        if not with_fields:
+            found = {key: [replace(payment, fields=()) for payment in payments] for key, payments in found.items()}
         return {transaction_id: payments for transaction_id, payments in found.items() if payments}
 
     def scan_transactions(
