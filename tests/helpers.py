@@ -106,6 +106,24 @@ class BrokenTenantStore:
         return getattr(self._real, name)
 
 
+class FlakyTenantStore:
+    """Tenant writes fail with a transient error `failures` times (RB-001 4.3's throttling), then
+    work: the job retries and provisions."""
+
+    def __init__(self, real: TenantStore, failures: int) -> None:
+        self._real = real
+        self.failures = failures
+
+    def create(self, tenant: Tenant) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransientError("ProvisionedThroughputExceededException")
+        self._real.create(tenant)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 def pay(services: Services, email: str | None = None, plan: str = "professional", **changes: Any) -> str:
     """Posts a signed COMPLETE ITN through the real intake and returns its transaction id."""
     transaction_id = f"TXN-{uuid.uuid4().hex[:10].upper()}"

@@ -9,15 +9,12 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tenancy.bootstrap import Services, build
-from tenancy.domain.model import Tenant
-from tenancy.errors import TransientError
-from tenancy.ports import TenantStore
+from tenancy.domain.model import AuditRun
 from tenancy.runbook.evidence import Selector
 
-from helpers import BrokenTenantStore, make_settings, pay, work
+from helpers import BrokenTenantStore, FlakyTenantStore, make_settings, pay, work
 from servers import cli_env, tenancy
 
 HEALTHY = "TXN-AUDIT-OK"
@@ -74,6 +71,15 @@ def test_audit_exits_0_for_a_healthy_week_and_1_once_a_purchase_fails(tmp_path: 
         }
     ]
     assert document["escalations"] == []
+    # The audit refreshed the findings index the console and /metrics read, and says it ran.
+    read: list[object] = []
+    with_services(tmp_path, lambda services: read.extend(
+        (services.findings_index.count_by_finding(), services.findings_index.last_audit())
+    ))  # fmt: skip
+    findings, last = read
+    assert findings == {"healthy": 1, "identity_user_missing": 1}
+    assert isinstance(last, AuditRun)
+    assert (last.trigger, last.purchases, last.findings) == ("cli", 2, 1)
 
 
 def test_csv_markdown_and_table_report_the_same_failure(tmp_path: Path) -> None:
@@ -145,23 +151,6 @@ def test_bad_options_are_one_line_errors_with_exit_2(tmp_path: Path) -> None:
     assert bad_since.stdout == ""
     assert bad_format.returncode == 2
     assert "Traceback" not in bad_format.stderr
-
-
-class FlakyTenantStore:
-    """Tenant writes fail transiently `failures` times, then work."""
-
-    def __init__(self, real: TenantStore, failures: int) -> None:
-        self._real = real
-        self.failures = failures
-
-    def create(self, tenant: Tenant) -> None:
-        if self.failures > 0:
-            self.failures -= 1
-            raise TransientError("ProvisionedThroughputExceededException")
-        self._real.create(tenant)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
 
 def a_day_of_failures_that_healed(home: Path) -> tuple[str, str]:

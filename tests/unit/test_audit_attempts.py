@@ -21,16 +21,15 @@ from tenancy.advice import next_action
 from tenancy.bootstrap import Services, build
 from tenancy.cli.audit import render_markdown
 from tenancy.domain.clock import utc_now
-from tenancy.domain.model import JobStatus, RepairRecord, Tenant
-from tenancy.errors import TransientError
-from tenancy.ports import RepairTrail, TenantStore
+from tenancy.domain.model import JobStatus, RepairRecord
+from tenancy.ports import RepairTrail
 from tenancy.runbook.attempts import AttemptOutcome, history_of
 from tenancy.runbook.audit import AuditReport, run_audit
 from tenancy.runbook.audit_export import render_csv, verdict_line
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import Finding
 
-from helpers import BrokenTenantStore, make_settings, pay, work
+from helpers import BrokenTenantStore, FlakyTenantStore, make_settings, pay, work
 
 WEEK = timedelta(days=7)
 FIVE_ATTEMPTS = 5
@@ -41,23 +40,6 @@ def services(tmp_path: Path) -> Iterator[Services]:
     built = build(make_settings(tmp_path / "home", payfast_mode="offline", retry_max_attempts=FIVE_ATTEMPTS))
     yield built
     built.close()
-
-
-class FlakyTenantStore:
-    """Tenant writes fail with a transient error `failures` times (RB-001 4.3's throttling), then work."""
-
-    def __init__(self, real: TenantStore, failures: int) -> None:
-        self._real = real
-        self.failures = failures
-
-    def create(self, tenant: Tenant) -> None:
-        if self.failures > 0:
-            self.failures -= 1
-            raise TransientError("ProvisionedThroughputExceededException")
-        self._real.create(tenant)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -31,10 +31,10 @@ from tenancy.runbook.audit import (
     Progress,
     fix_findings,
     parse_duration,
-    run_audit,
     window_start,
 )
 from tenancy.runbook.audit_export import CSV_COLUMNS, attempts_headline, human_age, render_csv, verdict_line
+from tenancy.runbook.findings_index import AuditTrigger
 
 # CSV_COLUMNS, human_age and render_csv live in runbook.audit_export (the console writes the same
 # file); they stay importable from here.
@@ -85,15 +85,9 @@ def audit(
 
 
 def _audit(services: Services, since: datetime) -> AuditReport:
+    """The full audit, refreshing the findings index the console and /metrics read."""
     with _progress() as advance:
-        return run_audit(
-            services.evidence_stores,
-            since=since,
-            now=services.clock.now(),
-            progress=advance,
-            password_ttl=timedelta(days=services.settings.temporary_password_ttl_days),
-            trail=services.trail,
-        )
+        return services.auditor.run(since=since, trigger=AuditTrigger.CLI, progress=advance)
 
 
 @contextmanager

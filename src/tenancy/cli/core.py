@@ -48,7 +48,7 @@ def _warn_if_offline(settings: Settings) -> None:
 def serve(
     workers: Annotated[int | None, typer.Option(help="In-process worker threads (default TENANCY_WORKERS).")] = None,
 ) -> None:
-    """Start the HTTP server with in-process provisioning workers and the alert watcher.
+    """Start the HTTP server with in-process provisioning workers, the weekly audit and the alert watcher.
 
     It notifies as `tenancy alerts watch` does, every TENANCY_ALERT_WATCH_SECONDS; TENANCY_ALERT_WATCH=false: off."""
     import uvicorn
@@ -84,7 +84,7 @@ def serve(
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Worker threads.")] = 1,
 ) -> None:
-    """Run provisioning workers in the foreground until SIGTERM or Ctrl-C."""
+    """Run provisioning workers (and the weekly audit when it is due) in the foreground until SIGTERM or Ctrl-C."""
     with services_for(logs_on_terminal=True) as services:
         stop = threading.Event()
 
