@@ -4,6 +4,7 @@ unless TENANCY_API_DOCS, and /metrics for loopback only while TENANCY_METRICS_TO
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from tenancy.web.headers import API_CONTENT_SECURITY_POLICY, HSTS
 from tenancy.web.pages.security import CONTENT_SECURITY_POLICY as PAGE_CONTENT_SECURITY_POLICY
 
+from helpers import wait_until
 from servers import RunningServer, cli_env, free_port, start_server, stop_server
 
 API_HEADERS = {
@@ -157,3 +159,20 @@ def test_metrics_without_a_token_refuse_clients_forwarded_from_elsewhere(
     assert response.status_code == 403
     assert response.json() == {"detail": "/metrics answers only loopback clients while TENANCY_METRICS_TOKEN is unset"}
     assert "tenancy_" not in response.text
+
+
+def test_an_itn_sender_gone_mid_body_is_logged_and_nothing_is_kept(plain_server: RunningServer) -> None:
+    # A sender that promises 400 bytes, sends 20 and hangs up: no traceback, no ledger entry.
+    host, port = plain_server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sender:
+        sender.sendall(
+            b"POST /payments/payfast/itn HTTP/1.1\r\nHost: tenancy\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 400\r\n\r\nm_payment_id=TXN-GONE"
+        )
+    wait_until(lambda: "itn_client_disconnected" in plain_server.log_text(), 10, "the disconnect to be logged")
+    assert "Traceback" not in plain_server.log_text()
+    services = plain_server.services()
+    try:
+        assert services.ledger.count_by_verdict() == {}
+    finally:
+        services.close()

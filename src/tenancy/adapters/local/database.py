@@ -60,6 +60,10 @@ class Database:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # This process's writers queue here, in turn, rather than in SQLite's busy handler, which
+        # sleeps and retries (up to 100 ms a time) and so lets a burst of concurrent writers
+        # starve one of them for seconds. Other processes still meet at SQLite's lock.
+        self._write_lock = threading.Lock()
         # The directory is TENANCY_HOME, or one a caller chose: made private if it is made here.
         private_directory(path.parent, tighten_existing=False)
         # Created before SQLite opens it (an empty file is an empty database), so no byte of it is
@@ -93,6 +97,19 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the database's write lock from its first statement."""
+        if getattr(self._local, "writing", False):
+            # SQLite refuses a transaction inside another; waiting on our own lock would hang.
+            raise PermanentError("a write transaction was started inside another")
+        with self._write_lock:
+            self._local.writing = True
+            try:
+                with self._write_transaction() as connection:
+                    yield connection
+            finally:
+                self._local.writing = False
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         connection = self.connection()
         try:
             connection.execute("BEGIN IMMEDIATE")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect
 
 from tenancy.domain.model import PaymentVerdict
 from tenancy.payments.intake import MAX_ITN_BYTES
@@ -13,6 +15,7 @@ from tenancy.web.deps import ServicesDep
 __all__ = ["MAX_ITN_BYTES", "router"]
 
 router = APIRouter(tags=["payments"])
+log = structlog.get_logger(__name__)
 
 
 @router.post(
@@ -32,10 +35,16 @@ async def receive_itn(request: Request, services: ServicesDep) -> Response:
     declared = request.headers.get("content-length", "0")
     body = b""
     if declared.isdigit() and int(declared) <= MAX_ITN_BYTES:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_ITN_BYTES:
-                break
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_ITN_BYTES:
+                    break
+        except ClientDisconnect:
+            # The sender went away mid-body: there is no one to answer and nothing whole to keep.
+            # PayFast sends the ITN again when it had no 200.
+            log.info("itn_client_disconnected", peer=peer, received_bytes=len(body))
+            return Response(status_code=400)
     if len(body) > MAX_ITN_BYTES or not declared.isdigit() or int(declared) > MAX_ITN_BYTES:
         await run_in_threadpool(services.intake.refuse_unread, peer, forwarded_for, "body too large", body)
         return JSONResponse({"detail": "body too large"}, status_code=413)
