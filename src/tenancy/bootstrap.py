@@ -20,10 +20,12 @@ from tenancy.adapters.local.journal import SqliteJournal
 from tenancy.adapters.local.ledger import SqliteLedger
 from tenancy.adapters.local.logs import FileLogSource
 from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
+from tenancy.adapters.local.payfast_simulator import SimulatedSubscriptionApi
 from tenancy.adapters.local.queue import SqliteJobQueue
 from tenancy.adapters.local.ratelimit import SqliteRateLimiter
 from tenancy.adapters.local.sessions import SqliteSessionStore
 from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
+from tenancy.adapters.local.subscriptions import SqliteSubscriptionStore
 from tenancy.adapters.local.trail import SqliteRepairTrail
 from tenancy.adapters.notifiers import (
     EmailNotifier,
@@ -32,7 +34,11 @@ from tenancy.adapters.notifiers import (
     SlackNotifier,
     UnconfiguredNotifier,
 )
+from tenancy.adapters.payfast_api import HttpSubscriptionApi
 from tenancy.adapters.payfast_http import HttpPaymentConfirmer
+from tenancy.billing.changes import SubscriptionChanges
+from tenancy.billing.observer import SettlingObserver
+from tenancy.billing.settle import SubscriptionBilling
 from tenancy.config import Backend, PayfastMode, Settings
 from tenancy.domain.clock import utc_now
 from tenancy.domain.model import LogComponent
@@ -50,9 +56,12 @@ from tenancy.ports import (
     PaymentConfirmer,
     PaymentLedger,
     ProvisioningJournal,
+    PurchaseObserver,
     RateLimiter,
     RepairTrail,
     SessionStore,
+    SubscriptionApi,
+    SubscriptionStore,
     TenantStore,
     UserStore,
 )
@@ -99,6 +108,7 @@ class Services:
     trail: RepairTrail
     session_store: SessionStore
     findings_index: FindingsIndex
+    subscriptions: SubscriptionStore
     database: Database | None = None  # the embedded backend's SQLite file; None on AWS
     log_source: LogSource | None = None  # where `logs` reads; None: the files under TENANCY_HOME/logs
     rate_limiter: RateLimiter | None = None  # login and ITN throttles; None: no throttling
@@ -120,8 +130,67 @@ class Services:
             max_per_minute_per_source=settings.itn_max_per_minute_per_source,
         )
         return PaymentIntake(
-            policy, self.plans, self.ledger, self.confirmer, self.clock, self.rate_limiter, self.findings_recorder
+            policy,
+            self.plans,
+            self.ledger,
+            self.confirmer,
+            self.clock,
+            self.rate_limiter,
+            self.purchase_observer,
+            self.subscriptions,
         )
+
+    @cached_property
+    def billing(self) -> SubscriptionBilling:
+        """Applies each checkout's subscription ITNs (first charge, renewals, cancellation) to its tenant."""
+        settings = self.settings
+        return SubscriptionBilling(
+            subscriptions=self.subscriptions,
+            tenants=self.tenants,
+            ledger=self.ledger,
+            plans=self.plans,
+            mailer=self.mailer,
+            clock=self.clock,
+            account_url=f"{settings.public_base_url}/account",
+            sender=settings.email_from,
+        )
+
+    @cached_property
+    def subscription_changes(self) -> SubscriptionChanges:
+        """Upgrades, downgrades and cancels tenants' subscriptions at PayFast, kept in the repair trail."""
+        settings = self.settings
+        return SubscriptionChanges(
+            subscriptions=self.subscriptions,
+            tenants=self.tenants,
+            users=self.users,
+            api=self.subscription_api,
+            plans=self.plans,
+            trail=self.trail,
+            clock=self.clock,
+            mailer=self.mailer,
+            sender=settings.email_from,
+            account_url=f"{settings.public_base_url}/account",
+            observer=self.purchase_observer,
+        )
+
+    @cached_property
+    def subscription_api(self) -> SubscriptionApi:
+        """PayFast's subscription API; offline on the embedded backend, the built-in simulator."""
+        settings = self.settings
+        if settings.payfast_mode is PayfastMode.OFFLINE and self.database is not None:
+            return SimulatedSubscriptionApi(self.database)
+        return HttpSubscriptionApi(
+            merchant_id=settings.payfast_merchant_id,
+            passphrase=settings.passphrase,
+            base_url=settings.effective_payfast_api_url,
+            sandbox=settings.payfast_mode is PayfastMode.SANDBOX,
+            timeout_seconds=settings.payfast_api_timeout_seconds,
+        )
+
+    @cached_property
+    def purchase_observer(self) -> PurchaseObserver:
+        """Told of every change to a purchase: settles its subscription, then judges it again."""
+        return SettlingObserver(self.billing, self.findings_recorder)
 
     # Accounts.
 
@@ -212,7 +281,7 @@ class Services:
             ),
             clock=self.clock,
             visibility_timeout=settings.visibility_timeout_seconds,
-            observer=self.findings_recorder,
+            observer=self.purchase_observer,
         )
 
     @cached_property
@@ -223,7 +292,7 @@ class Services:
             self.queue,
             self.clock,
             max_attempts=self.settings.retry_max_attempts,
-            observer=self.findings_recorder,
+            observer=self.purchase_observer,
         )
 
     # The runbook and alerts.
@@ -239,11 +308,15 @@ class Services:
             users=self.users,
             identity=self.identity,
             mailer=self.mailer,
+            subscriptions=self.subscriptions,
         )
 
     @cached_property
     def runbook(self) -> Runbook:
         """RB-001's diagnose, repair, verify and dead-letter commands."""
+        # Offline with no embedded database (AWS) there is no simulator and no PayFast to ask:
+        # the HTTP client would only fail slowly, on every diagnose of a subscribed purchase.
+        no_payfast = self.settings.payfast_mode is PayfastMode.OFFLINE and self.database is None
         return Runbook(
             stores=self.evidence_stores,
             worker=self.worker,
@@ -251,7 +324,9 @@ class Services:
             accounts=self.accounts,
             clock=self.clock,
             password_ttl=self.password_ttl,
-            observer=self.findings_recorder,
+            observer=self.purchase_observer,
+            settle=self.billing.settle,
+            payfast=None if no_payfast else self.subscription_api,
         )
 
     @cached_property
@@ -342,6 +417,10 @@ class Services:
     def close(self) -> None:
         if isinstance(self.confirmer, HttpPaymentConfirmer):
             self.confirmer.close()
+        # Only a subscription API already built is closed: closing never builds one.
+        api = self.__dict__.get("subscription_api")
+        if isinstance(api, HttpSubscriptionApi):
+            api.close()
         if self.database is not None:
             self.database.close()
 
@@ -396,6 +475,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Services:
         trail=SqliteRepairTrail(database),
         session_store=SqliteSessionStore(database),
         findings_index=SqliteFindingsIndex(database),
+        subscriptions=SqliteSubscriptionStore(database),
         database=database,
         rate_limiter=SqliteRateLimiter(database, clock=clock),
     )
@@ -436,6 +516,7 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
     from tenancy.adapters.aws.ses import SesMailer
     from tenancy.adapters.aws.sessions import DynamoSessionStore
     from tenancy.adapters.aws.sqs import SqsJobQueue
+    from tenancy.adapters.aws.subscriptions import DynamoSubscriptionStore
 
     session = boto3.Session(region_name=settings.aws_region)
     # botocore's defaults (60 s timeouts, legacy retries) outlast the provisioning function's 30 s.
@@ -477,6 +558,7 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
         trail=DynamoRepairTrail(dynamodb, settings.repairs_table),
         session_store=DynamoSessionStore(dynamodb, settings.sessions_table),
         findings_index=DynamoFindingsIndex(dynamodb, settings.findings_table),
+        subscriptions=DynamoSubscriptionStore(dynamodb, settings.subscriptions_table),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
         rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table, clock=clock),
     )

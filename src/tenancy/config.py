@@ -45,6 +45,8 @@ _VALIDATE_URLS = {
     "live": "https://www.payfast.co.za/eng/query/validate",
     "sandbox": "https://sandbox.payfast.co.za/eng/query/validate",
 }
+# Live and sandbox share the host; sandbox calls carry the query parameter `testing=true`.
+_PAYFAST_API_URL = "https://api.payfast.co.za"
 _PROCESS_URLS = {
     "live": "https://www.payfast.co.za/eng/process",
     "sandbox": "https://sandbox.payfast.co.za/eng/process",
@@ -103,6 +105,9 @@ class Settings(BaseSettings):
     payfast_passphrase: SecretStr | None = SecretStr(PAYFAST_SANDBOX_PASSPHRASE)
     payfast_validate_url: str | None = None
     payfast_validate_timeout_seconds: float = Field(default=10.0, gt=0)
+    # PayFast's subscription API (payfast-subscriptions.md); sandbox mode adds `testing=true`.
+    payfast_api_url: str | None = None
+    payfast_api_timeout_seconds: float = Field(default=10.0, gt=0)
     payfast_source_ranges: CommaList = PAYFAST_SOURCE_RANGES
     trusted_proxies: CommaList = ()
     plans_file: Path | None = None
@@ -155,6 +160,7 @@ class Settings(BaseSettings):
     rate_limits_table: str = "rate-limits"
     sessions_table: str = "sessions"
     findings_table: str = "findings"
+    subscriptions_table: str = "subscriptions"
     # Development against moto only: keep temporary passwords in the SES mail log (no inbox there).
     mail_log_keeps_secrets: bool = False
     queue_url: str | None = None
@@ -334,6 +340,11 @@ class Settings(BaseSettings):
         if self.payfast_validate_url:
             return self.payfast_validate_url
         return _VALIDATE_URLS["live" if self.payfast_mode is PayfastMode.LIVE else "sandbox"]
+
+    @property
+    def effective_payfast_api_url(self) -> str:
+        """TENANCY_PAYFAST_API_URL, or PayFast's own (one host for live and sandbox)."""
+        return (self.payfast_api_url or _PAYFAST_API_URL).rstrip("/")
 
     @property
     def payfast_process_url(self) -> str:

@@ -9,6 +9,7 @@
     ├── NeedsReviewError        a human must decide (RB-001 section 6); the job stops, nothing is undone
     ├── ClaimLostError          another run (a worker, a repair) took the job over; this run stops
     ├── ItemAlreadyExistsError  a conditional create lost against an existing item
+    ├── ConflictError           a conditional update lost: the item changed since it was read
     ├── NotFoundError           the item asked for does not exist
     ├── RateLimitedError        too many attempts from one account or source; try after `retry_after`
     └── AuthenticationError     login refused; `reason` is what the user is shown
@@ -29,6 +30,7 @@ __all__ = [
     "AccountNotFoundError",
     "AuthenticationError",
     "ConfigurationError",
+    "ConflictError",
     "InvalidCredentialsError",
     "InvalidInputError",
     "InvalidSessionError",
@@ -81,6 +83,11 @@ class ClaimLostError(TenancyError):
 
 class ItemAlreadyExistsError(TenancyError):
     """A create-if-absent write found the item already there."""
+
+
+class ConflictError(TenancyError):
+    """A write made over the version an item was read at found another version stored: someone
+    wrote in between. Read again and re-apply."""
 
 
 class NotFoundError(TenancyError):

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from tenancy.domain.billing import PayfastSubscription, Subscription, SubscriptionFigures
 from tenancy.domain.model import (
     AuditRun,
     AuthChallenge,
@@ -47,6 +48,8 @@ __all__ = [
     "RateLimiter",
     "RepairTrail",
     "SessionStore",
+    "SubscriptionApi",
+    "SubscriptionStore",
     "TenantStore",
     "UserStore",
 ]
@@ -369,6 +372,75 @@ class PaymentConfirmer(Protocol):
     def confirm(self, parameter_string: str) -> bool:
         """Asks PayFast whether it sent this ITN: True for `VALID`, False for anything
         else. Raises TransientError when PayFast cannot be reached."""
+        ...
+
+
+class SubscriptionApi(Protocol):
+    """PayFast's subscription API (`payfast-subscriptions.md`), by the subscription's token.
+    Every call raises TransientError when PayFast cannot be reached or answers 5xx (after the
+    client's own retries), NotFoundError for a token PayFast does not know, and PermanentError
+    for any other refusal (its message says PayFast's reason)."""
+
+    def fetch(self, token: str) -> PayfastSubscription:
+        """The subscription as PayFast has it now."""
+        ...
+
+    def pause(self, token: str, cycles: int = 1) -> None:
+        """Skips the next `cycles` charges."""
+        ...
+
+    def unpause(self, token: str) -> None: ...
+
+    def cancel(self, token: str) -> None:
+        """Cancels the subscription; one cancelled already counts as success."""
+        ...
+
+    def update(
+        self,
+        token: str,
+        *,
+        amount_cents: int | None = None,
+        frequency: int | None = None,
+        run_date: str | None = None,
+        cycles: int | None = None,
+    ) -> None:
+        """Changes what is given (amounts in cents, `run_date` YYYY-MM-DD) from the next charge."""
+        ...
+
+
+class SubscriptionStore(Protocol):
+    """Each tenant's current subscription, with its billing history, beside the tenant record."""
+
+    def get(self, tenant_id: str) -> Subscription | None:
+        """The tenant's subscription, or None."""
+        ...
+
+    def get_many(self, tenant_ids: Sequence[str]) -> dict[str, Subscription]:
+        """`get` for many tenants in a few reads: the subscriptions found, by tenant id."""
+        ...
+
+    def find_by_token(self, token: str) -> Subscription | None:
+        """The subscription PayFast's token names, or None."""
+        ...
+
+    def find_by_transaction(self, transaction_id: str) -> Subscription | None:
+        """The subscription whose checkout was this m_payment_id, or None."""
+        ...
+
+    def save(self, subscription: Subscription) -> Subscription:
+        """Writes `subscription` over the version it was read at (`version`; 0 for a tenant with
+        none yet) and returns it with the version it now has. Raises ConflictError when the
+        stored version is another (someone wrote in between: read again and re-apply), and
+        ItemAlreadyExistsError when another tenant's subscription has the same token."""
+        ...
+
+    def scan(self, batch_size: int = 1000) -> Iterator[list[Subscription]]:
+        """Every subscription, in batches."""
+        ...
+
+    def figures(self, since: str) -> SubscriptionFigures:
+        """Subscriptions by status, the monthly recurring revenue of the active ones, and the
+        renewals and cancellations applied at or after `since` (a contract timestamp)."""
         ...
 
 

@@ -424,3 +424,28 @@ def test_the_itn_and_the_worker_keep_the_findings_index_and_the_weekly_audit_rec
     run = services.findings_index.last_audit()
     assert run is not None
     assert (run.trigger, run.purchases, run.findings) == ("schedule", 1, 1)
+
+
+def test_renewals_and_a_cancellation_through_the_itn_function_never_queue_a_second_job(
+    aws: AwsContext, services: Services
+) -> None:
+    token = "5f0e2b7a-8c1d-4e3f-9a6b-0c1d2e3f4a5b"
+    first, transaction_id, email = purchase(token=token, billing_date="2026-12-06", pf_payment_id="6100000001")
+    assert lambdas.itn_handler(http_api_event(first, base64_body=True), CONTEXT)["statusCode"] == 200
+    assert lambdas.provisioning_handler(sqs_event(aws, receive_one(aws)), CONTEXT) == {"batchItemFailures": []}
+
+    for pf_payment_id, status in (("6100000002", "COMPLETE"), ("6100000003", "CANCELLED")):
+        body, _, _ = purchase(
+            transaction_id, email=email, token=token, billing_date="2026-12-06", pf_payment_id=pf_payment_id,
+            status=status,
+        )  # fmt: skip
+        assert lambdas.itn_handler(http_api_event(body, base64_body=True), CONTEXT)["statusCode"] == 200
+
+    assert receive_all(aws, aws.resources.queue_url) == []  # no second provisioning job
+    subscription = services.subscriptions.get(tenant_id_for(transaction_id))
+    assert subscription is not None
+    assert subscription.periods_paid == 2
+    assert subscription.status.value == "cancelling"
+    tenant = services.tenants.get(tenant_id_for(transaction_id))
+    assert tenant is not None
+    assert tenant.status is TenantStatus.CANCELLING

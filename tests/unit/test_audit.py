@@ -46,7 +46,7 @@ from tenancy.provisioning.welcome import WELCOME_SUBJECT
 from tenancy.runbook.audit import AuditReport, fix_findings, parse_duration, run_audit, window_start
 from tenancy.runbook.audit_lookup import PageLookup
 from tenancy.runbook.diagnose import classify
-from tenancy.runbook.evidence import EvidenceStores, Purchase, Selector, gather
+from tenancy.runbook.evidence import EvidenceStores, Purchase, Selector, find_purchase, gather
 from tenancy.runbook.findings import ESCALATION, Finding
 from tenancy.runbook.rules import RULES
 
@@ -115,6 +115,7 @@ def send_itn(
     passphrase: str = PAYFAST_SANDBOX_PASSPHRASE,
     pf_payment_id: str | None = None,
     without: tuple[str, ...] = (),
+    token: str | None = None,
 ) -> PaymentRecord:
     fields = build_itn(
         transaction_id=transaction_id,
@@ -125,6 +126,7 @@ def send_itn(
         passphrase=passphrase,
         status=status,
         pf_payment_id=pf_payment_id,
+        token=token,
     )
     kept = [(key, value) for key, value in fields if key not in without]
     return services.intake.receive(encode_form(kept), PAYFAST_ADDRESS)
@@ -335,6 +337,7 @@ def test_audit_asks_each_store_a_few_batched_questions_and_never_one_per_purchas
         {"find_by_emails": 2},  # users
         {"get_users": 2},  # identity
         {"outboxes": 2, "delivery_statistics": 1},  # mailer, and the provider's one summary
+        {"get_many": 2},  # subscriptions: those of the tenants a page names, when its first case asks
     ]
 
 
@@ -606,6 +609,8 @@ STALLED_BUT_DONE = "TXN-STALLED"  # the job looks lost, yet every store is healt
 NOWHERE = "TXN-NOWHERE"  # in no store at all
 OPERATOR_PURCHASE = "TXN-OPERATOR"  # bought with an operator's email: an operator is not a tenant
 BILLED_TWICE = "TXN-BILLED-TWICE"  # a tenant written by hand beside the project's own
+RENEWAL_LOST = "TXN-RENEWAL-LOST"  # a subscription's renewal accepted, never applied
+UNKNOWN_TOKEN = "TXN-UNKNOWN-TOKEN"  # a cancellation of a subscription no checkout here started
 
 
 def seed_every_branch(services: Services) -> list[str]:
@@ -637,10 +642,24 @@ def seed_every_branch(services: Services) -> list[str]:
     provision(services, OPERATOR_PURCHASE, operator)
     provision(services, BILLED_TWICE, email_of(BILLED_TWICE))
     hand_written_tenant(services, "twice@example.com", "ten_HANDMADE", BILLED_TWICE)
+    token = "11111111-2222-4333-8444-555555555555"
+    send_itn(services, RENEWAL_LOST, email_of(RENEWAL_LOST), pf_payment_id="910001", token=token)
+    first_charge = services.journal.get(RENEWAL_LOST)
+    assert first_charge is not None
+    services.worker.run_job(first_charge)  # this job alone: seed_week's queued one stays queued
+    send_itn(services, RENEWAL_LOST, email_of(RENEWAL_LOST), pf_payment_id="910002", token=token)
+    subscription = services.subscriptions.get(tenant_id_for(RENEWAL_LOST))
+    assert subscription is not None
+    services.subscriptions.save(dataclasses.replace(subscription, periods_paid=1, history=subscription.history[:1]))
+    unknown = "99999999-2222-4333-8444-555555555555"
+    send_itn(
+        services, UNKNOWN_TOKEN, email_of(UNKNOWN_TOKEN), status="CANCELLED", pf_payment_id="910003", token=unknown
+    )
     return [
         *HEALTHY, *REPAIRABLE, *LEFT_ALONE, STILL_QUEUED, OLD_HEALTHY, OLD_BROKEN, OLD_REJECTED, MISMATCHED,
         OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
-        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OPERATOR_PURCHASE, BILLED_TWICE, NOWHERE,
+        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OPERATOR_PURCHASE, BILLED_TWICE, RENEWAL_LOST, UNKNOWN_TOKEN,
+        NOWHERE,
     ]  # fmt: skip
 
 
@@ -676,8 +695,10 @@ def test_the_audit_names_every_purchase_as_diagnose_does(services: Services, day
     report = run_audit(stores, since=now - timedelta(days=60), now=now, password_ttl=WEEK)
 
     diagnosed = {
+        # The stores' evidence, as the audit reads it: not PayFast's own view, which only a single
+        # purchase's diagnose asks for.
         transaction_id: classify(
-            services.runbook.case(Selector(transaction_id=transaction_id)),
+            gather(find_purchase(Selector(transaction_id=transaction_id), stores), stores),
             now,
             password_ttl=WEEK,
             mail_statistics=stores.mail_statistics,
@@ -705,7 +726,9 @@ def test_the_purchases_seeded_reach_every_rule(services: Services) -> None:
         for at in (now, now + timedelta(days=8))  # a week on, the temporary passwords have expired
     }
 
-    assert rules == {rule.code for rule in RULES}
+    # SUB003 compares ours with PayFast's own view, which only a single purchase's diagnose asks for
+    # (tests/contract/test_subscription_sync.py): never the audit, and not these seeds.
+    assert rules == {rule.code for rule in RULES} - {"SUB003"}
 
 
 @pytest.mark.parametrize("enabled", [True, False])

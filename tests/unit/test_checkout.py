@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, quote_plus, urlsplit
@@ -33,7 +34,8 @@ from tenancy.provisioning.status import NO_RECORD, PurchaseState, find_purchase,
 
 from helpers import journal_job, make_settings, pay, work
 
-PLAN = Plan("starter", "Starter", Decimal("99.00"), Limits(1, 20, 100, custom_domain_allowed=False))
+# Once-off: the form as it is without PayFast's recurring fields (test_subscription_checkout has those).
+PLAN = Plan("starter", "Starter", Decimal("99.00"), Limits(1, 20, 100, custom_domain_allowed=False), billing=None)
 LINKS = CheckoutLinks("https://shop.example")
 KEY = "the-buyers-status-key"
 
@@ -48,6 +50,7 @@ def form(buyer: Buyer) -> list[tuple[str, str]]:
         merchant_key=PAYFAST_SANDBOX_MERCHANT_KEY,
         links=LINKS,
         passphrase=PAYFAST_SANDBOX_PASSPHRASE,
+        today=date(2026, 12, 6),
     )
 
 

@@ -298,3 +298,31 @@ def test_the_case_page_shows_the_runbook_s_commands_as_code_too(console: tuple[S
     [diagnosis] = re.findall(r'<dl class="facts" id="diagnosis">(.*?)</dl>', page, re.DOTALL)
     assert "<code>tenancy mail list --to owner@example.com</code>" in diagnosis
     assert "`" not in diagnosis
+
+
+def test_the_dashboard_shows_the_subscription_business(console: tuple[Services, TestClient]) -> None:
+    services, client = console
+    for number, plan in enumerate(("professional", "enterprise")):
+        token = f"00000000-0000-4000-8000-00000000000{number}"
+        transaction_id = f"TXN-SUBDASH{number}"
+        for payment in (1, 2):  # the first charge, then a renewal once provisioned
+            itn = build_itn(
+                transaction_id=transaction_id,
+                email=f"dash{number}@example.com",
+                plan=plan,
+                amount=services.plans.get(plan).price_zar,
+                merchant_id=PAYFAST_SANDBOX_MERCHANT_ID,
+                passphrase=PAYFAST_SANDBOX_PASSPHRASE,
+                pf_payment_id=f"55500{number}{payment}",
+                token=token,
+                billing_date="2026-03-01",
+            )
+            services.intake.receive(encode_form(itn), "197.97.145.145")
+            work(services)
+
+    text = page_text(client.get("/ops").text)
+
+    assert "2 active subscriptions" in text
+    assert "R1,298.00 monthly recurring revenue" in text  # 299.00 + 999.00 a month
+    assert "2 renewals, last 7 days" in text
+    assert "0 cancellations, last 7 days" in text

@@ -375,6 +375,7 @@ def test_every_rule_has_its_own_code_and_says_what_it_finds_and_why() -> None:
 def test_the_registry_is_in_rb001_s_order() -> None:
     assert [rule.finding for rule in RULES] == [
         Finding.PAYMENT_NOT_FOUND,  # nothing to look at without a payment
+        Finding.UNKNOWN_SUBSCRIPTION,  # a subscription's ITN no checkout here started: Finance's
         Finding.PAYMENT_NOT_COMPLETE,
         Finding.NOT_A_TENANT,  # before every tenant rule: their repairs would make the operator an owner
         Finding.IN_PROGRESS,  # what a worker still has, it is about to do
@@ -383,6 +384,8 @@ def test_the_registry_is_in_rb001_s_order() -> None:
         Finding.TENANT_ID_MISMATCH,
         Finding.IDENTITY_USER_MISSING,  # 4.2
         Finding.PROVISIONING_FAILED,  # 4.1
+        Finding.RENEWAL_UNAPPLIED,  # a subscription payment accepted, not applied
+        Finding.SUBSCRIPTION_OUT_OF_SYNC,  # PayFast's own view disagrees with ours
         Finding.WELCOME_EMAIL_MISSING,  # 4.4
         Finding.HEALTHY,  # section 5: whatever the others did not name
     ]

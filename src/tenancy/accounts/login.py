@@ -12,7 +12,7 @@ from tenancy.accounts.roles import OPERATOR_ROLE, roles_of
 from tenancy.accounts.sessions import SessionService
 from tenancy.accounts.throttle import LoginThrottle, ResetRequestThrottle
 from tenancy.domain.ids import normalize_email
-from tenancy.domain.model import AuthChallenge, Tenant, TenantStatus, Tokens
+from tenancy.domain.model import AuthChallenge, Tenant, Tokens
 from tenancy.errors import (
     AccountNotFoundError,
     AuthenticationError,
@@ -155,9 +155,10 @@ class AccountService:
         return self.active_tenant(tenant_id)
 
     def active_tenant(self, tenant_id: str) -> Tenant:
-        """The tenant if it is active; TenantNotFoundError otherwise."""
+        """The tenant if its people have access (active, or cancelling until paid through);
+        TenantNotFoundError otherwise."""
         tenant = self._tenants.get(tenant_id)
-        if tenant is None or tenant.status is not TenantStatus.ACTIVE:
+        if tenant is None or not tenant.status.has_access:
             raise TenantNotFoundError()
         return tenant
 
@@ -168,5 +169,5 @@ class AccountService:
             return
         tenant_id = user.tenant_id if user is not None else None
         tenant = self._tenants.get(tenant_id) if tenant_id else None
-        if tenant is None or tenant.status is not TenantStatus.ACTIVE:
+        if tenant is None or not tenant.status.has_access:
             raise TenantNotFoundError()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tenancy.cli import alerts, audit, aws, core, logs, ops, runbook
+from tenancy.cli import alerts, audit, aws, core, logs, ops, runbook, subscription
 from tenancy.cli.common import show_logs_on_terminal
 from tenancy.errors import TenancyError
 
@@ -44,6 +44,7 @@ logs.register(app)
 audit.register(app)
 aws.register(app)
 ops.register(app)
+subscription.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -143,8 +143,8 @@ _AMOUNT_OPTION = re.compile(r"-?[0-9]{1,10}(\.[0-9]{1,2})?")
 
 @itn_app.command("send")
 def itn_send(
-    plan: Annotated[str, typer.Option(help="The plan bought (custom_str1).")],
-    email: Annotated[str, typer.Option(help="The buyer's email.")],
+    plan: Annotated[str | None, typer.Option(help="The plan bought (custom_str1); not with --token.")] = None,
+    email: Annotated[str | None, typer.Option(help="The buyer's email; not with --token.")] = None,
     url: Annotated[str | None, typer.Option(help="Where to post (default: this server's ITN URL).")] = None,
     transaction_id: Annotated[str | None, typer.Option(help="m_payment_id (default: a new TXN-...).")] = None,
     pf_payment_id: Annotated[str | None, typer.Option(help="PayFast's payment id (default: random).")] = None,
@@ -152,33 +152,51 @@ def itn_send(
     amount: Annotated[str | None, typer.Option(help="amount_gross (default: the plan's price).")] = None,
     name_first: Annotated[str, typer.Option(help="Buyer's first name.")] = "Test",
     name_last: Annotated[str, typer.Option(help="Buyer's last name.")] = "Customer",
+    token: Annotated[
+        str | None,
+        typer.Option(help="A subscription's token: send its renewal, or its cancellation with --status CANCELLED."),
+    ] = None,
+    renewal: Annotated[
+        bool, typer.Option("--renewal", help="A renewal charge of --token's subscription (its recurring amount).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Post a correctly signed sandbox ITN (with this server's merchant id and passphrase)."""
+    """Post a correctly signed sandbox ITN (with this server's merchant id and passphrase), as
+    PayFast would: a checkout's first charge (a subscription plan's carries a new token), or with
+    --token a known subscription's renewal or cancellation. Offline, PayFast's simulated
+    subscription API is kept in step."""
     import httpx
 
-    from tenancy.domain.plans import load_catalogue
-    from tenancy.payments.simulator import build_itn, encode_form
+    from tenancy.payfast_offline import first_charge_itn, subscription_itn
+    from tenancy.payments.simulator import encode_form
 
     settings = load_settings()
-    try:
-        price = load_catalogue(settings.plans_file).get(plan).price_zar
-    except TenancyError as error:
-        fail(str(error), 2)
     if amount is not None and not _AMOUNT_OPTION.fullmatch(amount):
         fail(f"--amount must be rands and cents like 299.00, not {amount[:24]!r}", 2)
-    fields = build_itn(
-        transaction_id=transaction_id or new_transaction_id(),
-        pf_payment_id=pf_payment_id,
-        email=email,
-        plan=plan,
-        amount=amount or price,
-        merchant_id=settings.payfast_merchant_id,
-        passphrase=settings.passphrase,
-        status=status,
-        name_first=name_first,
-        name_last=name_last,
-    )
+    if token is None and renewal:
+        fail("--renewal needs --token: the subscription to renew", 2)
+    if token is not None and (plan or email or transaction_id or amount):
+        fail("with --token the ITN carries the subscription's own plan, email, m_payment_id and amount", 2)
+    if token is None and not (plan and email):
+        fail("give --plan and --email (a new purchase), or --token (a subscription's renewal or cancellation)", 2)
+    with services_for(settings) as services:
+        try:
+            if token is not None:
+                fields = subscription_itn(services, token, status=status, pf_payment_id=pf_payment_id)
+            else:
+                fields = first_charge_itn(
+                    services,
+                    transaction_id=transaction_id or new_transaction_id(),
+                    email=email or "",
+                    plan=plan or "",
+                    amount=amount,
+                    status=status,
+                    pf_payment_id=pf_payment_id,
+                    name_first=name_first,
+                    name_last=name_last,
+                )
+        except TenancyError as error:
+            fail(str(error), 2)
     target = url or f"{settings.base_url}/payments/payfast/itn"
     try:
         response = httpx.post(
@@ -196,6 +214,7 @@ def itn_send(
         "response": response.text[:500],
         "transaction_id": sent["m_payment_id"],
         "pf_payment_id": sent["pf_payment_id"],
+        "token": sent.get("token"),
     }
     if as_json:
         print_json(result)
@@ -239,6 +258,9 @@ def plans(as_json: JsonOption = False) -> None:
             "plan": plan.name,
             "name": plan.display_name,
             "price_zar": str(plan.price_zar),
+            "billing": plan.billing_name,
+            "recurring_price_zar": str(plan.recurring_price_zar) if plan.is_subscription else None,
+            "annual_price_zar": None if plan.annual_price_zar is None else str(plan.annual_price_zar),
             "max_sites": plan.limits.max_sites,
             "max_generations_per_month": plan.limits.max_generations_per_month,
             "max_storage_mb": plan.limits.max_storage_mb,
@@ -249,7 +271,12 @@ def plans(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table(*rows[0].keys())
-    for row in rows:
-        table.add_row(*(str(value) for value in row.values()))
+    # The table says each price as the pricing page does ("R299.00 / month"), in one column.
+    limits = ("max_sites", "max_generations_per_month", "max_storage_mb", "custom_domain_allowed")
+    annual = any(plan.annual_price_zar is not None for plan in catalogue.plans)
+    table = Table("plan", "name", "price", *(["annual"] if annual else []), *limits)
+    for plan, row in zip(catalogue.plans, rows, strict=True):
+        yearly = "" if plan.annual_price_zar is None else f"R{plan.annual_price_zar:.2f} / year"
+        cells = [plan.name, plan.display_name, plan.price_label(), *([yearly] if annual else [])]
+        table.add_row(*cells, *(str(row[key]) for key in limits))
     console.print(table)

@@ -44,8 +44,14 @@ __all__ = [
 class TenantStatus(StrEnum):
     PROVISIONING = "provisioning"
     ACTIVE = "active"
+    CANCELLING = "cancelling"  # cancelled at PayFast; full access until the paid-through date
     SUSPENDED = "suspended"
     CANCELLED = "cancelled"
+
+    @property
+    def has_access(self) -> bool:
+        """Whether the tenant's people may sign in and use it (tenant-lifecycle.md's access column)."""
+        return self in {TenantStatus.ACTIVE, TenantStatus.CANCELLING}
 
 
 class UserStatus(StrEnum):
@@ -238,6 +244,7 @@ class PaymentRecord:
     email: str | None = None
     plan: str | None = None
     amount_gross: str | None = None
+    token: str | None = None  # PayFast's subscription token: the ITNs of a subscription carry it
 
     def with_verdict(self, verdict: PaymentVerdict, *reasons: str) -> PaymentRecord:
         return replace(self, verdict=verdict, reasons=self.reasons + reasons)

@@ -3,7 +3,10 @@ order, signed as checkout forms are (empty values dropped, values trimmed).
 
 Each checkout has a status key: a random secret in the return URL only the buyer is sent to, whose
 SHA-256 digest rides in a custom field PayFast echoes in its signed ITN. The ledger keeps the ITN,
-so the purchase's status opens to the key alone, with no store of keys and no server secret."""
+so the purchase's status opens to the key alone, with no store of keys and no server secret.
+
+A subscription plan's form also carries PayFast's recurring fields (`payfast-subscriptions.md`):
+PayFast charges the first amount now and the recurring amount every period until cancelled."""
 
 from __future__ import annotations
 
@@ -12,15 +15,17 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.plans import Plan
-from tenancy.errors import InvalidInputError
+from tenancy.errors import ConfigurationError, InvalidInputError
 from tenancy.payments.payfast import checkout_signature
 
 __all__ = [
     "STATUS_KEY_FIELD",
+    "TENANT_ID_FIELD",
     "Buyer",
     "CheckoutLinks",
     "checkout_fields",
@@ -28,14 +33,28 @@ __all__ = [
     "item_name_for",
     "new_status_key",
     "parse_buyer",
+    "payfast_today",
     "status_key_digest",
     "status_key_matches",
 ]
 
 MAX_NAME_LENGTH = 100
 MAX_EMAIL_LENGTH = 254
-# custom_str1 is the plan, custom_str2 is kept for the subscription's tenant id.
+# custom_str1 is the plan, custom_str2 the tenant a checkout for an existing tenant is for.
+TENANT_ID_FIELD = "custom_str2"
 STATUS_KEY_FIELD = "custom_str3"
+# PayFast's `subscription_type` for a subscription PayFast itself bills on schedule.
+_RECURRING_BILLING = "1"
+# `cycles` 0: charge every period until the subscription is cancelled.
+_UNTIL_CANCELLED = "0"
+# South Africa Standard Time, PayFast's day (UTC+2 all year, no daylight saving).
+_PAYFAST_TIMEZONE = timezone(timedelta(hours=2), "SAST")
+
+
+def payfast_today(now: datetime) -> date:
+    """The date it is at PayFast at `now` (an aware time, the clock's). A subscription's first
+    `billing_date` is today in PayFast's eyes: from 22:00 UTC, the UTC date is already yesterday."""
+    return now.astimezone(_PAYFAST_TIMEZONE).date()
 
 
 def new_status_key() -> str:
@@ -115,10 +134,18 @@ def checkout_fields(
     merchant_key: str,
     links: CheckoutLinks,
     passphrase: str | None,
+    today: date,
+    tenant_id: str | None = None,
 ) -> list[tuple[str, str]]:
     """The form's hidden fields, signature last. Empty values stay out of the form, as PayFast
     drops them from the signature. `status_key` goes into the return URL, its digest into
-    STATUS_KEY_FIELD (signed, so it cannot be swapped for another)."""
+    STATUS_KEY_FIELD (signed, so it cannot be swapped for another). `tenant_id` names the
+    existing tenant a checkout is for (a plan change, buying again) in TENANT_ID_FIELD, signed.
+
+    A subscription plan adds PayFast's recurring fields after the others, first billed `today`
+    (see `payfast_today`); PayFast refuses a subscription without a passphrase, so this does too."""
+    if plan.billing is not None and not passphrase:
+        raise ConfigurationError("PayFast subscriptions need a passphrase: set TENANCY_PAYFAST_PASSPHRASE")
     fields = [
         ("merchant_id", merchant_id),
         ("merchant_key", merchant_key),
@@ -132,8 +159,17 @@ def checkout_fields(
         ("amount", f"{plan.price_zar:.2f}"),
         ("item_name", item_name_for(plan)),
         ("custom_str1", plan.name),
+        (TENANT_ID_FIELD, tenant_id or ""),
         (STATUS_KEY_FIELD, status_key_digest(status_key)),
     ]
+    if plan.billing is not None:
+        fields += [
+            ("subscription_type", _RECURRING_BILLING),
+            ("billing_date", today.isoformat()),
+            ("recurring_amount", f"{plan.recurring_price_zar:.2f}"),
+            ("frequency", str(plan.billing.value)),
+            ("cycles", _UNTIL_CANCELLED),
+        ]
     fields = [(key, value) for key, value in fields if value.strip()]
     fields.append(("signature", checkout_signature(fields, passphrase)))
     return fields

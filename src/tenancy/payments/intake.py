@@ -9,13 +9,14 @@ from decimal import Decimal
 
 import structlog
 
+from tenancy.domain.billing import Subscription
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import invoice_number_for, normalized_email_or_none, tenant_id_for
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.domain.plans import PlanCatalogue
 from tenancy.errors import InvalidInputError, RateLimitedError, TransientError, UnknownPlanError
 from tenancy.payments import payfast
-from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger, PurchaseObserver, RateLimiter
+from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger, PurchaseObserver, RateLimiter, SubscriptionStore
 
 __all__ = ["MAX_ITN_BYTES", "IntakePolicy", "PaymentIntake", "looks_like_email"]
 
@@ -63,7 +64,9 @@ class PaymentIntake:
         clock: Clock,
         limiter: RateLimiter | None = None,
         observer: PurchaseObserver | None = None,
+        subscriptions: SubscriptionStore | None = None,
     ) -> None:
+        self._subscriptions = subscriptions
         self._policy = policy
         self._observer = observer
         self._plans = plans
@@ -96,16 +99,18 @@ class PaymentIntake:
             email=normalized_email_or_none(payfast.field_value(fields, "email_address")),
             plan=payfast.field_value(fields, "custom_str1"),
             amount_gross=payfast.field_value(fields, "amount_gross"),
+            token=(payfast.field_value(fields, "token") or "").strip() or None,
         )
         try:
-            self._check(fields, payment)
+            renewal = payment.payment_status == "COMPLETE" and self._renewal(fields, payment)
+            self._check(fields, payment, renewal)
         except _RejectedError as rejection:
             return self._keep(payment.with_verdict(PaymentVerdict.REJECTED, rejection.reason))
         except TransientError as error:
             return self._keep(payment.with_verdict(PaymentVerdict.UNCONFIRMED, f"PayFast validate failed: {error}"))
 
-        job = self._job_for(payment) if payment.payment_status == "COMPLETE" else None
-        return self._keep(payment, job)
+        first_charge = payment.payment_status == "COMPLETE" and not renewal
+        return self._keep(payment, self._job_for(payment) if first_charge else None)
 
     def _throttle(self, source_ip: str) -> None:
         """A flood from one address outside PayFast's ranges is refused before any work (and
@@ -131,7 +136,7 @@ class PaymentIntake:
         )
         return self._keep(record)
 
-    def _check(self, fields: payfast.Fields, payment: PaymentRecord) -> None:
+    def _check(self, fields: payfast.Fields, payment: PaymentRecord, renewal: bool) -> None:
         policy = self._policy
         for required in ("m_payment_id", "pf_payment_id", "payment_status", "merchant_id", "signature"):
             if not payfast.field_value(fields, required):
@@ -161,9 +166,13 @@ class PaymentIntake:
             raise _RejectedError(f"unknown payment_status {status[:20]!r}")
         if not _TRANSACTION_ID.match(payment.transaction_id or ""):
             raise _RejectedError("m_payment_id is not a valid transaction id")
-        # 4. Amount, against the price of the plan bought (CANCELLED carries no amount).
+        # A subscription's ITN must carry the token of the checkout's subscription, and no other
+        # checkout's token (a renewal signed for one tenant is not replayed at another's).
+        self._check_token(fields, payment)
+        # 4. Amount, against the price of the plan bought, or a renewal's against the
+        # subscription's current recurring amount (CANCELLED carries no amount).
         if status != "CANCELLED":
-            self._check_amount(payment)
+            self._check_amount(payment, renewal)
         if status == "COMPLETE" and not looks_like_email(payment.email or ""):
             raise _RejectedError("email_address is not a valid email address")
         if status in {"PENDING", "FAILED"} and self._completed_already(payment.pf_payment_id or ""):
@@ -180,7 +189,37 @@ class PaymentIntake:
             for entry in self._ledger.find(pf_payment_id=pf_payment_id)
         )
 
-    def _check_amount(self, payment: PaymentRecord) -> None:
+    def _renewal(self, fields: payfast.Fields, payment: PaymentRecord) -> bool:
+        """A COMPLETE ITN of a subscription whose first charge the ledger accepted already (under
+        another pf_payment_id): a renewal, never a second tenant."""
+        if not payfast.field_value(fields, "token"):
+            return False
+        return any(
+            entry.payment_status == "COMPLETE"
+            and entry.verdict is PaymentVerdict.ACCEPTED
+            and entry.pf_payment_id != payment.pf_payment_id
+            for entry in self._ledger.find(transaction_id=payment.transaction_id or "")
+        )
+
+    def _check_token(self, fields: payfast.Fields, payment: PaymentRecord) -> None:
+        token = (payfast.field_value(fields, "token") or "").strip()
+        if not token or self._subscriptions is None:
+            return
+        transaction_id = payment.transaction_id or ""
+        holder = self._subscriptions.find_by_token(token)
+        if holder is not None and holder.transaction_id != transaction_id:
+            raise _RejectedError("token belongs to another checkout's subscription")
+        current = self._subscriptions.find_by_transaction(transaction_id)
+        if current is not None and current.token != token:
+            raise _RejectedError("token is not the subscription token of this m_payment_id")
+        if holder is None and current is None and payment.payment_status == "CANCELLED":
+            # Kept and answered (PayFast stops retrying), and named for Finance: no checkout of
+            # ours started this subscription, or its first charge never reached us.
+            known = self._ledger.find(transaction_id=transaction_id)
+            if not any(entry.verdict is PaymentVerdict.ACCEPTED for entry in known):
+                log.warning("itn_unknown_subscription", transaction_id=transaction_id, escalate_to="finance")
+
+    def _check_amount(self, payment: PaymentRecord, renewal: bool = False) -> None:
         try:
             plan = self._plans.get(payment.plan or "")
         except UnknownPlanError:
@@ -194,8 +233,20 @@ class PaymentIntake:
         # PayFast's PHP SDK (Notification.php: `abs((float)$v - (float)$pfData['amount_gross']) > 0.01`,
         # floatval() in older releases): an allowance for comparing floats, not a price tolerance.
         # Exact decimals from a strict string need none, so 298.99 does not pay for 299.00.
+        if renewal:
+            subscription = self._subscription_of(payment)
+            expected = subscription.recurring_amount if subscription else plan.recurring_price_zar
+            if Decimal(amount) != expected:
+                log.warning("renewal_amount_rejected", transaction_id=payment.transaction_id, escalate_to="finance")
+                raise _RejectedError(f"amount_gross does not match the subscription's recurring amount {expected}")
+            return
         if Decimal(amount) != plan.price_zar:
             raise _RejectedError(f"amount_gross does not match the {plan.name} price {plan.price_zar}")
+
+    def _subscription_of(self, payment: PaymentRecord) -> Subscription | None:
+        if self._subscriptions is None:
+            return None
+        return self._subscriptions.find_by_transaction(payment.transaction_id or "")
 
     def _job_for(self, payment: PaymentRecord) -> ProvisioningJob:
         transaction_id = payment.transaction_id or ""

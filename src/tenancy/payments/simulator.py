@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 
 from tenancy.payments.payfast import encode_value, itn_signature
 
-__all__ = ["CUSTOM_FIELDS", "build_itn", "encode_form"]
+__all__ = ["CUSTOM_FIELDS", "build_itn", "encode_form", "new_subscription_token"]
 
 # The custom fields PayFast echoes from the checkout form, in the ITN's order; custom_str1 is the plan.
 CUSTOM_FIELDS = (*(f"custom_str{n}" for n in range(1, 6)), *(f"custom_int{n}" for n in range(1, 6)))
@@ -27,9 +28,13 @@ def build_itn(
     name_first: str = "Test",
     name_last: str = "Customer",
     custom: Mapping[str, str] | None = None,
+    token: str | None = None,
+    billing_date: str | None = None,
 ) -> list[tuple[str, str]]:
     """The fields in PayFast's order, with a correct signature last. `custom` holds the checkout
-    form's custom fields, echoed as PayFast echoes them (custom_str1 is always `plan`)."""
+    form's custom fields, echoed as PayFast echoes them (custom_str1 is always `plan`). A
+    subscription's ITN also carries its `token` and `billing_date` (YYYY-MM-DD), signed, just
+    before the signature; with neither, the ITN is a once-off payment's, as before."""
     echoed = {**(custom or {}), "custom_str1": plan}
     if unknown := set(echoed) - set(CUSTOM_FIELDS):
         raise ValueError(f"not a PayFast custom field: {', '.join(sorted(unknown))}")
@@ -51,8 +56,14 @@ def build_itn(
         ("email_address", email),
         ("merchant_id", merchant_id),
     ]
+    fields += [(name, value) for name, value in (("token", token), ("billing_date", billing_date)) if value is not None]
     fields.append(("signature", itn_signature(fields, passphrase)))
     return fields
+
+
+def new_subscription_token() -> str:
+    """A subscription token shaped as PayFast's are: a UUID4, 36 characters with hyphens."""
+    return str(uuid.uuid4())
 
 
 def encode_form(fields: list[tuple[str, str]]) -> bytes:

@@ -143,6 +143,10 @@ _SECURITY_REASONS = (
     "missing field signature",
     "field after signature",  # an unsigned field appended: the forgery of a checkout form's signature
     "merchant_key in an ITN",  # a checkout form posted as a notification
+    # A subscription ITN signed for one checkout and replayed for another's, or with a token
+    # not the subscription's: someone with a valid ITN trying it elsewhere.
+    "token belongs to another",
+    "token is not the subscription token",
 )
 _PAYMENT_REASONS = ("merchant_id is not ours", "amount_gross", "unknown plan")
 

@@ -9,6 +9,8 @@ import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TypeVar
 
+from tenancy.domain.billing import Subscription
+from tenancy.domain.ids import tenant_id_for
 from tenancy.domain.model import (
     IdentityUser,
     OutboxMessage,
@@ -66,6 +68,7 @@ class PageLookup:
         self._owners: dict[str, IdentityUser | None] = {}
         self._users: dict[str, Sequence[UserRecord]] = {}
         self._mail: dict[str, Sequence[OutboxMessage]] = {}
+        self._subscriptions: dict[str, Subscription | None] = {}
         self.records_read = 0  # rows the batched reads brought back, for the progress bar
 
     # --- Reading a page ahead ---
@@ -188,3 +191,31 @@ class PageLookup:
 
     def mail_statistics(self) -> MailStatistics:
         return self._mail_statistics()
+
+    def subscription(self, tenant_id: str) -> Subscription | None:
+        if tenant_id not in self._subscriptions:
+            self._read_subscriptions()
+        if tenant_id not in self._subscriptions:
+            self._subscriptions[tenant_id] = self._stores.subscription(tenant_id)
+        return self._subscriptions[tenant_id]
+
+    def _read_subscriptions(self) -> None:
+        """The subscriptions of every tenant the page's records name (a case's tenant id is one of
+        them: its tenant's, its job's, its identity user's, or the one its transaction derives),
+        in one batched read when the first case asks for one."""
+        subscriptions = self._stores.subscriptions
+        if subscriptions is None:
+            return
+        named: dict[str, None] = {}
+        for transaction_id in (*self._jobs, *self._payments):
+            named[tenant_id_for(transaction_id)] = None
+        for job in self._jobs.values():
+            if job is not None:
+                named[job.tenant_id] = None
+        for tenant in (*self._tenants.values(), *self._billed.values()):
+            if tenant is not None:
+                named[tenant.tenant_id] = None
+        for user in (*self._identity_users.values(), *self._owners.values()):
+            if user is not None and user.tenant_id:
+                named[user.tenant_id] = None
+        _read_ahead(self._subscriptions, named, self._counted(subscriptions.get_many), None)

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from tenancy.domain.billing import SubscriptionFigures
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import AuditRun, JobStatus
 from tenancy.domain.plurals import plural
-from tenancy.ports import FindingsIndex, PaymentLedger, ProvisioningJournal
+from tenancy.ports import FindingsIndex, PaymentLedger, ProvisioningJournal, SubscriptionStore
 from tenancy.runbook.alerts import AlertMonitor, AlertReport, AlertResult, AlertThresholds, error_rate_sample, evaluate
 from tenancy.runbook.findings import Finding
 
@@ -66,6 +67,7 @@ class Dashboard:
     alerts: AlertReport  # the same rules and thresholds as `tenancy alerts check`
     thresholds: AlertThresholds
     error_rate_sample: tuple[int, int]  # (failed an attempt, updated) in the alert window
+    subscriptions: SubscriptionFigures | None = None  # the business: None when no store is read
 
     @property
     def payments(self) -> int:
@@ -135,7 +137,13 @@ class Dashboard:
 
 
 def read_dashboard(
-    *, monitor: AlertMonitor, journal: ProvisioningJournal, ledger: PaymentLedger, index: FindingsIndex, now: datetime
+    *,
+    monitor: AlertMonitor,
+    journal: ProvisioningJournal,
+    ledger: PaymentLedger,
+    index: FindingsIndex,
+    now: datetime,
+    subscriptions: SubscriptionStore | None = None,
 ) -> Dashboard:
     """Counts only, whatever the number of purchases: the alert monitor's (jobs by status, the
     window's few jobs and rejections, the queue depths), the hourly tallies of the last seven days,
@@ -155,6 +163,8 @@ def read_dashboard(
         alerts=AlertReport(checked_at=now, inputs=inputs, results=evaluate(inputs, monitor.thresholds, now)),
         thresholds=monitor.thresholds,
         error_rate_sample=error_rate_sample(inputs, monitor.thresholds, now),
+        # Renewals and cancellations over the same seven days as the chart.
+        subscriptions=subscriptions.figures(since) if subscriptions is not None else None,
     )
 
 

@@ -9,9 +9,11 @@ from datetime import datetime, timedelta
 from tenancy.accounts.roles import roles_of
 from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.model import JobStatus
+from tenancy.domain.plurals import plural
 from tenancy.runbook.evidence import CaseFile, mail_status_words, shown
 from tenancy.runbook.findings import ESCALATION, Diagnosis, Evidence, Finding, Store
 from tenancy.runbook.rules import DEFAULT_PASSWORD_TTL, Context, Found, Rule, first_match
+from tenancy.runbook.rules.subscriptions import payfast_amount, payfast_period
 
 __all__ = ["DEFAULT_PASSWORD_TTL", "ESCALATION_AGE", "classify", "describe", "diagnosis_of"]
 
@@ -117,6 +119,8 @@ def describe(case: CaseFile) -> tuple[Evidence, ...]:
         text = f"message {message.message_id} in the {where}, received {message.receive_count}x{error}"
         items.append(Evidence(Store.QUEUE, fields, text))
     items.append(_tenant_evidence(case))
+    items += _subscription_evidence(case)
+    items += _payfast_evidence(case)
     items += _people_evidence(case)
     if case.other_transactions:
         items.append(
@@ -127,6 +131,75 @@ def describe(case: CaseFile) -> tuple[Evidence, ...]:
             )
         )
     return tuple(items)
+
+
+def _subscription_evidence(case: CaseFile) -> list[Evidence]:
+    """The tenant's PayFast subscription and its billing history; nothing for a once-off purchase."""
+    subscription = case.subscription
+    if subscription is None:
+        return []
+    next_charge = subscription.next_billing_date
+    fields: dict[str, object] = {
+        "token": subscription.token,
+        "transaction_id": subscription.transaction_id,
+        "status": subscription.status.value,
+        "plan": subscription.plan,
+        "pending_plan": subscription.pending_plan,
+        "frequency": subscription.frequency.name.lower(),
+        "recurring_amount": f"{subscription.recurring_amount:.2f}",
+        "paid_through": subscription.paid_through.isoformat(),
+        "next_billing_date": next_charge.isoformat() if next_charge else None,
+    }
+    pending = f", changing to {subscription.pending_plan} at the next charge" if subscription.pending_plan else ""
+    charge = f", next charge {next_charge.isoformat()}" if next_charge else ", no further charges"
+    text = (
+        f"{subscription.status.value} {subscription.frequency.name.lower()} {subscription.plan} subscription, "
+        f"R{subscription.recurring_amount:.2f} / {subscription.frequency.period_word}, paid through "
+        f"{subscription.paid_through.isoformat()}{charge}{pending} (token {subscription.token})"
+    )
+    items = [Evidence(Store.SUBSCRIPTIONS, fields, text)]
+    for entry in subscription.history:
+        amount = f" R{entry.amount:.2f}" if entry.amount is not None else ""
+        invoice = f" invoice {entry.invoice_number}" if entry.invoice_number else ""
+        payment = f" payment {entry.pf_payment_id}" if entry.pf_payment_id else ""
+        note = f" ({entry.note})" if entry.note else ""
+        history = {
+            "kind": entry.kind.value,
+            "at": entry.at,
+            "pf_payment_id": entry.pf_payment_id,
+            "amount": f"{entry.amount:.2f}" if entry.amount is not None else None,
+            "invoice_number": entry.invoice_number,
+            "plan": entry.plan,
+        }
+        text = f"{entry.kind.value.replace('_', ' ')} at {entry.at}{amount}{invoice}{payment}{note}"
+        items.append(Evidence(Store.SUBSCRIPTIONS, history, text))
+    return items
+
+
+def _payfast_evidence(case: CaseFile) -> list[Evidence]:
+    """PayFast's own view of the subscription, or why PayFast could not be asked; nothing when it
+    was not asked (the audit, a once-off purchase)."""
+    view, subscription = case.payfast, case.subscription
+    if view is not None:
+        fields: dict[str, object] = {
+            "token": view.token,
+            "status_text": view.status_text,
+            "amount_cents": view.amount_cents,
+            "frequency": view.frequency,
+            "cycles": view.cycles,
+            "cycles_complete": view.cycles_complete,
+            "run_date": view.run_date,
+        }
+        text = (
+            f"{view.status_text} R{payfast_amount(view):.2f} / {payfast_period(view)}, next run {view.run_date}, "
+            f"{plural(view.cycles_complete, 'charge')} complete (token {view.token})"
+        )
+        return [Evidence(Store.PAYFAST, fields, text)]
+    if case.payfast_error is not None and subscription is not None:
+        fields = {"token": subscription.token, "asked": False, "error": case.payfast_error}
+        text = f"PayFast could not be asked about token {subscription.token}: {case.payfast_error}"
+        return [Evidence(Store.PAYFAST, fields, text)]
+    return []
 
 
 def _tenant_evidence(case: CaseFile) -> Evidence:

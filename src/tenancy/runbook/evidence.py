@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tenancy.domain.billing import PayfastSubscription, Subscription
 from tenancy.domain.ids import normalize_email, tenant_id_for
 from tenancy.domain.model import (
     IdentityUser,
@@ -19,7 +20,16 @@ from tenancy.domain.model import (
     UserRecord,
 )
 from tenancy.errors import InvalidInputError, TenancyError
-from tenancy.ports import IdentityProvider, JobQueue, Mailer, PaymentLedger, ProvisioningJournal, TenantStore, UserStore
+from tenancy.ports import (
+    IdentityProvider,
+    JobQueue,
+    Mailer,
+    PaymentLedger,
+    ProvisioningJournal,
+    SubscriptionStore,
+    TenantStore,
+    UserStore,
+)
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 
 __all__ = [
@@ -69,6 +79,17 @@ class Selector:
         given = [value for value in (self.email, self.tenant_id, self.transaction_id) if value]
         if len(given) != 1:
             raise InvalidInputError("give exactly one of --email, --tenant-id, --transaction-id")
+
+    @classmethod
+    def parse(cls, key: str) -> Selector:
+        """One key as an operator types it: `@` means an email, `ten_` a tenant id, anything else
+        a transaction id. Raises InvalidInputError for an empty key."""
+        text = key.strip()
+        if "@" in text:
+            return cls(email=text)
+        if text.startswith("ten_"):
+            return cls(tenant_id=text)
+        return cls(transaction_id=text)
 
     def describe(self) -> str:
         if self.email:
@@ -124,6 +145,10 @@ class EvidenceLookup(Protocol):
         none when the provider cannot say right now (it is evidence, never a reason to fail)."""
         ...
 
+    def subscription(self, tenant_id: str) -> Subscription | None:
+        """The tenant's PayFast subscription, with its billing history."""
+        ...
+
 
 class PurchaseSearch(EvidenceLookup, Protocol):
     """An EvidenceLookup that can also tell which purchases an email or a tenant id names, for
@@ -153,6 +178,7 @@ class EvidenceStores:
     users: UserStore
     identity: IdentityProvider
     mailer: Mailer
+    subscriptions: SubscriptionStore | None = None  # None: a runbook that knows no subscriptions
 
     def payments(self, transaction_id: str) -> Sequence[PaymentRecord]:
         return self.ledger.find(transaction_id=transaction_id)
@@ -187,6 +213,9 @@ class EvidenceStores:
         except TenancyError:
             return ()
 
+    def subscription(self, tenant_id: str) -> Subscription | None:
+        return self.subscriptions.get(tenant_id) if self.subscriptions is not None else None
+
     def jobs_by_email(self, email: str) -> Sequence[ProvisioningJob]:
         return self.journal.find(email=email)
 
@@ -214,6 +243,11 @@ class CaseFile:
     identity_user: IdentityUser | None = None
     emails: tuple[OutboxMessage, ...] = ()
     other_transactions: tuple[str, ...] = field(default=())
+    subscription: Subscription | None = None
+    # PayFast's own view of `subscription`, asked only for one purchase's diagnose, repair or
+    # verify (never by the audit); `payfast_error` says why PayFast could not be asked.
+    payfast: PayfastSubscription | None = None
+    payfast_error: str | None = None
 
     @property
     def completed_payment(self) -> PaymentRecord | None:
@@ -336,6 +370,7 @@ def gather(purchase: Purchase, lookup: EvidenceLookup) -> CaseFile:
         identity_user=identity_user,
         emails=tuple(lookup.mail(email)) if email else (),
         other_transactions=purchase.other_transactions,
+        subscription=lookup.subscription(tenant_id) if tenant_id else None,
     )
 
 

@@ -24,6 +24,9 @@ class Finding(StrEnum):
     IN_PROGRESS = "in_progress"
     NEEDS_REVIEW = "needs_review"
     NOT_A_TENANT = "not_a_tenant"
+    RENEWAL_UNAPPLIED = "renewal_unapplied"
+    UNKNOWN_SUBSCRIPTION = "unknown_subscription"
+    SUBSCRIPTION_OUT_OF_SYNC = "subscription_out_of_sync"
 
     @property
     def runbook_section(self) -> str | None:
@@ -60,6 +63,9 @@ _LABELS = {
     Finding.NEEDS_REVIEW: "stopped for a human decision",
     # An operator runs the console and owns no tenant: nothing about it is a provisioning failure.
     Finding.NOT_A_TENANT: "an operator account, not a tenant",
+    Finding.RENEWAL_UNAPPLIED: "a subscription payment was accepted but not applied",
+    Finding.UNKNOWN_SUBSCRIPTION: "a PayFast subscription no checkout of ours started",
+    Finding.SUBSCRIPTION_OUT_OF_SYNC: "PayFast's view of the subscription disagrees with ours",
 }
 # NOT_A_TENANT is never repairable: every repair would turn the operator into a tenant's owner.
 _REPAIRABLE = {
@@ -68,6 +74,8 @@ _REPAIRABLE = {
     Finding.TENANT_RECORD_MISSING,
     Finding.WELCOME_EMAIL_MISSING,
     Finding.TENANT_ID_MISMATCH,
+    Finding.RENEWAL_UNAPPLIED,
+    Finding.SUBSCRIPTION_OUT_OF_SYNC,
 }
 
 # RB-001 section 6.
@@ -89,6 +97,8 @@ class Store(StrEnum):
     IDENTITY = "identity"
     USERS = "users"
     MAIL = "mail"
+    SUBSCRIPTIONS = "subscriptions"
+    PAYFAST = "payfast"  # PayFast's own view (its subscription API), asked only about one purchase
 
 
 @dataclass(frozen=True, slots=True)

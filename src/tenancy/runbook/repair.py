@@ -2,13 +2,14 @@
 
 Repairs go through the same saga as provisioning: a finding resets the journal to the
 steps that are really done, and the saga, whose steps all check real state first, does
-the rest. Only a tenant id mismatch is fixed directly, toward the tenant record.
+the rest. Only a tenant id mismatch is fixed directly, toward the tenant record, and a
+subscription out of sync with PayFast, toward PayFast's view (runbook.resync).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +30,8 @@ from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
 from tenancy.provisioning.worker import NextAction, ProvisioningWorker
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, shown
 from tenancy.runbook.findings import Diagnosis, Finding
+from tenancy.runbook.resync import resync_actions, resync_from_payfast
+from tenancy.runbook.rules.subscriptions import unapplied_itns
 
 __all__ = ["RepairPlan", "RepairService", "plan_repair"]
 
@@ -80,6 +83,11 @@ def plan_repair(diagnosis: Diagnosis, case: CaseFile) -> RepairPlan:
         ]
     elif finding is Finding.WELCOME_EMAIL_MISSING:
         actions = [f"set a new temporary password for {email}", "resend the welcome email"]
+    elif finding is Finding.RENEWAL_UNAPPLIED:
+        missing = ", ".join(f"{p.payment_status} {p.pf_payment_id}" for p in unapplied_itns(case))
+        actions = [f"apply the accepted subscription payments not applied ({missing}), in the order received"]
+    elif finding is Finding.SUBSCRIPTION_OUT_OF_SYNC:
+        actions = list(resync_actions(case))
     elif finding is Finding.TENANT_ID_MISMATCH:
         actions = [
             f"set custom:tenant_id={tenant_id} on identity user {email}",
@@ -106,7 +114,9 @@ class RepairService:
         stores: EvidenceStores,
         worker: ProvisioningWorker,
         trail: RepairTrail,
+        settle: Callable[[str], object] | None = None,
     ) -> None:
+        self._settle = settle
         self._stores = stores
         self._journal = stores.journal
         self._queue = stores.queue
@@ -120,6 +130,14 @@ class RepairService:
             raise InvalidInputError(f"{finding.value} cannot be repaired automatically")
         if finding is Finding.TENANT_ID_MISMATCH:
             self._fix_mismatch(case, now)
+            return "repaired"
+        if finding is Finding.RENEWAL_UNAPPLIED:
+            if self._settle is None or not case.transaction_id:
+                raise InvalidInputError("this runbook cannot settle subscriptions")
+            self._settle(case.transaction_id)
+            return "repaired"
+        if finding is Finding.SUBSCRIPTION_OUT_OF_SYNC:
+            self._resync(case, now)
             return "repaired"
         job = self._job_for(case, finding, now)
         outcome = self._worker.run_job(job)
@@ -215,6 +233,18 @@ class RepairService:
         )
         self._journal.create(job)
         return self._journal.get(transaction_id) or job
+
+    def _resync(self, case: CaseFile, now: datetime) -> None:
+        subscription, subscriptions = case.subscription, self._stores.subscriptions
+        if subscription is None or case.payfast is None or subscriptions is None:
+            raise InvalidInputError("a re-sync needs our subscription, its store and PayFast's view of it")
+        resync_from_payfast(
+            subscriptions=subscriptions,
+            tenants=self._stores.tenants,
+            tenant_id=subscription.tenant_id,
+            view=case.payfast,
+            now=now,
+        )
 
     def _fix_mismatch(self, case: CaseFile, now: datetime) -> None:
         tenant, user = case.tenant, case.identity_user

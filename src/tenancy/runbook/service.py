@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ import structlog
 from tenancy.accounts.login import AccountService
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import JobStatus, QueuedMessage, RepairRecord
-from tenancy.ports import Clock, PurchaseObserver, RepairTrail
+from tenancy.ports import Clock, PurchaseObserver, RepairTrail, SubscriptionApi
 from tenancy.provisioning.worker import ProvisioningWorker
 from tenancy.runbook.attempts import REDRIVEN, REMOVED, attempts_before
 from tenancy.runbook.dead_letters import DeadLetterDecision
@@ -19,12 +20,16 @@ from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, classify
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, Purchase, Selector, find_purchase, gather
 from tenancy.runbook.findings import Advise, Diagnosis, Finding
 from tenancy.runbook.passive import DeadLettersOnly
+from tenancy.runbook.payfast_view import with_payfast_view
 from tenancy.runbook.repair import RepairPlan, RepairService, plan_repair
 from tenancy.runbook.verify import VerifyReport, verify
 
 __all__ = ["RepairResult", "Runbook"]
 
 log = structlog.get_logger(__name__)
+
+# Repairs made straight to the records, without rerunning the job: its attempts stand.
+_KEEPS_ATTEMPTS = frozenset({Finding.TENANT_ID_MISMATCH, Finding.SUBSCRIPTION_OUT_OF_SYNC})
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,8 @@ class RepairResult:
 
 class Runbook:
     """RB-001 on `stores` (the journal and the queue among them): `worker` reruns the saga for
-    repairs, `trail` keeps every repair, `accounts` signs in for `verify`."""
+    repairs, `trail` keeps every repair, `accounts` signs in for `verify`, `payfast` (when given)
+    tells PayFast's view of the subscription of the one purchase asked about."""
 
     def __init__(
         self,
@@ -59,8 +65,11 @@ class Runbook:
         clock: Clock,
         password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
         observer: PurchaseObserver | None = None,
+        settle: Callable[[str], object] | None = None,
+        payfast: SubscriptionApi | None = None,
     ) -> None:
         self._password_ttl = password_ttl
+        self._payfast = payfast
         self._observer = observer
         self._stores = stores
         self._journal = stores.journal
@@ -75,10 +84,13 @@ class Runbook:
             if stores.queue.listing_counts_as_delivery
             else stores
         )
-        self._repairs = RepairService(stores=stores, worker=worker, trail=trail)
+        self._repairs = RepairService(stores=stores, worker=worker, trail=trail, settle=settle)
 
     def case(self, selector: Selector) -> CaseFile:
-        return gather(find_purchase(selector, self._stores), self._stores)
+        """What every store holds about the purchase, and PayFast's view of its subscription when
+        this runbook can ask PayFast (one purchase at a time: never the audit's million)."""
+        case = gather(find_purchase(selector, self._stores), self._stores)
+        return with_payfast_view(case, self._payfast) if self._payfast is not None else case
 
     def diagnose(self, selector: Selector) -> Diagnosis:
         return self._classify(self.case(selector))
@@ -106,7 +118,7 @@ class Runbook:
             return RepairResult(plan, outcome, plan.diagnosis, self.verify(selector))
         # A repair that reruns the job starts its attempts again: the trail keeps the failed ones.
         attempts = attempts_before(
-            case.job, case.messages, clears_attempts=plan.diagnosis.finding is not Finding.TENANT_ID_MISMATCH
+            case.job, case.messages, clears_attempts=plan.diagnosis.finding not in _KEEPS_ATTEMPTS
         )
         outcome = self._repairs.carry_out(plan, case, self._clock.now())
         self._changed(plan.diagnosis.transaction_id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tenancy.accounts.login import AccountService
-from tenancy.domain.model import AuthChallenge, TenantStatus
+from tenancy.domain.model import AuthChallenge
 from tenancy.errors import AuthenticationError
 from tenancy.ports import IdentityProvider
 from tenancy.runbook.evidence import CaseFile, shown
@@ -63,7 +63,8 @@ def verify(
     checks += [
         Check(
             "tenant record exists and is active",
-            tenant is not None and tenant.status is TenantStatus.ACTIVE,
+            # A cancelling tenant keeps full access until its paid-through date.
+            tenant is not None and tenant.status.has_access,
             f"{tenant.tenant_id} is {tenant.status.value}" if tenant else f"no tenant record {tenant_id or ''}".strip(),
         ),
         Check("identity user exists", user is not None, user.username if user else no_user),

@@ -57,6 +57,7 @@ __all__ = [
     "ordered_id",
     "payment_from_item",
     "payment_item",
+    "plain",
     "repair_from_item",
     "repair_item",
     "tenant_from_item",
@@ -87,8 +88,12 @@ def item_from(values: Mapping[str, object]) -> Item:
     return {name: attribute(value) for name, value in values.items() if value is not None}
 
 
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+def plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item's attributes as Python values (numbers as Decimal)."""
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+_plain = plain
 
 
 @contextmanager
@@ -323,6 +328,7 @@ def payment_item(payment: PaymentRecord, entry_key: str) -> Item:
         "email": payment.email,
         "plan": payment.plan,
         "amount_gross": payment.amount_gross,
+        "token": payment.token,
     }
     substituted = _indexable(values, ("pf_payment_id", "transaction_id", "email"))
     if payment.pf_payment_id is None:
@@ -364,6 +370,7 @@ def payment_from_item(item: Mapping[str, Any]) -> PaymentRecord:
             email=_optional_text(values, "email"),
             plan=_optional_text(values, "plan"),
             amount_gross=_optional_text(values, "amount_gross"),
+            token=_optional_text(values, "token"),
         )
 
 

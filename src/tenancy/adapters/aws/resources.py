@@ -104,6 +104,15 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
         # The findings index (adapters.aws.findings_index): an item per purchase, the counts by
         # finding and the latest full audit; `finding-index` holds only the purchases.
         _table(settings.findings_table, "index_key", None, _index("finding-index", "finding", "changed_at")),
+        # Each tenant's subscription and billing history (adapters.aws.subscriptions), found by
+        # PayFast's token and by the checkout's m_payment_id.
+        _table(
+            settings.subscriptions_table,
+            "tenant_id",
+            None,
+            _index("token-index", "token"),
+            _index("transaction-index", "transaction_id"),
+        ),
     ]
 
 
@@ -119,6 +128,7 @@ class AwsResources:
     rate_limits_table: str
     sessions_table: str
     findings_table: str
+    subscriptions_table: str
     queue_url: str
     dlq_url: str
     user_pool_id: str
@@ -154,6 +164,7 @@ def ensure_resources(session: boto3.Session, settings: Settings) -> AwsResources
         rate_limits_table=settings.rate_limits_table,
         sessions_table=settings.sessions_table,
         findings_table=settings.findings_table,
+        subscriptions_table=settings.subscriptions_table,
         queue_url=queue_url,
         dlq_url=dlq_url,
         user_pool_id=pool_id,

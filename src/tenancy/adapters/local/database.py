@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tenancy.adapters.local.schema import ADDED_COLUMNS, FINDINGS_SCHEMA, SCHEMA, TALLY_BACKFILL, TALLY_SCHEMA
+from tenancy.adapters.local.schema import (
+    ADDED_COLUMNS,
+    FINDINGS_SCHEMA,
+    SCHEMA,
+    SUBSCRIPTIONS_SCHEMA,
+    TALLY_BACKFILL,
+    TALLY_SCHEMA,
+)
 from tenancy.errors import PermanentError, TransientError
 from tenancy.private_files import create_private_file, private_directory, tighten
 
@@ -72,7 +79,7 @@ class Database:
         for suffix in _COMPANION_SUFFIXES:
             tighten(path.with_name(path.name + suffix))
         with self.transaction() as connection:
-            for statement in (*SCHEMA, *FINDINGS_SCHEMA):
+            for statement in (*SCHEMA, *FINDINGS_SCHEMA, *SUBSCRIPTIONS_SCHEMA):
                 connection.execute(statement)
             _add_missing_columns(connection)
             _add_tallies(connection)

@@ -22,7 +22,7 @@ __all__ = ["SqliteLedger"]
 def _insert(connection: sqlite3.Connection, payment: PaymentRecord) -> None:
     connection.execute(
         "INSERT INTO payments (received_at, source_ip, fields, verdict, reasons, pf_payment_id, transaction_id,"
-        " payment_status, email, plan, amount_gross) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " payment_status, email, plan, amount_gross, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             payment.received_at,
             payment.source_ip,
@@ -35,6 +35,7 @@ def _insert(connection: sqlite3.Connection, payment: PaymentRecord) -> None:
             payment.email,
             payment.plan,
             payment.amount_gross,
+            payment.token,
         ),
     )
 
@@ -42,7 +43,7 @@ def _insert(connection: sqlite3.Connection, payment: PaymentRecord) -> None:
 # Every column of `payments` but the raw ITN fields.
 _COLUMNS_BUT_FIELDS = (
     "id", "received_at", "source_ip", "verdict", "reasons", "pf_payment_id", "transaction_id",
-    "payment_status", "email", "plan", "amount_gross",
+    "payment_status", "email", "plan", "amount_gross", "token",
 )  # fmt: skip
 
 
@@ -59,6 +60,7 @@ def _payment_from_row(row: sqlite3.Row) -> PaymentRecord:
         email=row["email"],
         plan=row["plan"],
         amount_gross=row["amount_gross"],
+        token=row["token"],
     )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ADDED_COLUMNS", "FINDINGS_SCHEMA", "SCHEMA", "TALLY_BACKFILL", "TALLY_SCHEMA"]
+__all__ = ["ADDED_COLUMNS", "FINDINGS_SCHEMA", "SCHEMA", "SUBSCRIPTIONS_SCHEMA", "TALLY_BACKFILL", "TALLY_SCHEMA"]
 
 # (table, tally name prefix, column): the rows counted by a column's value.
 _TALLIED = (
     ("provisioning", "jobs", "status"),
     ("payments", "payments", "verdict"),
     ("findings", "findings", "finding"),
+    ("subscriptions", "subscriptions", "status"),
 )
 
 
@@ -25,6 +26,26 @@ def _remove_minute(series: str, timestamp: str, when: str = "1") -> str:
     return (
         f"UPDATE minutely SET count = count - 1 WHERE ({when})"  # noqa: S608 - fixed SQL
         f" AND series = {series} AND minute = substr({timestamp}, 1, 16);"
+    )
+
+
+def _new_entries(kind: str, first_new: str) -> str:
+    """A trigger statement adding to the minutely series `<kind>s` the billing history entries of
+    that kind a write of `subscriptions` added (those from index `first_new` on), each in the
+    minute it was applied (its `at`): renewals and cancellations a week, counted as they happen."""
+    return (
+        f"INSERT INTO minutely SELECT '{kind}s', substr(json_extract(value, '$.at'), 1, 16), COUNT(*)"  # noqa: S608
+        f" FROM json_each(NEW.data, '$.history') WHERE key >= {first_new}"
+        f" AND json_extract(value, '$.kind') = '{kind}' GROUP BY 2"
+        " ON CONFLICT (series, minute) DO UPDATE SET count = count + excluded.count;"
+    )
+
+
+def _annual_cents(row: str, sign: str) -> str:
+    """Keeps `annual_cents:<status>` summing the subscriptions' recurring amounts, a year's worth."""
+    return (
+        f"INSERT INTO tally VALUES ('annual_cents:' || {row}.status, {sign}{row}.annual_cents)"  # noqa: S608
+        f" ON CONFLICT (name) DO UPDATE SET count = count + {sign}{row}.annual_cents;"
     )
 
 
@@ -213,6 +234,22 @@ SCHEMA: tuple[str, ...] = (
     )""",
 )
 
+# Each tenant's PayFast subscription and billing history (adapters.local.subscriptions): the
+# whole subscription as JSON, with the columns it is found by, the version it is written over, and
+# what the dashboard's tallies count (status, and the recurring amount as cents a year).
+SUBSCRIPTIONS_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS subscriptions (
+        tenant_id TEXT PRIMARY KEY,
+        token TEXT NOT NULL UNIQUE,
+        transaction_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        status TEXT NOT NULL,
+        annual_cents INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS subscriptions_by_transaction ON subscriptions (transaction_id)",
+)
+
 # The findings index: each purchase's current finding (runbook.findings_index), and the last
 # full audits that refreshed it.
 FINDINGS_SCHEMA: tuple[str, ...] = (
@@ -275,6 +312,20 @@ TALLY_SCHEMA: tuple[str, ...] = (
         {_add_minute("'succeeded'", "NEW.updated_at", "NEW.status = 'succeeded'")}
         {_add_minute("'succeeded_retried'", "NEW.updated_at", "NEW.status = 'succeeded' AND NEW.attempts >= 2")}
     END""",
+    f"""CREATE TRIGGER IF NOT EXISTS subscriptions_figures_insert AFTER INSERT ON subscriptions BEGIN
+        {_annual_cents("NEW", "")}
+        {_new_entries("renewal", "0")}
+        {_new_entries("cancellation", "0")}
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS subscriptions_figures_update AFTER UPDATE ON subscriptions BEGIN
+        {_annual_cents("OLD", "-")}
+        {_annual_cents("NEW", "")}
+        {_new_entries("renewal", "json_array_length(OLD.data, '$.history')")}
+        {_new_entries("cancellation", "json_array_length(OLD.data, '$.history')")}
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS subscriptions_figures_delete AFTER DELETE ON subscriptions BEGIN
+        {_annual_cents("OLD", "-")}
+    END""",
     f"""CREATE TRIGGER IF NOT EXISTS provisioning_minutely_delete AFTER DELETE ON provisioning BEGIN
         {_remove_minute("'succeeded'", "OLD.updated_at", "OLD.status = 'succeeded'")}
         {_remove_minute("'succeeded_retried'", "OLD.updated_at", "OLD.status = 'succeeded' AND OLD.attempts >= 2")}
@@ -301,4 +352,4 @@ TALLY_BACKFILL: dict[str, tuple[str, ...]] = {
 
 # Columns added after a table was first created: (table, column, declaration). A database made by
 # an older version gets them on open; CREATE TABLE above already has them for a new one.
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("provisioning", "claim", "TEXT"),)
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("provisioning", "claim", "TEXT"), ("payments", "token", "TEXT"))

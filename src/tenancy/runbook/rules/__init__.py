@@ -3,11 +3,14 @@
 engine walks the registry and the first rule that finds something names the finding. Adding a
 finding is adding one rule here, and its test.
 
-The order is RB-001's: the payment first (nothing to look at without one), then the account (an
-operator's is never repaired as a tenant), work a worker still has and purchases waiting for a
-person, then the missing or disagreeing records (4.3, the mismatch, 4.2, 4.1), the welcome email
-(4.4), and healthy (section 5) last, for whatever the others did not name. A rule may count on
-the ones before it having found nothing: each docstring says what it finds on that footing."""
+The order is RB-001's: the payment first (nothing to look at without one; a subscription's ITN
+no checkout here started is Finance's), then the account (an operator's is never repaired as a
+tenant), work a worker still has and purchases waiting for a person, then the missing or
+disagreeing records (4.3, the mismatch, 4.2, 4.1), a subscription payment accepted but not
+applied, PayFast's view of the subscription disagreeing with ours (asked only when one purchase
+is diagnosed), the welcome email (4.4), and healthy (section 5) last, for whatever the others did not
+name. A rule may count on the ones before it having found nothing: each docstring says what it
+finds on that footing."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from tenancy.runbook.rules.records import (
     tenant_id_mismatch,
     tenant_record_missing,
 )
+from tenancy.runbook.rules.subscriptions import renewal_unapplied, subscription_out_of_sync, unknown_subscription
 from tenancy.runbook.rules.welcome import Welcome, healthy, welcome_email_missing, welcome_of
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
 
 RULES: tuple[Rule, ...] = (
     payment_not_found,
+    unknown_subscription,
     payment_not_complete,
     not_a_tenant,
     in_progress,
@@ -46,6 +51,8 @@ RULES: tuple[Rule, ...] = (
     tenant_id_mismatch,
     identity_user_missing,
     provisioning_failed,
+    renewal_unapplied,
+    subscription_out_of_sync,
     welcome_email_missing,
     healthy,
 )

@@ -12,8 +12,9 @@ from tenancy.runbook.rules.base import IN_FLIGHT, Context, Found, owner_linked, 
 
 __all__ = ["in_progress", "needs_review"]
 
-# Neither a failure nor the end of provisioning: the tenant is held or ended on purpose.
-_DELIBERATE = frozenset(TenantStatus) - {TenantStatus.ACTIVE, TenantStatus.PROVISIONING}
+# Neither a failure nor the end of provisioning: the tenant is held or ended on purpose. A
+# cancelling tenant is neither: its owner keeps full access until the paid-through date.
+_DELIBERATE = frozenset(TenantStatus) - {TenantStatus.ACTIVE, TenantStatus.PROVISIONING, TenantStatus.CANCELLING}
 
 
 @rule("JOB001", Finding.IN_PROGRESS)

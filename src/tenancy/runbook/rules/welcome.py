@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tenancy.domain.clock import parse_timestamp
-from tenancy.domain.model import IdentityUser, IdentityUserStatus, OutboxMessage
+from tenancy.domain.model import IdentityUser, IdentityUserStatus, OutboxMessage, TenantStatus
 from tenancy.runbook.evidence import STORED_NOT_DELIVERED, CaseFile, mail_status_words, shown
 from tenancy.runbook.findings import Evidence, Finding, NextStep, Store
 from tenancy.runbook.rules.base import Context, Found, rule
@@ -96,6 +96,9 @@ def healthy(case: CaseFile, context: Context) -> Found | None:
         return None  # never reached in the registry's order; a rule answers only for its finding
     welcome = welcome_of(user, case.welcome_emails, context.now, context.password_ttl)
     summary = f"Tenant {tenant.tenant_id} is active; {user.username} can sign in."
+    if tenant.status is TenantStatus.CANCELLING:
+        until = case.subscription.paid_through.isoformat() if case.subscription else "its paid-through date"
+        summary = f"Tenant {tenant.tenant_id} is cancelling; {user.username} can sign in until {until}."
     if welcome.only_stored:
         summary += f" Its welcome email was {STORED_NOT_DELIVERED}: the owner has not received it."
     stale = tuple(message.message_id for message in case.messages if message.dead_lettered)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -18,18 +19,21 @@ from tenancy.bootstrap import Services
 from tenancy.config import PayfastMode
 from tenancy.domain.ids import new_transaction_id
 from tenancy.domain.model import PaymentVerdict
-from tenancy.errors import InvalidInputError, TenantNotFoundError, UnknownPlanError
+from tenancy.errors import InvalidInputError, TenancyError, UnknownPlanError
+from tenancy.payfast_offline import first_charge_itn
 from tenancy.payments.checkout import (
     CheckoutLinks,
     checkout_fields,
     checkout_signature_matches,
     new_status_key,
     parse_buyer,
+    payfast_today,
 )
 from tenancy.payments.payfast import field_value
-from tenancy.payments.simulator import CUSTOM_FIELDS, build_itn, encode_form
+from tenancy.payments.simulator import CUSTOM_FIELDS, encode_form
 from tenancy.provisioning.status import NO_RECORD, purchase_status
 from tenancy.web.deps import ServicesDep
+from tenancy.web.pages.account import account_page
 from tenancy.web.pages.rendering import STATIC_DIR, redirect, render
 from tenancy.web.pages.security import read_form
 from tenancy.web.pages.viewer import Viewer, current_viewer, require_viewer
@@ -108,6 +112,7 @@ async def start_checkout(request: Request, services: ServicesDep) -> Response:
         merchant_key=settings.payfast_merchant_key.get_secret_value(),
         links=CheckoutLinks(settings.public_base_url),
         passphrase=settings.passphrase,
+        today=payfast_today(services.clock.now()),
     )
     context = {"plan": plan, "buyer": buyer, "fields": fields, "process_url": settings.payfast_process_url}
     return render(request, "checkout_pay.html", context, viewer=viewer)
@@ -130,19 +135,26 @@ async def simulate_payment(request: Request, services: ServicesDep) -> Response:
         message = "The payment form was changed after it was signed. Start the checkout again."
         return render(request, "error.html", {"title": "Payment refused", "message": message}, status_code=400)
     transaction_id = field_value(fields, "m_payment_id") or ""
-    itn = build_itn(
-        transaction_id=transaction_id,
-        email=field_value(fields, "email_address") or "",
-        plan=field_value(fields, "custom_str1") or "",
-        amount=field_value(fields, "amount") or "0",
-        merchant_id=settings.payfast_merchant_id,
-        passphrase=settings.passphrase,
-        name_first=field_value(fields, "name_first") or "",
-        name_last=field_value(fields, "name_last") or "",
-        # One payment per checkout: pressing the button twice sends PayFast's retry, a duplicate.
-        pf_payment_id=_simulated_payment_id(transaction_id),
-        custom={name: value for name, value in fields if name in CUSTOM_FIELDS},  # the status key's digest too
-    )
+    # The signed form says what was bought: a subscription's ITN carries PayFast's token for it.
+    subscription = field_value(fields, "subscription_type") == "1"
+    try:
+        itn = first_charge_itn(
+            services,
+            transaction_id=transaction_id,
+            email=field_value(fields, "email_address") or "",
+            plan=field_value(fields, "custom_str1") or "",
+            amount=field_value(fields, "amount") or "0",
+            name_first=field_value(fields, "name_first") or "",
+            name_last=field_value(fields, "name_last") or "",
+            # One payment per checkout: pressing the button twice sends PayFast's retry, a duplicate.
+            pf_payment_id=_simulated_payment_id(transaction_id),
+            custom={name: value for name, value in fields if name in CUSTOM_FIELDS},  # the status key's digest too
+            token=_simulated_token(transaction_id) if subscription else None,
+        )
+    except TenancyError as error:
+        log.warning("simulated_payment_refused", reason=str(error))
+        message = "This plan cannot be bought right now. Start again from the pricing page."
+        return render(request, "error.html", {"title": "Payment refused", "message": message}, status_code=400)
     peer = request.client.host if request.client else ""
     record = await run_in_threadpool(services.intake.receive, encode_form(itn), peer, None)
     if record.verdict is PaymentVerdict.REJECTED:
@@ -188,25 +200,13 @@ def checkout_status(
 
 
 @router.get("/account")
-def account(request: Request, services: ServicesDep) -> Response:
+def account(request: Request, services: ServicesDep, billing: str = "") -> Response:
+    """The signed-in viewer's own tenant (active or cancelling); `billing` names a billing change
+    just made, whose news the page shows (see pages.account)."""
     viewer = require_viewer(request)
     if viewer.tenant_id is None and viewer.is_operator:
         return redirect("/ops")
-    try:
-        # The tenant comes from the server-side session alone, never from the request.
-        tenant = services.accounts.active_tenant(viewer.tenant_id) if viewer.tenant_id else None
-    except TenantNotFoundError:
-        tenant = None
-    if tenant is None:
-        message = "Tenant not found: this account has no active site."
-        # No link back to the account: it is the page that failed.
-        context = {"title": "Tenant not found", "message": message, "account_link": False}
-        return render(request, "error.html", context, status_code=403, viewer=viewer)
-    try:
-        plan_name = services.plans.get(tenant.plan).display_name
-    except UnknownPlanError:  # a plan since taken out of the catalogue: the tenant keeps its limits
-        plan_name = tenant.plan
-    return render(request, "account.html", {"tenant": tenant, "plan_name": plan_name}, viewer=viewer)
+    return account_page(request, services, viewer, done=billing)
 
 
 def _ownership(services: Services, viewer: Viewer | None) -> dict[str, str] | None:
@@ -238,6 +238,13 @@ def _buyer_problems(name: str, email: str) -> dict[str, str]:
 def _simulated_payment_id(transaction_id: str) -> str:
     digest = hashlib.sha256(f"simulated:{transaction_id}".encode()).digest()
     return str(10**9 + int.from_bytes(digest[:4], "big") % 10**9)
+
+
+def _simulated_token(transaction_id: str) -> str:
+    """The simulated subscription's token: UUID4-shaped like PayFast's, and the same for every press
+    of the button, as PayFast's retry of an ITN repeats its token with its pf_payment_id."""
+    digest = hashlib.sha256(f"simulated-token:{transaction_id}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 def _unknown_plan(request: Request, plan: str) -> Response:

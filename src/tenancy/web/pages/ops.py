@@ -18,6 +18,7 @@ from starlette.responses import Response
 from tenancy.advice import next_action
 from tenancy.bootstrap import Services
 from tenancy.config import Backend
+from tenancy.domain.billing import SubscriptionStatus
 from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.model import JobStatus
 from tenancy.domain.plurals import plural
@@ -90,6 +91,7 @@ def dashboard(request: Request, services: ConsoleServices) -> Response:
         ledger=services.ledger,
         index=services.findings_index,
         now=services.clock.now(),
+        subscriptions=services.subscriptions,
     )
     context = {
         "numbers": numbers,
@@ -97,6 +99,7 @@ def dashboard(request: Request, services: ConsoleServices) -> Response:
         "chart": line_chart(numbers.series),
         "window_minutes": services.alert_monitor.thresholds.window_minutes,
         "human_age": human_age,
+        "cancelling_status": SubscriptionStatus.CANCELLING,
         "last_audit_age": _age_of(numbers.last_audit.finished_at, services) if numbers.last_audit else None,
     }
     return _page(request, viewer, "ops/dashboard.html", "dashboard", context)
@@ -281,14 +284,9 @@ async def repair(request: Request, services: ConsoleServices, key: str) -> Respo
 
 
 def _selector(key: str) -> Selector | None:
-    """`@` means an email, `ten_` a tenant id, anything else a transaction id (as the CLI's options)."""
-    text = key.strip()
+    """The key as `Selector.parse` reads it; None for an empty one."""
     try:
-        if "@" in text:
-            return Selector(email=text)
-        if text.startswith("ten_"):
-            return Selector(tenant_id=text)
-        return Selector(transaction_id=text)
+        return Selector.parse(key)
     except InvalidInputError:
         return None
 

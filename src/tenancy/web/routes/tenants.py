@@ -1,4 +1,5 @@
-"""`GET /tenants/me`: the caller's own tenant, chosen by the verified token alone."""
+"""`GET /tenants/me`: the caller's own tenant, chosen by the verified token alone, with its
+subscription (null for a once-off purchase)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from tenancy.domain.billing import BillingEntry, Subscription
 from tenancy.domain.model import Tenant
 from tenancy.web.deps import BearerToken, ServicesDep
 
@@ -27,6 +29,54 @@ class UsageView(BaseModel):
     storage_used_mb: int
 
 
+class BillingEntryView(BaseModel):
+    kind: str
+    at: str
+    amount: str | None  # rands and cents, "299.00"; null for a cancellation or a plan change
+    invoice_number: str | None
+    plan: str | None
+    note: str
+
+    @classmethod
+    def of(cls, entry: BillingEntry) -> BillingEntryView:
+        return cls(
+            kind=entry.kind.value,
+            at=entry.at,
+            amount=None if entry.amount is None else f"{entry.amount:.2f}",
+            invoice_number=entry.invoice_number,
+            plan=entry.plan,
+            note=entry.note,
+        )
+
+
+class SubscriptionView(BaseModel):
+    """What the owner needs of the subscription. PayFast's token and payment ids stay out: the
+    token names the subscription at PayFast's API, and nothing the caller does needs it."""
+
+    status: str
+    plan: str
+    pending_plan: str | None  # a downgrade that takes effect at the next charge
+    frequency: str  # "monthly", "quarterly", "biannually", "annually"
+    recurring_amount: str  # "299.00"
+    paid_through: str  # ISO date
+    next_billing_date: str | None  # ISO date; null once cancelled
+    history: list[BillingEntryView]
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> SubscriptionView:
+        next_billing = subscription.next_billing_date
+        return cls(
+            status=subscription.status.value,
+            plan=subscription.plan,
+            pending_plan=subscription.pending_plan,
+            frequency=subscription.frequency.name.lower(),
+            recurring_amount=f"{subscription.recurring_amount:.2f}",
+            paid_through=subscription.paid_through.isoformat(),
+            next_billing_date=None if next_billing is None else next_billing.isoformat(),
+            history=[BillingEntryView.of(entry) for entry in subscription.history],
+        )
+
+
 class TenantView(BaseModel):
     tenant_id: str
     name: str
@@ -36,9 +86,10 @@ class TenantView(BaseModel):
     usage: UsageView
     storage_prefix: str
     created_at: str
+    subscription: SubscriptionView | None = None  # None: bought once, no renewals
 
     @classmethod
-    def of(cls, tenant: Tenant) -> TenantView:
+    def of(cls, tenant: Tenant, subscription: Subscription | None = None) -> TenantView:
         limits, usage = tenant.limits, tenant.usage
         return cls(
             tenant_id=tenant.tenant_id,
@@ -58,6 +109,7 @@ class TenantView(BaseModel):
             ),
             storage_prefix=tenant.storage_prefix,
             created_at=tenant.created_at,
+            subscription=None if subscription is None else SubscriptionView.of(subscription),
         )
 
 
@@ -67,4 +119,5 @@ class TenantView(BaseModel):
 )
 async def my_tenant(token: BearerToken, services: ServicesDep) -> TenantView:
     tenant = await run_in_threadpool(services.accounts.tenant_for_token, token)
-    return TenantView.of(tenant)
+    subscription = await run_in_threadpool(services.subscriptions.get, tenant.tenant_id)
+    return TenantView.of(tenant, subscription)

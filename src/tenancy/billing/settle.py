@@ -1,0 +1,322 @@
+"""Settling a checkout's subscription: every accepted ITN of the checkout that carries PayFast's
+token (its first charge, each renewal, a cancellation) is applied to the tenant once, in the order
+the ledger received them, and never twice.
+
+The ledger is the record of what PayFast said; the subscription's billing history is the record
+of what has been applied (a charge by its pf_payment_id, a cancellation likewise). Settling is
+therefore idempotent and can run any number of times, from anywhere: after an ITN is kept, after
+the provisioning job succeeds (a renewal that came while the first charge was still provisioning
+waits for it), and from the runbook's repair. Each run reads the subscription, applies what is
+missing and writes it over the version it read; a concurrent run that wrote first makes this one
+read again and re-apply (ConflictError), so two runs cannot both apply the same renewal.
+
+An old ITN never undoes newer state: ITNs of a subscription the tenant has since replaced (a
+CANCELLED replayed after the tenant bought again) are stale and change nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+import structlog
+
+from tenancy.billing.emails import cancellation_email, receipt_email
+from tenancy.domain.billing import BillingEntry, BillingKind, Frequency, Subscription, SubscriptionStatus
+from tenancy.domain.clock import format_timestamp, parse_timestamp
+from tenancy.domain.ids import invoice_number_for, tenant_id_for
+from tenancy.domain.model import OutgoingEmail, PaymentRecord, PaymentVerdict, Tenant, TenantStatus
+from tenancy.domain.plans import PlanCatalogue
+from tenancy.errors import ConflictError, TenancyError, TransientError
+from tenancy.payments import payfast
+from tenancy.ports import Clock, Mailer, PaymentLedger, SubscriptionStore, TenantStore
+
+__all__ = ["Settled", "SubscriptionBilling", "reactivated_tenant_of", "token_of"]
+
+log = structlog.get_logger(__name__)
+
+_ATTEMPTS = 5
+# The checkout field that names the tenant a checkout is for (a plan change or buying again).
+TENANT_FIELD = "custom_str2"
+
+
+def token_of(payment: PaymentRecord) -> str | None:
+    """PayFast's subscription token the ITN carries, or None (a once-off payment). Kept beside the
+    raw fields, so an entry read without them (the audit's) still says it."""
+    return payment.token or (payfast.field_value(payment.fields, "token") or "").strip() or None
+
+
+def reactivated_tenant_of(payment: PaymentRecord) -> str | None:
+    """The existing tenant a checkout was for (custom_str2, signed), or None for a new tenant."""
+    return (payfast.field_value(payment.fields, TENANT_FIELD) or "").strip() or None
+
+
+class Settled(StrEnum):
+    """What a settle found to do."""
+
+    NOTHING = "nothing"  # no subscription ITN for this checkout: a once-off purchase
+    DEFERRED = "deferred"  # the tenant is still provisioning: settled when its job succeeds
+    STALE = "stale"  # the checkout's subscription was replaced since: its ITNs change nothing
+    UP_TO_DATE = "up_to_date"  # every subscription ITN of the checkout was applied already
+    APPLIED = "applied"
+
+
+@dataclass
+class _Work:
+    """One settle's changes, made on copies and written at the end."""
+
+    subscription: Subscription | None
+    tenant: Tenant
+    emails: list[OutgoingEmail] = dataclasses.field(default_factory=list)
+    applied: int = 0
+
+
+class SubscriptionBilling:
+    def __init__(
+        self,
+        *,
+        subscriptions: SubscriptionStore,
+        tenants: TenantStore,
+        ledger: PaymentLedger,
+        plans: PlanCatalogue,
+        mailer: Mailer,
+        clock: Clock,
+        account_url: str,
+        sender: str,
+    ) -> None:
+        self._subscriptions = subscriptions
+        self._tenants = tenants
+        self._ledger = ledger
+        self._plans = plans
+        self._mailer = mailer
+        self._clock = clock
+        self._account_url = account_url
+        self._sender = sender
+
+    def settle(self, transaction_id: str) -> Settled:
+        """Applies whatever the checkout's subscription ITNs say and was not applied yet."""
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._settle_once(transaction_id)
+            except ConflictError:
+                continue  # another run wrote first: read again, apply what is left
+        raise TransientError(f"the subscription of {transaction_id} kept changing while settled")
+
+    def _settle_once(self, transaction_id: str) -> Settled:
+        itns = [
+            payment
+            for payment in self._ledger.find(transaction_id=transaction_id)
+            if payment.verdict is PaymentVerdict.ACCEPTED
+            and payment.payment_status in {"COMPLETE", "CANCELLED"}
+            and token_of(payment)
+        ]
+        first = next((payment for payment in itns if payment.payment_status == "COMPLETE"), None)
+        if first is None:
+            return Settled.NOTHING
+        tenant_id = reactivated_tenant_of(first) or tenant_id_for(transaction_id)
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None or tenant.status is TenantStatus.PROVISIONING:
+            return Settled.DEFERRED
+        subscription = self._subscriptions.get(tenant_id)
+        token = token_of(first)
+        work = _Work(subscription, tenant)
+        if subscription is not None and subscription.token != token:
+            if not self._replaces(subscription, first):
+                log.info("subscription_itns_stale", transaction_id=transaction_id, tenant_id=tenant_id)
+                return Settled.STALE
+            # The tenant subscribed again (after cancelling, or to change plan): the new
+            # subscription takes the old one's place, its history carried over.
+            work.subscription = self._new_subscription(first, tenant_id, carried=subscription)
+            work.tenant = dataclasses.replace(tenant, status=TenantStatus.ACTIVE)
+            work.applied += 1
+        for payment in itns:
+            if token_of(payment) != token:
+                continue  # another subscription's ITN under the same m_payment_id: never ours to apply
+            self._apply(work, payment, first, tenant_id)
+        if work.applied == 0:
+            return Settled.UP_TO_DATE
+        self._write(work, tenant)
+        for email in work.emails:
+            self._send(email)
+        return Settled.APPLIED
+
+    def _replaces(self, current: Subscription, first: PaymentRecord) -> bool:
+        """Whether a first charge with another token than the tenant's subscription is a new
+        subscription (bought again, or a plan change by subscribing anew) rather than an old one
+        replayed: it is new when it came after the current subscription was started."""
+        return parse_timestamp(first.received_at) > parse_timestamp(current.created_at)
+
+    def _apply(self, work: _Work, payment: PaymentRecord, first: PaymentRecord, tenant_id: str) -> None:
+        pf_payment_id = payment.pf_payment_id or ""
+        if payment.payment_status == "CANCELLED":
+            self._cancel(work, payment)
+            return
+        if work.subscription is None:
+            work.subscription = self._new_subscription(first, tenant_id, carried=None)
+            work.applied += 1
+            return
+        if work.subscription.has_payment(pf_payment_id):
+            return
+        self._renew(work, payment)
+
+    def _new_subscription(self, first: PaymentRecord, tenant_id: str, carried: Subscription | None) -> Subscription:
+        plan = self._plans.get(first.plan or "")
+        now = format_timestamp(self._clock.now())
+        transaction_id = first.transaction_id or ""
+        entry = BillingEntry(
+            BillingKind.FIRST_CHARGE,
+            now,
+            pf_payment_id=first.pf_payment_id,
+            amount=_amount(first),
+            invoice_number=f"{invoice_number_for(transaction_id)}-01",
+            plan=plan.name,
+        )
+        return Subscription(
+            tenant_id=tenant_id,
+            token=token_of(first) or "",
+            transaction_id=transaction_id,
+            plan=plan.name,
+            frequency=plan.billing or Frequency.MONTHLY,
+            recurring_amount=plan.recurring_price_zar,
+            billing_date=_billing_date(first),
+            periods_paid=1,
+            status=SubscriptionStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+            # A tenant that subscribes again keeps its history (tax records), and the version
+            # it was read at, so the new subscription is written over the old one.
+            history=(*(carried.history if carried else ()), entry),
+            version=carried.version if carried else 0,
+        )
+
+    def _renew(self, work: _Work, payment: PaymentRecord) -> None:
+        subscription = work.subscription
+        assert subscription is not None
+        amount = _amount(payment)
+        if amount != subscription.recurring_amount:
+            # The intake refuses these; one kept by an older version waits for an operator.
+            log.warning(
+                "renewal_amount_mismatch",
+                transaction_id=subscription.transaction_id,
+                pf_payment_id=payment.pf_payment_id,
+                amount=str(amount),
+                expected=str(subscription.recurring_amount),
+            )
+            return
+        now = format_timestamp(self._clock.now())
+        number = subscription.charges() + 1
+        invoice = f"{invoice_number_for(subscription.transaction_id)}-{number:02d}"
+        plan_name = subscription.pending_plan or subscription.plan
+        plan = self._plans.get(plan_name)
+        renewed = subscription.evolve(
+            now,
+            plan=plan_name,
+            pending_plan=None,
+            periods_paid=subscription.periods_paid + 1,
+            history=(
+                *subscription.history,
+                BillingEntry(BillingKind.RENEWAL, now, payment.pf_payment_id, amount, invoice, plan_name),
+            ),
+        )
+        work.subscription = renewed
+        # The period starts again: the month's generations are counted afresh, and a pending
+        # downgrade takes effect now that the period it was paid for is over.
+        status = TenantStatus.CANCELLING if renewed.status is SubscriptionStatus.CANCELLING else TenantStatus.ACTIVE
+        work.tenant = dataclasses.replace(
+            work.tenant,
+            plan=plan.name,
+            limits=plan.limits,
+            usage=dataclasses.replace(work.tenant.usage, generations_this_month=0),
+            status=status,
+            updated_at=now,
+        )
+        work.applied += 1
+        if payment.email:
+            work.emails.append(
+                receipt_email(
+                    to=payment.email,
+                    plan=plan,
+                    amount=amount,
+                    invoice_number=invoice,
+                    paid_through=renewed.paid_through,
+                    account_url=self._account_url,
+                    sender=self._sender,
+                    tags={"transaction_id": renewed.transaction_id, "pf_payment_id": payment.pf_payment_id or ""},
+                )
+            )
+
+    def _cancel(self, work: _Work, payment: PaymentRecord) -> None:
+        subscription = work.subscription
+        if subscription is None:
+            return  # a cancellation before any charge was applied: nothing to end yet
+        already = any(
+            entry.kind is BillingKind.CANCELLATION and entry.pf_payment_id == payment.pf_payment_id
+            for entry in subscription.history
+        )
+        if already or subscription.status is not SubscriptionStatus.ACTIVE:
+            return
+        now = format_timestamp(self._clock.now())
+        work.subscription = subscription.evolve(
+            now,
+            status=SubscriptionStatus.CANCELLING,
+            pending_plan=None,
+            history=(
+                *subscription.history,
+                BillingEntry(BillingKind.CANCELLATION, now, payment.pf_payment_id, note="cancelled at PayFast"),
+            ),
+        )
+        if work.tenant.status.has_access:
+            work.tenant = dataclasses.replace(work.tenant, status=TenantStatus.CANCELLING, updated_at=now)
+        work.applied += 1
+        if payment.email:
+            work.emails.append(
+                cancellation_email(
+                    to=payment.email,
+                    last_day=subscription.paid_through,
+                    account_url=self._account_url,
+                    sender=self._sender,
+                    tags={"transaction_id": subscription.transaction_id, "pf_payment_id": payment.pf_payment_id or ""},
+                )
+            )
+
+    def _write(self, work: _Work, read: Tenant) -> None:
+        assert work.subscription is not None
+        # The subscription is the record of what was applied: written last, so a crash before it
+        # leaves the ITNs unapplied (settled again next time; the tenant's new values are the
+        # same again) rather than applied on paper only.
+        if work.tenant != read:
+            self._tenants.put(work.tenant)
+        saved = self._subscriptions.save(work.subscription)
+        log.info(
+            "subscription_settled",
+            tenant_id=saved.tenant_id,
+            transaction_id=saved.transaction_id,
+            status=saved.status.value,
+            paid_through=saved.paid_through.isoformat(),
+            applied=work.applied,
+        )
+
+    def _send(self, email: OutgoingEmail) -> None:
+        try:
+            self._mailer.send(email)
+        except TenancyError as error:
+            # The billing change stands; the email is in the outbox as failed, for the runbook.
+            log.warning("billing_email_failed", subject=email.subject, error=str(error))
+
+
+def _amount(payment: PaymentRecord) -> Decimal:
+    try:
+        return Decimal(payment.amount_gross or "")
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _billing_date(first: PaymentRecord) -> date:
+    """The subscription's first billing date: the ITN's `billing_date`, else the day it came."""
+    given = payfast.field_value(first.fields, "billing_date") or ""
+    try:
+        return date.fromisoformat(given)
+    except ValueError:
+        return parse_timestamp(first.received_at).date()

@@ -1,0 +1,227 @@
+"""The account page, and its owner's billing forms: change the subscription's plan, or cancel it,
+through `services.subscription_changes`. A form acts on the signed-in viewer's own tenant, named by
+the server-side session alone (never by a form field), and only for its owner (tenant_admin)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from tenancy.accounts.roles import TENANT_ADMIN_ROLE
+from tenancy.billing.changes import exceeded_limits
+from tenancy.bootstrap import Services
+from tenancy.domain.billing import Subscription, SubscriptionStatus
+from tenancy.domain.model import Tenant
+from tenancy.errors import InvalidInputError, TenancyError, TenantNotFoundError, TransientError, UnknownPlanError
+from tenancy.web.deps import ServicesDep
+from tenancy.web.pages.billing_view import billing_section, rands
+from tenancy.web.pages.rendering import redirect, render
+from tenancy.web.pages.security import read_form
+from tenancy.web.pages.viewer import Viewer, require_viewer
+
+__all__ = ["CONFIRM_FIELD", "account_page", "router"]
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+# The cancel form's checkbox: the server, not a script, checks that the owner ticked it.
+CONFIRM_FIELD = "confirm"
+
+
+def account_page(
+    request: Request,
+    services: Services,
+    viewer: Viewer,
+    *,
+    done: str = "",
+    error: str | None = None,
+    chosen: str = "",
+    status_code: int = 200,
+) -> Response:
+    """The account page of the viewer's own tenant: with its Billing section for the owner, the
+    notice of a billing change just `done` (a redirect's `?billing=`), or a refusal (`error`)."""
+    tenant = _own_tenant(services, viewer)
+    if tenant is None:
+        return _no_tenant(request, viewer)
+    try:
+        plan_name = services.plans.get(tenant.plan).display_name
+    except UnknownPlanError:  # a plan since taken out of the catalogue: the tenant keeps its limits
+        plan_name = tenant.plan
+    context: dict[str, Any] = {"tenant": tenant, "plan_name": plan_name, "billing": None, "notice": None}
+    if _is_owner(viewer):
+        subscription = services.subscriptions.get(tenant.tenant_id)
+        context["billing"] = billing_section(tenant, subscription, services.plans)
+        context["notice"] = _notice(done, subscription, services)
+    context.update(error=error, chosen=chosen, confirm_field=CONFIRM_FIELD)
+    return render(request, "account.html", context, status_code=status_code, viewer=viewer)
+
+
+@router.post("/account/billing/plan")
+async def change_plan(request: Request, services: ServicesDep) -> Response:
+    viewer = require_viewer(request)
+    form = await read_form(request)
+    tenant = _owned_tenant(request, services, viewer)
+    if isinstance(tenant, Response):
+        return tenant
+    plan = form.get("plan", "").strip()
+    if not plan:
+        message = "Choose the plan to move to, then press Change plan. Nothing was changed."
+        return account_page(request, services, viewer, error=message, status_code=400)
+    try:
+        change = await run_in_threadpool(
+            services.subscription_changes.plan_change, tenant.tenant_id, plan, actor=_owner(viewer), dry_run=False
+        )
+    except InvalidInputError as refusal:
+        log.info("billing_change_refused", tenant_id=tenant.tenant_id, plan=plan, reason=str(refusal))
+        message = _plan_refusal(services, tenant, plan, refusal)
+        return account_page(request, services, viewer, error=message, chosen=plan, status_code=400)
+    except TenancyError as failure:
+        return _payfast_failed(request, services, viewer, tenant, failure, chosen=plan)
+    return redirect(f"/account?billing={change.outcome}")
+
+
+@router.post("/account/billing/cancel")
+async def cancel_subscription(request: Request, services: ServicesDep) -> Response:
+    viewer = require_viewer(request)
+    form = await read_form(request)
+    tenant = _owned_tenant(request, services, viewer)
+    if isinstance(tenant, Response):
+        return tenant
+    if form.get(CONFIRM_FIELD) != "yes":
+        message = "Tick the box to confirm that you want to cancel, then press Cancel subscription again."
+        return account_page(request, services, viewer, error=message, status_code=400)
+    try:
+        change = await run_in_threadpool(
+            services.subscription_changes.cancel, tenant.tenant_id, actor=_owner(viewer), dry_run=False
+        )
+    except InvalidInputError as refusal:
+        log.info("billing_cancel_refused", tenant_id=tenant.tenant_id, reason=str(refusal))
+        message = f"Your subscription was not cancelled: {refusal}. Reload this page to see where it stands."
+        return account_page(request, services, viewer, error=message, status_code=400)
+    except TenancyError as failure:
+        return _payfast_failed(request, services, viewer, tenant, failure)
+    # "cancelled_already": PayFast's own cancellation got here first; to the owner, the same news.
+    return redirect("/account?billing=cancelled" if change.outcome.startswith("cancelled") else "/account")
+
+
+def _is_owner(viewer: Viewer) -> bool:
+    return TENANT_ADMIN_ROLE in viewer.roles
+
+
+def _own_tenant(services: Services, viewer: Viewer) -> Tenant | None:
+    """The viewer's tenant while its people have access (active or cancelling); None otherwise."""
+    if viewer.tenant_id is None:
+        return None
+    try:
+        # The tenant comes from the server-side session alone, never from the request.
+        return services.accounts.active_tenant(viewer.tenant_id)
+    except TenantNotFoundError:
+        return None
+
+
+def _owned_tenant(request: Request, services: Services, viewer: Viewer) -> Tenant | Response:
+    """The viewer's tenant if they own it and it has access; else the page that says why not."""
+    if not _is_owner(viewer):
+        return _owners_only(request, viewer)
+    tenant = _own_tenant(services, viewer)
+    return _no_tenant(request, viewer) if tenant is None else tenant
+
+
+def _notice(done: str, subscription: Subscription | None, services: Services) -> str | None:
+    """The news of a change just made, said from what is stored now: a `?billing=` that the stored
+    subscription does not bear out (typed by hand, or overtaken) shows nothing."""
+    if subscription is None:
+        return None
+    paid_through = subscription.paid_through.isoformat()
+    period = subscription.frequency.period_word
+    price = f"{rands(subscription.recurring_amount)} / {period}"
+    active = subscription.status is SubscriptionStatus.ACTIVE
+    if done == "upgraded" and active and subscription.pending_plan is None:
+        plan = _display_name(services, subscription.plan)
+        return (
+            f"Your plan is now {plan}, with its limits from now on. "
+            f"PayFast charges {price} from your next charge on {paid_through}."
+        )
+    if done == "downgrade_scheduled" and active and subscription.pending_plan is not None:
+        pending, plan = _display_name(services, subscription.pending_plan), _display_name(services, subscription.plan)
+        return (
+            f"Your plan changes to {pending} on {paid_through}, and PayFast charges {price} from then. "
+            f"You keep {plan} until that day."
+        )
+    if done == "cancelled" and subscription.status is SubscriptionStatus.CANCELLING:
+        return (
+            "Your subscription is cancelled: PayFast charges nothing more. "
+            f"Your site stays available until {paid_through}."
+        )
+    return None
+
+
+def _plan_refusal(services: Services, tenant: Tenant, plan: str, refusal: InvalidInputError) -> str:
+    """Why the plan did not change, and what to do, in the owner's words where we know them."""
+    try:
+        target = services.plans.get(plan)
+    except UnknownPlanError:
+        return "We have no plan by that name. Choose one of the plans listed under Change plan."
+    exceeded = exceeded_limits(tenant, target.limits)
+    # Only a downgrade is refused for usage (an upgrade raises limits): say which limits and what to do.
+    if exceeded and target.recurring_price_zar < _recurring_price(services, tenant.plan):
+        return (
+            f"Your plan was not changed: you use more than {target.display_name} allows ({'; '.join(exceeded)}). "
+            f"Delete sites or files until you are within its limits, then choose {target.display_name} again."
+        )
+    return f"Your plan was not changed: {refusal}. Reload this page to see your plan as it is now."
+
+
+def _recurring_price(services: Services, plan: str) -> Decimal:
+    try:
+        return services.plans.get(plan).recurring_price_zar
+    except UnknownPlanError:  # a plan since taken out of the catalogue: any plan left is a move up
+        return Decimal(0)
+
+
+def _payfast_failed(
+    request: Request, services: Services, viewer: Viewer, tenant: Tenant, failure: TenancyError, *, chosen: str = ""
+) -> Response:
+    """PayFast (or a store) failed: for a transient failure, try again later; otherwise, support."""
+    log.warning("billing_change_failed", tenant_id=tenant.tenant_id, error=str(failure), kind=type(failure).__name__)
+    if isinstance(failure, TransientError):
+        message = (
+            "PayFast did not answer in time, so the change may not have been made. "
+            "Reload this page in a few minutes to see where things stand, then try again if needed."
+        )
+        return account_page(request, services, viewer, error=message, chosen=chosen, status_code=503)
+    message = (
+        f"PayFast refused the change, so nothing was changed. Email {services.settings.effective_support_email} "
+        f"and quote your tenant id, {tenant.tenant_id}."
+    )
+    return account_page(request, services, viewer, error=message, chosen=chosen, status_code=502)
+
+
+def _display_name(services: Services, name: str) -> str:
+    try:
+        return services.plans.get(name).display_name
+    except UnknownPlanError:
+        return name
+
+
+def _no_tenant(request: Request, viewer: Viewer) -> Response:
+    message = "Tenant not found: this account has no active site."
+    # No link back to the account: it is the page that failed.
+    context = {"title": "Tenant not found", "message": message, "account_link": False}
+    return render(request, "error.html", context, status_code=403, viewer=viewer)
+
+
+def _owners_only(request: Request, viewer: Viewer) -> Response:
+    message = "Only the owner of a site can change its billing. Ask your site's owner to make the change."
+    return render(request, "error.html", {"title": "Owners only", "message": message}, status_code=403, viewer=viewer)
+
+
+def _owner(viewer: Viewer) -> str:
+    """Who the audit trail names for an owner's own change: told apart from an operator's."""
+    return f"owner {viewer.email}"
