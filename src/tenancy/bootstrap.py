@@ -450,6 +450,19 @@ def log_directory(settings: Settings) -> Path:
     return settings.home / "logs"
 
 
+def _catalogue(settings: Settings) -> PlanCatalogue:
+    """The plan catalogue, refused at start when it sells subscriptions without the passphrase
+    PayFast requires for them (rather than at the first buyer's checkout)."""
+    plans = load_catalogue(settings.plans_file)
+    subscriptions = [plan.name for plan in plans.plans if plan.is_subscription]
+    if subscriptions and settings.passphrase is None:
+        raise ConfigurationError(
+            f"plans {', '.join(subscriptions)} are PayFast subscriptions, which need a passphrase: set "
+            'TENANCY_PAYFAST_PASSPHRASE, or sell them once-off (billing = "once" in the plans file)'
+        )
+    return plans
+
+
 def build(settings: Settings, *, clock: Clock | None = None) -> Services:
     """Wires the backend that `settings.backend` names. Every service and adapter that judges
     time (delays, visibility timeouts, expiries, rate-limit windows) reads `clock`: the system
@@ -457,7 +470,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     if settings.backend is Backend.AWS:
         return _build_aws(settings, clock)
-    plans = load_catalogue(settings.plans_file)
+    plans = _catalogue(settings)
     database = Database(settings.database_path)
     smtp = SmtpTarget(settings.smtp_url) if settings.smtp_url else None
     return Services(
@@ -534,7 +547,7 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
     return Services(
         settings=settings,
         clock=clock,
-        plans=load_catalogue(settings.plans_file),
+        plans=_catalogue(settings),
         tenants=DynamoTenantStore(dynamodb, settings.tenants_table),
         users=DynamoUserStore(dynamodb, settings.users_table),
         journal=DynamoJournal(dynamodb, settings.provisioning_table),

@@ -12,6 +12,7 @@ import pytest
 
 from tenancy.bootstrap import Services, build
 from tenancy.domain.model import JobStatus
+from tenancy.errors import ConfigurationError
 from tenancy.ports import JobQueue
 
 from helpers import journal_job, make_settings
@@ -100,3 +101,18 @@ def test_the_fault_plan_hooks_the_workers_saga_only(tmp_path: Path, monkeypatch:
         assert slept == [0.5]
     finally:
         services.close()
+
+
+def test_subscriptions_without_a_passphrase_are_refused_at_start_once_off_plans_are_not(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="need a passphrase: set TENANCY_PAYFAST_PASSPHRASE"):
+        build(make_settings(tmp_path / "monthly", payfast_passphrase=""))
+    once_off = tmp_path / "plans.toml"
+    once_off.write_text(
+        '[plans.lifetime]\nprice_zar = "500.00"\nbilling = "once"\nmax_sites = 1\n'
+        "max_generations_per_month = 10\nmax_storage_mb = 10\ncustom_domain_allowed = false\n"
+    )
+    built = build(make_settings(tmp_path / "once", payfast_passphrase="", plans_file=once_off))
+    try:
+        assert built.plans.names() == ("lifetime",)
+    finally:
+        built.close()
