@@ -148,6 +148,7 @@ class Services:
             subscriptions=self.subscriptions,
             tenants=self.tenants,
             ledger=self.ledger,
+            journal=self.journal,
             plans=self.plans,
             mailer=self.mailer,
             clock=self.clock,

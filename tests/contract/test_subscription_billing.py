@@ -23,9 +23,11 @@ from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import PaymentRecord, PaymentVerdict, TenantStatus
 from tenancy.payments.simulator import build_itn, encode_form, new_subscription_token
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
+from tenancy.runbook.evidence import Selector
+from tenancy.runbook.findings import Finding
 
 from aws_support import Backend
-from helpers import work
+from helpers import ManualClock, work
 
 PAYFAST_ADDRESS = "197.97.145.145"
 TODAY = "2026-12-06"
@@ -285,3 +287,54 @@ def test_a_late_cancellation_of_a_replaced_subscription_changes_nothing(services
 
     assert services.billing.settle(checkout.transaction_id) is Settled.STALE
     assert services.subscriptions.get(checkout.tenant_id) == replaced
+
+
+def test_a_cancelled_owner_who_buys_again_gets_the_same_tenant_back_with_a_new_subscription(
+    services: Services, clock: ManualClock
+) -> None:
+    checkout = subscribe(services)
+    assert checkout.itn("CANCELLED").verdict is PaymentVerdict.ACCEPTED
+    services.identity.set_password(checkout.email, "Owner-Chosen-Passw0rd!", permanent=True)
+    clock.advance(days=40)  # bought again well after the first subscription began
+    again = Checkout(services, number=2, plan="enterprise")
+    again.email = checkout.email
+
+    record = again.itn(custom={"custom_str2": checkout.tenant_id})
+    work(services)
+
+    assert record.verdict is PaymentVerdict.ACCEPTED
+    job = services.journal.get(again.transaction_id)
+    assert job is not None
+    assert (job.tenant_id, job.returning, job.status.value) == (checkout.tenant_id, True, "succeeded")
+    assert services.tenants.get(again.tenant_id) is None  # no second tenant
+    tenant = services.tenants.get(checkout.tenant_id)
+    assert tenant is not None
+    assert (tenant.status, tenant.plan, tenant.limits.max_sites) == (TenantStatus.ACTIVE, "enterprise", 50)
+    subscription = services.subscriptions.get(checkout.tenant_id)
+    assert subscription is not None
+    assert (subscription.token, subscription.transaction_id) == (again.token, again.transaction_id)
+    assert subscription.status is SubscriptionStatus.ACTIVE
+    kinds = [entry.kind for entry in subscription.history]
+    assert kinds == [BillingKind.FIRST_CHARGE, BillingKind.CANCELLATION, BillingKind.FIRST_CHARGE]
+    assert len(emails_to(services, checkout.email, WELCOME_SUBJECT)) == 1
+    assert len(services.users.find_by_email(checkout.email)) == 1
+    diagnosis = services.runbook.diagnose(Selector(transaction_id=again.transaction_id))
+    assert diagnosis.finding is Finding.HEALTHY
+    # The old subscription's ITNs, delivered late, change nothing now.
+    assert services.billing.settle(checkout.transaction_id) is Settled.STALE
+
+
+def test_a_checkout_for_a_tenant_the_buyer_does_not_belong_to_is_left_for_review(services: Services) -> None:
+    owner = subscribe(services)
+    stranger = Checkout(services, number=3)
+
+    stranger.itn(custom={"custom_str2": owner.tenant_id})
+    work(services)
+
+    job = services.journal.get(stranger.transaction_id)
+    assert job is not None
+    assert job.status.value == "needs_review"
+    assert "no member" in (job.review_reason or "")
+    subscription = services.subscriptions.get(owner.tenant_id)
+    assert subscription is not None
+    assert subscription.token == owner.token  # untouched

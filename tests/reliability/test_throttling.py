@@ -12,11 +12,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tenancy.bootstrap import build
+from tenancy.bootstrap import Services, build
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
+from tenancy.domain.model import JobStatus
 from tenancy.payments.simulator import build_itn, encode_form
 
-from helpers import make_settings, pay, work
+from helpers import make_settings, pay, wait_until, work
 from servers import PAYFAST_ADDRESS, PayfastStandIn, RunningServer, cli_env, free_port, start_server, stop_server
 
 
@@ -43,11 +44,18 @@ def create_customer(server: RunningServer, email: str) -> None:
     """An account with a permanent password and an active tenant, so that a right password signs in."""
     services = build(make_settings(server.home, payfast_mode="offline"))
     try:
-        pay(services, email)
+        transaction_id = pay(services, email)
         work(services)
+        # The server's own worker may have taken the job first: wait for whichever runs it.
+        wait_until(lambda: _succeeded(services, transaction_id), 30, f"{transaction_id} to be provisioned")
         services.identity.set_password(email, "Right-Passw0rd!", permanent=True)
     finally:
         services.close()
+
+
+def _succeeded(services: Services, transaction_id: str) -> bool:
+    job = services.journal.get(transaction_id)
+    return job is not None and job.status is JobStatus.SUCCEEDED
 
 
 def login(server: RunningServer, email: str, password: str, source: str) -> httpx.Response:

@@ -27,11 +27,11 @@ from tenancy.billing.emails import cancellation_email, receipt_email
 from tenancy.domain.billing import BillingEntry, BillingKind, Frequency, Subscription, SubscriptionStatus
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
-from tenancy.domain.model import OutgoingEmail, PaymentRecord, PaymentVerdict, Tenant, TenantStatus
+from tenancy.domain.model import JobStatus, OutgoingEmail, PaymentRecord, PaymentVerdict, Tenant, TenantStatus
 from tenancy.domain.plans import PlanCatalogue
 from tenancy.errors import ConflictError, TenancyError, TransientError
 from tenancy.payments import payfast
-from tenancy.ports import Clock, Mailer, PaymentLedger, SubscriptionStore, TenantStore
+from tenancy.ports import Clock, Mailer, PaymentLedger, ProvisioningJournal, SubscriptionStore, TenantStore
 
 __all__ = ["Settled", "SubscriptionBilling", "reactivated_tenant_of", "token_of"]
 
@@ -80,6 +80,7 @@ class SubscriptionBilling:
         subscriptions: SubscriptionStore,
         tenants: TenantStore,
         ledger: PaymentLedger,
+        journal: ProvisioningJournal,
         plans: PlanCatalogue,
         mailer: Mailer,
         clock: Clock,
@@ -89,6 +90,7 @@ class SubscriptionBilling:
         self._subscriptions = subscriptions
         self._tenants = tenants
         self._ledger = ledger
+        self._journal = journal
         self._plans = plans
         self._mailer = mailer
         self._clock = clock
@@ -115,13 +117,17 @@ class SubscriptionBilling:
         first = next((payment for payment in itns if payment.payment_status == "COMPLETE"), None)
         if first is None:
             return Settled.NOTHING
-        tenant_id = reactivated_tenant_of(first) or tenant_id_for(transaction_id)
+        returning_to = reactivated_tenant_of(first)
+        tenant_id = returning_to or tenant_id_for(transaction_id)
         tenant = self._tenants.get(tenant_id)
         if tenant is None or tenant.status is TenantStatus.PROVISIONING:
             return Settled.DEFERRED
+        if returning_to is not None and not self._returning_checked(transaction_id):
+            return Settled.DEFERRED  # the saga checks first that the buyer belongs to that tenant
         subscription = self._subscriptions.get(tenant_id)
         token = token_of(first)
         work = _Work(subscription, tenant)
+        now_text = format_timestamp(self._clock.now())
         if subscription is not None and subscription.token != token:
             if not self._replaces(subscription, first):
                 log.info("subscription_itns_stale", transaction_id=transaction_id, tenant_id=tenant_id)
@@ -129,7 +135,10 @@ class SubscriptionBilling:
             # The tenant subscribed again (after cancelling, or to change plan): the new
             # subscription takes the old one's place, its history carried over.
             work.subscription = self._new_subscription(first, tenant_id, carried=subscription)
-            work.tenant = dataclasses.replace(tenant, status=TenantStatus.ACTIVE)
+            plan = self._plans.get(work.subscription.plan)
+            work.tenant = dataclasses.replace(
+                tenant, status=TenantStatus.ACTIVE, plan=plan.name, limits=plan.limits, updated_at=now_text
+            )
             work.applied += 1
         for payment in itns:
             if token_of(payment) != token:
@@ -142,11 +151,20 @@ class SubscriptionBilling:
             self._send(email)
         return Settled.APPLIED
 
+    def _returning_checked(self, transaction_id: str) -> bool:
+        job = self._journal.get(transaction_id)
+        return job is not None and job.returning and job.status is JobStatus.SUCCEEDED
+
     def _replaces(self, current: Subscription, first: PaymentRecord) -> bool:
         """Whether a first charge with another token than the tenant's subscription is a new
         subscription (bought again, or a plan change by subscribing anew) rather than an old one
-        replayed: it is new when it came after the current subscription was started."""
-        return parse_timestamp(first.received_at) > parse_timestamp(current.created_at)
+        replayed: it is new when it came after the current one was started, or (timestamps being
+        whole seconds) in that very second when the current one no longer runs and the checkout
+        was for this tenant (its owner came back: the saga checked they belong to it)."""
+        received, started = parse_timestamp(first.received_at), parse_timestamp(current.created_at)
+        ended = current.status is not SubscriptionStatus.ACTIVE
+        came_back = ended and reactivated_tenant_of(first) == current.tenant_id
+        return received > started or (came_back and received == started)
 
     def _apply(self, work: _Work, payment: PaymentRecord, first: PaymentRecord, tenant_id: str) -> None:
         pf_payment_id = payment.pf_payment_id or ""

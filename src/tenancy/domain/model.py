@@ -221,6 +221,9 @@ class ProvisioningJob:
     # The run that holds the job (a random id written when a run claims it): each of the run's
     # writes is conditional on it, so a run that was overtaken stops instead of running on.
     claim: str | None = None
+    # A checkout for a tenant that exists (its owner buying again, or changing plan by subscribing
+    # anew): nothing to provision; the payment's subscription reactivates that tenant.
+    returning: bool = False
 
     def with_changes(self, **changes: object) -> ProvisioningJob:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -254,9 +254,13 @@ class PaymentIntake:
         names = [payfast.field_value(payment.fields, key) or "" for key in ("name_first", "name_last")]
         tenant_name = " ".join(name.strip() for name in names if name.strip())[:120] or email
         now = format_timestamp(self._clock.now())
+        # A subscription bought for a tenant that exists (custom_str2, signed with the checkout
+        # form) is that tenant's: nothing is provisioned, the payment's subscription reactivates it.
+        returning_to = (payfast.field_value(payment.fields, "custom_str2") or "").strip() if payment.token else ""
         return ProvisioningJob(
             transaction_id=transaction_id,
-            tenant_id=tenant_id_for(transaction_id),
+            tenant_id=returning_to or tenant_id_for(transaction_id),
+            returning=bool(returning_to),
             invoice_number=invoice_number_for(transaction_id),
             email=email,
             plan=payment.plan or "",

@@ -114,6 +114,8 @@ class ProvisioningSaga:
         """Runs every unfinished step in order. Returns the job SUCCEEDED, or NEEDS_REVIEW
         when a human must decide; raises TransientError/PermanentError for the worker."""
         try:
+            if job.returning:
+                return self._returning(job)
             if not job.has_done(Step.TENANT_RECORD):
                 self._refuse_second_tenant_for_owner(job)
             for step, action in self._steps_for(_RunMemory()).items():
@@ -134,6 +136,29 @@ class ProvisioningSaga:
             status=JobStatus.SUCCEEDED, last_error=None, next_attempt_at=None, updated_at=self._now()
         )
         self._record(job)
+        return job
+
+    def _returning(self, job: ProvisioningJob) -> ProvisioningJob:
+        """A checkout for a tenant that exists: its owner buying again (after cancelling) or
+        subscribing anew to change plan. Its tenant, identity user, users record and welcome email
+        exist already, so every step is done as it stands; the subscription settled next
+        reactivates the tenant. A tenant that is gone, or one the buyer is no member of, is for a
+        person to look at."""
+        tenant = self._tenants.get(job.tenant_id)
+        if tenant is None:
+            raise NeedsReviewError(f"the checkout is for tenant {job.tenant_id}, which does not exist")
+        if not any(user.tenant_id == job.tenant_id for user in self._users.find_by_email(job.email)):
+            raise NeedsReviewError(f"the checkout is for tenant {job.tenant_id}, of which {job.email} is no member")
+        job = job.with_changes(
+            completed_steps=tuple(Step),
+            owner_user_id=tenant.owner_user_id or None,
+            status=JobStatus.SUCCEEDED,
+            last_error=None,
+            next_attempt_at=None,
+            updated_at=self._now(),
+        )
+        self._record(job)
+        log.info("returning_checkout", transaction_id=job.transaction_id, tenant_id=job.tenant_id)
         return job
 
     def _record(self, job: ProvisioningJob) -> None:

@@ -271,6 +271,7 @@ def job_item(job: ProvisioningJob) -> Item:
             "created_at": job.created_at,
             "updated_at": job.updated_at,
             "claim": job.claim,
+            "returning": True if job.returning else None,  # absent for a new tenant's job
         }
     )
 
@@ -296,6 +297,7 @@ def job_from_item(item: Mapping[str, Any]) -> ProvisioningJob:
             review_reason=_optional_text(values, "review_reason"),
             next_attempt_at=_optional_text(values, "next_attempt_at"),
             claim=_optional_text(values, "claim"),
+            returning=values.get("returning") is True,
         )
 
 

@@ -19,7 +19,7 @@ _TALLIED_ATTEMPTS = {0: "succeeded", 2: "succeeded_retried"}
 _COLUMNS = (
     "transaction_id", "tenant_id", "invoice_number", "email", "plan", "tenant_name", "status",
     "pf_payment_id", "completed_steps", "attempts", "owner_user_id", "last_error", "review_reason",
-    "next_attempt_at", "created_at", "updated_at", "claim",
+    "next_attempt_at", "created_at", "updated_at", "claim", "is_returning",
 )  # fmt: skip
 
 
@@ -42,6 +42,7 @@ def _values(job: ProvisioningJob) -> tuple[object, ...]:
         job.created_at,
         job.updated_at,
         job.claim,
+        int(job.returning),
     )
 
 
@@ -64,6 +65,7 @@ def _job_from_row(row: sqlite3.Row) -> ProvisioningJob:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         claim=row["claim"],
+        returning=bool(row["is_returning"]),
     )
 
 

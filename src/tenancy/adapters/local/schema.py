@@ -352,4 +352,8 @@ TALLY_BACKFILL: dict[str, tuple[str, ...]] = {
 
 # Columns added after a table was first created: (table, column, declaration). A database made by
 # an older version gets them on open; CREATE TABLE above already has them for a new one.
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("provisioning", "claim", "TEXT"), ("payments", "token", "TEXT"))
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("provisioning", "claim", "TEXT"),
+    ("payments", "token", "TEXT"),
+    ("provisioning", "is_returning", "INTEGER NOT NULL DEFAULT 0"),  # ProvisioningJob.returning
+)

@@ -15,8 +15,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 
+from tenancy.accounts.roles import TENANT_ADMIN_ROLE
 from tenancy.bootstrap import Services
 from tenancy.config import PayfastMode
+from tenancy.domain.billing import SubscriptionStatus
 from tenancy.domain.ids import new_transaction_id
 from tenancy.domain.model import PaymentVerdict
 from tenancy.errors import InvalidInputError, TenancyError, UnknownPlanError
@@ -74,14 +76,26 @@ def pricing(request: Request, services: ServicesDep) -> Response:
 def checkout(request: Request, services: ServicesDep, plan: str = "", cancelled: str = "") -> Response:
     viewer = current_viewer(request)
     owner = _ownership(services, viewer)
-    if owner is not None:
+    if owner is not None and "subscribe_again" not in owner:
         return render(request, "checkout_owner.html", {"owner": owner}, viewer=viewer)
     try:
         chosen = services.plans.get(plan)
     except UnknownPlanError:
         return _unknown_plan(request, plan)
     notice = "Payment cancelled: nothing was charged. You can try again." if cancelled else None
-    return render(request, "checkout.html", {"plan": chosen, "notice": notice, "form": {}}, viewer=viewer)
+    context: dict[str, object] = {
+        "plan": chosen,
+        "notice": notice,
+        "form": {},
+        "returning": _returning_email(viewer, owner),
+    }
+    return render(request, "checkout.html", context, viewer=viewer)
+
+
+def _returning_email(viewer: Viewer | None, owner: dict[str, str] | None) -> str | None:
+    """The owner's own email when they subscribe again for their site: the payment must come
+    from the tenant's member, so it is not theirs to change on the form."""
+    return viewer.email if viewer is not None and owner is not None and "subscribe_again" in owner else None
 
 
 @router.post("/checkout")
@@ -89,19 +103,25 @@ async def start_checkout(request: Request, services: ServicesDep) -> Response:
     form = await read_form(request)
     viewer = current_viewer(request)
     owner = _ownership(services, viewer)
-    if owner is not None:
+    if owner is not None and "subscribe_again" not in owner:
         # A second purchase would be paid for and then stopped for review: nothing to sell here.
         return render(request, "checkout_owner.html", {"owner": owner}, status_code=409, viewer=viewer)
     try:
         plan = services.plans.get(form.get("plan", ""))
     except UnknownPlanError:
         return _unknown_plan(request, form.get("plan", ""))
-    problems = _buyer_problems(form.get("name", ""), form.get("email", ""))
+    # An owner subscribing again pays for their own site, from their own email: never a form's.
+    returning = _returning_email(viewer, owner)
+    email = returning or form.get("email", "")
+    problems = _buyer_problems(form.get("name", ""), email)
     if problems:
         log.info("bad_request", path=request.url.path, reason="; ".join(problems.values()))
-        context = {"plan": plan, "errors": list(problems.values()), "invalid": set(problems), "form": form}
+        context = {
+            "plan": plan, "errors": list(problems.values()), "invalid": set(problems), "form": form,
+            "returning": returning,
+        }  # fmt: skip
         return render(request, "checkout.html", context, status_code=400, viewer=viewer)
-    buyer = parse_buyer(form.get("name", ""), form.get("email", ""))
+    buyer = parse_buyer(form.get("name", ""), email)
     settings = services.settings
     fields = checkout_fields(
         plan=plan,
@@ -113,6 +133,8 @@ async def start_checkout(request: Request, services: ServicesDep) -> Response:
         links=CheckoutLinks(settings.public_base_url),
         passphrase=settings.passphrase,
         today=payfast_today(services.clock.now()),
+        # The session's tenant (never the form's): the payment reactivates that site.
+        tenant_id=viewer.tenant_id if returning and viewer is not None else None,
     )
     context = {"plan": plan, "buyer": buyer, "fields": fields, "process_url": settings.payfast_process_url}
     return render(request, "checkout_pay.html", context, viewer=viewer)
@@ -211,16 +233,23 @@ def account(request: Request, services: ServicesDep, billing: str = "") -> Respo
 
 def _ownership(services: Services, viewer: Viewer | None) -> dict[str, str] | None:
     """For a signed-in owner (a viewer with a tenant), what to tell them of the site they have:
-    its plan's name ("" when unknown); None for everyone else, who may buy."""
+    its plan's name ("" when unknown) and, when its owner may subscribe for it again (its
+    subscription cancelled), `subscribe_again`; None for everyone else, who may buy. A site bought
+    once keeps RB-001's flow: nothing to buy here."""
     if viewer is None or viewer.tenant_id is None:
         return None
     tenant = services.tenants.get(viewer.tenant_id)
     if tenant is None:
         return {"plan_name": ""}
     try:
-        return {"plan_name": services.plans.get(tenant.plan).display_name}
+        ownership = {"plan_name": services.plans.get(tenant.plan).display_name}
     except UnknownPlanError:  # a plan since taken out of the catalogue
-        return {"plan_name": tenant.plan}
+        ownership = {"plan_name": tenant.plan}
+    subscription = services.subscriptions.get(tenant.tenant_id)
+    ended = subscription is not None and subscription.status is not SubscriptionStatus.ACTIVE
+    if TENANT_ADMIN_ROLE in viewer.roles and ended:
+        ownership["subscribe_again"] = "yes"
+    return ownership
 
 
 def _buyer_problems(name: str, email: str) -> dict[str, str]:
