@@ -16,6 +16,7 @@ CANCELLED replayed after the tenant bought again) are stale and change nothing."
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -33,7 +34,7 @@ from tenancy.errors import ConflictError, TenancyError, TransientError
 from tenancy.payments import payfast
 from tenancy.ports import Clock, Mailer, PaymentLedger, ProvisioningJournal, SubscriptionStore, TenantStore
 
-__all__ = ["Settled", "SubscriptionBilling", "reactivated_tenant_of", "token_of"]
+__all__ = ["Settled", "SubscriptionBilling", "reactivated_tenant_of", "subscription_itns", "token_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +47,18 @@ def token_of(payment: PaymentRecord) -> str | None:
     """PayFast's subscription token the ITN carries, or None (a once-off payment). Kept beside the
     raw fields, so an entry read without them (the audit's) still says it."""
     return payment.token or (payfast.field_value(payment.fields, "token") or "").strip() or None
+
+
+def subscription_itns(payments: Iterable[PaymentRecord]) -> list[PaymentRecord]:
+    """Of a checkout's ledger entries, the ITNs a subscription applies, in the order received:
+    accepted, COMPLETE (a charge) or CANCELLED, with PayFast's token."""
+    return [
+        payment
+        for payment in payments
+        if payment.verdict is PaymentVerdict.ACCEPTED
+        and payment.payment_status in {"COMPLETE", "CANCELLED"}
+        and token_of(payment)
+    ]
 
 
 def reactivated_tenant_of(payment: PaymentRecord) -> str | None:
@@ -107,13 +120,7 @@ class SubscriptionBilling:
         raise TransientError(f"the subscription of {transaction_id} kept changing while settled")
 
     def _settle_once(self, transaction_id: str) -> Settled:
-        itns = [
-            payment
-            for payment in self._ledger.find(transaction_id=transaction_id)
-            if payment.verdict is PaymentVerdict.ACCEPTED
-            and payment.payment_status in {"COMPLETE", "CANCELLED"}
-            and token_of(payment)
-        ]
+        itns = subscription_itns(self._ledger.find(transaction_id=transaction_id))
         first = next((payment for payment in itns if payment.payment_status == "COMPLETE"), None)
         if first is None:
             return Settled.NOTHING

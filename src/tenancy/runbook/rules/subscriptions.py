@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from tenancy.billing.settle import token_of
+from tenancy.billing.settle import subscription_itns, token_of
 from tenancy.domain.billing import BillingKind, Frequency, PayfastSubscription, Subscription, SubscriptionStatus, cents
-from tenancy.domain.model import PaymentRecord, PaymentVerdict, TenantStatus
+from tenancy.domain.model import PaymentRecord, TenantStatus
 from tenancy.runbook.evidence import CaseFile
 from tenancy.runbook.findings import ESCALATION, Evidence, Finding, NextStep, Store
 from tenancy.runbook.rules.base import Context, Found, rule
@@ -30,23 +30,13 @@ __all__ = [
 PAYFAST_CANCELLED, PAYFAST_PAUSED = "CANCELLED", "PAUSED"
 
 
-def _subscription_itns(case: CaseFile) -> list[PaymentRecord]:
-    return [
-        payment
-        for payment in case.payments
-        if payment.verdict is PaymentVerdict.ACCEPTED
-        and payment.payment_status in {"COMPLETE", "CANCELLED"}
-        and token_of(payment)
-    ]
-
-
 @rule("SUB001", Finding.UNKNOWN_SUBSCRIPTION)
 def unknown_subscription(case: CaseFile, context: Context) -> Found | None:
     """An accepted subscription ITN (a renewal or a cancellation, with PayFast's token) whose
     checkout never paid a first charge here: no completed payment, job or tenant. It was kept and
     answered so PayFast stops sending it; which customer it is, only PayFast's dashboard can say,
     so it goes to Finance."""
-    itns = _subscription_itns(case)
+    itns = subscription_itns(case.payments)
     if not itns or case.completed_payment is not None or case.job is not None or case.tenant is not None:
         return None
     latest = itns[-1]
@@ -64,7 +54,7 @@ def unapplied_itns(case: CaseFile) -> list[PaymentRecord]:
     tenant = case.tenant
     if tenant is None or tenant.status is TenantStatus.PROVISIONING:
         return []  # settled when provisioning ends; the job's own findings come first
-    itns = _subscription_itns(case)
+    itns = subscription_itns(case.payments)
     subscription = case.subscription
     if subscription is None:
         return itns
