@@ -227,11 +227,14 @@ class Received:
     path: str
     content_type: str
     body: dict[str, Any]
+    raw: bytes = b""  # the body as sent (a signature covers these bytes)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class WebhookReceiver(ThreadingHTTPServer):
-    """A stand-in for Slack's and PagerDuty's endpoints on 127.0.0.1: keeps every JSON POST and
-    answers `status`."""
+    """A stand-in for Slack's and PagerDuty's endpoints, and for the Site Builder application's
+    lifecycle webhook, on 127.0.0.1: keeps every JSON POST (body, bytes, headers) and answers
+    `status`."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _WebhookHandler)
@@ -252,9 +255,11 @@ class _WebhookHandler(BaseHTTPRequestHandler):
     server: WebhookReceiver
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        received = Received(self.path, self.headers.get("Content-Type", ""), json.loads(raw), raw, headers)
         with self.server.lock:
-            self.server.received.append(Received(self.path, self.headers.get("Content-Type", ""), body))
+            self.server.received.append(received)
         self.send_response(self.server.status)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -271,6 +276,18 @@ def webhooks() -> Iterator[WebhookReceiver]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+def welcome_text(catcher: MailCatcher, email: str) -> str:
+    """The text of the welcome email SMTP caught for `email` (waits up to 15 s for it)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for message in catcher.to(email):
+            if "Welcome" in message["Subject"]:
+                part = message.get_payload(0) if message.is_multipart() else message
+                return str(part.get_payload(decode=True).decode())
+        time.sleep(0.05)
+    raise AssertionError(f"no welcome email to {email}")
 
 
 def temporary_password_in(text: str) -> str:

@@ -1,15 +1,33 @@
 """The embedded backend's background work, in threads of `tenancy serve` or `tenancy worker`: the
-provisioning workers (the first also sweeps for stalled jobs), the weekly audit's schedule, and
-the alert watcher. One place builds them, so both commands run the same loops."""
+provisioning workers (the first also sweeps for stalled jobs), the weekly audit's schedule, the
+lifecycle sweep, the delivery of lifecycle notices, and the alert watcher. One place builds them,
+so both commands run the same loops."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+
+import structlog
 
 from tenancy.bootstrap import Services
+from tenancy.errors import TenancyError
 from tenancy.runbook.alert_watcher import AlertWatcher
 
-__all__ = ["background_threads"]
+__all__ = ["background_threads", "run_every"]
+
+log = structlog.get_logger(__name__)
+
+
+def run_every(stop: threading.Event, seconds: float, action: Callable[[], object], name: str) -> None:
+    """Runs `action` now and then every `seconds` until `stop` is set. A failure is logged and
+    the loop goes on: the next round tries again (each round's work is idempotent)."""
+    while not stop.is_set():
+        try:
+            action()
+        except TenancyError as error:
+            log.warning("background_round_failed", loop=name, error=str(error))
+        stop.wait(seconds)
 
 
 def background_threads(
@@ -38,6 +56,20 @@ def background_threads(
                 daemon=True,
             )
         )
+    if workers > 0:
+        # The clock the services read, so a test's clock drives the sweep as it drives the rest.
+        sweep = services.lifecycle_sweep
+
+        def sweep_now() -> object:
+            return sweep.run(services.clock.now())
+
+        for name, seconds, action in (
+            ("lifecycle-sweep", settings.lifecycle_sweep_seconds, sweep_now),
+            ("notices", settings.notice_poll_seconds, services.notices.deliver_due),
+        ):
+            threads.append(
+                threading.Thread(target=run_every, args=(stop, seconds, action, name), name=name, daemon=True)
+            )
     if alert_watch_seconds > 0:
         watcher = AlertWatcher(services.alert_monitor, services.alert_dispatcher)
         threads.append(

@@ -18,6 +18,7 @@ from tenancy.adapters.local.findings_index import SqliteFindingsIndex
 from tenancy.adapters.local.identity import EmbeddedIdentityProvider
 from tenancy.adapters.local.journal import SqliteJournal
 from tenancy.adapters.local.ledger import SqliteLedger
+from tenancy.adapters.local.lifecycle import SqliteLifecycleStore
 from tenancy.adapters.local.logs import FileLogSource
 from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
 from tenancy.adapters.local.payfast_simulator import SimulatedSubscriptionApi
@@ -36,6 +37,7 @@ from tenancy.adapters.notifiers import (
 )
 from tenancy.adapters.payfast_api import HttpSubscriptionApi
 from tenancy.adapters.payfast_http import HttpPaymentConfirmer
+from tenancy.adapters.webhooks import NoSubscriberPublisher, WebhookPublisher
 from tenancy.billing.changes import SubscriptionChanges
 from tenancy.billing.observer import SettlingObserver
 from tenancy.billing.settle import SubscriptionBilling
@@ -44,12 +46,18 @@ from tenancy.domain.clock import utc_now
 from tenancy.domain.model import LogComponent
 from tenancy.domain.plans import PlanCatalogue, load_catalogue
 from tenancy.errors import ConfigurationError
+from tenancy.lifecycle.emails import LifecycleMail
+from tenancy.lifecycle.notices import NoticeDispatcher
+from tenancy.lifecycle.offboarding import TenantOffboarding
+from tenancy.lifecycle.sweep import LifecyclePeriods, LifecycleSweep
 from tenancy.payments.intake import IntakePolicy, PaymentIntake
 from tenancy.ports import (
     Clock,
+    EventPublisher,
     FindingsIndex,
     IdentityProvider,
     JobQueue,
+    LifecycleStore,
     LogSource,
     Mailer,
     Notifier,
@@ -109,9 +117,13 @@ class Services:
     session_store: SessionStore
     findings_index: FindingsIndex
     subscriptions: SubscriptionStore
+    lifecycle: LifecycleStore
+    events: EventPublisher  # where lifecycle events go: a webhook, EventBridge, or no one
     database: Database | None = None  # the embedded backend's SQLite file; None on AWS
     log_source: LogSource | None = None  # where `logs` reads; None: the files under TENANCY_HOME/logs
     rate_limiter: RateLimiter | None = None  # login and ITN throttles; None: no throttling
+    # PayFast's subscription API when not the one the settings choose (a test's stand-in).
+    payfast_api: SubscriptionApi | None = None
 
     # Payments.
 
@@ -150,11 +162,71 @@ class Services:
             ledger=self.ledger,
             journal=self.journal,
             plans=self.plans,
-            mailer=self.mailer,
+            lifecycle=self.lifecycle,
+            notices=self.notices,
+            api=self.subscription_api,
             clock=self.clock,
             account_url=f"{settings.public_base_url}/account",
             sender=settings.email_from,
         )
+
+    @cached_property
+    def lifecycle_sweep(self) -> LifecycleSweep:
+        """Applies the moves time has made due: past due, suspended, cancelled, deleted."""
+        return LifecycleSweep(
+            tenants=self.tenants,
+            subscriptions=self.subscriptions,
+            users=self.users,
+            lifecycle=self.lifecycle,
+            api=self.subscription_api,
+            notices=self.notices,
+            settle=self.billing.settle,
+            mail=self.lifecycle_mail,
+            periods=self.lifecycle_periods,
+            offboarding=self.offboarding,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def lifecycle_mail(self) -> LifecycleMail:
+        settings = self.settings
+        return LifecycleMail(
+            sender=settings.email_from,
+            billing_url=f"{settings.public_base_url}/account",
+            support_email=settings.effective_support_email,
+        )
+
+    @cached_property
+    def offboarding(self) -> TenantOffboarding:
+        """A tenant's export (everything held about it) and deletion (a tombstone kept)."""
+        return TenantOffboarding(
+            tenants=self.tenants,
+            users=self.users,
+            identity=self.identity,
+            subscriptions=self.subscriptions,
+            lifecycle=self.lifecycle,
+            ledger=self.ledger,
+            journal=self.journal,
+            mailer=self.mailer,
+            notices=self.notices,
+            mail=self.lifecycle_mail,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def lifecycle_periods(self) -> LifecyclePeriods:
+        """The grace, suspended and retention periods (TENANCY_GRACE_DAYS and the rest)."""
+        settings = self.settings
+        return LifecyclePeriods(
+            grace_days=settings.grace_days,
+            suspended_days=settings.suspended_days,
+            retention_days=settings.retention_days,
+        )
+
+    @cached_property
+    def notices(self) -> NoticeDispatcher:
+        """Delivers what the tenants' moves owe: lifecycle events and owner emails."""
+        return NoticeDispatcher(self.lifecycle, self.mailer, self.events, self.clock)
 
     @cached_property
     def subscription_changes(self) -> SubscriptionChanges:
@@ -168,7 +240,8 @@ class Services:
             plans=self.plans,
             trail=self.trail,
             clock=self.clock,
-            mailer=self.mailer,
+            lifecycle=self.lifecycle,
+            notices=self.notices,
             sender=settings.email_from,
             account_url=f"{settings.public_base_url}/account",
             observer=self.purchase_observer,
@@ -178,6 +251,8 @@ class Services:
     def subscription_api(self) -> SubscriptionApi:
         """PayFast's subscription API; offline on the embedded backend, the built-in simulator."""
         settings = self.settings
+        if self.payfast_api is not None:
+            return self.payfast_api
         if settings.payfast_mode is PayfastMode.OFFLINE and self.database is not None:
             return SimulatedSubscriptionApi(self.database)
         return HttpSubscriptionApi(
@@ -258,6 +333,7 @@ class Services:
             mailer=self.mailer,
             journal=self.journal,
             clock=self.clock,
+            lifecycle=self.lifecycle,
         )
 
     @cached_property
@@ -490,9 +566,22 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Services:
         session_store=SqliteSessionStore(database),
         findings_index=SqliteFindingsIndex(database),
         subscriptions=SqliteSubscriptionStore(database),
+        lifecycle=SqliteLifecycleStore(database),
+        events=_webhook_publisher(settings),
         database=database,
         rate_limiter=SqliteRateLimiter(database, clock=clock),
     )
+
+
+def _webhook_publisher(settings: Settings) -> EventPublisher:
+    """Standard Webhooks to TENANCY_WEBHOOK_URL, or no one (the config refuses a URL without its secret)."""
+    if settings.webhook_url and settings.webhook_secret is not None:
+        return WebhookPublisher(
+            settings.webhook_url,
+            settings.webhook_secret.get_secret_value(),
+            timeout_seconds=settings.webhook_timeout_seconds,
+        )
+    return NoSubscriberPublisher()
 
 
 def _required_aws_settings(settings: Settings) -> tuple[str, str, str, str]:
@@ -524,7 +613,9 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
         DynamoTenantStore,
         DynamoUserStore,
     )
+    from tenancy.adapters.aws.eventbridge import EventBridgePublisher
     from tenancy.adapters.aws.findings_index import DynamoFindingsIndex
+    from tenancy.adapters.aws.lifecycle import DynamoLifecycleStore
     from tenancy.adapters.aws.logs import CloudWatchLogSource
     from tenancy.adapters.aws.ratelimit import DynamoRateLimiter
     from tenancy.adapters.aws.ses import SesMailer
@@ -573,6 +664,13 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
         session_store=DynamoSessionStore(dynamodb, settings.sessions_table),
         findings_index=DynamoFindingsIndex(dynamodb, settings.findings_table),
         subscriptions=DynamoSubscriptionStore(dynamodb, settings.subscriptions_table),
+        lifecycle=DynamoLifecycleStore(
+            dynamodb,
+            lifecycle_table=settings.lifecycle_table,
+            tenants_table=settings.tenants_table,
+            subscriptions_table=settings.subscriptions_table,
+        ),
+        events=EventBridgePublisher(session.client("events", config=config), settings.effective_event_bus_name),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
         rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table, clock=clock),
     )

@@ -123,6 +123,20 @@ class Settings(BaseSettings):
     # run by the embedded server and workers when the last one is this old (0: never scheduled).
     audit_interval_hours: float = Field(default=168.0, ge=0)
     audit_check_seconds: float = Field(default=300.0, gt=0)
+    # The tenant lifecycle (shared/design/tenant-lifecycle.md): its periods, and how often the
+    # embedded worker's sweep applies what is due and delivers the notices moves queued.
+    grace_days: int = Field(default=7, ge=0)
+    suspended_days: int = Field(default=30, ge=0)
+    retention_days: int = Field(default=90, ge=0)
+    lifecycle_sweep_seconds: float = Field(default=300.0, gt=0)
+    notice_poll_seconds: float = Field(default=5.0, gt=0)
+    # Lifecycle events for the Site Builder application: Standard Webhooks to this URL, signed with
+    # this `whsec_...` secret (embedded), or EventBridge PutEvents on this bus (AWS). No URL: the
+    # events are kept as delivered to no one.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    event_bus_name: str | None = None
     # TEST-ONLY fault injection (tenancy.faults), e.g. `crash_after:identity_user:once`; never set it
     # in a deployment. The reliability suite crashes and slows real worker processes with it.
     faults: str = ""
@@ -161,6 +175,7 @@ class Settings(BaseSettings):
     sessions_table: str = "sessions"
     findings_table: str = "findings"
     subscriptions_table: str = "subscriptions"
+    lifecycle_table: str = "lifecycle"
     # Development against moto only: keep temporary passwords in the SES mail log (no inbox there).
     mail_log_keeps_secrets: bool = False
     queue_url: str | None = None
@@ -264,6 +279,17 @@ class Settings(BaseSettings):
         Faults.parse(value)
         return value
 
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _webhook_secret_shape(cls, value: object) -> object:
+        if value == "":
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.startswith("whsec_"):
+            # The value itself is never echoed: it is a secret even when malformed.
+            raise ValueError("TENANCY_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_ and base64")
+        return value
+
     @field_validator("payfast_passphrase", mode="before")
     @classmethod
     def _blank_passphrase_is_none(cls, value: object) -> object:
@@ -280,7 +306,14 @@ class Settings(BaseSettings):
                 or self.payfast_passphrase.get_secret_value() == PAYFAST_SANDBOX_PASSPHRASE
             ):
                 raise ValueError("live mode refuses PayFast's public sandbox credentials; set your own")
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError("TENANCY_WEBHOOK_URL needs TENANCY_WEBHOOK_SECRET (whsec_...) to sign its events")
         return self
+
+    @property
+    def effective_event_bus_name(self) -> str:
+        """The EventBridge bus lifecycle events go to on AWS (the SAM template makes it)."""
+        return self.event_bus_name or f"site-builder-{self.env}-tenants"
 
     def function_name(self, role: str) -> str:
         """`site-builder-{env}-itn-handler` / `site-builder-{env}-provisioning` (data contract)."""

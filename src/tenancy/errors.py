@@ -16,6 +16,7 @@
         ├── AccountNotFoundError    no identity user ("Account not found", RB-001 3.1)
         ├── InvalidCredentialsError wrong password or expired temporary password
         ├── TenantNotFoundError     identity user without an active tenant ("Tenant not found")
+        │   └── TenantBlockedError  suspended or cancelled: billing only ("Tenant suspended")
         ├── InvalidSessionError     challenge session unknown, used or expired
         ├── PasswordPolicyError     new password too weak
         └── InvalidTokenError       bearer token missing, malformed, forged or expired
@@ -42,6 +43,7 @@ __all__ = [
     "PermanentError",
     "RateLimitedError",
     "TenancyError",
+    "TenantBlockedError",
     "TenantNotFoundError",
     "TransientError",
     "UnknownPlanError",
@@ -126,6 +128,18 @@ class InvalidCredentialsError(AuthenticationError):
 class TenantNotFoundError(AuthenticationError):
     reason = "Tenant not found"
     status_code = 403
+
+
+class TenantBlockedError(TenantNotFoundError):
+    """The tenant exists, and its people may sign in, but not use it: suspended (payment overdue)
+    or cancelled (subscription ended). Only its billing is open to them. `why` says it in words
+    an owner understands; `status` is the tenant's."""
+
+    def __init__(self, status: str) -> None:
+        suspended = status == "suspended"
+        super().__init__("Tenant suspended" if suspended else "Tenant cancelled")
+        self.status = status
+        self.why = "payment overdue" if suspended else "subscription ended"
 
 
 class InvalidSessionError(AuthenticationError):

@@ -1,7 +1,9 @@
 """The AWS Lambda entrypoints (deploy/template.yaml): `itn_handler` behind API Gateway and a
 Function URL, `provisioning_handler` behind the SQS work queue and for RB-001 4.1's manual
-`aws lambda invoke`, and `audit_handler` on the weekly audit's schedule. They answer exactly as
-the HTTP route, the worker and `tenancy audit` do.
+`aws lambda invoke`, `audit_handler` on the weekly audit's schedule, `lifecycle_handler` on the
+lifecycle's schedules (the sweep, the notices' delivery) and `pre_token_handler`, Cognito's
+pre-token-generation trigger that puts the tenant's status in the ID token. They answer exactly
+as the HTTP route, the worker, `tenancy audit` and `tenancy lifecycle run` do.
 
 Retries on SQS: a job the worker wants retried is reported as a batch item failure, so the
 event source mapping leaves it in the queue and the RedrivePolicy stays the backstop that
@@ -37,7 +39,15 @@ from tenancy.logging_setup import configure_logging
 from tenancy.payments.intake import MAX_ITN_BYTES
 from tenancy.provisioning.worker import JobOutcome, NextAction
 
-__all__ = ["audit_handler", "itn_handler", "provisioning_handler", "services", "use_services"]
+__all__ = [
+    "audit_handler",
+    "itn_handler",
+    "lifecycle_handler",
+    "pre_token_handler",
+    "provisioning_handler",
+    "services",
+    "use_services",
+]
 
 # Powertools' logger and metrics only read environment variables when built: no I/O here.
 # Their lines go to stdout, the project's own structlog lines to stderr; Lambda sends both
@@ -187,6 +197,47 @@ def audit_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, An
     metrics.add_metric(name="AuditFindings", unit=MetricUnit.Count, value=report.totals.findings)
     logger.info("audit_done", extra=report.totals.as_document())
     return report.totals.as_document()
+
+
+# The tenant lifecycle: EventBridge's schedules, and Cognito's pre-token-generation trigger
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lifecycle_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """A schedule's event: `{"job": "sweep"}` applies the lifecycle moves due now (as `tenancy
+    lifecycle run`), then delivers what they owe; `{"job": "notices"}` only delivers pending
+    events and emails. Answered with what was done."""
+    wired = services()
+    answer: dict[str, Any] = {}
+    if event.get("job") == "sweep":
+        report = wired.lifecycle_sweep.run(wired.clock.now())
+        metrics.add_metric(name="LifecycleMoves", unit=MetricUnit.Count, value=len(report.applied))
+        for move in report.applied:
+            if move.to_status.value == "suspended":
+                metrics.add_metric(name="TenantSuspended", unit=MetricUnit.Count, value=1)
+        answer |= {"moved": len(report.applied), "skipped": len(report.skipped)}
+    delivered = wired.notices.deliver_due()
+    metrics.add_metric(name="NoticeDead", unit=MetricUnit.Count, value=delivered.dead)
+    answer |= {"delivered": delivered.delivered, "retrying": delivered.retrying, "dead": delivered.dead}
+    logger.info("lifecycle_done", extra=answer)
+    return answer
+
+
+def pre_token_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Cognito's pre-token-generation trigger: adds `custom:tenant_status` (the tenant's status
+    when the token is issued) to the ID token, as the embedded provider does. A user without a
+    tenant (an operator) gets no claim; a failure to read the tenant fails the sign-in rather
+    than issue a token that claims a status it does not know."""
+    attributes = _mapping(_mapping(event.get("request")).get("userAttributes"))
+    tenant_id = attributes.get("custom:tenant_id")
+    if isinstance(tenant_id, str) and tenant_id:
+        tenant = services().tenants.get(tenant_id)
+        if tenant is not None:
+            event.setdefault("response", {})["claimsOverrideDetails"] = {
+                "claimsToAddOrOverride": {"custom:tenant_status": tenant.status.value}
+            }
+    return event
 
 
 class _RecordFailedError(TenancyError):

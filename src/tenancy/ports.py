@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tenancy.domain.billing import PayfastSubscription, Subscription, SubscriptionFigures
+from tenancy.domain.lifecycle import LifecycleCommit, LifecycleEvent, Notice, NoticeStatus, Tombstone, Transition
 from tenancy.domain.model import (
     AuditRun,
     AuthChallenge,
@@ -35,9 +36,11 @@ from tenancy.domain.model import (
 
 __all__ = [
     "Clock",
+    "EventPublisher",
     "FindingsIndex",
     "IdentityProvider",
     "JobQueue",
+    "LifecycleStore",
     "LogSource",
     "Mailer",
     "Notifier",
@@ -118,6 +121,10 @@ class UserStore(Protocol):
 
     def find_by_email(self, email: str) -> list[UserRecord]:
         """Every users record for the (lower-cased) email, oldest first."""
+        ...
+
+    def find_by_tenant(self, tenant_id: str) -> list[UserRecord]:
+        """Every users record of the tenant (its people), oldest first."""
         ...
 
     def find_by_emails(self, emails: Sequence[str]) -> dict[str, list[UserRecord]]:
@@ -441,6 +448,58 @@ class SubscriptionStore(Protocol):
     def figures(self, since: str) -> SubscriptionFigures:
         """Subscriptions by status, the monthly recurring revenue of the active ones, and the
         renewals and cancellations applied at or after `since` (a contract timestamp)."""
+        ...
+
+
+class LifecycleStore(Protocol):
+    """The tenant lifecycle's record: the one write that moves a tenant (with its subscription,
+    its history and the notices the move owes), and the notices' outbox."""
+
+    def commit(self, commit: LifecycleCommit) -> Subscription | None:
+        """Writes everything `commit` holds, atomically, or nothing (its docstring says the
+        conditions); returns the subscription at the version it now has (None if it had none)."""
+        ...
+
+    def history(self, tenant_id: str) -> list[Transition]:
+        """The tenant's moves, oldest first."""
+        ...
+
+    def tombstone(self, tenant_id: str) -> Tombstone | None:
+        """What is kept of a deleted tenant, or None (not deleted)."""
+        ...
+
+    def due_notices(self, now: str, limit: int = 100) -> list[Notice]:
+        """Pending notices whose next attempt is at or before `now`, the earliest due first."""
+        ...
+
+    def get_notice(self, notice_id: str) -> Notice | None:
+        """The notice, or None."""
+        ...
+
+    def claim_notice(self, notice: Notice, until: str) -> bool:
+        """Takes the notice for delivery until `until` (its next attempt moves there), if it is
+        still pending with the attempts and next attempt it was read with; False when another
+        deliverer took it (or it changed) since it was read."""
+        ...
+
+    def update_notice(self, notice: Notice) -> None:
+        """Writes the notice's delivery state (status, attempts, next attempt, last error,
+        delivered at); raises NotFoundError if no notice has its id."""
+        ...
+
+    def notices(self, status: NoticeStatus | None = None, limit: int = 100) -> list[Notice]:
+        """Notices (of one status, or all), the newest first."""
+        ...
+
+    def notice_counts(self) -> dict[NoticeStatus, int]:
+        """How many notices there are of each status (a status with none is left out)."""
+        ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, event: LifecycleEvent) -> None:
+        """Delivers the event to the Site Builder application (a webhook, an event bus). Raises
+        TransientError when a later attempt may succeed, PermanentError when none will."""
         ...
 
 

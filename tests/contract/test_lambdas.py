@@ -22,6 +22,7 @@ from tenancy.bootstrap import Services
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import tenant_id_for
+from tenancy.domain.lifecycle import NoticeStatus
 from tenancy.domain.model import JobStatus, OutgoingEmail, Step, TenantStatus
 from tenancy.errors import PermanentError, TransientError
 from tenancy.logging_setup import configure_logging
@@ -449,3 +450,43 @@ def test_renewals_and_a_cancellation_through_the_itn_function_never_queue_a_seco
     tenant = services.tenants.get(tenant_id_for(transaction_id))
     assert tenant is not None
     assert tenant.status is TenantStatus.CANCELLING
+
+
+def provisioned(aws: AwsContext) -> tuple[str, str]:
+    """A once-off purchase through the ITN and provisioning functions: (transaction id, email)."""
+    body, transaction_id, email = purchase()
+    assert lambdas.itn_handler(http_api_event(body, base64_body=True), CONTEXT)["statusCode"] == 200
+    assert lambdas.provisioning_handler(sqs_event(aws, receive_one(aws)), CONTEXT) == {"batchItemFailures": []}
+    return transaction_id, email
+
+
+def test_the_lifecycle_schedule_delivers_the_events_moves_queued(aws: AwsContext, services: Services) -> None:
+    provisioned(aws)  # its activation queued tenant.activated
+    [pending] = services.lifecycle.notices(NoticeStatus.PENDING)
+
+    answer = lambdas.lifecycle_handler({**SCHEDULED_EVENT, "job": "notices"}, CONTEXT)
+    swept = lambdas.lifecycle_handler({**SCHEDULED_EVENT, "job": "sweep"}, CONTEXT)
+
+    assert answer == {"delivered": 1, "retrying": 0, "dead": 0}
+    assert swept == {"moved": 0, "skipped": 0, "delivered": 0, "retrying": 0, "dead": 0}
+    delivered = services.lifecycle.get_notice(pending.notice_id)
+    assert delivered is not None
+    assert delivered.status is NoticeStatus.DELIVERED
+
+
+def test_the_pre_token_trigger_puts_the_tenants_status_in_the_id_token(aws: AwsContext, services: Services) -> None:
+    transaction_id, email = provisioned(aws)
+    event = {
+        "triggerSource": "TokenGeneration_Authentication",
+        "userName": email,
+        "request": {"userAttributes": {"email": email, "custom:tenant_id": tenant_id_for(transaction_id)}},
+        "response": {"claimsOverrideDetails": None},
+    }
+    operator = {"request": {"userAttributes": {"email": "ops@example.com"}}, "response": {}}
+
+    answered = lambdas.pre_token_handler(event, CONTEXT)
+
+    assert answered["response"]["claimsOverrideDetails"] == {
+        "claimsToAddOrOverride": {"custom:tenant_status": "active"}
+    }
+    assert lambdas.pre_token_handler(operator, CONTEXT)["response"] == {}

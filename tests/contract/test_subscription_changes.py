@@ -23,10 +23,11 @@ from tenancy.bootstrap import Services
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.domain.billing import BillingKind, PayfastSubscription, Subscription, SubscriptionStatus
 from tenancy.domain.ids import tenant_id_for
+from tenancy.domain.lifecycle import LifecycleCommit
 from tenancy.domain.model import PaymentRecord, PaymentVerdict, Tenant, TenantStatus
 from tenancy.errors import InvalidInputError, PermanentError, TransientError
 from tenancy.payments.simulator import build_itn, encode_form, new_subscription_token
-from tenancy.ports import SubscriptionApi, SubscriptionStore
+from tenancy.ports import LifecycleStore, SubscriptionApi, SubscriptionStore
 
 from aws_support import Backend
 from helpers import work
@@ -76,18 +77,19 @@ def payfast(tmp_path: Path) -> Iterator[SimulatedSubscriptionApi]:
 
 
 def changes_with(
-    services: Services, api: SubscriptionApi, subscriptions: SubscriptionStore | None = None
+    services: Services, api: SubscriptionApi, lifecycle: LifecycleStore | None = None
 ) -> SubscriptionChanges:
     """The service as bootstrap wires it, but talking to `api`."""
     return SubscriptionChanges(
-        subscriptions=subscriptions or services.subscriptions,
+        subscriptions=services.subscriptions,
         tenants=services.tenants,
         users=services.users,
         api=api,
         plans=services.plans,
         trail=services.trail,
         clock=services.clock,
-        mailer=services.mailer,
+        lifecycle=lifecycle or services.lifecycle,
+        notices=services.notices,
         sender=services.settings.email_from,
         account_url=f"{services.settings.public_base_url}/account",
         observer=services.purchase_observer,
@@ -365,30 +367,31 @@ def test_a_payfast_failure_leaves_everything_unchanged(
 
 
 class SettleWritesFirst:
-    """The subscription store with a settle's write slipped in before the change's first save."""
+    """The lifecycle store with a settle's write slipped in before the change's first commit."""
 
-    def __init__(self, store: SubscriptionStore) -> None:
-        self._store = store
+    def __init__(self, lifecycle: LifecycleStore, subscriptions: SubscriptionStore) -> None:
+        self._lifecycle = lifecycle
+        self._subscriptions = subscriptions
         self.raced = False
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        return getattr(self._lifecycle, name)
 
-    def save(self, subscription: Subscription) -> Subscription:
+    def commit(self, commit: LifecycleCommit) -> Subscription | None:
         if not self.raced:
             self.raced = True
-            current = self._store.get(subscription.tenant_id)
+            current = self._subscriptions.get(commit.tenant_id)
             assert current is not None
-            self._store.save(current.evolve(current.updated_at, periods_paid=current.periods_paid + 1))
-        return self._store.save(subscription)
+            self._subscriptions.save(current.evolve(current.updated_at, periods_paid=current.periods_paid + 1))
+        return self._lifecycle.commit(commit)
 
 
 def test_a_change_that_loses_a_race_with_a_settle_reads_again_and_keeps_both(
     backend: Backend, payfast: SimulatedSubscriptionApi, checkout: Checkout
 ) -> None:
     services = backend.services
-    racing = SettleWritesFirst(services.subscriptions)
-    changes = changes_with(services, payfast, racing)
+    racing = SettleWritesFirst(services.lifecycle, services.subscriptions)
+    changes = changes_with(services, payfast, lifecycle=racing)
 
     changes.plan_change(checkout.tenant_id, "enterprise", actor=OPERATOR)
 

@@ -14,7 +14,16 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from servers import MailCatcher, RunningServer, free_port, server_env, start_server, stop_server, temporary_password_in
+from servers import (
+    MailCatcher,
+    RunningServer,
+    free_port,
+    server_env,
+    start_server,
+    stop_server,
+    temporary_password_in,
+    welcome_text,
+)
 
 SUPPORT = "help@shop.example"
 MAILTO = f'<a href="mailto:{SUPPORT}">{SUPPORT}</a>'
@@ -77,17 +86,6 @@ def finished(browser: httpx.Client, transaction_id: str, key: str) -> dict[str, 
 def visible_text(page: str) -> str:
     words = " ".join(re.sub(r"<[^>]+>", " ", page.split("<body>", 1)[-1]).split())
     return re.sub(r" ([.,:;!?])", r"\1", words)
-
-
-def welcome_text(catcher: MailCatcher, email: str) -> str:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        for message in catcher.to(email):
-            if "Welcome" in message["Subject"]:
-                part = message.get_payload(0) if message.is_multipart() else message
-                return str(part.get_payload(decode=True).decode())
-        time.sleep(0.05)
-    raise AssertionError(f"no welcome email to {email}")
 
 
 def test_a_second_purchase_by_the_same_email_is_told_what_happened_and_whom_to_ask(

@@ -10,48 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from tenancy.adapters.local.payfast_simulator import SimulatedSubscriptionApi
 from tenancy.billing.changes import CANCEL_FINDING, PLAN_CHANGE_FINDING
 from tenancy.billing.emails import CANCELLATION_SUBJECT
 from tenancy.bootstrap import build
-from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, PayfastMode
-from tenancy.domain.ids import tenant_id_for
-from tenancy.domain.model import PaymentVerdict, RepairRecord
-from tenancy.payments.simulator import build_itn, encode_form, new_subscription_token
+from tenancy.config import PayfastMode
+from tenancy.domain.model import RepairRecord
 
-from helpers import make_settings, work
+from helpers import make_settings
+from purchases import SUBSCRIBED_EMAIL as EMAIL
+from purchases import SUBSCRIBED_TENANT_ID as TENANT_ID
+from purchases import SUBSCRIBED_TRANSACTION_ID as TRANSACTION_ID
+from purchases import subscribe_offline as subscribe
 from servers import cli_env, tenancy
-
-TRANSACTION_ID = "TXN-SUBCLI1"
-EMAIL = "owner@example.com"
-TENANT_ID = tenant_id_for(TRANSACTION_ID)
-
-
-def subscribe(home: Path) -> str:
-    """A professional subscription bought through the intake and the worker, known to the simulator;
-    returns its token."""
-    services = build(make_settings(home, payfast_mode=PayfastMode.OFFLINE))
-    try:
-        token = new_subscription_token()
-        itn = build_itn(
-            transaction_id=TRANSACTION_ID,
-            email=EMAIL,
-            plan="professional",
-            amount="299.00",
-            merchant_id=PAYFAST_SANDBOX_MERCHANT_ID,
-            passphrase=PAYFAST_SANDBOX_PASSPHRASE,
-            pf_payment_id="7100000001",
-            token=token,
-            billing_date="2026-12-06",
-        )
-        assert services.intake.receive(encode_form(itn), "197.97.145.145").verdict is PaymentVerdict.ACCEPTED
-        work(services)
-        simulator = services.subscription_api
-        assert isinstance(simulator, SimulatedSubscriptionApi)  # offline on the embedded backend
-        simulator.register(token, amount_cents=29900, frequency=3, run_date="2027-01-06")
-        return token
-    finally:
-        services.close()
 
 
 @pytest.fixture

@@ -103,7 +103,9 @@ def test_the_functions_have_the_contract_names_and_the_lambda_handlers(
     }
     globals_ = template["Globals"]["Function"]
 
-    assert set(by_name) == {settings.function_name(role) for role in ("itn-handler", "provisioning", "audit")}
+    assert set(by_name) == {
+        settings.function_name(role) for role in ("itn-handler", "provisioning", "audit", "lifecycle")
+    }
     assert globals_["Runtime"] == "python3.11"
     for properties in by_name.values():
         module, _, function = properties["Handler"].rpartition(".")
@@ -167,7 +169,7 @@ def test_the_log_groups_are_the_ones_rb001_searches(template: dict[str, Any], se
         for resource in resources_of(template, "AWS::Logs::LogGroup").values()
     }
 
-    assert groups == {settings.log_group(role) for role in ("itn-handler", "provisioning", "audit")}
+    assert groups == {settings.log_group(role) for role in ("itn-handler", "provisioning", "audit", "lifecycle")}
 
 
 def test_the_weekly_audit_runs_on_a_schedule_with_time_to_finish(template: dict[str, Any], settings: Settings) -> None:
@@ -180,6 +182,27 @@ def test_the_weekly_audit_runs_on_a_schedule_with_time_to_finish(template: dict[
     assert properties["Handler"] == "tenancy.lambdas.audit_handler"
     assert properties["Events"]["Weekly"]["Properties"]["Schedule"] == "rate(7 days)"
     assert properties["Timeout"] == 900  # Lambda's longest: a full audit reads every store
+
+
+def test_the_lifecycle_sweeps_every_five_minutes_and_delivers_notices_every_minute(
+    template: dict[str, Any], settings: Settings
+) -> None:
+    properties = next(
+        resource["Properties"]
+        for resource in resources_of(template, "AWS::Serverless::Function").values()
+        if substitute(resource["Properties"]["FunctionName"]) == settings.function_name("lifecycle")
+    )
+    events = properties["Events"]
+
+    assert properties["Handler"] == "tenancy.lambdas.lifecycle_handler"
+    assert (events["Sweep"]["Properties"]["Schedule"], json.loads(events["Sweep"]["Properties"]["Input"])) == (
+        "rate(5 minutes)",
+        {"job": "sweep"},
+    )
+    assert (events["Notices"]["Properties"]["Schedule"], json.loads(events["Notices"]["Properties"]["Input"])) == (
+        "rate(1 minute)",
+        {"job": "notices"},
+    )
 
 
 def test_alarms_watch_the_dlq_and_both_functions_into_one_topic(template: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """Login and tenant access for customers, producing RB-001 3.1's symptoms:
-no identity user -> "Account not found"; no active tenant -> "Tenant not found".
+no identity user -> "Account not found"; no active tenant -> "Tenant not found"; a suspended or
+cancelled tenant's people sign in, and reach only billing ("Tenant suspended").
 Operators sign in without a tenant. Also the forgotten-password reset by emailed code, and the
 check that an API caller's ID token still counts."""
 
@@ -20,6 +21,7 @@ from tenancy.errors import (
     InvalidCredentialsError,
     InvalidTokenError,
     PermanentError,
+    TenantBlockedError,
     TenantNotFoundError,
     TransientError,
 )
@@ -155,19 +157,23 @@ class AccountService:
         return self.active_tenant(tenant_id)
 
     def active_tenant(self, tenant_id: str) -> Tenant:
-        """The tenant if its people have access (active, or cancelling until paid through);
-        TenantNotFoundError otherwise."""
+        """The tenant if its people have access (active, past due, or cancelling until paid
+        through); TenantBlockedError when they may only pay (suspended, cancelled: the record is
+        read each time, so a move takes effect at once); TenantNotFoundError otherwise."""
         tenant = self._tenants.get(tenant_id)
+        if tenant is not None and tenant.status.billing_only:
+            raise TenantBlockedError(tenant.status.value)
         if tenant is None or not tenant.status.has_access:
             raise TenantNotFoundError()
         return tenant
 
     def _require_access(self, username: str) -> None:
-        """An operator needs no tenant; anyone else needs an active one."""
+        """An operator needs no tenant; anyone else needs one they may use or pay for."""
         user = self._identity.get_user(username)
         if user is not None and OPERATOR_ROLE in roles_of(user.attributes):
             return
         tenant_id = user.tenant_id if user is not None else None
         tenant = self._tenants.get(tenant_id) if tenant_id else None
-        if tenant is None or not tenant.status.has_access:
+        # A suspended or cancelled tenant's people sign in to reach billing (and pay).
+        if tenant is None or not (tenant.status.has_access or tenant.status.billing_only):
             raise TenantNotFoundError()

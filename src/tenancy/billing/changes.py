@@ -7,12 +7,14 @@ never drop inside a period already paid for) and PayFast's amount; a cancel ends
 at PayFast and leaves the tenant `cancelling`, with access until the paid-through date.
 
 PayFast is asked first: when it fails, nothing here has changed and the error propagates. Then
-the tenant is written, then the subscription over the version it was read at (a settle that wrote
-in between makes the change read both again and re-apply)."""
+the tenant's changed fields, the subscription, the move and what it owes (its event, the owner's
+email) are written in one lifecycle commit, on the condition that neither changed since they were
+read (a settle that wrote in between makes the change read both again and re-apply)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,13 +25,16 @@ import structlog
 from tenancy.billing.emails import cancellation_email
 from tenancy.domain.billing import BillingEntry, BillingKind, Subscription, SubscriptionStatus, cents
 from tenancy.domain.clock import format_timestamp
+from tenancy.domain.lifecycle import EventType, LifecycleCommit, Notice, Transition, Trigger, email_notice
 from tenancy.domain.model import RepairRecord, Tenant, TenantStatus
 from tenancy.domain.plans import Limits, Plan, PlanCatalogue
 from tenancy.domain.plurals import plural
-from tenancy.errors import ConflictError, InvalidInputError, TenancyError, TransientError, UnknownPlanError
+from tenancy.errors import ConflictError, InvalidInputError, TransientError, UnknownPlanError
+from tenancy.lifecycle.moves import record_move, tenant_changes
+from tenancy.lifecycle.notices import NoticeDispatcher
 from tenancy.ports import (
     Clock,
-    Mailer,
+    LifecycleStore,
     PurchaseObserver,
     RepairTrail,
     SubscriptionApi,
@@ -122,7 +127,8 @@ class SubscriptionChanges:
         plans: PlanCatalogue,
         trail: RepairTrail,
         clock: Clock,
-        mailer: Mailer,
+        lifecycle: LifecycleStore,
+        notices: NoticeDispatcher,
         sender: str,
         account_url: str,
         observer: PurchaseObserver | None = None,
@@ -134,14 +140,17 @@ class SubscriptionChanges:
         self._plans = plans
         self._trail = trail
         self._clock = clock
-        self._mailer = mailer
+        self._lifecycle = lifecycle
+        self._notices = notices
         self._sender = sender
         self._account_url = account_url
         self._observer = observer
 
     # --- Plan changes ---
 
-    def plan_change(self, tenant_id: str, plan: str, *, actor: str, dry_run: bool = False) -> SubscriptionChange:
+    def plan_change(
+        self, tenant_id: str, plan: str, *, actor: str, trigger: Trigger = Trigger.OPERATOR, dry_run: bool = False
+    ) -> SubscriptionChange:
         """Moves the tenant's subscription to `plan`: an upgrade (a higher recurring price, or back
         to the plan in effect when a downgrade is pending) now, a downgrade at the next renewal.
         Raises InvalidInputError, changing nothing, for a change that cannot be made."""
@@ -165,7 +174,9 @@ class SubscriptionChanges:
             )
         # PayFast first: when it refuses or cannot be reached, nothing here has changed.
         self._api.update(subscription.token, amount_cents=cents(target.recurring_price_zar))
-        tenant_after, after, _ = self._write(tenant_id, lambda t, s, now: change(t, s, target, now))
+        tenant_after, after, _ = self._write(
+            tenant_id, lambda t, s, now: change(t, s, target, now), _Mover(trigger, actor, self._plan_moved)
+        )
         outcome = "upgraded" if upgrade else "downgrade_scheduled"
         result = SubscriptionChange(kind, tenant_id, actions, subscription, after, tenant, tenant_after, False, outcome)
         self._record(result, PLAN_CHANGE_FINDING, actor)
@@ -263,7 +274,9 @@ class SubscriptionChanges:
 
     # --- Cancellation ---
 
-    def cancel(self, tenant_id: str, *, actor: str, dry_run: bool = False) -> SubscriptionChange:
+    def cancel(
+        self, tenant_id: str, *, actor: str, trigger: Trigger = Trigger.OPERATOR, dry_run: bool = False
+    ) -> SubscriptionChange:
         """Cancels the subscription at PayFast (cancelled there already counts as success); the
         tenant keeps access until the paid-through date (`cancelling`) and the owner is told so."""
         tenant, subscription = self._changeable(tenant_id, "cancel it")
@@ -286,9 +299,10 @@ class SubscriptionChanges:
                 cancel, tenant_id, actions, subscription, preview[1], tenant, preview[0], True, "dry_run"
             )
         self._api.cancel(subscription.token)
-        tenant_after, after, wrote = self._write(tenant_id, _cancelled_if_active)
+        mover = _Mover(trigger, actor, functools.partial(self._cancel_moved, owner))
+        tenant_after, after, wrote = self._write(tenant_id, _cancelled_if_active, mover)
         # When PayFast's CANCELLED ITN was settled in between, it told the owner already.
-        emailed = self._tell_owner(owner, after) if wrote else None
+        emailed = owner if wrote else None
         outcome = "cancelled" if wrote else "cancelled_already"
         result = SubscriptionChange(
             cancel, tenant_id, actions, subscription, after, tenant, tenant_after, False, outcome, emailed
@@ -301,23 +315,54 @@ class SubscriptionChanges:
         record = self._users.get(tenant.owner_user_id) if tenant.owner_user_id else None
         return record.email if record is not None else None
 
-    def _tell_owner(self, owner: str | None, subscription: Subscription) -> str | None:
-        if owner is None:
-            return None
-        email = cancellation_email(
-            to=owner,
-            last_day=subscription.paid_through,
-            account_url=self._account_url,
-            sender=self._sender,
-            tags={"transaction_id": subscription.transaction_id, "tenant_id": subscription.tenant_id},
+    def _plan_moved(self, mover: _Mover, read: Tenant, after: Tenant, subscription: Subscription, now: str) -> _Moved:
+        if after.plan == read.plan:
+            return [], []  # a downgrade: the plan moves at the next renewal, with its event
+        recorded = record_move(
+            tenant_id=read.tenant_id,
+            plan=after.plan,
+            leaving=read.status,
+            to=after.status,
+            trigger=mover.trigger,
+            actor=mover.actor,
+            at=now,
+            reason=f"plan {read.plan} to {after.plan}",
+            key=f"plan:{subscription.version}:{after.plan}",
+            event=EventType.PLAN_CHANGED,
+            data={"previous_plan": read.plan},
         )
-        try:
-            self._mailer.send(email)
-        except TenancyError as error:
-            # The cancellation stands; the email is in the outbox as failed, for the runbook.
-            log.warning("billing_email_failed", subject=email.subject, error=str(error))
-            return None
-        return owner
+        return [recorded.transition], [recorded.notice]
+
+    def _cancel_moved(
+        self, owner: str | None, mover: _Mover, read: Tenant, after: Tenant, subscription: Subscription, now: str
+    ) -> _Moved:
+        transitions: list[Transition] = []
+        notices: list[Notice] = []
+        key = f"cancel:{subscription.token}"
+        if after.status is not read.status:
+            recorded = record_move(
+                tenant_id=read.tenant_id,
+                plan=read.plan,
+                leaving=read.status,
+                to=after.status,
+                trigger=mover.trigger,
+                actor=mover.actor,
+                at=now,
+                reason=f"cancelled by {mover.actor}: access until {subscription.paid_through.isoformat()}",
+                key=key,
+            )
+            transitions.append(recorded.transition)
+            notices.append(recorded.notice)
+        if owner is not None:
+            email = cancellation_email(
+                to=owner,
+                last_day=subscription.paid_through,
+                account_url=self._account_url,
+                sender=self._sender,
+                tags={"transaction_id": subscription.transaction_id, "tenant_id": subscription.tenant_id},
+            )
+            notices.append(email_notice(email, read.tenant_id, key, now))
+        return transitions, notices
 
     # --- Shared ---
 
@@ -336,11 +381,15 @@ class SubscriptionChanges:
         return tenant, subscription
 
     def _write(
-        self, tenant_id: str, change: Callable[[Tenant, Subscription, str], tuple[Tenant, Subscription]]
+        self,
+        tenant_id: str,
+        change: Callable[[Tenant, Subscription, str], tuple[Tenant, Subscription]],
+        mover: _Mover,
     ) -> tuple[Tenant, Subscription, bool]:
-        """Reads the tenant and the subscription, applies `change`, writes the tenant, then the
-        subscription over the version read; again from the read when a settle wrote first.
-        Returns what was written and whether the subscription needed writing at all."""
+        """Reads the tenant and the subscription, applies `change`, and writes the tenant's changed
+        fields, the subscription, the move and its notices in one commit over what was read;
+        again from the read when a settle wrote first. Returns what was written and whether the
+        subscription needed writing at all."""
         for _ in range(_ATTEMPTS):
             tenant, subscription = self._tenants.get(tenant_id), self._subscriptions.get(tenant_id)
             if tenant is None or subscription is None:
@@ -349,12 +398,23 @@ class SubscriptionChanges:
             tenant_after, after = change(tenant, subscription, now)
             if after == subscription:
                 return tenant, subscription, False
-            if tenant_after != tenant:
-                self._tenants.put(tenant_after)
+            transitions, notices = mover.moved(mover, tenant, tenant_after, after, now)
             try:
-                saved = self._subscriptions.save(after)
+                saved = self._lifecycle.commit(
+                    LifecycleCommit(
+                        tenant_id=tenant_id,
+                        leaving=frozenset({tenant.status}),
+                        updated_at=now,
+                        changes=tenant_changes(tenant, tenant_after),
+                        subscription=after,
+                        transitions=tuple(transitions),
+                        notices=tuple(notices),
+                    )
+                )
             except ConflictError:
                 continue  # a settle wrote in between: read both again and re-apply
+            assert saved is not None
+            self._notices.deliver(notice.notice_id for notice in notices)
             if self._observer is not None:
                 self._observer.changed(saved.transaction_id)
             return tenant_after, saved, True
@@ -377,6 +437,18 @@ class SubscriptionChanges:
         )
 
 
+_Moved = tuple[list[Transition], list[Notice]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Mover:
+    """Who is making a change, and how its move is recorded once the change is made."""
+
+    trigger: Trigger
+    actor: str
+    moved: Callable[[_Mover, Tenant, Tenant, Subscription, str], _Moved]
+
+
 def _cancelled(tenant: Tenant, subscription: Subscription, now: str) -> tuple[Tenant, Subscription]:
     changed = subscription.evolve(
         now,
@@ -388,7 +460,7 @@ def _cancelled(tenant: Tenant, subscription: Subscription, now: str) -> tuple[Te
         ),
     )
     # As settle does for a CANCELLED ITN: a tenant without access (suspended) stays as it is.
-    if tenant.status.has_access:
+    if tenant.status in {TenantStatus.ACTIVE, TenantStatus.PAST_DUE}:
         tenant = dataclasses.replace(tenant, status=TenantStatus.CANCELLING, updated_at=now)
     return tenant, changed
 

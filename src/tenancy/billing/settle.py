@@ -28,11 +28,30 @@ from tenancy.billing.emails import cancellation_email, receipt_email
 from tenancy.domain.billing import BillingEntry, BillingKind, Frequency, Subscription, SubscriptionStatus
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
+from tenancy.domain.lifecycle import (
+    EventType,
+    LifecycleCommit,
+    Notice,
+    NoticeKind,
+    Transition,
+    Trigger,
+    email_notice,
+)
 from tenancy.domain.model import JobStatus, OutgoingEmail, PaymentRecord, PaymentVerdict, Tenant, TenantStatus
 from tenancy.domain.plans import PlanCatalogue
-from tenancy.errors import ConflictError, TenancyError, TransientError
+from tenancy.errors import ConflictError, NotFoundError, TenancyError, TransientError
+from tenancy.lifecycle.moves import record_move, tenant_changes
+from tenancy.lifecycle.notices import NoticeDispatcher
 from tenancy.payments import payfast
-from tenancy.ports import Clock, Mailer, PaymentLedger, ProvisioningJournal, SubscriptionStore, TenantStore
+from tenancy.ports import (
+    Clock,
+    LifecycleStore,
+    PaymentLedger,
+    ProvisioningJournal,
+    SubscriptionApi,
+    SubscriptionStore,
+    TenantStore,
+)
 
 __all__ = ["Settled", "SubscriptionBilling", "reactivated_tenant_of", "subscription_itns", "token_of"]
 
@@ -78,12 +97,40 @@ class Settled(StrEnum):
 
 @dataclass
 class _Work:
-    """One settle's changes, made on copies and written at the end."""
+    """One settle's changes, made on copies and written at the end in one lifecycle commit: the
+    tenant's changed fields, the subscription, the moves' history lines and the notices (events,
+    and the owner's receipts and cancellation notice, so an email is owed exactly when the charge
+    it tells of is applied)."""
 
     subscription: Subscription | None
     tenant: Tenant
-    emails: list[OutgoingEmail] = dataclasses.field(default_factory=list)
+    now: str
+    reset_generations: bool = False
+    replaced_token: str | None = None  # a running subscription this settle replaced: cancelled at PayFast
+    transitions: list[Transition] = dataclasses.field(default_factory=list)
+    notices: list[Notice] = dataclasses.field(default_factory=list)
     applied: int = 0
+
+    def move(self, to: TenantStatus, *, key: str, reason: str, event: EventType | None = None) -> None:
+        """Records the tenant's move to `to` (PayFast's doing) and the event it sends."""
+        recorded = record_move(
+            tenant_id=self.tenant.tenant_id,
+            plan=self.tenant.plan,
+            leaving=self.tenant.status,
+            to=to,
+            trigger=Trigger.ITN,
+            actor="payfast",
+            at=self.now,
+            reason=reason,
+            key=key,
+            event=event,
+        )
+        self.transitions.append(recorded.transition)
+        self.notices.append(recorded.notice)
+        self.tenant = dataclasses.replace(self.tenant, status=to, updated_at=self.now)
+
+    def email(self, email: OutgoingEmail, key: str) -> None:
+        self.notices.append(email_notice(email, self.tenant.tenant_id, key, self.now))
 
 
 class SubscriptionBilling:
@@ -95,7 +142,9 @@ class SubscriptionBilling:
         ledger: PaymentLedger,
         journal: ProvisioningJournal,
         plans: PlanCatalogue,
-        mailer: Mailer,
+        lifecycle: LifecycleStore,
+        notices: NoticeDispatcher,
+        api: SubscriptionApi,
         clock: Clock,
         account_url: str,
         sender: str,
@@ -105,7 +154,9 @@ class SubscriptionBilling:
         self._ledger = ledger
         self._journal = journal
         self._plans = plans
-        self._mailer = mailer
+        self._lifecycle = lifecycle
+        self._notices = notices
+        self._api = api
         self._clock = clock
         self._account_url = account_url
         self._sender = sender
@@ -133,18 +184,24 @@ class SubscriptionBilling:
             return Settled.DEFERRED  # the saga checks first that the buyer belongs to that tenant
         subscription = self._subscriptions.get(tenant_id)
         token = token_of(first)
-        work = _Work(subscription, tenant)
-        now_text = format_timestamp(self._clock.now())
+        work = _Work(subscription, tenant, format_timestamp(self._clock.now()))
         if subscription is not None and subscription.token != token:
-            if not self._replaces(subscription, first):
+            if not self._replaces(subscription, first, tenant):
                 log.info("subscription_itns_stale", transaction_id=transaction_id, tenant_id=tenant_id)
                 return Settled.STALE
             # The tenant subscribed again (after cancelling, or to change plan): the new
             # subscription takes the old one's place, its history carried over.
             work.subscription = self._new_subscription(first, tenant_id, carried=subscription)
+            if subscription.status is SubscriptionStatus.ACTIVE:
+                work.replaced_token = subscription.token  # paid anew while the old one still runs
             plan = self._plans.get(work.subscription.plan)
-            work.tenant = dataclasses.replace(
-                tenant, status=TenantStatus.ACTIVE, plan=plan.name, limits=plan.limits, updated_at=now_text
+            event = EventType.PLAN_CHANGED if tenant.status is TenantStatus.ACTIVE else EventType.REACTIVATED
+            work.tenant = dataclasses.replace(tenant, plan=plan.name, limits=plan.limits)
+            work.move(
+                TenantStatus.ACTIVE,
+                key=f"subscribed:{token}",
+                reason=f"a new subscription ({plan.name}) was bought for this tenant",
+                event=event,
             )
             work.applied += 1
         for payment in itns:
@@ -154,22 +211,40 @@ class SubscriptionBilling:
         if work.applied == 0:
             return Settled.UP_TO_DATE
         self._write(work, tenant)
-        for email in work.emails:
-            self._send(email)
+        if work.replaced_token is not None:
+            self._cancel_replaced(work.replaced_token, tenant_id)
+        # The owner's emails go now, as they did before they were notices; a failure is retried
+        # by the notices' dispatcher. Events wait for it: a slow webhook never slows an ITN.
+        self._notices.deliver(notice.notice_id for notice in work.notices if notice.kind is NoticeKind.EMAIL)
         return Settled.APPLIED
+
+    def _cancel_replaced(self, token: str, tenant_id: str) -> None:
+        """The subscription an owner replaced by paying anew (past due, suspended) must charge no
+        more: PayFast may still retry it. Best effort: a failure is logged for Finance to cancel
+        it by hand; the new subscription stands either way."""
+        try:
+            self._api.cancel(token)
+        except NotFoundError:
+            pass  # PayFast has no such subscription left: nothing to charge
+        except TenancyError as error:
+            log.error("replaced_subscription_not_cancelled", tenant_id=tenant_id, token=token, error=str(error))
+            return
+        log.info("replaced_subscription_cancelled", tenant_id=tenant_id, token=token)
 
     def _returning_checked(self, transaction_id: str) -> bool:
         job = self._journal.get(transaction_id)
         return job is not None and job.returning and job.status is JobStatus.SUCCEEDED
 
-    def _replaces(self, current: Subscription, first: PaymentRecord) -> bool:
+    def _replaces(self, current: Subscription, first: PaymentRecord, tenant: Tenant) -> bool:
         """Whether a first charge with another token than the tenant's subscription is a new
-        subscription (bought again, or a plan change by subscribing anew) rather than an old one
-        replayed: it is new when it came after the current one was started, or (timestamps being
-        whole seconds) in that very second when the current one no longer runs and the checkout
-        was for this tenant (its owner came back: the saga checked they belong to it)."""
+        subscription (bought again, or paid anew when the old one's charge failed) rather than an
+        old one replayed: it is new when it came after the current one was started, or
+        (timestamps being whole seconds) in that very second when the current one no longer runs
+        or is unpaid and the checkout was for this tenant (its owner came back: the saga checked
+        they belong to it)."""
         received, started = parse_timestamp(first.received_at), parse_timestamp(current.created_at)
-        ended = current.status is not SubscriptionStatus.ACTIVE
+        unpaid = tenant.status in {TenantStatus.PAST_DUE, TenantStatus.SUSPENDED}
+        ended = current.status is not SubscriptionStatus.ACTIVE or unpaid
         came_back = ended and reactivated_tenant_of(first) == current.tenant_id
         return received > started or (came_back and received == started)
 
@@ -246,31 +321,37 @@ class SubscriptionBilling:
             ),
         )
         work.subscription = renewed
+        work.applied += 1
+        pf_payment_id = payment.pf_payment_id or ""
+        ended = {TenantStatus.PROVISIONING, TenantStatus.CANCELLED, TenantStatus.DELETED}
+        if work.tenant.status in ended:
+            # PayFast charged a subscription whose tenant has ended: the charge is on record (for
+            # Finance to refund), the tenant is not brought back by it.
+            log.warning("renewal_for_ended_tenant", tenant_id=work.tenant.tenant_id, pf_payment_id=pf_payment_id)
+            return
         # The period starts again: the month's generations are counted afresh, and a pending
         # downgrade takes effect now that the period it was paid for is over.
+        work.tenant = dataclasses.replace(work.tenant, plan=plan.name, limits=plan.limits)
+        work.reset_generations = True
         status = TenantStatus.CANCELLING if renewed.status is SubscriptionStatus.CANCELLING else TenantStatus.ACTIVE
-        work.tenant = dataclasses.replace(
-            work.tenant,
-            plan=plan.name,
-            limits=plan.limits,
-            usage=dataclasses.replace(work.tenant.usage, generations_this_month=0),
-            status=status,
-            updated_at=now,
+        work.move(
+            status,
+            key=f"charge:{pf_payment_id}",
+            reason=f"renewal {pf_payment_id} ({invoice}): paid through {renewed.paid_through.isoformat()}",
+            event=EventType.RENEWED,
         )
-        work.applied += 1
         if payment.email:
-            work.emails.append(
-                receipt_email(
-                    to=payment.email,
-                    plan=plan,
-                    amount=amount,
-                    invoice_number=invoice,
-                    paid_through=renewed.paid_through,
-                    account_url=self._account_url,
-                    sender=self._sender,
-                    tags={"transaction_id": renewed.transaction_id, "pf_payment_id": payment.pf_payment_id or ""},
-                )
+            receipt = receipt_email(
+                to=payment.email,
+                plan=plan,
+                amount=amount,
+                invoice_number=invoice,
+                paid_through=renewed.paid_through,
+                account_url=self._account_url,
+                sender=self._sender,
+                tags={"transaction_id": renewed.transaction_id, "pf_payment_id": pf_payment_id},
             )
+            work.email(receipt, key=f"receipt:{pf_payment_id}")
 
     def _cancel(self, work: _Work, payment: PaymentRecord) -> None:
         subscription = work.subscription
@@ -292,28 +373,41 @@ class SubscriptionBilling:
                 BillingEntry(BillingKind.CANCELLATION, now, payment.pf_payment_id, note="cancelled at PayFast"),
             ),
         )
-        if work.tenant.status.has_access:
-            work.tenant = dataclasses.replace(work.tenant, status=TenantStatus.CANCELLING, updated_at=now)
         work.applied += 1
-        if payment.email:
-            work.emails.append(
-                cancellation_email(
-                    to=payment.email,
-                    last_day=subscription.paid_through,
-                    account_url=self._account_url,
-                    sender=self._sender,
-                    tags={"transaction_id": subscription.transaction_id, "pf_payment_id": payment.pf_payment_id or ""},
-                )
+        key = f"cancel:{payment.pf_payment_id or subscription.token}"
+        if work.tenant.status in {TenantStatus.ACTIVE, TenantStatus.PAST_DUE}:
+            work.move(
+                TenantStatus.CANCELLING,
+                key=key,
+                reason=f"cancelled at PayFast: access until {subscription.paid_through.isoformat()}",
             )
+        if payment.email:
+            notice = cancellation_email(
+                to=payment.email,
+                last_day=subscription.paid_through,
+                account_url=self._account_url,
+                sender=self._sender,
+                tags={"transaction_id": subscription.transaction_id, "pf_payment_id": payment.pf_payment_id or ""},
+            )
+            work.email(notice, key=key)
 
     def _write(self, work: _Work, read: Tenant) -> None:
         assert work.subscription is not None
-        # The subscription is the record of what was applied: written last, so a crash before it
-        # leaves the ITNs unapplied (settled again next time; the tenant's new values are the
-        # same again) rather than applied on paper only.
-        if work.tenant != read:
-            self._tenants.put(work.tenant)
-        saved = self._subscriptions.save(work.subscription)
+        changes = tenant_changes(read, work.tenant, reset_generations=work.reset_generations)
+        # One write, on the condition that the tenant is still as it was read (a sweep that moved
+        # it meanwhile makes this settle read again) and the subscription at the version read.
+        saved = self._lifecycle.commit(
+            LifecycleCommit(
+                tenant_id=read.tenant_id,
+                leaving=frozenset({read.status}),
+                updated_at=work.now,
+                changes=changes,
+                subscription=work.subscription,
+                transitions=tuple(work.transitions),
+                notices=tuple(work.notices),
+            )
+        )
+        assert saved is not None
         log.info(
             "subscription_settled",
             tenant_id=saved.tenant_id,
@@ -322,13 +416,6 @@ class SubscriptionBilling:
             paid_through=saved.paid_through.isoformat(),
             applied=work.applied,
         )
-
-    def _send(self, email: OutgoingEmail) -> None:
-        try:
-            self._mailer.send(email)
-        except TenancyError as error:
-            # The billing change stands; the email is in the outbox as failed, for the runbook.
-            log.warning("billing_email_failed", subject=email.subject, error=str(error))
 
 
 def _amount(payment: PaymentRecord) -> Decimal:

@@ -4,7 +4,9 @@ stderr too with `tenancy --verbose`); the services (`serve`, `worker`) log to st
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -17,10 +19,28 @@ from tenancy.bootstrap import Services, build, log_directory
 from tenancy.config import Settings
 from tenancy.logging_setup import configure_logging
 
-__all__ = ["JsonOption", "console", "fail", "load_settings", "print_json", "services_for", "show_logs_on_terminal"]
+__all__ = [
+    "JsonOption",
+    "OperatorOption",
+    "console",
+    "fail",
+    "load_settings",
+    "operator_name",
+    "print_json",
+    "services_for",
+    "show_logs_on_terminal",
+]
 
 console = Console()
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+OperatorOption = Annotated[
+    str | None, typer.Option("--operator", help="Who is acting, for the repair trail (default: $USER).")
+]
+
+
+def operator_name(operator: str | None) -> str:
+    """Who an operator's change is recorded against: `--operator`, else the login name."""
+    return operator or os.environ.get("USER") or getpass.getuser()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

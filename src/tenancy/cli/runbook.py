@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 import sys
 from typing import Annotated
 
@@ -11,7 +9,7 @@ import typer
 from rich.table import Table
 
 from tenancy.advice import next_action
-from tenancy.cli.common import JsonOption, console, fail, print_json, services_for
+from tenancy.cli.common import JsonOption, OperatorOption, console, fail, operator_name, print_json, services_for
 from tenancy.domain.plurals import plural
 from tenancy.errors import InvalidInputError
 from tenancy.runbook.dead_letters import DeadLetterDecision, dead_letter_row
@@ -97,7 +95,7 @@ def repair(
     2: a usage error, or an operator's account (an operator is not a tenant: never repaired).
     """
     selector = _selector(email, tenant_id, transaction_id)
-    who = operator or os.environ.get("USER") or getpass.getuser()
+    who = operator_name(operator)
     with services_for() as services:
         runbook = services.runbook
         if not dry_run and not yes:
@@ -186,26 +184,19 @@ def dlq_show(message_id: Annotated[str, typer.Argument(help="The message id from
     _print_diagnosis(diagnosis)
 
 
-DlqOperatorOption = Annotated[
-    str | None, typer.Option("--operator", help="Who is acting, for the repair trail (default: $USER).")
-]
-
-
-def _operator(operator: str | None) -> str:
-    return operator or os.environ.get("USER") or getpass.getuser()
 
 
 @dlq_app.command("redrive")
 def dlq_redrive(
     message_id: Annotated[str | None, typer.Argument(help="The message id from `dlq list`.")] = None,
     redrive_all: Annotated[bool, typer.Option("--all", help="Redrive every dead-lettered message.")] = False,
-    operator: DlqOperatorOption = None,
+    operator: OperatorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Put dead-lettered jobs back on the queue, with a fresh set of attempts (kept in the repair trail)."""
     if (message_id is None) == (not redrive_all):
         fail("give a message id or --all", 2)
-    who = _operator(operator)
+    who = operator_name(operator)
     with services_for() as services:
         runbook = services.runbook
         if redrive_all:
@@ -229,7 +220,7 @@ def dlq_remove(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="With --healed: say what would go and why; change nothing.")
     ] = False,
-    operator: DlqOperatorOption = None,
+    operator: OperatorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Delete dead-lettered messages for good: one by its id, or with --healed every stale one (its
@@ -239,7 +230,7 @@ def dlq_remove(
         fail("give a message id or --healed", 2)
     if dry_run and not healed:
         fail("--dry-run goes with --healed (`dlq show ID` tells what removing one message would leave)", 2)
-    who = _operator(operator)
+    who = operator_name(operator)
     with services_for() as services:
         if message_id is None:
             decisions = services.runbook.remove_healed_dead_letters(operator=who, dry_run=dry_run)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 import sys
 from typing import Annotated, NoReturn
 
@@ -13,13 +11,13 @@ from rich.table import Table
 
 from tenancy.billing.changes import SubscriptionChange
 from tenancy.bootstrap import Services
-from tenancy.cli.common import JsonOption, console, fail, print_json, services_for
+from tenancy.cli.common import JsonOption, OperatorOption, console, fail, operator_name, print_json, services_for
 from tenancy.domain.billing import BillingEntry, Subscription
 from tenancy.domain.model import Tenant
 from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.runbook.evidence import Selector, find_purchase, shown
 
-__all__ = ["register", "subscription_app"]
+__all__ = ["SelectorArgument", "register", "selected_tenant_id", "subscription_app"]
 
 subscription_app = typer.Typer(help="A tenant's PayFast subscription: show, change plan, cancel.", no_args_is_help=True)
 
@@ -28,9 +26,6 @@ SelectorArgument = Annotated[
 ]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")]
 YesOption = Annotated[bool, typer.Option("--yes", help="Change without asking.")]
-OperatorOption = Annotated[
-    str | None, typer.Option("--operator", help="Who is acting, for the repair trail (default: $USER).")
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +40,7 @@ def _selector(key: str) -> Selector:
         fail("give a selector: the owner's email, the tenant id (ten_...) or a transaction id", 2)
 
 
-def _tenant_id(services: Services, key: str) -> str:
+def selected_tenant_id(services: Services, key: str) -> str:
     """The tenant the selector names, found as the runbook finds a purchase; exit 1 if none."""
     selector = _selector(key)
     if selector.tenant_id:
@@ -68,9 +63,6 @@ def _tenant_id(services: Services, key: str) -> str:
             return tenant.tenant_id
     fail(f"no tenant found for {selector.describe()}")
 
-
-def _operator(operator: str | None) -> str:
-    return operator or os.environ.get("USER") or getpass.getuser()
 
 
 def _entry_document(entry: BillingEntry) -> dict[str, object]:
@@ -132,7 +124,7 @@ def show(selector: SelectorArgument, as_json: JsonOption = False) -> None:
     """Status, plan, pending plan, token, frequency, recurring amount, paid through, next billing
     date and history of a tenant's subscription (exit 1 when the tenant has none)."""
     with services_for() as services:
-        tenant_id = _tenant_id(services, selector)
+        tenant_id = selected_tenant_id(services, selector)
         subscription = services.subscriptions.get(tenant_id)
         tenant = services.tenants.get(tenant_id)
     if subscription is None:
@@ -188,9 +180,9 @@ def change_plan(
 ) -> None:
     """Upgrade (limits raised now) or downgrade (from the next renewal, refused when the tenant's
     usage exceeds the lower plan's limits); PayFast charges the new amount from the next charge."""
-    who = _operator(operator)
+    who = operator_name(operator)
     with services_for() as services:
-        tenant_id = _tenant_id(services, selector)
+        tenant_id = selected_tenant_id(services, selector)
         changes = services.subscription_changes
         try:
             if not dry_run and not yes:
@@ -212,9 +204,9 @@ def cancel(
 ) -> None:
     """Cancel the subscription at PayFast: the tenant keeps access until the paid-through date
     (`cancelling`) and the owner is emailed that last day."""
-    who = _operator(operator)
+    who = operator_name(operator)
     with services_for() as services:
-        tenant_id = _tenant_id(services, selector)
+        tenant_id = selected_tenant_id(services, selector)
         changes = services.subscription_changes
         try:
             if not dry_run and not yes:

@@ -44,14 +44,21 @@ __all__ = [
 class TenantStatus(StrEnum):
     PROVISIONING = "provisioning"
     ACTIVE = "active"
+    PAST_DUE = "past_due"  # a renewal did not come; full access, with a warning, for the grace period
     CANCELLING = "cancelling"  # cancelled at PayFast; full access until the paid-through date
-    SUSPENDED = "suspended"
+    SUSPENDED = "suspended"  # past due beyond the grace period: billing only
     CANCELLED = "cancelled"
+    DELETED = "deleted"  # a tombstone: the people are gone, the billing history kept
 
     @property
     def has_access(self) -> bool:
         """Whether the tenant's people may sign in and use it (tenant-lifecycle.md's access column)."""
-        return self in {TenantStatus.ACTIVE, TenantStatus.CANCELLING}
+        return self in {TenantStatus.ACTIVE, TenantStatus.PAST_DUE, TenantStatus.CANCELLING}
+
+    @property
+    def billing_only(self) -> bool:
+        """Whether its people may sign in only to pay (tenant-lifecycle.md: suspended, cancelled)."""
+        return self in {TenantStatus.SUSPENDED, TenantStatus.CANCELLED}
 
 
 class UserStatus(StrEnum):

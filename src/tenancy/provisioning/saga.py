@@ -16,6 +16,7 @@ import structlog
 from tenancy.accounts.roles import OPERATOR_ROLE, TENANT_ADMIN_ROLE, roles_of
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.ids import storage_prefix_for, temporary_password
+from tenancy.domain.lifecycle import LifecycleCommit, TenantChanges, Trigger
 from tenancy.domain.model import (
     Billing,
     IdentityUser,
@@ -30,8 +31,16 @@ from tenancy.domain.model import (
     UserStatus,
 )
 from tenancy.domain.plans import PlanCatalogue
-from tenancy.errors import ClaimLostError, ItemAlreadyExistsError, NeedsReviewError, PermanentError, UnknownPlanError
-from tenancy.ports import Clock, IdentityProvider, Mailer, ProvisioningJournal, TenantStore, UserStore
+from tenancy.errors import (
+    ClaimLostError,
+    ConflictError,
+    ItemAlreadyExistsError,
+    NeedsReviewError,
+    PermanentError,
+    UnknownPlanError,
+)
+from tenancy.lifecycle.moves import record_move
+from tenancy.ports import Clock, IdentityProvider, LifecycleStore, Mailer, ProvisioningJournal, TenantStore, UserStore
 from tenancy.provisioning.welcome import welcome_email
 
 __all__ = ["TENANT_ADMIN_ROLE", "ProvisioningSaga", "SagaSettings"]
@@ -78,6 +87,7 @@ class ProvisioningSaga:
         mailer: Mailer,
         journal: ProvisioningJournal,
         clock: Clock,
+        lifecycle: LifecycleStore,
         after_step: Callable[[Step, ProvisioningJob], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -88,6 +98,7 @@ class ProvisioningSaga:
         self._mailer = mailer
         self._journal = journal
         self._clock = clock
+        self._lifecycle = lifecycle
         # A hook called after each recorded step; the fault-injection tests crash here.
         self._after_step = after_step
 
@@ -296,7 +307,34 @@ class ProvisioningSaga:
         return job
 
     def _activate(self, job: ProvisioningJob) -> ProvisioningJob:
-        self._tenants.set_status(job.tenant_id, TenantStatus.ACTIVE, self._now())
+        """provisioning -> active, recorded with its `tenant.activated` event. A tenant that left
+        `provisioning` already (activated by an earlier run, or moved on since: suspended, say)
+        is never moved back by a re-run."""
+        now = self._now()
+        recorded = record_move(
+            tenant_id=job.tenant_id,
+            plan=job.plan,
+            leaving=TenantStatus.PROVISIONING,
+            to=TenantStatus.ACTIVE,
+            trigger=Trigger.PROVISIONING,
+            actor="provisioning",
+            at=now,
+            reason=f"purchase {job.transaction_id} provisioned",
+            key="activated",
+        )
+        try:
+            self._lifecycle.commit(
+                LifecycleCommit(
+                    tenant_id=job.tenant_id,
+                    leaving=frozenset({TenantStatus.PROVISIONING}),
+                    updated_at=now,
+                    changes=TenantChanges(status=TenantStatus.ACTIVE),
+                    transitions=(recorded.transition,),
+                    notices=(recorded.notice,),
+                )
+            )
+        except ConflictError:
+            log.info("tenant_already_activated", tenant_id=job.tenant_id, transaction_id=job.transaction_id)
         return job
 
     def _welcome_email(self, job: ProvisioningJob, memory: _RunMemory) -> ProvisioningJob:

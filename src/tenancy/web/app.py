@@ -11,7 +11,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -24,6 +24,7 @@ from tenancy.errors import (
     NotFoundError,
     PermanentError,
     RateLimitedError,
+    TenantBlockedError,
     TransientError,
 )
 from tenancy.web.headers import SecurityHeadersMiddleware
@@ -106,6 +107,17 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def authentication_failed(request: Request, error: AuthenticationError) -> Response:
         log.info("auth_refused", path=request.url.path, reason=error.reason)
         return _answer(request, error.status_code, error.reason)
+
+    @app.exception_handler(TenantBlockedError)
+    async def tenant_blocked(request: Request, error: TenantBlockedError) -> Response:
+        # Billing is the one place left open: a browser goes there, a program is told where it is.
+        log.info("tenant_blocked", path=request.url.path, status=error.status)
+        if wants_page(request):
+            return RedirectResponse("/account", status_code=303)
+        services = request.app.state.services
+        billing_url = f"{services.settings.public_base_url}/account"
+        body = {"detail": error.reason, "reason": error.why, "billing_url": billing_url}
+        return JSONResponse(body, status_code=error.status_code)
 
     @app.exception_handler(InvalidInputError)
     async def invalid_input(request: Request, error: InvalidInputError) -> Response:

@@ -320,6 +320,22 @@ class DynamoUserStore:
         # The contract's index has no sort key: order as the embedded store does.
         return sorted(users, key=lambda user: (user.created_at, user.user_id))
 
+    def find_by_tenant(self, tenant_id: str) -> list[UserRecord]:
+        request: QueryInputTypeDef = {
+            "TableName": self._table,
+            "IndexName": TENANT_INDEX,
+            "KeyConditionExpression": "#tenant_id = :tenant_id",
+            "ExpressionAttributeNames": {"#tenant_id": "tenant_id"},
+            "ExpressionAttributeValues": {":tenant_id": attribute(tenant_id)},
+        }
+        users = [
+            user_from_item(item) for item in _everything(_query(self._client, request, "finding a tenant's users"))
+        ]
+        # The index is read eventually consistently: each record is read again, consistently.
+        fresh = [self.get(user.user_id) for user in users]
+        found = [user for user in fresh if user is not None and user.tenant_id == tenant_id]
+        return sorted(found, key=lambda user: (user.created_at, user.user_id))
+
     def find_by_emails(self, emails: Sequence[str]) -> dict[str, list[UserRecord]]:
         # One query of the email index per address (an index is read one key at a time).
         return {email: found for email, found in each(self.find_by_email, emails).items() if found}
@@ -654,9 +670,7 @@ class DynamoLedger:
         request["ExpressionAttributeValues"] = values
         return [payment_from_item(item) for item in _everything(_query(self._client, request, "finding payments"))]
 
-    def find_many(
-        self, transaction_ids: Sequence[str], *, with_fields: bool = True
-    ) -> dict[str, list[PaymentRecord]]:
+    def find_many(self, transaction_ids: Sequence[str], *, with_fields: bool = True) -> dict[str, list[PaymentRecord]]:
         # One query of the transaction index per transaction id.
         found = each(lambda transaction_id: self.find(transaction_id=transaction_id), transaction_ids)
         if not with_fields:

@@ -65,7 +65,10 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
     """CreateTable arguments for every table (every key attribute is a string)."""
     return [
         _table(settings.tenants_table, "tenant_id", None),
-        _table(settings.users_table, "user_id", None, _index("email-index", "email")),
+        # `tenant-index`: a tenant's people (offboarding deletes them all, members too).
+        _table(
+            settings.users_table, "user_id", None, _index("email-index", "email"), _index("tenant-index", "tenant_id")
+        ),
         _table(
             settings.provisioning_table,
             "transaction_id",
@@ -113,6 +116,9 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
             _index("token-index", "token"),
             _index("transaction-index", "transaction_id"),
         ),
+        # The tenant lifecycle (adapters.aws.lifecycle): each tenant's history of moves under
+        # "TENANT#<id>", and the notices the moves queued (events, owner emails) by status.
+        _table(settings.lifecycle_table, "pk", "sk", _index("status-index", "notice_status", "created_at")),
     ]
 
 
@@ -129,6 +135,7 @@ class AwsResources:
     sessions_table: str
     findings_table: str
     subscriptions_table: str
+    lifecycle_table: str
     queue_url: str
     dlq_url: str
     user_pool_id: str
@@ -152,6 +159,7 @@ def ensure_resources(session: boto3.Session, settings: Settings) -> AwsResources
     with aws_errors("verifying the SES sender"):
         session.client("ses", region_name=region).verify_email_identity(EmailAddress=settings.email_from)
     _ensure_log_groups(session.client("logs", region_name=region), settings)
+    _ensure_event_bus(session.client("events", region_name=region), settings)
     topic_arn = _ensure_alarms(session, settings, dlq_url)
     return AwsResources(
         region=region,
@@ -165,6 +173,7 @@ def ensure_resources(session: boto3.Session, settings: Settings) -> AwsResources
         sessions_table=settings.sessions_table,
         findings_table=settings.findings_table,
         subscriptions_table=settings.subscriptions_table,
+        lifecycle_table=settings.lifecycle_table,
         queue_url=queue_url,
         dlq_url=dlq_url,
         user_pool_id=pool_id,
@@ -181,6 +190,7 @@ def _ensure_tables(dynamodb: Any, settings: Settings) -> None:
             existing.update(page["TableNames"])
     for definition in table_definitions(settings):
         if definition["TableName"] in existing:
+            _add_missing_indexes(dynamodb, definition)
             continue
         with aws_errors(f"creating table {definition['TableName']}"):
             dynamodb.create_table(**definition)
@@ -192,6 +202,25 @@ def _ensure_tables(dynamodb: Any, settings: Settings) -> None:
                 dynamodb.update_time_to_live(
                     TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
                 )
+
+
+def _add_missing_indexes(dynamodb: Any, definition: dict[str, Any]) -> None:
+    """An index added since the table was made (the users table's `tenant-index`), created on the
+    existing table: DynamoDB builds it from the items already there."""
+    name = definition["TableName"]
+    with aws_errors(f"describing table {name}"):
+        table = dynamodb.describe_table(TableName=name)["Table"]
+    present = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
+    for index in definition.get("GlobalSecondaryIndexes", []):
+        if index["IndexName"] in present:
+            continue
+        keys = {element["AttributeName"] for element in index["KeySchema"]}
+        with aws_errors(f"adding index {index['IndexName']} to {name}"):
+            dynamodb.update_table(
+                TableName=name,
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in sorted(keys)],
+                GlobalSecondaryIndexUpdates=[{"Create": index}],
+            )
 
 
 def _ensure_queues(sqs: Any) -> tuple[str, str]:
@@ -261,13 +290,23 @@ def _ensure_user_pool(cognito: Any, settings: Settings) -> tuple[str, str]:
 
 
 def _ensure_log_groups(logs: Any, settings: Settings) -> None:
-    for role in ("itn-handler", "provisioning", "audit"):
+    for role in ("itn-handler", "provisioning", "audit", "lifecycle"):
         try:
             logs.create_log_group(logGroupName=settings.log_group(role))
         except ClientError as error:
             if error_code(error) != "ResourceAlreadyExistsException":
                 with aws_errors("creating a log group"):
                     raise
+
+
+def _ensure_event_bus(events: Any, settings: Settings) -> None:
+    """The bus lifecycle events are put on, for the Site Builder application's rules."""
+    try:
+        events.create_event_bus(Name=settings.effective_event_bus_name)
+    except ClientError as error:
+        if error_code(error) != "ResourceAlreadyExistsException":
+            with aws_errors("creating the event bus"):
+                raise
 
 
 def _ensure_alarms(session: boto3.Session, settings: Settings, dlq_url: str) -> str:

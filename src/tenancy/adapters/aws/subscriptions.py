@@ -31,7 +31,7 @@ from tenancy.errors import ConflictError, ItemAlreadyExistsError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-__all__ = ["TOKEN_INDEX", "TRANSACTION_INDEX", "DynamoSubscriptionStore"]
+__all__ = ["TOKEN_INDEX", "TRANSACTION_INDEX", "DynamoSubscriptionStore", "refused", "subscription_writes"]
 
 TOKEN_INDEX = "token-index"  # noqa: S105 - an index name
 TRANSACTION_INDEX = "transaction-index"
@@ -75,48 +75,14 @@ class DynamoSubscriptionStore:
         return self._by_index(TRANSACTION_INDEX, "transaction_id", transaction_id)
 
     def save(self, subscription: Subscription) -> Subscription:
-        version = subscription.version + 1
-        item = {name: attribute(value) for name, value in subscription_to_mapping(subscription).items()}
-        item |= {"version": attribute(version), "item_type": attribute(_SUBSCRIPTION)}
-        put_subscription: dict[str, Any] = {"TableName": self._table, "Item": item}
-        if subscription.version == 0:
-            put_subscription["ConditionExpression"] = "attribute_not_exists(tenant_id)"
-        else:
-            put_subscription["ConditionExpression"] = "version = :read"
-            put_subscription["ExpressionAttributeValues"] = {":read": attribute(subscription.version)}
-        claim = {
-            "TableName": self._table,
-            "Item": {
-                "tenant_id": attribute(_TOKEN_CLAIM + subscription.token),
-                "owner": attribute(subscription.tenant_id),
-                "item_type": attribute("token"),
-            },
-            "ConditionExpression": "attribute_not_exists(tenant_id) OR #owner = :me",
-            "ExpressionAttributeNames": {"#owner": "owner"},
-            "ExpressionAttributeValues": {":me": attribute(subscription.tenant_id)},
-        }
         with aws_errors("writing a subscription"):
             try:
-                self._client.transact_write_items(
-                    TransactItems=[{"Put": cast("Any", put_subscription)}, {"Put": cast("Any", claim)}]
-                )
+                self._client.transact_write_items(TransactItems=subscription_writes(self._table, subscription))
             except ClientError as error:
                 if error_code(error) != "TransactionCanceledException":
                     raise
-                self._refused(subscription)
-        return replace(subscription, version=version)
-
-    def _refused(self, subscription: Subscription) -> None:
-        """Which condition refused the write: the token held by another tenant, or a newer version."""
-        with aws_errors("reading a token's holder"):
-            claim = self._client.get_item(
-                TableName=self._table,
-                Key={"tenant_id": attribute(_TOKEN_CLAIM + subscription.token)},
-                ConsistentRead=True,
-            ).get("Item")
-        if claim is not None and claim["owner"].get("S") != subscription.tenant_id:
-            raise ItemAlreadyExistsError(f"another tenant's subscription has the token of {subscription.tenant_id}'s")
-        raise ConflictError(f"the subscription of {subscription.tenant_id} changed since it was read")
+                refused(self._client, self._table, subscription)
+        return replace(subscription, version=subscription.version + 1)
 
     def scan(self, batch_size: int = 1000) -> Iterator[list[Subscription]]:
         request: dict[str, Any] = {
@@ -173,6 +139,43 @@ class DynamoSubscriptionStore:
             if found is not None and getattr(found, name) == value:
                 return found
         return None
+
+
+def subscription_writes(table: str, subscription: Subscription) -> list[Any]:
+    """The transaction items that save `subscription` over the version it was read at, with the
+    claim on its token (a lifecycle commit writes them beside the tenant's)."""
+    item = {name: attribute(value) for name, value in subscription_to_mapping(subscription).items()}
+    item |= {"version": attribute(subscription.version + 1), "item_type": attribute(_SUBSCRIPTION)}
+    put_subscription: dict[str, Any] = {"TableName": table, "Item": item}
+    if subscription.version == 0:
+        put_subscription["ConditionExpression"] = "attribute_not_exists(tenant_id)"
+    else:
+        put_subscription["ConditionExpression"] = "version = :read"
+        put_subscription["ExpressionAttributeValues"] = {":read": attribute(subscription.version)}
+    claim = {
+        "TableName": table,
+        "Item": {
+            "tenant_id": attribute(_TOKEN_CLAIM + subscription.token),
+            "owner": attribute(subscription.tenant_id),
+            "item_type": attribute("token"),
+        },
+        "ConditionExpression": "attribute_not_exists(tenant_id) OR #owner = :me",
+        "ExpressionAttributeNames": {"#owner": "owner"},
+        "ExpressionAttributeValues": {":me": attribute(subscription.tenant_id)},
+    }
+    return [{"Put": put_subscription}, {"Put": claim}]
+
+
+def refused(client: DynamoDBClient, table: str, subscription: Subscription) -> None:
+    """Raises what refused a subscription's write: its token held by another tenant
+    (ItemAlreadyExistsError), else a newer version (ConflictError)."""
+    with aws_errors("reading a token's holder"):
+        claim = client.get_item(
+            TableName=table, Key={"tenant_id": attribute(_TOKEN_CLAIM + subscription.token)}, ConsistentRead=True
+        ).get("Item")
+    if claim is not None and claim["owner"].get("S") != subscription.tenant_id:
+        raise ItemAlreadyExistsError(f"another tenant's subscription has the token of {subscription.tenant_id}'s")
+    raise ConflictError(f"the subscription of {subscription.tenant_id} changed since it was read")
 
 
 def _subscription(item: Mapping[str, Any]) -> Subscription:

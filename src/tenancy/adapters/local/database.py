@@ -20,6 +20,7 @@ from pathlib import Path
 from tenancy.adapters.local.schema import (
     ADDED_COLUMNS,
     FINDINGS_SCHEMA,
+    LIFECYCLE_SCHEMA,
     SCHEMA,
     SUBSCRIPTIONS_SCHEMA,
     TALLY_BACKFILL,
@@ -79,7 +80,7 @@ class Database:
         for suffix in _COMPANION_SUFFIXES:
             tighten(path.with_name(path.name + suffix))
         with self.transaction() as connection:
-            for statement in (*SCHEMA, *FINDINGS_SCHEMA, *SUBSCRIPTIONS_SCHEMA):
+            for statement in (*SCHEMA, *FINDINGS_SCHEMA, *SUBSCRIPTIONS_SCHEMA, *LIFECYCLE_SCHEMA):
                 connection.execute(statement)
             _add_missing_columns(connection)
             _add_tallies(connection)

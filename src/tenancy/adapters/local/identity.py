@@ -470,6 +470,12 @@ class EmbeddedIdentityProvider:
         )
         return token
 
+    def _tenant_status(self, tenant_id: str | None) -> str | None:
+        if not tenant_id:
+            return None
+        rows = self._database.read("SELECT status FROM tenants WHERE tenant_id = ?", (tenant_id,))
+        return str(rows[0]["status"]) if rows else None
+
     def _tokens(self, user: IdentityUser, auth_time: datetime, now: datetime, refresh_token: str) -> Tokens:
         issued_at = int(now.timestamp())
         common: dict[str, Any] = {
@@ -491,6 +497,11 @@ class EmbeddedIdentityProvider:
             "email_verified": user.attributes.get("email_verified", "").lower() == "true",
             "jti": str(uuid.uuid4()),
         }
+        status = self._tenant_status(user.tenant_id)
+        if status is not None:
+            # As Cognito's pre-token-generation trigger adds it: the status when the token was
+            # issued, for the application's own checks (the API reads the record each time).
+            id_claims["custom:tenant_status"] = status
         access_claims = {
             **common,
             **tenant,

@@ -88,6 +88,7 @@ SCHEMA: tuple[str, ...] = (
         created_at TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS users_by_email ON users (email)",
+    "CREATE INDEX IF NOT EXISTS users_by_tenant ON users (tenant_id)",
     """CREATE TABLE IF NOT EXISTS provisioning (
         transaction_id TEXT PRIMARY KEY,
         tenant_id TEXT NOT NULL,
@@ -248,6 +249,48 @@ SUBSCRIPTIONS_SCHEMA: tuple[str, ...] = (
         annual_cents INTEGER NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS subscriptions_by_transaction ON subscriptions (transaction_id)",
+)
+
+# The tenant lifecycle (adapters.local.lifecycle): each tenant's history of moves, and the notices
+# (events for the Site Builder application, owner emails) a move queued in its own transaction,
+# pending until delivered. `due` orders what the dispatcher delivers next.
+LIFECYCLE_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS tenant_history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        from_status TEXT NOT NULL,
+        to_status TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        event TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS tenant_history_by_tenant ON tenant_history (tenant_id, seq)",
+    """CREATE TABLE IF NOT EXISTS notices (
+        notice_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        delivered_at TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS notices_due ON notices (next_attempt_at) WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS notices_by_status ON notices (status, created_at)",
+    """CREATE TABLE IF NOT EXISTS tombstones (
+        tenant_id TEXT PRIMARY KEY,
+        owner_email_hash TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        cancelled_at TEXT,
+        deleted_at TEXT NOT NULL,
+        reason TEXT NOT NULL
+    )""",
 )
 
 # The findings index: each purchase's current finding (runbook.findings_index), and the last

@@ -14,7 +14,7 @@ from tenancy.domain.model import Billing, Tenant, TenantStatus, Usage, UserRecor
 from tenancy.domain.plans import Limits
 from tenancy.errors import ItemAlreadyExistsError, NotFoundError
 
-__all__ = ["SqliteTenantStore", "SqliteUserStore"]
+__all__ = ["SqliteTenantStore", "SqliteUserStore", "limits_json"]
 
 
 def tenant_from_row(row: sqlite3.Row) -> Tenant:
@@ -33,7 +33,7 @@ def tenant_from_row(row: sqlite3.Row) -> Tenant:
     )
 
 
-def _limits_json(limits: Limits) -> str:
+def limits_json(limits: Limits) -> str:
     return json.dumps(
         {
             "max_sites": limits.max_sites,
@@ -124,7 +124,7 @@ class SqliteTenantStore:
                         tenant.name,
                         tenant.plan,
                         tenant.status.value,
-                        _limits_json(tenant.limits),
+                        limits_json(tenant.limits),
                         _usage_json(tenant.usage),
                         tenant.storage_prefix,
                         tenant.billing.transaction_id,
@@ -175,6 +175,10 @@ class SqliteUserStore:
         rows = self._database.read(
             "SELECT * FROM users WHERE email = ? ORDER BY created_at, user_id", (email.strip().lower(),)
         )
+        return [_user_from_row(row) for row in rows]
+
+    def find_by_tenant(self, tenant_id: str) -> list[UserRecord]:
+        rows = self._database.read("SELECT * FROM users WHERE tenant_id = ? ORDER BY created_at, user_id", (tenant_id,))
         return [_user_from_row(row) for row in rows]
 
     def find_by_emails(self, emails: Sequence[str]) -> dict[str, list[UserRecord]]:

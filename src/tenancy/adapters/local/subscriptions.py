@@ -17,7 +17,7 @@ from tenancy.adapters.subscription_codec import subscription_from_mapping, subsc
 from tenancy.domain.billing import Subscription, SubscriptionFigures, SubscriptionStatus, annual_cents
 from tenancy.errors import ConflictError, ItemAlreadyExistsError
 
-__all__ = ["SqliteSubscriptionStore"]
+__all__ = ["SqliteSubscriptionStore", "save_subscription"]
 
 
 class SqliteSubscriptionStore:
@@ -40,46 +40,8 @@ class SqliteSubscriptionStore:
         )
 
     def save(self, subscription: Subscription) -> Subscription:
-        data = json.dumps(subscription_to_mapping(subscription), separators=(",", ":"))
-        version = subscription.version + 1
         with self._database.transaction() as connection:
-            try:
-                if subscription.version == 0:
-                    cursor = connection.execute(
-                        "INSERT INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id) DO NOTHING",
-                        (
-                            subscription.tenant_id,
-                            subscription.token,
-                            subscription.transaction_id,
-                            version,
-                            data,
-                            subscription.status.value,
-                            annual_cents(subscription),
-                        ),
-                    )
-                else:
-                    cursor = connection.execute(
-                        """UPDATE subscriptions SET token = ?, transaction_id = ?, version = ?, data = ?,
-                               status = ?, annual_cents = ?
-                           WHERE tenant_id = ? AND version = ?""",
-                        (
-                            subscription.token,
-                            subscription.transaction_id,
-                            version,
-                            data,
-                            subscription.status.value,
-                            annual_cents(subscription),
-                            subscription.tenant_id,
-                            subscription.version,
-                        ),
-                    )
-            except sqlite3.IntegrityError:
-                raise ItemAlreadyExistsError(
-                    f"another tenant's subscription has the token of {subscription.tenant_id}'s"
-                ) from None
-            if cursor.rowcount != 1:
-                raise ConflictError(f"the subscription of {subscription.tenant_id} changed since it was read")
-        return _at_version(subscription, version)
+            return save_subscription(connection, subscription)
 
     def scan(self, batch_size: int = 1000) -> Iterator[list[Subscription]]:
         for rows in self._database.scan("subscriptions", "tenant_id", batch_size):
@@ -124,3 +86,45 @@ def _subscription(row: sqlite3.Row) -> Subscription:
 
 def _at_version(subscription: Subscription, version: int) -> Subscription:
     return replace(subscription, version=version)
+
+
+def save_subscription(connection: sqlite3.Connection, subscription: Subscription) -> Subscription:
+    """`save` inside the caller's write transaction (a lifecycle commit writes it with the tenant)."""
+    data = json.dumps(subscription_to_mapping(subscription), separators=(",", ":"))
+    version = subscription.version + 1
+    try:
+        if subscription.version == 0:
+            cursor = connection.execute(
+                "INSERT INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id) DO NOTHING",
+                (
+                    subscription.tenant_id,
+                    subscription.token,
+                    subscription.transaction_id,
+                    version,
+                    data,
+                    subscription.status.value,
+                    annual_cents(subscription),
+                ),
+            )
+        else:
+            cursor = connection.execute(
+                """UPDATE subscriptions SET token = ?, transaction_id = ?, version = ?, data = ?,
+                       status = ?, annual_cents = ?
+                   WHERE tenant_id = ? AND version = ?""",
+                (
+                    subscription.token,
+                    subscription.transaction_id,
+                    version,
+                    data,
+                    subscription.status.value,
+                    annual_cents(subscription),
+                    subscription.tenant_id,
+                    subscription.version,
+                ),
+            )
+    except sqlite3.IntegrityError:
+        taken = f"another tenant's subscription has the token of {subscription.tenant_id}'s"
+        raise ItemAlreadyExistsError(taken) from None
+    if cursor.rowcount != 1:
+        raise ConflictError(f"the subscription of {subscription.tenant_id} changed since it was read")
+    return _at_version(subscription, version)

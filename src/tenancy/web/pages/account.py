@@ -16,8 +16,17 @@ from tenancy.accounts.roles import TENANT_ADMIN_ROLE
 from tenancy.billing.changes import exceeded_limits
 from tenancy.bootstrap import Services
 from tenancy.domain.billing import Subscription, SubscriptionStatus
-from tenancy.domain.model import Tenant
-from tenancy.errors import InvalidInputError, TenancyError, TenantNotFoundError, TransientError, UnknownPlanError
+from tenancy.domain.lifecycle import Trigger
+from tenancy.domain.model import Tenant, TenantStatus
+from tenancy.errors import (
+    InvalidInputError,
+    TenancyError,
+    TenantBlockedError,
+    TenantNotFoundError,
+    TransientError,
+    UnknownPlanError,
+)
+from tenancy.lifecycle.sweep import deadlines
 from tenancy.web.deps import ServicesDep
 from tenancy.web.pages.billing_view import billing_section, rands
 from tenancy.web.pages.rendering import redirect, render
@@ -46,7 +55,10 @@ def account_page(
 ) -> Response:
     """The account page of the viewer's own tenant: with its Billing section for the owner, the
     notice of a billing change just `done` (a redirect's `?billing=`), or a refusal (`error`)."""
-    tenant = _own_tenant(services, viewer)
+    try:
+        tenant = _own_tenant(services, viewer)
+    except TenantBlockedError:
+        return _billing_only(request, services, viewer)
     if tenant is None:
         return _no_tenant(request, viewer)
     try:
@@ -54,10 +66,11 @@ def account_page(
     except UnknownPlanError:  # a plan since taken out of the catalogue: the tenant keeps its limits
         plan_name = tenant.plan
     context: dict[str, Any] = {"tenant": tenant, "plan_name": plan_name, "billing": None, "notice": None}
+    subscription = services.subscriptions.get(tenant.tenant_id)
     if _is_owner(viewer):
-        subscription = services.subscriptions.get(tenant.tenant_id)
         context["billing"] = billing_section(tenant, subscription, services.plans)
         context["notice"] = _notice(done, subscription, services)
+    context["warning"] = _past_due_warning(services, tenant, subscription, owner=_is_owner(viewer))
     context.update(error=error, chosen=chosen, confirm_field=CONFIRM_FIELD)
     return render(request, "account.html", context, status_code=status_code, viewer=viewer)
 
@@ -75,7 +88,12 @@ async def change_plan(request: Request, services: ServicesDep) -> Response:
         return account_page(request, services, viewer, error=message, status_code=400)
     try:
         change = await run_in_threadpool(
-            services.subscription_changes.plan_change, tenant.tenant_id, plan, actor=_owner(viewer), dry_run=False
+            services.subscription_changes.plan_change,
+            tenant.tenant_id,
+            plan,
+            actor=_owner(viewer),
+            trigger=Trigger.OWNER,
+            dry_run=False,
         )
     except InvalidInputError as refusal:
         log.info("billing_change_refused", tenant_id=tenant.tenant_id, plan=plan, reason=str(refusal))
@@ -98,7 +116,11 @@ async def cancel_subscription(request: Request, services: ServicesDep) -> Respon
         return account_page(request, services, viewer, error=message, status_code=400)
     try:
         change = await run_in_threadpool(
-            services.subscription_changes.cancel, tenant.tenant_id, actor=_owner(viewer), dry_run=False
+            services.subscription_changes.cancel,
+            tenant.tenant_id,
+            actor=_owner(viewer),
+            trigger=Trigger.OWNER,
+            dry_run=False,
         )
     except InvalidInputError as refusal:
         log.info("billing_cancel_refused", tenant_id=tenant.tenant_id, reason=str(refusal))
@@ -115,14 +137,69 @@ def _is_owner(viewer: Viewer) -> bool:
 
 
 def _own_tenant(services: Services, viewer: Viewer) -> Tenant | None:
-    """The viewer's tenant while its people have access (active or cancelling); None otherwise."""
+    """The viewer's tenant while its people have access (active, past due or cancelling); None
+    when there is none; TenantBlockedError when they may only pay (suspended, cancelled)."""
     if viewer.tenant_id is None:
         return None
     try:
         # The tenant comes from the server-side session alone, never from the request.
         return services.accounts.active_tenant(viewer.tenant_id)
+    except TenantBlockedError:
+        raise
     except TenantNotFoundError:
         return None
+
+
+def _past_due_warning(
+    services: Services, tenant: Tenant, subscription: Subscription | None, *, owner: bool
+) -> str | None:
+    """A past-due tenant's warning: what did not happen, until when the site works, what to do."""
+    if tenant.status is not TenantStatus.PAST_DUE or subscription is None:
+        return None
+    marks = deadlines(subscription, services.lifecycle_periods)
+    what = (
+        f"Your payment due on {marks.paid_through.isoformat()} did not go through. Your site keeps working "
+        f"until {marks.grace_until.isoformat()}; after that it is suspended until it is paid."
+    )
+    if owner:
+        return f"{what} PayFast tries your card again over the next days; to pay now, choose Pay now below."
+    return f"{what} Ask your site's owner to pay."
+
+
+def _billing_only(request: Request, services: Services, viewer: Viewer) -> Response:
+    """The page of a suspended or cancelled tenant: what happened, what is kept, and Pay now (a
+    checkout for this very tenant) for its owner."""
+    tenant = services.tenants.get(viewer.tenant_id or "")
+    if tenant is None:
+        return _no_tenant(request, viewer)
+    subscription = services.subscriptions.get(tenant.tenant_id)
+    periods = services.lifecycle_periods
+    if tenant.status is TenantStatus.SUSPENDED:
+        title, action = "Your site is suspended", "Pay now"
+        message = ["Your site is suspended because its payment is overdue. Your data is kept."]
+        if subscription is not None:
+            marks = deadlines(subscription, periods)
+            message.append(
+                f"It was paid through {marks.paid_through.isoformat()}. If it is not paid by "
+                f"{marks.cancel_after.isoformat()}, the subscription is cancelled."
+            )
+        message.append("Paying brings your site back at once, on this same account.")
+    else:
+        title, action = "Your subscription has ended", "Subscribe again"
+        message = [
+            "Your subscription has ended and your site is no longer available.",
+            f"Your data is kept for {periods.retention_days} days after it ended, then deleted. "
+            "Subscribing again brings your site back as it was.",
+        ]
+    context = {
+        "title": title,
+        "message": message,
+        "action": action,
+        "tenant": tenant,
+        "plan": tenant.plan,
+        "owner": _is_owner(viewer),
+    }
+    return render(request, "account_blocked.html", context, status_code=403, viewer=viewer)
 
 
 def _owned_tenant(request: Request, services: Services, viewer: Viewer) -> Tenant | Response:

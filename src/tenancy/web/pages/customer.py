@@ -20,7 +20,7 @@ from tenancy.bootstrap import Services
 from tenancy.config import PayfastMode
 from tenancy.domain.billing import SubscriptionStatus
 from tenancy.domain.ids import new_transaction_id
-from tenancy.domain.model import PaymentVerdict
+from tenancy.domain.model import PaymentVerdict, TenantStatus
 from tenancy.errors import InvalidInputError, TenancyError, UnknownPlanError
 from tenancy.payfast_offline import first_charge_itn
 from tenancy.payments.checkout import (
@@ -247,7 +247,9 @@ def _ownership(services: Services, viewer: Viewer | None) -> dict[str, str] | No
         ownership = {"plan_name": tenant.plan}
     subscription = services.subscriptions.get(tenant.tenant_id)
     ended = subscription is not None and subscription.status is not SubscriptionStatus.ACTIVE
-    if TENANT_ADMIN_ROLE in viewer.roles and ended:
+    # A payment that did not come (past due, suspended): paying anew is a new subscription.
+    unpaid = subscription is not None and tenant.status in {TenantStatus.PAST_DUE, TenantStatus.SUSPENDED}
+    if TENANT_ADMIN_ROLE in viewer.roles and (ended or unpaid):
         ownership["subscribe_again"] = "yes"
     return ownership
 

@@ -1,5 +1,7 @@
 """`GET /tenants/me`: the caller's own tenant, chosen by the verified token alone, with its
-subscription (null for a once-off purchase)."""
+subscription (null for a once-off purchase), its paid-through date and, while past due, the last
+day of its grace period. A suspended or cancelled tenant answers 403 with the reason and where to
+pay (web.app's TenantBlockedError handler)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from tenancy.domain.billing import BillingEntry, Subscription
-from tenancy.domain.model import Tenant
+from tenancy.domain.model import Tenant, TenantStatus
+from tenancy.lifecycle.sweep import deadlines
 from tenancy.web.deps import BearerToken, ServicesDep
 
 __all__ = ["router"]
@@ -87,9 +90,11 @@ class TenantView(BaseModel):
     storage_prefix: str
     created_at: str
     subscription: SubscriptionView | None = None  # None: bought once, no renewals
+    paid_through: str | None = None  # ISO date; None: bought once
+    grace_until: str | None = None  # ISO date, while past due: the last day before suspension
 
     @classmethod
-    def of(cls, tenant: Tenant, subscription: Subscription | None = None) -> TenantView:
+    def of(cls, tenant: Tenant, subscription: Subscription | None = None, grace_until: str | None = None) -> TenantView:
         limits, usage = tenant.limits, tenant.usage
         return cls(
             tenant_id=tenant.tenant_id,
@@ -110,14 +115,25 @@ class TenantView(BaseModel):
             storage_prefix=tenant.storage_prefix,
             created_at=tenant.created_at,
             subscription=None if subscription is None else SubscriptionView.of(subscription),
+            paid_through=None if subscription is None else subscription.paid_through.isoformat(),
+            grace_until=grace_until,
         )
 
 
 @router.get(
     "/tenants/me",
-    responses={401: {"description": "Missing, invalid or expired token"}, 403: {"description": "Tenant not found"}},
+    responses={
+        401: {"description": "Missing, invalid or expired token"},
+        403: {
+            "description": "Tenant not found; or suspended or cancelled: "
+            '`{"detail": "Tenant suspended", "reason": "payment overdue", "billing_url": ...}`'
+        },
+    },
 )
 async def my_tenant(token: BearerToken, services: ServicesDep) -> TenantView:
     tenant = await run_in_threadpool(services.accounts.tenant_for_token, token)
     subscription = await run_in_threadpool(services.subscriptions.get, tenant.tenant_id)
-    return TenantView.of(tenant, subscription)
+    grace_until = None
+    if subscription is not None and tenant.status is TenantStatus.PAST_DUE:
+        grace_until = deadlines(subscription, services.lifecycle_periods).grace_until.isoformat()
+    return TenantView.of(tenant, subscription, grace_until)

@@ -1,0 +1,355 @@
+"""The lifecycle sweep on both backends, driven by the time it is asked to judge: a subscription
+whose renewal does not come goes past due (once PayFast confirms it), then suspended, then
+cancelled (at PayFast too); a cancelling one is cancelled once its paid-through date passes; a
+renewal brings a past-due tenant back. Every move is applied once, recorded in the tenant's
+history with its event, and its owner email sent once, whatever races it."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tenancy.adapters.local.database import Database
+from tenancy.adapters.local.payfast_simulator import SimulatedSubscriptionApi
+from tenancy.bootstrap import Services
+from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
+from tenancy.domain.billing import BillingKind, PayfastSubscription, SubscriptionStatus
+from tenancy.domain.ids import tenant_id_for
+from tenancy.domain.lifecycle import EventType, NoticeKind, Trigger, email_hash
+from tenancy.domain.model import PaymentRecord, PaymentVerdict, TenantStatus
+from tenancy.errors import AccountNotFoundError, InvalidInputError, TransientError
+from tenancy.lifecycle.emails import DELETION_WARNING_SUBJECT, SUBJECTS
+from tenancy.payments.simulator import build_itn, encode_form, new_subscription_token
+
+from aws_support import Backend
+from helpers import pay, work
+
+PAYFAST_ADDRESS = "197.97.145.145"
+BILLING_DATE = "2026-12-06"  # paid through 2027-01-06; past due after 2027-01-07
+PAID_THROUGH = "2027-01-06"
+
+
+def at(day: str, hour: int = 9) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
+
+
+@pytest.fixture
+def payfast(tmp_path: Path) -> Iterator[SimulatedSubscriptionApi]:
+    """PayFast's subscription API, offline, on its own SQLite file (the AWS backend has none)."""
+    database = Database(tmp_path / "payfast" / "simulator.sqlite")
+    yield SimulatedSubscriptionApi(database)
+    database.close()
+
+
+@pytest.fixture
+def services(backend: Backend, payfast: SimulatedSubscriptionApi) -> Services:
+    return dataclasses.replace(backend.services, payfast_api=payfast)
+
+
+class Subscriber:
+    """One subscription checkout, its first charge applied, known to PayFast's stand-in."""
+
+    def __init__(self, services: Services, payfast: SimulatedSubscriptionApi, number: int = 1) -> None:
+        self.services = services
+        self.transaction_id = f"TXN-LIFE{number:04d}"
+        self.email = f"lifecycle{number}@example.com"
+        self.token = new_subscription_token()
+        self.tenant_id = tenant_id_for(self.transaction_id)
+        self._payments = 0
+        assert self.itn().verdict is PaymentVerdict.ACCEPTED
+        work(services)
+        payfast.register(self.token, amount_cents=29900, frequency=3, run_date=PAID_THROUGH)
+
+    def itn(self, status: str = "COMPLETE", **changes: Any) -> PaymentRecord:
+        self._payments += 1
+        values: dict[str, Any] = {
+            "transaction_id": self.transaction_id,
+            "email": self.email,
+            "plan": "professional",
+            "amount": self.services.plans.get("professional").price_zar,
+            "merchant_id": PAYFAST_SANDBOX_MERCHANT_ID,
+            "passphrase": PAYFAST_SANDBOX_PASSPHRASE,
+            "pf_payment_id": str(9_100_000_000 + self._payments),
+            "status": status,
+            "token": self.token,
+            "billing_date": BILLING_DATE,
+        }
+        values.update(changes)
+        return self.services.intake.receive(encode_form(build_itn(**values)), PAYFAST_ADDRESS)
+
+    def status(self) -> TenantStatus:
+        tenant = self.services.tenants.get(self.tenant_id)
+        assert tenant is not None
+        return tenant.status
+
+    def moves(self) -> list[tuple[TenantStatus, TenantStatus, EventType]]:
+        return [
+            (line.from_status, line.to_status, line.event) for line in self.services.lifecycle.history(self.tenant_id)
+        ]
+
+    def emails(self, subject: str) -> int:
+        return sum(1 for message in self.services.mailer.outbox(self.email) if message.subject == subject)
+
+
+@pytest.fixture
+def subscriber(services: Services, payfast: SimulatedSubscriptionApi) -> Subscriber:
+    return Subscriber(services, payfast)
+
+
+def test_a_day_of_slack_then_a_missed_renewal_confirmed_by_payfast_is_past_due(
+    services: Services, subscriber: Subscriber
+) -> None:
+    assert services.lifecycle_sweep.run(at("2027-01-07", 23)).applied == []
+    assert subscriber.status() is TenantStatus.ACTIVE
+
+    report = services.lifecycle_sweep.run(at("2027-01-08"))
+
+    [move] = report.applied
+    assert (move.tenant_id, move.trigger, move.actor) == (subscriber.tenant_id, Trigger.TIME, "lifecycle-sweep")
+    assert "paid through 2027-01-06" in move.reason
+    assert subscriber.status() is TenantStatus.PAST_DUE
+    assert subscriber.moves() == [
+        (TenantStatus.PROVISIONING, TenantStatus.ACTIVE, EventType.ACTIVATED),
+        (TenantStatus.ACTIVE, TenantStatus.PAST_DUE, EventType.PAST_DUE),
+    ]
+    assert subscriber.emails(SUBJECTS[TenantStatus.PAST_DUE]) == 1
+    [payment_failed] = [
+        m for m in services.mailer.outbox(subscriber.email) if m.subject == SUBJECTS[TenantStatus.PAST_DUE]
+    ]
+    assert "until 2027-01-14" in payment_failed.text  # the site keeps working until the grace period ends
+    assert "/account" in payment_failed.text
+    events = [notice.event().type for notice in services.lifecycle.notices() if notice.kind is NoticeKind.EVENT]
+    assert sorted(events) == sorted([EventType.ACTIVATED, EventType.PAST_DUE])
+
+
+def test_a_charge_payfast_made_whose_itn_never_came_is_not_a_missed_payment(
+    services: Services, subscriber: Subscriber, payfast: SimulatedSubscriptionApi
+) -> None:
+    payfast.charge(subscriber.token)  # run_date moves on to 2027-02-06
+
+    report = services.lifecycle_sweep.run(at("2027-01-09"))
+
+    assert report.applied == []
+    assert report.skipped == [(subscriber.tenant_id, "a renewal was found instead")]
+    assert subscriber.status() is TenantStatus.ACTIVE
+
+
+def test_payfast_out_of_reach_leaves_the_tenant_for_the_next_sweep(services: Services, subscriber: Subscriber) -> None:
+    class Unreachable(SimulatedSubscriptionApi):
+        def fetch(self, token: str) -> PayfastSubscription:
+            raise TransientError("PayFast's API: timed out")
+
+    unreachable = dataclasses.replace(services, payfast_api=Unreachable.__new__(Unreachable))
+
+    report = unreachable.lifecycle_sweep.run(at("2027-01-09"))
+
+    assert report.applied == []
+    assert report.skipped == [(subscriber.tenant_id, "PayFast's API: timed out")]
+    assert subscriber.status() is TenantStatus.ACTIVE
+
+
+def test_far_enough_on_one_sweep_applies_each_due_move_in_turn_and_cancels_at_payfast(
+    services: Services, subscriber: Subscriber, payfast: SimulatedSubscriptionApi
+) -> None:
+    services.lifecycle_sweep.run(at("2027-01-14"))  # the grace period's last day: still past due
+    assert subscriber.status() is TenantStatus.PAST_DUE
+
+    services.lifecycle_sweep.run(at("2027-01-15"))
+    assert subscriber.status() is TenantStatus.SUSPENDED
+    assert payfast.fetch(subscriber.token).status_text == "ACTIVE"
+
+    services.lifecycle_sweep.run(at("2027-02-15"))
+
+    assert subscriber.status() is TenantStatus.CANCELLED
+    assert payfast.fetch(subscriber.token).status_text == "CANCELLED"
+    subscription = services.subscriptions.get(subscriber.tenant_id)
+    assert subscription is not None
+    assert subscription.status is SubscriptionStatus.CANCELLED
+    assert [move[1] for move in subscriber.moves()] == [
+        TenantStatus.ACTIVE,
+        TenantStatus.PAST_DUE,
+        TenantStatus.SUSPENDED,
+        TenantStatus.CANCELLED,
+    ]
+    for status in (TenantStatus.PAST_DUE, TenantStatus.SUSPENDED, TenantStatus.CANCELLED):
+        assert subscriber.emails(SUBJECTS[status]) == 1
+
+    again = services.lifecycle_sweep.run(at("2027-02-16"))
+
+    assert again.applied == []
+    assert len(subscriber.moves()) == 4
+
+
+def test_a_dry_run_names_every_due_move_and_changes_nothing(services: Services, subscriber: Subscriber) -> None:
+    report = services.lifecycle_sweep.run(at("2027-03-01"), dry_run=True)
+
+    assert [(due.leaving, due.to) for due in report.due] == [
+        (TenantStatus.ACTIVE, TenantStatus.PAST_DUE),
+        (TenantStatus.PAST_DUE, TenantStatus.SUSPENDED),
+        (TenantStatus.SUSPENDED, TenantStatus.CANCELLED),
+    ]
+    assert report.applied == []
+    assert subscriber.status() is TenantStatus.ACTIVE
+    assert len(subscriber.moves()) == 1
+
+
+def test_a_renewal_brings_a_past_due_tenant_back_to_active(services: Services, subscriber: Subscriber) -> None:
+    services.lifecycle_sweep.run(at("2027-01-08"))
+    assert subscriber.status() is TenantStatus.PAST_DUE
+
+    assert subscriber.itn().verdict is PaymentVerdict.ACCEPTED
+    work(services)
+
+    assert subscriber.status() is TenantStatus.ACTIVE
+    assert subscriber.moves()[-1] == (TenantStatus.PAST_DUE, TenantStatus.ACTIVE, EventType.RENEWED)
+    subscription = services.subscriptions.get(subscriber.tenant_id)
+    assert subscription is not None
+    assert subscription.paid_through.isoformat() == "2027-02-06"
+
+
+def test_a_cancelling_tenant_is_cancelled_once_its_paid_through_date_passes(
+    services: Services, subscriber: Subscriber
+) -> None:
+    assert subscriber.itn(status="CANCELLED").verdict is PaymentVerdict.ACCEPTED
+    work(services)
+    assert subscriber.status() is TenantStatus.CANCELLING
+
+    assert services.lifecycle_sweep.run(at(PAID_THROUGH, 23)).applied == []
+    services.lifecycle_sweep.run(at("2027-01-07"))
+
+    assert subscriber.status() is TenantStatus.CANCELLED
+    assert subscriber.moves()[-2:] == [
+        (TenantStatus.ACTIVE, TenantStatus.CANCELLING, EventType.CANCELLING),
+        (TenantStatus.CANCELLING, TenantStatus.CANCELLED, EventType.CANCELLED),
+    ]
+    assert subscriber.emails(SUBJECTS[TenantStatus.CANCELLED]) == 1
+
+
+def test_two_sweeps_racing_apply_each_move_once(services: Services, subscriber: Subscriber) -> None:
+    start = threading.Barrier(2)
+
+    def sweep() -> None:
+        start.wait()
+        services.lifecycle_sweep.run(at("2027-01-08"))
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert subscriber.moves().count((TenantStatus.ACTIVE, TenantStatus.PAST_DUE, EventType.PAST_DUE)) == 1
+    assert subscriber.emails(SUBJECTS[TenantStatus.PAST_DUE]) == 1
+
+
+def test_a_once_off_tenant_never_moves_with_time(services: Services) -> None:
+    transaction_id = pay(services, email="onceoff@example.com")
+    work(services)
+
+    report = services.lifecycle_sweep.run(at("2031-01-01"))
+
+    assert report.applied == []
+    tenant = services.tenants.get(tenant_id_for(transaction_id))
+    assert tenant is not None
+    assert tenant.status is TenantStatus.ACTIVE
+
+
+def cancel_now(services: Services, subscriber: Subscriber) -> None:
+    """Cancelled at PayFast, and the paid-through date passed: cancelled on 2027-01-07."""
+    assert subscriber.itn(status="CANCELLED").verdict is PaymentVerdict.ACCEPTED
+    work(services)
+    services.lifecycle_sweep.run(at("2027-01-07"))
+    assert subscriber.status() is TenantStatus.CANCELLED
+
+
+def test_a_cancelled_tenant_is_warned_a_week_before_and_deleted_once_its_retention_ends(
+    services: Services, subscriber: Subscriber
+) -> None:
+    cancel_now(services, subscriber)  # retention: 90 days, until 2027-04-07
+    [owner] = services.users.find_by_tenant(subscriber.tenant_id)
+
+    services.lifecycle_sweep.run(at("2027-03-30"))
+    assert subscriber.emails(DELETION_WARNING_SUBJECT) == 0
+    services.lifecycle_sweep.run(at("2027-03-31"))
+    services.lifecycle_sweep.run(at("2027-04-01"))
+    assert subscriber.emails(DELETION_WARNING_SUBJECT) == 1
+    assert subscriber.status() is TenantStatus.CANCELLED
+
+    services.lifecycle_sweep.run(at("2027-04-07"))
+
+    tenant = services.tenants.get(subscriber.tenant_id)
+    assert tenant is not None
+    assert (tenant.status, tenant.name, tenant.owner_user_id) == (TenantStatus.DELETED, "(deleted)", "")
+    assert services.users.find_by_tenant(subscriber.tenant_id) == []
+    assert services.users.get(owner.user_id) is None
+    assert services.identity.get_user(subscriber.email) is None
+    with pytest.raises(AccountNotFoundError):
+        services.accounts.login(subscriber.email, "Any-Passw0rd!")
+    stone = services.lifecycle.tombstone(subscriber.tenant_id)
+    assert stone is not None
+    assert stone.owner_email_hash == email_hash(subscriber.email)
+    assert subscriber.email not in repr(stone)
+    assert (stone.plan, stone.transaction_id) == ("professional", subscriber.transaction_id)
+    assert stone.cancelled_at == "2027-01-07T09:00:00Z"
+    assert stone.deleted_at == "2027-04-07T09:00:00Z"
+    subscription = services.subscriptions.get(subscriber.tenant_id)
+    assert subscription is not None  # the billing history is kept, for tax records
+    assert [entry.kind for entry in subscription.history] == [
+        BillingKind.FIRST_CHARGE,
+        BillingKind.CANCELLATION,
+        BillingKind.CANCELLATION,
+    ]
+    assert subscriber.moves()[-1] == (TenantStatus.CANCELLED, TenantStatus.DELETED, EventType.DELETED)
+    assert subscriber.emails(SUBJECTS[TenantStatus.DELETED]) == 1
+
+
+def test_an_operator_deletes_on_request_with_a_reason_and_a_second_run_only_finishes(
+    services: Services, subscriber: Subscriber
+) -> None:
+    with pytest.raises(InvalidInputError, match="reason"):
+        services.offboarding.delete(subscriber.tenant_id, trigger=Trigger.OPERATOR, actor="alice", reason=" ")
+
+    deleted = services.offboarding.delete(
+        subscriber.tenant_id, trigger=Trigger.OPERATOR, actor="alice", reason="the owner asked (ticket 4411)"
+    )
+    again = services.offboarding.delete(subscriber.tenant_id, trigger=Trigger.OPERATOR, actor="alice", reason="")
+
+    assert (deleted.already, deleted.people_removed) == (False, (subscriber.email,))
+    assert (again.already, again.people_removed) == (True, ())
+    last = services.lifecycle.history(subscriber.tenant_id)[-1]
+    assert (last.from_status, last.to_status, last.trigger, last.actor, last.reason) == (
+        TenantStatus.ACTIVE,
+        TenantStatus.DELETED,
+        Trigger.OPERATOR,
+        "alice",
+        "the owner asked (ticket 4411)",
+    )
+
+
+def test_an_export_holds_everything_about_the_tenant(services: Services, subscriber: Subscriber) -> None:
+    assert subscriber.itn().verdict is PaymentVerdict.ACCEPTED  # a renewal
+    work(services)
+
+    document = services.offboarding.export(subscriber.tenant_id)
+
+    assert document["tenant"]["tenant_id"] == subscriber.tenant_id
+    assert [person["email"] for person in document["people"]] == [subscriber.email]
+    assert [user["username"] for user in document["identity_users"]] == [subscriber.email]
+    assert [entry["kind"] for entry in document["subscription"]["history"]] == ["first_charge", "renewal"]
+    assert [move["to_status"] for move in document["lifecycle_history"]] == ["active", "active"]
+    assert len(document["payments"]) == 2
+    assert [job["transaction_id"] for job in document["provisioning_jobs"]] == [subscriber.transaction_id]
+    subjects = [message["subject"] for message in document["emails"]]
+    assert any(subject.startswith("Your Site Builder receipt") for subject in subjects)
+    # The welcome email is there, its temporary password not (the embedded outbox keeps it whole).
+    shown = [
+        found for message in document["emails"] for found in re.findall(r"Temporary password: (\S+)", message["text"])
+    ]
+    assert shown == ["[redacted]"]
