@@ -14,7 +14,7 @@ def next_action(diagnosis: Diagnosis) -> str:
     """What to do next, in one paragraph: for a repairable finding the `tenancy repair` command
     line for the purchase, with what the repair does beside it."""
     step = diagnosis.next_step
-    if diagnosis.finding.repairable:
+    if diagnosis.repairable:
         return f"tenancy repair {selector_options(diagnosis.steadiest_selector)} --yes  ({step.advice})"
     text = step.advice
     if step.operator_accounts:

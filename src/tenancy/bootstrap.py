@@ -43,13 +43,15 @@ from tenancy.billing.observer import SettlingObserver
 from tenancy.billing.settle import SubscriptionBilling
 from tenancy.config import Backend, PayfastMode, Settings
 from tenancy.domain.clock import utc_now
+from tenancy.domain.lifecycle import Trigger
 from tenancy.domain.model import LogComponent
 from tenancy.domain.plans import PlanCatalogue, load_catalogue
 from tenancy.errors import ConfigurationError
+from tenancy.lifecycle.due import LifecyclePeriods
 from tenancy.lifecycle.emails import LifecycleMail
 from tenancy.lifecycle.notices import NoticeDispatcher
 from tenancy.lifecycle.offboarding import TenantOffboarding
-from tenancy.lifecycle.sweep import LifecyclePeriods, LifecycleSweep
+from tenancy.lifecycle.sweep import LifecycleSweep
 from tenancy.payments.intake import IntakePolicy, PaymentIntake
 from tenancy.ports import (
     Clock,
@@ -84,6 +86,7 @@ from tenancy.runbook.evidence import EvidenceStores
 from tenancy.runbook.findings import ESCALATION
 from tenancy.runbook.findings_index import Auditor, FindingsRecorder
 from tenancy.runbook.passive import DeadLettersOnly
+from tenancy.runbook.repair import LifecycleRepairs
 from tenancy.runbook.service import Runbook
 
 __all__ = ["Services", "SystemClock", "build", "log_directory"]
@@ -386,6 +389,7 @@ class Services:
             identity=self.identity,
             mailer=self.mailer,
             subscriptions=self.subscriptions,
+            lifecycle=self.lifecycle,
         )
 
     @cached_property
@@ -404,6 +408,14 @@ class Services:
             observer=self.purchase_observer,
             settle=self.billing.settle,
             payfast=None if no_payfast else self.subscription_api,
+            lifecycle=LifecycleRepairs(
+                apply_due=lambda tenant_id, now: self.lifecycle_sweep.run_for(tenant_id, now),
+                finish_deletion=lambda tenant_id: self.offboarding.delete(
+                    tenant_id, trigger=Trigger.OPERATOR, actor="runbook repair", reason="finish the deletion"
+                ),
+                redeliver=self.notices.redeliver,
+            ),
+            periods=self.lifecycle_periods,
         )
 
     @cached_property
@@ -413,7 +425,7 @@ class Services:
         stores = self.evidence_stores
         if stores.queue.listing_counts_as_delivery:
             stores = replace(stores, queue=DeadLettersOnly(stores.queue))
-        return FindingsRecorder(stores, self.findings_index, self.clock, self.password_ttl)
+        return FindingsRecorder(stores, self.findings_index, self.clock, self.password_ttl, self.lifecycle_periods)
 
     @cached_property
     def auditor(self) -> Auditor:
@@ -425,6 +437,7 @@ class Services:
             trail=self.trail,
             clock=self.clock,
             password_ttl=self.password_ttl,
+            periods=self.lifecycle_periods,
         )
 
     @cached_property
@@ -449,6 +462,7 @@ class Services:
             multiple_failures=settings.alert_failures_threshold,
             security_rejections=settings.alert_security_threshold,
             unresolved_minutes=settings.alert_unresolved_minutes,
+            suspensions_per_day=settings.alert_suspensions_per_day,
         )
         return AlertMonitor(
             journal=self.journal,
@@ -457,6 +471,7 @@ class Services:
             clock=self.clock,
             thresholds=thresholds,
             index=self.findings_index,
+            lifecycle=self.lifecycle,
         )
 
     @cached_property

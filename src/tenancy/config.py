@@ -191,6 +191,7 @@ class Settings(BaseSettings):
     alert_failures_threshold: int = Field(default=3, ge=0)
     alert_security_threshold: int = Field(default=5, ge=0)
     alert_unresolved_minutes: int = Field(default=60, gt=0)
+    alert_suspensions_per_day: int = Field(default=10, ge=0)
     alert_routes: AlertRoutes = Field(default_factory=lambda: dict(DEFAULT_ALERT_ROUTES))
     alert_email_to: str | None = None
     alert_slack_webhook_url: SecretStr | None = None

@@ -11,7 +11,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tenancy.domain.billing import PayfastSubscription, Subscription, SubscriptionFigures
-from tenancy.domain.lifecycle import LifecycleCommit, LifecycleEvent, Notice, NoticeStatus, Tombstone, Transition
+from tenancy.domain.lifecycle import (
+    EventType,
+    LifecycleCommit,
+    LifecycleEvent,
+    Notice,
+    NoticeStatus,
+    Tombstone,
+    Transition,
+)
 from tenancy.domain.model import (
     AuditRun,
     AuthChallenge,
@@ -111,6 +119,10 @@ class TenantStore(Protocol):
 
     def scan(self, batch_size: int = 1000) -> Iterator[list[Tenant]]:
         """Every tenant, in batches."""
+        ...
+
+    def count_by_status(self) -> dict[TenantStatus, int]:
+        """How many tenants there are in each status (a status with none is left out)."""
         ...
 
 
@@ -493,6 +505,11 @@ class LifecycleStore(Protocol):
 
     def notice_counts(self) -> dict[NoticeStatus, int]:
         """How many notices there are of each status (a status with none is left out)."""
+        ...
+
+    def count_events_since(self, event_type: EventType, since: str) -> int:
+        """How many lifecycle events of this type were queued at or after `since` (a contract
+        timestamp), whatever became of them: the alerts' suspensions per day."""
         ...
 
 

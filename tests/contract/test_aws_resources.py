@@ -19,7 +19,7 @@ def test_tables_have_the_data_contract_keys_and_the_email_index(aws: AwsContext)
 
     assert tenants["KeySchema"] == [{"AttributeName": "tenant_id", "KeyType": "HASH"}]
     assert users["KeySchema"] == [{"AttributeName": "user_id", "KeyType": "HASH"}]
-    assert [index["IndexName"] for index in users["GlobalSecondaryIndexes"]] == ["email-index"]
+    assert sorted(index["IndexName"] for index in users["GlobalSecondaryIndexes"]) == ["email-index", "tenant-index"]
     assert journal["KeySchema"] == [{"AttributeName": "transaction_id", "KeyType": "HASH"}]
     assert payments["KeySchema"][0] == {"AttributeName": "pf_payment_id", "KeyType": "HASH"}
 
@@ -74,3 +74,42 @@ def test_bootstrap_is_idempotent_and_prints_the_settings_to_export(aws: AwsConte
     assert {"TENANCY_USER_POOL_ID", "TENANCY_USER_POOL_CLIENT_ID", "TENANCY_TENANTS_TABLE"} <= set(exported)
     identities = aws.session.client("ses").list_identities()["Identities"]
     assert "noreply@kimmyai.io" in identities
+
+
+def test_bootstrap_adds_an_index_a_table_made_before_it_lacks(aws: AwsContext) -> None:
+    dynamodb = aws.session.client("dynamodb")
+    dynamodb.delete_table(TableName="users")
+    dynamodb.get_waiter("table_not_exists").wait(TableName="users")
+    # The users table as an older version made it: the contract's email-index only.
+    dynamodb.create_table(
+        TableName="users",
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "user_id", "AttributeType": "S"},
+            {"AttributeName": "email", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "email-index",
+                "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(
+        TableName="users",
+        Item={"user_id": {"S": "user_1"}, "tenant_id": {"S": "ten_old"}, "email": {"S": "old@example.com"}},
+    )
+
+    ensure_resources(aws.session, aws.settings)
+
+    users = dynamodb.describe_table(TableName="users")["Table"]
+    assert sorted(index["IndexName"] for index in users["GlobalSecondaryIndexes"]) == ["email-index", "tenant-index"]
+    found = dynamodb.query(
+        TableName="users",
+        IndexName="tenant-index",
+        KeyConditionExpression="tenant_id = :tenant",
+        ExpressionAttributeValues={":tenant": {"S": "ten_old"}},
+    )["Items"]
+    assert [item["user_id"]["S"] for item in found] == ["user_1"]

@@ -257,3 +257,13 @@ def test_an_unknown_notice_cannot_be_updated(backend: Backend) -> None:
 
     assert services.lifecycle.get_notice("evt_unknown") is None
     assert services.lifecycle.notices() == [notice]
+
+
+def test_events_are_counted_by_type_since_a_moment(backend: Backend) -> None:
+    services = backend.services
+    tenant = a_tenant(backend)
+    services.lifecycle.commit(past_due_commit(tenant))  # one tenant.past_due, queued at AT
+
+    assert services.lifecycle.count_events_since(EventType.PAST_DUE, "2027-01-10T00:00:00Z") == 1
+    assert services.lifecycle.count_events_since(EventType.PAST_DUE, "2027-01-10T09:00:01Z") == 0
+    assert services.lifecycle.count_events_since(EventType.SUSPENDED, "2027-01-01T00:00:00Z") == 0

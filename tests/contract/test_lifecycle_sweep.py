@@ -9,99 +9,23 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tenancy.adapters.local.database import Database
+from lifecycle_support import PAID_THROUGH, Subscriber, at, payfast, services, subscriber
 from tenancy.adapters.local.payfast_simulator import SimulatedSubscriptionApi
 from tenancy.bootstrap import Services
-from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.domain.billing import BillingKind, PayfastSubscription, SubscriptionStatus
 from tenancy.domain.ids import tenant_id_for
-from tenancy.domain.lifecycle import EventType, NoticeKind, Trigger, email_hash
-from tenancy.domain.model import PaymentRecord, PaymentVerdict, TenantStatus
+from tenancy.domain.lifecycle import EventType, LifecycleEvent, NoticeKind, Trigger, email_hash
+from tenancy.domain.model import PaymentVerdict, TenantStatus
 from tenancy.errors import AccountNotFoundError, InvalidInputError, TransientError
 from tenancy.lifecycle.emails import DELETION_WARNING_SUBJECT, SUBJECTS
-from tenancy.payments.simulator import build_itn, encode_form, new_subscription_token
 
 from aws_support import Backend
 from helpers import pay, work
 
-PAYFAST_ADDRESS = "197.97.145.145"
-BILLING_DATE = "2026-12-06"  # paid through 2027-01-06; past due after 2027-01-07
-PAID_THROUGH = "2027-01-06"
-
-
-def at(day: str, hour: int = 9) -> datetime:
-    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
-
-
-@pytest.fixture
-def payfast(tmp_path: Path) -> Iterator[SimulatedSubscriptionApi]:
-    """PayFast's subscription API, offline, on its own SQLite file (the AWS backend has none)."""
-    database = Database(tmp_path / "payfast" / "simulator.sqlite")
-    yield SimulatedSubscriptionApi(database)
-    database.close()
-
-
-@pytest.fixture
-def services(backend: Backend, payfast: SimulatedSubscriptionApi) -> Services:
-    return dataclasses.replace(backend.services, payfast_api=payfast)
-
-
-class Subscriber:
-    """One subscription checkout, its first charge applied, known to PayFast's stand-in."""
-
-    def __init__(self, services: Services, payfast: SimulatedSubscriptionApi, number: int = 1) -> None:
-        self.services = services
-        self.transaction_id = f"TXN-LIFE{number:04d}"
-        self.email = f"lifecycle{number}@example.com"
-        self.token = new_subscription_token()
-        self.tenant_id = tenant_id_for(self.transaction_id)
-        self._payments = 0
-        assert self.itn().verdict is PaymentVerdict.ACCEPTED
-        work(services)
-        payfast.register(self.token, amount_cents=29900, frequency=3, run_date=PAID_THROUGH)
-
-    def itn(self, status: str = "COMPLETE", **changes: Any) -> PaymentRecord:
-        self._payments += 1
-        values: dict[str, Any] = {
-            "transaction_id": self.transaction_id,
-            "email": self.email,
-            "plan": "professional",
-            "amount": self.services.plans.get("professional").price_zar,
-            "merchant_id": PAYFAST_SANDBOX_MERCHANT_ID,
-            "passphrase": PAYFAST_SANDBOX_PASSPHRASE,
-            "pf_payment_id": str(9_100_000_000 + self._payments),
-            "status": status,
-            "token": self.token,
-            "billing_date": BILLING_DATE,
-        }
-        values.update(changes)
-        return self.services.intake.receive(encode_form(build_itn(**values)), PAYFAST_ADDRESS)
-
-    def status(self) -> TenantStatus:
-        tenant = self.services.tenants.get(self.tenant_id)
-        assert tenant is not None
-        return tenant.status
-
-    def moves(self) -> list[tuple[TenantStatus, TenantStatus, EventType]]:
-        return [
-            (line.from_status, line.to_status, line.event) for line in self.services.lifecycle.history(self.tenant_id)
-        ]
-
-    def emails(self, subject: str) -> int:
-        return sum(1 for message in self.services.mailer.outbox(self.email) if message.subject == subject)
-
-
-@pytest.fixture
-def subscriber(services: Services, payfast: SimulatedSubscriptionApi) -> Subscriber:
-    return Subscriber(services, payfast)
-
+__all__ = ["payfast", "services", "subscriber"]  # the fixtures this suite uses, from lifecycle_support
 
 def test_a_day_of_slack_then_a_missed_renewal_confirmed_by_payfast_is_past_due(
     services: Services, subscriber: Subscriber
@@ -353,3 +277,70 @@ def test_an_export_holds_everything_about_the_tenant(services: Services, subscri
         found for message in document["emails"] for found in re.findall(r"Temporary password: (\S+)", message["text"])
     ]
     assert shown == ["[redacted]"]
+
+
+class CrashingApplication:
+    """A deliverer that dies mid-delivery (the process killed after the move's commit)."""
+
+    def publish(self, event: LifecycleEvent) -> None:
+        raise RuntimeError("killed")
+
+
+class RecordingApplication:
+    def __init__(self) -> None:
+        self.received: list[EventType] = []
+
+    def publish(self, event: LifecycleEvent) -> None:
+        self.received.append(event.type)
+
+
+def test_a_crash_between_a_move_and_its_event_still_sends_the_event_once(
+    backend: Backend, services: Services, subscriber: Subscriber
+) -> None:
+    dataclasses.replace(services, events=RecordingApplication()).notices.deliver_due()  # tenant.activated, done
+
+    with pytest.raises(RuntimeError, match="killed"):
+        dataclasses.replace(services, events=CrashingApplication()).lifecycle_sweep.run(at("2027-01-08"))
+
+    assert subscriber.status() is TenantStatus.PAST_DUE  # the move is committed, its event owed
+    restarted = RecordingApplication()
+    after_restart = dataclasses.replace(services, events=restarted)
+    after_restart.notices.deliver_due()  # the owner's email goes; the event is the dead deliverer's
+    assert restarted.received == []  # its lease still holds
+    assert subscriber.emails(SUBJECTS[TenantStatus.PAST_DUE]) == 1
+    backend.clock.advance(minutes=3)
+    after_restart.notices.deliver_due()
+    after_restart.notices.deliver_due()
+    assert restarted.received == [EventType.PAST_DUE]
+
+
+def test_a_sweep_and_a_renewal_racing_never_lose_the_renewal(services: Services, subscriber: Subscriber) -> None:
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def sweep() -> None:
+        start.wait()
+        services.lifecycle_sweep.run(at("2027-01-08"))
+
+    def renew() -> None:
+        start.wait()
+        try:
+            assert subscriber.itn().verdict is PaymentVerdict.ACCEPTED
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=sweep), threading.Thread(target=renew)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    work(services)
+
+    assert errors == []
+    assert subscriber.status() is TenantStatus.ACTIVE
+    subscription = services.subscriptions.get(subscriber.tenant_id)
+    assert subscription is not None
+    assert subscription.paid_through.isoformat() == "2027-02-06"
+    moves = subscriber.moves()
+    assert moves.count((TenantStatus.ACTIVE, TenantStatus.PAST_DUE, EventType.PAST_DUE)) <= 1
+    assert moves[-1][1] is TenantStatus.ACTIVE

@@ -137,7 +137,7 @@ def test_check_exits_0_on_a_clean_home(tmp_path: Path) -> None:
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
     assert document["firing"] == []
-    assert len(document["alerts"]) == 6
+    assert len(document["alerts"]) == 8
     assert as_table.returncode == 0, as_table.stderr
     assert "nothing firing" in as_table.stdout
     assert "unresolved_over_an_hour" in as_table.stdout
@@ -462,6 +462,8 @@ def test_metrics_show_the_dlq_and_count_itns_by_verdict(metrics_server: RunningS
         "payment_failures",
         "security_rejections",
         "unresolved_over_an_hour",
+        "suspensions_high",
+        "events_undelivered",
     }
 
 

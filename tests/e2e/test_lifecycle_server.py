@@ -5,7 +5,8 @@ Webhooks signature:
 
 subscribe, renew, miss a payment (past due, with the grace date), suspended (403 with the reason;
 the account page offers Pay now), pay now (the same tenant id back, the old subscription cancelled
-at PayFast), cancel, cancelled. Each move's event arrives once, signed."""
+at PayFast), cancel, cancelled, deleted ("Account not found", a tombstone kept). Each move's event
+arrives once, signed."""
 
 from __future__ import annotations
 
@@ -235,7 +236,26 @@ def test_a_tenant_from_subscription_to_cancellation_with_every_move_signed_to_th
     gone = tenant_api(live_server, password)
     assert (gone.status_code, gone.json()["detail"]) == (403, "Tenant cancelled")
 
-    history = tenancy(live_server.env, "lifecycle", "history", EMAIL, "--json")
+    # Retention over (90 days after the cancellation): deleted. "Account not found"; a tombstone.
+    [deleted] = lifecycle_run(live_server, "2027-06-15T09:00:00Z")["applied"]
+    assert (deleted["from"], deleted["to"]) == ("cancelled", "deleted")
+    signed_out = httpx.post(
+        f"{live_server.base_url}/auth/login", json={"email": EMAIL, "password": password}, timeout=30
+    )
+    assert (signed_out.status_code, signed_out.json()["detail"]) == (401, "Account not found")
+    services = live_server.services()
+    try:
+        stone = services.lifecycle.tombstone(tenant_id)
+        tenant = services.tenants.get(tenant_id)
+    finally:
+        services.close()
+    assert stone is not None
+    assert stone.owner_email_hash.startswith("sha256:")
+    assert EMAIL not in repr(stone)
+    assert tenant is not None
+    assert tenant.status.value == "deleted"
+
+    history = tenancy(live_server.env, "lifecycle", "history", tenant_id, "--json")
     assert history.returncode == 0, history.stderr
     moves = [(line["from"], line["to"]) for line in json.loads(history.stdout)["history"]]
     assert moves == [
@@ -246,6 +266,7 @@ def test_a_tenant_from_subscription_to_cancellation_with_every_move_signed_to_th
         ("suspended", "active"),
         ("active", "cancelling"),
         ("cancelling", "cancelled"),
+        ("cancelled", "deleted"),
     ]
     expected = [
         "tenant.activated",
@@ -255,6 +276,7 @@ def test_a_tenant_from_subscription_to_cancellation_with_every_move_signed_to_th
         "tenant.reactivated",
         "tenant.cancelling",
         "tenant.cancelled",
+        "tenant.deleted",
     ]
     wait_until(lambda: len(events_of(application)) >= len(expected), 20, "every event delivered")
     assert sorted(events_of(application)) == sorted(expected)

@@ -173,7 +173,8 @@ PARKED = [
     ("tenants", "set_owner", PermanentError, Finding.IDENTITY_USER_MISSING, "4.2"),
     ("users", "create", TransientError, Finding.IDENTITY_USER_MISSING, "4.2"),
     # Everything written but the activation: the tenant is stuck in 'provisioning', 4.1.
-    ("tenants", "set_status", PermanentError, Finding.PROVISIONING_FAILED, "4.1"),
+    # (The activation is the lifecycle's commit: provisioning -> active, with its event.)
+    ("lifecycle", "commit", PermanentError, Finding.PROVISIONING_FAILED, "4.1"),
     # Provisioned, no welcome email: 4.4 "Welcome email not received".
     ("mailer", "send", PermanentError, Finding.WELCOME_EMAIL_MISSING, "4.4"),
     ("mailer", "send", TransientError, Finding.WELCOME_EMAIL_MISSING, "4.4"),

@@ -106,6 +106,8 @@ def test_every_rule_is_evaluated_in_a_fixed_order_and_nothing_fires_on_empty_sto
         "payment_failures",
         "security_rejections",
         "unresolved_over_an_hour",
+        "suspensions_high",
+        "events_undelivered",
     ]
     assert not any(result.firing for result in results)
 
@@ -608,3 +610,21 @@ def test_building_the_app_reads_no_store(settings: Settings) -> None:
         create_app(replace(services, journal=Exploding(), ledger=Exploding(), queue=Exploding()))  # type: ignore[arg-type]
     finally:
         services.close()
+
+
+def test_suspensions_above_a_days_threshold_go_to_finance_and_undelivered_notices_to_engineering() -> None:
+    thresholds = AlertThresholds(suspensions_per_day=10)
+    quiet = AlertInputs(queue_depth=0, dlq_depth=0, suspensions_last_day=10, undelivered_notices=0)
+    busy = AlertInputs(queue_depth=0, dlq_depth=0, suspensions_last_day=11, undelivered_notices=2)
+
+    calm = {result.rule: result for result in evaluate(quiet, thresholds, NOW)}
+    alarmed = {result.rule: result for result in evaluate(busy, thresholds, NOW)}
+
+    assert not calm["suspensions_high"].firing
+    assert not calm["events_undelivered"].firing
+    assert alarmed["suspensions_high"].firing
+    assert alarmed["suspensions_high"].target == "finance"
+    assert alarmed["suspensions_high"].message.startswith("11 tenants suspended")
+    assert alarmed["events_undelivered"].firing
+    assert alarmed["events_undelivered"].target == "engineering"
+    assert "event_undelivered" in alarmed["events_undelivered"].message

@@ -24,6 +24,7 @@ from tenancy.cli.audit import CSV_COLUMNS, render_csv, render_markdown
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.domain.clock import format_timestamp, utc_now
 from tenancy.domain.ids import invoice_number_for, storage_prefix_for, tenant_id_for
+from tenancy.domain.lifecycle import NoticeStatus, Trigger
 from tenancy.domain.model import (
     Billing,
     JobStatus,
@@ -55,7 +56,7 @@ from runbook_cases import hand_written_tenant
 
 PAYFAST_ADDRESS = "197.97.145.145"
 WEEK = timedelta(days=7)
-NOT_FAILURES = {Finding.HEALTHY, Finding.IN_PROGRESS}
+NOT_FAILURES = {finding for finding in Finding if not finding.is_failure}
 HOUR = 3600
 
 
@@ -116,6 +117,7 @@ def send_itn(
     pf_payment_id: str | None = None,
     without: tuple[str, ...] = (),
     token: str | None = None,
+    billing_date: str | None = None,
 ) -> PaymentRecord:
     fields = build_itn(
         transaction_id=transaction_id,
@@ -127,6 +129,7 @@ def send_itn(
         status=status,
         pf_payment_id=pf_payment_id,
         token=token,
+        billing_date=billing_date,
     )
     kept = [(key, value) for key, value in fields if key not in without]
     return services.intake.receive(encode_form(kept), PAYFAST_ADDRESS)
@@ -230,6 +233,7 @@ class ScanOnly:
         {
             "scan",
             "scan_created",
+            "notices",  # the dead lifecycle notices, once a page (each one raised an alert: few)
             "scan_transactions",
             "messages",
             "delivery_statistics",
@@ -338,6 +342,7 @@ def test_audit_asks_each_store_a_few_batched_questions_and_never_one_per_purchas
         {"get_users": 2},  # identity
         {"outboxes": 2, "delivery_statistics": 1},  # mailer, and the provider's one summary
         {"get_many": 2},  # subscriptions: those of the tenants a page names, when its first case asks
+        {"notices": 2},  # lifecycle: the dead notices, once a page
     ]
 
 
@@ -611,6 +616,10 @@ OPERATOR_PURCHASE = "TXN-OPERATOR"  # bought with an operator's email: an operat
 BILLED_TWICE = "TXN-BILLED-TWICE"  # a tenant written by hand beside the project's own
 RENEWAL_LOST = "TXN-RENEWAL-LOST"  # a subscription's renewal accepted, never applied
 UNKNOWN_TOKEN = "TXN-UNKNOWN-TOKEN"  # a cancellation of a subscription no checkout here started
+OVERDUE = "TXN-OVERDUE"  # paid through a month ago, no renewal, the sweep not run
+UNDELIVERED = "TXN-UNDELIVERED"  # its tenant.activated event died undelivered
+DELETED = "TXN-DELETED"  # the tenant left and was deleted
+PEOPLE_LEFT = "TXN-PEOPLE-LEFT"  # deleted, but its owner's identity user is still there
 
 
 def seed_every_branch(services: Services) -> list[str]:
@@ -655,12 +664,44 @@ def seed_every_branch(services: Services) -> list[str]:
     send_itn(
         services, UNKNOWN_TOKEN, email_of(UNKNOWN_TOKEN), status="CANCELLED", pf_payment_id="910003", token=unknown
     )
+    seed_lifecycle(services)
     return [
         *HEALTHY, *REPAIRABLE, *LEFT_ALONE, STILL_QUEUED, OLD_HEALTHY, OLD_BROKEN, OLD_REJECTED, MISMATCHED,
         OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
         CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OPERATOR_PURCHASE, BILLED_TWICE, RENEWAL_LOST, UNKNOWN_TOKEN,
-        NOWHERE,
+        OVERDUE, UNDELIVERED, DELETED, PEOPLE_LEFT, NOWHERE,
     ]  # fmt: skip
+
+
+def seed_lifecycle(services: Services) -> None:
+    """A purchase for each lifecycle rule: a move overdue, an event undelivered, a tenant deleted,
+    and one deleted whose owner's identity user outlived it."""
+    two_months_ago = (services.clock.now() - timedelta(days=62)).date().isoformat()
+    send_itn(
+        services,
+        OVERDUE,
+        email_of(OVERDUE),
+        pf_payment_id="910004",
+        token="22222222-2222-4333-8444-555555555555",
+        billing_date=two_months_ago,
+    )
+    first_charge = services.journal.get(OVERDUE)
+    assert first_charge is not None
+    services.worker.run_job(first_charge)
+    provision(services, UNDELIVERED, email_of(UNDELIVERED))
+    [activated] = [n for n in services.lifecycle.notices() if n.tenant_id == tenant_id_for(UNDELIVERED)]
+    services.lifecycle.update_notice(
+        dataclasses.replace(activated, status=NoticeStatus.DEAD, attempts=12, last_error="webhook: answered 503")
+    )
+    for transaction_id in (DELETED, PEOPLE_LEFT):
+        provision(services, transaction_id, email_of(transaction_id))
+        services.offboarding.delete(
+            tenant_id_for(transaction_id), trigger=Trigger.OPERATOR, actor="seed", reason="the owner asked"
+        )
+    owner = email_of(PEOPLE_LEFT)
+    services.identity.create_user(
+        owner, {"email": owner, "custom:tenant_id": tenant_id_for(PEOPLE_LEFT)}, "Temporary-Passw0rd!"
+    )
 
 
 def test_the_audit_s_look_ups_find_the_case_the_stores_find(services: Services) -> None:
@@ -708,7 +749,9 @@ def test_the_audit_names_every_purchase_as_diagnose_does(services: Services, day
     }
     findings = {transaction_id: diagnosis.finding for transaction_id, diagnosis in diagnosed.items()}
     assert report.totals.transactions == len(diagnosed)
-    assert report.totals.healthy == sum(finding is Finding.HEALTHY for finding in findings.values())
+    # A tenant that left and was deleted is counted with the healthy: neither is a failure.
+    quiet = {Finding.HEALTHY, Finding.TENANT_DELETED}
+    assert report.totals.healthy == sum(finding in quiet for finding in findings.values())
     assert set(report.in_progress) == {t for t, finding in findings.items() if finding is Finding.IN_PROGRESS}
     # Each failure's whole diagnosis (evidence, summary, next step, escalation), as diagnose has it.
     assert {case.diagnosis.transaction_id: case.diagnosis for case in report.cases} == {

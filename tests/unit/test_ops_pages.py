@@ -15,7 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tenancy.bootstrap import Services, build
+from tenancy.domain.lifecycle import LifecycleEvent, NoticeStatus
 from tenancy.domain.model import IndexedPurchase, JobStatus
+from tenancy.errors import PermanentError
 from tenancy.runbook.audit_export import CSV_COLUMNS
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import Finding
@@ -35,11 +37,17 @@ GET_URLS = (
     "/ops/cases/TXN-1",
     "/ops/cases/TXN-1/repair",
     "/ops/dlq",
+    "/ops/notices",
     "/ops/mail",
     "/ops/audit",
     "/ops/audit.csv",
 )
-POST_URLS = ("/ops/cases/TXN-1/repair", "/ops/dlq/msg-1/redrive", "/ops/dlq/redrive-all")
+POST_URLS = (
+    "/ops/cases/TXN-1/repair",
+    "/ops/dlq/msg-1/redrive",
+    "/ops/dlq/redrive-all",
+    "/ops/notices/evt_1/redeliver",
+)
 
 
 @pytest.fixture
@@ -598,3 +606,64 @@ def test_a_tenant_written_by_hand_is_found_by_its_id_in_the_case_and_the_job_sea
     assert "identity user exists pass hand@example.com" in text_of(case_page)
     assert 'id="finding">welcome_email_missing<' in case_page  # written by hand: never welcomed
     assert listed_transactions(jobs_page) == ["TXN-123456"]
+
+
+class RefusingApplication:
+    """The Site Builder application's webhook, answering 410 until told to take events."""
+
+    def __init__(self) -> None:
+        self.refuse = True
+        self.received: list[str] = []
+
+    def publish(self, event: LifecycleEvent) -> None:
+        if self.refuse:
+            raise PermanentError("webhook to app.example: answered 410")
+        self.received.append(event.event_id)
+
+
+def test_the_console_lists_an_undelivered_event_and_delivers_it_again(
+    services: Services, browser: TestClient, tmp_path: Path
+) -> None:
+    application = RefusingApplication()
+    refusing = dataclasses.replace(services, events=application)
+    transaction_id = pay(refusing, "lifecycle-console@example.com")
+    work(refusing)
+    refusing.notices.deliver_due()  # the tenant's tenant.activated: refused for good
+    with page_client(refusing) as client:
+        attributes = {"email": OPERATOR, "email_verified": "true", "custom:roles": "operator"}
+        refusing.identity.create_user(OPERATOR, attributes, TEMPORARY)
+        refusing.identity.set_password(OPERATOR, PASSWORD, permanent=True)
+        signed_in(client, OPERATOR, PASSWORD)
+        [dead] = refusing.lifecycle.notices(NoticeStatus.DEAD)
+
+        listed = client.get("/ops/notices")
+        application.refuse = False
+        posted = client.post(
+            f"/ops/notices/{dead.notice_id}/redeliver",
+            data={"csrf_token": csrf_token_in(listed.text)},
+            follow_redirects=False,
+        )
+        after = client.get(posted.headers["location"])
+        case = client.get(f"/ops/cases/{transaction_id}")
+
+    assert listed.status_code == 200
+    assert dead.notice_id in listed.text
+    assert "tenant.activated" in listed.text
+    assert "answered 410" in listed.text
+    assert (posted.status_code, posted.headers["location"]) == (303, "/ops/notices?done=notice_delivered")
+    assert "Delivered." in after.text
+    assert 'id="dead-empty"' in after.text
+    assert application.received == [dead.notice_id]
+    assert 'id="history"' in case.text
+    assert "provisioning &rarr; active" in case.text
+
+
+def test_the_dashboard_shows_tenants_by_state_and_the_weeks_churn(operator: TestClient, services: Services) -> None:
+    healthy_tenant(services, "state-one@example.com")
+    healthy_tenant(services, "state-two@example.com")
+
+    page = operator.get("/ops").text
+
+    assert re.search(r'id="tile-tenants-active"><span class="value">2</span> active', page)
+    assert re.search(r'id="tile-tenants-suspended"><span class="value">0</span> suspended', page)
+    assert re.search(r'id="tile-churn"><span class="value">0</span> tenants cancelled', page)

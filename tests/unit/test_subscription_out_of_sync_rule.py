@@ -96,3 +96,13 @@ def test_paused_at_payfast_goes_to_finance(amount_cents: int) -> None:
     assert found is not None
     assert "paused at PayFast, active here" in found.summary
     assert found.escalate_to == ESCALATION["finance"]
+
+
+def test_a_pause_alone_offers_no_repair_and_a_pause_with_another_amount_does() -> None:
+    paused = subscription_out_of_sync(case(status_text="PAUSED", amount_cents=29900), Context(NOW))
+    paused_and_dearer = subscription_out_of_sync(case(status_text="PAUSED", amount_cents=34900), Context(NOW))
+
+    assert paused is not None
+    assert paused_and_dearer is not None
+    assert paused.next_step.repairable is False  # Tenancy keeps no paused state: nothing to re-sync
+    assert paused_and_dearer.next_step.repairable is True  # the amount is re-synced

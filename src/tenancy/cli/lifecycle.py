@@ -13,7 +13,8 @@ from tenancy.cli.subscription import SelectorArgument, selected_tenant_id
 from tenancy.config import PayfastMode
 from tenancy.domain.lifecycle import Transition
 from tenancy.errors import TenancyError
-from tenancy.lifecycle.sweep import DueMove, SweepReport, parse_as_of
+from tenancy.lifecycle.due import DueMove
+from tenancy.lifecycle.sweep import SweepReport, parse_as_of
 
 __all__ = ["lifecycle_app", "register"]
 

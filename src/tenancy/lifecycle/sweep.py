@@ -24,6 +24,7 @@ from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.lifecycle import LifecycleCommit, Notice, TenantChanges, Transition, Trigger, email_notice
 from tenancy.domain.model import OutgoingEmail, Tenant, TenantStatus
 from tenancy.errors import ConflictError, NotFoundError, TenancyError
+from tenancy.lifecycle.due import Deadlines, DueMove, LifecyclePeriods, deadlines, due_move
 from tenancy.lifecycle.emails import LifecycleMail
 from tenancy.lifecycle.moves import record_move
 from tenancy.lifecycle.notices import NoticeDispatcher
@@ -46,39 +47,6 @@ log = structlog.get_logger(__name__)
 ACTOR = "lifecycle-sweep"
 _MOVES_PER_TENANT = 4  # active -> past_due -> suspended -> cancelled, in one sweep far enough on
 _WARNING = timedelta(days=7)  # how long before the deletion the owner is warned
-
-
-@dataclass(frozen=True, slots=True)
-class LifecyclePeriods:
-    grace_days: int = 7
-    suspended_days: int = 30
-    retention_days: int = 90
-
-
-@dataclass(frozen=True, slots=True)
-class Deadlines:
-    """A subscribed tenant's dates: each move is due the day after its date."""
-
-    paid_through: date
-    overdue_after: date  # past due after this day
-    grace_until: date  # suspended after this day
-    cancel_after: date  # cancelled after this day (while suspended)
-
-
-def deadlines(subscription: Subscription, periods: LifecyclePeriods) -> Deadlines:
-    paid_through = subscription.paid_through
-    overdue_after = paid_through + timedelta(days=1)
-    grace_until = overdue_after + timedelta(days=periods.grace_days)
-    return Deadlines(paid_through, overdue_after, grace_until, grace_until + timedelta(days=periods.suspended_days))
-
-
-@dataclass(frozen=True, slots=True)
-class DueMove:
-    tenant_id: str
-    plan: str
-    leaving: TenantStatus
-    to: TenantStatus
-    reason: str
 
 
 @dataclass
@@ -141,31 +109,23 @@ class LifecycleSweep:
             log.info("lifecycle_swept", as_of=report.as_of, applied=len(report.applied), skipped=len(report.skipped))
         return report
 
+    def run_for(self, tenant_id: str, as_of: datetime) -> SweepReport:
+        """The sweep for one tenant: its due moves applied as `run` applies them (the runbook's
+        repair of `lifecycle_overdue`)."""
+        report = SweepReport(format_timestamp(as_of), dry_run=False)
+        tenant = self._tenants.get(tenant_id)
+        subscription = self._subscriptions.get(tenant_id)
+        if tenant is None:
+            return report
+        if subscription is not None and tenant.status in _TIMED:
+            tenant = self._sweep_tenant(tenant, subscription, as_of, report)
+        if tenant.status is TenantStatus.CANCELLED:
+            self._retention(tenant, as_of, report, dry_run=False)
+        return report
+
     def due(self, tenant: Tenant, subscription: Subscription, today: date) -> DueMove | None:
         """The move time has made due for this tenant today, if any."""
-        marks = deadlines(subscription, self._periods)
-        status = tenant.status
-
-        def move(to: TenantStatus, reason: str) -> DueMove:
-            return DueMove(tenant.tenant_id, tenant.plan, status, to, reason)
-
-        if status is TenantStatus.ACTIVE and subscription.status is SubscriptionStatus.ACTIVE:
-            if today > marks.overdue_after:
-                return move(
-                    TenantStatus.PAST_DUE,
-                    f"paid through {marks.paid_through.isoformat()}; no renewal by {marks.overdue_after.isoformat()}",
-                )
-        elif status is TenantStatus.PAST_DUE and today > marks.grace_until:
-            return move(TenantStatus.SUSPENDED, f"grace period ended {marks.grace_until.isoformat()}")
-        elif status is TenantStatus.SUSPENDED and today > marks.cancel_after:
-            return move(
-                TenantStatus.CANCELLED,
-                f"suspended {self._periods.suspended_days} days without payment "
-                f"(until {marks.cancel_after.isoformat()})",
-            )
-        elif status is TenantStatus.CANCELLING and today > marks.paid_through:
-            return move(TenantStatus.CANCELLED, f"paid-through date {marks.paid_through.isoformat()} passed")
-        return None
+        return due_move(tenant, subscription, today, self._periods)
 
     def _due_chain(self, tenant: Tenant, subscription: Subscription, today: date) -> list[DueMove]:
         """Every move due in turn (a dry run's answer: what the sweep would apply)."""
@@ -250,8 +210,11 @@ class LifecycleSweep:
         self._notices.deliver([notice.notice_id])
 
     def _apply(self, tenant: Tenant, subscription: Subscription, due: DueMove, as_of: datetime) -> Transition | None:
-        if due.to is TenantStatus.PAST_DUE and not self._overdue_confirmed(tenant, subscription, as_of):
-            return None
+        if due.to is TenantStatus.PAST_DUE:
+            confirmed = self._overdue_confirmed(tenant, subscription)
+            if confirmed is None:
+                return None
+            subscription = confirmed
         # The move is dated at the time judged (a rehearsal's history says when it would happen);
         # what it owes the outside world is due now.
         at, now = format_timestamp(as_of), format_timestamp(self._clock.now())
@@ -285,7 +248,9 @@ class LifecycleSweep:
                 leaving=frozenset({due.leaving}),
                 updated_at=at,
                 changes=TenantChanges(status=due.to),
-                subscription=after if after is not subscription else None,
+                # Written even unchanged: the move is judged on this version of the subscription,
+                # so a renewal settled meanwhile (the tenant's status untouched by it) refuses it.
+                subscription=after,
                 transitions=(recorded.transition,),
                 notices=tuple(notices),
             )
@@ -301,20 +266,19 @@ class LifecycleSweep:
         )
         return recorded.transition
 
-    def _overdue_confirmed(self, tenant: Tenant, subscription: Subscription, as_of: datetime) -> bool:
-        """Whether the renewal truly did not come: settles the checkout's accepted ITNs first (one
-        kept but not applied), then asks PayFast. A charge PayFast made on the paid-through date,
-        whose ITN never reached Tenancy, is not a missed payment: the runbook's subscription
-        checks take it from there."""
+    def _overdue_confirmed(self, tenant: Tenant, subscription: Subscription) -> Subscription | None:
+        """The subscription, read again, if the renewal truly did not come (None if it did):
+        settles the checkout's accepted ITNs first (one kept but not applied), then asks PayFast.
+        A charge PayFast made on the paid-through date, whose ITN never reached Tenancy, is not a
+        missed payment: the runbook's subscription checks take it from there."""
         self._settle(subscription.transaction_id)
         fresh = self._subscriptions.get(tenant.tenant_id)
-        if fresh is not None and fresh.paid_through != subscription.paid_through:
-            return False  # a renewal was applied by the settle
+        if fresh is None or fresh.paid_through != subscription.paid_through:
+            return None  # a renewal was applied by the settle
         payfast = self._api.fetch(subscription.token)  # TransientError: the next sweep asks again
         # PayFast moves `run_date` on with each charge; one still at (or before) the paid-through
         # date means the charge did not go through (payfast-subscriptions.md, failed renewal).
-        charged = _day(payfast.run_date) > subscription.paid_through
-        if charged:
+        if _day(payfast.run_date) > subscription.paid_through:
             log.warning(
                 "renewal_itn_missing",
                 tenant_id=tenant.tenant_id,
@@ -322,7 +286,8 @@ class LifecycleSweep:
                 payfast_run_date=payfast.run_date,
                 paid_through=subscription.paid_through.isoformat(),
             )
-        return not charged
+            return None
+        return fresh
 
     def _cancel_at_payfast(self, subscription: Subscription) -> None:
         try:

@@ -15,9 +15,18 @@ from enum import StrEnum
 import structlog
 
 from tenancy.domain.clock import format_timestamp, parse_timestamp
+from tenancy.domain.lifecycle import EventType, NoticeStatus
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.domain.plurals import plural
-from tenancy.ports import Clock, FindingsIndex, JobQueue, Notifier, PaymentLedger, ProvisioningJournal
+from tenancy.ports import (
+    Clock,
+    FindingsIndex,
+    JobQueue,
+    LifecycleStore,
+    Notifier,
+    PaymentLedger,
+    ProvisioningJournal,
+)
 from tenancy.runbook.findings import ESCALATION, Finding
 
 # The findings that are provisioning failures an operator (or `tenancy repair`) must fix.
@@ -69,6 +78,7 @@ class AlertThresholds:
     multiple_failures: int = 3
     security_rejections: int = 5
     unresolved_minutes: int = 60
+    suspensions_per_day: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,9 @@ class AlertInputs:
     # Purchases the findings index holds a repairable finding for (RB-001 4.1-4.4 and the
     # mismatch); None when no index is read, and multiple_failures counts parked jobs instead.
     open_failures: int | None = None
+    # The tenant lifecycle: tenants suspended in the last day, and notices that died undelivered.
+    suspensions_last_day: int = 0
+    undelivered_notices: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +311,39 @@ def _unresolved_over_an_hour(inputs: AlertInputs, thresholds: AlertThresholds, n
     )
 
 
+def _suspensions(inputs: AlertInputs, thresholds: AlertThresholds, now: datetime) -> AlertResult:
+    count = inputs.suspensions_last_day
+    return AlertResult(
+        rule="suspensions_high",
+        severity=Severity.WARNING,
+        target="finance",
+        firing=count > thresholds.suspensions_per_day,
+        value=count,
+        threshold=thresholds.suspensions_per_day,
+        message=(
+            f"{plural(count, 'tenant')} suspended for non-payment in the last day: more than usual, check "
+            "PayFast for failing charges (`tenancy lifecycle history` shows each tenant's moves)"
+        ),
+    )
+
+
+def _events_undelivered(inputs: AlertInputs, thresholds: AlertThresholds, now: datetime) -> AlertResult:
+    count = inputs.undelivered_notices
+    return AlertResult(
+        rule="events_undelivered",
+        severity=Severity.ERROR,
+        target="engineering",
+        firing=count > 0,
+        value=count,
+        threshold=0,
+        message=(
+            f"{plural(count, 'lifecycle notice')} (events for the Site Builder application, owner emails) "
+            "undelivered after a day of retries: `tenancy diagnose` names each tenant's "
+            "(event_undelivered) and `tenancy repair` delivers them again"
+        ),
+    )
+
+
 Rule = Callable[[AlertInputs, AlertThresholds, datetime], AlertResult]
 RULES: dict[str, Rule] = {
     "dlq_not_empty": _dlq_not_empty,
@@ -306,6 +352,8 @@ RULES: dict[str, Rule] = {
     "payment_failures": _payment_failures,
     "security_rejections": _security_rejections,
     "unresolved_over_an_hour": _unresolved_over_an_hour,
+    "suspensions_high": _suspensions,
+    "events_undelivered": _events_undelivered,
 }
 
 
@@ -326,8 +374,10 @@ class AlertMonitor:
         clock: Clock,
         thresholds: AlertThresholds,
         index: FindingsIndex | None = None,
+        lifecycle: LifecycleStore | None = None,
     ) -> None:
         self._index = index
+        self._lifecycle = lifecycle
         self._journal = journal
         self._ledger = ledger
         self._queue = queue
@@ -367,7 +417,15 @@ class AlertMonitor:
         if self._index is not None:
             counts = self._index.count_by_finding()
             open_failures = sum(counts.get(finding, 0) for finding in REPAIRABLE_FINDINGS)
+        suspensions = undelivered = 0
+        if self._lifecycle is not None:
+            suspensions = self._lifecycle.count_events_since(
+                EventType.SUSPENDED, format_timestamp(now - timedelta(days=1))
+            )
+            undelivered = self._lifecycle.notice_counts().get(NoticeStatus.DEAD, 0)
         return AlertInputs(
+            suspensions_last_day=suspensions,
+            undelivered_notices=undelivered,
             queue_depth=queue_depth,
             dlq_depth=dlq_depth,
             jobs=jobs,

@@ -16,13 +16,14 @@ from tenancy.domain import durations
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.model import JobStatus, PaymentVerdict, ProvisioningJob, QueuedMessage
 from tenancy.errors import InvalidInputError, TenancyError
+from tenancy.lifecycle.due import LifecyclePeriods
 from tenancy.ports import RepairTrail
 from tenancy.runbook.attempts import AttemptTracker, PurchaseAttempts
 from tenancy.runbook.audit_lookup import PageLookup
 from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, ESCALATION_AGE, diagnosis_of
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, Purchase, Selector, gather, people_sought
 from tenancy.runbook.findings import ESCALATION, Advise, Diagnosis, Finding
-from tenancy.runbook.rules import Context, first_match
+from tenancy.runbook.rules import DEFAULT_PERIODS, Context, first_match
 from tenancy.runbook.service import Runbook
 
 __all__ = [
@@ -318,6 +319,7 @@ class _Audit:
         since: datetime,
         now: datetime,
         password_ttl: timedelta,
+        periods: LifecyclePeriods,
         advance: Progress,
         classified: Classified | None,
     ) -> None:
@@ -326,7 +328,7 @@ class _Audit:
         self._now = now
         self._advance = advance
         self._classified = classified
-        self._context = Context(now, password_ttl, self._mail_statistics)
+        self._context = Context(now, password_ttl, self._mail_statistics, periods)
         # The first whole second at or after `since`: a contract timestamp (whole seconds) is in
         # the window exactly when it is at or after this one.
         first = since.replace(microsecond=0)
@@ -535,10 +537,10 @@ class _Audit:
         if self._classified is not None:
             self._classified(case, rule.finding)
         self.transactions += 1
-        if rule.finding is Finding.HEALTHY:
-            self.healthy += 1
-        elif rule.finding is Finding.IN_PROGRESS:
+        if rule.finding is Finding.IN_PROGRESS:
             self.in_progress.append(transaction_id)
+        elif not rule.finding.is_failure:
+            self.healthy += 1  # healthy, or a tenant that left and was deleted as it should be
         else:
             self.failures.append(AuditedCase(diagnosis_of(case, rule, found, self._now), _age_seconds(case, self._now)))
         job = case.job
@@ -598,6 +600,7 @@ def run_audit(
     now: datetime,
     progress: Progress | None = None,
     password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
+    periods: LifecyclePeriods = DEFAULT_PERIODS,
     trail: RepairTrail | None = None,
     classified: Classified | None = None,
 ) -> AuditReport:
@@ -612,6 +615,7 @@ def run_audit(
         since=since,
         now=now,
         password_ttl=password_ttl,
+        periods=periods,
         advance=progress or _ignore_progress,
         classified=classified,
     )
@@ -665,7 +669,7 @@ def fix_findings(report: AuditReport, runbook: Runbook, *, operator: str) -> tup
     results: list[FixResult] = []
     for case in report.cases:
         transaction_id = case.diagnosis.transaction_id
-        if transaction_id is None or not case.finding.repairable:
+        if transaction_id is None or not case.diagnosis.repairable:
             continue
         try:
             result = runbook.repair(Selector(transaction_id=transaction_id), operator=operator)

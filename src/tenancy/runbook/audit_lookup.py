@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from tenancy.domain.billing import Subscription
 from tenancy.domain.ids import tenant_id_for
+from tenancy.domain.lifecycle import Notice
 from tenancy.domain.model import (
     IdentityUser,
     OutboxMessage,
@@ -69,6 +70,7 @@ class PageLookup:
         self._users: dict[str, Sequence[UserRecord]] = {}
         self._mail: dict[str, Sequence[OutboxMessage]] = {}
         self._subscriptions: dict[str, Subscription | None] = {}
+        self._dead: dict[str, list[Notice]] | None = None
         self.records_read = 0  # rows the batched reads brought back, for the progress bar
 
     # --- Reading a page ahead ---
@@ -191,6 +193,14 @@ class PageLookup:
 
     def mail_statistics(self) -> MailStatistics:
         return self._mail_statistics()
+
+    def undelivered(self, tenant_id: str) -> Sequence[Notice]:
+        # Dead notices are few: read once for the page, then handed out by tenant.
+        if self._dead is None:
+            self._dead = {}
+            for notice in self._stores.dead_notices():
+                self._dead.setdefault(notice.tenant_id, []).append(notice)
+        return self._dead.get(tenant_id, ())
 
     def subscription(self, tenant_id: str) -> Subscription | None:
         if tenant_id not in self._subscriptions:

@@ -10,9 +10,17 @@ from datetime import UTC, date, datetime, timedelta
 
 from tenancy.domain.billing import SubscriptionFigures
 from tenancy.domain.clock import format_timestamp
-from tenancy.domain.model import AuditRun, JobStatus
+from tenancy.domain.lifecycle import EventType
+from tenancy.domain.model import AuditRun, JobStatus, TenantStatus
 from tenancy.domain.plurals import plural
-from tenancy.ports import FindingsIndex, PaymentLedger, ProvisioningJournal, SubscriptionStore
+from tenancy.ports import (
+    FindingsIndex,
+    LifecycleStore,
+    PaymentLedger,
+    ProvisioningJournal,
+    SubscriptionStore,
+    TenantStore,
+)
 from tenancy.runbook.alerts import AlertMonitor, AlertReport, AlertResult, AlertThresholds, error_rate_sample, evaluate
 from tenancy.runbook.findings import Finding
 
@@ -20,7 +28,9 @@ __all__ = [
     "SERIES_HOURS",
     "Dashboard",
     "HourlySeries",
+    "LifecycleFigures",
     "read_dashboard",
+    "read_lifecycle",
     "series_start",
 ]
 
@@ -68,6 +78,7 @@ class Dashboard:
     thresholds: AlertThresholds
     error_rate_sample: tuple[int, int]  # (failed an attempt, updated) in the alert window
     subscriptions: SubscriptionFigures | None = None  # the business: None when no store is read
+    lifecycle: LifecycleFigures | None = None  # tenants by state, churn: None when no store is read
 
     @property
     def payments(self) -> int:
@@ -93,8 +104,7 @@ class Dashboard:
     @property
     def with_findings(self) -> int:
         """Purchases in the index that are neither healthy nor in progress: the failures."""
-        quiet = (Finding.HEALTHY, Finding.IN_PROGRESS)
-        return sum(count for finding, count in self.findings.items() if finding not in quiet)
+        return sum(count for finding, count in self.findings.items() if finding.is_failure)
 
     @property
     def succeeded(self) -> int:
@@ -136,6 +146,27 @@ class Dashboard:
         return f"{counted}; the rule fires above {self.thresholds.error_rate * 100:g}%"
 
 
+@dataclass(frozen=True, slots=True)
+class LifecycleFigures:
+    """Tenants by state, and the week's churn (tenants cancelled) and reactivations (tenants
+    that came back by paying again), from the lifecycle events of the week."""
+
+    by_status: dict[TenantStatus, int]
+    churned: int
+    reactivated: int
+
+    def count(self, status: TenantStatus) -> int:
+        return self.by_status.get(status, 0)
+
+
+def read_lifecycle(tenants: TenantStore, lifecycle: LifecycleStore, since: str) -> LifecycleFigures:
+    return LifecycleFigures(
+        by_status=tenants.count_by_status(),
+        churned=lifecycle.count_events_since(EventType.CANCELLED, since),
+        reactivated=lifecycle.count_events_since(EventType.REACTIVATED, since),
+    )
+
+
 def read_dashboard(
     *,
     monitor: AlertMonitor,
@@ -144,6 +175,8 @@ def read_dashboard(
     index: FindingsIndex,
     now: datetime,
     subscriptions: SubscriptionStore | None = None,
+    tenants: TenantStore | None = None,
+    lifecycle: LifecycleStore | None = None,
 ) -> Dashboard:
     """Counts only, whatever the number of purchases: the alert monitor's (jobs by status, the
     window's few jobs and rejections, the queue depths), the hourly tallies of the last seven days,
@@ -165,6 +198,7 @@ def read_dashboard(
         error_rate_sample=error_rate_sample(inputs, monitor.thresholds, now),
         # Renewals and cancellations over the same seven days as the chart.
         subscriptions=subscriptions.figures(since) if subscriptions is not None else None,
+        lifecycle=None if tenants is None or lifecycle is None else read_lifecycle(tenants, lifecycle, since),
     )
 
 

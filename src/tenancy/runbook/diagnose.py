@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -10,17 +11,16 @@ from tenancy.accounts.roles import roles_of
 from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.model import JobStatus
 from tenancy.domain.plurals import plural
+from tenancy.lifecycle.due import LifecyclePeriods
 from tenancy.runbook.evidence import CaseFile, mail_status_words, shown
-from tenancy.runbook.findings import ESCALATION, Diagnosis, Evidence, Finding, Store
-from tenancy.runbook.rules import DEFAULT_PASSWORD_TTL, Context, Found, Rule, first_match
+from tenancy.runbook.findings import ESCALATION, Diagnosis, Evidence, Store
+from tenancy.runbook.rules import DEFAULT_PASSWORD_TTL, DEFAULT_PERIODS, Context, Found, Rule, first_match
 from tenancy.runbook.rules.subscriptions import payfast_amount, payfast_period
 
 __all__ = ["DEFAULT_PASSWORD_TTL", "ESCALATION_AGE", "classify", "describe", "diagnosis_of"]
 
 # RB-001 section 6: a failure not resolved within an hour goes to the on-call manager.
 ESCALATION_AGE = timedelta(hours=1)
-# Neither is a failure: nothing to escalate however old.
-_NOT_FAILURES = frozenset({Finding.HEALTHY, Finding.IN_PROGRESS})
 
 
 def classify(
@@ -29,10 +29,13 @@ def classify(
     *,
     password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
     mail_statistics: Callable[[], tuple[tuple[str, int], ...]] | None = None,
+    periods: LifecyclePeriods = DEFAULT_PERIODS,
 ) -> Diagnosis:
     """The case's diagnosis at `now`. `mail_statistics` reads the mail provider's counts, which
     the welcome-email finding cites; without it they are not cited."""
-    context = Context(now, password_ttl) if mail_statistics is None else Context(now, password_ttl, mail_statistics)
+    context = Context(now, password_ttl, periods=periods)
+    if mail_statistics is not None:
+        context = dataclasses.replace(context, mail_statistics=mail_statistics)
     rule, found = first_match(case, context)
     return diagnosis_of(case, rule, found, now)
 
@@ -41,7 +44,7 @@ def diagnosis_of(case: CaseFile, rule: Rule, found: Found, now: datetime) -> Dia
     """The diagnosis a rule's answer makes: every store's evidence and the rule's own, and the
     on-call manager for a failure open for more than an hour that no one else is named for."""
     escalate_to = found.escalate_to
-    if escalate_to is None and rule.finding not in _NOT_FAILURES and _older_than_an_hour(case, now):
+    if escalate_to is None and rule.finding.is_failure and _older_than_an_hour(case, now):
         escalate_to = ESCALATION["on_call"]
     tenant = case.tenant
     return Diagnosis(

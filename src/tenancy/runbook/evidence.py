@@ -9,6 +9,7 @@ from typing import Protocol
 
 from tenancy.domain.billing import PayfastSubscription, Subscription
 from tenancy.domain.ids import normalize_email, tenant_id_for
+from tenancy.domain.lifecycle import Notice, NoticeStatus
 from tenancy.domain.model import (
     IdentityUser,
     JobStatus,
@@ -23,6 +24,7 @@ from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.ports import (
     IdentityProvider,
     JobQueue,
+    LifecycleStore,
     Mailer,
     PaymentLedger,
     ProvisioningJournal,
@@ -33,6 +35,7 @@ from tenancy.ports import (
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 
 __all__ = [
+    "DEAD_NOTICE_LIMIT",
     "MAIL_LIMIT",
     "NONE_SHOWN",
     "STORED_NOT_DELIVERED",
@@ -57,6 +60,8 @@ STORED_NOT_DELIVERED = "stored, not delivered (no SMTP configured)"
 _STATUS_WORDS = {"stored": STORED_NOT_DELIVERED}
 # A case holds at most this many of the owner's emails, the newest.
 MAIL_LIMIT = 50
+# Dead notices read at once (each one raised an alert; thousands would mean the webhook is down).
+DEAD_NOTICE_LIMIT = 1000
 
 
 def shown(value: object) -> str:
@@ -149,6 +154,10 @@ class EvidenceLookup(Protocol):
         """The tenant's PayFast subscription, with its billing history."""
         ...
 
+    def undelivered(self, tenant_id: str) -> Sequence[Notice]:
+        """The tenant's lifecycle notices that died undelivered (events, owner emails)."""
+        ...
+
 
 class PurchaseSearch(EvidenceLookup, Protocol):
     """An EvidenceLookup that can also tell which purchases an email or a tenant id names, for
@@ -179,6 +188,7 @@ class EvidenceStores:
     identity: IdentityProvider
     mailer: Mailer
     subscriptions: SubscriptionStore | None = None  # None: a runbook that knows no subscriptions
+    lifecycle: LifecycleStore | None = None  # None: a runbook that knows no lifecycle
 
     def payments(self, transaction_id: str) -> Sequence[PaymentRecord]:
         return self.ledger.find(transaction_id=transaction_id)
@@ -216,6 +226,15 @@ class EvidenceStores:
     def subscription(self, tenant_id: str) -> Subscription | None:
         return self.subscriptions.get(tenant_id) if self.subscriptions is not None else None
 
+    def undelivered(self, tenant_id: str) -> Sequence[Notice]:
+        return [notice for notice in self.dead_notices() if notice.tenant_id == tenant_id]
+
+    def dead_notices(self) -> Sequence[Notice]:
+        """Every notice that died undelivered (few: each is an alert), at most DEAD_NOTICE_LIMIT."""
+        if self.lifecycle is None:
+            return ()
+        return self.lifecycle.notices(NoticeStatus.DEAD, limit=DEAD_NOTICE_LIMIT)
+
     def jobs_by_email(self, email: str) -> Sequence[ProvisioningJob]:
         return self.journal.find(email=email)
 
@@ -244,6 +263,7 @@ class CaseFile:
     emails: tuple[OutboxMessage, ...] = ()
     other_transactions: tuple[str, ...] = field(default=())
     subscription: Subscription | None = None
+    undelivered: tuple[Notice, ...] = ()  # the tenant's lifecycle notices that died undelivered
     # PayFast's own view of `subscription`, asked only for one purchase's diagnose, repair or
     # verify (never by the audit); `payfast_error` says why PayFast could not be asked.
     payfast: PayfastSubscription | None = None
@@ -371,6 +391,7 @@ def gather(purchase: Purchase, lookup: EvidenceLookup) -> CaseFile:
         emails=tuple(lookup.mail(email)) if email else (),
         other_transactions=purchase.other_transactions,
         subscription=lookup.subscription(tenant_id) if tenant_id else None,
+        undelivered=tuple(lookup.undelivered(tenant_id)) if tenant_id else (),
     )
 
 

@@ -27,6 +27,10 @@ class Finding(StrEnum):
     RENEWAL_UNAPPLIED = "renewal_unapplied"
     UNKNOWN_SUBSCRIPTION = "unknown_subscription"
     SUBSCRIPTION_OUT_OF_SYNC = "subscription_out_of_sync"
+    TENANT_DELETED = "tenant_deleted"
+    LIFECYCLE_OVERDUE = "lifecycle_overdue"
+    ACCESS_MISMATCH = "access_mismatch"
+    EVENT_UNDELIVERED = "event_undelivered"
 
     @property
     def runbook_section(self) -> str | None:
@@ -40,6 +44,12 @@ class Finding(StrEnum):
     @property
     def repairable(self) -> bool:
         return self in _REPAIRABLE
+
+    @property
+    def is_failure(self) -> bool:
+        """Whether an operator has something to look at: not healthy, not still in progress, and
+        not a tenant that left and was deleted as it should be."""
+        return self not in _NOT_FAILURES
 
 
 _SECTIONS = {
@@ -66,7 +76,12 @@ _LABELS = {
     Finding.RENEWAL_UNAPPLIED: "a subscription payment was accepted but not applied",
     Finding.UNKNOWN_SUBSCRIPTION: "a PayFast subscription no checkout of ours started",
     Finding.SUBSCRIPTION_OUT_OF_SYNC: "PayFast's view of the subscription disagrees with ours",
+    Finding.TENANT_DELETED: "the tenant left and was deleted; its tombstone and billing remain",
+    Finding.LIFECYCLE_OVERDUE: "a lifecycle move is due and was not applied",
+    Finding.ACCESS_MISMATCH: "who can sign in disagrees with the tenant's state",
+    Finding.EVENT_UNDELIVERED: "a lifecycle event never reached the Site Builder application",
 }
+_NOT_FAILURES = frozenset({Finding.HEALTHY, Finding.IN_PROGRESS, Finding.TENANT_DELETED})
 # NOT_A_TENANT is never repairable: every repair would turn the operator into a tenant's owner.
 _REPAIRABLE = {
     Finding.PROVISIONING_FAILED,
@@ -76,6 +91,9 @@ _REPAIRABLE = {
     Finding.TENANT_ID_MISMATCH,
     Finding.RENEWAL_UNAPPLIED,
     Finding.SUBSCRIPTION_OUT_OF_SYNC,
+    Finding.LIFECYCLE_OVERDUE,
+    Finding.ACCESS_MISMATCH,
+    Finding.EVENT_UNDELIVERED,
 }
 
 # RB-001 section 6.
@@ -99,6 +117,7 @@ class Store(StrEnum):
     MAIL = "mail"
     SUBSCRIPTIONS = "subscriptions"
     PAYFAST = "payfast"  # PayFast's own view (its subscription API), asked only about one purchase
+    LIFECYCLE = "lifecycle"  # the tenant's moves and the notices they owe
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +150,9 @@ class NextStep:
     stale_dead_letters: tuple[str, ...] = ()  # message ids left in the DLQ from before the purchase healed
     mail_kept_for: str | None = None  # the owner whose welcome email only the outbox holds (no SMTP)
     operator_accounts: bool = False  # the selector is an operator's account: operators are listed elsewhere
+    # False when this case of a repairable finding holds nothing a repair can change (a
+    # subscription paused at PayFast, which Tenancy keeps no state for): no repair is offered.
+    repairable: bool = True
 
     def as_document(self) -> dict[str, Any]:
         return {
@@ -138,6 +160,7 @@ class NextStep:
             "stale_dead_letters": list(self.stale_dead_letters),
             "mail_kept_for": self.mail_kept_for,
             "operator_accounts": self.operator_accounts,
+            "repairable": self.repairable,
         }
 
 
@@ -160,6 +183,11 @@ class Diagnosis:
     @property
     def healthy(self) -> bool:
         return self.finding is Finding.HEALTHY
+
+    @property
+    def repairable(self) -> bool:
+        """Whether `tenancy repair` (and the console's Repair) has something to do here."""
+        return self.finding.repairable and self.next_step.repairable
 
     @property
     def evidence_lines(self) -> tuple[str, ...]:

@@ -18,11 +18,12 @@ import structlog
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import AuditRun, IndexedPurchase
 from tenancy.errors import TenancyError
+from tenancy.lifecycle.due import LifecyclePeriods
 from tenancy.ports import Clock, FindingsIndex, RepairTrail
 from tenancy.runbook.audit import AuditReport, Progress, run_audit
 from tenancy.runbook.evidence import CaseFile, EvidenceStores, Purchase, gather
 from tenancy.runbook.findings import Finding
-from tenancy.runbook.rules import DEFAULT_PASSWORD_TTL, Context, first_match
+from tenancy.runbook.rules import DEFAULT_PASSWORD_TTL, DEFAULT_PERIODS, Context, first_match
 
 __all__ = ["OPEN", "AuditTrigger", "Auditor", "FindingsRecorder", "IndexRefresh", "indexed"]
 
@@ -63,12 +64,18 @@ class FindingsRecorder:
     runbook.passive), since it runs after every change."""
 
     def __init__(
-        self, stores: EvidenceStores, index: FindingsIndex, clock: Clock, password_ttl: timedelta = DEFAULT_PASSWORD_TTL
+        self,
+        stores: EvidenceStores,
+        index: FindingsIndex,
+        clock: Clock,
+        password_ttl: timedelta = DEFAULT_PASSWORD_TTL,
+        periods: LifecyclePeriods = DEFAULT_PERIODS,
     ) -> None:
         self._stores = stores
         self._index = index
         self._clock = clock
         self._password_ttl = password_ttl
+        self._periods = periods
 
     def changed(self, transaction_id: str) -> None:
         """PurchaseObserver: never raises. A purchase it cannot judge now keeps its old entry
@@ -89,7 +96,7 @@ class FindingsRecorder:
             return None
         now = self._clock.now()
         case = gather(Purchase.of_transaction(stripped), self._stores)
-        rule, _found = first_match(case, Context(now, self._password_ttl, self._stores.mail_statistics))
+        rule, _found = first_match(case, Context(now, self._password_ttl, self._stores.mail_statistics, self._periods))
         entry = indexed(case, rule.finding, now)
         self._index.put(entry)
         return entry
@@ -185,6 +192,7 @@ class Auditor:
     trail: RepairTrail
     clock: Clock
     password_ttl: timedelta = DEFAULT_PASSWORD_TTL
+    periods: LifecyclePeriods = DEFAULT_PERIODS
 
     def run(self, *, since: datetime, trigger: AuditTrigger, progress: Progress | None = None) -> AuditReport:
         started_at = self.clock.now()
@@ -195,6 +203,7 @@ class Auditor:
             now=refresh.now,
             progress=progress,
             password_ttl=self.password_ttl,
+            periods=self.periods,
             trail=self.trail,
             classified=refresh,
         )

@@ -33,7 +33,18 @@ from tenancy.runbook.findings import Diagnosis, Finding
 from tenancy.runbook.resync import resync_actions, resync_from_payfast
 from tenancy.runbook.rules.subscriptions import unapplied_itns
 
-__all__ = ["RepairPlan", "RepairService", "plan_repair"]
+__all__ = ["LifecycleRepairs", "RepairPlan", "RepairService", "plan_repair"]
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRepairs:
+    """What the lifecycle's findings are repaired with: the moves due for a tenant applied as the
+    sweep applies them (tenant id, now), an interrupted deletion finished (tenant id), and a dead
+    notice delivered again (notice id)."""
+
+    apply_due: Callable[[str, datetime], object]
+    finish_deletion: Callable[[str], object]
+    redeliver: Callable[[str], object]
 
 _STEPS_KEPT = {
     Finding.PROVISIONING_FAILED: (),
@@ -88,6 +99,12 @@ def plan_repair(diagnosis: Diagnosis, case: CaseFile) -> RepairPlan:
         actions = [f"apply the accepted subscription payments not applied ({missing}), in the order received"]
     elif finding is Finding.SUBSCRIPTION_OUT_OF_SYNC:
         actions = list(resync_actions(case))
+    elif finding is Finding.LIFECYCLE_OVERDUE:
+        actions = [f"apply the lifecycle moves due now for tenant {tenant_id}, as the sweep does: {diagnosis.summary}"]
+    elif finding is Finding.ACCESS_MISMATCH and diagnosis.repairable:
+        actions = [f"finish deleting tenant {tenant_id}: remove the identity users and users records left"]
+    elif finding is Finding.EVENT_UNDELIVERED:
+        actions = [f"deliver notice {notice.notice_id} again" for notice in case.undelivered]
     elif finding is Finding.TENANT_ID_MISMATCH:
         actions = [
             f"set custom:tenant_id={tenant_id} on identity user {email}",
@@ -115,8 +132,10 @@ class RepairService:
         worker: ProvisioningWorker,
         trail: RepairTrail,
         settle: Callable[[str], object] | None = None,
+        lifecycle: LifecycleRepairs | None = None,
     ) -> None:
         self._settle = settle
+        self._lifecycle = lifecycle
         self._stores = stores
         self._journal = stores.journal
         self._queue = stores.queue
@@ -138,6 +157,9 @@ class RepairService:
             return "repaired"
         if finding is Finding.SUBSCRIPTION_OUT_OF_SYNC:
             self._resync(case, now)
+            return "repaired"
+        if finding in {Finding.LIFECYCLE_OVERDUE, Finding.ACCESS_MISMATCH, Finding.EVENT_UNDELIVERED}:
+            self._repair_lifecycle(finding, case, now)
             return "repaired"
         job = self._job_for(case, finding, now)
         outcome = self._worker.run_job(job)
@@ -233,6 +255,17 @@ class RepairService:
         )
         self._journal.create(job)
         return self._journal.get(transaction_id) or job
+
+    def _repair_lifecycle(self, finding: Finding, case: CaseFile, now: datetime) -> None:
+        if self._lifecycle is None or case.tenant_id is None:
+            raise InvalidInputError("this runbook cannot repair the tenant lifecycle")
+        if finding is Finding.LIFECYCLE_OVERDUE:
+            self._lifecycle.apply_due(case.tenant_id, now)
+        elif finding is Finding.ACCESS_MISMATCH:
+            self._lifecycle.finish_deletion(case.tenant_id)
+        else:
+            for notice in case.undelivered:
+                self._lifecycle.redeliver(notice.notice_id)
 
     def _resync(self, case: CaseFile, now: datetime) -> None:
         subscription, subscriptions = case.subscription, self._stores.subscriptions

@@ -12,6 +12,7 @@ import structlog
 from tenancy.accounts.login import AccountService
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import JobStatus, QueuedMessage, RepairRecord
+from tenancy.lifecycle.due import LifecyclePeriods
 from tenancy.ports import Clock, PurchaseObserver, RepairTrail, SubscriptionApi
 from tenancy.provisioning.worker import ProvisioningWorker
 from tenancy.runbook.attempts import REDRIVEN, REMOVED, attempts_before
@@ -21,7 +22,8 @@ from tenancy.runbook.evidence import CaseFile, EvidenceStores, Purchase, Selecto
 from tenancy.runbook.findings import Advise, Diagnosis, Finding
 from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.runbook.payfast_view import with_payfast_view
-from tenancy.runbook.repair import RepairPlan, RepairService, plan_repair
+from tenancy.runbook.repair import LifecycleRepairs, RepairPlan, RepairService, plan_repair
+from tenancy.runbook.rules import DEFAULT_PERIODS
 from tenancy.runbook.verify import VerifyReport, verify
 
 __all__ = ["RepairResult", "Runbook"]
@@ -67,8 +69,11 @@ class Runbook:
         observer: PurchaseObserver | None = None,
         settle: Callable[[str], object] | None = None,
         payfast: SubscriptionApi | None = None,
+        lifecycle: LifecycleRepairs | None = None,
+        periods: LifecyclePeriods = DEFAULT_PERIODS,
     ) -> None:
         self._password_ttl = password_ttl
+        self._periods = periods
         self._payfast = payfast
         self._observer = observer
         self._stores = stores
@@ -84,7 +89,7 @@ class Runbook:
             if stores.queue.listing_counts_as_delivery
             else stores
         )
-        self._repairs = RepairService(stores=stores, worker=worker, trail=trail, settle=settle)
+        self._repairs = RepairService(stores=stores, worker=worker, trail=trail, settle=settle, lifecycle=lifecycle)
 
     def case(self, selector: Selector) -> CaseFile:
         """What every store holds about the purchase, and PayFast's view of its subscription when
@@ -137,7 +142,13 @@ class Runbook:
 
     def _classify(self, case: CaseFile) -> Diagnosis:
         now = self._clock.now()
-        return classify(case, now, password_ttl=self._password_ttl, mail_statistics=self._stores.mail_statistics)
+        return classify(
+            case,
+            now,
+            password_ttl=self._password_ttl,
+            mail_statistics=self._stores.mail_statistics,
+            periods=self._periods,
+        )
 
     def dead_letters(self) -> list[QueuedMessage]:
         return self._queue.messages(dead_lettered=True)

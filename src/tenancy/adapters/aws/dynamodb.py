@@ -240,6 +240,21 @@ class DynamoTenantStore:
         # The embedded store answers the earliest created one when several carry the transaction.
         return min(found, key=lambda tenant: (tenant.created_at, tenant.tenant_id), default=None)
 
+    def count_by_status(self) -> dict[TenantStatus, int]:
+        # A scan of one attribute: DynamoDB keeps no counts. The console's tenants by state cost a
+        # read of every tenant; a counts item kept by each move is the step at scale.
+        request: ScanInputTypeDef = {
+            "TableName": self._table,
+            "ProjectionExpression": "#status",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        counts: dict[TenantStatus, int] = {}
+        for page in _scan(self._client, request, "counting tenants by status"):
+            for item in page:
+                status = TenantStatus(item["status"]["S"])
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
     def get_many(self, tenant_ids: Sequence[str]) -> dict[str, Tenant]:
         items = _batch_get(self._client, self._table, "tenant_id", tenant_ids, "reading tenants")
         return {tenant.tenant_id: tenant for tenant in map(tenant_from_item, items)}

@@ -258,6 +258,32 @@ class DynamoLifecycleStore:
         found = [notice for each in NoticeStatus for notice in self._by_status(each, limit=limit)]
         return sorted(found, key=lambda notice: notice.created_at, reverse=True)[:limit]
 
+    def count_events_since(self, event_type: EventType, since: str) -> int:
+        total = 0
+        for status in NoticeStatus:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": STATUS_INDEX,
+                "KeyConditionExpression": "notice_status = :status AND created_at >= :since",
+                # The body is JSON text: its "type" field, quoted, names the event.
+                "FilterExpression": "kind = :event AND contains(body, :type)",
+                "ExpressionAttributeValues": {
+                    ":status": attribute(status.value),
+                    ":since": attribute(since),
+                    ":event": attribute(NoticeKind.EVENT.value),
+                    ":type": attribute(f'"type":"{event_type.value}"'),
+                },
+                "Select": "COUNT",
+            }
+            while True:
+                with aws_errors("counting lifecycle events"):
+                    page = self._client.query(**request)
+                total += page["Count"]
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return total
+
     def notice_counts(self) -> dict[NoticeStatus, int]:
         counts: dict[NoticeStatus, int] = {}
         for status in NoticeStatus:

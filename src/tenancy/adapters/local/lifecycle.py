@@ -155,6 +155,14 @@ class SqliteLifecycleStore:
             )
         return [_notice(row) for row in rows]
 
+    def count_events_since(self, event_type: EventType, since: str) -> int:
+        rows = self._database.read(
+            "SELECT COUNT(*) FROM notices"
+            " WHERE kind = 'event' AND created_at >= ? AND json_extract(body, '$.type') = ?",
+            (since, event_type.value),
+        )
+        return int(rows[0][0])
+
     def notice_counts(self) -> dict[NoticeStatus, int]:
         rows = self._database.read("SELECT status, COUNT(*) AS count FROM notices GROUP BY status")
         return {NoticeStatus(row["status"]): row["count"] for row in rows}

@@ -79,6 +79,7 @@ SCHEMA: tuple[str, ...] = (
     )""",
     "CREATE INDEX IF NOT EXISTS tenants_by_transaction ON tenants (transaction_id)",
     "CREATE INDEX IF NOT EXISTS tenants_by_owner ON tenants (owner_user_id)",
+    "CREATE INDEX IF NOT EXISTS tenants_by_status ON tenants (status)",
     """CREATE TABLE IF NOT EXISTS users (
         user_id TEXT PRIMARY KEY,
         tenant_id TEXT NOT NULL,

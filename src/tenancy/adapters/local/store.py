@@ -136,6 +136,11 @@ class SqliteTenantStore:
             except sqlite3.IntegrityError:
                 raise ItemAlreadyExistsError(f"tenant {tenant.tenant_id} exists") from None
 
+    def count_by_status(self) -> dict[TenantStatus, int]:
+        # An index scan (tenants_by_status), not a table scan: the console's tenants by state.
+        rows = self._database.read("SELECT status, COUNT(*) AS count FROM tenants GROUP BY status")
+        return {decoding.tenant_status(row["status"]): row["count"] for row in rows}
+
     def set_owner(self, tenant_id: str, owner_user_id: str, updated_at: str) -> None:
         self._update(tenant_id, "owner_user_id", owner_user_id, updated_at)
 

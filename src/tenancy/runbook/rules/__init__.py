@@ -5,19 +5,21 @@ finding is adding one rule here, and its test.
 
 The order is RB-001's: the payment first (nothing to look at without one; a subscription's ITN
 no checkout here started is Finance's), then the account (an operator's is never repaired as a
-tenant), work a worker still has and purchases waiting for a person, then the missing or
-disagreeing records (4.3, the mismatch, 4.2, 4.1), a subscription payment accepted but not
-applied, PayFast's view of the subscription disagreeing with ours (asked only when one purchase
-is diagnosed), the welcome email (4.4), and healthy (section 5) last, for whatever the others did not
-name. A rule may count on the ones before it having found nothing: each docstring says what it
-finds on that footing."""
+tenant), a deleted tenant (whose missing people are no failure, unless some are left), work a
+worker still has and purchases waiting for a person, then the missing or disagreeing records
+(4.3, the mismatch, 4.2, 4.1), a subscription payment accepted but not applied, PayFast's view
+of the subscription disagreeing with ours (asked only when one purchase is diagnosed), a
+lifecycle move due and not applied, a lifecycle notice undelivered, the welcome email (4.4), and
+healthy (section 5) last, for whatever the others did not name. A rule may count on the ones
+before it having found nothing: each docstring says what it finds on that footing."""
 
 from __future__ import annotations
 
 from tenancy.runbook.evidence import CaseFile
 from tenancy.runbook.rules.accounts import is_operator_account, not_a_tenant
-from tenancy.runbook.rules.base import DEFAULT_PASSWORD_TTL, Context, Found, Rule
+from tenancy.runbook.rules.base import DEFAULT_PASSWORD_TTL, DEFAULT_PERIODS, Context, Found, Rule
 from tenancy.runbook.rules.jobs import in_progress, needs_review
+from tenancy.runbook.rules.lifecycle import access_mismatch, event_undelivered, lifecycle_overdue, tenant_deleted
 from tenancy.runbook.rules.payment import payment_not_complete, payment_not_found
 from tenancy.runbook.rules.records import (
     identity_user_missing,
@@ -30,6 +32,7 @@ from tenancy.runbook.rules.welcome import Welcome, healthy, welcome_email_missin
 
 __all__ = [
     "DEFAULT_PASSWORD_TTL",
+    "DEFAULT_PERIODS",
     "RULES",
     "Context",
     "Found",
@@ -45,6 +48,8 @@ RULES: tuple[Rule, ...] = (
     unknown_subscription,
     payment_not_complete,
     not_a_tenant,
+    access_mismatch,
+    tenant_deleted,
     in_progress,
     needs_review,
     tenant_record_missing,
@@ -53,6 +58,8 @@ RULES: tuple[Rule, ...] = (
     provisioning_failed,
     renewal_unapplied,
     subscription_out_of_sync,
+    lifecycle_overdue,
+    event_undelivered,
     welcome_email_missing,
     healthy,
 )

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tenancy.domain.model import JobStatus, UserRecord
+from tenancy.lifecycle.due import LifecyclePeriods
 from tenancy.runbook.evidence import CaseFile
 from tenancy.runbook.findings import Evidence, Finding, NextStep
 
 __all__ = [
     "DEFAULT_PASSWORD_TTL",
+    "DEFAULT_PERIODS",
     "IN_FLIGHT",
     "Check",
     "Context",
@@ -26,6 +28,8 @@ __all__ = [
 
 # TENANCY_TEMPORARY_PASSWORD_TTL_DAYS's default; the runbook passes the configured one.
 DEFAULT_PASSWORD_TTL = timedelta(days=7)
+# TENANCY_GRACE_DAYS and the other periods' defaults; the runbook passes the configured ones.
+DEFAULT_PERIODS = LifecyclePeriods()
 IN_FLIGHT = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
 
 MailStatistics = tuple[tuple[str, int], ...]
@@ -37,13 +41,14 @@ def _no_mail_statistics() -> MailStatistics:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a case is judged at: the time, the temporary password's lifetime, and the mail
+    """What a case is judged at: the time, the temporary password's lifetime, the mail
     provider's counts (RB-001 4.4 step 1), read only by a rule that cites them, since counting a
-    provider's whole history is not free."""
+    provider's whole history is not free, and the lifecycle's periods."""
 
     now: datetime
     password_ttl: timedelta = DEFAULT_PASSWORD_TTL
     mail_statistics: Callable[[], MailStatistics] = _no_mail_statistics
+    periods: LifecyclePeriods = DEFAULT_PERIODS  # the lifecycle's grace, suspended and retention days
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,7 +182,7 @@ def subscription_out_of_sync(case: CaseFile, context: Context) -> Found | None:
             "PayFast has the subscription paused, which Tenancy cannot show and no repair changes: "
             "have Finance unpause or cancel it at PayFast, with the owner."
         )
-        return Found(summary, NextStep(advice), finance, (evidence,))
+        return Found(summary, NextStep(advice, repairable=False), finance, (evidence,))
     steps = ["marks the subscription and the tenant cancelling, as PayFast has it"] if found.cancelled else []
     if found.amount is not None:
         steps.append(f"sets the subscription's recurring amount to PayFast's R{found.amount:.2f}")

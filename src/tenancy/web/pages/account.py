@@ -26,7 +26,7 @@ from tenancy.errors import (
     TransientError,
     UnknownPlanError,
 )
-from tenancy.lifecycle.sweep import deadlines
+from tenancy.lifecycle.due import deadlines
 from tenancy.web.deps import ServicesDep
 from tenancy.web.pages.billing_view import billing_section, rands
 from tenancy.web.pages.rendering import redirect, render

@@ -1,5 +1,5 @@
 """The operations console (operators only): dashboard, jobs, tenant case files with repair, DLQ,
-mail outbox and the weekly audit. Every page goes through the runbook's own use cases, the same
+lifecycle notices, mail outbox and the weekly audit. Every page goes through the runbook's own use cases, the same
 ones `tenancy diagnose/repair/verify/dlq/audit/alerts` run."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
 
+import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -20,9 +21,10 @@ from tenancy.bootstrap import Services
 from tenancy.config import Backend
 from tenancy.domain.billing import SubscriptionStatus
 from tenancy.domain.clock import parse_timestamp
-from tenancy.domain.model import JobStatus
+from tenancy.domain.lifecycle import NoticeStatus
+from tenancy.domain.model import JobStatus, TenantStatus
 from tenancy.domain.plurals import plural
-from tenancy.errors import InvalidInputError, TenancyError
+from tenancy.errors import InvalidInputError, NotFoundError, TenancyError
 from tenancy.runbook.audit import AuditReport, parse_duration, window_start
 from tenancy.runbook.audit_export import attempts_headline, human_age, render_csv, verdict_line
 from tenancy.runbook.dashboard import HourlySeries, read_dashboard
@@ -39,6 +41,7 @@ from tenancy.web.pages.viewer import Viewer, require_operator
 
 __all__ = ["router"]
 
+log = structlog.get_logger(__name__)
 router = APIRouter(include_in_schema=False)
 
 
@@ -54,7 +57,7 @@ ConsoleServices = Annotated[Services, Depends(console_services)]
 _Filter = TypeVar("_Filter", JobStatus, Finding)
 
 # The findings that are failures, in RB-001's order: the dashboard lists each, even at zero.
-FAILURES = tuple(finding for finding in Finding if finding not in {Finding.HEALTHY, Finding.IN_PROGRESS})
+FAILURES = tuple(finding for finding in Finding if finding.is_failure)
 AUDIT_WINDOW = "7d"
 
 # Notices after a form post: the query names one of these; no other text reaches the page.
@@ -76,7 +79,15 @@ _NOTICES = {
         "Open its case and repair it first.",
     ),
     "removed_healed": ("success", "Removed {messages} of healed purchases from the dead-letter queue."),
+    "notice_delivered": ("success", "Delivered."),
+    "notice_failed": (
+        "error",
+        "Delivering it failed again: it is pending, retried with backoff. The error is in the list below.",
+    ),
+    "notice_not_found": ("error", "No such notice: nothing was delivered."),
 }
+# Notices of each kind a page lists (dead ones are few: each raised an alert).
+NOTICES_SHOWN = 200
 
 
 # --- Dashboard ---------------------------------------------------------------------------------
@@ -92,6 +103,8 @@ def dashboard(request: Request, services: ConsoleServices) -> Response:
         index=services.findings_index,
         now=services.clock.now(),
         subscriptions=services.subscriptions,
+        tenants=services.tenants,
+        lifecycle=services.lifecycle,
     )
     context = {
         "numbers": numbers,
@@ -100,6 +113,7 @@ def dashboard(request: Request, services: ConsoleServices) -> Response:
         "window_minutes": services.alert_monitor.thresholds.window_minutes,
         "human_age": human_age,
         "cancelling_status": SubscriptionStatus.CANCELLING,
+        "tenant_states": [status for status in TenantStatus if status is not TenantStatus.PROVISIONING],
         "last_audit_age": _age_of(numbers.last_audit.finished_at, services) if numbers.last_audit else None,
     }
     return _page(request, viewer, "ops/dashboard.html", "dashboard", context)
@@ -248,6 +262,7 @@ def case(request: Request, services: ConsoleServices, key: str, done: str = "") 
         "next_action": next_action,
         "verification": runbook.verify(selector),
         "trail": list(reversed(trail)),
+        "history": services.lifecycle.history(diagnosis.tenant_id) if diagnosis.tenant_id else [],
         "notice": _notice(done),
     }
     return _page(request, viewer, "ops/case.html", "jobs", context)
@@ -355,6 +370,40 @@ async def remove(request: Request, services: ConsoleServices, message_id: str) -
     )
     done = "not_removed" if decision is None else "removed" if decision.removed else "not_healed"
     return redirect(f"/ops/dlq?done={done}")
+
+
+# --- Lifecycle notices -------------------------------------------------------------------------
+
+
+@router.get("/ops/notices")
+def notices(request: Request, services: ConsoleServices, done: str = "") -> Response:
+    """What the tenants' moves owe the outside world (lifecycle events, owner emails): the ones
+    that died undelivered, with Deliver again, and the ones still being retried."""
+    viewer = require_operator(request)
+    context = {
+        "dead": services.lifecycle.notices(NoticeStatus.DEAD, limit=NOTICES_SHOWN),
+        "pending": services.lifecycle.notices(NoticeStatus.PENDING, limit=NOTICES_SHOWN),
+        "counts": services.lifecycle.notice_counts(),
+        "dead_status": NoticeStatus.DEAD,
+        "pending_status": NoticeStatus.PENDING,
+        "delivered_status": NoticeStatus.DELIVERED,
+        "limit": NOTICES_SHOWN,
+        "notice": _notice(done),
+    }
+    return _page(request, viewer, "ops/notices.html", "notices", context)
+
+
+@router.post("/ops/notices/{notice_id}/redeliver")
+async def redeliver_notice(request: Request, services: ConsoleServices, notice_id: str) -> Response:
+    viewer = require_operator(request)
+    await read_form(request)
+    try:
+        delivered = await run_in_threadpool(services.notices.redeliver, notice_id)
+    except NotFoundError:
+        return redirect("/ops/notices?done=notice_not_found")
+    log.info("notice_redelivered", notice_id=notice_id, operator=viewer.email, status=delivered.status.value)
+    outcome = "notice_delivered" if delivered.status is NoticeStatus.DELIVERED else "notice_failed"
+    return redirect(f"/ops/notices?done={outcome}")
 
 
 # --- Mail --------------------------------------------------------------------------------------

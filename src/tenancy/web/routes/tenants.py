@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from tenancy.domain.billing import BillingEntry, Subscription
 from tenancy.domain.model import Tenant, TenantStatus
-from tenancy.lifecycle.sweep import deadlines
+from tenancy.lifecycle.due import deadlines
 from tenancy.web.deps import BearerToken, ServicesDep
 
 __all__ = ["router"]
