@@ -171,6 +171,7 @@ class Services:
             clock=self.clock,
             account_url=f"{settings.public_base_url}/account",
             sender=settings.email_from,
+            support_email=settings.effective_support_email,
         )
 
     @cached_property
@@ -246,6 +247,7 @@ class Services:
             lifecycle=self.lifecycle,
             notices=self.notices,
             sender=settings.email_from,
+            support_email=settings.effective_support_email,
             account_url=f"{settings.public_base_url}/account",
             observer=self.purchase_observer,
         )

@@ -37,6 +37,7 @@ from tenancy.domain.model import JobStatus, PaymentVerdict
 from tenancy.errors import InvalidInputError, PermanentError, RateLimitedError, TenancyError, TransientError
 from tenancy.logging_setup import configure_logging
 from tenancy.payments.intake import MAX_ITN_BYTES
+from tenancy.ports import TenantStore
 from tenancy.provisioning.worker import JobOutcome, NextAction
 
 __all__ = [
@@ -232,12 +233,34 @@ def pre_token_handler(event: dict[str, Any], context: LambdaContext) -> dict[str
     attributes = _mapping(_mapping(event.get("request")).get("userAttributes"))
     tenant_id = attributes.get("custom:tenant_id")
     if isinstance(tenant_id, str) and tenant_id:
-        tenant = services().tenants.get(tenant_id)
+        tenant = _tenants().get(tenant_id)
         if tenant is not None:
             event.setdefault("response", {})["claimsOverrideDetails"] = {
                 "claimsToAddOrOverride": {"custom:tenant_status": tenant.status.value}
             }
     return event
+
+
+_tenant_store: TenantStore | None = None
+
+
+def _tenants() -> TenantStore:
+    """The tenants table alone: the trigger runs inside the user pool's sign-in, so it reads one
+    item and needs nothing else (and cannot be given the pool's own id: see deploy/template.yaml).
+    The services `use_services` set, when a test or host set them."""
+    global _tenant_store
+    if _services is not None:
+        return _services.tenants
+    if _tenant_store is None:
+        import boto3
+
+        from tenancy.adapters.aws.dynamodb import DynamoTenantStore
+
+        settings = Settings()
+        _tenant_store = DynamoTenantStore(
+            boto3.client("dynamodb", region_name=settings.aws_region), settings.tenants_table
+        )
+    return _tenant_store
 
 
 class _RecordFailedError(TenancyError):

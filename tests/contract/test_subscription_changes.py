@@ -90,6 +90,7 @@ def changes_with(
         clock=services.clock,
         lifecycle=lifecycle or services.lifecycle,
         notices=services.notices,
+        support_email=services.settings.effective_support_email,
         sender=services.settings.email_from,
         account_url=f"{services.settings.public_base_url}/account",
         observer=services.purchase_observer,

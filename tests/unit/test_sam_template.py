@@ -104,7 +104,7 @@ def test_the_functions_have_the_contract_names_and_the_lambda_handlers(
     globals_ = template["Globals"]["Function"]
 
     assert set(by_name) == {
-        settings.function_name(role) for role in ("itn-handler", "provisioning", "audit", "lifecycle")
+        settings.function_name(role) for role in ("itn-handler", "provisioning", "audit", "lifecycle", "pre-token")
     }
     assert globals_["Runtime"] == "python3.11"
     for properties in by_name.values():
@@ -169,7 +169,8 @@ def test_the_log_groups_are_the_ones_rb001_searches(template: dict[str, Any], se
         for resource in resources_of(template, "AWS::Logs::LogGroup").values()
     }
 
-    assert groups == {settings.log_group(role) for role in ("itn-handler", "provisioning", "audit", "lifecycle")}
+    roles = ("itn-handler", "provisioning", "audit", "lifecycle", "pre-token")
+    assert groups == {settings.log_group(role) for role in roles}
 
 
 def test_the_weekly_audit_runs_on_a_schedule_with_time_to_finish(template: dict[str, Any], settings: Settings) -> None:
@@ -203,6 +204,24 @@ def test_the_lifecycle_sweeps_every_five_minutes_and_delivers_notices_every_minu
         "rate(1 minute)",
         {"job": "notices"},
     )
+
+
+def test_the_user_pool_puts_the_tenant_status_in_id_tokens_through_the_pre_token_function(
+    template: dict[str, Any], settings: Settings
+) -> None:
+    resources = template["Resources"]
+    pool = resources_of(template, "AWS::Cognito::UserPool")
+    [(_, user_pool)] = pool.items()
+    trigger = user_pool["Properties"]["LambdaConfig"]["PreTokenGeneration"]
+    function = resources[trigger["Fn::GetAtt"][0]]["Properties"]
+    [permission] = resources_of(template, "AWS::Lambda::Permission").values()
+
+    assert function["Handler"] == "tenancy.lambdas.pre_token_handler"
+    assert substitute(function["FunctionName"]) == settings.function_name("pre-token")
+    # Blanked: a reference to the pool here would make the pool and its trigger depend on each other.
+    assert function["Environment"]["Variables"] == {"TENANCY_USER_POOL_ID": "", "TENANCY_USER_POOL_CLIENT_ID": ""}
+    assert permission["Properties"]["Principal"] == "cognito-idp.amazonaws.com"
+    assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": [trigger["Fn::GetAtt"][0], "Arn"]}
 
 
 def test_alarms_watch_the_dlq_and_both_functions_into_one_topic(template: dict[str, Any]) -> None:

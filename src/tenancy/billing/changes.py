@@ -130,6 +130,7 @@ class SubscriptionChanges:
         lifecycle: LifecycleStore,
         notices: NoticeDispatcher,
         sender: str,
+        support_email: str,
         account_url: str,
         observer: PurchaseObserver | None = None,
     ) -> None:
@@ -143,6 +144,7 @@ class SubscriptionChanges:
         self._lifecycle = lifecycle
         self._notices = notices
         self._sender = sender
+        self._support_email = support_email
         self._account_url = account_url
         self._observer = observer
 
@@ -359,6 +361,7 @@ class SubscriptionChanges:
                 last_day=subscription.paid_through,
                 account_url=self._account_url,
                 sender=self._sender,
+                support_email=self._support_email,
                 tags={"transaction_id": subscription.transaction_id, "tenant_id": subscription.tenant_id},
             )
             notices.append(email_notice(email, read.tenant_id, key, now))

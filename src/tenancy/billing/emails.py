@@ -29,6 +29,7 @@ def receipt_email(
     paid_through: date,
     account_url: str,
     sender: str,
+    support_email: str,
     tags: dict[str, str],
 ) -> OutgoingEmail:
     paragraphs = [
@@ -36,6 +37,7 @@ def receipt_email(
         f"Invoice {invoice_number}: R{amount:.2f} for the {plan.display_name} plan.",
         f"Paid through {paid_through.isoformat()}.",
         f"Your billing history and invoices: {account_url}",
+        f"Questions? Write to {support_email}.",
     ]
     return OutgoingEmail(
         to=to,
@@ -48,12 +50,13 @@ def receipt_email(
 
 
 def cancellation_email(
-    *, to: str, last_day: date, account_url: str, sender: str, tags: dict[str, str]
+    *, to: str, last_day: date, account_url: str, sender: str, support_email: str, tags: dict[str, str]
 ) -> OutgoingEmail:
     paragraphs = [
         "Your Site Builder subscription is cancelled: PayFast will not charge you again.",
         f"You keep full access until {last_day.isoformat()}, the last day you paid for.",
         f"Changed your mind? Subscribe again from your account before then: {account_url}",
+        f"Questions? Write to {support_email}.",
     ]
     return OutgoingEmail(
         to=to,

@@ -148,6 +148,7 @@ class SubscriptionBilling:
         clock: Clock,
         account_url: str,
         sender: str,
+        support_email: str,
     ) -> None:
         self._subscriptions = subscriptions
         self._tenants = tenants
@@ -160,6 +161,7 @@ class SubscriptionBilling:
         self._clock = clock
         self._account_url = account_url
         self._sender = sender
+        self._support_email = support_email
 
     def settle(self, transaction_id: str) -> Settled:
         """Applies whatever the checkout's subscription ITNs say and was not applied yet."""
@@ -349,6 +351,7 @@ class SubscriptionBilling:
                 paid_through=renewed.paid_through,
                 account_url=self._account_url,
                 sender=self._sender,
+                support_email=self._support_email,
                 tags={"transaction_id": renewed.transaction_id, "pf_payment_id": pf_payment_id},
             )
             work.email(receipt, key=f"receipt:{pf_payment_id}")
@@ -387,6 +390,7 @@ class SubscriptionBilling:
                 last_day=subscription.paid_through,
                 account_url=self._account_url,
                 sender=self._sender,
+                support_email=self._support_email,
                 tags={"transaction_id": subscription.transaction_id, "pf_payment_id": payment.pf_payment_id or ""},
             )
             work.email(notice, key=key)

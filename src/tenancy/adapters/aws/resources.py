@@ -290,7 +290,7 @@ def _ensure_user_pool(cognito: Any, settings: Settings) -> tuple[str, str]:
 
 
 def _ensure_log_groups(logs: Any, settings: Settings) -> None:
-    for role in ("itn-handler", "provisioning", "audit", "lifecycle"):
+    for role in ("itn-handler", "provisioning", "audit", "lifecycle", "pre-token"):
         try:
             logs.create_log_group(logGroupName=settings.log_group(role))
         except ClientError as error:

@@ -81,14 +81,13 @@ def billing_section(tenant: Tenant, subscription: Subscription | None, plans: Pl
             can_change=False,
         )
     paid_through = subscription.paid_through.isoformat()
-    next_billing = subscription.next_billing_date
     can_change = subscription.status is SubscriptionStatus.ACTIVE and tenant.status is TenantStatus.ACTIVE
     pending = subscription.pending_plan
     return BillingSection(
         subscribed=True,
         plan_name=_display_name(plans, subscription.plan),
-        status=_status_words(subscription),
-        next_charge="" if next_billing is None else f"{rands(subscription.recurring_amount)} on {next_billing}",
+        status=_status_words(subscription, tenant),
+        next_charge=_next_charge(subscription, tenant),
         pending="" if pending is None else f"Changes to {_display_name(plans, pending)} on {paid_through}",
         last_day=paid_through,
         history=tuple(_line(entry, plans) for entry in reversed(subscription.history)),  # newest first
@@ -97,7 +96,19 @@ def billing_section(tenant: Tenant, subscription: Subscription | None, plans: Pl
     )
 
 
-def _status_words(subscription: Subscription) -> str:
+def _next_charge(subscription: Subscription, tenant: Tenant) -> str:
+    next_billing = subscription.next_billing_date
+    if next_billing is None:
+        return ""
+    amount = rands(subscription.recurring_amount)
+    if tenant.status in {TenantStatus.PAST_DUE, TenantStatus.SUSPENDED}:
+        return f"{amount} due on {next_billing} did not go through"  # never a date in the past as "next"
+    return f"{amount} on {next_billing}"
+
+
+def _status_words(subscription: Subscription, tenant: Tenant) -> str:
+    if subscription.status is SubscriptionStatus.ACTIVE and tenant.status is TenantStatus.PAST_DUE:
+        return "Payment overdue"
     if subscription.status is SubscriptionStatus.ACTIVE:
         return "Active"
     if subscription.status is SubscriptionStatus.CANCELLING:
