@@ -30,7 +30,7 @@ from tenancy.domain.model import RepairRecord, Tenant, TenantStatus
 from tenancy.domain.plans import Limits, Plan, PlanCatalogue
 from tenancy.domain.plurals import plural
 from tenancy.errors import ConflictError, InvalidInputError, TransientError, UnknownPlanError
-from tenancy.lifecycle.moves import record_move, tenant_changes
+from tenancy.lifecycle.moves import owner_email, record_move, tenant_changes
 from tenancy.lifecycle.notices import NoticeDispatcher
 from tenancy.ports import (
     Clock,
@@ -282,7 +282,7 @@ class SubscriptionChanges:
         """Cancels the subscription at PayFast (cancelled there already counts as success); the
         tenant keeps access until the paid-through date (`cancelling`) and the owner is told so."""
         tenant, subscription = self._changeable(tenant_id, "cancel it")
-        owner = self._owner_email(tenant)
+        owner = owner_email(self._users, tenant)
         last_day = subscription.paid_through.isoformat()
         actions = (
             "PayFast: cancel the subscription (no further charges)",
@@ -312,10 +312,6 @@ class SubscriptionChanges:
         self._record(result, CANCEL_FINDING, actor)
         log.info("subscription_cancelled", tenant_id=tenant_id, paid_through=last_day, operator=actor)
         return result
-
-    def _owner_email(self, tenant: Tenant) -> str | None:
-        record = self._users.get(tenant.owner_user_id) if tenant.owner_user_id else None
-        return record.email if record is not None else None
 
     def _plan_moved(self, mover: _Mover, read: Tenant, after: Tenant, subscription: Subscription, now: str) -> _Moved:
         if after.plan == read.plan:

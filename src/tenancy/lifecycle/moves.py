@@ -17,8 +17,9 @@ from tenancy.domain.lifecycle import (
     new_event,
 )
 from tenancy.domain.model import Tenant, TenantStatus
+from tenancy.ports import UserStore
 
-__all__ = ["Recorded", "record_move", "tenant_changes"]
+__all__ = ["Recorded", "owner_email", "record_move", "tenant_changes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +61,9 @@ def tenant_changes(read: Tenant, after: Tenant, *, reset_generations: bool = Fal
         limits=after.limits if after.limits != read.limits else None,
         reset_generations=reset_generations,
     )
+
+
+def owner_email(users: UserStore, tenant: Tenant) -> str | None:
+    """Whom a move's owner email goes to: the tenant owner's users record's email, or None."""
+    record = users.get(tenant.owner_user_id) if tenant.owner_user_id else None
+    return record.email if record is not None else None

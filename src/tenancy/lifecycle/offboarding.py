@@ -12,7 +12,6 @@ an operator asks, with a reason, and the billing history is never deleted."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ import structlog
 from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.domain.lifecycle import LifecycleCommit, TenantChanges, Tombstone, Trigger, email_hash, email_notice
 from tenancy.domain.model import Tenant, TenantStatus, UserRecord
+from tenancy.domain.secret_lines import hide_secret_lines
 from tenancy.errors import InvalidInputError, NotFoundError
 from tenancy.lifecycle.emails import LifecycleMail
 from tenancy.lifecycle.moves import record_move
@@ -41,10 +41,6 @@ from tenancy.ports import (
 __all__ = ["Deleted", "TenantOffboarding", "cancelled_at"]
 
 log = structlog.get_logger(__name__)
-
-# A welcome email's temporary password (a mail log that keeps it whole, the embedded outbox): a
-# credential, never part of an export.
-_TEMPORARY_PASSWORD = re.compile(r"(Temporary password: )\S+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +200,8 @@ class TenantOffboarding:
             ],
             "provisioning_jobs": [_plain(job) for job in self._journal.find(tenant_id=tenant_id)],
             "emails": [
-                _plain(dataclasses.replace(message, text=_TEMPORARY_PASSWORD.sub(r"\1[redacted]", message.text)))
+                # A temporary password or a reset code is a credential, never part of an export.
+                _plain(dataclasses.replace(message, text=hide_secret_lines(message.text, "[redacted]")))
                 for person in people
                 for message in self._mailer.outbox(person.email)
             ],

@@ -26,7 +26,7 @@ from tenancy.domain.model import OutgoingEmail, Tenant, TenantStatus
 from tenancy.errors import ConflictError, NotFoundError, TenancyError
 from tenancy.lifecycle.due import Deadlines, DueMove, LifecyclePeriods, deadlines, due_move
 from tenancy.lifecycle.emails import LifecycleMail
-from tenancy.lifecycle.moves import record_move
+from tenancy.lifecycle.moves import owner_email, record_move
 from tenancy.lifecycle.notices import NoticeDispatcher
 from tenancy.lifecycle.offboarding import TenantOffboarding
 from tenancy.ports import Clock, LifecycleStore, SubscriptionApi, SubscriptionStore, TenantStore, UserStore
@@ -192,7 +192,7 @@ class LifecycleSweep:
             self._warn(tenant, delete_on)
 
     def _warn(self, tenant: Tenant, delete_on: date) -> None:
-        owner = self._owner_email(tenant)
+        owner = owner_email(self._users, tenant)
         if owner is None:
             return
         now = format_timestamp(self._clock.now())
@@ -238,9 +238,9 @@ class LifecycleSweep:
             queued_at=now,
         )
         notices: list[Notice] = [recorded.notice]
-        owner_email = self._owner_email(tenant)
-        if owner_email is not None:
-            email = self._email(due.to, owner_email, marks, as_of)
+        owner = owner_email(self._users, tenant)
+        if owner is not None:
+            email = self._email(due.to, owner, marks, as_of)
             notices.append(email_notice(email, tenant.tenant_id, f"{due.to.value}:{marks.paid_through}", now))
         self._lifecycle.commit(
             LifecycleCommit(
@@ -294,10 +294,6 @@ class LifecycleSweep:
             self._api.cancel(subscription.token)
         except NotFoundError:
             log.info("payfast_subscription_gone", token=subscription.token)  # nothing left to cancel
-
-    def _owner_email(self, tenant: Tenant) -> str | None:
-        record = self._users.get(tenant.owner_user_id) if tenant.owner_user_id else None
-        return record.email if record is not None else None
 
     def _email(self, to: TenantStatus, owner: str, marks: Deadlines, as_of: datetime) -> OutgoingEmail:
         if to is TenantStatus.PAST_DUE:

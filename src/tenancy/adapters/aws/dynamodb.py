@@ -39,6 +39,9 @@ from tenancy.adapters.aws._items import (
     user_from_item,
     user_item,
 )
+from tenancy.adapters.aws._pages import count_matching as _count
+from tenancy.adapters.aws._pages import query_pages as _query
+from tenancy.adapters.aws._pages import scan_pages as _scan
 from tenancy.domain.ids import normalize_email, tenant_id_for
 from tenancy.domain.model import (
     JobStatus,
@@ -81,41 +84,6 @@ TRANSACTION_INDEX = "transaction-index"
 # The payments table's ITN entries by arrival (entry_type = "ITN", entry_key): the ledger's
 # "oldest first, in batches" and the alert watch's `since` window as one ranged query each.
 RECEIVED_INDEX = "received-index"
-
-
-def _query(client: DynamoDBClient, request: QueryInputTypeDef, doing: str) -> Iterator[list[Item]]:
-    """Every page of a query (a page may be empty when a filter dropped all its items)."""
-    while True:
-        with aws_errors(doing):
-            page = client.query(**request)
-        yield page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _scan(client: DynamoDBClient, request: ScanInputTypeDef, doing: str) -> Iterator[list[Item]]:
-    while True:
-        with aws_errors(doing):
-            page = client.scan(**request)
-        yield page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _count(client: DynamoDBClient, request: QueryInputTypeDef, doing: str) -> int:
-    """The items a query matches (after its filter), summed over its pages: `Select=COUNT` sends
-    back no items. DynamoDB still reads (and charges for) every item the key condition matches."""
-    request["Select"] = "COUNT"
-    total = 0
-    while True:
-        with aws_errors(doing):
-            page = client.query(**request)
-        total += page["Count"]
-        if "LastEvaluatedKey" not in page:
-            return total
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _batches(pages: Iterator[list[Item]], read: Callable[[Item], Any]) -> Iterator[list[Any]]:

@@ -15,12 +15,13 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from tenancy.adapters.aws._errors import aws_errors, error_code
-from tenancy.adapters.aws._items import attribute
+from tenancy.adapters.aws._items import Item, attribute, item_from, plain
+from tenancy.adapters.aws._pages import count_matching, query_pages
 from tenancy.adapters.aws.subscriptions import refused, subscription_writes
 from tenancy.domain.billing import Subscription
 from tenancy.domain.lifecycle import (
@@ -179,20 +180,16 @@ class DynamoLifecycleStore:
             ).get("Item")
         if item is None:
             return None
-
-        def text(name: str) -> str | None:
-            value = item.get(name)
-            return None if value is None else str(value["S"])
-
+        values = plain(item)
         return Tombstone(
-            tenant_id=str(text("tenant_id")),
-            owner_email_hash=str(text("owner_email_hash")),
-            plan=str(text("plan")),
-            transaction_id=str(text("transaction_id")),
-            created_at=str(text("created_at")),
-            cancelled_at=text("cancelled_at"),
-            deleted_at=str(text("deleted_at")),
-            reason=str(text("reason")),
+            tenant_id=values["tenant_id"],
+            owner_email_hash=values["owner_email_hash"],
+            plan=values["plan"],
+            transaction_id=values["transaction_id"],
+            created_at=values["created_at"],
+            cancelled_at=values.get("cancelled_at"),
+            deleted_at=values["deleted_at"],
+            reason=values["reason"],
         )
 
     def history(self, tenant_id: str) -> list[Transition]:
@@ -259,52 +256,42 @@ class DynamoLifecycleStore:
         return sorted(found, key=lambda notice: notice.created_at, reverse=True)[:limit]
 
     def count_events_since(self, event_type: EventType, since: str) -> int:
-        total = 0
-        for status in NoticeStatus:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": STATUS_INDEX,
-                "KeyConditionExpression": "notice_status = :status AND created_at >= :since",
-                # The body is JSON text: its "type" field, quoted, names the event.
-                "FilterExpression": "kind = :event AND contains(body, :type)",
-                "ExpressionAttributeValues": {
-                    ":status": attribute(status.value),
-                    ":since": attribute(since),
-                    ":event": attribute(NoticeKind.EVENT.value),
-                    ":type": attribute(f'"type":"{event_type.value}"'),
+        return sum(
+            count_matching(
+                self._client,
+                {
+                    "TableName": self._table,
+                    "IndexName": STATUS_INDEX,
+                    "KeyConditionExpression": "notice_status = :status AND created_at >= :since",
+                    # The body is JSON text: its "type" field, quoted, names the event.
+                    "FilterExpression": "kind = :event AND contains(body, :type)",
+                    "ExpressionAttributeValues": {
+                        ":status": attribute(status.value),
+                        ":since": attribute(since),
+                        ":event": attribute(NoticeKind.EVENT.value),
+                        ":type": attribute(f'"type":"{event_type.value}"'),
+                    },
                 },
-                "Select": "COUNT",
-            }
-            while True:
-                with aws_errors("counting lifecycle events"):
-                    page = self._client.query(**request)
-                total += page["Count"]
-                if "LastEvaluatedKey" not in page:
-                    break
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return total
+                "counting lifecycle events",
+            )
+            for status in NoticeStatus
+        )
 
     def notice_counts(self) -> dict[NoticeStatus, int]:
-        counts: dict[NoticeStatus, int] = {}
-        for status in NoticeStatus:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": STATUS_INDEX,
-                "KeyConditionExpression": "notice_status = :status",
-                "ExpressionAttributeValues": {":status": attribute(status.value)},
-                "Select": "COUNT",
-            }
-            total = 0
-            while True:
-                with aws_errors("counting notices"):
-                    page = self._client.query(**request)
-                total += page["Count"]
-                if "LastEvaluatedKey" not in page:
-                    break
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            if total:
-                counts[status] = total
-        return counts
+        counts = {
+            status: count_matching(
+                self._client,
+                {
+                    "TableName": self._table,
+                    "IndexName": STATUS_INDEX,
+                    "KeyConditionExpression": "notice_status = :status",
+                    "ExpressionAttributeValues": {":status": attribute(status.value)},
+                },
+                "counting notices",
+            )
+            for status in NoticeStatus
+        }
+        return {status: count for status, count in counts.items() if count}
 
     def _by_status(self, status: NoticeStatus, limit: int | None) -> list[Notice]:
         request: dict[str, Any] = {
@@ -320,103 +307,96 @@ class DynamoLifecycleStore:
         if limit is not None:
             request["Limit"] = limit
         found: list[dict[str, Any]] = []
-        while True:
-            with aws_errors(doing):
-                page = self._client.query(**request)
-            found += page["Items"]
-            if "LastEvaluatedKey" not in page or (limit is not None and len(found) >= limit):
-                return found[:limit] if limit is not None else found
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for page in query_pages(self._client, cast("Any", request), doing):
+            found += page
+            if limit is not None and len(found) >= limit:
+                return found[:limit]  # newest first: the pages after hold only older ones
+        return found
 
 
 def _at_version(subscription: Subscription) -> Subscription:
     return replace(subscription, version=subscription.version + 1)
 
 
-def _history_item(move: Transition, sequence: int) -> dict[str, Any]:
-    values = {
-        "pk": _TENANT + move.tenant_id,
-        # In the order recorded (as SQLite's sequence): a rehearsal's moves are dated ahead.
-        "sk": f"{_HISTORY}{sequence:020d}",
-        "tenant_id": move.tenant_id,
-        "at": move.at,
-        "from_status": move.from_status.value,
-        "to_status": move.to_status.value,
-        "trigger": move.trigger.value,
-        "actor": move.actor,
-        "reason": move.reason,
-        "event": move.event.value,
-    }
-    return {name: attribute(value) for name, value in values.items()}
-
-
-def _tombstone_item(stone: Tombstone) -> dict[str, Any]:
-    values: dict[str, object] = {
-        "pk": _TENANT + stone.tenant_id,
-        "sk": _TOMBSTONE,
-        "tenant_id": stone.tenant_id,
-        "owner_email_hash": stone.owner_email_hash,
-        "plan": stone.plan,
-        "transaction_id": stone.transaction_id,
-        "created_at": stone.created_at,
-        "deleted_at": stone.deleted_at,
-        "reason": stone.reason,
-    }
-    if stone.cancelled_at is not None:
-        values["cancelled_at"] = stone.cancelled_at
-    return {name: attribute(value) for name, value in values.items()}
-
-
-def _transition(item: Mapping[str, Any]) -> Transition:
-    def text(name: str) -> str:
-        return str(item[name]["S"])
-
-    return Transition(
-        tenant_id=text("tenant_id"),
-        from_status=TenantStatus(text("from_status")),
-        to_status=TenantStatus(text("to_status")),
-        trigger=Trigger(text("trigger")),
-        actor=text("actor"),
-        at=text("at"),
-        reason=text("reason"),
-        event=EventType(text("event")),
+def _history_item(move: Transition, sequence: int) -> Item:
+    return item_from(
+        {
+            "pk": _TENANT + move.tenant_id,
+            # In the order recorded (as SQLite's sequence): a rehearsal's moves are dated ahead.
+            "sk": f"{_HISTORY}{sequence:020d}",
+            "tenant_id": move.tenant_id,
+            "at": move.at,
+            "from_status": move.from_status.value,
+            "to_status": move.to_status.value,
+            "trigger": move.trigger.value,
+            "actor": move.actor,
+            "reason": move.reason,
+            "event": move.event.value,
+        }
     )
 
 
-def _notice_item(notice: Notice) -> dict[str, Any]:
-    values: dict[str, object] = {
-        "pk": _NOTICE + notice.notice_id,
-        "sk": _NOTICE,
-        "notice_id": notice.notice_id,
-        "kind": notice.kind.value,
-        "tenant_id": notice.tenant_id,
-        "body": encode_body(notice.body),
-        "created_at": notice.created_at,
-        "notice_status": notice.status.value,
-        "attempts": notice.attempts,
-        "next_attempt_at": notice.next_attempt_at,
-    }
-    if notice.last_error is not None:
-        values["last_error"] = notice.last_error
-    if notice.delivered_at is not None:
-        values["delivered_at"] = notice.delivered_at
-    return {name: attribute(value) for name, value in values.items()}
+def _tombstone_item(stone: Tombstone) -> Item:
+    return item_from(
+        {
+            "pk": _TENANT + stone.tenant_id,
+            "sk": _TOMBSTONE,
+            "tenant_id": stone.tenant_id,
+            "owner_email_hash": stone.owner_email_hash,
+            "plan": stone.plan,
+            "transaction_id": stone.transaction_id,
+            "created_at": stone.created_at,
+            "cancelled_at": stone.cancelled_at,
+            "deleted_at": stone.deleted_at,
+            "reason": stone.reason,
+        }
+    )
+
+
+def _transition(item: Mapping[str, Any]) -> Transition:
+    values = plain(item)
+    return Transition(
+        tenant_id=values["tenant_id"],
+        from_status=TenantStatus(values["from_status"]),
+        to_status=TenantStatus(values["to_status"]),
+        trigger=Trigger(values["trigger"]),
+        actor=values["actor"],
+        at=values["at"],
+        reason=values["reason"],
+        event=EventType(values["event"]),
+    )
+
+
+def _notice_item(notice: Notice) -> Item:
+    return item_from(
+        {
+            "pk": _NOTICE + notice.notice_id,
+            "sk": _NOTICE,
+            "notice_id": notice.notice_id,
+            "kind": notice.kind.value,
+            "tenant_id": notice.tenant_id,
+            "body": encode_body(notice.body),
+            "created_at": notice.created_at,
+            "notice_status": notice.status.value,
+            "attempts": notice.attempts,
+            "next_attempt_at": notice.next_attempt_at,
+            "last_error": notice.last_error,
+            "delivered_at": notice.delivered_at,
+        }
+    )
 
 
 def _notice(item: Mapping[str, Any]) -> Notice:
-    def text(name: str) -> str | None:
-        value = item.get(name)
-        return None if value is None else str(value["S"])
-
+    values = plain(item)
     return Notice(
-        notice_id=str(text("notice_id")),
-        kind=NoticeKind(str(text("kind"))),
-        tenant_id=str(text("tenant_id")),
-        body=json.loads(str(text("body"))),
-        created_at=str(text("created_at")),
-        status=NoticeStatus(str(text("notice_status"))),
-        attempts=int(item["attempts"]["N"]),
-        next_attempt_at=str(text("next_attempt_at")),
-        last_error=text("last_error"),
-        delivered_at=text("delivered_at"),
+        notice_id=values["notice_id"],
+        kind=NoticeKind(values["kind"]),
+        tenant_id=values["tenant_id"],
+        body=json.loads(values["body"]),
+        created_at=values["created_at"],
+        status=NoticeStatus(values["notice_status"]),
+        attempts=int(values["attempts"]),
+        next_attempt_at=values["next_attempt_at"],
+        last_error=values.get("last_error"),
+        delivered_at=values.get("delivered_at"),
     )

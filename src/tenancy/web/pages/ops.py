@@ -5,7 +5,6 @@ ones `tenancy diagnose/repair/verify/dlq/audit/alerts` run."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -24,6 +23,7 @@ from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.lifecycle import NoticeStatus
 from tenancy.domain.model import JobStatus, TenantStatus
 from tenancy.domain.plurals import plural
+from tenancy.domain.secret_lines import hide_secret_lines
 from tenancy.errors import InvalidInputError, NotFoundError, TenancyError
 from tenancy.runbook.audit import AuditReport, parse_duration, window_start
 from tenancy.runbook.audit_export import attempts_headline, human_age, render_csv, verdict_line
@@ -412,17 +412,11 @@ async def redeliver_notice(request: Request, services: ConsoleServices, notice_i
 @router.get("/ops/mail")
 def mail(request: Request, services: ConsoleServices) -> Response:
     viewer = require_operator(request)
-    emails = [dataclasses.replace(email, text=_hide_secrets(email.text)) for email in services.mailer.outbox(limit=100)]
+    emails = [
+        dataclasses.replace(email, text=hide_secret_lines(email.text, "[hidden in the console]"))
+        for email in services.mailer.outbox(limit=100)
+    ]
     return _page(request, viewer, "ops/mail.html", "mail", {"emails": emails, "status_words": mail_status_words})
-
-
-# Where our own emails (welcome, operator invitation, password reset) carry a secret. An email
-# only stored (no SMTP) keeps it for its reader; the console is not that reader.
-_SECRET_LINES = re.compile(r"^(Temporary password|Your reset code): \S+", re.MULTILINE)
-
-
-def _hide_secrets(text: str) -> str:
-    return _SECRET_LINES.sub(r"\1: [hidden in the console]", text)
 
 
 # --- Audit -------------------------------------------------------------------------------------
