@@ -139,3 +139,19 @@ def test_a_disabled_owner_of_an_active_tenant_goes_to_security_without_a_repair(
     assert f"its owner {subscriber.email} cannot sign in" in found.summary
     assert found.next_step.repairable is False
     assert found.escalate_to == ESCALATION["security"]
+
+
+def test_a_tenant_its_lifecycle_suspended_is_held_not_a_failure_for_review(
+    backend: Backend, services: Services, subscriber: Subscriber
+) -> None:
+    services.lifecycle_sweep.run(datetime(2027, 1, 20, 9, tzinfo=UTC))  # past due, then suspended
+    move_clock_to(backend, "2027-01-20")
+
+    diagnosis = services.runbook.diagnose(Selector(tenant_id=subscriber.tenant_id))
+
+    assert subscriber.status() is TenantStatus.SUSPENDED
+    assert diagnosis.finding is Finding.TENANT_HELD
+    assert "payment overdue" in diagnosis.summary
+    assert not diagnosis.finding.is_failure
+    assert not diagnosis.repairable
+    assert diagnosis.escalate_to is None

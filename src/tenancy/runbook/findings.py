@@ -28,6 +28,7 @@ class Finding(StrEnum):
     UNKNOWN_SUBSCRIPTION = "unknown_subscription"
     SUBSCRIPTION_OUT_OF_SYNC = "subscription_out_of_sync"
     TENANT_DELETED = "tenant_deleted"
+    TENANT_HELD = "tenant_held"
     LIFECYCLE_OVERDUE = "lifecycle_overdue"
     ACCESS_MISMATCH = "access_mismatch"
     EVENT_UNDELIVERED = "event_undelivered"
@@ -77,11 +78,12 @@ _LABELS = {
     Finding.UNKNOWN_SUBSCRIPTION: "a PayFast subscription no checkout of ours started",
     Finding.SUBSCRIPTION_OUT_OF_SYNC: "PayFast's view of the subscription disagrees with ours",
     Finding.TENANT_DELETED: "the tenant left and was deleted; its tombstone and billing remain",
+    Finding.TENANT_HELD: "suspended or cancelled by its subscription's lifecycle: billing only, until paid",
     Finding.LIFECYCLE_OVERDUE: "a lifecycle move is due and was not applied",
     Finding.ACCESS_MISMATCH: "who can sign in disagrees with the tenant's state",
     Finding.EVENT_UNDELIVERED: "a lifecycle event never reached the Site Builder application",
 }
-_NOT_FAILURES = frozenset({Finding.HEALTHY, Finding.IN_PROGRESS, Finding.TENANT_DELETED})
+_NOT_FAILURES = frozenset({Finding.HEALTHY, Finding.IN_PROGRESS, Finding.TENANT_DELETED, Finding.TENANT_HELD})
 # NOT_A_TENANT is never repairable: every repair would turn the operator into a tenant's owner.
 _REPAIRABLE = {
     Finding.PROVISIONING_FAILED,

@@ -9,7 +9,8 @@ tenant), a deleted tenant (whose missing people are no failure, unless some are 
 worker still has and purchases waiting for a person, then the missing or disagreeing records
 (4.3, the mismatch, 4.2, 4.1), a subscription payment accepted but not applied, PayFast's view
 of the subscription disagreeing with ours (asked only when one purchase is diagnosed), a
-lifecycle move due and not applied, a lifecycle notice undelivered, the welcome email (4.4), and
+lifecycle move due and not applied, a lifecycle notice undelivered, a tenant its lifecycle holds
+(suspended or cancelled: no failure), the welcome email (4.4), and
 healthy (section 5) last, for whatever the others did not name. A rule may count on the ones
 before it having found nothing: each docstring says what it finds on that footing."""
 
@@ -19,7 +20,13 @@ from tenancy.runbook.evidence import CaseFile
 from tenancy.runbook.rules.accounts import is_operator_account, not_a_tenant
 from tenancy.runbook.rules.base import DEFAULT_PASSWORD_TTL, DEFAULT_PERIODS, Context, Found, Rule
 from tenancy.runbook.rules.jobs import in_progress, needs_review
-from tenancy.runbook.rules.lifecycle import access_mismatch, event_undelivered, lifecycle_overdue, tenant_deleted
+from tenancy.runbook.rules.lifecycle import (
+    access_mismatch,
+    event_undelivered,
+    lifecycle_overdue,
+    tenant_deleted,
+    tenant_held,
+)
 from tenancy.runbook.rules.payment import payment_not_complete, payment_not_found
 from tenancy.runbook.rules.records import (
     identity_user_missing,
@@ -60,6 +67,7 @@ RULES: tuple[Rule, ...] = (
     subscription_out_of_sync,
     lifecycle_overdue,
     event_undelivered,
+    tenant_held,
     welcome_email_missing,
     healthy,
 )

@@ -13,8 +13,8 @@ from tenancy.runbook.rules.base import IN_FLIGHT, Context, Found, owner_linked, 
 __all__ = ["in_progress", "needs_review"]
 
 # Neither a failure nor the end of provisioning: the tenant is held or ended on purpose. A
-# cancelling tenant is neither: its owner keeps full access until the paid-through date.
-_DELIBERATE = frozenset(TenantStatus) - {TenantStatus.ACTIVE, TenantStatus.PROVISIONING, TenantStatus.CANCELLING}
+# cancelling or past-due tenant is neither: its owner keeps full access for now.
+_DELIBERATE = frozenset({TenantStatus.SUSPENDED, TenantStatus.CANCELLED})
 
 
 @rule("JOB001", Finding.IN_PROGRESS)
@@ -37,9 +37,10 @@ def in_progress(case: CaseFile, context: Context) -> Found | None:
 def needs_review(case: CaseFile, context: Context) -> Found | None:
     """A person must decide, so nothing is repaired and Finance is told (RB-001 section 6): the
     saga stopped for review (a second purchase by an owner who has a tenant), or the tenant,
-    whose stores all agree, is suspended or cancelled, a deliberate state and no provisioning
-    failure. It comes before the missing-record rules: a job stopped for review has no tenant
-    of its own yet, and that is as it should be."""
+    whose stores all agree, was suspended or cancelled by hand (one with a subscription is held by
+    its lifecycle: `tenant_held`), a deliberate state and no provisioning failure. It comes before
+    the missing-record rules: a job stopped for review has no tenant of its own yet, and that is
+    as it should be."""
     job, tenant = case.job, case.tenant
     if job is not None and job.status is JobStatus.NEEDS_REVIEW:
         return Found(
@@ -49,6 +50,8 @@ def needs_review(case: CaseFile, context: Context) -> Found | None:
         )
     if tenant is None or tenant.status not in _DELIBERATE or not owner_linked(case):
         return None
+    if case.subscription is not None and case.subscription.tenant_id == tenant.tenant_id:
+        return None  # its subscription's lifecycle holds it: `tenant_held`, no decision to make
     return Found(
         f"Tenant {tenant.tenant_id} is {tenant.status.value}: a deliberate state, not a provisioning failure.",
         NextStep("Check the billing history before changing it."),

@@ -12,7 +12,7 @@ from tenancy.runbook.evidence import CaseFile
 from tenancy.runbook.findings import ESCALATION, Evidence, Finding, NextStep, Store
 from tenancy.runbook.rules.base import Context, Found, rule
 
-__all__ = ["access_mismatch", "event_undelivered", "lifecycle_overdue", "tenant_deleted"]
+__all__ = ["access_mismatch", "event_undelivered", "lifecycle_overdue", "tenant_deleted", "tenant_held"]
 
 # The sweep runs every few minutes: a move due for less than this is the sweep's, not a finding.
 SWEEP_SLACK = timedelta(hours=1)
@@ -81,6 +81,36 @@ def tenant_deleted(case: CaseFile, context: Context) -> Found | None:
         f"Tenant {tenant.tenant_id} was deleted on {tenant.updated_at}: {Finding.TENANT_DELETED.label}.",
         NextStep("Nothing to repair. A customer who wants back in buys again: that makes a new tenant."),
         evidence=(Evidence(Store.TENANTS, {"status": "deleted"}, f"tenant {tenant.tenant_id} is a tombstone"),),
+    )
+
+
+@rule("LIF005", Finding.TENANT_HELD)
+def tenant_held(case: CaseFile, context: Context) -> Found | None:
+    """The tenant's subscription lifecycle suspended it (payment overdue) or cancelled it (the
+    subscription ended): its people sign in to billing only, until it is paid for again. Nothing
+    is wrong and nothing is repaired. It comes after the rules of the tenant's records and its
+    subscription's payments, which a held tenant may still fail, and after a lifecycle move due
+    and not applied (a suspended tenant overdue for cancellation)."""
+    tenant, subscription = case.tenant, case.subscription
+    held = {TenantStatus.SUSPENDED, TenantStatus.CANCELLED}
+    if tenant is None or tenant.status not in held or subscription is None:
+        return None
+    if subscription.tenant_id != tenant.tenant_id:
+        return None
+    why = "payment overdue" if tenant.status is TenantStatus.SUSPENDED else "subscription ended"
+    return Found(
+        f"Tenant {tenant.tenant_id} is {tenant.status.value} ({why}): {Finding.TENANT_HELD.label}.",
+        NextStep(
+            "Nothing to repair. The owner pays from the account page (Pay now or Subscribe again); "
+            "`tenancy lifecycle history` shows how it got here."
+        ),
+        evidence=(
+            Evidence(
+                Store.LIFECYCLE,
+                {"status": tenant.status.value, "paid_through": subscription.paid_through.isoformat()},
+                f"{tenant.status.value}: {why}; paid through {subscription.paid_through.isoformat()}",
+            ),
+        ),
     )
 
 
