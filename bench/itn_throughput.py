@@ -71,10 +71,20 @@ def write_bodies(path: Path, bodies: list[bytes]) -> None:
 
 
 def wrk(
-    base_url: str, seconds: float, concurrency: int, method: str, path: str, bodies: Path | None = None
+    base_url: str,
+    seconds: float,
+    concurrency: int,
+    method: str,
+    path: str,
+    bodies: Path | None = None,
+    *,
+    headers: tuple[str, ...] = (),
+    bodies_size: str = "itn_bodies",
 ) -> dict[str, Any]:
-    """One wrk run; its JSON summary plus the CPU seconds wrk itself used (cpu_s)."""
-    arguments = [method, path, str(WRK_THREADS), *([str(bodies)] if bodies else [])]
+    """One wrk run; its JSON summary plus the CPU seconds wrk itself used (cpu_s). `headers`: the
+    bodies' Content-Type and Authorization (wrk_requests.lua's TYPE and AUTHORIZATION);
+    `bodies_size`: the SIZES number to raise when the bodies run out."""
+    arguments = [method, path, str(WRK_THREADS), *([str(bodies), *headers] if bodies else [])]
     command = [
         wrk_binary(),
         f"--threads={WRK_THREADS}",
@@ -99,7 +109,7 @@ def wrk(
     if summary["exhausted"]:
         raise BenchError(
             f"wrk sent all {summary['sent']} pre-built bodies before the {seconds} s run ended: "
-            "raise itn_bodies (bench/run.py SIZES) rather than repeat an ITN"
+            f"raise {bodies_size} (bench/run.py SIZES) rather than repeat a request"
         )
     errors = summary["errors"]
     if errors["connect"] or errors["write"] or errors["read"]:

@@ -3,9 +3,10 @@
     .venv/bin/python bench/run.py --size full|tiny [--out DIR] [--only ID ...] [--set KEY=N ...] [--keep]
 
 Runs, in order: login_latency, itn_throughput, provision_throughput, end_to_end_latency,
-diagnose_latency, audit_scan, audit_scale, repair_mttr, metrics_scrape, console_latency, all on
-the embedded backend (SQLite under a temporary TENANCY_HOME, `tenancy serve` as a real process on a
-free 127.0.0.1 port, PayFast offline; itn_throughput needs wrk on the PATH). `--only` keeps this
+diagnose_latency, audit_scan, audit_scale, repair_mttr, metrics_scrape, console_latency,
+usage_record, all on the embedded backend (SQLite under a temporary TENANCY_HOME, `tenancy serve` as
+a real process on a free 127.0.0.1 port, PayFast offline; itn_throughput and usage_record need wrk on
+the PATH). `--only` keeps this
 order; `--set huge_tenants=300000` overrides one number of the size (see SIZES), and the results
 say so. Prints a table and writes DIR/latest.json and DIR/latest.md (default DIR: bench/results; a
 partial run overwrites them there too): machine info and, per benchmark, its id, figures, floor, ratio,
@@ -37,6 +38,7 @@ import login_latency
 import metrics_scrape
 import provision_throughput
 import repair_mttr
+import usage_record
 from common import ROOT, Result, machine_info, say
 from seed import break_identity_users, seed
 
@@ -61,6 +63,7 @@ SIZES: dict[str, dict[str, int]] = {
         "metrics_scrapes": 20,
         "console_requests": 20,
         "console_budget_s": 90,  # per page and home: at least 3 loads, then no more once 90 s are spent
+        "usage_bodies": 60_000,  # more than 10 s can send, as itn_bodies (one enterprise tenant per 900)
     },
     "tiny": {
         "login_requests": 3,
@@ -82,6 +85,7 @@ SIZES: dict[str, dict[str, int]] = {
         "metrics_scrapes": 3,
         "console_requests": 2,
         "console_budget_s": 30,
+        "usage_bodies": 5000,
     },
 }
 BENCHMARKS = (
@@ -95,6 +99,7 @@ BENCHMARKS = (
     "repair_mttr",
     "metrics_scrape",
     "console_latency",
+    "usage_record",
 )
 
 
@@ -192,6 +197,8 @@ def run_one(name: str, work: Path, size: dict[str, int], homes: Homes) -> Result
             size["console_requests"],
             size["console_budget_s"],
         )
+    if name == "usage_record":
+        return usage_record.run(work, size["itn_seconds"], size["usage_bodies"], size["concurrency"])
     raise ValueError(name)
 
 

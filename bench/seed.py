@@ -65,11 +65,12 @@ class Seeded:
     tenants: int
 
 
-def provision_template(home: Path) -> dict[str, str]:
-    """Purchase 0 through the real intake and saga; returns the ids its rows carry."""
+def provision_template(home: Path, plan_name: str | None = None) -> dict[str, str]:
+    """Purchase 0 (of `plan_name`, else the catalogue's first plan) through the real intake and
+    saga; returns the ids its rows carry."""
     services = open_services(home)
     try:
-        plan = services.plans.get(services.plans.names()[0])
+        plan = services.plans.get(plan_name or services.plans.names()[0])
         fields = build_itn(
             transaction_id=transaction_id(0),
             email=email(0),
@@ -173,11 +174,11 @@ def _batches(first: int, end: int) -> Iterator[range]:
         yield range(start, min(start + BATCH, end))
 
 
-def seed(home: Path, tenants: int, label: str = "") -> Seeded:
+def seed(home: Path, tenants: int, label: str = "", plan: str | None = None) -> Seeded:
     """`tenants` healthy, active tenants (each with payment, job, identity user, users record and
-    welcome email) in a new TENANCY_HOME."""
+    welcome email) in a new TENANCY_HOME, all on `plan` (default: the catalogue's first)."""
     home.mkdir(parents=True, exist_ok=True)
-    template = provision_template(home)
+    template = provision_template(home, plan)
     originals = template_ids(template)
     ids_for = clone_ids(template)
     connection = sqlite3.connect(home / "tenancy.db", isolation_level=None)

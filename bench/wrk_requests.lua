@@ -1,10 +1,14 @@
--- The wrk script of itn_throughput (bench/itn_throughput.py): both of its runs, the ITNs and the
--- /healthz floor, go through this same script, so the generator does the same work per request.
+-- The wrk script of itn_throughput and usage_record (bench/itn_throughput.py, bench/usage_record.py):
+-- the measured runs and the /healthz floor go through this same script, so the generator does the
+-- same work per request.
 --
---   wrk -t T -c C -d D -s bench/wrk_requests.lua URL -- METHOD PATH THREADS [BODIES]
+--   wrk -t T -c C -d D -s bench/wrk_requests.lua URL -- METHOD PATH THREADS [BODIES [TYPE [AUTHORIZATION]]]
 --
 -- With BODIES (a file, one request body per line), each request sends the next body of the file:
--- thread i (from 0) takes lines i, i+T, i+2T, ..., so no body is ever sent twice. A thread that has
+-- thread i (from 0) takes lines i, i+T, i+2T, ..., so no body is ever sent twice. A line
+-- "PATH<TAB>BODY" is sent to its own PATH instead of the command line's (a form-encoded or compact
+-- JSON body never holds a raw tab). TYPE is the bodies' Content-Type (default form-encoded);
+-- AUTHORIZATION, when given, is sent as the Authorization header of every body's request. A thread that has
 -- sent its whole share sends nothing more (its connections wait out the run) and done() reports it
 -- as exhausted: the caller must treat that run as void, since the rate would count idle time.
 -- Without BODIES every request is METHOD PATH with no body.
@@ -21,14 +25,22 @@ end
 
 function init(args)
     local method, path, thread_count, bodies_file = args[1], args[2], tonumber(args[3]), args[4]
+    local content_type, authorization = args[5], args[6]
     local headers = {}
     requests_of_share = {}
     if bodies_file then
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        headers["Content-Type"] = content_type or "application/x-www-form-urlencoded"
+        if authorization and authorization ~= "" then
+            headers["Authorization"] = authorization
+        end
         local line_number = 0
-        for body in io.lines(bodies_file) do
+        for line in io.lines(bodies_file) do
             if line_number % thread_count == id then
-                requests_of_share[#requests_of_share + 1] = wrk.format(method, path, headers, body)
+                local own_path, body = line:match("^([^\t]*)\t(.*)$")
+                if own_path == nil then
+                    own_path, body = path, line
+                end
+                requests_of_share[#requests_of_share + 1] = wrk.format(method, own_path, headers, body)
             end
             line_number = line_number + 1
         end

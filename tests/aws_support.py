@@ -19,6 +19,9 @@ from tenancy.config import Settings
 
 from helpers import ManualClock
 
+# The service keys' pepper on AWS, which has no default there (bootstrap.service_key_pepper).
+AWS_TEST_PEPPER = "aws-test-pepper-0123456789abcdef0123456789"
+
 
 @dataclass(frozen=True)
 class AwsContext:

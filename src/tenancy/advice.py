@@ -27,6 +27,12 @@ def next_action(diagnosis: Diagnosis) -> str:
             " Mail is delivered once TENANCY_SMTP_URL names an SMTP server; "
             f"until then `tenancy mail list --to {step.mail_kept_for}` shows the email."
         )
+    if step.usage_over_limit_of:
+        tenant_id = step.usage_over_limit_of
+        text += (
+            f" `tenancy usage show {tenant_id}` shows its usage against the limits; a count that is wrong is "
+            f'corrected with `tenancy usage set {tenant_id} METRIC N --reason "..." --yes`.'
+        )
     return text
 
 

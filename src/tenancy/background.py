@@ -61,7 +61,10 @@ def background_threads(
         sweep = services.lifecycle_sweep
 
         def sweep_now() -> object:
-            return sweep.run(services.clock.now())
+            report = sweep.run(services.clock.now())
+            # Usage records' idempotency keys are remembered for a week (on AWS, DynamoDB's TTL forgets them).
+            services.usage.forget_old_answers()
+            return report
 
         for name, seconds, action in (
             ("lifecycle-sweep", settings.lifecycle_sweep_seconds, sweep_now),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from tenancy.adapters.local.sessions import SqliteSessionStore
 from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
 from tenancy.adapters.local.subscriptions import SqliteSubscriptionStore
 from tenancy.adapters.local.trail import SqliteRepairTrail
+from tenancy.adapters.local.usage import SqliteServiceKeyStore, SqliteUsageStore
 from tenancy.adapters.notifiers import (
     EmailNotifier,
     LogNotifier,
@@ -69,12 +71,15 @@ from tenancy.ports import (
     PurchaseObserver,
     RateLimiter,
     RepairTrail,
+    ServiceKeyStore,
     SessionStore,
     SubscriptionApi,
     SubscriptionStore,
     TenantStore,
+    UsageStore,
     UserStore,
 )
+from tenancy.private_files import create_private_file, private_directory
 from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga, SagaSettings
@@ -88,6 +93,9 @@ from tenancy.runbook.findings_index import Auditor, FindingsRecorder
 from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.runbook.repair import LifecycleRepairs
 from tenancy.runbook.service import Runbook
+from tenancy.usage.entitlements import UsageService
+from tenancy.usage.keys import ServiceKeys
+from tenancy.usage.warnings import UsageMail
 
 __all__ = ["Services", "SystemClock", "build", "log_directory"]
 
@@ -121,6 +129,8 @@ class Services:
     findings_index: FindingsIndex
     subscriptions: SubscriptionStore
     lifecycle: LifecycleStore
+    usage_store: UsageStore  # each tenant's usage, and the answers given to idempotency keys
+    service_key_store: ServiceKeyStore
     events: EventPublisher  # where lifecycle events go: a webhook, EventBridge, or no one
     database: Database | None = None  # the embedded backend's SQLite file; None on AWS
     log_source: LogSource | None = None  # where `logs` reads; None: the files under TENANCY_HOME/logs
@@ -199,6 +209,31 @@ class Services:
             billing_url=f"{settings.public_base_url}/account",
             support_email=settings.effective_support_email,
         )
+
+    @cached_property
+    def usage(self) -> UsageService:
+        """Entitlements and usage records for the Site Builder application, and corrections."""
+        settings = self.settings
+        return UsageService(
+            tenants=self.tenants,
+            subscriptions=self.subscriptions,
+            usage=self.usage_store,
+            users=self.users,
+            lifecycle=self.lifecycle,
+            notices=self.notices,
+            trail=self.trail,
+            mail=UsageMail(
+                sender=settings.email_from,
+                account_url=f"{settings.public_base_url}/account",
+                support_email=settings.effective_support_email,
+            ),
+            clock=self.clock,
+        )
+
+    @cached_property
+    def service_keys(self) -> ServiceKeys:
+        """The service API's keys (made, listed, revoked, checked)."""
+        return ServiceKeys(self.service_key_store, service_key_pepper(self.settings), self.clock)
 
     @cached_property
     def offboarding(self) -> TenantOffboarding:
@@ -539,6 +574,25 @@ class Services:
         )
 
 
+def service_key_pepper(settings: Settings) -> bytes:
+    """TENANCY_SERVICE_KEY_PEPPER; embedded, without it, a random pepper made once under
+    TENANCY_HOME/keys (private to this account). On AWS every function must share one: it must be set."""
+    if settings.service_key_pepper is not None:
+        return settings.service_key_pepper.get_secret_value().encode()
+    if settings.backend is Backend.AWS:
+        raise ConfigurationError(
+            "the service API needs TENANCY_SERVICE_KEY_PEPPER on AWS"
+            " (at least 32 characters, e.g. `openssl rand -hex 32`)"
+        )
+    path = settings.keys_dir / "service-key-pepper"
+    if not path.exists():
+        private_directory(settings.keys_dir)
+        create_private_file(path)
+    if not path.read_text(encoding="ascii").strip():
+        path.write_text(secrets.token_hex(32), encoding="ascii")
+    return path.read_text(encoding="ascii").strip().encode()
+
+
 def log_directory(settings: Settings) -> Path:
     """Where every process appends its log files: TENANCY_HOME/logs."""
     return settings.home / "logs"
@@ -584,6 +638,8 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Services:
         findings_index=SqliteFindingsIndex(database),
         subscriptions=SqliteSubscriptionStore(database),
         lifecycle=SqliteLifecycleStore(database),
+        usage_store=SqliteUsageStore(database),
+        service_key_store=SqliteServiceKeyStore(database),
         events=_webhook_publisher(settings),
         database=database,
         rate_limiter=SqliteRateLimiter(database, clock=clock),
@@ -639,6 +695,7 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
     from tenancy.adapters.aws.sessions import DynamoSessionStore
     from tenancy.adapters.aws.sqs import SqsJobQueue
     from tenancy.adapters.aws.subscriptions import DynamoSubscriptionStore
+    from tenancy.adapters.aws.usage import DynamoServiceKeyStore, DynamoUsageStore
 
     session = boto3.Session(region_name=settings.aws_region)
     # botocore's defaults (60 s timeouts, legacy retries) outlast the provisioning function's 30 s.
@@ -687,6 +744,10 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
             tenants_table=settings.tenants_table,
             subscriptions_table=settings.subscriptions_table,
         ),
+        usage_store=DynamoUsageStore(
+            dynamodb, tenants_table=settings.tenants_table, answers_table=settings.usage_answers_table
+        ),
+        service_key_store=DynamoServiceKeyStore(dynamodb, settings.service_keys_table),
         events=EventBridgePublisher(session.client("events", config=config), settings.effective_event_bus_name),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
         rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table, clock=clock),

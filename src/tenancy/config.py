@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     event_bus_name: str | None = None
+    # The service API's keys are kept as HMAC-SHA256 digests keyed with this pepper (at least 32
+    # characters). Embedded, it defaults to a random one made once under TENANCY_HOME/keys; on
+    # AWS every function must share it, so it must be set.
+    service_key_pepper: SecretStr | None = None
     # TEST-ONLY fault injection (tenancy.faults), e.g. `crash_after:identity_user:once`; never set it
     # in a deployment. The reliability suite crashes and slows real worker processes with it.
     faults: str = ""
@@ -176,6 +180,8 @@ class Settings(BaseSettings):
     findings_table: str = "findings"
     subscriptions_table: str = "subscriptions"
     lifecycle_table: str = "lifecycle"
+    usage_answers_table: str = "usage-answers"
+    service_keys_table: str = "service-keys"
     # Development against moto only: keep temporary passwords in the SES mail log (no inbox there).
     mail_log_keeps_secrets: bool = False
     queue_url: str | None = None
@@ -252,7 +258,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "alert_email_to", "alert_slack_webhook_url", "alert_pagerduty_routing_key", "metrics_token", mode="before"
+        "alert_email_to",
+        "alert_slack_webhook_url",
+        "alert_pagerduty_routing_key",
+        "metrics_token",
+        "service_key_pepper",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -263,6 +274,13 @@ class Settings(BaseSettings):
     def _long_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().strip()) < 16:
             raise ValueError("TENANCY_METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("service_key_pepper")
+    @classmethod
+    def _long_pepper(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("TENANCY_SERVICE_KEY_PEPPER must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
     @field_validator("support_email", mode="before")

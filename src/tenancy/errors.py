@@ -11,6 +11,7 @@
     ├── ItemAlreadyExistsError  a conditional create lost against an existing item
     ├── ConflictError           a conditional update lost: the item changed since it was read
     ├── NotFoundError           the item asked for does not exist
+    ├── TenantInactiveError     the tenant may not use what it bought now (suspended, cancelled...)
     ├── RateLimitedError        too many attempts from one account or source; try after `retry_after`
     └── AuthenticationError     login refused; `reason` is what the user is shown
         ├── AccountNotFoundError    no identity user ("Account not found", RB-001 3.1)
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimitedError",
     "TenancyError",
     "TenantBlockedError",
+    "TenantInactiveError",
     "TenantNotFoundError",
     "TransientError",
     "UnknownPlanError",
@@ -94,6 +96,16 @@ class ConflictError(TenancyError):
 
 class NotFoundError(TenancyError):
     """The item asked for does not exist."""
+
+
+class TenantInactiveError(TenancyError):
+    """The tenant exists but has no access now, so nothing may be used or recorded for it:
+    `status` is the tenant's, `reason` says why in words its owner understands."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(f"tenant is {status}: {reason}")
+        self.status = status
+        self.reason = reason
 
 
 class RateLimitedError(TenancyError):

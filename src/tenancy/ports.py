@@ -39,8 +39,11 @@ from tenancy.domain.model import (
     Tenant,
     TenantStatus,
     Tokens,
+    Usage,
     UserRecord,
 )
+from tenancy.domain.service_keys import ServiceKey
+from tenancy.domain.usage import Metric, UsageChange, UsageOutcome
 
 __all__ = [
     "Clock",
@@ -58,10 +61,12 @@ __all__ = [
     "PurchaseObserver",
     "RateLimiter",
     "RepairTrail",
+    "ServiceKeyStore",
     "SessionStore",
     "SubscriptionApi",
     "SubscriptionStore",
     "TenantStore",
+    "UsageStore",
     "UserStore",
 ]
 
@@ -510,6 +515,59 @@ class LifecycleStore(Protocol):
     def count_events_since(self, event_type: EventType, since: str) -> int:
         """How many lifecycle events of this type were queued at or after `since` (a contract
         timestamp), whatever became of them: the alerts' suspensions per day."""
+        ...
+
+    def queue_notice(self, notice: Notice) -> bool:
+        """Queues a notice that no move owes (a usage warning), once: False, and nothing
+        written, when a notice with its id exists already."""
+        ...
+
+
+class UsageStore(Protocol):
+    """Each tenant's usage (the tenant item's `usage` map), written only by conditional updates,
+    and the answers given to each idempotency key."""
+
+    def record(self, tenant: Tenant, change: UsageChange, period_start: str, at: str) -> UsageOutcome:
+        """Applies `change` to the stored tenant in one conditional write that also holds the
+        quota: applied only if the stored tenant has access (TenantStatus.has_access), and if the
+        change lowers the level or leaves it within the limit. A generation count kept for a
+        period other than `period_start` starts from zero, and the period is written with it.
+        The outcome (applied, or refused with the usage found) is kept under (tenant,
+        idempotency key): the key seen again answers that outcome with `replayed` set, changing
+        nothing (InvalidInputError if the change differs). `tenant` as read is where the store
+        starts: a stored tenant that moved since (its usage, limit, period or status) is judged
+        as it is now. Raises NotFoundError (no tenant), TenantInactiveError (no access now;
+        nothing kept), TransientError (it kept moving)."""
+        ...
+
+    def correct(self, tenant_id: str, metric: Metric, value: int, period_start: str, at: str) -> Usage:
+        """Sets the metric to `value` whatever the limit or the status (an operator's correction;
+        a generation count is set for `period_start`); returns the usage after. NotFoundError if
+        there is no tenant."""
+        ...
+
+    def forget_answers(self, before: str) -> int:
+        """Drops the answers kept for idempotency keys first seen before `before`; how many."""
+        ...
+
+
+class ServiceKeyStore(Protocol):
+    """The service API's credentials, by name, hashed."""
+
+    def create(self, key: ServiceKey) -> None:
+        """Stores a new key; ItemAlreadyExistsError if the name is taken (revoked keys keep theirs)."""
+        ...
+
+    def get(self, name: str) -> ServiceKey | None:
+        """The key of this name, or None."""
+        ...
+
+    def all(self) -> list[ServiceKey]:
+        """Every key, revoked ones too, by name."""
+        ...
+
+    def revoke(self, name: str, at: str) -> bool:
+        """Marks the key revoked at `at`; False if there is no such key or it was revoked before."""
         ...
 
 

@@ -30,7 +30,7 @@ from tenancy.adapters.aws.resources import ensure_resources
 from tenancy.bootstrap import Services, build
 from tenancy.config import PayfastMode
 
-from aws_support import AwsContext, Backend, moto_cognito
+from aws_support import AWS_TEST_PEPPER, AwsContext, Backend, moto_cognito
 from helpers import ManualClock, make_settings
 
 
@@ -53,7 +53,9 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsContext]
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():
         session = boto3.Session(region_name="eu-west-1")
-        base = make_settings(tmp_path / "aws-home", backend="aws", aws_region="eu-west-1")
+        base = make_settings(
+            tmp_path / "aws-home", backend="aws", aws_region="eu-west-1", service_key_pepper=AWS_TEST_PEPPER
+        )
         resources = ensure_resources(session, base)
         settings = base.model_copy(
             update={

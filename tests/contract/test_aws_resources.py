@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
 
 from tenancy.adapters.aws.resources import MAX_RECEIVE_COUNT, ensure_resources
+from tenancy.cli import app
 
 from aws_support import AwsContext
 
@@ -22,6 +27,22 @@ def test_tables_have_the_data_contract_keys_and_the_email_index(aws: AwsContext)
     assert sorted(index["IndexName"] for index in users["GlobalSecondaryIndexes"]) == ["email-index", "tenant-index"]
     assert journal["KeySchema"] == [{"AttributeName": "transaction_id", "KeyType": "HASH"}]
     assert payments["KeySchema"][0] == {"AttributeName": "pf_payment_id", "KeyType": "HASH"}
+
+
+def test_the_usage_tables_are_keyed_for_the_service_api_and_answers_expire(aws: AwsContext) -> None:
+    dynamodb = aws.session.client("dynamodb")
+
+    answers = dynamodb.describe_table(TableName="usage-answers")["Table"]
+    keys = dynamodb.describe_table(TableName="service-keys")["Table"]
+    ttl = dynamodb.describe_time_to_live(TableName="usage-answers")["TimeToLiveDescription"]
+
+    assert answers["KeySchema"] == [
+        {"AttributeName": "tenant_id", "KeyType": "HASH"},
+        {"AttributeName": "idempotency_key", "KeyType": "RANGE"},
+    ]
+    assert keys["KeySchema"] == [{"AttributeName": "name", "KeyType": "HASH"}]
+    # An idempotency key is remembered 7 days: DynamoDB's TTL forgets its answer after that.
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
 
 
 def test_the_queue_dead_letters_after_the_max_receive_count(aws: AwsContext) -> None:
@@ -72,8 +93,31 @@ def test_bootstrap_is_idempotent_and_prints_the_settings_to_export(aws: AwsConte
     assert exported["TENANCY_QUEUE_URL"].endswith("/provisioning")
     assert exported["TENANCY_DLQ_URL"].endswith("/provisioning-dlq")
     assert {"TENANCY_USER_POOL_ID", "TENANCY_USER_POOL_CLIENT_ID", "TENANCY_TENANTS_TABLE"} <= set(exported)
+    assert exported["TENANCY_USAGE_ANSWERS_TABLE"] == "usage-answers"
+    assert exported["TENANCY_SERVICE_KEYS_TABLE"] == "service-keys"
     identities = aws.session.client("ses").list_identities()["Identities"]
     assert "noreply@kimmyai.io" in identities
+
+
+@pytest.mark.parametrize("pepper", [None, "p" * 32], ids=["pepper unset", "pepper set"])
+def test_the_bootstrap_command_prints_the_usage_tables_and_asks_for_a_pepper_only_when_unset(
+    aws: AwsContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pepper: str | None
+) -> None:
+    monkeypatch.setenv("TENANCY_HOME", str(tmp_path / "cli-home"))
+    monkeypatch.setenv("TENANCY_AWS_REGION", "eu-west-1")
+    if pepper is None:
+        monkeypatch.delenv("TENANCY_SERVICE_KEY_PEPPER", raising=False)
+    else:
+        monkeypatch.setenv("TENANCY_SERVICE_KEY_PEPPER", pepper)
+
+    result = CliRunner().invoke(app, ["aws", "bootstrap", "--format", "json"])
+
+    assert result.exit_code == 0, result.output
+    exported = json.loads(result.stdout)  # the reminder never spoils what `eval` or a JSON parser reads
+    assert exported["TENANCY_USAGE_ANSWERS_TABLE"] == "usage-answers"
+    assert exported["TENANCY_SERVICE_KEYS_TABLE"] == "service-keys"
+    assert "TENANCY_SERVICE_KEY_PEPPER" not in exported  # a secret is never printed
+    assert ("TENANCY_SERVICE_KEY_PEPPER" in result.stderr) is (pepper is None)
 
 
 def test_bootstrap_adds_an_index_a_table_made_before_it_lacks(aws: AwsContext) -> None:

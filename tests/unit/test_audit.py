@@ -39,6 +39,7 @@ from tenancy.domain.model import (
     UserRecord,
     UserStatus,
 )
+from tenancy.domain.usage import Metric
 from tenancy.errors import InvalidInputError, PermanentError
 from tenancy.payments.simulator import build_itn, encode_form
 from tenancy.ports import Mailer
@@ -621,6 +622,7 @@ UNDELIVERED = "TXN-UNDELIVERED"  # its tenant.activated event died undelivered
 DELETED = "TXN-DELETED"  # the tenant left and was deleted
 PEOPLE_LEFT = "TXN-PEOPLE-LEFT"  # deleted, but its owner's identity user is still there
 HELD = "TXN-HELD"  # suspended by its subscription's lifecycle (payment overdue)
+OVER_LIMIT = "TXN-OVER-LIMIT"  # more sites than its plan allows (a downgrade, a hand edit)
 
 
 def seed_every_branch(services: Services) -> list[str]:
@@ -631,7 +633,7 @@ def seed_every_branch(services: Services) -> list[str]:
     now = format_timestamp(services.clock.now())
     for transaction_id in (
         MISMATCHED, OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
-        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE,
+        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OVER_LIMIT,
     ):  # fmt: skip
         provision(services, transaction_id, email_of(transaction_id))
     services.identity.update_attributes(email_of(MISMATCHED), {"custom:tenant_id": "ten_somewhereelse"})
@@ -641,6 +643,8 @@ def seed_every_branch(services: Services) -> list[str]:
     services.users.delete(record.user_id)
     services.tenants.set_status(tenant_id_for(SUSPENDED), TenantStatus.SUSPENDED, now)
     services.tenants.set_status(tenant_id_for(STILL_PROVISIONING), TenantStatus.PROVISIONING, now)
+    # Written straight to the store (no trail entry): professional allows 5 sites.
+    services.usage_store.correct(tenant_id_for(OVER_LIMIT), Metric.SITES, 9, now[:10], now)
     services.identity.set_password(email_of(CONFIRMED_WITHOUT_WELCOME), "Owner-Chosen-Passw0rd!", permanent=True)
     drop_outbox(services, email_of(CONFIRMED_WITHOUT_WELCOME))
     job = services.journal.get(STALLED_BUT_DONE)
@@ -670,7 +674,7 @@ def seed_every_branch(services: Services) -> list[str]:
         *HEALTHY, *REPAIRABLE, *LEFT_ALONE, STILL_QUEUED, OLD_HEALTHY, OLD_BROKEN, OLD_REJECTED, MISMATCHED,
         OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
         CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OPERATOR_PURCHASE, BILLED_TWICE, RENEWAL_LOST, UNKNOWN_TOKEN,
-        OVERDUE, UNDELIVERED, DELETED, PEOPLE_LEFT, HELD, NOWHERE,
+        OVERDUE, UNDELIVERED, DELETED, PEOPLE_LEFT, HELD, OVER_LIMIT, NOWHERE,
     ]  # fmt: skip
 
 

@@ -20,6 +20,7 @@ BENCHMARKS = {
     "repair_mttr",
     "metrics_scrape",
     "console_latency",
+    "usage_record",
 }
 
 

@@ -46,6 +46,7 @@ from tenancy.runbook.rules.records import (
     tenant_id_mismatch,
     tenant_record_missing,
 )
+from tenancy.runbook.rules.usage import usage_over_limit
 from tenancy.runbook.rules.welcome import healthy, welcome_email_missing
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -334,6 +335,33 @@ def test_welcome_email_missing_is_4_4_and_cites_the_mail_provider_s_counts() -> 
     assert counts.line == "mail: the mail provider, for all recipients: delivered=3 failed=1"
 
 
+def test_usage_over_limit_names_each_metric_above_the_plan_with_its_numbers_and_repairs_nothing() -> None:
+    # professional allows 5 sites, 100 generations and 500 MB: a downgrade left more sites and storage.
+    over = tenant(usage=Usage(sites_count=7, generations_this_month=100, storage_used_mb=640))
+
+    diagnosis = diagnosed(healthy_case(tenant=over), NOW + timedelta(hours=2))
+
+    assert (diagnosis.finding, diagnosis.rule) == (Finding.USAGE_OVER_LIMIT, usage_over_limit.code)
+    assert (
+        diagnosis.summary
+        == f"Tenant {TENANT} uses more than its plan professional allows: sites 7 of 5, storage_mb 640 of 500."
+    )
+    over_limit = [item for item in diagnosis.evidence if "metric" in item.fields]
+    assert [(item.store, item.fields["metric"], item.fields["used"], item.fields["limit"]) for item in over_limit] == [
+        (Store.TENANTS, "sites", 7, 5),
+        (Store.TENANTS, "storage_mb", 640, 500),
+    ]  # generations at exactly the limit is not over it
+    # No failure: not repaired, not escalated even when open for hours, counted with the healthy.
+    assert not diagnosis.finding.is_failure
+    assert not diagnosis.repairable
+    assert diagnosis.escalate_to is None
+    advice = next_action(diagnosis)
+    assert advice.startswith("Nothing to repair: ask the owner to bring the usage down")
+    assert f"`tenancy usage show {TENANT}`" in advice
+    assert f'`tenancy usage set {TENANT} METRIC N --reason "..." --yes`' in advice
+    assert "tenancy repair" not in advice
+
+
 def test_a_failure_open_for_more_than_an_hour_goes_to_the_on_call_manager() -> None:
     case = healthy_case(identity_user=None)
 
@@ -392,6 +420,7 @@ def test_the_registry_is_in_rb001_s_order() -> None:
         Finding.EVENT_UNDELIVERED,  # a move's event or email never delivered
         Finding.TENANT_HELD,  # suspended or cancelled by its lifecycle: no failure
         Finding.WELCOME_EMAIL_MISSING,  # 4.4
+        Finding.USAGE_OVER_LIMIT,  # above the plan's limits: no failure, so it hides none
         Finding.HEALTHY,  # section 5: whatever the others did not name
     ]
 
@@ -436,6 +465,16 @@ _RUNNING = job(status=JobStatus.RUNNING, completed_steps=())
         ),
         (healthy_case(users=(), emails=()), Finding.IDENTITY_USER_MISSING, welcome_email_missing),
         (healthy_case(emails=()), Finding.WELCOME_EMAIL_MISSING, healthy),
+        (
+            healthy_case(emails=(), tenant=tenant(usage=Usage(sites_count=9))),
+            Finding.WELCOME_EMAIL_MISSING,
+            usage_over_limit,
+        ),
+        (
+            healthy_case(identity_user=None, tenant=tenant(usage=Usage(sites_count=9))),
+            Finding.IDENTITY_USER_MISSING,
+            usage_over_limit,
+        ),
     ],
     ids=lambda value: value.value if isinstance(value, Finding) else value.code if isinstance(value, Rule) else "",
 )

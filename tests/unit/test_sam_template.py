@@ -255,3 +255,41 @@ def test_the_user_pool_carries_the_tenant_attributes_and_an_admin_auth_client(te
     (identity,) = resources_of(template, "AWS::SES::EmailIdentity").values()
     assert identity["Properties"]["EmailIdentity"] == {"Ref": "EmailFrom"}
     assert template["Parameters"]["EmailFrom"]["Default"] == "noreply@kimmyai.io"
+
+
+def test_the_expiring_tables_have_a_ttl_on_expires_at_as_bootstrap_enables(template: dict[str, Any]) -> None:
+    ttls = {
+        resource["Properties"]["TableName"]: resource["Properties"]["TimeToLiveSpecification"]
+        for resource in resources_of(template, "AWS::DynamoDB::Table").values()
+        if "TimeToLiveSpecification" in resource["Properties"]
+    }
+
+    # Bootstrap enables TTL on these three (resources._ensure_tables): usage answers are kept 7 days.
+    assert set(ttls) == {"rate-limits", "sessions", "usage-answers"}
+    assert all(ttl == {"AttributeName": "expires_at", "Enabled": True} for ttl in ttls.values())
+
+
+def test_the_service_api_tables_and_pepper_reach_every_function(template: dict[str, Any]) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    pepper = template["Parameters"]["ServiceKeyPepper"]
+
+    assert variables["TENANCY_USAGE_ANSWERS_TABLE"] == {"Ref": "UsageAnswersTable"}
+    assert variables["TENANCY_SERVICE_KEYS_TABLE"] == {"Ref": "ServiceKeysTable"}
+    assert variables["TENANCY_SERVICE_KEY_PEPPER"] == {"Ref": "ServiceKeyPepper"}
+    # A secret: never shown by CloudFormation, and no default every deployment would share.
+    assert pepper["NoEcho"] is True
+    assert "Default" not in pepper
+    assert pepper["MinLength"] == 32  # as Settings requires of TENANCY_SERVICE_KEY_PEPPER
+
+
+def test_the_functions_that_move_tenants_may_write_their_usage_answers(
+    template: dict[str, Any], settings: Settings
+) -> None:
+    functions = {
+        substitute(resource["Properties"]["FunctionName"]): resource["Properties"]
+        for resource in resources_of(template, "AWS::Serverless::Function").values()
+    }
+
+    for role in ("provisioning", "lifecycle"):
+        policies = functions[settings.function_name(role)]["Policies"]
+        assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "UsageAnswersTable"}}} in policies

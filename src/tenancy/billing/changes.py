@@ -26,9 +26,10 @@ from tenancy.billing.emails import cancellation_email
 from tenancy.domain.billing import BillingEntry, BillingKind, Subscription, SubscriptionStatus, cents
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.lifecycle import EventType, LifecycleCommit, Notice, Transition, Trigger, email_notice
-from tenancy.domain.model import RepairRecord, Tenant, TenantStatus
+from tenancy.domain.model import RepairRecord, Tenant, TenantStatus, Usage
 from tenancy.domain.plans import Limits, Plan, PlanCatalogue
 from tenancy.domain.plurals import plural
+from tenancy.domain.usage import current_usage, period_for
 from tenancy.errors import ConflictError, InvalidInputError, TransientError, UnknownPlanError
 from tenancy.lifecycle.moves import owner_email, record_move, tenant_changes
 from tenancy.lifecycle.notices import NoticeDispatcher
@@ -85,9 +86,10 @@ class SubscriptionChange:
     emailed: str | None = None  # the owner told of a cancellation
 
 
-def exceeded_limits(tenant: Tenant, limits: Limits) -> list[str]:
-    """Each limit the tenant's current usage is over, with both numbers ("5 sites, the plan allows 1")."""
-    usage = tenant.usage
+def exceeded_limits(tenant: Tenant, limits: Limits, usage: Usage | None = None) -> list[str]:
+    """Each limit the tenant's usage (`usage`: in the current period, as domain.usage reckons it;
+    else as stored) is over, with both numbers ("5 sites, the plan allows 1")."""
+    usage = usage or tenant.usage
     checks = (
         (plural(usage.sites_count, "site"), usage.sites_count, limits.max_sites),
         (f"{usage.storage_used_mb} MB of storage", usage.storage_used_mb, limits.max_storage_mb),
@@ -161,7 +163,8 @@ class SubscriptionChanges:
             raise InvalidInputError(f"tenant {tenant_id} is {tenant.status.value}: only an active tenant changes plan")
         target = self._target(subscription, plan)
         upgrade = target.name == subscription.plan or target.recurring_price_zar > self._current_price(subscription)
-        if not upgrade and (exceeded := exceeded_limits(tenant, target.limits)):
+        usage = current_usage(tenant.usage, period_for(subscription, self._clock.now()))
+        if not upgrade and (exceeded := exceeded_limits(tenant, target.limits, usage)):
             raise InvalidInputError(
                 f"cannot downgrade {tenant_id} to {target.name}: its usage exceeds the plan's limits "
                 f"({'; '.join(exceeded)})"

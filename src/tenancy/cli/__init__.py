@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tenancy.cli import alerts, audit, aws, core, lifecycle, logs, ops, runbook, subscription, tenant
+from tenancy.cli import alerts, audit, aws, core, lifecycle, logs, ops, runbook, subscription, tenant, usage
 from tenancy.cli.common import show_logs_on_terminal
 from tenancy.errors import TenancyError
 
@@ -47,6 +47,7 @@ ops.register(app)
 subscription.register(app)
 lifecycle.register(app)
 tenant.register(app)
+usage.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,12 @@ from tenancy.cli.common import load_settings, print_json
 if TYPE_CHECKING:  # boto3 is imported by the command itself: every other command starts without it
     import boto3
 
-__all__ = ["OutputFormat", "aws_app", "register"]
+__all__ = ["PEPPER_REMINDER", "OutputFormat", "aws_app", "register"]
+
+PEPPER_REMINDER = (
+    "Also set TENANCY_SERVICE_KEY_PEPPER (at least 32 characters, e.g. `openssl rand -hex 32`), the same for"
+    " every process and function: the service API's keys are stored under it, and it has no default on AWS."
+)
 
 aws_app = typer.Typer(help="The AWS backend (DynamoDB, SQS, Cognito, SES, CloudWatch).", no_args_is_help=True)
 
@@ -54,6 +59,9 @@ def bootstrap(
     jwks_url = settings.cognito_jwks_url or _local_jwks_url(session, resources.user_pool_id)
     if jwks_url:
         values["TENANCY_COGNITO_JWKS_URL"] = jwks_url
+    if settings.service_key_pepper is None:
+        # A secret is never printed (nor made here): on stderr, so `eval "$(...)"` and JSON stay clean.
+        typer.echo(PEPPER_REMINDER, err=True)
     if output_format is OutputFormat.JSON:
         print_json(values)
         return

@@ -112,6 +112,9 @@ class Usage:
     sites_count: int = 0
     generations_this_month: int = 0
     storage_used_mb: int = 0
+    # The first day (ISO date) of the usage period the generation count belongs to; None until the
+    # first record (domain.usage). Kept in the usage map, beside RB-001's three counts.
+    period_start: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ class Finding(StrEnum):
     LIFECYCLE_OVERDUE = "lifecycle_overdue"
     ACCESS_MISMATCH = "access_mismatch"
     EVENT_UNDELIVERED = "event_undelivered"
+    USAGE_OVER_LIMIT = "usage_over_limit"
 
     @property
     def runbook_section(self) -> str | None:
@@ -82,8 +83,13 @@ _LABELS = {
     Finding.LIFECYCLE_OVERDUE: "a lifecycle move is due and was not applied",
     Finding.ACCESS_MISMATCH: "who can sign in disagrees with the tenant's state",
     Finding.EVENT_UNDELIVERED: "a lifecycle event never reached the Site Builder application",
+    Finding.USAGE_OVER_LIMIT: "uses more than its plan allows: new usage of it is refused",
 }
-_NOT_FAILURES = frozenset({Finding.HEALTHY, Finding.IN_PROGRESS, Finding.TENANT_DELETED, Finding.TENANT_HELD})
+# Usage above a limit is no provisioning failure either: the service API refuses more of it, and
+# the owner, not an operator, brings it down (no escalation, not counted among the audit's failures).
+_NOT_FAILURES = frozenset(
+    {Finding.HEALTHY, Finding.IN_PROGRESS, Finding.TENANT_DELETED, Finding.TENANT_HELD, Finding.USAGE_OVER_LIMIT}
+)
 # NOT_A_TENANT is never repairable: every repair would turn the operator into a tenant's owner.
 _REPAIRABLE = {
     Finding.PROVISIONING_FAILED,
@@ -155,6 +161,7 @@ class NextStep:
     # False when this case of a repairable finding holds nothing a repair can change (a
     # subscription paused at PayFast, which Tenancy keeps no state for): no repair is offered.
     repairable: bool = True
+    usage_over_limit_of: str | None = None  # the tenant whose usage is above its limits: its usage commands
 
     def as_document(self) -> dict[str, Any]:
         return {
@@ -163,6 +170,7 @@ class NextStep:
             "mail_kept_for": self.mail_kept_for,
             "operator_accounts": self.operator_accounts,
             "repairable": self.repairable,
+            "usage_over_limit_of": self.usage_over_limit_of,
         }
 
 

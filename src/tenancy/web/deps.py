@@ -14,7 +14,9 @@ from tenancy.payments.payfast import client_address
 __all__ = ["BearerToken", "ServicesDep", "client_ip"]
 
 
-def get_services(request: Request) -> Services:
+# Async (though they do no I/O): FastAPI runs a plain `def` dependency in its thread pool, a hop
+# per request for nothing.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -24,7 +26,7 @@ def get_services(request: Request) -> Services:
 _bearer = HTTPBearer(auto_error=False, description="The ID token from /auth/login or /auth/challenge")
 
 
-def get_bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+async def get_bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
     if credentials is None or not credentials.credentials.strip():
         raise InvalidTokenError("Missing bearer token")
     return credentials.credentials.strip()

@@ -62,6 +62,7 @@ __all__ = [
     "repair_item",
     "tenant_from_item",
     "tenant_item",
+    "usage_map",
     "user_from_item",
     "user_item",
 ]
@@ -159,6 +160,18 @@ def ordered_id() -> str:
 # Tenants (RB-001 4.3) -------------------------------------------------------------------------
 
 
+def usage_map(usage: Usage) -> dict[str, object]:
+    """The `usage` map: RB-001's three counts, and the period the generation count belongs to once known."""
+    counts: dict[str, object] = {
+        "sites_count": usage.sites_count,
+        "generations_this_month": usage.generations_this_month,
+        "storage_used_mb": usage.storage_used_mb,
+    }
+    if usage.period_start is not None:
+        counts["period_start"] = usage.period_start
+    return counts
+
+
 def tenant_item(tenant: Tenant) -> Item:
     return item_from(
         {
@@ -173,11 +186,7 @@ def tenant_item(tenant: Tenant) -> Item:
                 "max_storage_mb": tenant.limits.max_storage_mb,
                 "custom_domain_allowed": tenant.limits.custom_domain_allowed,
             },
-            "usage": {
-                "sites_count": tenant.usage.sites_count,
-                "generations_this_month": tenant.usage.generations_this_month,
-                "storage_used_mb": tenant.usage.storage_used_mb,
-            },
+            "usage": usage_map(tenant.usage),
             "storage_prefix": tenant.storage_prefix,
             "billing": {
                 "transaction_id": tenant.billing.transaction_id,
@@ -209,6 +218,7 @@ def tenant_from_item(item: Mapping[str, Any]) -> Tenant:
                 sites_count=_integer(usage, "sites_count"),
                 generations_this_month=_integer(usage, "generations_this_month"),
                 storage_used_mb=_integer(usage, "storage_used_mb"),
+                period_start=_optional_text(usage, "period_start"),
             ),
             storage_prefix=_text(values["storage_prefix"]),
             billing=Billing(_text(billing["transaction_id"]), _text(billing["invoice_number"])),

@@ -249,6 +249,16 @@ class DynamoLifecycleStore:
         except ItemAlreadyExistsError:  # the failed condition here means "no such notice"
             raise NotFoundError(f"notice {notice.notice_id} not found") from None
 
+    def queue_notice(self, notice: Notice) -> bool:
+        try:
+            with aws_errors("queuing a notice"):
+                self._client.put_item(
+                    TableName=self._table, Item=_notice_item(notice), ConditionExpression="attribute_not_exists(pk)"
+                )
+        except ItemAlreadyExistsError:
+            return False
+        return True
+
     def notices(self, status: NoticeStatus | None = None, limit: int = 100) -> list[Notice]:
         if status is not None:
             return self._by_status(status, limit=limit)

@@ -119,6 +119,10 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
         # The tenant lifecycle (adapters.aws.lifecycle): each tenant's history of moves under
         # "TENANT#<id>", and the notices the moves queued (events, owner emails) by status.
         _table(settings.lifecycle_table, "pk", "sk", _index("status-index", "notice_status", "created_at")),
+        # Entitlements (adapters.aws.usage): the answer given to each usage record's idempotency
+        # key, expired by TTL (`expires_at`), and the service API's keys, hashed, by name.
+        _table(settings.usage_answers_table, "tenant_id", "idempotency_key"),
+        _table(settings.service_keys_table, "name", None),
     ]
 
 
@@ -136,6 +140,8 @@ class AwsResources:
     findings_table: str
     subscriptions_table: str
     lifecycle_table: str
+    usage_answers_table: str
+    service_keys_table: str
     queue_url: str
     dlq_url: str
     user_pool_id: str
@@ -174,6 +180,8 @@ def ensure_resources(session: boto3.Session, settings: Settings) -> AwsResources
         findings_table=settings.findings_table,
         subscriptions_table=settings.subscriptions_table,
         lifecycle_table=settings.lifecycle_table,
+        usage_answers_table=settings.usage_answers_table,
+        service_keys_table=settings.service_keys_table,
         queue_url=queue_url,
         dlq_url=dlq_url,
         user_pool_id=pool_id,
@@ -195,7 +203,7 @@ def _ensure_tables(dynamodb: Any, settings: Settings) -> None:
         with aws_errors(f"creating table {definition['TableName']}"):
             dynamodb.create_table(**definition)
             dynamodb.get_waiter("table_exists").wait(TableName=definition["TableName"])
-    for table in (settings.rate_limits_table, settings.sessions_table):
+    for table in (settings.rate_limits_table, settings.sessions_table, settings.usage_answers_table):
         with aws_errors(f"enabling {table}'s TTL"):
             ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
             if ttl.get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}:

@@ -25,6 +25,7 @@ from tenancy.adapters.local.schema import (
     SUBSCRIPTIONS_SCHEMA,
     TALLY_BACKFILL,
     TALLY_SCHEMA,
+    USAGE_SCHEMA,
 )
 from tenancy.errors import PermanentError, TransientError
 from tenancy.private_files import create_private_file, private_directory, tighten
@@ -80,7 +81,7 @@ class Database:
         for suffix in _COMPANION_SUFFIXES:
             tighten(path.with_name(path.name + suffix))
         with self.transaction() as connection:
-            for statement in (*SCHEMA, *FINDINGS_SCHEMA, *SUBSCRIPTIONS_SCHEMA, *LIFECYCLE_SCHEMA):
+            for statement in (*SCHEMA, *FINDINGS_SCHEMA, *SUBSCRIPTIONS_SCHEMA, *LIFECYCLE_SCHEMA, *USAGE_SCHEMA):
                 connection.execute(statement)
             _add_missing_columns(connection)
             _add_tallies(connection)

@@ -163,6 +163,14 @@ class SqliteLifecycleStore:
         )
         return int(rows[0][0])
 
+    def queue_notice(self, notice: Notice) -> bool:
+        with self._database.transaction() as connection:
+            cursor = connection.execute(
+                "INSERT INTO notices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (notice_id) DO NOTHING",
+                _notice_row(notice),
+            )
+            return cursor.rowcount == 1
+
     def notice_counts(self) -> dict[NoticeStatus, int]:
         rows = self._database.read("SELECT status, COUNT(*) AS count FROM notices GROUP BY status")
         return {NoticeStatus(row["status"]): row["count"] for row in rows}

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ADDED_COLUMNS", "FINDINGS_SCHEMA", "SCHEMA", "SUBSCRIPTIONS_SCHEMA", "TALLY_BACKFILL", "TALLY_SCHEMA"]
+__all__ = [
+    "ADDED_COLUMNS",
+    "FINDINGS_SCHEMA",
+    "LIFECYCLE_SCHEMA",
+    "SCHEMA",
+    "SUBSCRIPTIONS_SCHEMA",
+    "TALLY_BACKFILL",
+    "TALLY_SCHEMA",
+    "USAGE_SCHEMA",
+]
 
 # (table, tally name prefix, column): the rows counted by a column's value.
 _TALLIED = (
@@ -291,6 +300,28 @@ LIFECYCLE_SCHEMA: tuple[str, ...] = (
         cancelled_at TEXT,
         deleted_at TEXT NOT NULL,
         reason TEXT NOT NULL
+    )""",
+)
+
+# Entitlements (adapters.local.usage): the answer given to each usage record's idempotency key,
+# and the service API's keys (hashed).
+USAGE_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS usage_answers (
+        tenant_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        usage TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, idempotency_key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS usage_answers_by_age ON usage_answers (created_at)",
+    """CREATE TABLE IF NOT EXISTS service_keys (
+        name TEXT PRIMARY KEY,
+        key_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
     )""",
 )
 

@@ -14,7 +14,7 @@ from tenancy.domain.model import Billing, Tenant, TenantStatus, Usage, UserRecor
 from tenancy.domain.plans import Limits
 from tenancy.errors import ItemAlreadyExistsError, NotFoundError
 
-__all__ = ["SqliteTenantStore", "SqliteUserStore", "limits_json"]
+__all__ = ["SqliteTenantStore", "SqliteUserStore", "limits_json", "usage_json"]
 
 
 def tenant_from_row(row: sqlite3.Row) -> Tenant:
@@ -44,14 +44,15 @@ def limits_json(limits: Limits) -> str:
     )
 
 
-def _usage_json(usage: Usage) -> str:
-    return json.dumps(
-        {
-            "sites_count": usage.sites_count,
-            "generations_this_month": usage.generations_this_month,
-            "storage_used_mb": usage.storage_used_mb,
-        }
-    )
+def usage_json(usage: Usage) -> str:
+    counts: dict[str, object] = {
+        "sites_count": usage.sites_count,
+        "generations_this_month": usage.generations_this_month,
+        "storage_used_mb": usage.storage_used_mb,
+    }
+    if usage.period_start is not None:
+        counts["period_start"] = usage.period_start
+    return json.dumps(counts)
 
 
 class SqliteTenantStore:
@@ -125,7 +126,7 @@ class SqliteTenantStore:
                         tenant.plan,
                         tenant.status.value,
                         limits_json(tenant.limits),
-                        _usage_json(tenant.usage),
+                        usage_json(tenant.usage),
                         tenant.storage_prefix,
                         tenant.billing.transaction_id,
                         tenant.billing.invoice_number,

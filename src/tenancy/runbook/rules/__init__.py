@@ -10,9 +10,10 @@ worker still has and purchases waiting for a person, then the missing or disagre
 (4.3, the mismatch, 4.2, 4.1), a subscription payment accepted but not applied, PayFast's view
 of the subscription disagreeing with ours (asked only when one purchase is diagnosed), a
 lifecycle move due and not applied, a lifecycle notice undelivered, a tenant its lifecycle holds
-(suspended or cancelled: no failure), the welcome email (4.4), and
-healthy (section 5) last, for whatever the others did not name. A rule may count on the ones
-before it having found nothing: each docstring says what it finds on that footing."""
+(suspended or cancelled: no failure), the welcome email (4.4), usage above the plan's limits (no
+failure: it never hides one), and healthy (section 5) last, for whatever the others did not name.
+A rule may count on the ones before it having found nothing: each docstring says what it finds on
+that footing."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from tenancy.runbook.rules.records import (
     tenant_record_missing,
 )
 from tenancy.runbook.rules.subscriptions import renewal_unapplied, subscription_out_of_sync, unknown_subscription
+from tenancy.runbook.rules.usage import usage_over_limit
 from tenancy.runbook.rules.welcome import Welcome, healthy, welcome_email_missing, welcome_of
 
 __all__ = [
@@ -69,6 +71,7 @@ RULES: tuple[Rule, ...] = (
     event_undelivered,
     tenant_held,
     welcome_email_missing,
+    usage_over_limit,
     healthy,
 )
 

@@ -1,10 +1,14 @@
-"""The account page, and its owner's billing forms: change the subscription's plan, or cancel it,
+"""The account page (its Usage section reads `services.usage`, as the Site Builder application is
+held to it), and its owner's billing forms: change the subscription's plan, or cancel it,
 through `services.subscription_changes`. A form acts on the signed-in viewer's own tenant, named by
 the server-side session alone (never by a form field), and only for its owner (tenant_admin)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -18,6 +22,7 @@ from tenancy.bootstrap import Services
 from tenancy.domain.billing import Subscription, SubscriptionStatus
 from tenancy.domain.lifecycle import Trigger
 from tenancy.domain.model import Tenant, TenantStatus
+from tenancy.domain.usage import Metric, crossed_thresholds
 from tenancy.errors import (
     InvalidInputError,
     TenancyError,
@@ -28,7 +33,7 @@ from tenancy.errors import (
 )
 from tenancy.lifecycle.due import deadlines
 from tenancy.web.deps import ServicesDep
-from tenancy.web.pages.billing_view import billing_section, rands
+from tenancy.web.pages.billing_view import BillingSection, billing_section, rands
 from tenancy.web.pages.rendering import redirect, render
 from tenancy.web.pages.security import read_form
 from tenancy.web.pages.viewer import Viewer, require_viewer
@@ -71,6 +76,7 @@ def account_page(
         context["billing"] = billing_section(tenant, subscription, services.plans)
         context["notice"] = _notice(done, subscription, services)
     context["warning"] = _past_due_warning(services, tenant, subscription, owner=_is_owner(viewer))
+    context["usage"] = _usage_section(services, tenant, context["billing"])
     context.update(error=error, chosen=chosen, confirm_field=CONFIRM_FIELD)
     return render(request, "account.html", context, status_code=status_code, viewer=viewer)
 
@@ -164,6 +170,94 @@ def _past_due_warning(
     if owner:
         return f"{what} PayFast tries your card again over the next days; to pay now, choose Pay now below."
     return f"{what} Ask your site's owner to pay."
+
+
+class UsageState(StrEnum):
+    """Where a metric stands against its limit: the warning thresholds of the owner's emails."""
+
+    WITHIN = "within"  # below 80%
+    NEAR = "near"  # from 80%: "Nearly used up"
+    REACHED = "reached"  # at or past the limit: new ones are refused
+
+
+class UpgradePath(StrEnum):
+    """How this viewer raises a limit."""
+
+    CHANGE_PLAN = "change_plan"  # the owner's Change plan form offers a plan with more
+    SUPPORT = "support"  # the owner emails support (a once-off purchase, no bigger plan, not active)
+    OWNER = "owner"  # a member who is not the owner asks them
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBar:
+    """One metric of the Usage section: `used` of `limit`, and its state."""
+
+    key: str  # the row's id: limit-{key}, meter-{key}
+    label: str
+    unit: str
+    used: int
+    limit: int
+    percent: int
+    state: UsageState
+    refused: str  # what a reached limit refuses, in the owner's words
+    resets_on: str  # the day a monthly count starts again (ISO date); "" for a level
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSection:
+    """The Usage section: a bar per metric of the current period (the entitlements the Site Builder
+    application is held to), and how this viewer raises a limit."""
+
+    bars: tuple[UsageBar, ...]
+    period_start: str
+    period_last_day: str
+    upgrade: UpgradePath
+
+
+_USAGE_ROWS = (
+    (Metric.SITES, "sites", "Sites", "", "new sites are refused"),
+    (Metric.GENERATIONS, "generations", "Page generations this period", "", "new page generations are refused"),
+    (Metric.STORAGE_MB, "storage", "Storage", "MB", "storing more is refused"),
+)
+
+
+def _usage_section(services: Services, tenant: Tenant, billing: BillingSection | None) -> UsageSection:
+    """The tenant's usage against its limits in the current period, read as the service API reads it."""
+    entitlements = services.usage.of_tenant(tenant)
+    period = entitlements.period
+    bars = []
+    for metric, key, label, unit, refused in _USAGE_ROWS:
+        used, limit = entitlements.used(metric), entitlements.limit(metric)
+        percent = used * 100 // limit if limit > 0 else (100 if used > 0 else 0)
+        crossed = crossed_thresholds(used, limit)
+        state = UsageState.REACHED if 100 in crossed else UsageState.NEAR if crossed else UsageState.WITHIN
+        resets_on = period.end.isoformat() if metric is Metric.GENERATIONS else ""
+        bars.append(UsageBar(key, label, unit, used, limit, percent, state, refused, resets_on))
+    return UsageSection(
+        bars=tuple(bars),
+        period_start=period.start.isoformat(),
+        period_last_day=(period.end - timedelta(days=1)).isoformat(),
+        upgrade=_upgrade_path(services, tenant, billing),
+    )
+
+
+def _upgrade_path(services: Services, tenant: Tenant, billing: BillingSection | None) -> UpgradePath:
+    """The way to more this page already offers: the owner's Change plan form when it lists a plan
+    with a higher limit, else the support address (as the Billing section says); a member asks the owner."""
+    if billing is None:
+        return UpgradePath.OWNER
+    for option in billing.options if billing.can_change else ():
+        try:
+            limits = services.plans.get(option.name).limits
+        except UnknownPlanError:
+            continue
+        if any(metric.limit(limits) > metric.limit(tenant.limits) for metric in Metric):
+            return UpgradePath.CHANGE_PLAN
+    return UpgradePath.SUPPORT
 
 
 def _billing_only(request: Request, services: Services, viewer: Viewer) -> Response:

@@ -24,6 +24,7 @@ from tenancy.domain.lifecycle import NoticeStatus
 from tenancy.domain.model import JobStatus, TenantStatus
 from tenancy.domain.plurals import plural
 from tenancy.domain.secret_lines import hide_secret_lines
+from tenancy.domain.usage import Entitlements, Metric
 from tenancy.errors import InvalidInputError, NotFoundError, TenancyError
 from tenancy.runbook.audit import AuditReport, parse_duration, window_start
 from tenancy.runbook.audit_export import attempts_headline, human_age, render_csv, verdict_line
@@ -263,9 +264,20 @@ def case(request: Request, services: ConsoleServices, key: str, done: str = "") 
         "verification": runbook.verify(selector),
         "trail": list(reversed(trail)),
         "history": services.lifecycle.history(diagnosis.tenant_id) if diagnosis.tenant_id else [],
+        "entitlements": _entitlements(services, diagnosis.tenant_id),
+        "metrics": list(Metric),
         "notice": _notice(done),
     }
     return _page(request, viewer, "ops/case.html", "jobs", context)
+
+
+def _entitlements(services: Services, tenant_id: str | None) -> Entitlements | None:
+    """The tenant's usage against its plan's limits in its current period, as the service API
+    reads it; none without a tenant record, or for a deleted tenant's tombstone."""
+    tenant = services.tenants.get(tenant_id) if tenant_id else None
+    if tenant is None or tenant.status is TenantStatus.DELETED:
+        return None
+    return services.usage.of_tenant(tenant)
 
 
 @router.get("/ops/cases/{key}/repair")

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from tenancy.domain.billing import BillingEntry, Subscription
-from tenancy.domain.model import Tenant, TenantStatus
+from tenancy.domain.model import Tenant, TenantStatus, Usage
 from tenancy.lifecycle.due import deadlines
 from tenancy.web.deps import BearerToken, ServicesDep
 
@@ -94,8 +94,15 @@ class TenantView(BaseModel):
     grace_until: str | None = None  # ISO date, while past due: the last day before suspension
 
     @classmethod
-    def of(cls, tenant: Tenant, subscription: Subscription | None = None, grace_until: str | None = None) -> TenantView:
-        limits, usage = tenant.limits, tenant.usage
+    def of(
+        cls,
+        tenant: Tenant,
+        subscription: Subscription | None = None,
+        grace_until: str | None = None,
+        usage: Usage | None = None,
+    ) -> TenantView:
+        """`usage`: in the current period (UsageService.of_tenant); else as stored."""
+        limits, usage = tenant.limits, usage or tenant.usage
         return cls(
             tenant_id=tenant.tenant_id,
             name=tenant.name,
@@ -136,4 +143,5 @@ async def my_tenant(token: BearerToken, services: ServicesDep) -> TenantView:
     grace_until = None
     if subscription is not None and tenant.status is TenantStatus.PAST_DUE:
         grace_until = deadlines(subscription, services.lifecycle_periods).grace_until.isoformat()
-    return TenantView.of(tenant, subscription, grace_until)
+    entitlements = await run_in_threadpool(services.usage.of_tenant, tenant)
+    return TenantView.of(tenant, subscription, grace_until, entitlements.usage)
