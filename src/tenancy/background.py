@@ -64,6 +64,8 @@ def background_threads(
             report = sweep.run(services.clock.now())
             # Usage records' idempotency keys are remembered for a week (on AWS, DynamoDB's TTL forgets them).
             services.usage.forget_old_answers()
+            # Invitations past their seven days give their seats back.
+            services.team.expire_due()
             return report
 
         for name, seconds, action in (

@@ -28,6 +28,7 @@ from tenancy.adapters.local.ratelimit import SqliteRateLimiter
 from tenancy.adapters.local.sessions import SqliteSessionStore
 from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
 from tenancy.adapters.local.subscriptions import SqliteSubscriptionStore
+from tenancy.adapters.local.team import SqliteTeamStore
 from tenancy.adapters.local.trail import SqliteRepairTrail
 from tenancy.adapters.local.usage import SqliteServiceKeyStore, SqliteUsageStore
 from tenancy.adapters.notifiers import (
@@ -54,6 +55,8 @@ from tenancy.lifecycle.emails import LifecycleMail
 from tenancy.lifecycle.notices import NoticeDispatcher
 from tenancy.lifecycle.offboarding import TenantOffboarding
 from tenancy.lifecycle.sweep import LifecycleSweep
+from tenancy.members.mail import TeamMail
+from tenancy.members.team import TeamService
 from tenancy.payments.intake import IntakePolicy, PaymentIntake
 from tenancy.ports import (
     Clock,
@@ -75,6 +78,7 @@ from tenancy.ports import (
     SessionStore,
     SubscriptionApi,
     SubscriptionStore,
+    TeamStore,
     TenantStore,
     UsageStore,
     UserStore,
@@ -131,6 +135,7 @@ class Services:
     lifecycle: LifecycleStore
     usage_store: UsageStore  # each tenant's usage, and the answers given to idempotency keys
     service_key_store: ServiceKeyStore
+    team_store: TeamStore  # invitations, and the seats and tenant admins members hold
     events: EventPublisher  # where lifecycle events go: a webhook, EventBridge, or no one
     database: Database | None = None  # the embedded backend's SQLite file; None on AWS
     log_source: LogSource | None = None  # where `logs` reads; None: the files under TENANCY_HOME/logs
@@ -231,6 +236,29 @@ class Services:
         )
 
     @cached_property
+    def team(self) -> TeamService:
+        """A tenant's members: invitations, roles, removal, ownership; seats per plan."""
+        settings = self.settings
+        return TeamService(
+            tenants=self.tenants,
+            users=self.users,
+            team=self.team_store,
+            identity=self.identity,
+            plans=self.plans,
+            lifecycle=self.lifecycle,
+            notices=self.notices,
+            trail=self.trail,
+            mail=TeamMail(
+                sender=settings.email_from,
+                base_url=settings.public_base_url,
+                support_email=settings.effective_support_email,
+            ),
+            mailer=self.mailer,
+            clock=self.clock,
+            end_sessions=self.sessions.end_everywhere,
+        )
+
+    @cached_property
     def service_keys(self) -> ServiceKeys:
         """The service API's keys (made, listed, revoked, checked)."""
         return ServiceKeys(self.service_key_store, service_key_pepper(self.settings), self.clock)
@@ -285,6 +313,7 @@ class Services:
             support_email=settings.effective_support_email,
             account_url=f"{settings.public_base_url}/account",
             observer=self.purchase_observer,
+            team=self.team_store,
         )
 
     @cached_property
@@ -331,7 +360,16 @@ class Services:
             login_url=settings.effective_login_url,
             support_email=settings.effective_support_email,
         )
-        return AccountService(self.identity, self.tenants, throttle, reset_mail, reset_throttle, self.sessions)
+        return AccountService(
+            self.identity,
+            self.tenants,
+            throttle,
+            reset_mail,
+            reset_throttle,
+            self.sessions,
+            self.users,
+            self.clock,
+        )
 
     @cached_property
     def sessions(self) -> SessionService:
@@ -640,6 +678,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Services:
         lifecycle=SqliteLifecycleStore(database),
         usage_store=SqliteUsageStore(database),
         service_key_store=SqliteServiceKeyStore(database),
+        team_store=SqliteTeamStore(database),
         events=_webhook_publisher(settings),
         database=database,
         rate_limiter=SqliteRateLimiter(database, clock=clock),
@@ -695,6 +734,7 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
     from tenancy.adapters.aws.sessions import DynamoSessionStore
     from tenancy.adapters.aws.sqs import SqsJobQueue
     from tenancy.adapters.aws.subscriptions import DynamoSubscriptionStore
+    from tenancy.adapters.aws.team import DynamoTeamStore
     from tenancy.adapters.aws.usage import DynamoServiceKeyStore, DynamoUsageStore
 
     session = boto3.Session(region_name=settings.aws_region)
@@ -748,6 +788,12 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
             dynamodb, tenants_table=settings.tenants_table, answers_table=settings.usage_answers_table
         ),
         service_key_store=DynamoServiceKeyStore(dynamodb, settings.service_keys_table),
+        team_store=DynamoTeamStore(
+            dynamodb,
+            invitations_table=settings.invitations_table,
+            tenants_table=settings.tenants_table,
+            users_table=settings.users_table,
+        ),
         events=EventBridgePublisher(session.client("events", config=config), settings.effective_event_bus_name),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
         rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table, clock=clock),

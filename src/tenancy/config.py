@@ -182,6 +182,7 @@ class Settings(BaseSettings):
     lifecycle_table: str = "lifecycle"
     usage_answers_table: str = "usage-answers"
     service_keys_table: str = "service-keys"
+    invitations_table: str = "invitations"
     # Development against moto only: keep temporary passwords in the SES mail log (no inbox there).
     mail_log_keeps_secrets: bool = False
     queue_url: str | None = None

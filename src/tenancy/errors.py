@@ -12,6 +12,7 @@
     ├── ConflictError           a conditional update lost: the item changed since it was read
     ├── NotFoundError           the item asked for does not exist
     ├── TenantInactiveError     the tenant may not use what it bought now (suspended, cancelled...)
+    ├── SeatsTakenError         every seat of the tenant's plan is held (members, pending invitations)
     ├── RateLimitedError        too many attempts from one account or source; try after `retry_after`
     └── AuthenticationError     login refused; `reason` is what the user is shown
         ├── AccountNotFoundError    no identity user ("Account not found", RB-001 3.1)
@@ -43,6 +44,7 @@ __all__ = [
     "PasswordPolicyError",
     "PermanentError",
     "RateLimitedError",
+    "SeatsTakenError",
     "TenancyError",
     "TenantBlockedError",
     "TenantInactiveError",
@@ -106,6 +108,17 @@ class TenantInactiveError(TenancyError):
         super().__init__(f"tenant is {status}: {reason}")
         self.status = status
         self.reason = reason
+
+
+class SeatsTakenError(TenancyError):
+    """Every seat of the tenant's plan is held, by members and pending invitations."""
+
+    def __init__(self, seats: int) -> None:
+        super().__init__(
+            f"every seat is taken: the plan has {seats} (members and pending invitations hold one each); "
+            "remove a member, revoke an invitation or upgrade the plan"
+        )
+        self.seats = seats
 
 
 class RateLimitedError(TenancyError):

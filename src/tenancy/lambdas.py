@@ -207,8 +207,8 @@ def audit_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, An
 @metrics.log_metrics
 def lifecycle_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """A schedule's event: `{"job": "sweep"}` applies the lifecycle moves due now (as `tenancy
-    lifecycle run`), then delivers what they owe; `{"job": "notices"}` only delivers pending
-    events and emails. Answered with what was done."""
+    lifecycle run`) and expires invitations past their seven days, then delivers what they owe;
+    `{"job": "notices"}` only delivers pending events and emails. Answered with what was done."""
     wired = services()
     answer: dict[str, Any] = {}
     if event.get("job") == "sweep":
@@ -218,6 +218,9 @@ def lifecycle_handler(event: dict[str, Any], context: LambdaContext) -> dict[str
             if move.to_status.value == "suspended":
                 metrics.add_metric(name="TenantSuspended", unit=MetricUnit.Count, value=1)
         answer |= {"moved": len(report.applied), "skipped": len(report.skipped)}
+        # Invitations past their seven days give their seats back (a metric, the answer unchanged).
+        expired = wired.team.expire_due()
+        metrics.add_metric(name="InvitationExpired", unit=MetricUnit.Count, value=expired)
     delivered = wired.notices.deliver_due()
     metrics.add_metric(name="NoticeDead", unit=MetricUnit.Count, value=delivered.dead)
     answer |= {"delivered": delivered.delivered, "retrying": delivered.retrying, "dead": delivered.dead}

@@ -20,6 +20,7 @@ from tenancy.domain.lifecycle import (
     Tombstone,
     Transition,
 )
+from tenancy.domain.members import Invitation, InvitationStatus, Role
 from tenancy.domain.model import (
     AuditRun,
     AuthChallenge,
@@ -65,6 +66,7 @@ __all__ = [
     "SessionStore",
     "SubscriptionApi",
     "SubscriptionStore",
+    "TeamStore",
     "TenantStore",
     "UsageStore",
     "UserStore",
@@ -136,6 +138,10 @@ class UserStore(Protocol):
         """The users record, or None."""
         ...
 
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
+        """The records of these ids that exist, by id, in batches (never one read per id)."""
+        ...
+
     def find_by_email(self, email: str) -> list[UserRecord]:
         """Every users record for the (lower-cased) email, oldest first."""
         ...
@@ -159,6 +165,10 @@ class UserStore(Protocol):
 
     def delete(self, user_id: str) -> None:
         """Removes the record if it exists."""
+        ...
+
+    def record_sign_in(self, email: str, at: str) -> None:
+        """Notes `at` as the latest sign-in on the email's active records (none: nothing)."""
         ...
 
     def scan(self, batch_size: int = 1000) -> Iterator[list[UserRecord]]:
@@ -551,6 +561,64 @@ class UsageStore(Protocol):
         ...
 
 
+class TeamStore(Protocol):
+    """A tenant's invitations, and the seats and tenant admins its members hold, changed only by
+    conditional writes: seats (members and pending invitations) counted on the tenant item
+    (`seats_used`; an item without it counts its owner alone), tenant admins too (`admins`)."""
+
+    def invite(self, invitation: Invitation, max_users: int) -> None:
+        """Stores the pending invitation and takes a seat, atomically: SeatsTakenError when the
+        tenant holds `max_users` seats already, ItemAlreadyExistsError when the email has a
+        pending invitation to the tenant, NotFoundError when there is no tenant."""
+        ...
+
+    def get_invitation(self, invitation_id: str) -> Invitation | None:
+        """The invitation, or None."""
+        ...
+
+    def invitations(self, tenant_id: str) -> list[Invitation]:
+        """The tenant's invitations, every status, the newest first."""
+        ...
+
+    def expired(self, now: str, limit: int = 1000) -> list[Invitation]:
+        """Pending invitations whose time ran out at or before `now` (the sweep closes them)."""
+        ...
+
+    def close_invitation(self, invitation_id: str, status: InvitationStatus, at: str) -> bool:
+        """Revokes or expires a pending invitation and gives its seat back, atomically; False
+        (nothing changed) if it is not pending."""
+        ...
+
+    def renew_invitation(self, invitation_id: str, secret_hash: str, expires_at: str, at: str) -> bool:
+        """A pending invitation's new link and expiry (the old link stops working); False if not pending."""
+        ...
+
+    def accept(self, invitation_id: str, user: UserRecord, at: str) -> bool:
+        """Marks the invitation accepted and creates the member's users record, atomically, if it
+        is pending and unexpired at `at` (its seat is the member's now); False otherwise.
+        ItemAlreadyExistsError if a users record has the user's id."""
+        ...
+
+    def add_member(self, user: UserRecord, max_users: int) -> None:
+        """Creates the users record and takes a seat, atomically (SeatsTakenError, NotFoundError,
+        ItemAlreadyExistsError as `invite`)."""
+        ...
+
+    def set_role(self, user: UserRecord, role: Role) -> None:
+        """Changes an active member's role, atomically with the tenant's count of admins:
+        ConflictError if the member changed since read, or if it would leave no tenant admin."""
+        ...
+
+    def remove_member(self, user: UserRecord) -> bool:
+        """Disables an active member's users record and gives its seat back, atomically;
+        ConflictError if it is the last tenant admin; False if it was not active."""
+        ...
+
+    def seats_used(self, tenant_id: str) -> int:
+        """The seats the tenant holds (members and pending invitations); NotFoundError if none."""
+        ...
+
+
 class ServiceKeyStore(Protocol):
     """The service API's credentials, by name, hashed."""
 
@@ -644,6 +712,11 @@ class IdentityProvider(Protocol):
 
     def delete_user(self, username: str) -> None:
         """Removes the user if it exists (Cognito's AdminDeleteUser)."""
+        ...
+
+    def disable_user(self, username: str) -> None:
+        """Refuses the user's sign-in and refresh from now on (Cognito's AdminDisableUser);
+        NotFoundError if there is no such user."""
         ...
 
     def scan_users(self, batch_size: int = 1000) -> Iterator[list[IdentityUser]]:

@@ -45,6 +45,19 @@ def test_the_usage_tables_are_keyed_for_the_service_api_and_answers_expire(aws: 
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
 
 
+def test_the_invitations_table_is_keyed_by_invitation_and_lists_a_tenants_by_creation(aws: AwsContext) -> None:
+    dynamodb = aws.session.client("dynamodb")
+
+    invitations = dynamodb.describe_table(TableName="invitations")["Table"]
+
+    assert invitations["KeySchema"] == [{"AttributeName": "invitation_id", "KeyType": "HASH"}]
+    [index] = invitations["GlobalSecondaryIndexes"]
+    assert (index["IndexName"], index["KeySchema"]) == (
+        "tenant-index",
+        [{"AttributeName": "tenant_id", "KeyType": "HASH"}, {"AttributeName": "created_at", "KeyType": "RANGE"}],
+    )
+
+
 def test_the_queue_dead_letters_after_the_max_receive_count(aws: AwsContext) -> None:
     sqs = aws.session.client("sqs")
     attributes = sqs.get_queue_attributes(QueueUrl=aws.resources.queue_url, AttributeNames=["All"])["Attributes"]
@@ -95,6 +108,7 @@ def test_bootstrap_is_idempotent_and_prints_the_settings_to_export(aws: AwsConte
     assert {"TENANCY_USER_POOL_ID", "TENANCY_USER_POOL_CLIENT_ID", "TENANCY_TENANTS_TABLE"} <= set(exported)
     assert exported["TENANCY_USAGE_ANSWERS_TABLE"] == "usage-answers"
     assert exported["TENANCY_SERVICE_KEYS_TABLE"] == "service-keys"
+    assert exported["TENANCY_INVITATIONS_TABLE"] == "invitations"
     identities = aws.session.client("ses").list_identities()["Identities"]
     assert "noreply@kimmyai.io" in identities
 
@@ -116,6 +130,7 @@ def test_the_bootstrap_command_prints_the_usage_tables_and_asks_for_a_pepper_onl
     exported = json.loads(result.stdout)  # the reminder never spoils what `eval` or a JSON parser reads
     assert exported["TENANCY_USAGE_ANSWERS_TABLE"] == "usage-answers"
     assert exported["TENANCY_SERVICE_KEYS_TABLE"] == "service-keys"
+    assert exported["TENANCY_INVITATIONS_TABLE"] == "invitations"
     assert "TENANCY_SERVICE_KEY_PEPPER" not in exported  # a secret is never printed
     assert ("TENANCY_SERVICE_KEY_PEPPER" in result.stderr) is (pepper is None)
 

@@ -27,6 +27,7 @@ from tenancy.adapters.local.signing_keys import SigningKeys
 from tenancy.domain.model import AuthChallenge, IdentityUserStatus, Tokens
 from tenancy.errors import (
     AccountNotFoundError,
+    AuthenticationError,
     ConfigurationError,
     InvalidCredentialsError,
     InvalidInputError,
@@ -122,6 +123,22 @@ def test_admin_calls_on_an_unknown_user_are_not_found(backend: Backend) -> None:
         backend.services.identity.set_password("nobody@example.com", NEW_PASSWORD, permanent=True)
     with pytest.raises(NotFoundError):
         backend.services.identity.reset_password("nobody@example.com")
+
+
+def test_a_disabled_user_can_neither_sign_in_nor_refresh(backend: Backend) -> None:
+    identity = backend.services.identity
+    tokens = _confirmed(identity)
+    identity.disable_user(EMAIL)
+    user = identity.get_user(EMAIL)
+    assert user is not None
+    assert not user.enabled
+    with pytest.raises(AuthenticationError):
+        identity.authenticate(EMAIL, NEW_PASSWORD)
+    assert tokens.refresh_token is not None
+    with pytest.raises(AuthenticationError):
+        identity.refresh(tokens.refresh_token)
+    with pytest.raises(NotFoundError):
+        identity.disable_user("nobody@example.com")
 
 
 def test_the_temporary_password_leads_to_a_challenge_then_tokens_with_the_contract_claims(backend: Backend) -> None:

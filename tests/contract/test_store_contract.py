@@ -379,3 +379,24 @@ def test_a_hand_made_tenant_with_numbers_written_as_strings_is_reported_as_break
 
     with pytest.raises(PermanentError, match="max_sites should be an N"):
         aws_backend.services.tenants.get("ten_NEWID")
+
+
+def test_a_sign_in_is_noted_on_the_emails_active_records_only(users: UserStore) -> None:
+    users.create(UserRecord("sub-a", "ten_a", "Member@Example.com", "editor", UserStatus.ACTIVE, "2026-12-01"))
+    gone = UserRecord("sub-b", "ten_b", "member@example.com", "viewer", UserStatus.DISABLED, "2026-11-01T00:00:00Z")
+    users.create(gone)
+    users.record_sign_in("MEMBER@example.com", "2026-12-07T09:30:00Z")
+    active = users.get("sub-a")
+    assert active is not None
+    assert active.last_sign_in_at == "2026-12-07T09:30:00Z"
+    assert users.get("sub-b") == gone
+    users.record_sign_in("nobody@example.com", "2026-12-07T09:31:00Z")  # no record: nothing to note
+
+
+def test_users_records_are_read_by_many_ids_at_once(users: UserStore) -> None:
+    first, second = make_user("user_A"), make_user("user_B", email="b@example.com")
+    users.create(first)
+    users.create(second)
+
+    assert users.get_many(["user_A", "user_B", "user_missing"]) == {"user_A": first, "user_B": second}
+    assert users.get_many([]) == {}

@@ -46,7 +46,7 @@ from tenancy.ports import Mailer
 from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 from tenancy.runbook.audit import AuditReport, fix_findings, parse_duration, run_audit, window_start
-from tenancy.runbook.audit_lookup import PageLookup
+from tenancy.runbook.audit_lookup import PageLookup, members_among
 from tenancy.runbook.diagnose import classify
 from tenancy.runbook.evidence import EvidenceStores, Purchase, Selector, find_purchase, gather
 from tenancy.runbook.findings import ESCALATION, Finding
@@ -338,13 +338,34 @@ def test_audit_asks_each_store_a_few_batched_questions_and_never_one_per_purchas
         {"scan_transactions": 1, "find_many": 3},  # ledger
         {"tenant_ids": 2, "scan": 1, "get_many": 1},  # journal
         {"messages": 1},  # queue: listed once
-        {"scan_created": 1, "get_many": 2, "find_by_transactions": 2},  # tenants
-        {"find_by_emails": 2},  # users
+        # tenants: and once for the users page, to tell the owners' records from the members'
+        {"scan_created": 1, "get_many": 3, "find_by_transactions": 2},
+        # users: scanned once for the team members (none here), and the owner links that are not their
+        # purchaser's (the seeded mismatches) read in one batch
+        {"find_by_emails": 2, "scan": 1, "get_many": 1},
         {"get_users": 2},  # identity
         {"outboxes": 2, "delivery_statistics": 1},  # mailer, and the provider's one summary
         {"get_many": 2},  # subscriptions: those of the tenants a page names, when its first case asks
         {"notices": 2},  # lifecycle: the dead notices, once a page
     ]
+
+
+def test_a_team_costs_the_audit_batched_reads_of_its_members_and_never_a_query_per_tenant(
+    services: Services,
+) -> None:
+    seed_week(services)
+    provision(services, TEAM_BROKEN, email_of(TEAM_BROKEN))
+    seed_broken_team(services, tenant_id_for(TEAM_BROKEN), format_timestamp(services.clock.now()))
+    stores, proxies = scan_only(services)  # a query for one tenant's people fails the test
+
+    report = audit(services, stores=stores)
+
+    assert findings_by_transaction(report) == {**REPAIRABLE, **LEFT_ALONE, TEAM_BROKEN: Finding.MEMBER_MISMATCH}
+    users, identity = proxies[4], proxies[5]
+    assert dict(users.calls) == {"find_by_emails": 2, "scan": 1, "get_many": 1}
+    # The page's owners (twice, as without a team), the members when the users table is scanned,
+    # and the members again with their purchase's page (each read is the store's answer of now).
+    assert dict(identity.calls) == {"get_users": 4}
 
 
 def test_escalations_follow_rb001_section_6(services: Services) -> None:
@@ -597,8 +618,9 @@ def test_audit_of_2000_tenants_reads_each_store_once_and_finds_them_healthy(serv
     assert report.totals.tenants == SCALE
     assert report.totals.findings == 0
     # The tenants created in the window, then per page of the journal its jobs, their tenants,
-    # identity users, users records and emails read, and its cases classified.
-    assert sum(progressed) == 7 * SCALE
+    # identity users, users records and emails read, and its cases classified; and the users
+    # records scanned for team members (none: no identity user is read for them).
+    assert sum(progressed) == 8 * SCALE
     assert elapsed < 10, f"auditing {SCALE} tenants took {elapsed:.1f} s"
 
 
@@ -623,6 +645,7 @@ DELETED = "TXN-DELETED"  # the tenant left and was deleted
 PEOPLE_LEFT = "TXN-PEOPLE-LEFT"  # deleted, but its owner's identity user is still there
 HELD = "TXN-HELD"  # suspended by its subscription's lifecycle (payment overdue)
 OVER_LIMIT = "TXN-OVER-LIMIT"  # more sites than its plan allows (a downgrade, a hand edit)
+TEAM_BROKEN = "TXN-TEAM-BROKEN"  # a member's identity user deleted by hand, another's re-pointed
 
 
 def seed_every_branch(services: Services) -> list[str]:
@@ -633,9 +656,10 @@ def seed_every_branch(services: Services) -> list[str]:
     now = format_timestamp(services.clock.now())
     for transaction_id in (
         MISMATCHED, OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
-        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OVER_LIMIT,
+        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OVER_LIMIT, TEAM_BROKEN,
     ):  # fmt: skip
         provision(services, transaction_id, email_of(transaction_id))
+    seed_broken_team(services, tenant_id_for(TEAM_BROKEN), now)
     services.identity.update_attributes(email_of(MISMATCHED), {"custom:tenant_id": "ten_somewhereelse"})
     services.tenants.set_owner(tenant_id_for(OWNED_BY_ANOTHER), "someone-else", now)
     services.tenants.set_owner(tenant_id_for(OWNER_UNLINKED), "", now)
@@ -674,8 +698,22 @@ def seed_every_branch(services: Services) -> list[str]:
         *HEALTHY, *REPAIRABLE, *LEFT_ALONE, STILL_QUEUED, OLD_HEALTHY, OLD_BROKEN, OLD_REJECTED, MISMATCHED,
         OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
         CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OPERATOR_PURCHASE, BILLED_TWICE, RENEWAL_LOST, UNKNOWN_TOKEN,
-        OVERDUE, UNDELIVERED, DELETED, PEOPLE_LEFT, HELD, OVER_LIMIT, NOWHERE,
+        OVERDUE, UNDELIVERED, DELETED, PEOPLE_LEFT, HELD, OVER_LIMIT, TEAM_BROKEN, NOWHERE,
     ]  # fmt: skip
+
+
+def seed_broken_team(services: Services, tenant_id: str, now: str) -> None:
+    """Three members besides the owner: one whole, one whose identity user was deleted by hand,
+    one whose custom:tenant_id names another tenant."""
+    for name, role in (("whole", "editor"), ("gone", "viewer"), ("elsewhere", "tenant_admin")):
+        email = f"{name}.{tenant_id}@team.example.com"
+        user = services.identity.create_user(
+            email, {"email": email, "custom:tenant_id": tenant_id, "custom:roles": role}, "Member-Passw0rd!"
+        )
+        services.users.create(UserRecord(user.sub, tenant_id, email, role, UserStatus.ACTIVE, now))
+    services.identity.delete_user(f"gone.{tenant_id}@team.example.com")
+    elsewhere = f"elsewhere.{tenant_id}@team.example.com"
+    services.identity.update_attributes(elsewhere, {"custom:tenant_id": "ten_elsewhere"})
 
 
 def seed_lifecycle(services: Services) -> None:
@@ -718,7 +756,11 @@ def seed_lifecycle(services: Services) -> None:
 def test_the_audit_s_look_ups_find_the_case_the_stores_find(services: Services) -> None:
     transaction_ids = seed_every_branch(services)
     stores, _ = scan_only(services)  # every answer from the batched reads: a single look-up fails
-    lookup = PageLookup(stores, {}, stores.mail_statistics)
+    teams: dict[str, list[UserRecord]] = {}  # as the audit's members pass reads them
+    for records in services.users.scan():
+        for tenant, record in members_among(services.evidence_stores, records):
+            teams.setdefault(tenant.tenant_id, []).append(record)
+    lookup = PageLookup(stores, {}, stores.mail_statistics, teams)
     queued = services.queue.messages()
 
     lookup.read_named(transaction_ids)

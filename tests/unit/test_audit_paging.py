@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from test_audit import back_in_time, email_of, provision, seed_every_branch, send_itn
+from test_audit import back_in_time, email_of, provision, seed_broken_team, seed_every_branch, send_itn
 
 from tenancy.bootstrap import Services, build
 from tenancy.domain.clock import format_timestamp, parse_timestamp
@@ -30,6 +30,7 @@ OLD_RETENANTED = "TXN-OLD-RETENANTED"  # its tenant deleted, then written again 
 OLD_HAND_TENANT = "TXN-OLD-HAND"  # a second tenant, ten_HANDNEW, written by hand this week
 TRAIL_ONLY = "TXN-TRAIL-ONLY"  # no job, no ITN, no tenant: only a repair this week names it
 OLD_UNTOUCHED = "TXN-OLD-UNTOUCHED"  # nothing this week: outside the window
+OLD_TEAM = "TXN-OLD-TEAM"  # provisioned a month ago; a member of its team cannot sign in now
 
 
 @pytest.fixture
@@ -40,12 +41,13 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 
 def seed_the_window_s_ways_in(services: Services) -> None:
-    """Old purchases that this week's ITN, tenant or trail entry brings into the window, and one
-    that nothing brings in."""
+    """Old purchases that this week's ITN, tenant or trail entry, or a team member who cannot sign
+    in, brings into the window, and one that nothing brings in."""
     month_ago = back_in_time(services, MONTH)
     now = format_timestamp(services.clock.now())
-    for transaction_id in (OLD_PAID_AGAIN, OLD_RETENANTED, OLD_HAND_TENANT, OLD_UNTOUCHED):
+    for transaction_id in (OLD_PAID_AGAIN, OLD_RETENANTED, OLD_HAND_TENANT, OLD_UNTOUCHED, OLD_TEAM):
         provision(month_ago, transaction_id, email_of(transaction_id))
+    seed_broken_team(month_ago, tenant_id_for(OLD_TEAM), format_timestamp(month_ago.clock.now()))
     send_itn(services, OLD_PAID_AGAIN, email_of(OLD_PAID_AGAIN))
     own = services.tenants.get(tenant_id_for(OLD_RETENANTED))
     assert own is not None
@@ -85,11 +87,11 @@ def test_every_purchase_the_window_holds_is_classified_once_whichever_store_brin
 
     assert max(seen.values()) == 1
     assert sum(seen.values()) == report.totals.transactions
-    assert {OLD_PAID_AGAIN, OLD_RETENANTED, OLD_HAND_TENANT, TRAIL_ONLY} <= set(seen)
+    assert {OLD_PAID_AGAIN, OLD_RETENANTED, OLD_HAND_TENANT, TRAIL_ONLY, OLD_TEAM} <= set(seen)
     assert OLD_UNTOUCHED not in seen
     # seed_week's, the branches' own (not ten_HANDMADE, older; the subscribed, the five lifecycle
-    # ones and the one over its limits included), and the two
-    assert report.totals.tenants == 6 + 17 + 2
+    # ones, the one over its limits and the broken team included), and the two
+    assert report.totals.tenants == 6 + 18 + 2
 
 
 @pytest.mark.parametrize("page", [1, 3, 7])

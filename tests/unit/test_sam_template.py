@@ -293,3 +293,26 @@ def test_the_functions_that_move_tenants_may_write_their_usage_answers(
     for role in ("provisioning", "lifecycle"):
         policies = functions[settings.function_name(role)]["Policies"]
         assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "UsageAnswersTable"}}} in policies
+
+
+def test_the_invitations_table_reaches_every_function_and_the_lifecycle_sweep_may_expire_invitations(
+    template: dict[str, Any], settings: Settings
+) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    functions = {
+        substitute(resource["Properties"]["FunctionName"]): resource["Properties"]
+        for resource in resources_of(template, "AWS::Serverless::Function").values()
+    }
+    (invitations,) = (
+        resource["Properties"]
+        for resource in resources_of(template, "AWS::DynamoDB::Table").values()
+        if resource["Properties"]["TableName"] == settings.invitations_table
+    )
+
+    assert variables["TENANCY_INVITATIONS_TABLE"] == {"Ref": "InvitationsTable"}
+    # The sweep gives an expired invitation's seat back: it writes the invitation and the tenant.
+    lifecycle = functions[settings.function_name("lifecycle")]["Policies"]
+    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "InvitationsTable"}}} in lifecycle
+    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "TenantsTable"}}} in lifecycle
+    # Expiry is the sweep's, never TTL's: a TTL deletion would keep the seat held for good.
+    assert "TimeToLiveSpecification" not in invitations

@@ -6,14 +6,17 @@ check that an API caller's ID token still counts."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import structlog
 
 from tenancy.accounts.reset import ResetMail, password_reset_email
 from tenancy.accounts.roles import OPERATOR_ROLE, roles_of
 from tenancy.accounts.sessions import SessionService
 from tenancy.accounts.throttle import LoginThrottle, ResetRequestThrottle
+from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import normalize_email
-from tenancy.domain.model import AuthChallenge, Tenant, Tokens
+from tenancy.domain.model import AuthChallenge, Tenant, Tokens, UserRecord, UserStatus
 from tenancy.errors import (
     AccountNotFoundError,
     AuthenticationError,
@@ -21,11 +24,12 @@ from tenancy.errors import (
     InvalidCredentialsError,
     InvalidTokenError,
     PermanentError,
+    TenancyError,
     TenantBlockedError,
     TenantNotFoundError,
     TransientError,
 )
-from tenancy.ports import IdentityProvider, TenantStore
+from tenancy.ports import Clock, IdentityProvider, TenantStore, UserStore
 
 __all__ = ["AccountService"]
 
@@ -41,8 +45,12 @@ class AccountService:
         reset_mail: ResetMail | None = None,
         reset_throttle: ResetRequestThrottle | None = None,
         sessions: SessionService | None = None,
+        users: UserStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._identity = identity
+        self._users = users
+        self._clock = clock
         self._tenants = tenants
         self._throttle = throttle
         self._reset_mail = reset_mail
@@ -75,6 +83,8 @@ class AccountService:
         if self._throttle is not None:
             self._throttle.succeeded(username, source)
         self._require_access(username)
+        if isinstance(result, Tokens):
+            self._note_sign_in(username)
         return result
 
     def complete_new_password(self, email: str, session: str, new_password: str) -> Tokens:
@@ -83,7 +93,17 @@ class AccountService:
         username = normalize_email(email)
         tokens = self._identity.respond_to_new_password_challenge(username, session, new_password)
         self._require_access(username)
+        self._note_sign_in(username)
         return tokens
+
+    def _note_sign_in(self, username: str) -> None:
+        """The member's latest sign-in, for the team list; never a reason to refuse one."""
+        if self._users is None or self._clock is None:
+            return
+        try:
+            self._users.record_sign_in(username, format_timestamp(self._clock.now()))
+        except TenancyError as error:
+            log.warning("sign_in_not_noted", error=str(error))
 
     def request_password_reset(self, email: str, source: str = "") -> None:
         """Emails a reset code when the account may reset (Cognito emails its own). Says nothing
@@ -148,13 +168,45 @@ class AccountService:
 
     def tenant_for_token(self, id_token: str) -> Tenant:
         """The caller's own tenant, named only by the verified token: never another tenant."""
+        return self._tenant_of(self._claims(id_token))
+
+    def member_for_token(self, id_token: str) -> tuple[Tenant, UserRecord]:
+        """The caller's tenant and its active users record (whose `role` is the truth the API
+        enforces, read on every request): InvalidTokenError for a token whose user is no longer
+        an active member of the tenant it names."""
+        claims = self._claims(id_token)
+        tenant = self._tenant_of(claims)
+        member = self._member(tenant, claims)
+        if member is None:
+            raise InvalidTokenError("not a member of this tenant")
+        return tenant, member
+
+    def _claims(self, id_token: str) -> Mapping[str, object]:
         claims = self._identity.verify_id_token(id_token)
         if self._sessions is not None:
             self._sessions.require_current(claims)
+        return claims
+
+    def _tenant_of(self, claims: Mapping[str, object]) -> Tenant:
         tenant_id = claims.get("custom:tenant_id")
         if not isinstance(tenant_id, str) or not tenant_id:
             raise InvalidTokenError("token carries no tenant")
         return self.active_tenant(tenant_id)
+
+    def _member(self, tenant: Tenant, claims: Mapping[str, object]) -> UserRecord | None:
+        if self._users is None:
+            return None
+        sub, email = claims.get("sub"), claims.get("email")
+        # The normal flow keys a users record by the identity subject; RB-001's hand-made records
+        # ("user_...") are found by email.
+        found = self._users.get(sub) if isinstance(sub, str) and sub else None
+        candidates = [found] if found is not None else []
+        if not candidates and isinstance(email, str):
+            candidates = self._users.find_by_email(email)
+        for record in candidates:
+            if record.tenant_id == tenant.tenant_id and record.status is UserStatus.ACTIVE:
+                return record
+        return None
 
     def active_tenant(self, tenant_id: str) -> Tenant:
         """The tenant if its people have access (active, past due, or cancelling until paid

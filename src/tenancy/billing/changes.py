@@ -40,6 +40,7 @@ from tenancy.ports import (
     RepairTrail,
     SubscriptionApi,
     SubscriptionStore,
+    TeamStore,
     TenantStore,
     UserStore,
 )
@@ -135,7 +136,9 @@ class SubscriptionChanges:
         support_email: str,
         account_url: str,
         observer: PurchaseObserver | None = None,
+        team: TeamStore | None = None,
     ) -> None:
+        self._team = team
         self._subscriptions = subscriptions
         self._tenants = tenants
         self._users = users
@@ -169,6 +172,14 @@ class SubscriptionChanges:
                 f"cannot downgrade {tenant_id} to {target.name}: its usage exceeds the plan's limits "
                 f"({'; '.join(exceeded)})"
             )
+        if not upgrade and self._team is not None:
+            held = self._team.seats_used(tenant_id)
+            if held > target.max_users:
+                extra = held - target.max_users
+                raise InvalidInputError(
+                    f"cannot downgrade {tenant_id} to {target.name}: {held} seats are held (members and pending "
+                    f"invitations) and the plan has {target.max_users}; remove {extra} first"
+                )
         kind = ChangeKind.UPGRADE if upgrade else ChangeKind.DOWNGRADE
         change = self._upgraded if upgrade else self._downgraded
         actions = self._plan_actions(tenant, subscription, target, kind)

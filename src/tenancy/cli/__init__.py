@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tenancy.cli import alerts, audit, aws, core, lifecycle, logs, ops, runbook, subscription, tenant, usage
+from tenancy.cli import alerts, audit, aws, core, lifecycle, logs, members, ops, runbook, subscription, tenant, usage
 from tenancy.cli.common import show_logs_on_terminal
 from tenancy.errors import TenancyError
 
@@ -48,6 +48,7 @@ subscription.register(app)
 lifecycle.register(app)
 tenant.register(app)
 usage.register(app)
+members.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -78,6 +78,8 @@ def run(
             fail("a time in the future is a rehearsal, refused in live PayFast mode (TENANCY_PAYFAST_MODE=live)", 2)
         try:
             report = services.lifecycle_sweep.run(moment, dry_run=dry_run)
+            # As the schedules do: invitations past their seven days give their seats back.
+            expired = 0 if dry_run else services.team.expire_due()
         except TenancyError as error:
             fail(str(error))
     if as_json:
@@ -92,6 +94,8 @@ def run(
         typer.echo(f"moved  {move.tenant_id}  {move.from_status.value} -> {move.to_status.value}  {move.reason}")
     for tenant_id, reason in report.skipped:
         typer.echo(f"left   {tenant_id}  {reason} (the next run judges it again)")
+    if expired:
+        typer.echo(f"{expired} invitation(s) expired: their seats are free again")
     typer.echo(f"{len(report.applied)} move(s) applied at {report.as_of}")
 
 

@@ -61,6 +61,10 @@ class EventType(StrEnum):
     REACTIVATED = "tenant.reactivated"
     PLAN_CHANGED = "tenant.plan_changed"
     DELETED = "tenant.deleted"
+    MEMBER_INVITED = "member.invited"
+    MEMBER_JOINED = "member.joined"
+    MEMBER_REMOVED = "member.removed"
+    MEMBER_ROLE_CHANGED = "member.role_changed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,7 @@ class UserRecord:
     role: str
     status: UserStatus
     created_at: str
+    last_sign_in_at: str | None = None  # beside RB-001's fields: the member's latest sign-in
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ class Plan:
     billing: Frequency | None = Frequency.MONTHLY
     recurring_price_zar: Decimal = _SAME_AS_PRICE
     annual_price_zar: Decimal | None = None
+    max_users: int = 1  # seats: the owner and every other member or pending invitation
 
     def __post_init__(self) -> None:
         if self.recurring_price_zar == _SAME_AS_PRICE:
@@ -128,9 +129,16 @@ def _plan(name: str, entry: Any, source: str) -> Plan:
             billing=billing,
             recurring_price_zar=price if recurring is None else _price(recurring, "recurring_price_zar", name, source),
             annual_price_zar=None if annual is None else _price(annual, "annual_price_zar", name, source),
+            max_users=_seats(entry.get("max_users", 1), name, source),
         )
     except (KeyError, TypeError, ValueError, InvalidOperation, AttributeError) as error:
         raise ConfigurationError(f"{source}: plan {name!r} is incomplete or malformed ({error})") from None
+
+
+def _seats(value: object, name: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{source}: plan {name!r} needs a whole number of seats, 1 or more, for max_users")
+    return value
 
 
 def _price(value: object, key: str, name: str, source: str) -> Decimal:

@@ -223,7 +223,11 @@ class TenantOffboarding:
     def _remove(self, people: list[UserRecord]) -> tuple[str, ...]:
         removed = []
         for person in people:
-            self._identity.delete_user(person.email)
+            # A member removed here long ago may have joined another tenant since, with the same
+            # email: an identity user that names another tenant is theirs now, and stays.
+            identity = self._identity.get_user(person.email)
+            if identity is not None and identity.tenant_id in {None, person.tenant_id}:
+                self._identity.delete_user(person.email)
             self._users.delete(person.user_id)
             removed.append(person.email)
         return tuple(removed)

@@ -14,14 +14,22 @@ from typing import Any
 
 from tenancy.domain import durations
 from tenancy.domain.clock import format_timestamp, parse_timestamp
-from tenancy.domain.model import JobStatus, PaymentVerdict, ProvisioningJob, QueuedMessage
+from tenancy.domain.model import JobStatus, PaymentVerdict, ProvisioningJob, QueuedMessage, UserRecord
 from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.lifecycle.due import LifecyclePeriods
 from tenancy.ports import RepairTrail
 from tenancy.runbook.attempts import AttemptTracker, PurchaseAttempts
-from tenancy.runbook.audit_lookup import PageLookup
+from tenancy.runbook.audit_lookup import PageLookup, members_among
 from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, ESCALATION_AGE, diagnosis_of
-from tenancy.runbook.evidence import CaseFile, EvidenceStores, Purchase, Selector, gather, people_sought
+from tenancy.runbook.evidence import (
+    CaseFile,
+    EvidenceStores,
+    Member,
+    Purchase,
+    Selector,
+    gather,
+    people_sought,
+)
 from tenancy.runbook.findings import ESCALATION, Advise, Diagnosis, Finding
 from tenancy.runbook.rules import DEFAULT_PERIODS, Context, first_match
 from tenancy.runbook.service import Runbook
@@ -272,6 +280,12 @@ def _escalations(cases: tuple[AuditedCase, ...]) -> tuple[Escalation, ...]:
 # 1. The repair trail's and the queue's entries (few) are read whole.
 # 2. The tenants created in the window: a purchase with no job is set aside for pass 5; one with a
 #    job, whose tenant is not the one the job names, is marked for pass 4.
+# 2b. The users table, page by page, for the team members (issue 17): each page's tenants read in
+#    one batch tell the owners' records from the members'; only members' identity users are read
+#    (one batch per page, none without members). The members' records are kept (a tenant's cases
+#    read its members from them, never with a query per tenant), and a tenant with a member who
+#    cannot sign in brings its purchase into the audit, whenever bought, as a trail entry does:
+#    marked for pass 4, set aside for pass 5 when it has no job.
 # 3. The ITNs received in the window are counted; those of a purchase with no job are set aside.
 # 4. The journal, page by page: each job's purchase is classified here when it is in the window by
 #    the job itself (created, or failed in it), the trail, pass 2's mark, an ITN received in it or
@@ -280,7 +294,8 @@ def _escalations(cases: tuple[AuditedCase, ...]) -> tuple[Escalation, ...]:
 #    carry blanks), classified unless pass 4's test says pass 4 did.
 #
 # Only what was set aside and marked (rare: purchases with no job, hand-made tenants) is held
-# across pages, with the report's own failures, in-progress ids and attempts.
+# across pages, with the report's own failures, in-progress ids and attempts, and the members'
+# users records (pass 2b: one small record per member besides the owners, none for a tenant of one).
 
 # Purchases per page: each store is asked a few batched questions per page.
 _PAGE = 1000
@@ -345,6 +360,8 @@ class _Audit:
         self._trail_keys: set[str] = set()
         self._other_tenants: set[str] = set()  # pass 2's mark: a job, and a tenant not its own
         self._set_aside: set[str] = set()  # for pass 5
+        self._teams: dict[str, list[UserRecord]] = {}  # pass 2b: members besides the owner, by tenant
+        self._member_keys: set[str] = set()  # pass 2b's mark: a member who cannot sign in
         self._facts: dict[str, _AttemptFacts] = {}
 
     def _mail_statistics(self) -> tuple[tuple[str, int], ...]:
@@ -361,7 +378,7 @@ class _Audit:
         return parse_timestamp(timestamp) >= self._since
 
     def _lookup(self) -> PageLookup:
-        return PageLookup(self._stores, self._messages, self._mail_statistics)
+        return PageLookup(self._stores, self._messages, self._mail_statistics, self._teams)
 
     # --- 1. The trail and the queue ---
 
@@ -410,6 +427,25 @@ class _Audit:
                 elif tenant_id != jobs_tenants[transaction_id]:
                     self._other_tenants.add(transaction_id)
             self._advance(len(page))
+
+    # --- 2b. Team members ---
+
+    def read_members(self) -> None:
+        stores = self._stores
+        for page in stores.users.scan(_PAGE):
+            # The owner's records are the owner rules' to judge; a purchaser's record that is not
+            # the owner's (ownership transferred) is told apart when its case is gathered.
+            members = members_among(stores, page)
+            emails = list(dict.fromkeys(record.email for _, record in members))
+            found = stores.identity.get_users(emails) if emails else {}
+            for tenant, record in members:
+                self._teams.setdefault(tenant.tenant_id, []).append(record)
+                transaction_id = tenant.billing.transaction_id.strip()
+                if transaction_id and Member(record, found.get(record.email)).disagreement is not None:
+                    self._member_keys.add(transaction_id)
+            self._advance(len(page) + len(found))
+        # Pass 4 classifies those with a job; pass 5 finds which those are.
+        self._set_aside |= self._member_keys
 
     # --- 3. ITNs received in the window ---
 
@@ -462,11 +498,12 @@ class _Audit:
             self._classify_page(members, lookup, read=len(jobs))
 
     def _marked(self, transaction_id: str, job: ProvisioningJob) -> bool:
-        """In the window by what the job, the trail or pass 2 say, without reading more."""
+        """In the window by what the job, the trail, pass 2 or pass 2b say, without reading more."""
         return (
             self._in_window(job.created_at)
             or transaction_id in self._trail_keys
             or transaction_id in self._other_tenants
+            or transaction_id in self._member_keys
         )
 
     def _in_window_by_evidence(self, transaction_ids: list[str], lookup: PageLookup) -> list[str]:
@@ -622,6 +659,7 @@ def run_audit(
     audit.read_trail(trail)
     audit.read_queue()
     audit.read_tenants()
+    audit.read_members()
     audit.read_ledger()
     audit.read_journal()
     audit.read_set_aside()

@@ -20,10 +20,11 @@ from tenancy.domain.model import (
     QueuedMessage,
     Tenant,
     UserRecord,
+    UserStatus,
 )
-from tenancy.runbook.evidence import MAIL_LIMIT, EvidenceStores, Purchase, people_sought
+from tenancy.runbook.evidence import MAIL_LIMIT, EvidenceStores, Purchase, is_member_record, people_sought
 
-__all__ = ["PageLookup"]
+__all__ = ["PageLookup", "members_among"]
 
 _Key = TypeVar("_Key")
 _Answer = TypeVar("_Answer")
@@ -46,19 +47,40 @@ def _read_ahead(
         answers[key] = found.get(key, nothing)
 
 
+def members_among(stores: EvidenceStores, records: Sequence[UserRecord]) -> list[tuple[Tenant, UserRecord]]:
+    """Of a page of users records, the active members' besides their tenants' owners (the owner
+    link tells them apart), each with its tenant: the tenants read in one batch."""
+    active = [record for record in records if record.status is UserStatus.ACTIVE]
+    if not active:
+        return []
+    tenants = stores.tenants.get_many(list(dict.fromkeys(record.tenant_id for record in active)))
+    return [
+        (tenant, record)
+        for record in active
+        if (tenant := tenants.get(record.tenant_id)) is not None and is_member_record(record, tenant, None)
+    ]
+
+
 class PageLookup:
     """An EvidenceLookup over the stores for a page of purchases: `read_named` and `read_people`
     read the page's evidence ahead in a few batched queries; a look-up of anything else asks the
     store itself (and keeps the answer). The queue's messages come from the one listing the audit
-    read (a listing of SQS counts as a delivery, so it is never repeated), by transaction id."""
+    read (a listing of SQS counts as a delivery, so it is never repeated), by transaction id.
+    `teams` are the users records of the members besides their owners, by tenant, as the audit's
+    members pass read them: a tenant's members are answered from them, never by a query per
+    tenant (none for a tenant of one); None asks the store about every tenant."""
 
     def __init__(
         self,
         stores: EvidenceStores,
         messages: Mapping[str, Sequence[QueuedMessage]],
         mail_statistics: Callable[[], MailStatistics],
+        teams: Mapping[str, Sequence[UserRecord]] | None = None,
     ) -> None:
         self._stores = stores
+        self._teams = teams
+        self._members: dict[str, Sequence[UserRecord]] = {}
+        self._records_by_id: dict[str, UserRecord | None] = {}
         self._messages = messages
         self._mail_statistics = mail_statistics
         self._jobs: dict[str, ProvisioningJob | None] = {}
@@ -109,8 +131,15 @@ class PageLookup:
         by the email the job or ITNs name (`people_sought`), identity users by owner subject."""
         emails: dict[str, None] = {}
         subjects: dict[str, None] = {}
+        tenant_ids: dict[str, None] = {}
+        purchasers: list[tuple[Tenant, str | None]] = []
         for transaction_id in transaction_ids:
+            tenant = self._tenant_of(transaction_id)
             email, subject = people_sought(Purchase.of_transaction(transaction_id), self)
+            if tenant is not None:
+                tenant_ids[tenant.tenant_id] = None
+                if subject is None:
+                    purchasers.append((tenant, email))
             if email:
                 emails[email] = None
             if subject:
@@ -122,6 +151,32 @@ class PageLookup:
         # Rare (a tenant written by hand names only its owner's subject): one look-up each.
         for subject in subjects:
             self.identity_user_by_subject(subject)
+        self._read_owner_links(purchasers)
+        self._read_members(tenant_ids)
+
+    def _read_owner_links(self, purchasers: Iterable[tuple[Tenant, str | None]]) -> None:
+        """The users records of the owner links that are not their purchaser's (a handed-on
+        ownership, a broken link), in one batch: `gather` reads them (`user_record`)."""
+        wanted: dict[str, None] = {}
+        for tenant, email in purchasers:
+            purchaser = self._identity_users.get(email) if email else None
+            if tenant.owner_user_id and (purchaser is None or purchaser.sub != tenant.owner_user_id):
+                wanted[tenant.owner_user_id] = None
+        _read_ahead(self._records_by_id, wanted, self._counted(self._stores.users.get_many), None)
+
+    def _tenant_of(self, transaction_id: str) -> Tenant | None:
+        """The purchase's tenant as `gather` finds it (read ahead by `read_named`): its job's, else
+        the one billed to it."""
+        job = self._jobs.get(transaction_id)
+        tenant = self._tenants.get(job.tenant_id) if job is not None else None
+        return tenant if tenant is not None else self._billed.get(transaction_id)
+
+    def _read_members(self, tenant_ids: Iterable[str]) -> None:
+        """The identity users of the tenants' members, in one batch."""
+        if self._teams is None:
+            return
+        emails = {record.email: None for tenant_id in tenant_ids for record in self.members(tenant_id)}
+        _read_ahead(self._identity_users, emails, self._counted(self._stores.identity.get_users), None)
 
     def _outboxes(self, recipients: Sequence[str]) -> Mapping[str, Sequence[OutboxMessage]]:
         return self._stores.mailer.outboxes(recipients, limit=MAIL_LIMIT)
@@ -193,6 +248,21 @@ class PageLookup:
 
     def mail_statistics(self) -> MailStatistics:
         return self._mail_statistics()
+
+    def user_record(self, user_id: str) -> UserRecord | None:
+        # Rare (an owner link that is not the purchaser's: a handed-on ownership): one look-up each.
+        if user_id not in self._records_by_id:
+            self._records_by_id[user_id] = self._stores.user_record(user_id)
+            self.records_read += 1
+        return self._records_by_id[user_id]
+
+    def members(self, tenant_id: str) -> Sequence[UserRecord]:
+        if self._teams is not None:
+            return self._teams.get(tenant_id, ())
+        if tenant_id not in self._members:
+            self._members[tenant_id] = self._stores.members(tenant_id)
+            self.records_read += len(self._members[tenant_id])
+        return self._members[tenant_id]
 
     def undelivered(self, tenant_id: str) -> Sequence[Notice]:
         # Dead notices are few: read once for the page, then handed out by tenant.

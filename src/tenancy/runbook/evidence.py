@@ -10,6 +10,7 @@ from typing import Protocol
 from tenancy.domain.billing import PayfastSubscription, Subscription
 from tenancy.domain.ids import normalize_email, tenant_id_for
 from tenancy.domain.lifecycle import Notice, NoticeStatus
+from tenancy.domain.members import Role
 from tenancy.domain.model import (
     IdentityUser,
     JobStatus,
@@ -19,6 +20,7 @@ from tenancy.domain.model import (
     QueuedMessage,
     Tenant,
     UserRecord,
+    UserStatus,
 )
 from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.ports import (
@@ -42,11 +44,13 @@ __all__ = [
     "CaseFile",
     "EvidenceLookup",
     "EvidenceStores",
+    "Member",
     "Purchase",
     "PurchaseSearch",
     "Selector",
     "find_purchase",
     "gather",
+    "is_member_record",
     "mail_status_words",
     "people_sought",
     "shown",
@@ -158,6 +162,14 @@ class EvidenceLookup(Protocol):
         """The tenant's lifecycle notices that died undelivered (events, owner emails)."""
         ...
 
+    def members(self, tenant_id: str) -> Sequence[UserRecord]:
+        """The tenant's users records (its owner's and its members'), oldest first."""
+        ...
+
+    def user_record(self, user_id: str) -> UserRecord | None:
+        """The users record of this id (the record a tenant's owner link names), or None."""
+        ...
+
 
 class PurchaseSearch(EvidenceLookup, Protocol):
     """An EvidenceLookup that can also tell which purchases an email or a tenant id names, for
@@ -235,6 +247,12 @@ class EvidenceStores:
             return ()
         return self.lifecycle.notices(NoticeStatus.DEAD, limit=DEAD_NOTICE_LIMIT)
 
+    def members(self, tenant_id: str) -> Sequence[UserRecord]:
+        return self.users.find_by_tenant(tenant_id)
+
+    def user_record(self, user_id: str) -> UserRecord | None:
+        return self.users.get(user_id)
+
     def jobs_by_email(self, email: str) -> Sequence[ProvisioningJob]:
         return self.journal.find(email=email)
 
@@ -243,6 +261,40 @@ class EvidenceStores:
 
     def jobs_by_tenant(self, tenant_id: str) -> Sequence[ProvisioningJob]:
         return self.journal.find(tenant_id=tenant_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One of the tenant's members other than its owner: the active users record, and the
+    identity user its email names (None when there is none). Issue 17's team members: each must be
+    an identity user whose custom:tenant_id is the tenant its users record names."""
+
+    record: UserRecord
+    identity_user: IdentityUser | None
+
+    @property
+    def disagreement(self) -> str | None:
+        """What is wrong with the member, in words, or None when the two records agree."""
+        user, record = self.identity_user, self.record
+        if user is None:
+            return f"member {record.email} ({record.role}) has no identity user"
+        if user.tenant_id != record.tenant_id:
+            return (
+                f"member {record.email} ({record.role}): identity custom:tenant_id={shown(user.tenant_id)}, "
+                f"users record {record.user_id} -> {record.tenant_id}"
+            )
+        return None
+
+
+def is_member_record(record: UserRecord, tenant: Tenant, owner_email: str | None) -> bool:
+    """Whether the users record is an active member's of the tenant, not its owner's: the owner
+    (by the tenant's owner link or the purchase's email) is judged by the owner rules."""
+    return (
+        record.status is UserStatus.ACTIVE
+        and record.tenant_id == tenant.tenant_id
+        and record.user_id != tenant.owner_user_id
+        and normalize_email(record.email) != normalize_email(owner_email or "")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +320,17 @@ class CaseFile:
     # verify (never by the audit); `payfast_error` says why PayFast could not be asked.
     payfast: PayfastSubscription | None = None
     payfast_error: str | None = None
+    # The tenant's active members other than its owner, each with its identity user (issue 17).
+    members: tuple[Member, ...] = ()
+    # The users record the tenant's owner link names when that is not the purchaser (ownership
+    # handed on to another tenant admin, issue 17; or a broken link): read only then.
+    owner_record: UserRecord | None = None
+
+    @property
+    def ownership_handed_on(self) -> bool:
+        """Whether the purchaser handed the tenant's ownership on to another of its tenant admins,
+        who the owner rules then judge as the owner link (the purchaser is a member, or left)."""
+        return self.tenant is not None and _handed_on(self.tenant, self.owner_record, self.email)
 
     @property
     def completed_payment(self) -> PaymentRecord | None:
@@ -377,6 +440,13 @@ def gather(purchase: Purchase, lookup: EvidenceLookup) -> CaseFile:
     )
     if tenant_id is None and transaction_id and named.payments:
         tenant_id = tenant_id_for(transaction_id)
+    users = tuple(lookup.user_records(email)) if email else ()
+    owner_record = _owner_elsewhere(tenant, identity_user, lookup)
+    if tenant is not None and _handed_on(tenant, owner_record, email) and not _active_in(users, tenant):
+        # The purchaser handed the ownership on and then left the team: the owner answers for it.
+        assert owner_record is not None
+        identity_user = lookup.identity_user(owner_record.email)
+        users = tuple(lookup.user_records(owner_record.email))
     return CaseFile(
         selector=purchase.selector,
         transaction_id=transaction_id,
@@ -386,13 +456,48 @@ def gather(purchase: Purchase, lookup: EvidenceLookup) -> CaseFile:
         job=job,
         messages=tuple(lookup.messages(transaction_id)) if transaction_id else (),
         tenant=tenant,
-        users=tuple(lookup.user_records(email)) if email else (),
+        users=users,
         identity_user=identity_user,
         emails=tuple(lookup.mail(email)) if email else (),
         other_transactions=purchase.other_transactions,
         subscription=lookup.subscription(tenant_id) if tenant_id else None,
         undelivered=tuple(lookup.undelivered(tenant_id)) if tenant_id else (),
+        members=_members(tenant, email, lookup) if tenant else (),
+        owner_record=owner_record,
     )
+
+
+def _handed_on(tenant: Tenant, owner: UserRecord | None, purchaser_email: str | None) -> bool:
+    """Whether the owner link names another active tenant admin of the tenant than the purchaser."""
+    return (
+        owner is not None
+        and owner.user_id == tenant.owner_user_id
+        and owner.tenant_id == tenant.tenant_id
+        and owner.status is UserStatus.ACTIVE
+        and owner.role == Role.TENANT_ADMIN.value
+        and normalize_email(owner.email) != normalize_email(purchaser_email or "")
+    )
+
+
+def _active_in(records: Iterable[UserRecord], tenant: Tenant) -> bool:
+    return any(record.tenant_id == tenant.tenant_id and record.status is UserStatus.ACTIVE for record in records)
+
+
+def _owner_elsewhere(
+    tenant: Tenant | None, purchaser: IdentityUser | None, lookup: EvidenceLookup
+) -> UserRecord | None:
+    """The owner link's users record, read only when the link does not name the purchaser (rare:
+    a handed-on ownership, or a broken link; one look-up each)."""
+    if tenant is None or not tenant.owner_user_id:
+        return None
+    if purchaser is not None and purchaser.sub == tenant.owner_user_id:
+        return None
+    return lookup.user_record(tenant.owner_user_id)
+
+
+def _members(tenant: Tenant, owner_email: str | None, lookup: EvidenceLookup) -> tuple[Member, ...]:
+    records = [record for record in lookup.members(tenant.tenant_id) if is_member_record(record, tenant, owner_email)]
+    return tuple(Member(record, lookup.identity_user(record.email)) for record in records)
 
 
 def _transactions_of(email: str, search: PurchaseSearch) -> list[str]:

@@ -33,6 +33,7 @@ class Finding(StrEnum):
     ACCESS_MISMATCH = "access_mismatch"
     EVENT_UNDELIVERED = "event_undelivered"
     USAGE_OVER_LIMIT = "usage_over_limit"
+    MEMBER_MISMATCH = "member_mismatch"
 
     @property
     def runbook_section(self) -> str | None:
@@ -84,6 +85,7 @@ _LABELS = {
     Finding.ACCESS_MISMATCH: "who can sign in disagrees with the tenant's state",
     Finding.EVENT_UNDELIVERED: "a lifecycle event never reached the Site Builder application",
     Finding.USAGE_OVER_LIMIT: "uses more than its plan allows: new usage of it is refused",
+    Finding.MEMBER_MISMATCH: "a team member has no identity user, or one that names another tenant",
 }
 # Usage above a limit is no provisioning failure either: the service API refuses more of it, and
 # the owner, not an operator, brings it down (no escalation, not counted among the audit's failures).
@@ -102,6 +104,7 @@ _REPAIRABLE = {
     Finding.LIFECYCLE_OVERDUE,
     Finding.ACCESS_MISMATCH,
     Finding.EVENT_UNDELIVERED,
+    Finding.MEMBER_MISMATCH,
 }
 
 # RB-001 section 6.

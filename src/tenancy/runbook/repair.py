@@ -2,8 +2,9 @@
 
 Repairs go through the same saga as provisioning: a finding resets the journal to the
 steps that are really done, and the saga, whose steps all check real state first, does
-the rest. Only a tenant id mismatch is fixed directly, toward the tenant record, and a
-subscription out of sync with PayFast, toward PayFast's view (runbook.resync).
+the rest. Only a tenant id mismatch is fixed directly, toward the tenant record, a member's
+identity user toward its users record, and a subscription out of sync with PayFast, toward
+PayFast's view (runbook.resync).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from tenancy.accounts.roles import OPERATOR_ROLE, roles_of
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import (
@@ -105,6 +107,13 @@ def plan_repair(diagnosis: Diagnosis, case: CaseFile) -> RepairPlan:
         actions = [f"finish deleting tenant {tenant_id}: remove the identity users and users records left"]
     elif finding is Finding.EVENT_UNDELIVERED:
         actions = [f"deliver notice {notice.notice_id} again" for notice in case.undelivered]
+    elif finding is Finding.MEMBER_MISMATCH:
+        actions = [
+            f"set custom:tenant_id={member.record.tenant_id} and custom:roles={member.record.role} on identity user "
+            f"{member.record.email}, unless it is an operator's or an active member of {member.identity_user.tenant_id}"
+            for member in case.members
+            if member.identity_user is not None and member.disagreement is not None
+        ]
     elif finding is Finding.TENANT_ID_MISMATCH:
         actions = [
             f"set custom:tenant_id={tenant_id} on identity user {email}",
@@ -150,6 +159,8 @@ class RepairService:
         if finding is Finding.TENANT_ID_MISMATCH:
             self._fix_mismatch(case, now)
             return "repaired"
+        if finding is Finding.MEMBER_MISMATCH:
+            return self._repoint_members(case)
         if finding is Finding.RENEWAL_UNAPPLIED:
             if self._settle is None or not case.transaction_id:
                 raise InvalidInputError("this runbook cannot settle subscriptions")
@@ -279,10 +290,45 @@ class RepairService:
             now=now,
         )
 
+    def _repoint_members(self, case: CaseFile) -> str:
+        """Points each member's identity user at the tenant its users record names: `repaired`
+        when every one was, `failed` when one was left alone, being an operator's or held by the
+        tenant it names (one tenant per identity: who keeps it is the customer's call)."""
+        left_alone = 0
+        for member in case.members:
+            user, record = member.identity_user, member.record
+            if user is None or member.disagreement is None:
+                continue
+            held = any(
+                other.tenant_id == user.tenant_id and other.status is UserStatus.ACTIVE
+                for other in self._stores.users.find_by_email(record.email)
+            )
+            if held or OPERATOR_ROLE in roles_of(user.attributes):
+                left_alone += 1
+                continue
+            self._stores.identity.update_attributes(
+                user.username, {"custom:tenant_id": record.tenant_id, "custom:roles": record.role}
+            )
+        return "failed" if left_alone else "repaired"
+
     def _fix_mismatch(self, case: CaseFile, now: datetime) -> None:
         tenant, user = case.tenant, case.identity_user
         if tenant is None or user is None:
             raise InvalidInputError("a mismatch repair needs both the tenant record and the identity user")
+        owner = self._stores.users.get(tenant.owner_user_id) if tenant.owner_user_id else None
+        if (
+            owner is not None
+            and owner.user_id != user.sub
+            and owner.tenant_id == tenant.tenant_id
+            and owner.status is UserStatus.ACTIVE
+            and owner.role == TENANT_ADMIN_ROLE
+        ):
+            # The owner link names one of the tenant's own tenant admins: the ownership was handed
+            # on (issue 17), which pointing the owner back at the purchaser would undo.
+            raise InvalidInputError(
+                f"tenant {tenant.tenant_id} is owned by its tenant admin {owner.email}, not by the purchaser "
+                f"{user.username}: the ownership was handed on, and a repair will not take it back"
+            )
         stamp = format_timestamp(now)
         self._stores.identity.update_attributes(
             user.username, {"custom:tenant_id": tenant.tenant_id, "custom:roles": TENANT_ADMIN_ROLE}

@@ -31,7 +31,7 @@ __all__ = ["RepairResult", "Runbook"]
 log = structlog.get_logger(__name__)
 
 # Repairs made straight to the records, without rerunning the job: its attempts stand.
-_KEEPS_ATTEMPTS = frozenset({Finding.TENANT_ID_MISMATCH, Finding.SUBSCRIPTION_OUT_OF_SYNC})
+_KEEPS_ATTEMPTS = frozenset({Finding.TENANT_ID_MISMATCH, Finding.SUBSCRIPTION_OUT_OF_SYNC, Finding.MEMBER_MISMATCH})
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ from tenancy.accounts.login import AccountService
 from tenancy.domain.model import AuthChallenge
 from tenancy.errors import AuthenticationError
 from tenancy.ports import IdentityProvider
-from tenancy.runbook.evidence import CaseFile, shown
+from tenancy.runbook.evidence import CaseFile, Member, shown
 from tenancy.runbook.findings import Finding
 from tenancy.runbook.rules import DEFAULT_PASSWORD_TTL, is_operator_account, welcome_of
 
-__all__ = ["TENANT_ACCOUNT_CHECK", "WELCOME_CHECK", "Check", "VerifyReport", "verify"]
+__all__ = ["TENANT_ACCOUNT_CHECK", "WELCOME_CHECK", "Check", "VerifyReport", "member_check_name", "verify"]
 
 WELCOME_CHECK = "welcome email sent to the owner (RB-001 4.4)"
 TENANT_ACCOUNT_CHECK = "the account is a tenant's"
@@ -83,20 +83,46 @@ def verify(
             tenant is not None and any(record.tenant_id == tenant.tenant_id for record in case.users),
             ", ".join(f"{record.user_id} -> {record.tenant_id}" for record in case.users) or "no users record",
         ),
-        Check(
-            "tenant owner is the identity user",
-            tenant is not None and user is not None and tenant.owner_user_id == user.sub,
-            f"owner {shown(tenant.owner_user_id if tenant else None)}, sub {shown(user.sub if user else None)}",
-        ),
+        _owner_check(case),
     ]
     if user is None:
         checks.append(Check(WELCOME_CHECK, False, no_user))
     else:
         welcome = welcome_of(user, case.welcome_emails, now, password_ttl)
         checks.append(Check(WELCOME_CHECK, welcome.given, welcome.detail))
+    # Every member besides the owner (issue 17), each a check of its own: none for a tenant of one.
+    checks += [_member_check(member) for member in case.members]
     if password is not None:
         checks += _sign_in(case, accounts, identity, password, tenant_id)
     return VerifyReport(tuple(checks))
+
+
+def _owner_check(case: CaseFile) -> Check:
+    tenant, user = case.tenant, case.identity_user
+    name = "tenant owner is the identity user"
+    if case.ownership_handed_on and case.owner_record is not None:
+        return Check(name, True, f"ownership handed on to tenant admin {case.owner_record.email}")
+    return Check(
+        name,
+        tenant is not None and user is not None and tenant.owner_user_id == user.sub,
+        f"owner {shown(tenant.owner_user_id if tenant else None)}, sub {shown(user.sub if user else None)}",
+    )
+
+
+def member_check_name(email: str) -> str:
+    return f"member {email} is an enabled identity user of the tenant"
+
+
+def _member_check(member: Member) -> Check:
+    record, user = member.record, member.identity_user
+    if user is None:
+        return Check(member_check_name(record.email), False, f"{record.role}, no identity user")
+    enabled = "enabled" if user.enabled else "disabled"
+    return Check(
+        member_check_name(record.email),
+        user.enabled and user.tenant_id == record.tenant_id,
+        f"{record.role}, {enabled}, custom:tenant_id={shown(user.tenant_id)}, users record -> {record.tenant_id}",
+    )
 
 
 def _no_user(case: CaseFile) -> str:

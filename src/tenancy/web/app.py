@@ -30,7 +30,7 @@ from tenancy.errors import (
 from tenancy.web.headers import SecurityHeadersMiddleware
 from tenancy.web.pages import install_pages
 from tenancy.web.pages.errors import error_page, wants_page
-from tenancy.web.routes import auth, itn, metrics, service, system, tenants
+from tenancy.web.routes import auth, itn, members, metrics, service, system, tenants
 
 __all__ = ["create_app"]
 
@@ -70,7 +70,7 @@ def create_app(services: Services, *, workers: int = 0, alert_watch_seconds: flo
     app.state.services = services
     hsts = services.settings.public_base_url.lower().startswith("https://")
     app.add_middleware(SecurityHeadersMiddleware, hsts=hsts)
-    for router in (itn.router, auth.router, tenants.router, service.router, system.router):
+    for router in (itn.router, auth.router, tenants.router, members.router, service.router, system.router):
         app.include_router(router)
     app.include_router(metrics.build_router(services))
     install_pages(app)

@@ -239,6 +239,7 @@ def user_item(user: UserRecord) -> Item:
             "role": user.role,
             "status": user.status.value,
             "created_at": user.created_at,
+            "last_sign_in_at": user.last_sign_in_at,
         }
     )
 
@@ -253,6 +254,7 @@ def user_from_item(item: Mapping[str, Any]) -> UserRecord:
             role=_text(values["role"]),
             status=UserStatus(values["status"]),
             created_at=_text(values["created_at"]),
+            last_sign_in_at=_optional_text(values, "last_sign_in_at"),
         )
 
 

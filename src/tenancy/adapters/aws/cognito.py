@@ -379,6 +379,14 @@ class CognitoIdentityProvider:
                 if error_code(error) != _USER_NOT_FOUND:
                     raise
 
+    def disable_user(self, username: str) -> None:
+        username = normalize_email(username)
+        with aws_errors(f"disabling identity user {username}"):
+            self._client.admin_disable_user(UserPoolId=self._user_pool_id, Username=username)
+        # Cognito refuses a disabled user's refresh tokens; revoked too, so that no copy of the
+        # pool (moto's, for one) lets one through.
+        self.sign_out_everywhere(username)
+
     def scan_users(self, batch_size: int = 1000) -> Iterator[list[IdentityUser]]:
         """Every user in batches of `batch_size`, gathered from ListUsers pages of at most 60."""
         batch: list[IdentityUser] = []

@@ -52,6 +52,7 @@ from tenancy.domain.model import (
     Tenant,
     TenantStatus,
     UserRecord,
+    UserStatus,
 )
 from tenancy.errors import ItemAlreadyExistsError, NotFoundError, PermanentError, TenancyError, TransientError
 
@@ -289,6 +290,10 @@ class DynamoUserStore:
         item = _get(self._client, self._table, {"user_id": user_id}, "reading a users record")
         return user_from_item(item) if item else None
 
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
+        items = _batch_get(self._client, self._table, "user_id", user_ids, "reading users records")
+        return {user.user_id: user for user in map(user_from_item, items)}
+
     def find_by_email(self, email: str) -> list[UserRecord]:
         if not normalize_email(email):
             return []  # no record has an empty email (an index key cannot be empty)
@@ -332,6 +337,22 @@ class DynamoUserStore:
     def delete(self, user_id: str) -> None:
         with aws_errors("deleting a users record"):
             self._client.delete_item(TableName=self._table, Key={"user_id": attribute(user_id)})
+
+    def record_sign_in(self, email: str, at: str) -> None:
+        for user in self.find_by_email(email):
+            if user.status is not UserStatus.ACTIVE:
+                continue
+            try:
+                with aws_errors("noting a sign-in"):
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key={"user_id": attribute(user.user_id)},
+                        UpdateExpression="SET last_sign_in_at = :at",
+                        ConditionExpression="attribute_exists(user_id)",
+                        ExpressionAttributeValues={":at": attribute(at)},
+                    )
+            except ItemAlreadyExistsError:
+                continue  # deleted meanwhile: nothing to note
 
     def scan(self, batch_size: int = 1000) -> Iterator[list[UserRecord]]:
         request: ScanInputTypeDef = {"TableName": self._table, "Limit": batch_size, "ConsistentRead": True}

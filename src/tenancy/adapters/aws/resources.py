@@ -123,6 +123,8 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
         # key, expired by TTL (`expires_at`), and the service API's keys, hashed, by name.
         _table(settings.usage_answers_table, "tenant_id", "idempotency_key"),
         _table(settings.service_keys_table, "name", None),
+        # Team members (adapters.aws.team): invitations, listed by tenant, and the pending markers.
+        _table(settings.invitations_table, "invitation_id", None, _index("tenant-index", "tenant_id", "created_at")),
     ]
 
 
@@ -142,6 +144,7 @@ class AwsResources:
     lifecycle_table: str
     usage_answers_table: str
     service_keys_table: str
+    invitations_table: str
     queue_url: str
     dlq_url: str
     user_pool_id: str
@@ -182,6 +185,7 @@ def ensure_resources(session: boto3.Session, settings: Settings) -> AwsResources
         lifecycle_table=settings.lifecycle_table,
         usage_answers_table=settings.usage_answers_table,
         service_keys_table=settings.service_keys_table,
+        invitations_table=settings.invitations_table,
         queue_url=queue_url,
         dlq_url=dlq_url,
         user_pool_id=pool_id,

@@ -25,6 +25,7 @@ from tenancy.adapters.local.schema import (
     SUBSCRIPTIONS_SCHEMA,
     TALLY_BACKFILL,
     TALLY_SCHEMA,
+    TEAM_SCHEMA,
     USAGE_SCHEMA,
 )
 from tenancy.errors import PermanentError, TransientError
@@ -81,7 +82,8 @@ class Database:
         for suffix in _COMPANION_SUFFIXES:
             tighten(path.with_name(path.name + suffix))
         with self.transaction() as connection:
-            for statement in (*SCHEMA, *FINDINGS_SCHEMA, *SUBSCRIPTIONS_SCHEMA, *LIFECYCLE_SCHEMA, *USAGE_SCHEMA):
+            schema = (*SCHEMA, *FINDINGS_SCHEMA, *SUBSCRIPTIONS_SCHEMA, *LIFECYCLE_SCHEMA, *USAGE_SCHEMA, *TEAM_SCHEMA)
+            for statement in schema:
                 connection.execute(statement)
             _add_missing_columns(connection)
             _add_tallies(connection)

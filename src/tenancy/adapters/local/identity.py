@@ -196,6 +196,15 @@ class EmbeddedIdentityProvider:
             connection.execute("DELETE FROM identity_refresh_tokens WHERE username = ?", (username,))
             connection.execute("DELETE FROM identity_reset_codes WHERE username = ?", (username,))
 
+    def disable_user(self, username: str) -> None:
+        username = normalize_email(username)
+        with self._database.transaction() as connection:
+            found = connection.execute("UPDATE identity_users SET enabled = 0 WHERE username = ?", (username,)).rowcount
+            if found == 0:
+                raise NotFoundError(f"identity user {username} not found")
+            # As Cognito: a disabled user's refresh tokens no longer work.
+            self._end_sessions(connection, username)
+
     def scan_users(self, batch_size: int = 1000) -> Iterator[list[IdentityUser]]:
         for rows in self._database.scan("identity_users", "username", batch_size):
             yield [_user_from_row(row) for row in rows]

@@ -10,6 +10,7 @@ __all__ = [
     "SUBSCRIPTIONS_SCHEMA",
     "TALLY_BACKFILL",
     "TALLY_SCHEMA",
+    "TEAM_SCHEMA",
     "USAGE_SCHEMA",
 ]
 
@@ -325,6 +326,27 @@ USAGE_SCHEMA: tuple[str, ...] = (
     )""",
 )
 
+# Team members (adapters.local.team): invitations, at most one pending per email and tenant.
+TEAM_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS invitations (
+        invitation_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        role TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        status TEXT NOT NULL,
+        invited_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        user_id TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS invitations_by_tenant ON invitations (tenant_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS invitations_pending ON invitations (expires_at) WHERE status = 'pending'",
+    "CREATE UNIQUE INDEX IF NOT EXISTS invitations_one_pending ON invitations (tenant_id, email)"
+    " WHERE status = 'pending'",
+)
+
 # The findings index: each purchase's current finding (runbook.findings_index), and the last
 # full audits that refreshed it.
 FINDINGS_SCHEMA: tuple[str, ...] = (
@@ -431,4 +453,8 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("provisioning", "claim", "TEXT"),
     ("payments", "token", "TEXT"),
     ("provisioning", "is_returning", "INTEGER NOT NULL DEFAULT 0"),  # ProvisioningJob.returning
+    # Team members (adapters.local.team): seats held and tenant admins; NULL counts the owner alone.
+    ("tenants", "seats_used", "INTEGER"),
+    ("tenants", "admins", "INTEGER"),
+    ("users", "last_sign_in_at", "TEXT"),
 )

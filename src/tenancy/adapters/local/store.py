@@ -166,6 +166,7 @@ def _user_from_row(row: sqlite3.Row) -> UserRecord:
         role=row["role"],
         status=UserStatus(row["status"]),
         created_at=row["created_at"],
+        last_sign_in_at=row["last_sign_in_at"],
     )
 
 
@@ -176,6 +177,10 @@ class SqliteUserStore:
     def get(self, user_id: str) -> UserRecord | None:
         rows = self._database.read("SELECT * FROM users WHERE user_id = ?", (user_id,))
         return _user_from_row(rows[0]) if rows else None
+
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
+        rows = rows_where_in(self._database, "SELECT * FROM users", "user_id", user_ids)
+        return {row["user_id"]: _user_from_row(row) for row in rows}
 
     def find_by_email(self, email: str) -> list[UserRecord]:
         rows = self._database.read(
@@ -205,6 +210,13 @@ class SqliteUserStore:
         with self._database.transaction() as connection:
             connection.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
 
+    def record_sign_in(self, email: str, at: str) -> None:
+        with self._database.transaction() as connection:
+            connection.execute(
+                "UPDATE users SET last_sign_in_at = ? WHERE email = ? AND status = 'active'",
+                (at, email.strip().lower()),
+            )
+
     def scan(self, batch_size: int = 1000) -> Iterator[list[UserRecord]]:
         for rows in self._database.scan("users", "user_id", batch_size):
             yield [_user_from_row(row) for row in rows]
@@ -213,9 +225,17 @@ class SqliteUserStore:
         with self._database.transaction() as connection:
             try:
                 connection.execute(
-                    f"{verb} INTO users (user_id, tenant_id, email, role, status, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (user.user_id, user.tenant_id, user.email.lower(), user.role, user.status.value, user.created_at),
+                    f"{verb} INTO users (user_id, tenant_id, email, role, status, created_at, last_sign_in_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        user.user_id,
+                        user.tenant_id,
+                        user.email.lower(),
+                        user.role,
+                        user.status.value,
+                        user.created_at,
+                        user.last_sign_in_at,
+                    ),
                 )
             except sqlite3.IntegrityError:
                 raise ItemAlreadyExistsError(f"user {user.user_id} exists") from None

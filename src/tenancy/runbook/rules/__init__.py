@@ -7,7 +7,8 @@ The order is RB-001's: the payment first (nothing to look at without one; a subs
 no checkout here started is Finance's), then the account (an operator's is never repaired as a
 tenant), a deleted tenant (whose missing people are no failure, unless some are left), work a
 worker still has and purchases waiting for a person, then the missing or disagreeing records
-(4.3, the mismatch, 4.2, 4.1), a subscription payment accepted but not applied, PayFast's view
+(4.3, the mismatch, 4.2, 4.1), a team member whose identity user is missing or names another
+tenant (its owner's records come first), a subscription payment accepted but not applied, PayFast's view
 of the subscription disagreeing with ours (asked only when one purchase is diagnosed), a
 lifecycle move due and not applied, a lifecycle notice undelivered, a tenant its lifecycle holds
 (suspended or cancelled: no failure), the welcome email (4.4), usage above the plan's limits (no
@@ -28,6 +29,7 @@ from tenancy.runbook.rules.lifecycle import (
     tenant_deleted,
     tenant_held,
 )
+from tenancy.runbook.rules.members import member_mismatch
 from tenancy.runbook.rules.payment import payment_not_complete, payment_not_found
 from tenancy.runbook.rules.records import (
     identity_user_missing,
@@ -65,6 +67,7 @@ RULES: tuple[Rule, ...] = (
     tenant_id_mismatch,
     identity_user_missing,
     provisioning_failed,
+    member_mismatch,
     renewal_unapplied,
     subscription_out_of_sync,
     lifecycle_overdue,

@@ -113,6 +113,6 @@ def owner_linked(case: CaseFile) -> bool:
         and user is not None
         and user.tenant_id == tenant.tenant_id
         and bool(tenant.owner_user_id)
-        and tenant.owner_user_id == user.sub
+        and (tenant.owner_user_id == user.sub or case.ownership_handed_on)
         and any(record.tenant_id == tenant.tenant_id for record in case.users)
     )

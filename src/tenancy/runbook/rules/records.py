@@ -40,7 +40,8 @@ def tenant_id_mismatch(case: CaseFile, context: Context) -> Found | None:
     if not (
         user.tenant_id != tenant.tenant_id
         or (case.users and not users_of_tenant(case))
-        or (tenant.owner_user_id and tenant.owner_user_id != user.sub)
+        # An owner link handed on to another tenant admin is the tenant's choice, not a mismatch.
+        or (tenant.owner_user_id and tenant.owner_user_id != user.sub and not case.ownership_handed_on)
     ):
         return None
     others = ", ".join(sorted({record.tenant_id for record in case.users})) or "no tenant"

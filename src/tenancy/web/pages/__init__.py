@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from tenancy.web.pages import account, customer, ops, signin
+from tenancy.web.pages import account, customer, join, ops, signin, team
 from tenancy.web.pages.errors import viewer_if_any
 from tenancy.web.pages.rendering import STATIC_DIR, redirect, render
 from tenancy.web.pages.security import CsrfError
@@ -22,7 +22,7 @@ log = structlog.get_logger(__name__)
 
 
 def install_pages(app: FastAPI) -> None:
-    for router in (customer.router, account.router, signin.router, ops.router):
+    for router in (customer.router, account.router, team.router, join.router, signin.router, ops.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -1,7 +1,9 @@
 """The account page (its Usage section reads `services.usage`, as the Site Builder application is
 held to it), and its owner's billing forms: change the subscription's plan, or cancel it,
 through `services.subscription_changes`. A form acts on the signed-in viewer's own tenant, named by
-the server-side session alone (never by a form field), and only for its owner (tenant_admin)."""
+the server-side session alone (never by a form field), and only for its tenant admins (the owner
+and co-admins: the role read from the viewer's users record, see `pages.team_view`). The Team
+section (`pages.team_view`, its forms in `pages.team`) is shown to every member."""
 
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from tenancy.accounts.roles import TENANT_ADMIN_ROLE
 from tenancy.billing.changes import exceeded_limits
 from tenancy.bootstrap import Services
 from tenancy.domain.billing import Subscription, SubscriptionStatus
@@ -36,6 +37,7 @@ from tenancy.web.deps import ServicesDep
 from tenancy.web.pages.billing_view import BillingSection, billing_section, rands
 from tenancy.web.pages.rendering import redirect, render
 from tenancy.web.pages.security import read_form
+from tenancy.web.pages.team_view import ROLE_CHOICES, is_tenant_admin, team_section
 from tenancy.web.pages.viewer import Viewer, require_viewer
 
 __all__ = ["CONFIRM_FIELD", "account_page", "router"]
@@ -57,9 +59,11 @@ def account_page(
     error: str | None = None,
     chosen: str = "",
     status_code: int = 200,
+    team_done: str = "",
 ) -> Response:
-    """The account page of the viewer's own tenant: with its Billing section for the owner, the
-    notice of a billing change just `done` (a redirect's `?billing=`), or a refusal (`error`)."""
+    """The account page of the viewer's own tenant: with its Billing section for tenant admins,
+    the notice of a billing change just `done` (a redirect's `?billing=`) or of a team change
+    (`team_done`, a redirect's `?team=`), or a refusal (`error`)."""
     try:
         tenant = _own_tenant(services, viewer)
     except TenantBlockedError:
@@ -72,11 +76,15 @@ def account_page(
         plan_name = tenant.plan
     context: dict[str, Any] = {"tenant": tenant, "plan_name": plan_name, "billing": None, "notice": None}
     subscription = services.subscriptions.get(tenant.tenant_id)
-    if _is_owner(viewer):
+    admin = _is_owner(services, viewer)
+    if admin:
         context["billing"] = billing_section(tenant, subscription, services.plans)
         context["notice"] = _notice(done, subscription, services)
-    context["warning"] = _past_due_warning(services, tenant, subscription, owner=_is_owner(viewer))
+    context["warning"] = _past_due_warning(services, tenant, subscription, owner=admin)
     context["usage"] = _usage_section(services, tenant, context["billing"])
+    context["team"] = team_section(services, tenant, viewer)
+    context["team_notice"] = TEAM_NOTICES.get(team_done)
+    context["role_choices"] = ROLE_CHOICES
     context.update(error=error, chosen=chosen, confirm_field=CONFIRM_FIELD)
     return render(request, "account.html", context, status_code=status_code, viewer=viewer)
 
@@ -138,8 +146,21 @@ async def cancel_subscription(request: Request, services: ServicesDep) -> Respon
     return redirect("/account?billing=cancelled" if change.outcome.startswith("cancelled") else "/account")
 
 
-def _is_owner(viewer: Viewer) -> bool:
-    return TENANT_ADMIN_ROLE in viewer.roles
+def _is_owner(services: Services, viewer: Viewer) -> bool:
+    """Billing is for the tenant's admins (the owner and co-admins), not its editors or viewers."""
+    return is_tenant_admin(services, viewer)
+
+
+# The news of a team change just made (a redirect's `?team=`): no names in the address.
+TEAM_NOTICES = {
+    "joined": "Welcome: you have joined the team. You are signed in; next time, sign in with your email and password.",
+    "invited": "Invitation sent. The link in it works once, for 7 days; the invitation holds a seat until then.",
+    "resent": "Invitation sent again, with a new link for 7 days from now. The earlier link no longer works.",
+    "revoked": "Invitation withdrawn: its link no longer works and its seat is free.",
+    "role_changed": "Role changed. The member is signed out and gets the new role when they sign in again.",
+    "removed": "Member removed: they are signed out everywhere and can no longer sign in. Their seat is free.",
+    "owner_changed": "Ownership handed on. You stay an admin of the team.",
+}
 
 
 def _own_tenant(services: Services, viewer: Viewer) -> Tenant | None:
@@ -291,14 +312,14 @@ def _billing_only(request: Request, services: Services, viewer: Viewer) -> Respo
         "action": action,
         "tenant": tenant,
         "plan": tenant.plan,
-        "owner": _is_owner(viewer),
+        "owner": _is_owner(services, viewer),
     }
     return render(request, "account_blocked.html", context, status_code=403, viewer=viewer)
 
 
 def _owned_tenant(request: Request, services: Services, viewer: Viewer) -> Tenant | Response:
     """The viewer's tenant if they own it and it has access; else the page that says why not."""
-    if not _is_owner(viewer):
+    if not _is_owner(services, viewer):
         return _owners_only(request, viewer)
     tenant = _own_tenant(services, viewer)
     return _no_tenant(request, viewer) if tenant is None else tenant

@@ -222,13 +222,13 @@ def checkout_status(
 
 
 @router.get("/account")
-def account(request: Request, services: ServicesDep, billing: str = "") -> Response:
-    """The signed-in viewer's own tenant (active or cancelling); `billing` names a billing change
-    just made, whose news the page shows (see pages.account)."""
+def account(request: Request, services: ServicesDep, billing: str = "", team: str = "") -> Response:
+    """The signed-in viewer's own tenant (active or cancelling); `billing` and `team` name a
+    billing or team change just made, whose news the page shows (see pages.account)."""
     viewer = require_viewer(request)
     if viewer.tenant_id is None and viewer.is_operator:
         return redirect("/ops")
-    return account_page(request, services, viewer, done=billing)
+    return account_page(request, services, viewer, done=billing, team_done=team)
 
 
 def _ownership(services: Services, viewer: Viewer | None) -> dict[str, str] | None:

@@ -21,11 +21,12 @@ from tenancy.config import Backend
 from tenancy.domain.billing import SubscriptionStatus
 from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.lifecycle import NoticeStatus
-from tenancy.domain.model import JobStatus, TenantStatus
+from tenancy.domain.members import Invitation
+from tenancy.domain.model import JobStatus, TenantStatus, UserRecord
 from tenancy.domain.plurals import plural
 from tenancy.domain.secret_lines import hide_secret_lines
 from tenancy.domain.usage import Entitlements, Metric
-from tenancy.errors import InvalidInputError, NotFoundError, TenancyError
+from tenancy.errors import InvalidInputError, NotFoundError, TenancyError, UnknownPlanError
 from tenancy.runbook.audit import AuditReport, parse_duration, window_start
 from tenancy.runbook.audit_export import attempts_headline, human_age, render_csv, verdict_line
 from tenancy.runbook.dashboard import HourlySeries, read_dashboard
@@ -267,8 +268,35 @@ def case(request: Request, services: ConsoleServices, key: str, done: str = "") 
         "entitlements": _entitlements(services, diagnosis.tenant_id),
         "metrics": list(Metric),
         "notice": _notice(done),
+        "team": _team(services, diagnosis.tenant_id),
     }
     return _page(request, viewer, "ops/case.html", "jobs", context)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseTeam:
+    """The case's tenant's people: its members (users records, removed ones too), its pending
+    invitations, its owner's user id, and the seats held of its plan's (None: plan unknown)."""
+
+    members: list[UserRecord]
+    invitations: list[Invitation]
+    owner_user_id: str
+    seats_used: int
+    seats_limit: int | None
+
+
+def _team(services: Services, tenant_id: str | None) -> CaseTeam | None:
+    tenant = services.tenants.get(tenant_id) if tenant_id else None
+    if tenant is None or tenant.status is TenantStatus.DELETED:
+        return None
+    team = services.team
+    try:
+        used, limit = team.seats(tenant)
+        seats_limit: int | None = limit
+    except UnknownPlanError:  # a plan since taken out of the catalogue
+        used, seats_limit = services.team_store.seats_used(tenant.tenant_id), None
+    members, invitations = team.members(tenant.tenant_id), team.invitations(tenant.tenant_id, pending_only=True)
+    return CaseTeam(members, invitations, tenant.owner_user_id, used, seats_limit)
 
 
 def _entitlements(services: Services, tenant_id: str | None) -> Entitlements | None:
