@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from tenancy.adapters.aws._errors import aws_errors, error_code
+from tenancy.adapters.aws._errors import aws_errors
 from tenancy.adapters.aws._items import Item, attribute, item_from, plain, user_item
 from tenancy.adapters.aws._pages import query_pages, scan_pages
+from tenancy.adapters.aws._transactions import CONDITION_REFUSED, transact
 from tenancy.domain.members import Invitation, InvitationStatus, Role
 from tenancy.domain.model import UserRecord
 from tenancy.errors import ConflictError, ItemAlreadyExistsError, NotFoundError, SeatsTakenError
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["TENANT_INDEX", "DynamoTeamStore"]
 
 TENANT_INDEX = "tenant-index"
-_FAILED = "ConditionalCheckFailed"
 _ONE = {"N": "1"}
 
 
@@ -64,7 +62,7 @@ class DynamoTeamStore:
         )
         if reasons is None:
             return
-        if reasons[0] == _FAILED:
+        if reasons[0] == CONDITION_REFUSED:
             self._require_tenant(invitation.tenant_id)
             raise SeatsTakenError(max_users)
         raise ItemAlreadyExistsError(f"{invitation.email} is invited already")
@@ -197,7 +195,7 @@ class DynamoTeamStore:
         reasons = self._transact(items)
         if reasons is None:
             return True
-        if reasons[0] != _FAILED and len(reasons) > 2 and reasons[2] == _FAILED:
+        if reasons[0] != CONDITION_REFUSED and len(reasons) > 2 and reasons[2] == CONDITION_REFUSED:
             raise ItemAlreadyExistsError(f"user {user.user_id} exists")
         return False
 
@@ -220,7 +218,7 @@ class DynamoTeamStore:
         )
         if reasons is None:
             return
-        if reasons[0] == _FAILED:
+        if reasons[0] == CONDITION_REFUSED:
             self._require_tenant(user.tenant_id)
             raise SeatsTakenError(max_users)
         raise ItemAlreadyExistsError(f"user {user.user_id} exists")
@@ -248,7 +246,7 @@ class DynamoTeamStore:
         reasons = self._transact(items)
         if reasons is None:
             return
-        if len(reasons) > 1 and reasons[1] == _FAILED:
+        if len(reasons) > 1 and reasons[1] == CONDITION_REFUSED:
             raise ConflictError("a tenant must keep at least one tenant admin")
         raise ConflictError(f"member {user.email} changed since it was read")
 
@@ -269,7 +267,7 @@ class DynamoTeamStore:
         reasons = self._transact(items)
         if reasons is None:
             return True
-        if reasons[0] != _FAILED and reasons[1] == _FAILED:
+        if reasons[0] != CONDITION_REFUSED and reasons[1] == CONDITION_REFUSED:
             raise ConflictError("a tenant must keep at least one tenant admin")
         return False
 
@@ -323,16 +321,7 @@ class DynamoTeamStore:
         }
 
     def _transact(self, items: list[Any]) -> list[str] | None:
-        """None once written; the cancellation reasons' codes ("" where none) if refused."""
-        with aws_errors("writing team members"):
-            try:
-                self._client.transact_write_items(TransactItems=items)
-            except ClientError as error:
-                reasons = error.response.get("CancellationReasons", [])
-                if error_code(error) != "TransactionCanceledException" or not reasons:
-                    raise
-                return [str(reason.get("Code") or "") for reason in reasons]
-        return None
+        return transact(self._client, items, "writing team members")
 
 
 def _marker_key(tenant_id: str, email: str) -> dict[str, Any]:

@@ -19,11 +19,10 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from tenancy.adapters.aws._errors import aws_errors, error_code
+from tenancy.adapters.aws._errors import aws_errors
 from tenancy.adapters.aws._items import Item, attribute, plain, tenant_from_item, usage_map
 from tenancy.adapters.aws._pages import scan_pages
+from tenancy.adapters.aws._transactions import CONDITION_REFUSED, transact
 from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.model import Tenant, TenantStatus, Usage
 from tenancy.domain.plans import Limits
@@ -75,7 +74,7 @@ class DynamoUsageStore:
             reasons = self._transact([{"Put": answer}, {"Update": update}])
             if reasons is None:
                 return self._applied(tenant.tenant_id, change, period_start, at)
-            if reasons[0] == "ConditionalCheckFailed":  # the key was recorded meanwhile
+            if reasons[0] == CONDITION_REFUSED:  # the key was recorded meanwhile
                 found = self._answer(tenant.tenant_id, change.idempotency_key)
                 if found is not None:
                     return self._replayed(found, tenant.tenant_id, change)
@@ -86,16 +85,7 @@ class DynamoUsageStore:
         raise TransientError(f"usage of tenant {tenant.tenant_id} kept changing under its record")
 
     def _transact(self, items: list[Any]) -> list[str] | None:
-        """None once written; the cancellation reasons' codes ("" where none) if refused."""
-        with aws_errors("recording usage"):
-            try:
-                self._client.transact_write_items(TransactItems=items)
-            except ClientError as error:
-                reasons = error.response.get("CancellationReasons", [])
-                if error_code(error) != "TransactionCanceledException" or not reasons:
-                    raise
-                return [str(reason.get("Code") or "") for reason in reasons]
-        return None
+        return transact(self._client, items, "recording usage")
 
     def correct(self, tenant_id: str, metric: Metric, value: int, period_start: str, at: str) -> Usage:
         names = {"#usage": "usage", "#field": metric.usage_field, "#updated_at": "updated_at"}
