@@ -194,17 +194,22 @@ class AccountService:
         return self.active_tenant(tenant_id)
 
     def _member(self, tenant: Tenant, claims: Mapping[str, object]) -> UserRecord | None:
+        sub, email = claims.get("sub"), claims.get("email")
+        return self.member_of(
+            tenant.tenant_id, email if isinstance(email, str) else "", sub if isinstance(sub, str) else None
+        )
+
+    def member_of(self, tenant_id: str, email: str, sub: str | None = None) -> UserRecord | None:
+        """The person's active users record in the tenant, or None: by the identity subject (the
+        normal flow keys a record by it), else by email (RB-001's hand-made "user_..." records)."""
         if self._users is None:
             return None
-        sub, email = claims.get("sub"), claims.get("email")
-        # The normal flow keys a users record by the identity subject; RB-001's hand-made records
-        # ("user_...") are found by email.
-        found = self._users.get(sub) if isinstance(sub, str) and sub else None
+        found = self._users.get(sub) if sub else None
         candidates = [found] if found is not None else []
-        if not candidates and isinstance(email, str):
+        if not candidates and email:
             candidates = self._users.find_by_email(email)
         for record in candidates:
-            if record.tenant_id == tenant.tenant_id and record.status is UserStatus.ACTIVE:
+            if record.tenant_id == tenant_id and record.status is UserStatus.ACTIVE:
                 return record
         return None
 

@@ -32,6 +32,7 @@ __all__ = [
     "current_usage",
     "period_for",
     "refusal_reason",
+    "usage_in_period",
 ]
 
 # The share of a limit at which the owner is told, once per period each (80% and 100%).
@@ -117,7 +118,12 @@ def period_for(subscription: Subscription | None, now: datetime) -> UsagePeriod:
 def current_usage(usage: Usage, period: UsagePeriod) -> Usage:
     """The usage as it stands in `period`: a generation count kept for an earlier period is zero
     in this one (the stored count is reset by the period's first record)."""
-    if usage.period_start == period.start.isoformat():
+    return usage_in_period(usage, period.start.isoformat())
+
+
+def usage_in_period(usage: Usage, period_start: str) -> Usage:
+    """`current_usage` for the period starting on `period_start` (ISO date), as the stores know it."""
+    if usage.period_start == period_start:
         return usage
     return replace(usage, generations_this_month=0)
 

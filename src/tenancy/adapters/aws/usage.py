@@ -15,7 +15,6 @@ The `usage-answers` table (key `tenant_id`, `idempotency_key`) expires answers b
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from tenancy.domain.clock import parse_timestamp
 from tenancy.domain.model import Tenant, TenantStatus, Usage
 from tenancy.domain.plans import Limits
 from tenancy.domain.service_keys import ServiceKey
-from tenancy.domain.usage import Metric, UsageChange, UsageOutcome, refusal_reason
+from tenancy.domain.usage import Metric, UsageChange, UsageOutcome, refusal_reason, usage_in_period
 from tenancy.errors import (
     InvalidInputError,
     ItemAlreadyExistsError,
@@ -154,7 +153,7 @@ class DynamoUsageStore:
         """The usage after the write (read at once: it may include records made meanwhile), kept
         with the answer so a repeat of the key reports it."""
         after = self._tenant(tenant_id)
-        usage = _in_period(after.usage, period_start)
+        usage = usage_in_period(after.usage, period_start)
         with aws_errors("keeping a usage answer"):
             self._client.update_item(
                 TableName=self._answers,
@@ -177,7 +176,7 @@ class DynamoUsageStore:
         reason = refusal_reason(tenant.status)
         if reason is not None:
             raise TenantInactiveError(tenant.status.value, reason)
-        usage = _in_period(tenant.usage, period_start)
+        usage = usage_in_period(tenant.usage, period_start)
         item = _answer_item(tenant.tenant_id, change, at, applied=False)
         item["usage"] = attribute(usage_map(usage))
         item["limits"] = _limits(tenant.limits)
@@ -205,13 +204,9 @@ class DynamoUsageStore:
 
 
 def _level(usage: Usage, metric: Metric, period_start: str) -> int:
-    return metric.used(_in_period(usage, period_start))
+    return metric.used(usage_in_period(usage, period_start))
 
 
-def _in_period(usage: Usage, period_start: str) -> Usage:
-    if usage.period_start == period_start:
-        return usage
-    return replace(usage, generations_this_month=0)
 
 
 def _update(tenant: Tenant, change: UsageChange, used: int, limit: int, period_start: str, at: str) -> dict[str, Any]:

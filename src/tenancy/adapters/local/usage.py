@@ -8,14 +8,13 @@ written), then the answer is kept. A refused record changes no usage and keeps i
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 
 from tenancy.adapters.local import decoding
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.store import usage_json
 from tenancy.domain.model import Tenant, TenantStatus, Usage
 from tenancy.domain.service_keys import ServiceKey
-from tenancy.domain.usage import Metric, UsageChange, UsageOutcome, refusal_reason
+from tenancy.domain.usage import Metric, UsageChange, UsageOutcome, refusal_reason, usage_in_period
 from tenancy.errors import InvalidInputError, ItemAlreadyExistsError, NotFoundError, TenantInactiveError
 
 __all__ = ["SqliteServiceKeyStore", "SqliteUsageStore"]
@@ -78,9 +77,8 @@ class SqliteUsageStore:
             if row is None:
                 row = _refusal(connection, tenant_id)
             usage, limits = decoding.usage(row["usage"]), decoding.limits(row["limits"])
-            if usage.period_start != period_start:
-                # Refused in a new period: its generation count, found for an earlier one, is zero.
-                usage = replace(usage, generations_this_month=0)
+            # Refused in a new period: its generation count, found for an earlier one, is zero.
+            usage = usage_in_period(usage, period_start)
             connection.execute(
                 "INSERT INTO usage_answers VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (

@@ -44,11 +44,10 @@ _Done = TypeVar("_Done")
 
 @router.post("/account/team/invite")
 async def invite(request: Request, services: ServicesDep) -> Response:
-    viewer = require_viewer(request)
-    form = await read_form(request)
-    tenant = _managed_tenant(request, services, viewer)
-    if isinstance(tenant, Response):
-        return tenant
+    managed = await _managed(request, services)
+    if isinstance(managed, Response):
+        return managed
+    viewer, form, tenant = managed
     email, role = form.get("email", "").strip(), _role(form.get("role", ""))
     if "@" not in email or role is None:
         message = "Nobody was invited: enter the email address and choose a role, then press Invite."
@@ -61,11 +60,10 @@ async def invite(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/account/team/invitations/{invitation_id}/resend")
 async def resend(request: Request, services: ServicesDep, invitation_id: str) -> Response:
-    viewer = require_viewer(request)
-    await read_form(request)
-    tenant = _managed_tenant(request, services, viewer)
-    if isinstance(tenant, Response):
-        return tenant
+    managed = await _managed(request, services)
+    if isinstance(managed, Response):
+        return managed
+    viewer, _form, tenant = managed
     return await _act(
         request, services, viewer, "The invitation was not sent again",
         lambda: services.team.resend(tenant, invitation_id, by=viewer.email), "resent",
@@ -74,11 +72,10 @@ async def resend(request: Request, services: ServicesDep, invitation_id: str) ->
 
 @router.post("/account/team/invitations/{invitation_id}/revoke")
 async def revoke(request: Request, services: ServicesDep, invitation_id: str) -> Response:
-    viewer = require_viewer(request)
-    await read_form(request)
-    tenant = _managed_tenant(request, services, viewer)
-    if isinstance(tenant, Response):
-        return tenant
+    managed = await _managed(request, services)
+    if isinstance(managed, Response):
+        return managed
+    viewer, _form, tenant = managed
     return await _act(
         request, services, viewer, "The invitation was not withdrawn",
         lambda: services.team.revoke(tenant, invitation_id, by=viewer.email), "revoked",
@@ -87,11 +84,10 @@ async def revoke(request: Request, services: ServicesDep, invitation_id: str) ->
 
 @router.post("/account/team/members/{user_id}/role")
 async def set_role(request: Request, services: ServicesDep, user_id: str) -> Response:
-    viewer = require_viewer(request)
-    form = await read_form(request)
-    tenant = _managed_tenant(request, services, viewer)
-    if isinstance(tenant, Response):
-        return tenant
+    managed = await _managed(request, services)
+    if isinstance(managed, Response):
+        return managed
+    viewer, form, tenant = managed
     role = _role(form.get("role", ""))
     if role is None:
         message = "The role was not changed: choose Admin, Editor or Viewer, then press Change role."
@@ -104,11 +100,10 @@ async def set_role(request: Request, services: ServicesDep, user_id: str) -> Res
 
 @router.post("/account/team/members/{user_id}/remove")
 async def remove(request: Request, services: ServicesDep, user_id: str) -> Response:
-    viewer = require_viewer(request)
-    await read_form(request)
-    tenant = _managed_tenant(request, services, viewer)
-    if isinstance(tenant, Response):
-        return tenant
+    managed = await _managed(request, services)
+    if isinstance(managed, Response):
+        return managed
+    viewer, _form, tenant = managed
     me = member_of(services, viewer)
     if me is not None and me.user_id == user_id:
         message = "You were not removed: you cannot remove yourself. Ask another admin of your team."
@@ -121,11 +116,10 @@ async def remove(request: Request, services: ServicesDep, user_id: str) -> Respo
 
 @router.post("/account/team/owner")
 async def transfer_ownership(request: Request, services: ServicesDep) -> Response:
-    viewer = require_viewer(request)
-    form = await read_form(request)
-    tenant = _managed_tenant(request, services, viewer)
-    if isinstance(tenant, Response):
-        return tenant
+    managed = await _managed(request, services)
+    if isinstance(managed, Response):
+        return managed
+    viewer, form, tenant = managed
     me = member_of(services, viewer)
     if me is None or me.user_id != tenant.owner_user_id:
         message = "Only the owner of a site can hand its ownership on. Ask your site's owner."
@@ -187,6 +181,17 @@ async def _act(
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+async def _managed(request: Request, services: Services) -> tuple[Viewer, dict[str, str], Tenant] | Response:
+    """What every Team form starts with: the signed-in viewer, their checked form (origin and CSRF),
+    and their tenant if they manage it; else the page that says why not."""
+    viewer = require_viewer(request)
+    form = await read_form(request)
+    tenant = _managed_tenant(request, services, viewer)
+    if isinstance(tenant, Response):
+        return tenant
+    return viewer, form, tenant
 
 
 def _managed_tenant(request: Request, services: Services, viewer: Viewer) -> Tenant | Response:

@@ -55,10 +55,7 @@ def member_of(services: Services, viewer: Viewer) -> UserRecord | None:
     """The viewer's active users record in their own tenant (the session names both), or None."""
     if viewer.tenant_id is None:
         return None
-    for record in services.users.find_by_email(viewer.email):
-        if record.tenant_id == viewer.tenant_id and record.status is UserStatus.ACTIVE:
-            return record
-    return None
+    return services.accounts.member_of(viewer.tenant_id, viewer.email)
 
 
 def is_tenant_admin(services: Services, viewer: Viewer) -> bool:
