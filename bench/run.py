@@ -6,7 +6,8 @@ Runs, in order: login_latency, itn_throughput, provision_throughput, end_to_end_
 diagnose_latency, audit_scan, audit_scale, repair_mttr, metrics_scrape, console_latency,
 usage_record, all on the embedded backend (SQLite under a temporary TENANCY_HOME, `tenancy serve` as
 a real process on a free 127.0.0.1 port, PayFast offline; itn_throughput and usage_record need wrk on
-the PATH). `--only` keeps this
+the PATH), then lambda_cold_start (the AWS functions' start-up, in fresh interpreters, no network).
+`--only` keeps this
 order; `--set huge_tenants=300000` overrides one number of the size (see SIZES), and the results
 say so. Prints a table and writes DIR/latest.json and DIR/latest.md (default DIR: bench/results; a
 partial run overwrites them there too): machine info and, per benchmark, its id, figures, floor, ratio,
@@ -34,6 +35,7 @@ import console_latency
 import diagnose_latency
 import end_to_end_latency
 import itn_throughput
+import lambda_cold_start
 import login_latency
 import metrics_scrape
 import provision_throughput
@@ -64,6 +66,7 @@ SIZES: dict[str, dict[str, int]] = {
         "console_requests": 20,
         "console_budget_s": 90,  # per page and home: at least 3 loads, then no more once 90 s are spent
         "usage_bodies": 60_000,  # more than 10 s can send, as itn_bodies (one enterprise tenant per 900)
+        "cold_start_runs": 15,
     },
     "tiny": {
         "login_requests": 3,
@@ -86,6 +89,7 @@ SIZES: dict[str, dict[str, int]] = {
         "console_requests": 2,
         "console_budget_s": 30,
         "usage_bodies": 5000,
+        "cold_start_runs": 1,
     },
 }
 BENCHMARKS = (
@@ -100,6 +104,7 @@ BENCHMARKS = (
     "metrics_scrape",
     "console_latency",
     "usage_record",
+    "lambda_cold_start",
 )
 
 
@@ -199,6 +204,8 @@ def run_one(name: str, work: Path, size: dict[str, int], homes: Homes) -> Result
         )
     if name == "usage_record":
         return usage_record.run(work, size["itn_seconds"], size["usage_bodies"], size["concurrency"])
+    if name == "lambda_cold_start":
+        return lambda_cold_start.run(work, size["cold_start_runs"])
     raise ValueError(name)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,27 @@ def work(services: Services, rounds: int = 5) -> None:
     for _ in range(rounds):
         if worker.poll_once() == 0:
             return
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    """The attributes Powertools' logger reads from a real LambdaContext, for `function`."""
+
+    function: str = "provisioning"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+
+    @property
+    def function_name(self) -> str:
+        return f"site-builder-dev-{self.function}"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:eu-west-1:123456789012:function:{self.function_name}"
+
+
+def lambda_context(function: str) -> Any:
+    """A context for the function `site-builder-dev-<function>` (typed Any: Powertools' LambdaContext)."""
+    return FakeLambdaContext(function)
+

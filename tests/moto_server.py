@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from moto.server import ThreadedMotoServer
 
 from servers import cli_env, free_port
@@ -22,8 +23,13 @@ def running_moto() -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # The threaded server keeps its accounts in this process's moto backends, which every moto
+    # server of the session shares: each module starts from an empty account, not the last one's
+    # tables, queues (a dead letter left in the DLQ) and pool.
+    httpx.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
         server.stop()
 

@@ -6,8 +6,11 @@ import secrets
 import socket
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from tenancy.accounts.login import AccountService
 from tenancy.accounts.operators import OperatorInviteSettings, OperatorService
@@ -35,6 +38,7 @@ from tenancy.adapters.notifiers import (
     EmailNotifier,
     LogNotifier,
     PagerDutyNotifier,
+    SecretFollowingNotifier,
     SlackNotifier,
     UnconfiguredNotifier,
 )
@@ -97,9 +101,20 @@ from tenancy.runbook.findings_index import Auditor, FindingsRecorder
 from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.runbook.repair import LifecycleRepairs
 from tenancy.runbook.service import Runbook
+from tenancy.secret_source import (
+    LIVE_REQUIRED,
+    PLACEHOLDER,
+    SecretName,
+    SecretSource,
+    SettingsSecrets,
+    parameter_name,
+)
 from tenancy.usage.entitlements import UsageService
 from tenancy.usage.keys import ServiceKeys
 from tenancy.usage.warnings import UsageMail
+
+if TYPE_CHECKING:  # boto3 is imported by the AWS backend alone
+    from mypy_boto3_ssm import SSMClient
 
 __all__ = ["Services", "SystemClock", "build", "log_directory"]
 
@@ -142,6 +157,14 @@ class Services:
     rate_limiter: RateLimiter | None = None  # login and ITN throttles; None: no throttling
     # PayFast's subscription API when not the one the settings choose (a test's stand-in).
     payfast_api: SubscriptionApi | None = None
+    # Where the secrets read at each use come from (SSM on AWS, refreshed on rotation); None: the
+    # settings, as read at start.
+    secret_source: SecretSource | None = None
+
+    def current_secret(self, name: SecretName) -> str | None:
+        """A secret as it is now: through SSM's cache on AWS (a rotated value within its max age),
+        else as the settings hold it. For what reads a secret at each use (a checkout's signature)."""
+        return (self.secret_source or SettingsSecrets(self.settings)).get(name)
 
     # Payments.
 
@@ -168,6 +191,7 @@ class Services:
             self.rate_limiter,
             self.purchase_observer,
             self.subscriptions,
+            secrets=self.secret_source,
         )
 
     @cached_property
@@ -252,6 +276,8 @@ class Services:
                 sender=settings.email_from,
                 base_url=settings.public_base_url,
                 support_email=settings.effective_support_email,
+                login_url=settings.effective_login_url,
+                password_ttl_days=settings.temporary_password_ttl_days,
             ),
             mailer=self.mailer,
             clock=self.clock,
@@ -324,9 +350,10 @@ class Services:
             return self.payfast_api
         if settings.payfast_mode is PayfastMode.OFFLINE and self.database is not None:
             return SimulatedSubscriptionApi(self.database)
+        source = self.secret_source
         return HttpSubscriptionApi(
             merchant_id=settings.payfast_merchant_id,
-            passphrase=settings.passphrase,
+            passphrase=settings.passphrase if source is None else partial(source.get, SecretName.PAYFAST_PASSPHRASE),
             base_url=settings.effective_payfast_api_url,
             sandbox=settings.payfast_mode is PayfastMode.SANDBOX,
             timeout_seconds=settings.payfast_api_timeout_seconds,
@@ -465,6 +492,7 @@ class Services:
             mailer=self.mailer,
             subscriptions=self.subscriptions,
             lifecycle=self.lifecycle,
+            team=self.team_store,
         )
 
     @cached_property
@@ -491,6 +519,7 @@ class Services:
                 redeliver=self.notices.redeliver,
             ),
             periods=self.lifecycle_periods,
+            restore_member=self.team.restore_access,
         )
 
     @cached_property
@@ -598,6 +627,27 @@ class Services:
             if to is None:
                 return UnconfiguredNotifier("email", "TENANCY_ALERT_EMAIL_TO")
             return EmailNotifier(self.mailer, to=to, sender=settings.email_from)
+        # With the secrets in SSM, Slack's URL and PagerDuty's key are read at each alert (rotation).
+        source, path = self.secret_source, settings.effective_secrets_path
+        if destination == "slack" and source is not None:
+            return SecretFollowingNotifier(
+                "slack",
+                partial(source.get, SecretName.ALERT_SLACK_WEBHOOK_URL),
+                partial(SlackNotifier, timeout_seconds=settings.alert_http_timeout_seconds),
+                f"SSM parameter {parameter_name(path, SecretName.ALERT_SLACK_WEBHOOK_URL)}",
+            )
+        if destination == "pagerduty" and source is not None:
+            return SecretFollowingNotifier(
+                "pagerduty",
+                partial(source.get, SecretName.ALERT_PAGERDUTY_ROUTING_KEY),
+                partial(
+                    PagerDutyNotifier,
+                    settings.alert_pagerduty_url,
+                    source=f"tenancy-{settings.env}@{socket.gethostname()}",
+                    timeout_seconds=settings.alert_http_timeout_seconds,
+                ),
+                f"SSM parameter {parameter_name(path, SecretName.ALERT_PAGERDUTY_ROUTING_KEY)}",
+            )
         if destination == "slack":
             if settings.alert_slack_webhook_url is None:
                 return UnconfiguredNotifier("slack", "TENANCY_ALERT_SLACK_WEBHOOK_URL")
@@ -618,9 +668,13 @@ def service_key_pepper(settings: Settings) -> bytes:
     if settings.service_key_pepper is not None:
         return settings.service_key_pepper.get_secret_value().encode()
     if settings.backend is Backend.AWS:
+        where = (
+            f"the SSM parameter {parameter_name(settings.effective_secrets_path, SecretName.SERVICE_KEY_PEPPER)}"
+            if settings.secrets_in_ssm
+            else "TENANCY_SERVICE_KEY_PEPPER"
+        )
         raise ConfigurationError(
-            "the service API needs TENANCY_SERVICE_KEY_PEPPER on AWS"
-            " (at least 32 characters, e.g. `openssl rand -hex 32`)"
+            f"the service API needs {where} on AWS (at least 32 characters, e.g. `openssl rand -hex 32`)"
         )
     path = settings.keys_dir / "service-key-pepper"
     if not path.exists():
@@ -740,6 +794,9 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
     session = boto3.Session(region_name=settings.aws_region)
     # botocore's defaults (60 s timeouts, legacy retries) outlast the provisioning function's 30 s.
     config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3})
+    secret_source: SecretSource | None = None
+    if settings.secrets_in_ssm:
+        settings, secret_source = _secrets_from_ssm(settings, session.client("ssm", config=config), clock)
     dynamodb = session.client("dynamodb", config=config)
     queue = SqsJobQueue(session.client("sqs", config=config), queue_url, dlq_url, clock=clock)
     # Lambda writes everything a function logs to the function's group. What the embedded
@@ -797,4 +854,52 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
         events=EventBridgePublisher(session.client("events", config=config), settings.effective_event_bus_name),
         log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
         rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table, clock=clock),
+        secret_source=secret_source,
     )
+
+
+def _secrets_from_ssm(settings: Settings, ssm: SSMClient, clock: Clock) -> tuple[Settings, SecretSource]:
+    """The cold start's read of the secrets under TENANCY_SECRETS_PATH: the settings with them in
+    (checked as the settings check their own), and the source that keeps them fresh. Refuses a
+    missing parameter, a secret also given as a plain variable, and live mode on a placeholder."""
+    from tenancy.adapters.aws.secrets import SsmSecrets
+
+    path = settings.secrets_path or ""
+    given = sorted(name.variable for name in SecretName if name.setting in settings.model_fields_set)
+    if given:
+        raise ConfigurationError(
+            f"{', '.join(given)} must not be set with TENANCY_SECRETS_PATH: secrets are read from SSM"
+            f" Parameter Store under {path} only"
+        )
+    source = SsmSecrets(
+        ssm,
+        path,
+        clock=clock,
+        max_age=timedelta(seconds=settings.secrets_max_age_seconds),
+        fallback=SettingsSecrets(settings),
+    )
+    source.load()
+    if settings.payfast_mode is PayfastMode.LIVE:
+        waiting = [parameter_name(path, name) for name in LIVE_REQUIRED if source.is_placeholder(name)]
+        if waiting:
+            raise ConfigurationError(
+                f"live mode refuses to start while {', '.join(waiting)} still hold{'s' if len(waiting) == 1 else ''}"
+                f" the placeholder {PLACEHOLDER!r}: set the real values with"
+                " `aws ssm put-parameter --type SecureString --overwrite`"
+            )
+    values = {name.setting: source.get(name) for name in SecretName}
+    try:
+        # Built anew so that every validator of the settings judges the values read.
+        merged = Settings(**{**settings.model_dump(), **values})
+    except ValidationError as error:
+        # Only the parameter and the validator's words: pydantic's own text would quote the secret.
+        by_setting = {name.setting: parameter_name(path, name) for name in SecretName}
+        problems = "; ".join(
+            f"{by_setting.get(str(item['loc'][0]) if item['loc'] else '', 'settings')}: {item['msg']}"
+            for item in error.errors(include_input=False, include_url=False)
+        )
+        raise ConfigurationError(f"the secrets under {path} cannot work: {problems}") from None
+    problem = merged.secrets_problem()
+    if problem is not None:
+        raise ConfigurationError(f"{problem} (the secrets are read from SSM under {path})")
+    return merged, source

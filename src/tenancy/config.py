@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     # characters). Embedded, it defaults to a random one made once under TENANCY_HOME/keys; on
     # AWS every function must share it, so it must be set.
     service_key_pepper: SecretStr | None = None
+    # On AWS, where the secrets above (PayFast's key and passphrase, the webhook secret, the alert
+    # keys, the pepper) are read: SecureString parameters in SSM Parameter Store under this path,
+    # e.g. /site-builder/dev/ (adapters.aws.secrets), kept this many seconds before being read
+    # again so that a rotated value is picked up without a redeploy. Unset: the settings hold them.
+    secrets_path: str | None = None
+    secrets_max_age_seconds: float = Field(default=300.0, ge=0, le=86400)
     # TEST-ONLY fault injection (tenancy.faults), e.g. `crash_after:identity_user:once`; never set it
     # in a deployment. The reliability suite crashes and slows real worker processes with it.
     faults: str = ""
@@ -284,6 +290,15 @@ class Settings(BaseSettings):
             raise ValueError("TENANCY_SERVICE_KEY_PEPPER must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
+    @field_validator("secrets_path", mode="before")
+    @classmethod
+    def _absolute_secrets_path(cls, value: object) -> object:
+        if value == "":
+            return None
+        if isinstance(value, str) and not value.startswith("/"):
+            raise ValueError("TENANCY_SECRETS_PATH must be an SSM path starting with /, e.g. /site-builder/dev/")
+        return value
+
     @field_validator("support_email", mode="before")
     @classmethod
     def _plain_support_address(cls, value: object) -> object:
@@ -317,18 +332,37 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _live_needs_own_credentials(self) -> Settings:
+        # Secrets read from SSM are not here yet: bootstrap checks them once read (`secrets_problem`).
+        problem = None if self.secrets_in_ssm else self.secrets_problem()
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def secrets_problem(self) -> str | None:
+        """Why these secrets cannot work (live mode on sandbox credentials, a webhook without its
+        secret), or None."""
         if self.payfast_mode is PayfastMode.LIVE:
             if self.payfast_passphrase is None:
-                raise ValueError("TENANCY_PAYFAST_PASSPHRASE is required in live mode")
+                return "TENANCY_PAYFAST_PASSPHRASE is required in live mode"
             if (
                 self.payfast_merchant_id == PAYFAST_SANDBOX_MERCHANT_ID
                 or self.payfast_merchant_key.get_secret_value() == PAYFAST_SANDBOX_MERCHANT_KEY
                 or self.payfast_passphrase.get_secret_value() == PAYFAST_SANDBOX_PASSPHRASE
             ):
-                raise ValueError("live mode refuses PayFast's public sandbox credentials; set your own")
+                return "live mode refuses PayFast's public sandbox credentials; set your own"
         if self.webhook_url and self.webhook_secret is None:
-            raise ValueError("TENANCY_WEBHOOK_URL needs TENANCY_WEBHOOK_SECRET (whsec_...) to sign its events")
-        return self
+            return "TENANCY_WEBHOOK_URL needs TENANCY_WEBHOOK_SECRET (whsec_...) to sign its events"
+        return None
+
+    @property
+    def effective_secrets_path(self) -> str:
+        """TENANCY_SECRETS_PATH, or the path `tenancy aws bootstrap` and the SAM template use."""
+        return self.secrets_path or f"/site-builder/{self.env}/"
+
+    @property
+    def secrets_in_ssm(self) -> bool:
+        """On AWS with TENANCY_SECRETS_PATH: the secrets come from SSM Parameter Store, not from here."""
+        return self.backend is Backend.AWS and self.secrets_path is not None
 
     @property
     def effective_event_bus_name(self) -> str:

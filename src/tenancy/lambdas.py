@@ -1,9 +1,13 @@
-"""The AWS Lambda entrypoints (deploy/template.yaml): `itn_handler` behind API Gateway and a
-Function URL, `provisioning_handler` behind the SQS work queue and for RB-001 4.1's manual
-`aws lambda invoke`, `audit_handler` on the weekly audit's schedule, `lifecycle_handler` on the
-lifecycle's schedules (the sweep, the notices' delivery) and `pre_token_handler`, Cognito's
+"""The AWS Lambda entrypoints (deploy/template.yaml): `web_handler`, the whole HTTP app of `make
+run` behind the HTTP API, and `itn_handler`, its ITN route alone, behind API Gateway and a
+Function URL (both through Mangum: one app, one route code), `provisioning_handler` behind the
+SQS work queue and for RB-001 4.1's manual `aws lambda invoke`, `audit_handler` on the weekly
+audit's schedule, `lifecycle_handler` on the lifecycle's schedules (the sweep, the notices'
+delivery), `alert_watch_handler` on the alert watcher's, and `pre_token_handler`, Cognito's
 pre-token-generation trigger that puts the tenant's status in the ID token. They answer exactly
-as the HTTP route, the worker, `tenancy audit` and `tenancy lifecycle run` do.
+as the HTTP route, the worker, `tenancy audit`, `tenancy lifecycle run` and `tenancy alerts
+watch` do. SCHEDULED_JOBS names every periodic job of the embedded worker and the EventBridge
+rule that runs it here.
 
 Retries on SQS: a job the worker wants retried is reported as a batch item failure, so the
 event source mapping leaves it in the queue and the RedrivePolicy stays the backstop that
@@ -17,12 +21,11 @@ job (`send_dead_letter`, reported as a success) long before SQS's MAX_RECEIVE_CO
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aws_lambda_powertools import Logger, Metrics
@@ -33,14 +36,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenancy.bootstrap import Services, build
 from tenancy.config import Settings
-from tenancy.domain.model import JobStatus, PaymentVerdict
-from tenancy.errors import InvalidInputError, PermanentError, RateLimitedError, TenancyError, TransientError
+from tenancy.domain.model import JobStatus
+from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.logging_setup import configure_logging
-from tenancy.payments.intake import MAX_ITN_BYTES
 from tenancy.ports import TenantStore
 from tenancy.provisioning.worker import JobOutcome, NextAction
 
+if TYPE_CHECKING:
+    from mangum import Mangum
+
 __all__ = [
+    "SCHEDULED_JOBS",
+    "ScheduledJob",
+    "alert_watch_handler",
     "audit_handler",
     "itn_handler",
     "lifecycle_handler",
@@ -48,6 +56,7 @@ __all__ = [
     "provisioning_handler",
     "services",
     "use_services",
+    "web_handler",
 ]
 
 # Powertools' logger and metrics only read environment variables when built: no I/O here.
@@ -83,75 +92,55 @@ def use_services(replacement: Services | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# ITN: API Gateway HTTP API (payload format 2.0) and Function URL events
+# HTTP: the app of `make run`, behind the HTTP API and the ITN function's URL
+
+
+@dataclass
+class _HttpApp:
+    """The FastAPI app over this container's services, in Mangum (the adapter made for ASGI apps
+    on Lambda: HTTP API and Function URL events, cookies, base64 bodies), built on first use and
+    kept while the services are. No lifespan: nothing runs in the background in a Lambda; the
+    periodic jobs are schedules of their own (SCHEDULED_JOBS)."""
+
+    itn_only: bool
+    _built: tuple[Services, Mangum] | None = None
+
+    def __call__(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        current = services()
+        if self._built is None or self._built[0] is not current:
+            # Imported here: the SQS and schedule functions never pay for the web app's imports.
+            from mangum import Mangum
+
+            from tenancy.web.app import create_app
+
+            self._built = current, Mangum(create_app(current, itn_only=self.itn_only), lifespan="off")
+        # Powertools' and Mangum's LambdaContext types describe the same runtime object.
+        answer: dict[str, Any] = self._built[1](event, context)  # type: ignore[arg-type]
+        return answer
+
+
+_web_app = _HttpApp(itn_only=False)
+_itn_app = _HttpApp(itn_only=True)
+
+
+# No Powertools metrics here: the app's own are Prometheus's (`/metrics`), and the functions'
+# Errors and Duration are CloudWatch's.
+@logger.inject_lambda_context(clear_state=True)
+def web_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Every route of the app, as `tenancy serve` answers it: sign-in, `/tenants/me`, the pages and
+    static files, the console, the service API, checkout and billing, and the ITN. API Gateway's
+    own `sourceIp` is the client address; `X-Forwarded-For` counts only from
+    TENANCY_TRUSTED_PROXIES, as behind any proxy."""
+    return _web_app(event, context)
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(capture_cold_start_metric=True)
 def itn_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """One PayFast ITN, answered as `POST /payments/payfast/itn` answers it: 200 for accepted
-    or duplicate, 400 with the failed check, 413 too large, 503 when PayFast's validate
-    endpoint (or a store) is unreachable so PayFast retries."""
-    http = _mapping(_mapping(event.get("requestContext")).get("http"))
-    method = str(http.get("method", "POST")).upper()
-    if method != "POST":
-        return _refused(405, "method not allowed", {"Allow": "POST"})
-    peer = str(http.get("sourceIp", ""))
-    headers = {str(name).lower(): str(value) for name, value in _mapping(event.get("headers")).items()}
-    forwarded_for = headers.get("x-forwarded-for")
-    body = event.get("body") or ""
-    if not isinstance(body, str):
-        return _refused(400, "body is not text")
-    try:
-        # Base64 grows a body by a third: twice the limit is too large however it is encoded.
-        if len(body) > 2 * MAX_ITN_BYTES:
-            return _too_large(peer, forwarded_for, body[:256].encode("utf-8", errors="replace"))
-        if event.get("isBase64Encoded"):
-            try:
-                raw = base64.b64decode(body, validate=True)
-            except (binascii.Error, ValueError):
-                return _refused(400, "body is not valid base64")
-        else:
-            raw = body.encode("utf-8")
-        if len(raw) > MAX_ITN_BYTES:
-            return _too_large(peer, forwarded_for, raw[:256])
-        record = services().intake.receive(raw, peer, forwarded_for)
-    except RateLimitedError as error:
-        return _refused(429, error.reason, {"Retry-After": str(error.retry_after)})
-    except (TransientError, PermanentError) as error:
-        # PayFast retries an ITN that is not answered 200: nothing is lost while a store is down.
-        logger.warning("itn_store_unavailable", error=str(error))
-        return _refused(503, "temporarily unavailable, try again", {"Retry-After": "1"})
-    if record.transaction_id:
-        logger.append_keys(transaction_id=record.transaction_id)
-    metrics.add_metric(name=f"Itn{record.verdict.value.title()}", unit=MetricUnit.Count, value=1)
-    logger.info("itn_answered", verdict=record.verdict.value, reasons=list(record.reasons))
-    if record.verdict is PaymentVerdict.REJECTED:
-        return _response(400, {"detail": record.reasons[0] if record.reasons else "rejected"})
-    if record.verdict is PaymentVerdict.UNCONFIRMED:
-        return _response(503, {"detail": "payment could not be confirmed yet"})
-    return {"statusCode": 200, "headers": {"Content-Type": "text/plain; charset=utf-8"}, "body": "OK"}
-
-
-def _too_large(peer: str, forwarded_for: str | None, sample: bytes) -> dict[str, Any]:
-    """As the HTTP route does: the refusal is kept in the ledger, with the start of the body."""
-    services().intake.refuse_unread(peer, forwarded_for, "body too large", sample)
-    return _refused(413, "body too large")
-
-
-def _refused(status: int, detail: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A request refused before (or without) the intake deciding on it."""
-    metrics.add_metric(name="ItnRefused", unit=MetricUnit.Count, value=1)
-    logger.info("itn_refused", status=status, detail=detail)
-    return _response(status, {"detail": detail}, headers)
-
-
-def _response(status: int, document: dict[str, str], headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json", **(headers or {})},
-        "body": json.dumps(document),
-    }
+    """PayFast's ITNs, through the same app and the same route code (`POST /payments/payfast/itn`:
+    200, 400 with the failed check, 413, 429, 503), in a function of its own: RB-001 reads its log
+    group (`site-builder-{env}-itn-handler`), its alarms are the payments' alone, and its Function
+    URL and IAM policy serve that one route (any other path is 404)."""
+    return _itn_app(event, context)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -169,11 +158,7 @@ def provisioning_handler(event: dict[str, Any], context: LambdaContext) -> dict[
     `{"transactionId": ..., "email": ..., "plan": ...}` (answered with the job's state), or the
     schedule's event (the sweep for stalled jobs, answered with the ones put back on the queue)."""
     if event.get("detail-type") == "Scheduled Event":
-        swept = services().sweeper.sweep()
-        metrics.add_metric(name="JobRequeued", unit=MetricUnit.Count, value=len(swept.requeued))
-        metrics.add_metric(name="JobDeadLettered", unit=MetricUnit.Count, value=len(swept.parked))
-        logger.info("sweep_done", requeued=len(swept.requeued), parked=len(swept.parked))
-        return swept.as_document()
+        return _run_scheduled(STALLED_JOB_SWEEP, _sweep_stalled_jobs)
     if "Records" in event:
         # Even a batch that failed entirely is answered with its failures rather than an
         # exception: the outcome is the same for SQS, and the Errors alarm stays for crashes.
@@ -186,7 +171,59 @@ def provisioning_handler(event: dict[str, Any], context: LambdaContext) -> dict[
     return _provision_by_hand(event)
 
 
-# The weekly audit: EventBridge's schedule
+# ---------------------------------------------------------------------------------------------
+# Schedules: the embedded worker's periodic jobs (tenancy.background), each on an EventBridge rule
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    """One of the embedded worker's periodic jobs as AWS runs it (deploy/template.yaml): the rule
+    `site-builder-{env}-{name}` invokes `handler` with `rule_input` (EventBridge then sends that
+    Input instead of the scheduled event) or, without one, with the scheduled event itself.
+
+    A run that fails as a background round fails (a TenancyError: a store, SES or PayFast out of
+    reach) is logged and counted as `failure_metric`, which the job's own alarm watches, and the
+    next run tries again, as `background.run_every` does; anything else is a crash, raised for
+    the function's Errors alarm (as the SQS batches leave it for crashes)."""
+
+    name: str
+    handler: str
+    failure_metric: str
+    rule_input: Mapping[str, str] | None = None
+
+
+STALLED_JOB_SWEEP = ScheduledJob("stalled-job-sweep", "provisioning_handler", "StalledJobSweepFailed")
+LIFECYCLE_SWEEP = ScheduledJob("lifecycle-sweep", "lifecycle_handler", "LifecycleSweepFailed", {"job": "sweep"})
+NOTICE_DELIVERY = ScheduledJob("lifecycle-notices", "lifecycle_handler", "NoticeDeliveryFailed", {"job": "notices"})
+WEEKLY_AUDIT = ScheduledJob("weekly-audit", "audit_handler", "WeeklyAuditFailed")
+ALERT_WATCH = ScheduledJob("alert-watch", "alert_watch_handler", "AlertWatchFailed")
+SCHEDULED_JOBS = (STALLED_JOB_SWEEP, LIFECYCLE_SWEEP, NOTICE_DELIVERY, WEEKLY_AUDIT, ALERT_WATCH)
+
+
+def _run_scheduled(job: ScheduledJob, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`run`, answered with what it did, or with why it failed (see ScheduledJob)."""
+    logger.append_keys(scheduled_job=job.name)
+    try:
+        return run()
+    except TenancyError as error:
+        _scheduled_job_failed(job, str(error))
+        return {"failed": str(error)}
+
+
+def _scheduled_job_failed(job: ScheduledJob, error: str) -> None:
+    metrics.add_metric(name=job.failure_metric, unit=MetricUnit.Count, value=1)
+    logger.error("scheduled_job_failed", error=error)
+
+
+def _sweep_stalled_jobs() -> dict[str, Any]:
+    swept = services().sweeper.sweep()
+    metrics.add_metric(name="JobRequeued", unit=MetricUnit.Count, value=len(swept.requeued))
+    metrics.add_metric(name="JobDeadLettered", unit=MetricUnit.Count, value=len(swept.parked))
+    logger.info("sweep_done", requeued=len(swept.requeued), parked=len(swept.parked))
+    return dict(swept.as_document())
+
+
+# The weekly audit
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -194,13 +231,17 @@ def provisioning_handler(event: dict[str, Any], context: LambdaContext) -> dict[
 def audit_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The scheduled full audit (runbook.audit_schedule): every purchase ever made classified,
     the findings index refreshed and the run recorded; answered with the audit's totals."""
-    report = services().scheduled_audit.run()
-    metrics.add_metric(name="AuditFindings", unit=MetricUnit.Count, value=report.totals.findings)
-    logger.info("audit_done", extra=report.totals.as_document())
-    return report.totals.as_document()
+
+    def audit() -> dict[str, Any]:
+        report = services().scheduled_audit.run()
+        metrics.add_metric(name="AuditFindings", unit=MetricUnit.Count, value=report.totals.findings)
+        logger.info("audit_done", extra=report.totals.as_document())
+        return dict(report.totals.as_document())
+
+    return _run_scheduled(WEEKLY_AUDIT, audit)
 
 
-# The tenant lifecycle: EventBridge's schedules, and Cognito's pre-token-generation trigger
+# The tenant lifecycle: its sweep and the delivery of its notices; Cognito's pre-token trigger
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -209,23 +250,111 @@ def lifecycle_handler(event: dict[str, Any], context: LambdaContext) -> dict[str
     """A schedule's event: `{"job": "sweep"}` applies the lifecycle moves due now (as `tenancy
     lifecycle run`) and expires invitations past their seven days, then delivers what they owe;
     `{"job": "notices"}` only delivers pending events and emails. Answered with what was done."""
-    wired = services()
-    answer: dict[str, Any] = {}
-    if event.get("job") == "sweep":
-        report = wired.lifecycle_sweep.run(wired.clock.now())
-        metrics.add_metric(name="LifecycleMoves", unit=MetricUnit.Count, value=len(report.applied))
-        for move in report.applied:
-            if move.to_status.value == "suspended":
-                metrics.add_metric(name="TenantSuspended", unit=MetricUnit.Count, value=1)
-        answer |= {"moved": len(report.applied), "skipped": len(report.skipped)}
-        # Invitations past their seven days give their seats back (a metric, the answer unchanged).
-        expired = wired.team.expire_due()
-        metrics.add_metric(name="InvitationExpired", unit=MetricUnit.Count, value=expired)
-    delivered = wired.notices.deliver_due()
-    metrics.add_metric(name="NoticeDead", unit=MetricUnit.Count, value=delivered.dead)
-    answer |= {"delivered": delivered.delivered, "retrying": delivered.retrying, "dead": delivered.dead}
-    logger.info("lifecycle_done", extra=answer)
+    sweep = event.get("job") == "sweep"
+
+    def run() -> dict[str, Any]:
+        wired = services()
+        answer: dict[str, Any] = {}
+        if sweep:
+            report = wired.lifecycle_sweep.run(wired.clock.now())
+            metrics.add_metric(name="LifecycleMoves", unit=MetricUnit.Count, value=len(report.applied))
+            for move in report.applied:
+                if move.to_status.value == "suspended":
+                    metrics.add_metric(name="TenantSuspended", unit=MetricUnit.Count, value=1)
+            answer |= {"moved": len(report.applied), "skipped": len(report.skipped)}
+            # Invitations past their seven days give their seats back (a metric, the answer unchanged).
+            expired = wired.team.expire_due()
+            metrics.add_metric(name="InvitationExpired", unit=MetricUnit.Count, value=expired)
+        delivered = wired.notices.deliver_due()
+        metrics.add_metric(name="NoticeDead", unit=MetricUnit.Count, value=delivered.dead)
+        answer |= {"delivered": delivered.delivered, "retrying": delivered.retrying, "dead": delivered.dead}
+        logger.info("lifecycle_done", extra=answer)
+        return answer
+
+    return _run_scheduled(LIFECYCLE_SWEEP if sweep else NOTICE_DELIVERY, run)
+
+
+# The alert watcher
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def alert_watch_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """One tick of the alert watcher (`tenancy alerts watch`, the thread of `tenancy serve`):
+    every rule evaluated, and each one that started or stopped firing notified through
+    TENANCY_ALERT_ROUTES. Answered with those transitions and their deliveries.
+
+    The rules firing are remembered by the container, as the embedded watcher remembers them in
+    its process: a rule that keeps firing is told once, and again only by a new container (as by
+    a restarted `tenancy serve`). Rules that could not be read, and each alert a destination did
+    not get, count as the job's failure: its alarm tells the alarm topic instead."""
+    logger.append_keys(scheduled_job=ALERT_WATCH.name)
+    outcome = _container_alert_watch().tick()
+    metrics.add_metric(name="AlertTransitions", unit=MetricUnit.Count, value=len(outcome.started + outcome.resolved))
+    if outcome.failed is not None:
+        _scheduled_job_failed(ALERT_WATCH, outcome.failed)
+    for delivery in outcome.undelivered():
+        _scheduled_job_failed(
+            ALERT_WATCH, f"{delivery['rule']} not told to {delivery['destination']}: {delivery['error']}"
+        )
+    answer = outcome.as_document()
+    logger.info("alert_watch_done", extra=answer)
     return answer
+
+
+@dataclass(slots=True)
+class _AlertTick:
+    """What one tick of the watcher did."""
+
+    started: list[str]
+    resolved: list[str]
+    deliveries: list[dict[str, object]]
+    failed: str | None = None
+
+    def undelivered(self) -> list[dict[str, object]]:
+        """The deliveries a destination failed (Slack down, PagerDuty's key not configured...)."""
+        return [delivery for delivery in self.deliveries if not delivery["delivered"]]
+
+    def as_document(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"started": self.started, "resolved": self.resolved, "deliveries": self.deliveries}
+        return document if self.failed is None else {**document, "failed": self.failed}
+
+
+class _ContainerAlertWatch:
+    """The container's alert watcher over the services it was built on (`use_services` with other
+    services gets a new one, remembering nothing)."""
+
+    def __init__(self, wired: Services) -> None:
+        from tenancy.runbook.alert_watcher import AlertWatcher
+        from tenancy.runbook.alerts import AlertReport, AlertTransition, Delivery
+
+        self.services = wired
+        self._tick = _AlertTick([], [], [])
+
+        def told(report: AlertReport, transition: AlertTransition, deliveries: list[Delivery]) -> None:
+            (self._tick.resolved if transition.resolved else self._tick.started).append(transition.result.rule)
+            self._tick.deliveries.extend(delivery.as_document() for delivery in deliveries)
+
+        def failed(error: Exception) -> None:
+            self._tick.failed = f"{type(error).__name__}: {error}"
+
+        self._watcher = AlertWatcher(wired.alert_monitor, wired.alert_dispatcher, on_transition=told, on_failure=failed)
+
+    def tick(self) -> _AlertTick:
+        self._tick = _AlertTick([], [], [])
+        self._watcher.tick()
+        return self._tick
+
+
+_alert_watch: _ContainerAlertWatch | None = None
+
+
+def _container_alert_watch() -> _ContainerAlertWatch:
+    global _alert_watch
+    current = services()
+    if _alert_watch is None or _alert_watch.services is not current:
+        _alert_watch = _ContainerAlertWatch(current)
+    return _alert_watch
 
 
 def pre_token_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

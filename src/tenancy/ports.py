@@ -584,6 +584,11 @@ class TeamStore(Protocol):
         """Pending invitations whose time ran out at or before `now` (the sweep closes them)."""
         ...
 
+    def scan_accepted(self, batch_size: int = 1000) -> Iterator[list[Invitation]]:
+        """Every accepted invitation, a page at a time (the audit's check that each member it
+        made still has a users record)."""
+        ...
+
     def close_invitation(self, invitation_id: str, status: InvitationStatus, at: str) -> bool:
         """Revokes or expires a pending invitation and gives its seat back, atomically; False
         (nothing changed) if it is not pending."""

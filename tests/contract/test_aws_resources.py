@@ -114,7 +114,7 @@ def test_bootstrap_is_idempotent_and_prints_the_settings_to_export(aws: AwsConte
 
 
 @pytest.mark.parametrize("pepper", [None, "p" * 32], ids=["pepper unset", "pepper set"])
-def test_the_bootstrap_command_prints_the_usage_tables_and_asks_for_a_pepper_only_when_unset(
+def test_the_bootstrap_command_prints_the_usage_tables_and_keeps_a_pepper_already_set_in_ssm(
     aws: AwsContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pepper: str | None
 ) -> None:
     monkeypatch.setenv("TENANCY_HOME", str(tmp_path / "cli-home"))
@@ -132,7 +132,13 @@ def test_the_bootstrap_command_prints_the_usage_tables_and_asks_for_a_pepper_onl
     assert exported["TENANCY_SERVICE_KEYS_TABLE"] == "service-keys"
     assert exported["TENANCY_INVITATIONS_TABLE"] == "invitations"
     assert "TENANCY_SERVICE_KEY_PEPPER" not in exported  # a secret is never printed
-    assert ("TENANCY_SERVICE_KEY_PEPPER" in result.stderr) is (pepper is None)
+    # The pepper's SSM parameter: the one this shell already uses (changing it would void every
+    # service key), else a random one; never shown.
+    stored = aws.session.client("ssm").get_parameter(
+        Name=f"{exported['TENANCY_SECRETS_PATH']}service-key-pepper", WithDecryption=True
+    )["Parameter"]["Value"]
+    assert stored == pepper or (pepper is None and len(stored) == 64)
+    assert stored not in result.output
 
 
 def test_bootstrap_adds_an_index_a_table_made_before_it_lacks(aws: AwsContext) -> None:

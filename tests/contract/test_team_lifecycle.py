@@ -6,7 +6,6 @@ they are; and the AWS lifecycle Lambda's sweep expires invitations past their se
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from tenancy.errors import InvalidInputError, TenantBlockedError
 from tenancy.members.team import Invited
 
 from aws_support import Backend
-from helpers import pay, work
+from helpers import lambda_context, pay, work
 
 __all__ = ["payfast", "services", "subscriber"]  # the fixtures this suite uses, from lifecycle_support
 
@@ -173,18 +172,7 @@ def test_an_upgrade_is_never_refused_for_seats(services: Services, subscriber: S
 # --- The AWS lifecycle Lambda's sweep -----------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeLambdaContext:
-    """The attributes Powertools' logger reads from a real LambdaContext."""
-
-    function_name: str = "site-builder-dev-lifecycle"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:site-builder-dev-lifecycle"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345679"
-
-
-CONTEXT: Any = FakeLambdaContext()
+CONTEXT: Any = lambda_context("lifecycle")
 SWEEP_EVENT = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}, "job": "sweep"}
 
 

@@ -359,7 +359,10 @@ def test_a_post_acts_on_the_sessions_tenant_never_on_one_named_in_the_form(
 def test_a_member_who_is_not_the_owner_sees_no_billing_and_cannot_cancel(
     client: TestClient, offline: Services, owner: str
 ) -> None:
-    offline.identity.update_attributes(OWNER, {"custom:roles": "editor"})  # no tenant_admin
+    # The users record is the truth the pages and the API read (domain.members.manages_team).
+    [record] = offline.users.find_by_email(OWNER)
+    offline.users.put(dataclasses.replace(record, role="editor"))  # no tenant_admin
+    offline.identity.update_attributes(OWNER, {"custom:roles": "editor"})
     client.cookies.clear()
     assert sign_in(client, OWNER, NEW_PASSWORD).status_code == 303
 

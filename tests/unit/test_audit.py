@@ -25,6 +25,13 @@ from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRA
 from tenancy.domain.clock import format_timestamp, utc_now
 from tenancy.domain.ids import invoice_number_for, storage_prefix_for, tenant_id_for
 from tenancy.domain.lifecycle import NoticeStatus, Trigger
+from tenancy.domain.members import (
+    Invitation,
+    InvitationStatus,
+    Role,
+    invitation_secret_hash,
+    new_invitation_link_parts,
+)
 from tenancy.domain.model import (
     Billing,
     JobStatus,
@@ -46,7 +53,7 @@ from tenancy.ports import Mailer
 from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 from tenancy.runbook.audit import AuditReport, fix_findings, parse_duration, run_audit, window_start
-from tenancy.runbook.audit_lookup import PageLookup, members_among
+from tenancy.runbook.audit_lookup import PageLookup, members_among, unrecorded_among
 from tenancy.runbook.diagnose import classify
 from tenancy.runbook.evidence import EvidenceStores, Purchase, Selector, find_purchase, gather
 from tenancy.runbook.findings import ESCALATION, Finding
@@ -234,6 +241,7 @@ class ScanOnly:
         {
             "scan",
             "scan_created",
+            "scan_accepted",  # the accepted invitations, for a member whose users record is gone
             "notices",  # the dead lifecycle notices, once a page (each one raised an alert: few)
             "scan_transactions",
             "messages",
@@ -302,7 +310,8 @@ def test_weekly_audit_names_every_failure_of_the_week_and_counts_the_rest(servic
     }
     assert findings_by_transaction(report) == {**REPAIRABLE, **LEFT_ALONE}
     assert report.in_progress == (STILL_QUEUED,)
-    assert [group.finding.runbook_section for group in report.groups] == [None, "4.1", "4.2", "4.3", "4.4", "6"]
+    # payment_not_complete first: looked into with RB-001 3.2's quick diagnosis.
+    assert [group.finding.runbook_section for group in report.groups] == ["3.2", "4.1", "4.2", "4.3", "4.4", "6"]
     [welcome] = [group for group in report.groups if group.finding is Finding.WELCOME_EMAIL_MISSING]
     assert welcome.transaction_ids == (EMAIL_DROPPED, MAILER_FAILED)  # oldest first
     assert welcome.emails == (email_of(EMAIL_DROPPED), email_of(MAILER_FAILED))
@@ -347,6 +356,7 @@ def test_audit_asks_each_store_a_few_batched_questions_and_never_one_per_purchas
         {"outboxes": 2, "delivery_statistics": 1},  # mailer, and the provider's one summary
         {"get_many": 2},  # subscriptions: those of the tenants a page names, when its first case asks
         {"notices": 2},  # lifecycle: the dead notices, once a page
+        {"scan_accepted": 1},  # team: the accepted invitations scanned once (none here)
     ]
 
 
@@ -461,7 +471,7 @@ def test_json_csv_and_markdown_carry_the_same_counts(services: Services) -> None
     [forged] = [row for row in rows if row["transaction_id"] == SIGNATURE_REJECTED]
     assert forged["escalate_to"] == ESCALATION["security"]
     assert forged["email"] == email_of(SIGNATURE_REJECTED)
-    assert forged["runbook_section"] == ""
+    assert forged["runbook_section"] == "3.2"
     assert int(forged["age_seconds"]) < 60
     for finding, count in expected.items():
         section = Finding(finding).runbook_section or "-"
@@ -646,6 +656,7 @@ PEOPLE_LEFT = "TXN-PEOPLE-LEFT"  # deleted, but its owner's identity user is sti
 HELD = "TXN-HELD"  # suspended by its subscription's lifecycle (payment overdue)
 OVER_LIMIT = "TXN-OVER-LIMIT"  # more sites than its plan allows (a downgrade, a hand edit)
 TEAM_BROKEN = "TXN-TEAM-BROKEN"  # a member's identity user deleted by hand, another's re-pointed
+TEAM_UNRECORDED = "TXN-TEAM-UNRECORDED"  # a member's users record deleted by hand, its identity user kept
 
 
 def seed_every_branch(services: Services) -> list[str]:
@@ -656,10 +667,11 @@ def seed_every_branch(services: Services) -> list[str]:
     now = format_timestamp(services.clock.now())
     for transaction_id in (
         MISMATCHED, OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
-        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OVER_LIMIT, TEAM_BROKEN,
+        CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OVER_LIMIT, TEAM_BROKEN, TEAM_UNRECORDED,
     ):  # fmt: skip
         provision(services, transaction_id, email_of(transaction_id))
     seed_broken_team(services, tenant_id_for(TEAM_BROKEN), now)
+    seed_unrecorded_member(services, tenant_id_for(TEAM_UNRECORDED), now)
     services.identity.update_attributes(email_of(MISMATCHED), {"custom:tenant_id": "ten_somewhereelse"})
     services.tenants.set_owner(tenant_id_for(OWNED_BY_ANOTHER), "someone-else", now)
     services.tenants.set_owner(tenant_id_for(OWNER_UNLINKED), "", now)
@@ -698,7 +710,7 @@ def seed_every_branch(services: Services) -> list[str]:
         *HEALTHY, *REPAIRABLE, *LEFT_ALONE, STILL_QUEUED, OLD_HEALTHY, OLD_BROKEN, OLD_REJECTED, MISMATCHED,
         OWNED_BY_ANOTHER, OWNER_UNLINKED, USERS_RECORD_DELETED, SUSPENDED, STILL_PROVISIONING,
         CONFIRMED_WITHOUT_WELCOME, STALLED_BUT_DONE, OPERATOR_PURCHASE, BILLED_TWICE, RENEWAL_LOST, UNKNOWN_TOKEN,
-        OVERDUE, UNDELIVERED, DELETED, PEOPLE_LEFT, HELD, OVER_LIMIT, TEAM_BROKEN, NOWHERE,
+        OVERDUE, UNDELIVERED, DELETED, PEOPLE_LEFT, HELD, OVER_LIMIT, TEAM_BROKEN, TEAM_UNRECORDED, NOWHERE,
     ]  # fmt: skip
 
 
@@ -714,6 +726,24 @@ def seed_broken_team(services: Services, tenant_id: str, now: str) -> None:
     services.identity.delete_user(f"gone.{tenant_id}@team.example.com")
     elsewhere = f"elsewhere.{tenant_id}@team.example.com"
     services.identity.update_attributes(elsewhere, {"custom:tenant_id": "ten_elsewhere"})
+
+
+def seed_unrecorded_member(services: Services, tenant_id: str, now: str) -> None:
+    """A member who joined by invitation and whose users record was then deleted by hand: its
+    identity user still names the tenant, and only the accepted invitation remembers it."""
+    email = f"unrecorded.{tenant_id}@team.example.com"
+    user = services.identity.create_user(
+        email, {"email": email, "custom:tenant_id": tenant_id, "custom:roles": "editor"}, "Member-Passw0rd!"
+    )
+    invitation_id, secret = new_invitation_link_parts()
+    invitation = Invitation(
+        invitation_id, tenant_id, email, Role.EDITOR, invitation_secret_hash(secret), InvitationStatus.PENDING,
+        "seed", now, "2999-01-01T00:00:00Z", now,
+    )  # fmt: skip
+    services.team_store.invite(invitation, max_users=5)
+    assert services.team_store.accept(invitation_id, UserRecord(user.sub, tenant_id, email, "editor",
+                                                                UserStatus.ACTIVE, now), now)  # fmt: skip
+    services.users.delete(user.sub)
 
 
 def seed_lifecycle(services: Services) -> None:
@@ -760,7 +790,11 @@ def test_the_audit_s_look_ups_find_the_case_the_stores_find(services: Services) 
     for records in services.users.scan():
         for tenant, record in members_among(services.evidence_stores, records):
             teams.setdefault(tenant.tenant_id, []).append(record)
-    lookup = PageLookup(stores, {}, stores.mail_statistics, teams)
+    unrecorded: dict[str, list[Invitation]] = {}  # as the audit's invitations pass finds them
+    for invitations in services.team_store.scan_accepted():
+        for invitation in unrecorded_among(services.evidence_stores, invitations):
+            unrecorded.setdefault(invitation.tenant_id, []).append(invitation)
+    lookup = PageLookup(stores, {}, stores.mail_statistics, teams, unrecorded)
     queued = services.queue.messages()
 
     lookup.read_named(transaction_ids)

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "metrics_scrape",
     "console_latency",
     "usage_record",
+    "lambda_cold_start",
 }
 
 

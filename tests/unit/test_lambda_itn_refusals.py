@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,13 @@ from tenancy.bootstrap import Services, build
 from tenancy.domain.model import PaymentVerdict
 
 from corpus_builder import CORPUS
-from helpers import make_settings
+from helpers import lambda_context, make_settings
 
 PAYFAST_ADDRESS = "197.97.145.145"  # inside 197.97.145.144/28
 CORPUS_FILES = sorted(CORPUS.glob("*.itn"))
 
 
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    """The attributes Powertools' logger reads from a real LambdaContext."""
-
-    function_name: str = "site-builder-dev-itn"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:site-builder-dev-itn"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-
-
-CONTEXT: Any = FakeLambdaContext()
+CONTEXT: Any = lambda_context("itn")
 
 
 @pytest.fixture(scope="module")

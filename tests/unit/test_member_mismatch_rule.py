@@ -1,5 +1,6 @@
 """MEM001 `member_mismatch` (issue 17) on cases built in memory: a member other than the owner
-whose identity user is missing, or names another tenant, is named with its evidence; a removed
+whose identity user is missing, whose users record is missing, or whose identity names another
+tenant, is named with its evidence and the repair's plan; a removed
 member, the owner's own records and a whole team are not; the owner's own failures come first."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from test_runbook_rules import EMAIL, NOW, TENANT, diagnosed, found_by, healthy_case, identity_user, users_record
 
+from tenancy.domain.members import Invitation, InvitationStatus, Role
 from tenancy.domain.model import IdentityUser, UserRecord, UserStatus
 from tenancy.runbook.evidence import Member, is_member_record
 from tenancy.runbook.findings import Finding, Store
@@ -35,7 +37,7 @@ def test_a_team_whose_members_can_all_sign_in_is_healthy() -> None:
     assert diagnosed(case).finding is Finding.HEALTHY
 
 
-def test_a_member_without_an_identity_user_is_named_with_its_evidence_and_left_to_a_new_invitation() -> None:
+def test_a_member_without_an_identity_user_is_named_with_its_evidence_and_given_a_new_one() -> None:
     case = healthy_case(members=(Member(member_record(), None), Member(member_record(email="b@example.com"), None)))
 
     diagnosis = diagnosed(case)
@@ -48,10 +50,36 @@ def test_a_member_without_an_identity_user_is_named_with_its_evidence_and_left_t
     assert first.store is Store.IDENTITY
     assert first.fields["identity_user"] is None
     assert first.text == f"member {MEMBER_EMAIL} (editor) has no identity user"
-    # Nothing `repair` can do: its member chose their own password, so they are invited again.
-    assert not diagnosis.repairable
-    assert f"tenancy members remove {TENANT} EMAIL" in diagnosis.next_step.advice
-    assert not plan_repair(diagnosis, case).has_work
+    # RB-001 4.2 for a member: a new identity user, its temporary password emailed.
+    assert diagnosis.repairable
+    assert plan_repair(diagnosis, case).actions == tuple(
+        f"create identity user {email} for its users record (custom:tenant_id={TENANT}, custom:roles=editor) "
+        "and email the member a temporary password"
+        for email in (MEMBER_EMAIL, "b@example.com")
+    )
+
+
+def test_a_member_without_a_users_record_is_named_and_its_record_made_again() -> None:
+    invitation = Invitation(
+        "inv_aaaaaaaaaaaaaaaaaaaa", TENANT, MEMBER_EMAIL, Role.VIEWER, "hash", InvitationStatus.ACCEPTED,
+        EMAIL, NOW, NOW, NOW, "sub-designer",
+    )  # fmt: skip
+    case = healthy_case(members=(Member(None, member_identity(), invitation),))
+
+    diagnosis = diagnosed(case)
+
+    assert diagnosis.finding is Finding.MEMBER_MISMATCH
+    [evidence] = [item for item in diagnosis.evidence if item.fields.get("email") == MEMBER_EMAIL]
+    assert evidence.store is Store.USERS
+    # The role its tokens carry (custom:roles), not the invitation's: what the member had become.
+    assert (evidence.fields["user_id"], evidence.fields["role"], evidence.fields["invitation"]) == (
+        None, "editor", invitation.invitation_id
+    )  # fmt: skip
+    assert evidence.text == f"member {MEMBER_EMAIL} (editor) has an identity user of the tenant but no users record"
+    assert plan_repair(diagnosis, case).actions == (
+        f"make the users record of {MEMBER_EMAIL} again (editor of {TENANT}) from its identity user and its "
+        f"invitation {invitation.invitation_id}",
+    )
 
 
 def test_a_member_whose_identity_names_another_tenant_is_repaired_toward_its_users_record() -> None:

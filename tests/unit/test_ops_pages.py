@@ -41,6 +41,7 @@ GET_URLS = (
     "/ops/mail",
     "/ops/audit",
     "/ops/audit.csv",
+    "/ops/runbook",
 )
 POST_URLS = (
     "/ops/cases/TXN-1/repair",

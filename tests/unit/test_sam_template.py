@@ -7,6 +7,7 @@ import importlib
 import json
 import subprocess
 import sys
+import threading
 from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from tenancy import lambdas
 from tenancy.adapters.aws.resources import (
     DLQ_NAME,
     MAX_RECEIVE_COUNT,
@@ -23,6 +25,8 @@ from tenancy.adapters.aws.resources import (
     AwsResources,
     table_definitions,
 )
+from tenancy.background import background_threads
+from tenancy.bootstrap import Services
 from tenancy.config import Settings
 from tenancy.provisioning.worker import STALLED_AFTER
 
@@ -104,7 +108,8 @@ def test_the_functions_have_the_contract_names_and_the_lambda_handlers(
     globals_ = template["Globals"]["Function"]
 
     assert set(by_name) == {
-        settings.function_name(role) for role in ("itn-handler", "provisioning", "audit", "lifecycle", "pre-token")
+        settings.function_name(role)
+        for role in ("itn-handler", "web", "provisioning", "audit", "lifecycle", "alerts", "pre-token")
     }
     assert globals_["Runtime"] == "python3.11"
     for properties in by_name.values():
@@ -116,6 +121,14 @@ def test_the_functions_have_the_contract_names_and_the_lambda_handlers(
         "Properties": {"Path": "/payments/payfast/itn", "Method": "POST"},
     }
     assert itn["FunctionUrlConfig"]["AuthType"] == "NONE"
+    # Every other path reaches the whole app (the ITN route is the more specific, so PayFast's
+    # POST stays with the ITN function, which runs the same app).
+    web = by_name[settings.function_name("web")]
+    assert web["Handler"] == "tenancy.lambdas.web_handler"
+    assert sorted((event["Properties"]["Path"], event["Properties"]["Method"]) for event in web["Events"].values()) == [
+        ("/", "ANY"),
+        ("/{proxy+}", "ANY"),
+    ]
 
 
 def provisioning_function(template: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -169,7 +182,7 @@ def test_the_log_groups_are_the_ones_rb001_searches(template: dict[str, Any], se
         for resource in resources_of(template, "AWS::Logs::LogGroup").values()
     }
 
-    roles = ("itn-handler", "provisioning", "audit", "lifecycle", "pre-token")
+    roles = ("itn-handler", "web", "provisioning", "audit", "lifecycle", "alerts", "pre-token")
     assert groups == {settings.log_group(role) for role in roles}
 
 
@@ -224,20 +237,29 @@ def test_the_user_pool_puts_the_tenant_status_in_id_tokens_through_the_pre_token
     assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": [trigger["Fn::GetAtt"][0], "Arn"]}
 
 
-def test_alarms_watch_the_dlq_and_both_functions_into_one_topic(template: dict[str, Any]) -> None:
-    alarms = {
+def alarms_by_name(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
         substitute(resource["Properties"]["AlarmName"]): resource["Properties"]
         for resource in resources_of(template, "AWS::CloudWatch::Alarm").values()
     }
 
-    assert set(alarms) == {
+
+def test_alarms_watch_the_dlq_and_both_functions_into_one_topic(template: dict[str, Any]) -> None:
+    alarms = alarms_by_name(template)
+
+    assert {
         "site-builder-dev-dlq-not-empty",
         "site-builder-dev-itn-handler-errors",
+        "site-builder-dev-web-errors",
         "site-builder-dev-provisioning-errors",
-    }
+    } <= set(alarms)
     dlq = alarms["site-builder-dev-dlq-not-empty"]
     assert (dlq["Namespace"], dlq["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    for name in ("site-builder-dev-itn-handler-errors", "site-builder-dev-provisioning-errors"):
+    for name in (
+        "site-builder-dev-itn-handler-errors",
+        "site-builder-dev-web-errors",
+        "site-builder-dev-provisioning-errors",
+    ):
         assert (alarms[name]["Namespace"], alarms[name]["MetricName"]) == ("AWS/Lambda", "Errors")
     for alarm in alarms.values():
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
@@ -271,15 +293,13 @@ def test_the_expiring_tables_have_a_ttl_on_expires_at_as_bootstrap_enables(templ
 
 def test_the_service_api_tables_and_pepper_reach_every_function(template: dict[str, Any]) -> None:
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    pepper = template["Parameters"]["ServiceKeyPepper"]
 
     assert variables["TENANCY_USAGE_ANSWERS_TABLE"] == {"Ref": "UsageAnswersTable"}
     assert variables["TENANCY_SERVICE_KEYS_TABLE"] == {"Ref": "ServiceKeysTable"}
-    assert variables["TENANCY_SERVICE_KEY_PEPPER"] == {"Ref": "ServiceKeyPepper"}
-    # A secret: never shown by CloudFormation, and no default every deployment would share.
-    assert pepper["NoEcho"] is True
-    assert "Default" not in pepper
-    assert pepper["MinLength"] == 32  # as Settings requires of TENANCY_SERVICE_KEY_PEPPER
+    # The pepper, like every secret, is read from SSM under the path every function is given
+    # (tests/unit/test_template_secrets.py).
+    assert variables["TENANCY_SECRETS_PATH"] == {"Fn::Sub": "/site-builder/${Env}/"}
+    assert "TENANCY_SERVICE_KEY_PEPPER" not in variables
 
 
 def test_the_functions_that_move_tenants_may_write_their_usage_answers(
@@ -316,3 +336,100 @@ def test_the_invitations_table_reaches_every_function_and_the_lifecycle_sweep_ma
     assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "TenantsTable"}}} in lifecycle
     # Expiry is the sweep's, never TTL's: a TTL deletion would keep the seat held for good.
     assert "TimeToLiveSpecification" not in invitations
+
+
+# The schedules: every periodic job of the embedded worker runs on AWS from its own EventBridge rule.
+
+# The threads `tenancy serve` and `tenancy worker` start (tenancy.background), by the job each runs.
+EMBEDDED_JOBS = {
+    "worker-0": "stalled-job-sweep",  # the first worker also sweeps for stalled jobs
+    "audit-schedule": "weekly-audit",
+    "lifecycle-sweep": "lifecycle-sweep",
+    "notices": "lifecycle-notices",
+    "alert-watcher": "alert-watch",
+}
+
+
+def schedules_of(template: dict[str, Any]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Every Schedule event by its rule's name: (the event's Properties, its function's Properties)."""
+    return {
+        substitute(event["Properties"].get("Name")): (event["Properties"], function["Properties"])
+        for function in resources_of(template, "AWS::Serverless::Function").values()
+        for event in function["Properties"].get("Events", {}).values()
+        if event["Type"] == "Schedule"
+    }
+
+
+def test_every_periodic_job_of_the_embedded_worker_is_a_scheduled_job_of_the_lambdas(services: Services) -> None:
+    threads = background_threads(services, threading.Event(), workers=2, alert_watch_seconds=60)
+
+    # A second worker only works the queue: the loops that run on a clock are the rest.
+    periodic = {thread.name for thread in threads} - {"worker-1"}
+
+    assert periodic == set(EMBEDDED_JOBS)
+    assert {EMBEDDED_JOBS[name] for name in periodic} == {job.name for job in lambdas.SCHEDULED_JOBS}
+
+
+def test_every_scheduled_job_has_its_named_rule_on_the_function_of_its_handler(template: dict[str, Any]) -> None:
+    schedules = schedules_of(template)
+
+    assert set(schedules) == {f"site-builder-dev-{job.name}" for job in lambdas.SCHEDULED_JOBS}
+    for job in lambdas.SCHEDULED_JOBS:
+        rule, function = schedules[f"site-builder-dev-{job.name}"]
+        assert function["Handler"] == f"tenancy.lambdas.{job.handler}", job
+        # EventBridge sends a rule's Input instead of the scheduled event: the only way the handler
+        # of two schedules tells them apart. Without one, the handler gets the scheduled event.
+        assert (json.loads(rule["Input"]) if "Input" in rule else None) == job.rule_input, job
+        assert rule["Schedule"].startswith("rate("), job
+
+
+def test_every_scheduled_job_has_its_own_alarm_on_the_metric_its_failures_count(template: dict[str, Any]) -> None:
+    alarms = alarms_by_name(template)
+
+    assert len({job.failure_metric for job in lambdas.SCHEDULED_JOBS}) == len(lambdas.SCHEDULED_JOBS)
+    for job in lambdas.SCHEDULED_JOBS:
+        alarm = alarms[f"site-builder-dev-{job.name}-failed"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == (lambdas.metrics.namespace, job.failure_metric)
+        # Powertools' metrics carry the service dimension: an alarm on another set would watch nothing.
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": lambdas.metrics.service}]
+        assert (alarm["Statistic"], alarm["TreatMissingData"]) == ("Sum", "notBreaching")
+
+
+def test_every_function_on_a_schedule_has_an_errors_alarm_for_its_crashes_and_timeouts(
+    template: dict[str, Any],
+) -> None:
+    on_a_schedule = {
+        name
+        for name, function in resources_of(template, "AWS::Serverless::Function").items()
+        if any(event["Type"] == "Schedule" for event in function["Properties"].get("Events", {}).values())
+    }
+    watched = {
+        alarm["Dimensions"][0]["Value"]["Ref"]
+        for alarm in alarms_by_name(template).values()
+        if (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+    }
+
+    assert on_a_schedule == {"ProvisioningFunction", "AuditFunction", "LifecycleFunction", "AlertWatchFunction"}
+    assert on_a_schedule <= watched
+
+
+def test_the_alert_watcher_runs_every_minute_and_may_read_what_its_rules_read(
+    template: dict[str, Any], settings: Settings
+) -> None:
+    rule, function = schedules_of(template)["site-builder-dev-alert-watch"]
+    policies = function["Policies"]
+
+    assert substitute(function["FunctionName"]) == settings.function_name("alerts")
+    # As often as `tenancy serve` checks by default (TENANCY_ALERT_WATCH_SECONDS).
+    assert (rule["Schedule"], settings.alert_watch_seconds) == ("rate(1 minute)", 60)
+    for table in ("ProvisioningTable", "PaymentsTable", "FindingsTable", "LifecycleTable"):
+        assert {"DynamoDBReadPolicy": {"TableName": {"Ref": table}}} in policies
+    [depths] = [policy["Statement"][0] for policy in policies if "Statement" in policy]
+    assert depths["Action"] == ["sqs:GetQueueAttributes"]
+    assert depths["Resource"] == [
+        {"Fn::GetAtt": ["ProvisioningQueue", "Arn"]},
+        {"Fn::GetAtt": ["ProvisioningDeadLetterQueue", "Arn"]},
+    ]
+    # Email alerts go out through SES, kept in the mail log.
+    assert {"SESCrudPolicy": {"IdentityName": {"Ref": "EmailFrom"}}} in policies
+    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "MailLogTable"}}} in policies

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from tenancy.bootstrap import Services, build
 from tenancy.domain.members import InvitationStatus, Role
-from tenancy.domain.model import Tenant, UserRecord, UserStatus
+from tenancy.domain.model import Tenant, Tokens, UserRecord, UserStatus
 from tenancy.runbook.evidence import Selector
 
 from helpers import make_settings
@@ -197,6 +197,34 @@ def test_the_session_saying_tenant_admin_is_not_enough_when_the_users_record_say
     assert 'id="cancel-form"' not in page
     assert (status, invited) == (403, 403)
 
+
+
+def test_the_pages_and_the_api_answer_alike_when_the_record_names_an_admin_the_session_does_not(
+    owner: TestClient, offline: Services, member_client: TestClient
+) -> None:
+    record = joined(offline, role=Role.EDITOR)
+    assert sign_in(member_client, MEMBER, MEMBER_PASSWORD).status_code == 303
+    tokens = offline.accounts.login(MEMBER, MEMBER_PASSWORD)
+    assert isinstance(tokens, Tokens)
+    token = tokens.id_token
+    # Made an admin by hand in the users table: the session's custom:roles still says editor.
+    offline.users.put(dataclasses.replace(record, role=Role.TENANT_ADMIN.value))
+
+    page = member_client.get("/account").text
+    listed = member_client.get("/tenants/me/members", headers={"Authorization": f"Bearer {token}"})
+    invited = member_client.post(
+        "/tenants/me/members",
+        json={"email": "eve@example.com", "role": "viewer"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    # One rule (domain.members.manages_team) for both: the users record's role.
+    assert 'id="invite-form"' in page
+    assert 'id="cancel-form"' in page
+    assert listed.status_code == 200
+    assert invited.status_code == 201
+    pending = offline.team.invitations(record.tenant_id, pending_only=True)
+    assert [(invitation.email, invitation.invited_by) for invitation in pending] == [("eve@example.com", MEMBER)]
 
 # --- Roles, removal, ownership ---
 

@@ -8,6 +8,7 @@ message, and httpx's own request log is kept from printing the webhook URL.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,12 +17,13 @@ from pydantic import SecretStr
 
 from tenancy.domain.model import OutgoingEmail
 from tenancy.errors import ConfigurationError, TransientError
-from tenancy.ports import Mailer
+from tenancy.ports import Mailer, Notifier
 
 __all__ = [
     "EmailNotifier",
     "LogNotifier",
     "PagerDutyNotifier",
+    "SecretFollowingNotifier",
     "SlackNotifier",
     "UnconfiguredNotifier",
     "alert_line",
@@ -140,6 +142,31 @@ class PagerDutyNotifier:
             # PagerDuty caps the summary at 1024 characters.
             document["payload"] = {"summary": summary[:1024], "source": self._source, "severity": severity}
         _post_json(self.name, self._url, document, self._timeout)
+
+
+class SecretFollowingNotifier:
+    """A destination whose secret (Slack's webhook URL, PagerDuty's routing key) is read at each
+    alert through `secret` (SSM, cached), so a rotated one is used from the next alert on without
+    a restart: `make` builds the destination anew whenever the value changes."""
+
+    def __init__(
+        self, name: str, secret: Callable[[], str | None], make: Callable[[SecretStr], Notifier], missing_setting: str
+    ) -> None:
+        self.name = name
+        self._secret = secret
+        self._make = make
+        self._missing_setting = missing_setting
+        self._value: str | None = None
+        self._current: Notifier | None = None
+
+    def notify(self, *, rule: str, severity: str, summary: str, resolved: bool = False) -> None:
+        value = self._secret()
+        if self._current is None or value != self._value:
+            self._value = value
+            self._current = (
+                self._make(SecretStr(value)) if value else UnconfiguredNotifier(self.name, self._missing_setting)
+            )
+        self._current.notify(rule=rule, severity=severity, summary=summary, resolved=resolved)
 
 
 class UnconfiguredNotifier:

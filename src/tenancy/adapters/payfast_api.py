@@ -55,7 +55,9 @@ class HttpSubscriptionApi:
         self,
         *,
         merchant_id: str,
-        passphrase: str | None,
+        # Or a function answering the current one (read through SSM's cache): a rotated
+        # passphrase signs the next call, without a restart.
+        passphrase: str | Callable[[], str | None] | None,
         base_url: str = DEFAULT_API_URL,
         sandbox: bool = False,
         timeout_seconds: float = 10.0,
@@ -140,9 +142,10 @@ class HttpSubscriptionApi:
 
     def _attempt(self, call: str, method: str, url: str, token: str, body: Mapping[str, FieldValue] | None) -> Any:
         # A fresh timestamp, hence a fresh signature, on every attempt: PayFast may refuse stale ones.
+        passphrase = self._passphrase() if callable(self._passphrase) else self._passphrase
         headers = signed_headers(
             merchant_id=self._merchant_id,
-            passphrase=self._passphrase,
+            passphrase=passphrase,
             timestamp=api_timestamp(self._clock()),
             fields={**self._query, **(body or {})},
         )
@@ -157,7 +160,7 @@ class HttpSubscriptionApi:
             raise _RetryableError(f"answered {response.status_code}")
         if response.is_success:
             return _json_or_none(response)
-        reason = self._reason(response, headers["signature"])
+        reason = self._reason(response, headers["signature"], passphrase)
         if response.status_code == 404:
             raise NotFoundError(f"PayFast knows no subscription {token!r} ({call}: {reason})")
         if call == "cancel" and response.status_code == 400 and _SAYS_CANCELLED.search(reason):
@@ -166,7 +169,7 @@ class HttpSubscriptionApi:
             return None
         raise PermanentError(f"PayFast refused {call} of {token!r}: {response.status_code} {reason}")
 
-    def _reason(self, response: httpx.Response, signature: str) -> str:
+    def _reason(self, response: httpx.Response, signature: str, passphrase: str | None) -> str:
         """PayFast's own words for a refusal, short, with anything secret taken out."""
         answer = _json_or_none(response)
         reason: object = None
@@ -177,7 +180,7 @@ class HttpSubscriptionApi:
             if not isinstance(reason, str):
                 reason = answer.get("message")
         text = reason if isinstance(reason, str) and reason.strip() else response.text or response.reason_phrase
-        for secret in (self._passphrase, signature):
+        for secret in (passphrase, signature):
             if secret:
                 for form in (secret, quote(secret, safe=""), encode_value(secret)):
                     text = text.replace(form, "***")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 
 from tenancy.errors import TransientError
@@ -12,11 +14,22 @@ __all__ = ["HttpPaymentConfirmer"]
 class HttpPaymentConfirmer:
     def __init__(self, validate_url: str, timeout_seconds: float) -> None:
         self._validate_url = validate_url
-        self._client = httpx.Client(timeout=timeout_seconds, follow_redirects=False)
+        self._timeout_seconds = timeout_seconds
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+
+    def _http(self) -> httpx.Client:
+        # Made on first use: its TLS context (the CA bundle read and parsed) costs a tenth of a
+        # second at every Lambda cold start, and only the ITN function ever confirms a payment.
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = httpx.Client(timeout=self._timeout_seconds, follow_redirects=False)
+        return self._client
 
     def confirm(self, parameter_string: str) -> bool:
         try:
-            response = self._client.post(
+            response = self._http().post(
                 self._validate_url,
                 content=parameter_string.encode("utf-8"),
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
@@ -29,4 +42,5 @@ class HttpPaymentConfirmer:
         return response.status_code == 200 and response.text == "VALID"
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()

@@ -15,6 +15,7 @@ from tenancy.errors import InvalidInputError
 from tenancy.runbook.dead_letters import DeadLetterDecision, dead_letter_row
 from tenancy.runbook.evidence import Selector, shown
 from tenancy.runbook.findings import Diagnosis, Finding
+from tenancy.runbook.runbook_doc import DOCUMENT_NAME, RunbookLinks, load_runbook, runbook_page_path
 from tenancy.runbook.verify import VerifyReport
 
 __all__ = ["register"]
@@ -69,11 +70,30 @@ def diagnose(
     selector = _selector(email, tenant_id, transaction_id)
     with services_for() as services:
         diagnosis = services.runbook.diagnose(selector)
+        base_url = services.settings.public_base_url
+    section = diagnosis.finding.runbook_section
+    title, url = _runbook_title_and_url(section, base_url)
     if as_json:
-        print_json(diagnosis.as_document(next_action))
+        fields = list(diagnosis.as_document(next_action).items())
+        # Right after runbook_section: the section's title and where to read it.
+        after = [key for key, _ in fields].index("runbook_section") + 1
+        print_json(dict([*fields[:after], ("runbook_title", title), ("runbook_url", url), *fields[after:]]))
     else:
         _print_diagnosis(diagnosis)
+        if section and url:
+            heading = f"{section} {title}" if title else section
+            # One unbroken line: the link must survive a narrow terminal to be copied or clicked.
+            console.print(f"runbook: {DOCUMENT_NAME} {heading} — {url}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(0 if diagnosis.healthy else 1)
+
+
+def _runbook_title_and_url(section: str | None, base_url: str) -> tuple[str | None, str | None]:
+    """The section's title as the shipped runbook has it (None when the document or the section is
+    missing) and its page in the console; neither for a finding with no section."""
+    if not section:
+        return None, None
+    part = RunbookLinks(load_runbook()).section(section)
+    return (part.title if part else None), f"{base_url}{runbook_page_path(section)}"
 
 
 def repair(

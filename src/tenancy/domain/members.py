@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
+from tenancy.domain.model import UserRecord, UserStatus
+
 __all__ = [
     "INVITATION_LIFETIME",
     "Invitation",
     "InvitationStatus",
     "Role",
     "invitation_secret_hash",
+    "manages_team",
     "new_invitation_link_parts",
     "parse_invitation_token",
     "secret_matches",
@@ -62,6 +65,14 @@ class Role(StrEnum):
         except ValueError:
             known = ", ".join(member.value for member in cls)
             raise ValueError(f"unknown role {name!r} (known: {known})") from None
+
+
+def manages_team(record: UserRecord | None) -> bool:
+    """The one answer, for the API and the pages alike, to "may this person manage the team and
+    the billing?": their active users record's role, read on each request. The session's
+    custom:roles claim is not asked: a role change ends the member's sessions, so no token
+    outlives it, and the record is the truth RB-001 reads."""
+    return record is not None and record.status is UserStatus.ACTIVE and record.role == Role.TENANT_ADMIN.value
 
 
 class InvitationStatus(StrEnum):

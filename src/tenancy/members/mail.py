@@ -1,5 +1,6 @@
-"""The invitation email: who invites whom to which team, as what, the single-use link (a secret:
-no stored copy of the email keeps it) and until when it works."""
+"""The team's emails: the invitation (who invites whom to which team, as what, the single-use link,
+a secret no stored copy of the email keeps, and until when it works), and the access restored by
+a repair (RB-001 4.2 for a member: the sign-in link and a temporary password, a secret too)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from html import escape
 
 from tenancy.domain.members import Role
 from tenancy.domain.model import OutgoingEmail
+from tenancy.domain.plurals import plural
 
 __all__ = ["TeamMail"]
 
@@ -23,6 +25,8 @@ class TeamMail:
     sender: str
     base_url: str  # where the link points: /join/<token>
     support_email: str
+    login_url: str
+    password_ttl_days: int
 
     def link(self, token: str) -> str:
         return f"{self.base_url}/join/{token}"
@@ -34,12 +38,28 @@ class TeamMail:
             f"The link works once, until {until}. If you did not expect this, ignore this email.",
             f"Questions? Write to {self.support_email}.",
         ]
+        return self._email(to, f"You are invited to join {team} on Site Builder", paragraphs, "invitation", link)
+
+    def access_restored(self, to: str, team: str, role: Role, password: str) -> OutgoingEmail:
+        paragraphs = [
+            f"Your sign-in to {team} on Site Builder, as {_WHAT[role]}, was set up again by our support team.",
+            f"Sign in: {self.login_url}",
+            f"Email: {to}",
+            f"Temporary password: {password}",
+            "You will choose your own password when you sign in. "
+            f"The temporary password expires in {plural(self.password_ttl_days, 'day')}.",
+            f"Questions? Write to {self.support_email}.",
+        ]
+        return self._email(to, f"Your Site Builder sign-in to {team} is back", paragraphs, "access_restored", password)
+
+    def _email(self, to: str, subject: str, paragraphs: list[str], kind: str, secret: str) -> OutgoingEmail:
+        """Plain paragraphs as text and as escaped HTML; `secret` is what no stored copy keeps."""
         return OutgoingEmail(
             to=to,
-            subject=f"You are invited to join {team} on Site Builder",
+            subject=subject,
             text="\n\n".join(paragraphs) + "\n",
             html="".join(f"<p>{escape(paragraph)}</p>" for paragraph in paragraphs),
             sender=self.sender,
-            tags={"kind": "invitation"},
-            secrets=(link,),
+            tags={"kind": kind},
+            secrets=(secret,),
         )

@@ -15,7 +15,7 @@ import structlog
 
 from tenancy.accounts.roles import OPERATOR_ROLE, ROLES_CLAIM, roles_of
 from tenancy.domain.clock import format_timestamp
-from tenancy.domain.ids import normalize_email
+from tenancy.domain.ids import normalize_email, temporary_password
 from tenancy.domain.lifecycle import EventType, event_notice, new_event
 from tenancy.domain.members import (
     INVITATION_LIFETIME,
@@ -329,6 +329,38 @@ class TeamService:
         updated = self._tenants.get(tenant.tenant_id)
         assert updated is not None
         return updated
+
+    def restore_access(self, record: UserRecord) -> None:
+        """RB-001 4.2 for a member whose identity user is gone (the repair of member_mismatch): a
+        new identity user for the active users record (its tenant, its role) with a temporary
+        password, emailed to the member. The email goes first: a repair that stops after it leaves
+        the identity user still missing, so the finding stands and the next repair sends a new
+        password; the other order could leave an identity user whose password nobody was told.
+        The users record keeps its id: a sign-in finds it by email (AccountService.member_of)."""
+        tenant = self._tenants.get(record.tenant_id)
+        if tenant is None:
+            raise NotFoundError(f"no tenant {record.tenant_id}")
+        try:
+            role = Role.named(record.role)
+        except ValueError as unknown:
+            raise InvalidInputError(f"the users record of {record.email}: {unknown}") from None
+        password = temporary_password()
+        self._mailer.send(self._mail.access_restored(record.email, tenant.name, role, password))
+        attributes = {
+            "email": record.email,
+            "email_verified": "true",
+            "custom:tenant_id": record.tenant_id,
+            ROLES_CLAIM: record.role,
+        }
+        try:
+            self._identity.create_user(record.email, attributes, temporary_password=password)
+        except ItemAlreadyExistsError:
+            # Made a moment ago (a second repair): this email's password is made the one that works.
+            existing = self._identity.get_user(record.email)
+            if existing is None or existing.tenant_id != record.tenant_id:
+                raise ConflictError(f"{record.email} became another account's meanwhile: diagnose again") from None
+            self._identity.set_password(record.email, password, permanent=False)
+        log.info("member_access_restored", tenant_id=record.tenant_id, user_id=record.user_id)
 
     # --- Helpers ---
 

@@ -17,6 +17,7 @@ from tenancy.domain.plans import PlanCatalogue
 from tenancy.errors import InvalidInputError, RateLimitedError, TransientError, UnknownPlanError
 from tenancy.payments import payfast
 from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger, PurchaseObserver, RateLimiter, SubscriptionStore
+from tenancy.secret_source import SecretName, SecretSource
 
 __all__ = ["MAX_ITN_BYTES", "IntakePolicy", "PaymentIntake", "looks_like_email"]
 
@@ -65,8 +66,12 @@ class PaymentIntake:
         limiter: RateLimiter | None = None,
         observer: PurchaseObserver | None = None,
         subscriptions: SubscriptionStore | None = None,
+        secrets: SecretSource | None = None,
     ) -> None:
         self._subscriptions = subscriptions
+        # When given, each ITN's signature is checked with the passphrase it holds now (rotated in
+        # SSM without a redeploy), in place of the policy's.
+        self._secrets = secrets
         self._policy = policy
         self._observer = observer
         self._plans = plans
@@ -136,6 +141,11 @@ class PaymentIntake:
         )
         return self._keep(record)
 
+    def _passphrase(self) -> str | None:
+        if self._secrets is None:
+            return self._policy.passphrase
+        return self._secrets.get(SecretName.PAYFAST_PASSPHRASE)
+
     def _check(self, fields: payfast.Fields, payment: PaymentRecord, renewal: bool) -> None:
         policy = self._policy
         for required in ("m_payment_id", "pf_payment_id", "payment_status", "merchant_id", "signature"):
@@ -153,7 +163,7 @@ class PaymentIntake:
         if payfast.field_value(fields, "merchant_key") is not None:
             raise _RejectedError("merchant_key in an ITN: a checkout form's fields and signature, not a notification")
         # 1. Signature, with our passphrase.
-        if not payfast.signature_matches(fields, policy.passphrase):
+        if not payfast.signature_matches(fields, self._passphrase()):
             raise _RejectedError("signature mismatch")
         # 2. Source address, within PayFast's published ranges.
         if policy.check_source and not payfast.in_ranges(payment.source_ip, policy.source_ranges):

@@ -14,12 +14,13 @@ from typing import Any
 
 from tenancy.domain import durations
 from tenancy.domain.clock import format_timestamp, parse_timestamp
+from tenancy.domain.members import Invitation
 from tenancy.domain.model import JobStatus, PaymentVerdict, ProvisioningJob, QueuedMessage, UserRecord
 from tenancy.errors import InvalidInputError, TenancyError
 from tenancy.lifecycle.due import LifecyclePeriods
 from tenancy.ports import RepairTrail
 from tenancy.runbook.attempts import AttemptTracker, PurchaseAttempts
-from tenancy.runbook.audit_lookup import PageLookup, members_among
+from tenancy.runbook.audit_lookup import PageLookup, members_among, unrecorded_among
 from tenancy.runbook.diagnose import DEFAULT_PASSWORD_TTL, ESCALATION_AGE, diagnosis_of
 from tenancy.runbook.evidence import (
     CaseFile,
@@ -286,6 +287,9 @@ def _escalations(cases: tuple[AuditedCase, ...]) -> tuple[Escalation, ...]:
 #    read its members from them, never with a query per tenant), and a tenant with a member who
 #    cannot sign in brings its purchase into the audit, whenever bought, as a trail entry does:
 #    marked for pass 4, set aside for pass 5 when it has no job.
+# 2c. The accepted invitations, page by page: one whose member has no users record any more while
+#    its identity user still names the tenant brings its tenant's purchase in the same way, and is
+#    kept (few) for that tenant's case.
 # 3. The ITNs received in the window are counted; those of a purchase with no job are set aside.
 # 4. The journal, page by page: each job's purchase is classified here when it is in the window by
 #    the job itself (created, or failed in it), the trail, pass 2's mark, an ITN received in it or
@@ -362,6 +366,7 @@ class _Audit:
         self._set_aside: set[str] = set()  # for pass 5
         self._teams: dict[str, list[UserRecord]] = {}  # pass 2b: members besides the owner, by tenant
         self._member_keys: set[str] = set()  # pass 2b's mark: a member who cannot sign in
+        self._unrecorded: dict[str, list[Invitation]] = {}  # pass 2c: members with no users record
         self._facts: dict[str, _AttemptFacts] = {}
 
     def _mail_statistics(self) -> tuple[tuple[str, int], ...]:
@@ -378,7 +383,7 @@ class _Audit:
         return parse_timestamp(timestamp) >= self._since
 
     def _lookup(self) -> PageLookup:
-        return PageLookup(self._stores, self._messages, self._mail_statistics, self._teams)
+        return PageLookup(self._stores, self._messages, self._mail_statistics, self._teams, self._unrecorded)
 
     # --- 1. The trail and the queue ---
 
@@ -444,8 +449,27 @@ class _Audit:
                 if transaction_id and Member(record, found.get(record.email)).disagreement is not None:
                     self._member_keys.add(transaction_id)
             self._advance(len(page) + len(found))
+        self._read_unrecorded()
         # Pass 4 classifies those with a job; pass 5 finds which those are.
         self._set_aside |= self._member_keys
+
+    def _read_unrecorded(self) -> None:
+        """Pass 2c: the accepted invitations, page by page, for a member whose users record is gone
+        while its identity user still names the tenant (`unrecorded_among`)."""
+        stores = self._stores
+        if stores.team is None:
+            return
+        for page in stores.team.scan_accepted(_PAGE):
+            orphans = unrecorded_among(stores, page)
+            tenants = stores.tenants.get_many(list({invitation.tenant_id for invitation in orphans})) if orphans else {}
+            for invitation in orphans:
+                tenant = tenants.get(invitation.tenant_id)
+                if tenant is None:
+                    continue
+                self._unrecorded.setdefault(tenant.tenant_id, []).append(invitation)
+                if transaction_id := tenant.billing.transaction_id.strip():
+                    self._member_keys.add(transaction_id)
+            self._advance(len(page))
 
     # --- 3. ITNs received in the window ---
 

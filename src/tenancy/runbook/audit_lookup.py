@@ -12,6 +12,7 @@ from typing import TypeVar
 from tenancy.domain.billing import Subscription
 from tenancy.domain.ids import tenant_id_for
 from tenancy.domain.lifecycle import Notice
+from tenancy.domain.members import Invitation
 from tenancy.domain.model import (
     IdentityUser,
     OutboxMessage,
@@ -24,7 +25,7 @@ from tenancy.domain.model import (
 )
 from tenancy.runbook.evidence import MAIL_LIMIT, EvidenceStores, Purchase, is_member_record, people_sought
 
-__all__ = ["PageLookup", "members_among"]
+__all__ = ["PageLookup", "members_among", "unrecorded_among"]
 
 _Key = TypeVar("_Key")
 _Answer = TypeVar("_Answer")
@@ -61,6 +62,29 @@ def members_among(stores: EvidenceStores, records: Sequence[UserRecord]) -> list
     ]
 
 
+def unrecorded_among(stores: EvidenceStores, invitations: Sequence[Invitation]) -> list[Invitation]:
+    """Of a page of accepted invitations, those whose member has no users record in the tenant
+    while its identity user, enabled, still names it: their records read in one batch, identity
+    users and records by email (one under another id: its identity user made again since) only
+    for the invitations with no record (rare), in one batch each."""
+    ids = [invitation.user_id for invitation in invitations if invitation.user_id]
+    records = stores.users.get_many(ids) if ids else {}
+    gone = [invitation for invitation in invitations if invitation.user_id not in records]
+    if not gone:
+        return []
+    emails = list(dict.fromkeys(invitation.email for invitation in gone))
+    found = stores.identity.get_users(emails)
+    elsewhere = stores.users.find_by_emails(emails)
+    return [
+        invitation
+        for invitation in gone
+        if (user := found.get(invitation.email)) is not None
+        and user.enabled
+        and user.tenant_id == invitation.tenant_id
+        and not any(record.tenant_id == invitation.tenant_id for record in elsewhere.get(invitation.email, ()))
+    ]
+
+
 class PageLookup:
     """An EvidenceLookup over the stores for a page of purchases: `read_named` and `read_people`
     read the page's evidence ahead in a few batched queries; a look-up of anything else asks the
@@ -68,7 +92,9 @@ class PageLookup:
     read (a listing of SQS counts as a delivery, so it is never repeated), by transaction id.
     `teams` are the users records of the members besides their owners, by tenant, as the audit's
     members pass read them: a tenant's members are answered from them, never by a query per
-    tenant (none for a tenant of one); None asks the store about every tenant."""
+    tenant (none for a tenant of one); None asks the store about every tenant. `unrecorded` are
+    likewise the accepted invitations whose member has no users record, by tenant, as the audit's
+    invitations pass found them (the others' members were read as users records)."""
 
     def __init__(
         self,
@@ -76,9 +102,12 @@ class PageLookup:
         messages: Mapping[str, Sequence[QueuedMessage]],
         mail_statistics: Callable[[], MailStatistics],
         teams: Mapping[str, Sequence[UserRecord]] | None = None,
+        unrecorded: Mapping[str, Sequence[Invitation]] | None = None,
     ) -> None:
         self._stores = stores
         self._teams = teams
+        self._unrecorded = unrecorded
+        self._joined: dict[str, Sequence[Invitation]] = {}
         self._members: dict[str, Sequence[UserRecord]] = {}
         self._records_by_id: dict[str, UserRecord | None] = {}
         self._messages = messages
@@ -263,6 +292,14 @@ class PageLookup:
             self._members[tenant_id] = self._stores.members(tenant_id)
             self.records_read += len(self._members[tenant_id])
         return self._members[tenant_id]
+
+    def joined(self, tenant_id: str) -> Sequence[Invitation]:
+        if self._unrecorded is not None:
+            return self._unrecorded.get(tenant_id, ())
+        if tenant_id not in self._joined:
+            self._joined[tenant_id] = self._stores.joined(tenant_id)
+            self.records_read += len(self._joined[tenant_id])
+        return self._joined[tenant_id]
 
     def undelivered(self, tenant_id: str) -> Sequence[Notice]:
         # Dead notices are few: read once for the page, then handed out by tenant.

@@ -10,7 +10,7 @@ from typing import Protocol
 from tenancy.domain.billing import PayfastSubscription, Subscription
 from tenancy.domain.ids import normalize_email, tenant_id_for
 from tenancy.domain.lifecycle import Notice, NoticeStatus
-from tenancy.domain.members import Role
+from tenancy.domain.members import Invitation, InvitationStatus, Role
 from tenancy.domain.model import (
     IdentityUser,
     JobStatus,
@@ -31,6 +31,7 @@ from tenancy.ports import (
     PaymentLedger,
     ProvisioningJournal,
     SubscriptionStore,
+    TeamStore,
     TenantStore,
     UserStore,
 )
@@ -170,6 +171,11 @@ class EvidenceLookup(Protocol):
         """The users record of this id (the record a tenant's owner link names), or None."""
         ...
 
+    def joined(self, tenant_id: str) -> Sequence[Invitation]:
+        """The tenant's accepted invitations (each names the member it made), where one may
+        name a member whose users record is gone; the audit's answers hold only those."""
+        ...
+
 
 class PurchaseSearch(EvidenceLookup, Protocol):
     """An EvidenceLookup that can also tell which purchases an email or a tenant id names, for
@@ -201,6 +207,7 @@ class EvidenceStores:
     mailer: Mailer
     subscriptions: SubscriptionStore | None = None  # None: a runbook that knows no subscriptions
     lifecycle: LifecycleStore | None = None  # None: a runbook that knows no lifecycle
+    team: TeamStore | None = None  # None: a runbook that knows no invitations
 
     def payments(self, transaction_id: str) -> Sequence[PaymentRecord]:
         return self.ledger.find(transaction_id=transaction_id)
@@ -253,6 +260,11 @@ class EvidenceStores:
     def user_record(self, user_id: str) -> UserRecord | None:
         return self.users.get(user_id)
 
+    def joined(self, tenant_id: str) -> Sequence[Invitation]:
+        if self.team is None:
+            return ()
+        return [each for each in self.team.invitations(tenant_id) if each.status is InvitationStatus.ACCEPTED]
+
     def jobs_by_email(self, email: str) -> Sequence[ProvisioningJob]:
         return self.journal.find(email=email)
 
@@ -265,17 +277,48 @@ class EvidenceStores:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One of the tenant's members other than its owner: the active users record, and the
-    identity user its email names (None when there is none). Issue 17's team members: each must be
-    an identity user whose custom:tenant_id is the tenant its users record names."""
+    """One of the tenant's members other than its owner (issue 17): each must be a users record
+    and an enabled identity user whose custom:tenant_id is the tenant the record names. Either
+    may be missing: `record` None is a member whose users record is gone while its identity user
+    still names the tenant (found by `joined`, the accepted invitation that made it);
+    `identity_user` None, one whose identity user is gone."""
 
-    record: UserRecord
+    record: UserRecord | None
     identity_user: IdentityUser | None
+    joined: Invitation | None = None  # the invitation that made the member, when `record` is None
+
+    @property
+    def email(self) -> str:
+        if self.record is not None:
+            return self.record.email
+        if self.joined is not None:
+            return self.joined.email
+        return self.identity_user.username if self.identity_user is not None else ""
+
+    @property
+    def tenant_id(self) -> str | None:
+        """The tenant the member belongs to: its users record's, else its invitation's."""
+        if self.record is not None:
+            return self.record.tenant_id
+        return self.joined.tenant_id if self.joined is not None else None
+
+    @property
+    def role(self) -> str:
+        """The users record's role; with no record, the identity user's custom:roles when it is a
+        member's role (what the member's tokens carry), else the invitation's."""
+        if self.record is not None:
+            return self.record.role
+        claimed = self.identity_user.attributes.get("custom:roles", "") if self.identity_user else ""
+        if claimed in {role.value for role in Role}:
+            return claimed
+        return self.joined.role.value if self.joined is not None else Role.VIEWER.value
 
     @property
     def disagreement(self) -> str | None:
         """What is wrong with the member, in words, or None when the two records agree."""
         user, record = self.identity_user, self.record
+        if record is None:
+            return f"member {self.email} ({self.role}) has an identity user of the tenant but no users record"
         if user is None:
             return f"member {record.email} ({record.role}) has no identity user"
         if user.tenant_id != record.tenant_id:
@@ -496,8 +539,31 @@ def _owner_elsewhere(
 
 
 def _members(tenant: Tenant, owner_email: str | None, lookup: EvidenceLookup) -> tuple[Member, ...]:
-    records = [record for record in lookup.members(tenant.tenant_id) if is_member_record(record, tenant, owner_email)]
-    return tuple(Member(record, lookup.identity_user(record.email)) for record in records)
+    records = lookup.members(tenant.tenant_id)
+    members = [
+        Member(record, lookup.identity_user(record.email))
+        for record in records
+        if is_member_record(record, tenant, owner_email)
+    ]
+    return (*members, *_unrecorded(tenant, records, lookup))
+
+
+def _unrecorded(tenant: Tenant, records: Sequence[UserRecord], lookup: EvidenceLookup) -> list[Member]:
+    """The members an accepted invitation made whose users record is gone (deleted by hand, or
+    lost) while their identity user still names the tenant: they can sign in, and the API, which
+    reads the record, refuses them everything. A member removed keeps a disabled record, and a
+    removal finished deletes or disables the identity user: neither is one of these."""
+    known_ids = {record.user_id for record in records}
+    known_emails = {normalize_email(record.email) for record in records}
+    found: list[Member] = []
+    for invitation in lookup.joined(tenant.tenant_id):
+        if invitation.user_id in known_ids or normalize_email(invitation.email) in known_emails:
+            continue
+        user = lookup.identity_user(invitation.email)
+        if user is not None and user.enabled and user.tenant_id == tenant.tenant_id and user.sub not in known_ids:
+            found.append(Member(None, user, invitation))
+            known_emails.add(normalize_email(invitation.email))  # a member invited twice is one member
+    return found
 
 
 def _transactions_of(email: str, search: PurchaseSearch) -> list[str]:

@@ -55,12 +55,29 @@ class Finding(StrEnum):
         return self not in _NOT_FAILURES
 
 
+# The RB-001 section each finding is resolved by (its number; `runbook_doc` knows the titles).
+# Purchases not (yet) provisioned are looked into with 3.2's quick diagnosis; an operator's account
+# is no tenant and has no section.
 _SECTIONS = {
     Finding.HEALTHY: "5",
+    Finding.PAYMENT_NOT_FOUND: "3.2",
+    Finding.PAYMENT_NOT_COMPLETE: "3.2",
+    Finding.IN_PROGRESS: "3.2",
     Finding.PROVISIONING_FAILED: "4.1",
     Finding.IDENTITY_USER_MISSING: "4.2",
     Finding.TENANT_RECORD_MISSING: "4.3",
     Finding.WELCOME_EMAIL_MISSING: "4.4",
+    Finding.TENANT_ID_MISMATCH: "4.5",
+    Finding.RENEWAL_UNAPPLIED: "4.7",
+    Finding.SUBSCRIPTION_OUT_OF_SYNC: "4.7",
+    Finding.UNKNOWN_SUBSCRIPTION: "4.7",
+    Finding.TENANT_HELD: "4.8",
+    Finding.TENANT_DELETED: "4.8",
+    Finding.LIFECYCLE_OVERDUE: "4.8",
+    Finding.ACCESS_MISMATCH: "4.8",
+    Finding.EVENT_UNDELIVERED: "4.8",
+    Finding.USAGE_OVER_LIMIT: "4.9",
+    Finding.MEMBER_MISMATCH: "4.10",
     Finding.NEEDS_REVIEW: "6",
 }
 _LABELS = {

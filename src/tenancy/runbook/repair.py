@@ -18,6 +18,7 @@ from tenancy.accounts.roles import OPERATOR_ROLE, roles_of
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import (
+    IdentityUser,
     JobStatus,
     ProvisioningJob,
     RepairRecord,
@@ -30,9 +31,10 @@ from tenancy.payments.payfast import field_value
 from tenancy.ports import RepairTrail
 from tenancy.provisioning.saga import TENANT_ADMIN_ROLE
 from tenancy.provisioning.worker import NextAction, ProvisioningWorker
-from tenancy.runbook.evidence import CaseFile, EvidenceStores, shown
+from tenancy.runbook.evidence import CaseFile, EvidenceStores, Member, shown
 from tenancy.runbook.findings import Diagnosis, Finding
 from tenancy.runbook.resync import resync_actions, resync_from_payfast
+from tenancy.runbook.rules.members import member_repair_words
 from tenancy.runbook.rules.subscriptions import unapplied_itns
 
 __all__ = ["LifecycleRepairs", "RepairPlan", "RepairService", "plan_repair"]
@@ -108,12 +110,7 @@ def plan_repair(diagnosis: Diagnosis, case: CaseFile) -> RepairPlan:
     elif finding is Finding.EVENT_UNDELIVERED:
         actions = [f"deliver notice {notice.notice_id} again" for notice in case.undelivered]
     elif finding is Finding.MEMBER_MISMATCH:
-        actions = [
-            f"set custom:tenant_id={member.record.tenant_id} and custom:roles={member.record.role} on identity user "
-            f"{member.record.email}, unless it is an operator's or an active member of {member.identity_user.tenant_id}"
-            for member in case.members
-            if member.identity_user is not None and member.disagreement is not None
-        ]
+        actions = [member_repair_words(member) for member in case.members if member.disagreement is not None]
     elif finding is Finding.TENANT_ID_MISMATCH:
         actions = [
             f"set custom:tenant_id={tenant_id} on identity user {email}",
@@ -142,8 +139,10 @@ class RepairService:
         trail: RepairTrail,
         settle: Callable[[str], object] | None = None,
         lifecycle: LifecycleRepairs | None = None,
+        restore_member: Callable[[UserRecord], object] | None = None,
     ) -> None:
         self._settle = settle
+        self._restore_member = restore_member
         self._lifecycle = lifecycle
         self._stores = stores
         self._journal = stores.journal
@@ -160,7 +159,7 @@ class RepairService:
             self._fix_mismatch(case, now)
             return "repaired"
         if finding is Finding.MEMBER_MISMATCH:
-            return self._repoint_members(case)
+            return self._repair_members(case, now)
         if finding is Finding.RENEWAL_UNAPPLIED:
             if self._settle is None or not case.transaction_id:
                 raise InvalidInputError("this runbook cannot settle subscriptions")
@@ -290,26 +289,46 @@ class RepairService:
             now=now,
         )
 
-    def _repoint_members(self, case: CaseFile) -> str:
-        """Points each member's identity user at the tenant its users record names: `repaired`
-        when every one was, `failed` when one was left alone, being an operator's or held by the
-        tenant it names (one tenant per identity: who keeps it is the customer's call)."""
+    def _repair_members(self, case: CaseFile, now: datetime) -> str:
+        """RB-001 4.2's resolution for each member who cannot sign in: `repaired` when every one
+        was, `failed` when one was left alone (an identity user that is an operator's, or held by
+        the tenant it names: one tenant per identity, and who keeps it is the customer's call)."""
         left_alone = 0
         for member in case.members:
             user, record = member.identity_user, member.record
-            if user is None or member.disagreement is None:
+            if member.disagreement is None:
                 continue
-            held = any(
-                other.tenant_id == user.tenant_id and other.status is UserStatus.ACTIVE
-                for other in self._stores.users.find_by_email(record.email)
-            )
-            if held or OPERATOR_ROLE in roles_of(user.attributes):
+            if user is None and record is not None:
+                if self._restore_member is None:
+                    raise InvalidInputError("this runbook cannot email a member a new password")
+                self._restore_member(record)
+            elif record is None and user is not None:
+                self._remake_record(member, user, now)
+            elif user is not None and record is not None and not self._repoint(user, record):
                 left_alone += 1
-                continue
-            self._stores.identity.update_attributes(
-                user.username, {"custom:tenant_id": record.tenant_id, "custom:roles": record.role}
-            )
         return "failed" if left_alone else "repaired"
+
+    def _remake_record(self, member: Member, user: IdentityUser, now: datetime) -> None:
+        """The member's users record again, keyed by its identity user's subject (as a join keys
+        it), with the role its tokens carry. The tenant's counts of seats and admins were never
+        given back for the record lost, so they hold as they are."""
+        created = member.joined.updated_at if member.joined is not None else format_timestamp(now)
+        tenant_id = member.tenant_id or user.tenant_id or ""
+        self._stores.users.put(UserRecord(user.sub, tenant_id, member.email, member.role, UserStatus.ACTIVE, created))
+
+    def _repoint(self, user: IdentityUser, record: UserRecord) -> bool:
+        """Points the identity user at its users record's tenant and role, unless it is an
+        operator's or an active member's of the tenant it names (False: left alone)."""
+        held = any(
+            other.tenant_id == user.tenant_id and other.status is UserStatus.ACTIVE
+            for other in self._stores.users.find_by_email(record.email)
+        )
+        if held or OPERATOR_ROLE in roles_of(user.attributes):
+            return False
+        self._stores.identity.update_attributes(
+            user.username, {"custom:tenant_id": record.tenant_id, "custom:roles": record.role}
+        )
+        return True
 
     def _fix_mismatch(self, case: CaseFile, now: datetime) -> None:
         tenant, user = case.tenant, case.identity_user

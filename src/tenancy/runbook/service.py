@@ -11,7 +11,7 @@ import structlog
 
 from tenancy.accounts.login import AccountService
 from tenancy.domain.clock import format_timestamp
-from tenancy.domain.model import JobStatus, QueuedMessage, RepairRecord
+from tenancy.domain.model import JobStatus, QueuedMessage, RepairRecord, UserRecord
 from tenancy.lifecycle.due import LifecyclePeriods
 from tenancy.ports import Clock, PurchaseObserver, RepairTrail, SubscriptionApi
 from tenancy.provisioning.worker import ProvisioningWorker
@@ -71,6 +71,7 @@ class Runbook:
         payfast: SubscriptionApi | None = None,
         lifecycle: LifecycleRepairs | None = None,
         periods: LifecyclePeriods = DEFAULT_PERIODS,
+        restore_member: Callable[[UserRecord], object] | None = None,
     ) -> None:
         self._password_ttl = password_ttl
         self._periods = periods
@@ -89,7 +90,14 @@ class Runbook:
             if stores.queue.listing_counts_as_delivery
             else stores
         )
-        self._repairs = RepairService(stores=stores, worker=worker, trail=trail, settle=settle, lifecycle=lifecycle)
+        self._repairs = RepairService(
+            stores=stores,
+            worker=worker,
+            trail=trail,
+            settle=settle,
+            lifecycle=lifecycle,
+            restore_member=restore_member,
+        )
 
     def case(self, selector: Selector) -> CaseFile:
         """What every store holds about the purchase, and PayFast's view of its subscription when

@@ -114,12 +114,18 @@ def member_check_name(email: str) -> str:
 
 
 def _member_check(member: Member) -> Check:
+    """One check per member: the identity user enabled, naming the tenant its users record names
+    (and the record there at all)."""
     record, user = member.record, member.identity_user
+    name = member_check_name(member.email)
     if user is None:
-        return Check(member_check_name(record.email), False, f"{record.role}, no identity user")
+        return Check(name, False, f"{member.role}, no identity user")
     enabled = "enabled" if user.enabled else "disabled"
+    if record is None:
+        detail = f"{member.role}, {enabled}, custom:tenant_id={shown(user.tenant_id)}, no users record"
+        return Check(name, False, detail)
     return Check(
-        member_check_name(record.email),
+        name,
         user.enabled and user.tenant_id == record.tenant_id,
         f"{record.role}, {enabled}, custom:tenant_id={shown(user.tenant_id)}, users record -> {record.tenant_id}",
     )

@@ -37,10 +37,13 @@ __all__ = ["create_app"]
 log = structlog.get_logger(__name__)
 
 
-def create_app(services: Services, *, workers: int = 0, alert_watch_seconds: float = 0) -> FastAPI:
+def create_app(
+    services: Services, *, workers: int = 0, alert_watch_seconds: float = 0, itn_only: bool = False
+) -> FastAPI:
     """The app over `services`; with `workers` > 0 it also runs that many worker threads and the
     weekly audit's schedule, and with `alert_watch_seconds` > 0 the alert watcher (`tenancy alerts
-    watch`'s loop) in one more (tenancy.background)."""
+    watch`'s loop) in one more (tenancy.background). `itn_only` serves the ITN route alone, as
+    the same code (the ITN function on AWS: its URL and its IAM policy are for PayFast only)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -70,10 +73,12 @@ def create_app(services: Services, *, workers: int = 0, alert_watch_seconds: flo
     app.state.services = services
     hsts = services.settings.public_base_url.lower().startswith("https://")
     app.add_middleware(SecurityHeadersMiddleware, hsts=hsts)
-    for router in (itn.router, auth.router, tenants.router, members.router, service.router, system.router):
-        app.include_router(router)
-    app.include_router(metrics.build_router(services))
-    install_pages(app)
+    app.include_router(itn.router)
+    if not itn_only:
+        for router in (auth.router, tenants.router, members.router, service.router, system.router):
+            app.include_router(router)
+        app.include_router(metrics.build_router(services))
+        install_pages(app)
     _add_error_handlers(app)
     return app
 

@@ -11,6 +11,7 @@ The `invitations` table (key `invitation_id`) holds each invitation, listed per 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from tenancy.adapters.aws._errors import aws_errors
@@ -114,6 +115,22 @@ class DynamoTeamStore:
             if len(found) >= limit:
                 break
         return found[:limit]
+
+    def scan_accepted(self, batch_size: int = 1000) -> Iterator[list[Invitation]]:
+        for page in scan_pages(
+            self._client,
+            {
+                "TableName": self._table,
+                "FilterExpression": "#status = :accepted",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":accepted": attribute(InvitationStatus.ACCEPTED.value)},
+                "Limit": batch_size,
+            },
+            "reading accepted invitations",
+        ):
+            found = [_invitation(item) for item in page if "tenant_id" in item]
+            if found:
+                yield found
 
     def close_invitation(self, invitation_id: str, status: InvitationStatus, at: str) -> bool:
         invitation = self.get_invitation(invitation_id)

@@ -9,6 +9,7 @@ admins (`admins`); a row written before either existed counts its owner alone (1
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 
 from tenancy.adapters.local.database import Database
 from tenancy.domain.members import Invitation, InvitationStatus, Role
@@ -57,6 +58,10 @@ class SqliteTeamStore:
             (now, limit),
         )
         return [_invitation(row) for row in rows]
+
+    def scan_accepted(self, batch_size: int = 1000) -> Iterator[list[Invitation]]:
+        for rows in self._database.scan("invitations", "invitation_id", batch_size, "status = 'accepted'"):
+            yield [_invitation(row) for row in rows]
 
     def close_invitation(self, invitation_id: str, status: InvitationStatus, at: str) -> bool:
         with self._database.transaction() as connection:

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from tenancy.web.pages import account, customer, join, ops, signin, team
+from tenancy.web.pages import account, customer, join, ops, runbook_page, signin, team
 from tenancy.web.pages.errors import viewer_if_any
 from tenancy.web.pages.rendering import STATIC_DIR, redirect, render
 from tenancy.web.pages.security import CsrfError
@@ -22,7 +22,8 @@ log = structlog.get_logger(__name__)
 
 
 def install_pages(app: FastAPI) -> None:
-    for router in (customer.router, account.router, team.router, join.router, signin.router, ops.router):
+    pages = (customer, account, team, join, signin, ops, runbook_page)
+    for router in (page.router for page in pages):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

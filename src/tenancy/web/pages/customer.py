@@ -15,7 +15,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 
-from tenancy.accounts.roles import TENANT_ADMIN_ROLE
 from tenancy.bootstrap import Services
 from tenancy.config import PayfastMode
 from tenancy.domain.billing import SubscriptionStatus
@@ -34,10 +33,12 @@ from tenancy.payments.checkout import (
 from tenancy.payments.payfast import field_value
 from tenancy.payments.simulator import CUSTOM_FIELDS, encode_form
 from tenancy.provisioning.status import NO_RECORD, purchase_status
+from tenancy.secret_source import SecretName
 from tenancy.web.deps import ServicesDep
 from tenancy.web.pages.account import account_page
 from tenancy.web.pages.rendering import STATIC_DIR, redirect, render
 from tenancy.web.pages.security import read_form
+from tenancy.web.pages.team_view import is_tenant_admin
 from tenancy.web.pages.viewer import Viewer, current_viewer, require_viewer
 
 __all__ = ["router"]
@@ -129,9 +130,10 @@ async def start_checkout(request: Request, services: ServicesDep) -> Response:
         transaction_id=new_transaction_id(),
         status_key=new_status_key(),
         merchant_id=settings.payfast_merchant_id,
-        merchant_key=settings.payfast_merchant_key.get_secret_value(),
+        # As they are now: a rotated key or passphrase signs the next checkout (SSM on AWS).
+        merchant_key=services.current_secret(SecretName.PAYFAST_MERCHANT_KEY) or "",
         links=CheckoutLinks(settings.public_base_url),
-        passphrase=settings.passphrase,
+        passphrase=services.current_secret(SecretName.PAYFAST_PASSPHRASE),
         today=payfast_today(services.clock.now()),
         # The session's tenant (never the form's): the payment reactivates that site.
         tenant_id=viewer.tenant_id if returning and viewer is not None else None,
@@ -152,7 +154,7 @@ async def simulate_payment(request: Request, services: ServicesDep) -> Response:
             status_code=404,
         )
     fields = list((await read_form(request)).items())
-    if not checkout_signature_matches(fields, settings.passphrase):
+    if not checkout_signature_matches(fields, services.current_secret(SecretName.PAYFAST_PASSPHRASE)):
         log.warning("simulated_payment_refused", reason="checkout signature mismatch")
         message = "The payment form was changed after it was signed. Start the checkout again."
         return render(request, "error.html", {"title": "Payment refused", "message": message}, status_code=400)
@@ -249,7 +251,7 @@ def _ownership(services: Services, viewer: Viewer | None) -> dict[str, str] | No
     ended = subscription is not None and subscription.status is not SubscriptionStatus.ACTIVE
     # A payment that did not come (past due, suspended): paying anew is a new subscription.
     unpaid = subscription is not None and tenant.status in {TenantStatus.PAST_DUE, TenantStatus.SUSPENDED}
-    if TENANT_ADMIN_ROLE in viewer.roles and (ended or unpaid):
+    if is_tenant_admin(services, viewer) and (ended or unpaid):
         ownership["subscribe_again"] = "yes"
     return ownership
 

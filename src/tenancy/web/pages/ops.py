@@ -36,6 +36,7 @@ from tenancy.runbook.findings import Finding
 from tenancy.runbook.findings_index import AuditTrigger
 from tenancy.runbook.job_search import MAX_ROWS, PAGE_ROWS, JobFilters, job_rows, rows_for_query
 from tenancy.runbook.passive import DeadLettersOnly
+from tenancy.runbook.runbook_doc import RunbookLinks, load_runbook
 from tenancy.web.deps import ServicesDep
 from tenancy.web.pages.rendering import redirect, render
 from tenancy.web.pages.security import read_form, security_headers
@@ -506,7 +507,9 @@ def _audit(services: Services, since: str) -> AuditReport:
 
 
 def _page(request: Request, viewer: Viewer, template: str, section: str, context: dict[str, Any]) -> Response:
-    context = {**context, "section": section, "mail_only_stored": _mail_only_stored(request)}
+    # Every finding and alert shown links to its section of the runbook page, titled as the document has it.
+    runbook = RunbookLinks(load_runbook())
+    context = {**context, "section": section, "mail_only_stored": _mail_only_stored(request), "runbook": runbook}
     return render(request, template, context, viewer=viewer)
 
 

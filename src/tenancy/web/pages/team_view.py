@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tenancy.accounts.roles import TENANT_ADMIN_ROLE
 from tenancy.bootstrap import Services
-from tenancy.domain.members import Invitation, Role
+from tenancy.domain.members import Invitation, Role, manages_team
 from tenancy.domain.model import Tenant, UserRecord, UserStatus
 from tenancy.errors import NotFoundError, UnknownPlanError
 from tenancy.web.pages.viewer import Viewer
@@ -59,12 +58,9 @@ def member_of(services: Services, viewer: Viewer) -> UserRecord | None:
 
 
 def is_tenant_admin(services: Services, viewer: Viewer) -> bool:
-    """A tenant admin manages the team and the billing: their users record says so now, and so
-    did the identity user when they signed in (the lesser of the two counts if they disagree)."""
-    if TENANT_ADMIN_ROLE not in viewer.roles:
-        return False
-    record = member_of(services, viewer)
-    return record is not None and record.role == Role.TENANT_ADMIN.value
+    """Whether the viewer manages the team and the billing: their users record says (the API's
+    own rule, domain.members.manages_team)."""
+    return manages_team(member_of(services, viewer))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tenancy.bootstrap import Services
-from tenancy.domain.members import Invitation, Role
+from tenancy.domain.members import Invitation, Role, manages_team
 from tenancy.domain.model import Tenant, UserRecord
 from tenancy.errors import ConflictError, InvalidInputError, SeatsTakenError
 from tenancy.web.deps import BearerToken, ServicesDep
@@ -110,7 +110,7 @@ class Joined(BaseModel):
 def _caller(services: Services, token: str, *, manage: bool) -> tuple[Tenant, UserRecord]:
     """The caller's tenant and users record; 403 unless a tenant admin when `manage`."""
     tenant, member = services.accounts.member_for_token(token)
-    if manage and not Role.named(member.role).manages:
+    if manage and not manages_team(member):
         raise _ForbiddenError("only a tenant admin can manage the team")
     return tenant, member
 
