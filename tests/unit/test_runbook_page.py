@@ -5,40 +5,20 @@ has no runbook says so on the page instead of failing."""
 from __future__ import annotations
 
 import dataclasses
-import html
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from test_ops_dlq_and_audit_pages import operator, services, text_of
 
-from tenancy.bootstrap import Services, build
+from tenancy.bootstrap import Services
 from tenancy.domain.model import JobStatus
 from tenancy.runbook import runbook_doc
 
-from helpers import BrokenTenantStore, make_settings, pay, work
-from page_client import page_client, sign_in
+from helpers import BrokenTenantStore, pay, work
+from page_client import page_client
 
-OPERATOR = "ops-runbook@example.com"
-PASSWORD = "Operator-Passw0rd!"
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    built = build(make_settings(tmp_path / "home", payfast_mode="offline", retry_max_attempts=2))
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def operator(services: Services) -> Iterator[TestClient]:
-    attributes = {"email": OPERATOR, "email_verified": "true", "custom:roles": "operator"}
-    services.identity.create_user(OPERATOR, attributes, "Temporary-Passw0rd!")
-    services.identity.set_password(OPERATOR, PASSWORD, permanent=True)
-    with page_client(services) as client:
-        assert sign_in(client, OPERATOR, PASSWORD).status_code == 303
-        yield client
+__all__ = ["operator", "services"]  # the console's fixtures, shared with its DLQ and audit pages
 
 
 def dead_lettered(services: Services, email: str) -> str:
@@ -47,10 +27,6 @@ def dead_lettered(services: Services, email: str) -> str:
     work(dataclasses.replace(services, tenants=BrokenTenantStore(services.tenants)))
     assert services.journal.get(transaction_id).status is JobStatus.DEAD_LETTERED  # type: ignore[union-attr]
     return transaction_id
-
-
-def text_of(page: str) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
 def test_the_dead_letter_alert_links_to_the_dlq_scenario(services: Services, operator: TestClient) -> None:
