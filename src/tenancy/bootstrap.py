@@ -17,23 +17,6 @@ from tenancy.accounts.operators import OperatorInviteSettings, OperatorService
 from tenancy.accounts.reset import ResetMail
 from tenancy.accounts.sessions import SessionLifetimes, SessionService
 from tenancy.accounts.throttle import LoginLimits, LoginThrottle, ResetLimits, ResetRequestThrottle
-from tenancy.adapters.local.database import Database
-from tenancy.adapters.local.findings_index import SqliteFindingsIndex
-from tenancy.adapters.local.identity import EmbeddedIdentityProvider
-from tenancy.adapters.local.journal import SqliteJournal
-from tenancy.adapters.local.ledger import SqliteLedger
-from tenancy.adapters.local.lifecycle import SqliteLifecycleStore
-from tenancy.adapters.local.logs import FileLogSource
-from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
-from tenancy.adapters.local.payfast_simulator import SimulatedSubscriptionApi
-from tenancy.adapters.local.queue import SqliteJobQueue
-from tenancy.adapters.local.ratelimit import SqliteRateLimiter
-from tenancy.adapters.local.sessions import SqliteSessionStore
-from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
-from tenancy.adapters.local.subscriptions import SqliteSubscriptionStore
-from tenancy.adapters.local.team import SqliteTeamStore
-from tenancy.adapters.local.trail import SqliteRepairTrail
-from tenancy.adapters.local.usage import SqliteServiceKeyStore, SqliteUsageStore
 from tenancy.adapters.notifiers import (
     EmailNotifier,
     LogNotifier,
@@ -113,8 +96,10 @@ from tenancy.usage.entitlements import UsageService
 from tenancy.usage.keys import ServiceKeys
 from tenancy.usage.warnings import UsageMail
 
-if TYPE_CHECKING:  # boto3 is imported by the AWS backend alone
+if TYPE_CHECKING:  # each backend's adapters are imported by its own wiring alone (a Lambda's cold start)
     from mypy_boto3_ssm import SSMClient
+
+    from tenancy.adapters.local.database import Database
 
 __all__ = ["Services", "SystemClock", "build", "log_directory"]
 
@@ -349,6 +334,8 @@ class Services:
         if self.payfast_api is not None:
             return self.payfast_api
         if settings.payfast_mode is PayfastMode.OFFLINE and self.database is not None:
+            from tenancy.adapters.local.payfast_simulator import SimulatedSubscriptionApi
+
             return SimulatedSubscriptionApi(self.database)
         source = self.secret_source
         return HttpSubscriptionApi(
@@ -592,6 +579,8 @@ class Services:
         """What every process logged: CloudWatch Logs on AWS, else the files `configure_logging` writes to."""
         if self.log_source is not None:
             return self.log_source
+        from tenancy.adapters.local.logs import FileLogSource
+
         return FileLogSource(log_directory(self.settings))
 
     # Operations.
@@ -710,6 +699,29 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     if settings.backend is Backend.AWS:
         return _build_aws(settings, clock)
+    return _build_local(settings, clock)
+
+
+def _build_local(settings: Settings, clock: Clock) -> Services:
+    """One SQLite database under TENANCY_HOME for every store and queue, the embedded identity
+    provider and the mail outbox (delivered by SMTP when TENANCY_SMTP_URL is set)."""
+    # Imported here so that a Lambda's cold start never pays for the embedded backend.
+    from tenancy.adapters.local.database import Database
+    from tenancy.adapters.local.findings_index import SqliteFindingsIndex
+    from tenancy.adapters.local.identity import EmbeddedIdentityProvider
+    from tenancy.adapters.local.journal import SqliteJournal
+    from tenancy.adapters.local.ledger import SqliteLedger
+    from tenancy.adapters.local.lifecycle import SqliteLifecycleStore
+    from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
+    from tenancy.adapters.local.queue import SqliteJobQueue
+    from tenancy.adapters.local.ratelimit import SqliteRateLimiter
+    from tenancy.adapters.local.sessions import SqliteSessionStore
+    from tenancy.adapters.local.store import SqliteTenantStore, SqliteUserStore
+    from tenancy.adapters.local.subscriptions import SqliteSubscriptionStore
+    from tenancy.adapters.local.team import SqliteTeamStore
+    from tenancy.adapters.local.trail import SqliteRepairTrail
+    from tenancy.adapters.local.usage import SqliteServiceKeyStore, SqliteUsageStore
+
     plans = _catalogue(settings)
     database = Database(settings.database_path)
     smtp = SmtpTarget(settings.smtp_url) if settings.smtp_url else None
@@ -771,6 +783,7 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
     import boto3
     from botocore.config import Config
 
+    from tenancy.adapters.aws.clients import LazyClients
     from tenancy.adapters.aws.cognito import CognitoIdentityProvider
     from tenancy.adapters.aws.dynamodb import (
         DynamoJournal,
@@ -794,11 +807,12 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
     session = boto3.Session(region_name=settings.aws_region)
     # botocore's defaults (60 s timeouts, legacy retries) outlast the provisioning function's 30 s.
     config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3})
+    clients = LazyClients(session, config)
     secret_source: SecretSource | None = None
     if settings.secrets_in_ssm:
-        settings, secret_source = _secrets_from_ssm(settings, session.client("ssm", config=config), clock)
-    dynamodb = session.client("dynamodb", config=config)
-    queue = SqsJobQueue(session.client("sqs", config=config), queue_url, dlq_url, clock=clock)
+        settings, secret_source = _secrets_from_ssm(settings, clients.client("ssm"), clock)
+    dynamodb = clients.client("dynamodb")
+    queue = SqsJobQueue(clients.client("sqs"), queue_url, dlq_url, clock=clock)
     # Lambda writes everything a function logs to the function's group. What the embedded
     # backend calls "app" (login, the CLI, adapters) runs inside the provisioning function on
     # AWS (the saga signs users up and mails them), so that is where it is searched.
@@ -817,13 +831,13 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
         ledger=DynamoLedger(dynamodb, settings.payments_table, settings.provisioning_table, queue),
         queue=queue,
         identity=CognitoIdentityProvider(
-            session.client("cognito-idp", config=config),
+            clients.client("cognito-idp"),
             user_pool_id,
             client_id,
             jwks_url=settings.effective_cognito_jwks_url,
         ),
         mailer=SesMailer(
-            session.client("ses", config=config),
+            clients.client("ses"),
             dynamodb,
             settings.mail_log_table,
             settings.email_from,
@@ -851,8 +865,8 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
             tenants_table=settings.tenants_table,
             users_table=settings.users_table,
         ),
-        events=EventBridgePublisher(session.client("events", config=config), settings.effective_event_bus_name),
-        log_source=CloudWatchLogSource(session.client("logs", config=config), log_groups),
+        events=EventBridgePublisher(clients.client("events"), settings.effective_event_bus_name),
+        log_source=CloudWatchLogSource(clients.client("logs"), log_groups),
         rate_limiter=DynamoRateLimiter(dynamodb, settings.rate_limits_table, clock=clock),
         secret_source=secret_source,
     )

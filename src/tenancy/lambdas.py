@@ -30,8 +30,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tenancy.bootstrap import Services, build
@@ -43,6 +41,7 @@ from tenancy.ports import TenantStore
 from tenancy.provisioning.worker import JobOutcome, NextAction
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mangum import Mangum
 
 __all__ = [
@@ -162,6 +161,9 @@ def provisioning_handler(event: dict[str, Any], context: LambdaContext) -> dict[
     if "Records" in event:
         # Even a batch that failed entirely is answered with its failures rather than an
         # exception: the outcome is the same for SQS, and the Errors alarm stays for crashes.
+        # Imported here: the web and schedule functions never pay for powertools' batch imports.
+        from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         return dict(
             process_partial_response(

@@ -97,12 +97,20 @@ def test_the_checkout_page_refuses_a_zero_width_email_with_a_clear_message(serve
 
 def test_cli_email_selectors_refuse_a_lookalike_in_one_line(server: RunningServer) -> None:
     env = cli_env(server.home)
+    # A tenant whose owner the Kelvin sign would name under lower(): "\u212aim-owner" -> "kim-owner".
+    payload = '{"transactionId":"TXN-213000","email":"kim-owner@example.com","plan":"starter"}'
+    assert tenancy(env, "provision", "--payload", payload).returncode == 0
 
-    for arguments in (("diagnose", "--email", KELVIN_KATE), ("ops", "add-operator", "kate\u200d@example.com")):
+    for arguments in (
+        ("diagnose", "--email", KELVIN_KATE),
+        ("ops", "add-operator", "kate\u200d@example.com"),
+        ("members", "set-role", "TXN-213000", "\u212aim-owner@example.com", "viewer", "--dry-run"),
+    ):
         result = tenancy(env, *arguments)
         assert result.returncode != 0, result.stdout
         assert "Traceback" not in result.stderr
         assert re.search(r"KELVIN SIGN|invisible character", result.stderr), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 # --- a wrong password tells nothing of the account's state --------------------------------------

@@ -1,7 +1,8 @@
 """Issue 12 ("Customers"), through a real `tenancy serve` process: a second purchase by the same
 email says what happened and whom to ask, a signed-in owner is led to the account rather than sold
 a second site, the support address (TENANCY_SUPPORT_EMAIL) is on failure pages and in the welcome
-email, error pages are written for people, and /favicon.ico answers."""
+email, error pages are written for people (the 403 page leads a signed-in owner to the account),
+too many wrong passwords are answered with the wait in words, and /favicon.ico answers."""
 
 from __future__ import annotations
 
@@ -83,6 +84,20 @@ def finished(browser: httpx.Client, transaction_id: str, key: str) -> dict[str, 
     raise AssertionError(f"{transaction_id} never finished")
 
 
+def bought_and_signed_in(browser: httpx.Client, mail: MailCatcher, email: str, plan: str) -> None:
+    """A new owner as a person becomes one: buys `plan`, then signs in with the welcome email's
+    temporary password and chooses their own."""
+    assert finished(browser, *buy(browser, email, plan))["state"] == "ready"
+    temporary = temporary_password_in(welcome_text(mail, email))
+    token = csrf(browser.get("/auth/login").text)
+    challenge = browser.post("/auth/login/form", data={"csrf_token": token, "email": email,
+                                                       "password": temporary, "next": ""})  # fmt: skip
+    fields = hidden_fields(challenge.text, "new-password-form")
+    signed_in = browser.post("/auth/new-password", data={**fields, "new_password": "Owner-Passw0rd!",
+                                                         "confirm_password": "Owner-Passw0rd!"})  # fmt: skip
+    assert signed_in.status_code == 303, signed_in.text
+
+
 def visible_text(page: str) -> str:
     words = " ".join(re.sub(r"<[^>]+>", " ", page.split("<body>", 1)[-1]).split())
     return re.sub(r" ([.,:;!?])", r"\1", words)
@@ -116,15 +131,7 @@ def test_a_signed_in_owner_is_led_to_the_account_not_sold_a_second_site(
 ) -> None:
     email = "owner@example.com"
     with browser_for(shop) as browser:
-        assert finished(browser, *buy(browser, email, "enterprise"))["state"] == "ready"
-        temporary = temporary_password_in(welcome_text(smtp_server[0], email))
-        token = csrf(browser.get("/auth/login").text)
-        challenge = browser.post("/auth/login/form", data={"csrf_token": token, "email": email,
-                                                           "password": temporary, "next": ""})  # fmt: skip
-        fields = hidden_fields(challenge.text, "new-password-form")
-        signed_in = browser.post("/auth/new-password", data={**fields, "new_password": "Owner-Passw0rd!",
-                                                             "confirm_password": "Owner-Passw0rd!"})  # fmt: skip
-        assert signed_in.status_code == 303, signed_in.text
+        bought_and_signed_in(browser, smtp_server[0], email, "enterprise")
         pricing = browser.get("/pricing")
         shown = browser.get("/checkout", params={"plan": "starter"})
         posted = browser.post("/checkout", data={"csrf_token": csrf(shown.text), "plan": "starter",
@@ -158,3 +165,36 @@ def test_error_pages_are_for_people_and_name_the_support_address(shop: RunningSe
     assert program.json() == {"detail": "Not Found"}
     assert icon.status_code == 200
     assert icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_the_403_page_links_a_signed_in_owner_to_the_account(
+    shop: RunningServer, smtp_server: tuple[MailCatcher, int]
+) -> None:
+    with browser_for(shop) as browser:
+        bought_and_signed_in(browser, smtp_server[0], "not-ops@example.com", "starter")
+        refused = browser.get("/ops")
+
+    assert refused.status_code == 403
+    main = refused.text.split("<main", 1)[1]  # the page's own link, not the navigation's "Account"
+    assert '<a href="/account">Go to your account</a>' in main
+    assert "Back to pricing" not in main
+
+
+def test_the_sign_in_form_says_how_long_to_wait_after_too_many_wrong_passwords(shop: RunningServer) -> None:
+    # The default limit: 5 failures for one account from one address, then 429 for that pair (an
+    # unknown email is counted alike). Below the source's limit of 20, so other tests still sign in.
+    form = {"email": "guessed@example.com", "password": "Wrong-Passw0rd!", "next": ""}
+    with browser_for(shop) as browser:
+        answers = [
+            browser.post("/auth/login/form", data={**form, "csrf_token": csrf(browser.get("/auth/login").text)})
+            for _ in range(6)
+        ]
+
+    assert [answer.status_code for answer in answers[:5]] == [401] * 5  # refused, not yet throttled
+    refused = answers[-1]
+    assert refused.status_code == 429
+    text = visible_text(refused.text)
+    wait = re.search(r"Too many failed sign-ins for this account from your address; try again in (.+?), or reset", text)
+    assert wait is not None, text
+    # In words, as `wait_text` says it, and singular for one: the window ends within 15 minutes.
+    assert re.fullmatch(r"1 second|([2-9]|[1-5][0-9]) seconds|1 minute|([2-9]|1[0-5]) minutes", wait.group(1)), wait

@@ -49,7 +49,7 @@ def test_a_dry_run_names_the_due_moves_and_a_run_applies_them(env: dict[str, str
     history = tenancy(env, "lifecycle", "history", EMAIL, "--json")
 
     assert run.returncode == 0, run.stderr
-    assert "2 move(s) applied at 2027-01-20T09:00:00Z" in run.stdout
+    assert "2 moves applied at 2027-01-20T09:00:00Z" in run.stdout
     assert stored_status(tmp_path) is TenantStatus.SUSPENDED
     moves = [(line["from"], line["to"], line["trigger"]) for line in json.loads(history.stdout)["history"]]
     assert moves[-2:] == [("active", "past_due", "time"), ("past_due", "suspended", "time")]

@@ -108,6 +108,8 @@ def test_a_dry_run_exits_0_when_it_planned_1_when_it_cannot_and_help_says_so(tmp
     break_identity_user(tmp_path, "dry@example.com")
     planned = tenancy(env, "repair", "--transaction-id", "TXN-DRY", "--dry-run")
     cannot = tenancy(env, "repair", "--email", "nobody@example.com", "--dry-run", "--json")
+    cannot_said = tenancy(env, "repair", "--email", "nobody@example.com", "--dry-run")
+    not_repaired = tenancy(env, "repair", "--email", "nobody@example.com", "--yes")
     usage = tenancy(env, "repair", "--dry-run")
     helped = tenancy(env, "repair", "--help")
 
@@ -119,6 +121,14 @@ def test_a_dry_run_exits_0_when_it_planned_1_when_it_cannot_and_help_says_so(tmp
     assert "create identity user dry@example.com" in planned.stdout
     assert cannot.returncode == 1
     assert json.loads(cannot.stdout)["before"]["finding"] == "payment_not_found"
+    # In words, not only an outcome and a table: no plan, why, and where RB-001 says what to do;
+    # the same line as the repair itself prints for such a finding.
+    no_plan = "no plan: payment_not_found has no automatic repair; see RB-001 3.2 "
+    assert cannot_said.returncode == 1
+    assert no_plan in cannot_said.stdout
+    assert "plan:" not in cannot_said.stdout.replace(no_plan, "")
+    assert not_repaired.returncode == 1
+    assert no_plan in not_repaired.stdout
     assert usage.returncode == 2
     help_text = " ".join(helped.stdout.split())
     assert "0: healthy after the repair; with --dry-run, the plan was printed" in help_text

@@ -14,7 +14,7 @@ import pytest
 from tenancy.bootstrap import Services, build
 
 from helpers import make_settings, pay, work
-from servers import RunningServer, cli_env, free_port, plain_http_server, start_server, stop_server
+from servers import RunningServer, cli_env, free_port, plain_http_server, start_server, stop_server, tenancy
 
 PASSWORD = "Right-Passw0rd!"
 
@@ -198,6 +198,37 @@ def test_a_password_reset_ends_every_session_and_token(live_http: RunningServer,
     assert account.status_code == 303
     assert my_tenant(live_http, tokens["id_token"]) == 401
     refreshed = httpx.post(f"{live_http.base_url}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 401
+
+
+def test_removing_an_operator_with_the_cli_ends_their_console_session_and_tokens(live_http: RunningServer) -> None:
+    operator = "removed-ops@example.com"
+    added = tenancy(live_http.env, "ops", "add-operator", operator)
+    assert added.returncode == 0, added.stderr
+    services = offline_services(live_http.home)
+    try:
+        services.identity.set_password(operator, PASSWORD, permanent=True)
+    finally:
+        services.close()
+    tokens = api_login(live_http, operator)
+    with browser(live_http) as client:
+        signed_in = page_sign_in(client, operator)
+        assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/ops")
+        assert client.get("/ops").status_code == 200
+        # No API route takes an operator's ID token (each needs a tenant); their refresh token works.
+        rotated = httpx.post(f"{live_http.base_url}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert rotated.status_code == 200, rotated.text
+
+        removed = tenancy(live_http.env, "ops", "remove-operator", operator)
+        console = client.get("/ops", follow_redirects=False)
+
+    assert removed.returncode == 0, removed.stderr
+    # The session itself is over (sign in again), not only refused by the console's role check.
+    assert console.status_code == 303
+    assert console.headers["location"].startswith("/auth/login")
+    refreshed = httpx.post(
+        f"{live_http.base_url}/auth/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
+    )
     assert refreshed.status_code == 401
 
 

@@ -18,6 +18,7 @@ from tenancy.domain.model import JobStatus
 from tenancy.payments.simulator import build_itn, encode_form
 
 from helpers import make_settings, pay, wait_until, work
+from page_client import csrf_token_in, reset_code
 from servers import PAYFAST_ADDRESS, PayfastStandIn, RunningServer, cli_env, free_port, start_server, stop_server
 
 
@@ -33,6 +34,7 @@ def throttled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
         TENANCY_LOGIN_MAX_FAILURES_PER_SOURCE="6",
         TENANCY_ITN_MAX_PER_MINUTE_PER_SOURCE="5",
         TENANCY_LOGIN_MAX_DELAY_SECONDS="0.2",
+        TENANCY_COOKIE_SECURE="false",  # plain HTTP: httpx sends the reset form's CSRF cookie back
     )
     running = start_server(home, env)
     create_customer(running, "locked@example.com")
@@ -98,6 +100,50 @@ def test_failures_from_many_addresses_slow_the_account_down_but_never_lock_it(
     assert owner.status_code == 200
 
 
+def reset_password(server: RunningServer, email: str, new_password: str, source: str) -> httpx.Response:
+    """Forgot password, then the emailed code with a new password, as a browser at `source` does
+    it through the pages; the answer to the reset form."""
+    headers = {"Origin": server.base_url, "X-Forwarded-For": source}
+    with httpx.Client(base_url=server.base_url, headers=headers) as browser:
+        token = csrf_token_in(browser.get("/auth/forgot").text)
+        asked = browser.post("/auth/forgot", data={"csrf_token": token, "email": email})
+        assert asked.status_code == 200, asked.text
+        services = server.services()
+        try:
+            code = reset_code(services, email)  # the newest reset email's
+        finally:
+            services.close()
+        form = {
+            "csrf_token": csrf_token_in(browser.get(f"/auth/reset?email={email}").text),
+            "email": email,
+            "code": code,
+            "new_password": new_password,
+            "confirm_password": new_password,
+        }
+        return browser.post("/auth/reset", data=form, follow_redirects=False)
+
+
+def test_a_valid_reset_code_is_never_refused_even_from_a_shut_out_address(throttled_server: RunningServer) -> None:
+    email = "reset-locked@example.com"
+    create_customer(throttled_server, email)
+    failures = [login(throttled_server, email, "wrong", "10.5.0.1").status_code for _ in range(3)]
+    assert failures == [401, 401, 401]
+    assert login(throttled_server, email, "Right-Passw0rd!", "10.5.0.1").status_code == 429  # shut out
+
+    from_elsewhere = reset_password(throttled_server, email, "Elsewhere-Passw0rd!", "10.5.0.2")
+    signed_in = login(throttled_server, email, "Elsewhere-Passw0rd!", "10.5.0.3")
+    from_the_same = reset_password(throttled_server, email, "Same-Address-Passw0rd!", "10.5.0.1")
+    signed_in_again = login(throttled_server, email, "Same-Address-Passw0rd!", "10.5.0.3")
+
+    for reset in (from_elsewhere, from_the_same):
+        assert reset.status_code == 303, reset.text
+        assert reset.headers["location"] == "/auth/login?changed=1"
+    assert signed_in.status_code == 200
+    assert signed_in.json()["id_token"]
+    assert signed_in_again.status_code == 200
+    assert signed_in_again.json()["id_token"]
+
+
 def test_a_source_is_locked_after_failures_across_accounts_known_or_not(throttled_server: RunningServer) -> None:
     answers = [login(throttled_server, f"probe{n}@example.com", "guess", "10.2.0.1").status_code for n in range(6)]
 
@@ -155,6 +201,7 @@ def untrusting_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runn
         TENANCY_TRUSTED_PROXIES="",
         TENANCY_WORKERS="0",
         TENANCY_LOGIN_MAX_FAILURES_PER_ACCOUNT="3",
+        TENANCY_ITN_MAX_PER_MINUTE_PER_SOURCE="5",
     )
     env.pop("TENANCY_PAYFAST_SOURCE_RANGES", None)
     running = start_server(home, env)
@@ -200,3 +247,39 @@ def test_a_guesser_cannot_dodge_the_sign_in_limit_by_varying_x_forwarded_for(
     ]
 
     assert answers == [401, 401, 401, 429]
+
+
+def test_an_itn_flood_cannot_dodge_the_limit_by_varying_x_forwarded_for(untrusting_server: RunningServer) -> None:
+    def post(peer: str, n: int) -> httpx.Response:
+        fields = build_itn(
+            transaction_id=f"TXN-SPOOF{n}{peer.replace('.', '')}",
+            email=f"spoof{n}@example.com",
+            plan="starter",
+            amount="99.00",
+            merchant_id=PAYFAST_SANDBOX_MERCHANT_ID,
+            passphrase=PAYFAST_SANDBOX_PASSPHRASE,
+        )
+        # Each from the same real peer, each claiming a new address (PayFast's own, once).
+        forged = PAYFAST_ADDRESS if n == 5 else f"203.0.113.{n}"
+        # A loopback address of its own, so that no other test's ITNs share this peer's count.
+        transport = httpx.HTTPTransport(local_address=peer)
+        with httpx.Client(transport=transport) as client:
+            return client.post(
+                f"{untrusting_server.base_url}/payments/payfast/itn",
+                content=encode_form(fields),
+                headers={"Content-Type": "application/x-www-form-urlencoded", "X-Forwarded-For": forged},
+            )
+
+    # As in the flood test above: sent again, from a new peer, until the flood fits in one minute.
+    for attempt in range(3):
+        peer = f"127.0.3.{attempt + 1}"
+        minute = int(time.time() // 60)
+        answers = [post(peer, n) for n in range(6)]
+        if int(time.time() // 60) == minute:
+            break
+
+    # TENANCY_ITN_MAX_PER_MINUTE_PER_SOURCE=5: five are judged (and refused for their real source),
+    # the sixth is refused before any work.
+    assert [answer.status_code for answer in answers] == [400] * 5 + [429]
+    assert all(f"source address {peer} is not in PayFast's ranges" in answer.text for answer in answers[:5])
+    assert 1 <= int(answers[5].headers["Retry-After"]) <= 60

@@ -2,24 +2,22 @@
 actions, CLI messages, console pages) exists: it names a command, not a group, each option it
 names is that command's, and `tenancy <command> --help` succeeds.
 
-The texts are read from the source: every string literal of src/tenancy (f-strings with their
-fields as `{}`, docstrings and comments left out: they are for developers) and every template."""
+The texts are read from the source (tests/source_text.py): every string literal of src/tenancy
+(docstrings and comments left out: they are for developers) and every template."""
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from source_text import SOURCE, string_literals, templates
 from tenancy.cli import app
 
-SOURCE = Path(__file__).resolve().parents[2] / "src" / "tenancy"
 COMMAND = re.compile(r"`tenancy ([^`]+)`|<code>tenancy ([^<]+)</code>")
 # A string that is a command line by itself (diagnose's `tenancy repair ... --yes  (why)`).
 WHOLE_LINE = re.compile(r"tenancy ([a-z][^(]*?)(?:  \(.*)?", re.DOTALL)
@@ -35,45 +33,14 @@ class Advice:
         return f"`tenancy {self.command}` ({self.where})"
 
 
-def _docstrings(tree: ast.AST) -> set[int]:
-    """The ids of the nodes that are docstrings."""
-    found: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                found.add(id(first.value))
-    return found
-
-
-def _text(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.JoinedStr):
-        return "".join(str(part.value) if isinstance(part, ast.Constant) else "{}" for part in node.values)
-    return None
-
-
 def advice_in_source() -> list[Advice]:
     found: list[Advice] = []
-    for path in sorted(SOURCE.rglob("*.py")):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        skipped = _docstrings(tree)
-        inside_fstrings = {
-            id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values
-        }
-        for node in ast.walk(tree):
-            if id(node) in skipped or id(node) in inside_fstrings:
-                continue
-            text = _text(node)
-            if text is None:
-                continue
-            where = f"{path.relative_to(SOURCE)}:{getattr(node, 'lineno', '?')}"
-            found += [Advice(where, match.group(1) or match.group(2)) for match in COMMAND.finditer(text)]
-            whole = WHOLE_LINE.fullmatch(text)
-            if whole is not None:
-                found.append(Advice(where, whole.group(1).strip()))
-    for path in sorted((SOURCE / "web" / "templates").rglob("*.html")):
+    for literal in string_literals():
+        found += [Advice(literal.where, match.group(1) or match.group(2)) for match in COMMAND.finditer(literal.text)]
+        whole = WHOLE_LINE.fullmatch(literal.text)
+        if whole is not None:
+            found.append(Advice(literal.where, whole.group(1).strip()))
+    for path in templates():
         for match in COMMAND.finditer(path.read_text()):
             found.append(Advice(str(path.relative_to(SOURCE)), match.group(1) or match.group(2)))
     return found

@@ -46,6 +46,7 @@ from tenancy.runbook.rules.records import (
     tenant_id_mismatch,
     tenant_record_missing,
 )
+from tenancy.runbook.rules.subscriptions import renewal_unapplied
 from tenancy.runbook.rules.usage import usage_over_limit
 from tenancy.runbook.rules.welcome import healthy, welcome_email_missing
 
@@ -360,6 +361,18 @@ def test_usage_over_limit_names_each_metric_above_the_plan_with_its_numbers_and_
     assert f"`tenancy usage show {TENANT}`" in advice
     assert f'`tenancy usage set {TENANT} METRIC N --reason "..." --yes`' in advice
     assert "tenancy repair" not in advice
+
+
+@pytest.mark.parametrize(("count", "counted"), [(1, "1 subscription payment"), (2, "2 subscription payments")])
+def test_renewal_unapplied_counts_the_payments_in_words(count: int, counted: str) -> None:
+    # No subscription was recorded, so each accepted charge with PayFast's token is unapplied.
+    charges = tuple(payment(pf_payment_id=f"pf-{n}", token="tok-1") for n in range(count))
+
+    found = renewal_unapplied(healthy_case(payments=charges), Context(NOW))
+
+    assert found is not None
+    assert found.summary.startswith(f"{counted} of {TRANSACTION} accepted but not applied: ")
+    assert "(s)" not in found.summary
 
 
 def test_a_failure_open_for_more_than_an_hour_goes_to_the_on_call_manager() -> None:

@@ -12,6 +12,7 @@ from tenancy.cli.common import JsonOption, fail, print_json, services_for
 from tenancy.cli.subscription import SelectorArgument, selected_tenant_id
 from tenancy.config import PayfastMode
 from tenancy.domain.lifecycle import Transition
+from tenancy.domain.plurals import plural
 from tenancy.errors import TenancyError
 from tenancy.lifecycle.due import DueMove
 from tenancy.lifecycle.sweep import SweepReport, parse_as_of
@@ -88,15 +89,15 @@ def run(
     if dry_run:
         for due in report.due:
             typer.echo(f"due  {due.tenant_id}  {due.leaving.value} -> {due.to.value}  {due.reason}")
-        typer.echo(f"{len(report.due)} move(s) due at {report.as_of} (dry run: nothing changed)")
+        typer.echo(f"{plural(len(report.due), 'move')} due at {report.as_of} (dry run: nothing changed)")
         return
     for move in report.applied:
         typer.echo(f"moved  {move.tenant_id}  {move.from_status.value} -> {move.to_status.value}  {move.reason}")
     for tenant_id, reason in report.skipped:
         typer.echo(f"left   {tenant_id}  {reason} (the next run judges it again)")
     if expired:
-        typer.echo(f"{expired} invitation(s) expired: their seats are free again")
-    typer.echo(f"{len(report.applied)} move(s) applied at {report.as_of}")
+        typer.echo(f"{plural(expired, 'invitation')} expired: their seats are free again")
+    typer.echo(f"{plural(len(report.applied), 'move')} applied at {report.as_of}")
 
 
 @lifecycle_app.command("history")

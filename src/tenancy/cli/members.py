@@ -10,9 +10,10 @@ import typer
 from tenancy.bootstrap import Services
 from tenancy.cli.common import JsonOption, OperatorOption, fail, operator_name, print_json, services_for
 from tenancy.cli.subscription import DryRunOption, SelectorArgument, YesOption, selected_tenant_id
+from tenancy.domain.ids import normalize_email
 from tenancy.domain.members import Role
 from tenancy.domain.model import Tenant, UserRecord, UserStatus
-from tenancy.errors import TenancyError
+from tenancy.errors import InvalidInputError, TenancyError
 
 __all__ = ["members_app", "register"]
 
@@ -42,7 +43,12 @@ def _tenant(services: Services, selector: str) -> Tenant:
 
 
 def _member(services: Services, tenant: Tenant, email: str) -> UserRecord:
-    wanted = email.strip().lower()
+    # The one normalisation of every email lookup: `lower()` alone would let a lookalike (the
+    # Kelvin sign, full-width letters) name, and change, another member.
+    try:
+        wanted = normalize_email(email)
+    except InvalidInputError as error:
+        fail(str(error), 2)
     for user in services.team.members(tenant.tenant_id):
         if user.email == wanted:
             return user

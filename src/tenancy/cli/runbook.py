@@ -129,6 +129,7 @@ def repair(
                 if not typer.confirm("Repair?"):
                     fail("not repaired", 1)
         result = runbook.repair(selector, operator=who, dry_run=dry_run)
+        base_url = services.settings.public_base_url
     diagnosis = result.plan.diagnosis
     if diagnosis.finding is Finding.NOT_A_TENANT:
         # Nothing was changed (it has no repair): refused as `ops remove-operator` refuses a tenant.
@@ -141,6 +142,9 @@ def repair(
             console.print("plan:" if dry_run else "done:")
             for action in result.plan.actions:
                 console.print(f"  - {action}", markup=False)
+        elif not diagnosis.healthy:
+            # With or without --dry-run: say that no plan could be made, not only an outcome word.
+            console.print(_no_plan(diagnosis, base_url), markup=False, highlight=False, soft_wrap=True)
         console.print(f"outcome: [bold]{result.outcome}[/]")
         if not dry_run and result.outcome not in {"nothing_to_do", "not_repairable"}:
             console.print("after:")
@@ -151,6 +155,18 @@ def repair(
         raise typer.Exit(0 if result.plan.has_work or diagnosis.healthy else 1)
     healthy = result.after.healthy and result.verification.passed
     raise typer.Exit(0 if healthy else 1)
+
+
+def _no_plan(diagnosis: Diagnosis, base_url: str) -> str:
+    """Why `repair` has no plan for a finding: it has no automatic repair, and where RB-001 says
+    what a person does instead (the section `diagnose` links, when the finding has one)."""
+    line = f"no plan: {diagnosis.finding.value} has no automatic repair"
+    section = diagnosis.finding.runbook_section
+    title, url = _runbook_title_and_url(section, base_url)
+    if not section:
+        return f"{line}; follow the next step above"
+    heading = f"{section} {title}" if title else section
+    return f"{line}; see {DOCUMENT_NAME} {heading} — {url}"
 
 
 def verify(

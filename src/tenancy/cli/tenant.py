@@ -15,6 +15,7 @@ from tenancy.cli.subscription import SelectorArgument, selected_tenant_id
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.lifecycle import Trigger
 from tenancy.domain.model import RepairRecord
+from tenancy.domain.plurals import plural
 from tenancy.errors import TenancyError
 
 __all__ = ["register", "tenant_app"]
@@ -104,5 +105,5 @@ def delete(
             }
         )
         return
-    people = len(deleted.people_removed)
-    typer.echo(f"tenant {tenant_id} deleted; {people} person(s) removed; tombstone and billing history kept")
+    people = plural(len(deleted.people_removed), "person", "people")
+    typer.echo(f"tenant {tenant_id} deleted; {people} removed; tombstone and billing history kept")

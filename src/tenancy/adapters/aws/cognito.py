@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
@@ -198,7 +199,6 @@ class CognitoIdentityProvider:
         self._http_timeout = http_timeout
         self._refresh_interval = jwks_refresh_interval
         self._clock = clock
-        self._issuer = f"https://cognito-idp.{client.meta.region_name}.amazonaws.com/{user_pool_id}"
         # Replaced together, never mutated, under `_jwks_lock`; `_keys` is also read without it.
         self._jwks: dict[str, Any] | None = dict(jwks) if jwks is not None else None
         self._keys: dict[str, jwt.PyJWK] | None = _signing_keys(self._jwks) if self._jwks is not None else None
@@ -466,6 +466,12 @@ class CognitoIdentityProvider:
         if claims.get("token_use") != "id":
             raise InvalidTokenError()
         return claims
+
+    @cached_property
+    def _issuer(self) -> str:
+        # Read on the first token checked, not at start: the client may not be built yet (lazily,
+        # for a Lambda's cold start).
+        return f"https://cognito-idp.{self._client.meta.region_name}.amazonaws.com/{self._user_pool_id}"
 
     def _loaded(self) -> tuple[dict[str, Any], dict[str, jwt.PyJWK]]:
         """Under `_jwks_lock`: the JWKS and its keys, fetched first if there are none yet."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tenancy.domain.model import TenantStatus
+from tenancy.domain.plurals import plural
 from tenancy.lifecycle.due import due_move
 from tenancy.runbook.evidence import CaseFile
 from tenancy.runbook.findings import ESCALATION, Evidence, Finding, NextStep, Store
@@ -160,11 +161,11 @@ def event_undelivered(case: CaseFile, context: Context) -> Found | None:
             "undelivered": [notice.notice_id for notice in dead],
             "last_errors": [notice.last_error for notice in dead],
         },
-        f"undelivered after {max(notice.attempts for notice in dead)} attempt(s): {names}; "
+        f"undelivered after {plural(max(notice.attempts for notice in dead), 'attempt')}: {names}; "
         f"last error: {dead[-1].last_error or '(none)'}",
     )
     return Found(
-        f"{len(dead)} lifecycle notice(s) of tenant {case.tenant_id} never delivered: {names}.",
+        f"{plural(len(dead), 'lifecycle notice')} of tenant {case.tenant_id} never delivered: {names}.",
         NextStep("delivers the undelivered notices again, now"),
         ESCALATION["engineering"],
         (evidence,),

@@ -11,6 +11,7 @@ from decimal import Decimal
 from tenancy.billing.settle import subscription_itns, token_of
 from tenancy.domain.billing import BillingKind, Frequency, PayfastSubscription, Subscription, SubscriptionStatus, cents
 from tenancy.domain.model import PaymentRecord, TenantStatus
+from tenancy.domain.plurals import plural
 from tenancy.runbook.evidence import CaseFile
 from tenancy.runbook.findings import ESCALATION, Evidence, Finding, NextStep, Store
 from tenancy.runbook.rules.base import Context, Found, rule
@@ -91,7 +92,7 @@ def renewal_unapplied(case: CaseFile, context: Context) -> Found | None:
         f"accepted and not applied: {names}; paid through {through}",
     )
     return Found(
-        f"{len(missing)} subscription payment(s) of {case.transaction_id} accepted but not applied: {names}.",
+        f"{plural(len(missing), 'subscription payment')} of {case.transaction_id} accepted but not applied: {names}.",
         NextStep("applies the accepted subscription payments to the tenant's subscription, in order"),
         evidence=(evidence,),
     )
