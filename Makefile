@@ -35,12 +35,14 @@ pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 # The soak test (soak/run.py): the real server and workers, N ITNs (~30% duplicates, ~10% invalid),
-# workers killed with SIGKILL, then `tenancy audit`; its last line is the summary. `make soak N=300`.
+# workers and the server killed with SIGKILL, faults injected at a rate, then `tenancy audit`; its
+# last line is the summary. BACKEND=local (SQLite, SMTP) or aws (moto's server). `make soak N=300`.
 N ?= 2000
 SEED ?= 1
 SOAK_WORKERS ?= 2
+BACKEND ?= local
 soak: $(VENV)/.installed-dev
-	$(BIN)/python soak/run.py --n $(N) --seed $(SEED) --workers $(SOAK_WORKERS)
+	$(BIN)/python soak/run.py --backend $(BACKEND) --n $(N) --seed $(SEED) --workers $(SOAK_WORKERS)
 
 # The benchmarks (bench/run.py, issue 6): each against a floor measured in the same run; writes
 # bench/results/latest.json and latest.md. `make test` runs them once at --size tiny (tests/unit/test_bench_smoke.py).

@@ -58,12 +58,14 @@ from types import ModuleType
 from typing import IO, Any
 
 import httpx
+import moto_backend
 
 from tenancy.bootstrap import Services, build
-from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, Backend, Settings
+from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, Settings
 from tenancy.domain.ids import tenant_id_for
 from tenancy.domain.model import JobStatus, PaymentVerdict, TenantStatus
 from tenancy.domain.plans import PlanCatalogue, load_catalogue
+from tenancy.faults import count_injected
 from tenancy.payments.simulator import build_itn, encode_form
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +78,12 @@ SETTINGS_ENV = {
     # A killed worker's job reappears after 2 s instead of a minute.
     "TENANCY_VISIBILITY_TIMEOUT_SECONDS": "2",
     "TENANCY_RETRY_BASE_SECONDS": "0.2",
-    "TENANCY_RETRY_CAP_SECONDS": "5",
+    "TENANCY_RETRY_CAP_SECONDS": "2",
+    # Every SIGKILL mid-job and every injected fault costs a job an attempt: a budget that a job
+    # meeting several of them in a row does not exhaust, so that each still ends without an
+    # operator; below SQS's maxReceiveCount (10), which would otherwise park a message that is
+    # still being retried (the sweep would heal the job, but leave its copy in the DLQ).
+    "TENANCY_RETRY_MAX_ATTEMPTS": "9",
     "TENANCY_WORKER_POLL_SECONDS": "0.05",
     "TENANCY_LOG_LEVEL": "info",
     # Every ITN comes from 127.0.0.1 (offline mode checks no source): the per-source ITN throttle
@@ -87,7 +94,11 @@ SETTINGS_ENV = {
     "TENANCY_ALERT_WATCH": "false",
 }
 INVALID_KINDS = ("forged-signature", "tampered-amount", "wrong-amount", "unknown-plan", "wrong-merchant", "corpus")
+DELIVERED = frozenset({"stored", "delivered"})  # the outbox's and SES mail log's statuses of a mail sent
 MAX_BURST = 4  # copies of one ITN sent at the same moment
+# A send not answered finally (a killed server, a throttled store) is sent again, as PayFast does.
+MAX_ATTEMPTS = 40
+RETRY_PAUSE_SECONDS = 0.2
 FIRST_NAMES = ("Thandi", "Zoë", "Seán", "Pieter", "Ama", "Lindiwe", "José")
 LAST_NAMES = ("Nkosi", "van der Merwe", "O'Neil", "Müller", "Ng", "Dlamini")
 
@@ -286,10 +297,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def child_env(home: Path, port: int) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TENANCY_")}
-    env.update(SETTINGS_ENV, TENANCY_HOME=str(home), TENANCY_HOST="127.0.0.1", TENANCY_PORT=str(port))
+def child_env(
+    home: Path, port: int, backend: dict[str, str], faults: str, sweep_seconds: float, stalled_after: float
+) -> dict[str, str]:
+    """What the server and the workers run with: SETTINGS_ENV, the backend's settings (`backend`:
+    moto's endpoint and what `tenancy aws bootstrap` printed, or an SMTP server's URL), the faults
+    to inject, and the stalled-job sweep on a short period (it heals a queue send that failed
+    after its payment was committed)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TENANCY_", "AWS_")) or key in {"AWS_EC2_METADATA_DISABLED"}
+    }
+    env.update(
+        SETTINGS_ENV,
+        TENANCY_HOME=str(home),
+        TENANCY_HOST="127.0.0.1",
+        TENANCY_PORT=str(port),
+        TENANCY_FAULTS=faults,
+        TENANCY_STALLED_SWEEP_SECONDS=f"{sweep_seconds:g}",
+        TENANCY_STALLED_AFTER_SECONDS=f"{stalled_after:g}",
+    )
+    env.update(backend)
     return env
+
+
+def without_faults(env: dict[str, str]) -> dict[str, str]:
+    """`env` for the soak's own reads and the final audit: the faults are the run's, not the judge's."""
+    return {key: value for key, value in env.items() if key != "TENANCY_FAULTS"}
 
 
 def tenancy_command(*arguments: str) -> list[str]:
@@ -306,6 +341,8 @@ class Processes:
         self.server: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.kills = 0
+        self.server_kills = 0
+        self.base_url = ""
         self.unexpected_exits: list[str] = []
         self._logs: list[IO[bytes]] = []
         self._lock = threading.Lock()
@@ -317,19 +354,45 @@ class Processes:
         return subprocess.Popen(tenancy_command(*arguments), env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def start(self, base_url: str, timeout: float = 60) -> None:
-        self.server = self._start("server", "serve", "--workers", "0")
+        self.base_url = base_url
+        self._start_server(timeout)
+        with self._lock:
+            self.workers = [self._start(f"worker-{slot}", "worker") for slot in range(self.worker_count)]
+
+    def _start_server(self, timeout: float = 60) -> None:
+        server = self.server = self._start("server", "serve", "--workers", "0")
         deadline = time.monotonic() + timeout
         while True:
-            if self.server.poll() is not None:
-                raise SoakError(f"tenancy serve exited with {self.server.returncode}; see {self.home / 'server.log'}")
+            if server.poll() is not None:
+                raise SoakError(f"tenancy serve exited with {server.returncode}; see {self.home / 'server.log'}")
             with suppress(httpx.TransportError):
-                if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    return
             if time.monotonic() > deadline:
                 raise SoakError(f"tenancy serve did not answer /healthz within {timeout:.0f} s")
             time.sleep(0.1)
+
+    def kill_server(self) -> bool:
+        """SIGKILLs the ITN server mid-run (requests in flight die with it) and starts a new one on
+        the same port; the senders retry meanwhile, as PayFast does."""
         with self._lock:
-            self.workers = [self._start(f"worker-{slot}", "worker") for slot in range(self.worker_count)]
+            if self._closing or self.server is None:
+                return False
+            if self.server.poll() is not None:
+                exited = f"server (pid {self.server.pid}) exited by itself: {self.server.returncode}"
+                self.unexpected_exits.append(exited)
+            else:
+                os.kill(self.server.pid, signal.SIGKILL)
+                self.server.wait()
+                self.server_kills += 1
+            self._start_server()
+            return True
+
+    def _last_words(self, slot: int) -> str:
+        """What a worker that exited by itself said last on its terminal (its log lines are JSON)."""
+        said = [line for line in (self.home / f"worker-{slot}.log").read_text(errors="replace").splitlines()
+                if line and not line.startswith("{")]  # fmt: skip
+        return " / ".join(said[-3:]) or "nothing"
 
     def kill_worker(self, slot: int) -> bool:
         with self._lock:
@@ -337,7 +400,9 @@ class Processes:
                 return False
             victim = self.workers[slot]
             if victim.poll() is not None:
-                self.unexpected_exits.append(f"worker {slot} (pid {victim.pid}) exited by itself: {victim.returncode}")
+                self.unexpected_exits.append(
+                    f"worker {slot} (pid {victim.pid}) exited by itself: {victim.returncode}: {self._last_words(slot)}"
+                )
             else:
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.wait()
@@ -352,10 +417,13 @@ class Processes:
                 return
             for slot, process in enumerate(self.workers):
                 if process.poll() is not None:
-                    self.unexpected_exits.append(f"worker {slot} (pid {process.pid}) exited: {process.returncode}")
+                    self.unexpected_exits.append(
+                        f"worker {slot} (pid {process.pid}) exited: {process.returncode}: {self._last_words(slot)}"
+                    )
                     self.workers[slot] = self._start(f"worker-{slot}", "worker")
-        if self.server is not None and self.server.poll() is not None:
-            raise SoakError(f"tenancy serve exited with {self.server.returncode}; see {self.home / 'server.log'}")
+            if self.server is not None and self.server.poll() is not None:
+                self.unexpected_exits.append(f"server (pid {self.server.pid}) exited: {self.server.returncode}")
+                self._start_server()
 
     def stop(self) -> None:
         """SIGTERM to everything, SIGKILL to what is still running after 20 s."""
@@ -378,19 +446,29 @@ class Processes:
 
 
 class Killer(threading.Thread):
-    """SIGKILLs a random worker every `every` seconds on average (0.5x to 1.5x), at most `limit` times."""
+    """SIGKILLs a random worker every `every` seconds on average (0.5x to 1.5x), at most `limit`
+    times, and, every `server_every`-th kill while fewer than `server_limit` were, the server instead."""
 
-    def __init__(self, processes: Processes, every: float, limit: int, seed: int) -> None:
+    def __init__(
+        self, processes: Processes, every: float, limit: int, seed: int, server_limit: int = 0, server_every: int = 4
+    ) -> None:
         super().__init__(name="killer", daemon=True)
         self.processes = processes
         self.every = every
         self.limit = limit
+        self.server_limit = server_limit
+        self.server_every = server_every
         self.rng = random.Random(seed + 1)
         self.stop = threading.Event()
 
     def run(self) -> None:
+        rounds = 0
         while self.processes.kills < self.limit and not self.stop.wait(self.every * self.rng.uniform(0.5, 1.5)):
-            self.kill_one()
+            rounds += 1
+            if rounds % self.server_every == 0 and self.processes.server_kills < self.server_limit:
+                self.processes.kill_server()
+            else:
+                self.kill_one()
 
     def kill_one(self) -> None:
         self.processes.kill_worker(self.rng.randrange(self.processes.worker_count))
@@ -402,8 +480,18 @@ class Killer(threading.Thread):
 @dataclass
 class Sent:
     answers: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    attempts: Counter[str] = field(default_factory=Counter)  # posts per ITN label, retries included
+    retries: Counter[str] = field(default_factory=Counter)  # why a post was sent again
     failures: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attempted(self, itn: Itn) -> None:
+        with self.lock:
+            self.attempts[itn.label] += 1
+
+    def retried(self, why: str) -> None:
+        with self.lock:
+            self.retries[why] += 1
 
     def record(self, itn: Itn, status: int | None, problem: str | None = None) -> None:
         with self.lock:
@@ -414,18 +502,36 @@ class Sent:
 
     @property
     def count(self) -> int:
+        """Sends answered finally (200, or 400 for an invalid ITN): one per send of the plan."""
         return sum(sum(counter.values()) for counter in self.answers.values())
+
+    @property
+    def posts(self) -> int:
+        return sum(self.attempts.values())
 
 
 def post(client: httpx.Client, url: str, itn: Itn, sent: Sent) -> None:
-    try:
-        response = client.post(url, content=itn.body, headers=FORM)
-    except httpx.HTTPError as error:
-        sent.record(itn, None, f"no answer: {type(error).__name__}: {error}")
-        return
-    expected_ok = response.status_code == 200 if itn.valid else response.status_code == 400
-    problem = None if expected_ok else f"HTTP {response.status_code} {response.text[:200]}"
-    sent.record(itn, response.status_code, problem)
+    """Sends `itn` as PayFast does: again, after a pause, until it is answered 200 (or, for an
+    invalid one, 400), whatever comes between: a refused connection while the killed server
+    restarts, a 503 while a store is throttled, a 429."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        sent.attempted(itn)
+        try:
+            response = client.post(url, content=itn.body, headers=FORM)
+        except httpx.HTTPError as error:
+            problem, why = f"no answer: {type(error).__name__}: {error}", "no answer"
+        else:
+            final = response.status_code == 200 if itn.valid else response.status_code == 400
+            if final:
+                sent.record(itn, response.status_code)
+                return
+            problem, why = f"HTTP {response.status_code} {response.text[:200]}", f"HTTP {response.status_code}"
+            if response.status_code < 500 and response.status_code != 429:
+                sent.record(itn, response.status_code, problem)  # a wrong answer: no retry makes it right
+                return
+        sent.retried(why)
+        time.sleep(min(RETRY_PAUSE_SECONDS * attempt, 5.0))
+    sent.record(itn, None, f"no final answer after {MAX_ATTEMPTS} attempts; the last: {problem}")
 
 
 def send_unit(client: httpx.Client, url: str, unit: Unit, sent: Sent) -> None:
@@ -578,7 +684,8 @@ def judge(plan: Plan, sent: Sent, audit: dict[str, Any], stores: Stores, n: int)
         users_of[record.tenant_id].append(record)
     welcomes_of: dict[str, list[Any]] = defaultdict(list)
     for email in stores.emails:
-        if email.tags.get("kind") == "welcome":
+        # A send that failed (a refused or timed-out SMTP or SES call) reached no one: not a copy.
+        if email.tags.get("kind") == "welcome" and email.status in DELIVERED:
             welcomes_of[email.tags.get("transaction_id", "")].append(email)
 
     duplicates = 0
@@ -620,19 +727,34 @@ def judge(plan: Plan, sent: Sent, audit: dict[str, Any], stores: Stores, n: int)
     for payment in stores.payments:
         entries[(payment.pf_payment_id, payment.payment_status)].append(payment)
         by_ledger_transaction[payment.transaction_id].append(payment)
+    # Every post that reached the ledger left one entry there: at least one per send answered, at
+    # most one per post (a post cut off by a killed server may or may not have; one whose checks a
+    # throttled store or PayFast could not finish is kept as unconfirmed, answered 503, and sent again).
     for itn in plan.itns:
         if not itn.valid:
             continue
         verdicts = Counter(entry.verdict for entry in entries[(itn.pf_payment_id, itn.status)])
-        want = Counter({PaymentVerdict.ACCEPTED: 1, PaymentVerdict.DUPLICATE: itn.sends - 1})
-        if +verdicts != +want:
-            problems.append(f"ledger: {itn.label} sent {itn.sends}x: {dict(verdicts)}, expected {dict(+want)}")
+        posts = sent.attempts[itn.label]
+        later = verdicts[PaymentVerdict.DUPLICATE] + verdicts[PaymentVerdict.UNCONFIRMED]
+        if (
+            verdicts[PaymentVerdict.ACCEPTED] != 1
+            or not itn.sends - 1 <= verdicts[PaymentVerdict.DUPLICATE] <= later <= posts - 1
+            or set(verdicts) - {PaymentVerdict.ACCEPTED, PaymentVerdict.DUPLICATE, PaymentVerdict.UNCONFIRMED}
+        ):
+            problems.append(
+                f"ledger: {itn.label} sent {itn.sends}x in {posts} posts: {dict(verdicts)}, expected 1 accepted"
+                f" and {itn.sends - 1} to {posts - 1} duplicates or unconfirmed"
+            )
+    posts_of = {itn.label: sent.attempts[itn.label] for itn in plan.itns}
     for purchase in plan.purchases:
         if purchase.invalid and purchase.kind != "invalid:corpus":
             kept = by_ledger_transaction[purchase.transaction_id]
-            if len(kept) != 1 or kept[0].verdict is not PaymentVerdict.REJECTED:
+            prefix = f"{purchase.transaction_id}/"
+            posts = max((count for label, count in posts_of.items() if label.startswith(prefix)), default=1)
+            if not 1 <= len(kept) <= posts or any(entry.verdict is not PaymentVerdict.REJECTED for entry in kept):
+                verdicts_kept = [entry.verdict.value for entry in kept]
                 problems.append(f"ledger: invalid {purchase.transaction_id} ({purchase.kind}) kept as "
-                                f"{[entry.verdict.value for entry in kept]}, expected one rejected")  # fmt: skip
+                                f"{verdicts_kept}, expected 1 to {posts} rejected")  # fmt: skip
         elif not purchase.invalid and any(
             entry.verdict is PaymentVerdict.REJECTED for entry in by_ledger_transaction[purchase.transaction_id]
         ):
@@ -640,13 +762,16 @@ def judge(plan: Plan, sent: Sent, audit: dict[str, Any], stores: Stores, n: int)
     unknown = [p for p in stores.payments if p.transaction_id not in by_transaction and p.verdict.value != "rejected"]
     problems += [f"ledger: unexpected {p.verdict.value} entry for {p.transaction_id}" for p in unknown[:10]]
     rejected_in_ledger = sum(1 for p in stores.payments if p.verdict is PaymentVerdict.REJECTED)
-    if rejected_in_ledger != plan.invalid_sends or totals["rejected_payments"] != plan.invalid_sends:
+    invalid_posts = sum(sent.attempts[itn.label] for itn in plan.itns if not itn.valid)
+    rejected_ok = plan.invalid_sends <= rejected_in_ledger <= invalid_posts
+    if not rejected_ok or totals["rejected_payments"] != rejected_in_ledger:
         problems.append(
             f"rejected: ledger {rejected_in_ledger}, audit {totals['rejected_payments']}, sent {plan.invalid_sends}"
+            f" in {invalid_posts} posts"
         )
-    if len(stores.payments) != n or totals["payments"] != n or sent.count != n:
-        problems.append(f"payments: sent {n}, answered {sent.count}, ledger {len(stores.payments)}, "
-                        f"audit {totals['payments']}")  # fmt: skip
+    if not n <= len(stores.payments) <= sent.posts or totals["payments"] != len(stores.payments) or sent.count != n:
+        problems.append(f"payments: sent {n} in {sent.posts} posts, answered {sent.count}, ledger"
+                        f" {len(stores.payments)}, audit {totals['payments']}")  # fmt: skip
     if totals["healthy"] != len(expected) or totals["tenants"] != len(expected):
         problems.append(
             f"audit: {totals['healthy']} healthy and {totals['tenants']} tenants, expected {len(expected)} of each"
@@ -678,7 +803,7 @@ def unhealthy(
         return "no identity user with this tenant id"
     if not users or tenants[0].owner_user_id != identities[0].sub:
         return "users record or owner link missing"
-    if not any(email.status in {"stored", "delivered"} for email in welcomes):
+    if not any(email.status in DELIVERED for email in welcomes):
         return "no welcome email"
     return None
 
@@ -728,26 +853,91 @@ def say(message: str) -> None:
     print(f"soak: {message}", flush=True)
 
 
+# The faults injected by default (tenancy.faults' `rate:` rules), per backend: a few percent of
+# the calls each applies to, so that every kind is injected several times even in CI's few hundred
+# purchases, while the retries (TENANCY_RETRY_MAX_ATTEMPTS above) still see every purchase through.
+DEFAULT_FAULTS = {
+    "local": "rate:store_throttled:0.01,rate:mail_refused:0.08,rate:mail_timeout:0.05",
+    "aws": (
+        "rate:store_throttled:0.003,rate:identity_throttled:0.03,rate:mail_refused:0.08,"
+        "rate:mail_timeout:0.05,rate:queue_send_failed:0.05"
+    ),
+}
+# What a rule injects nothing for on a backend (tenancy.faults): the embedded identity provider has
+# no throttle, and the embedded queue send shares its payment's transaction.
+NOT_ON = {"local": {"identity_throttled", "queue_send_failed"}, "aws": set()}
+
+
+def fault_names(faults: str) -> list[str]:
+    return [rule.split(":")[1] for rule in faults.split(",") if rule.startswith("rate:")]
+
+
+@contextmanager
+def backend_settings(backend: str, home: Path) -> Iterator[dict[str, str]]:
+    """The settings that point the processes at their backend: on AWS, moto's server in its own
+    process, bootstrapped with `tenancy aws bootstrap`; embedded, an SMTP server (aiosmtpd) in this
+    process, so the welcome emails are delivered (and mail faults have a delivery to fail)."""
+    if backend == "aws":
+        with moto_backend.moto_server(home, free_port()) as endpoint:
+            env = {**moto_backend.AWS_ENV, "AWS_ENDPOINT_URL": endpoint}
+            bootstrap_env = {
+                **{key: value for key, value in os.environ.items() if not key.startswith(("TENANCY_", "AWS_"))},
+                **env,
+                "TENANCY_HOME": str(home),
+                "TENANCY_BACKEND": "aws",
+            }
+            yield {**env, **moto_backend.bootstrapped(bootstrap_env)}
+        return
+    from aiosmtpd.controller import Controller
+
+    class Accept:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+            return "250 OK"
+
+    controller = Controller(Accept(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield {"TENANCY_SMTP_URL": f"smtp://127.0.0.1:{controller.port}"}
+    finally:
+        controller.stop()
+
+
+def reading_services(env: dict[str, str]) -> Services:
+    """The stores as the processes see them, for the soak's own reads: this process takes the
+    children's environment (without their faults), so boto3 finds moto's endpoint too."""
+    for key in [key for key in os.environ if key.startswith(("TENANCY_", "AWS_"))]:
+        del os.environ[key]
+    os.environ.update(without_faults(env))
+    return build(Settings())
+
+
 def soak(arguments: argparse.Namespace) -> int:
+    begun = time.monotonic()
     catalogue = load_catalogue(None)
     plan = make_plan(arguments.n, arguments.seed, catalogue)
     wanted = sum(1 for p in plan.purchases if p.expects_tenant)
+    faults = DEFAULT_FAULTS[arguments.backend] if arguments.faults == "default" else arguments.faults
+    faults = "" if faults == "none" else faults
     say(
-        f"{arguments.n} ITNs (seed {arguments.seed}): {len(plan.purchases)} purchases, {wanted} to provision, "
-        f"{plan.invalid_sends} invalid, {len(plan.later)} sent again later, "
+        f"{arguments.n} ITNs (seed {arguments.seed}) on the {arguments.backend} backend: {len(plan.purchases)} "
+        f"purchases, {wanted} to provision, {plan.invalid_sends} invalid, {len(plan.later)} sent again later, "
         f"{sum(step.copies - 1 for unit in plan.first for step in unit.steps)} concurrent copies; "
-        f"{arguments.workers} workers"
+        f"{arguments.workers} workers; faults: {faults or 'none'}"
     )
-    with soak_home(arguments.home, arguments.keep) as (home, finished):
+    with soak_home(arguments.home, arguments.keep) as (home, finished), backend_settings(
+        arguments.backend, home
+    ) as backend:
         port = free_port()
-        env = child_env(home, port)
+        env = child_env(home, port, backend, faults, arguments.sweep_seconds, arguments.stalled_after)
         base_url = f"http://127.0.0.1:{port}"
         (home / "ground-truth.json").write_text(
             json.dumps([p.__dict__ | {"expects_tenant": p.expects_tenant} for p in plan.purchases], indent=1)
         )
         processes = Processes(home, env, arguments.workers)
-        killer = Killer(processes, arguments.kill_every, arguments.max_kills, arguments.seed)
-        services = build(Settings(backend=Backend.LOCAL, home=home))
+        killer = Killer(
+            processes, arguments.kill_every, arguments.max_kills, arguments.seed, server_limit=arguments.server_kills
+        )
+        services = reading_services(env)
         try:
             started = time.monotonic()
             processes.start(base_url)
@@ -759,30 +949,51 @@ def soak(arguments: argparse.Namespace) -> int:
             send_all(base_url, plan.first, sent, arguments.concurrency)
             send_all(base_url, plan.later, sent, arguments.concurrency)
             send_seconds = time.monotonic() - sending
-            say(f"sent {sent.count} ITNs in {send_seconds:.1f} s ({sent.count / max(send_seconds, 1e-9):.0f}/s)")
+            retried = ", ".join(f"{why} {count}" for why, count in sorted(sent.retries.items())) or "none"
+            say(
+                f"sent {sent.count} ITNs in {send_seconds:.1f} s ({sent.count / max(send_seconds, 1e-9):.0f}/s);"
+                f" {sent.posts} posts, sent again after: {retried}"
+            )
             if killer.is_alive() and processes.kills == 0:
                 killer.kill_one()  # at least one kill, however short the run
+            if killer.is_alive() and processes.server_kills < min(1, arguments.server_kills):
+                processes.kill_server()  # likewise for the server
             drained = wait_for_drain(services, processes, arguments.drain_timeout)
             killer.stop.set()
-            killer.join(timeout=30)
+            if killer.ident is not None:  # started
+                killer.join(timeout=30)
             drained += wait_for_drain(services, processes, arguments.drain_timeout)  # after the last kill
-            say(f"drained {drained:.1f} s after the last ITN; {processes.kills} workers killed with SIGKILL")
+            say(
+                f"drained {drained:.1f} s after the last ITN; {processes.kills} workers and"
+                f" {processes.server_kills} servers killed with SIGKILL"
+            )
             processes.check_workers()
+        finally:
+            killer.stop.set()
+            processes.stop()
+        try:
             auditing = time.monotonic()
-            audit = run_audit(env)
+            audit = run_audit(without_faults(env))
             (home / "audit.json").write_text(json.dumps(audit, indent=2))
             say(f"audit in {time.monotonic() - auditing:.1f} s; total {time.monotonic() - started:.1f} s")
             stores = Stores.read(services)
             rerun = sum(1 for job in stores.jobs.values() if job.attempts > 1)
             say(f"{rerun} jobs ran more than once (their worker was killed mid-job, or a step failed)")
         finally:
-            killer.stop.set()
-            processes.stop()
             services.close()
+        injected = count_injected(home / "logs")
+        say("faults injected: " + (", ".join(f"{name}={injected[name]}" for name in fault_names(faults)) or "none"))
         summary = judge(plan, sent, audit, stores, arguments.n)
         if arguments.kill_every > 0 and arguments.max_kills > 0 and processes.kills == 0:
             summary.problems.append("killer: no worker was killed")
-        summary.problems += [f"worker: {what}" for what in processes.unexpected_exits]
+        if arguments.kill_every > 0 and arguments.server_kills > 0 and processes.server_kills == 0:
+            summary.problems.append("killer: the server was never killed")
+        summary.problems += [
+            f"faults: {name} was never injected"
+            for name in fault_names(faults)
+            if name not in NOT_ON[arguments.backend] and injected[name] == 0
+        ]
+        summary.problems += [f"process: {what}" for what in processes.unexpected_exits]
         summary.problems += [f"log: a traceback in {path.name}" for path in sorted(home.glob("*.log"))
                              if "Traceback" in path.read_text(errors="replace")]  # fmt: skip
         print(json.dumps(compact(audit), indent=2))
@@ -790,6 +1001,8 @@ def soak(arguments: argparse.Namespace) -> int:
         for problem in summary.problems:
             print(f"FAIL {problem}")
         finished(passed)
+    took = time.monotonic() - begun
+    print(f"soak: {arguments.backend} backend, N={arguments.n}, seed {arguments.seed}: {took:.0f} s in all")
     print("soak: PASS" if passed else f"soak: FAIL ({len(summary.problems)} problems)")
     print(summary.line(), flush=True)
     return 0 if passed else 1
@@ -803,10 +1016,23 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, help="TENANCY_HOME to use (new or empty; kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary TENANCY_HOME after a pass")
     parser.add_argument("--concurrency", type=int, default=8, help="ITNs in flight at once")
-    parser.add_argument("--kill-every", type=float, default=2.0, help="mean seconds between kills (0: none)")
+    parser.add_argument("--kill-every", type=float, default=None,
+                        help="mean seconds between kills (0: none; default 2, 6 on AWS where processes start slower)")
     parser.add_argument("--max-kills", type=int, default=100, help="at most this many kills")
+    parser.add_argument("--backend", choices=("local", "aws"), default="local",
+                        help="local: SQLite and SMTP; aws: moto's server, bootstrapped with `tenancy aws bootstrap`")
+    parser.add_argument("--faults", default="default",
+                        help="TENANCY_FAULTS of the server and workers: 'default' (the backend's), 'none', or rules")
+    parser.add_argument("--server-kills", type=int, default=3, help="at most this many SIGKILLs of the server")
+    parser.add_argument("--sweep-seconds", type=float, default=3.0, help="the stalled-job sweep's period")
+    # On SQS the sweep cannot see a job's message (a look is a receive): a job waiting longer than
+    # this in a backlog is sent a second message, harmless but more work for a slow backend.
+    parser.add_argument("--stalled-after", type=float, default=60.0,
+                        help="seconds untouched before the sweep calls a job stalled (and sends it again)")
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds to wait for the queue to empty")
     arguments = parser.parse_args(argv)
+    if arguments.kill_every is None:
+        arguments.kill_every = 6.0 if arguments.backend == "aws" else 2.0
     if arguments.n < 10 or arguments.workers < 1 or arguments.concurrency < 1:
         parser.error("--n must be at least 10, --workers and --concurrency at least 1")
     return arguments

@@ -41,7 +41,7 @@ def background_threads(
         threading.Thread(
             target=services.worker.run_until,
             # One thread of the process sweeps for stalled jobs; more would only repeat it.
-            args=(stop, settings.worker_poll_seconds, services.sweeper.sweep if number == 0 else None),
+            args=(stop, settings.worker_poll_seconds, services.sweep if number == 0 else None),
             name=f"worker-{number}",
             daemon=True,
         )

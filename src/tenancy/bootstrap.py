@@ -74,7 +74,7 @@ from tenancy.private_files import create_private_file, private_directory
 from tenancy.provisioning.manual import provision_now
 from tenancy.provisioning.retry import RetryPolicy
 from tenancy.provisioning.saga import ProvisioningSaga, SagaSettings
-from tenancy.provisioning.sweep import StalledJobSweeper
+from tenancy.provisioning.sweep import StalledJobSweeper, SweepResult
 from tenancy.provisioning.worker import JobOutcome, ProvisioningWorker
 from tenancy.runbook.alerts import ESCALATION_EMAILS, AlertDispatcher, AlertMonitor, AlertThresholds
 from tenancy.runbook.audit_schedule import ScheduledAudit
@@ -101,7 +101,10 @@ if TYPE_CHECKING:  # each backend's adapters are imported by its own wiring alon
 
     from tenancy.adapters.local.database import Database
 
-__all__ = ["Services", "SystemClock", "build", "log_directory"]
+__all__ = ["SWEEP_OPERATOR", "Services", "SystemClock", "build", "log_directory"]
+
+# Who the repair trail names for what the sweep cleans up by itself.
+SWEEP_OPERATOR = "stalled-job sweep"
 
 
 class SystemClock:
@@ -451,6 +454,7 @@ class Services:
             clock=self.clock,
             visibility_timeout=settings.visibility_timeout_seconds,
             observer=self.purchase_observer,
+            sweep_every=timedelta(seconds=settings.stalled_sweep_seconds),
         )
 
     @cached_property
@@ -461,8 +465,21 @@ class Services:
             self.queue,
             self.clock,
             max_attempts=self.settings.retry_max_attempts,
+            stalled_after=timedelta(seconds=self.settings.stalled_after_seconds),
             observer=self.purchase_observer,
         )
+
+    def sweep(self) -> SweepResult:
+        """One round of the stalled-job sweep (the embedded worker's, the AWS schedule's): stalled
+        jobs back on the queue, then the dead letters whose purchase has healed since removed. SQS
+        parks a message after MAX_RECEIVE_COUNT receives even while its job goes on (killed runs,
+        retries) and the job then succeeds from another copy: left, the stale copy would keep the
+        DLQ alarm firing for a purchase that needs no one (`tenancy dlq remove --healed`, done for
+        the operator, and kept in the repair trail as the sweep's)."""
+        swept = self.sweeper.sweep()
+        decisions = self.runbook.remove_healed_dead_letters(operator=SWEEP_OPERATOR)
+        cleared = [decision.message.transaction_id for decision in decisions if decision.removed]
+        return replace(swept, cleared=cleared)
 
     # The runbook and alerts.
 
@@ -725,7 +742,7 @@ def _build_local(settings: Settings, clock: Clock) -> Services:
     plans = _catalogue(settings)
     database = Database(settings.database_path)
     smtp = SmtpTarget(settings.smtp_url) if settings.smtp_url else None
-    return Services(
+    services = Services(
         settings=settings,
         clock=clock,
         plans=plans,
@@ -749,6 +766,14 @@ def _build_local(settings: Settings, clock: Clock) -> Services:
         database=database,
         rate_limiter=SqliteRateLimiter(database, clock=clock),
     )
+    rates = settings.fault_plan.rates()
+    if rates:
+        # TEST-ONLY (TENANCY_FAULTS' `rate:` rules): the soak's SQLite locks and SMTP failures, in
+        # what the services do once built (the start-up writes, such as the signing key, are spared).
+        from tenancy.adapters.local.fault_hooks import install_fault_hooks
+
+        install_fault_hooks(rates, database, smtp)
+    return services
 
 
 def _webhook_publisher(settings: Settings) -> EventPublisher:
@@ -805,6 +830,13 @@ def _build_aws(settings: Settings, clock: Clock) -> Services:
     from tenancy.adapters.aws.usage import DynamoServiceKeyStore, DynamoUsageStore
 
     session = boto3.Session(region_name=settings.aws_region)
+    rates = settings.fault_plan.rates()
+    if rates:
+        # TEST-ONLY (TENANCY_FAULTS' `rate:` rules): registered before any client is built, since
+        # a client copies the session's event handlers when it is made.
+        from tenancy.adapters.aws.fault_hooks import install_fault_hooks
+
+        install_fault_hooks(rates, session)
     # botocore's defaults (60 s timeouts, legacy retries) outlast the provisioning function's 30 s.
     config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3})
     clients = LazyClients(session, config)

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     retry_factor: float = Field(default=2.0, ge=1)
     retry_cap_seconds: float = Field(default=300.0, ge=0)
     retry_max_attempts: int = Field(default=5, ge=1)
+    # A job nobody has touched for this long is in no worker's hands (provisioning.sweep), and the
+    # embedded worker looks for such jobs this often; a soak shortens both to heal within seconds.
+    stalled_after_seconds: float = Field(default=900.0, gt=0)
+    stalled_sweep_seconds: float = Field(default=300.0, gt=0)
     # The weekly audit (runbook.audit_schedule): a full audit that refreshes the findings index,
     # run by the embedded server and workers when the last one is this old (0: never scheduled).
     audit_interval_hours: float = Field(default=168.0, ge=0)
@@ -148,7 +152,8 @@ class Settings(BaseSettings):
     secrets_path: str | None = None
     secrets_max_age_seconds: float = Field(default=300.0, ge=0, le=86400)
     # TEST-ONLY fault injection (tenancy.faults), e.g. `crash_after:identity_user:once`; never set it
-    # in a deployment. The reliability suite crashes and slows real worker processes with it.
+    # in a deployment. The reliability suite crashes and slows real worker processes with it, and
+    # the soak makes mail, Cognito, the stores and the queue fail at a rate (`rate:store_throttled:0.02`).
     faults: str = ""
 
     # Throttles (README "Reliability"): login failures per account and per source, ITNs per source.

@@ -1,4 +1,5 @@
-"""Test-only fault injection (`TENANCY_FAULTS`): crash or slow a real worker process at a chosen point.
+"""Test-only fault injection (`TENANCY_FAULTS`): crash or slow a real worker process at a chosen
+point, or make its dependencies fail at a rate.
 
 Off unless `TENANCY_FAULTS` is set. The reliability suite sets it on real `tenancy worker`
 and `tenancy serve` processes to prove that a crash at any step recovers. Rules, comma separated:
@@ -8,6 +9,21 @@ and `tenancy serve` processes to prove that a crash at any step recovers. Rules,
   the welcome step is recorded (the at-least-once window of the welcome email).
 - `slow_step:<step>:<seconds>`: sleep that long at the end of `<step>` (once it is recorded), so
   that a job is held in flight, e.g. for a SIGTERM to arrive.
+- `rate:<fault>:<fraction>` (0 < fraction <= 1): that fraction of the calls that could meet
+  `<fault>` meet it, as the error the real component raises, before anything is sent or written,
+  so the product's own handling of it runs. Faults, and where each is injected:
+  - `mail_refused`: SES SendEmail/SendRawEmail answers `Throttling`; embedded, SMTP answers 451.
+  - `mail_timeout`: SES times out (`ReadTimeoutError`); embedded, SMTP times out (`TimeoutError`).
+  - `identity_throttled`: every Cognito call answers `TooManyRequestsException` (AWS only).
+  - `store_throttled`: every DynamoDB call answers `ProvisionedThroughputExceededException`;
+    embedded, `BEGIN IMMEDIATE` fails with SQLite's `database is locked`.
+  - `queue_send_failed`: SQS SendMessage answers `ServiceUnavailable`, after the ledger has
+    committed the payment and its job (AWS only: the stalled-job sweep heals it).
+  The embedded backend has no identity service to throttle, and its queue send shares the
+  ledger's transaction, so `identity_throttled` and `queue_send_failed` are accepted there but
+  inject nothing. The embedded mail faults need TENANCY_SMTP_URL (without it nothing is sent).
+  Each injection logs one `fault_injected` line (`fault`, `at`); `count_injected` counts them in
+  the log files.
 
 `once` leaves a marker file `TENANCY_HOME/faults/<kind>-<step>.done` before crashing, so that a
 process restarted with the same environment does not crash again.
@@ -15,9 +31,12 @@ process restarted with the same environment does not crash again.
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,7 +47,16 @@ from tenancy.domain.model import OutboxMessage, OutgoingEmail, ProvisioningJob, 
 from tenancy.ports import Mailer
 from tenancy.private_files import PRIVATE_FILE_MODE, private_directory
 
-__all__ = ["CRASH_EXIT_CODE", "FaultKind", "FaultRule", "Faults", "FaultyMailer"]
+__all__ = [
+    "CRASH_EXIT_CODE",
+    "FaultKind",
+    "FaultRates",
+    "FaultRule",
+    "Faults",
+    "FaultyMailer",
+    "InjectedFault",
+    "count_injected",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +68,17 @@ class FaultKind(StrEnum):
     CRASH_AFTER = "crash_after"
     CRASH_AFTER_SEND = "crash_after_send"
     SLOW_STEP = "slow_step"
+    RATE = "rate"
+
+
+class InjectedFault(StrEnum):
+    """What a `rate:` rule makes fail (see the module docstring for where and how)."""
+
+    MAIL_REFUSED = "mail_refused"
+    MAIL_TIMEOUT = "mail_timeout"
+    IDENTITY_THROTTLED = "identity_throttled"
+    STORE_THROTTLED = "store_throttled"
+    QUEUE_SEND_FAILED = "queue_send_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +87,8 @@ class FaultRule:
     step: Step | None = None
     once: bool = False
     seconds: float = 0.0
+    fault: InjectedFault | None = None
+    fraction: float = 0.0
 
     @property
     def marker_name(self) -> str:
@@ -65,6 +106,8 @@ class FaultRule:
             if arguments not in ([], ["once"]):
                 raise ValueError("crash_after_send takes only an optional ':once'")
             return cls(kind, once=bool(arguments))
+        if kind is FaultKind.RATE:
+            return cls._rate(arguments)
         if not arguments:
             raise ValueError(f"{kind.value} needs a step ({', '.join(Step)})")
         step = _step(arguments[0])
@@ -79,6 +122,23 @@ class FaultRule:
         if not 0 <= seconds <= 600:
             raise ValueError("slow_step seconds must be between 0 and 600")
         return cls(kind, step, seconds=seconds)
+
+    @classmethod
+    def _rate(cls, arguments: list[str]) -> FaultRule:
+        if len(arguments) != 2:
+            raise ValueError("rate needs a fault and a fraction: rate:<fault>:<fraction>")
+        try:
+            fault = InjectedFault(arguments[0])
+        except ValueError:
+            known = ", ".join(InjectedFault)
+            raise ValueError(f"unknown rate fault {arguments[0][:40]!r} (known: {known})") from None
+        try:
+            fraction = float(arguments[1])
+        except ValueError:
+            raise ValueError("rate needs a fraction: rate:<fault>:<fraction>, e.g. rate:mail_refused:0.05") from None
+        if not 0 < fraction <= 1:  # also refuses nan
+            raise ValueError("a rate's fraction must be more than 0 and at most 1")
+        return cls(FaultKind.RATE, fault=fault, fraction=fraction)
 
 
 def _step(name: str) -> Step:
@@ -121,10 +181,61 @@ class Faults:
 
         return inject
 
+    def rates(self) -> FaultRates:
+        """The `rate:` rules, as dice the adapters' hooks roll (a later rule for a fault wins)."""
+        return FaultRates(
+            {rule.fault: rule.fraction for rule in self.rules if rule.kind is FaultKind.RATE and rule.fault}
+        )
+
     def mailer(self, mailer: Mailer, home: Path) -> Mailer:
         """`mailer`, wrapped to crash after a send when a `crash_after_send` rule asks for it."""
         rules = tuple(rule for rule in self.rules if rule.kind is FaultKind.CRASH_AFTER_SEND)
         return FaultyMailer(mailer, rules, home) if rules else mailer
+
+
+# One per process, seeded from os.urandom: two soak runs inject at different calls.
+_DICE = random.Random()
+
+
+class FaultRates:
+    """Each `rate:` fault and its fraction; `roll` says whether this call meets it (and logs it)."""
+
+    def __init__(self, rates: Mapping[InjectedFault, float]) -> None:
+        self._rates = dict(rates)
+
+    def __bool__(self) -> bool:
+        return bool(self._rates)
+
+    def __contains__(self, fault: InjectedFault) -> bool:
+        return fault in self._rates
+
+    def roll(self, fault: InjectedFault, at: str) -> bool:
+        """True (and one `fault_injected` line logged) for `fault`'s fraction of the calls."""
+        fraction = self._rates.get(fault)
+        if fraction is None or _DICE.random() >= fraction:
+            return False
+        # Logged before the fault is raised, so the count never misses one; the log files take
+        # each line with its own write (logging_setup), so a SIGKILL after it loses nothing.
+        log.warning("fault_injected", fault=fault.value, at=at)
+        return True
+
+
+def count_injected(log_dir: Path) -> Counter[str]:
+    """How many times each fault was injected, from the `fault_injected` lines of every log file
+    in `log_dir` (TENANCY_HOME/logs), whichever process wrote them."""
+    counts: Counter[str] = Counter()
+    for path in sorted(log_dir.glob("*.log")):
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if '"fault_injected"' not in line:  # most lines: skip the JSON parse
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a kill mid-write
+                if isinstance(event, dict) and event.get("event") == "fault_injected":
+                    counts[str(event.get("fault"))] += 1
+    return counts
 
 
 class FaultyMailer:

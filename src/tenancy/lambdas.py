@@ -218,10 +218,11 @@ def _scheduled_job_failed(job: ScheduledJob, error: str) -> None:
 
 
 def _sweep_stalled_jobs() -> dict[str, Any]:
-    swept = services().sweeper.sweep()
+    swept = services().sweep()
     metrics.add_metric(name="JobRequeued", unit=MetricUnit.Count, value=len(swept.requeued))
     metrics.add_metric(name="JobDeadLettered", unit=MetricUnit.Count, value=len(swept.parked))
-    logger.info("sweep_done", requeued=len(swept.requeued), parked=len(swept.parked))
+    metrics.add_metric(name="DeadLetterCleared", unit=MetricUnit.Count, value=len(swept.cleared))
+    logger.info("sweep_done", requeued=len(swept.requeued), parked=len(swept.parked), cleared=len(swept.cleared))
     return dict(swept.as_document())
 
 

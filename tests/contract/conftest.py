@@ -142,6 +142,16 @@ def aws_backend(request: pytest.FixtureRequest, tmp_path: Path, backend_settings
 
 
 @pytest.fixture
+def local_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, backend_settings: dict[str, Any]
+) -> Iterator[Backend]:
+    """The embedded backend alone, wired as `backend` wires it: for what only it has or lacks."""
+    built = _built("local", request, tmp_path, backend_settings)
+    yield built
+    built.services.close()
+
+
+@pytest.fixture
 def services(backend: Backend) -> Services:
     """The backend's services (the contract suites' own, in place of tests/conftest.py's embedded ones)."""
     return backend.services

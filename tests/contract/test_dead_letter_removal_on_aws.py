@@ -33,3 +33,24 @@ def test_remove_healed_on_sqs_takes_the_stale_copy_and_never_looks_at_the_work_q
     assert history_of(entry).dead_lettered  # read back from DynamoDB as the audit reads it
     [message] = received["Messages"]
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # this test's own receive only
+
+
+def test_the_sweep_clears_a_stale_dead_letter_and_keeps_one_that_still_needs_someone(
+    aws_backend: Backend,
+) -> None:
+    # SQS parks a message after too many receives even while its job goes on; once the job has
+    # succeeded from another copy, the sweep takes the stale copy away (the DLQ alarm then speaks
+    # only of purchases that need someone), and keeps the one whose purchase is still broken.
+    services = aws_backend.services
+    healed = pay(services, email="healed@example.com")
+    work(services)
+    broken = pay(services, email="broken@example.com")  # never provisioned: not healthy
+    services.queue.send_dead_letter(healed, "parked by SQS after 10 receives")
+    services.queue.send_dead_letter(broken, "parked by SQS after 10 receives")
+
+    swept = services.sweep()
+
+    assert swept.cleared == [healed]
+    assert [message.transaction_id for message in services.queue.messages(dead_lettered=True)] == [broken]
+    [entry] = services.trail.entries(transaction_id=healed)
+    assert (entry.outcome, entry.operator) == ("removed", "stalled-job sweep")

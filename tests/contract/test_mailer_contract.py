@@ -4,11 +4,13 @@ to a real SMTP server on localhost) and SesMailer (on moto's SES, logging to the
 from __future__ import annotations
 
 import socket
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
@@ -222,3 +224,56 @@ def test_the_ses_mail_log_never_keeps_a_secret_of_the_email(aws_backend: Backend
     [kept] = mailer.outbox()
     assert "S3cret-Pass!" not in kept.text
     assert kept.text == "Temporary password: [redacted]"
+
+
+# --- The record of an email that is out ----------------------------------------------------------
+
+
+class _ThrottledPuts:
+    """A DynamoDB client whose first `failures` PutItems are throttled, as a busy table's are."""
+
+    def __init__(self, client: Any, failures: int) -> None:
+        self._client = client
+        self._failures = failures
+
+    def put_item(self, **request: Any) -> Any:
+        if self._failures > 0:
+            self._failures -= 1
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem")
+        return self._client.put_item(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _busy_twice_after_the_send(backend: Backend) -> Mailer:
+    """This backend's mailer, its store busy for the first two writes (the send's own record)."""
+    if backend.aws is not None:
+        session, table = backend.aws.session, backend.aws.resources.mail_log_table
+        throttled = _ThrottledPuts(session.client("dynamodb"), failures=2)
+        return SesMailer(session.client("ses"), throttled, table, SENDER, clock=backend.clock)
+    database = backend.services.database
+    assert database is not None
+    refusals = [True, True]
+
+    def locked() -> None:
+        if refusals:
+            refusals.pop()
+            raise sqlite3.OperationalError("database is locked")
+
+    database.before_write = locked
+    return backend.services.mailer
+
+
+def test_an_email_sent_is_kept_though_the_store_is_busy_at_first(backend: Backend) -> None:
+    # Once the email is out, a lost record means a second email (embedded: the send would fail and
+    # be retried) or a welcome the runbook calls missing (AWS): the record waits the store out.
+    mailer = _busy_twice_after_the_send(backend)
+
+    message_id = mailer.send(_email())
+
+    [kept] = mailer.outbox(to="owner@example.com")
+    assert kept.message_id == message_id
+    assert kept.status == "delivered"
+    if backend.aws is not None:
+        assert [message.id for message in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages] == [message_id]

@@ -82,3 +82,4 @@ def test_a_write_transaction_inside_another_is_refused_rather_than_waiting_forev
         pass
     with database.transaction() as connection:  # the lock was let go
         connection.execute("SELECT 1")
+

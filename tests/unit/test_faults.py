@@ -1,16 +1,22 @@
 """TENANCY_FAULTS, the test-only fault injection: what it accepts, what it refuses, and that it is
-off (and the worker unwrapped) unless set. The crashes themselves run in tests/reliability/."""
+off (and the worker unwrapped) unless set; `rate:` rules' dice and the count read back from the
+log files. The crashes themselves run in tests/reliability/; the rates' effect on each backend in
+tests/contract/test_fault_rates.py."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from pydantic import ValidationError
 
 from tenancy.bootstrap import build
 from tenancy.domain.model import JobStatus, ProvisioningJob, Step
-from tenancy.faults import FaultKind, FaultRule, Faults, FaultyMailer
+from tenancy.faults import FaultKind, FaultRule, Faults, FaultyMailer, InjectedFault, count_injected
+from tenancy.logging_setup import configure_logging
 
 from helpers import make_settings
 
@@ -40,6 +46,15 @@ def test_rules_are_parsed_from_a_comma_list() -> None:
         ("slow_step:activate", "needs seconds"),
         ("slow_step:activate:soon", "needs seconds"),
         ("slow_step:activate:9999", "between 0 and 600"),
+        ("rate", "needs a fault and a fraction"),
+        ("rate:mail_refused", "needs a fault and a fraction"),
+        ("rate:mail_refused:0.1:once", "needs a fault and a fraction"),
+        ("rate:disk_full:0.1", "unknown rate fault 'disk_full'"),
+        ("rate:mail_refused:often", "needs a fraction"),
+        ("rate:mail_refused:0", "more than 0 and at most 1"),
+        ("rate:mail_refused:-0.5", "more than 0 and at most 1"),
+        ("rate:mail_refused:1.5", "more than 0 and at most 1"),
+        ("rate:mail_refused:nan", "more than 0 and at most 1"),
     ],
 )
 def test_a_malformed_rule_is_refused_when_the_settings_load(tmp_path: Path, text: str, complaint: str) -> None:
@@ -72,3 +87,75 @@ def test_a_slow_step_sleeps_only_after_its_own_step(tmp_path: Path, monkeypatch:
         hook(step, job)
 
     assert slept == [0.5]
+
+
+def test_rate_rules_name_a_fault_and_a_fraction_and_mix_with_the_others(tmp_path: Path) -> None:
+    text = "rate:mail_refused:0.05, rate:mail_timeout:0.01,rate:identity_throttled:1,crash_after:activate:once," \
+           "rate:store_throttled:0.5,rate:queue_send_failed:0.2"  # fmt: skip
+
+    faults = make_settings(tmp_path, faults=text).fault_plan
+
+    assert faults.rules[0] == FaultRule(FaultKind.RATE, fault=InjectedFault.MAIL_REFUSED, fraction=0.05)
+    assert [(rule.fault, rule.fraction) for rule in faults.rules if rule.kind is FaultKind.RATE] == [
+        (InjectedFault.MAIL_REFUSED, 0.05),
+        (InjectedFault.MAIL_TIMEOUT, 0.01),
+        (InjectedFault.IDENTITY_THROTTLED, 1.0),
+        (InjectedFault.STORE_THROTTLED, 0.5),
+        (InjectedFault.QUEUE_SEND_FAILED, 0.2),
+    ]
+    assert all(fault in faults.rates() for fault in InjectedFault)
+    # The rates hook nothing the step rules do: no after_step hook for them, no wrapped mailer.
+    assert Faults.parse("rate:mail_refused:0.5").after_step(tmp_path) is None
+
+
+def test_without_rate_rules_there_are_no_dice_to_roll() -> None:
+    rates = Faults.parse("crash_after:activate").rates()
+
+    assert not rates
+    assert not any(rates.roll(fault, "nowhere") for fault in InjectedFault)
+
+
+def test_a_rate_injects_about_its_fraction_of_the_calls_and_only_its_own_fault() -> None:
+    rates = Faults.parse("rate:store_throttled:0.25,rate:mail_refused:1.0").rates()
+
+    with structlog.testing.capture_logs() as logs:
+        throttled = sum(rates.roll(InjectedFault.STORE_THROTTLED, "sqlite.begin") for _ in range(4000))
+        refused = sum(rates.roll(InjectedFault.MAIL_REFUSED, "smtp.deliver") for _ in range(10))
+        timed_out = sum(rates.roll(InjectedFault.MAIL_TIMEOUT, "smtp.deliver") for _ in range(10))
+
+    assert 800 < throttled < 1200  # 1000 expected; this band is over 7 standard deviations wide
+    assert (refused, timed_out) == (10, 0)
+    injected = [entry for entry in logs if entry["event"] == "fault_injected"]
+    assert len(injected) == throttled + refused  # one line per injection, none for a call let through
+    assert {(entry["fault"], entry["at"], entry["log_level"]) for entry in injected} == {
+        ("store_throttled", "sqlite.begin", "warning"),
+        ("mail_refused", "smtp.deliver", "warning"),
+    }
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Iterator[Path]:
+    """The file logging `tenancy serve` and `tenancy worker` use, into a temporary directory;
+    structlog's global configuration restored after."""
+    saved = structlog.get_config()
+    directory = tmp_path / "logs"
+    configure_logging("info", log_dir=directory, terminal=False)
+    # Cached loggers would keep this test's sink for the tests after it.
+    structlog.configure(cache_logger_on_first_use=False)
+    yield directory
+    structlog.configure(**saved)
+
+
+def test_injections_are_counted_from_every_log_file_as_they_were_written(log_dir: Path) -> None:
+    rates = Faults.parse("rate:store_throttled:1.0,rate:identity_throttled:1.0").rates()
+    for _ in range(3):
+        rates.roll(InjectedFault.STORE_THROTTLED, "dynamodb.PutItem")
+    rates.roll(InjectedFault.IDENTITY_THROTTLED, "cognito-idp.AdminCreateUser")
+    structlog.get_logger("tenancy.provisioning.worker").warning("job_retry", fault="store_throttled")
+    # Another process's file, with a line its SIGKILL cut short.
+    with (log_dir / "provisioning.log").open("a") as other:
+        other.write(json.dumps({"event": "fault_injected", "fault": "mail_timeout", "at": "smtp.deliver"}) + "\n")
+        other.write('{"event": "fault_injected", "fault": "mail_ti')
+
+    assert count_injected(log_dir) == {"store_throttled": 3, "identity_throttled": 1, "mail_timeout": 1}
+    assert count_injected(log_dir.parent / "nowhere") == {}

@@ -21,6 +21,7 @@ from tenancy.errors import TransientError
 from tenancy.payments import payfast
 from tenancy.payments.intake import IntakePolicy, PaymentIntake
 from tenancy.payments.simulator import build_itn, encode_form
+from tenancy.ports import PaymentLedger
 
 from page_client import checkout, form_fields, page_client
 
@@ -619,6 +620,34 @@ def test_itn_payfast_does_not_confirm_is_rejected(
     assert confirmer.asked == [payfast.parameter_string(fields)]
 
 
+class _LedgerBusyOnReads:
+    """The ledger, its look-ups failing as a busy or throttled store's do; keeping still works."""
+
+    def __init__(self, ledger: PaymentLedger) -> None:
+        self._ledger = ledger
+
+    def find(self, **_criteria: str | None) -> list[PaymentRecord]:
+        raise TransientError("database busy while reading")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ledger, name)
+
+
+def test_a_store_failing_during_the_checks_leaves_the_itn_unconfirmed_without_blaming_payfast(
+    services: Services, policy: IntakePolicy, confirmer: StubConfirmer
+) -> None:
+    busy = replace(services, ledger=_LedgerBusyOnReads(services.ledger))
+    intake = make_intake(busy, policy, confirmer)
+    # A PENDING ITN is looked up in the ledger (a stale one must not follow a COMPLETE).
+    fields = signed_itn(services, "TXN-700003", status="PENDING")
+
+    record = intake.receive(encode_form(fields), PAYFAST_PEER)
+
+    assert record.verdict is PaymentVerdict.UNCONFIRMED
+    assert record.reasons == ("not checked yet: database busy while reading",)
+    assert confirmer.asked == []  # PayFast was never asked, so it is not what failed
+
+
 def test_unreachable_payfast_leaves_itn_unconfirmed_and_a_retry_is_accepted(
     services: Services, intake: PaymentIntake, confirmer: StubConfirmer
 ) -> None:
@@ -629,7 +658,7 @@ def test_unreachable_payfast_leaves_itn_unconfirmed_and_a_retry_is_accepted(
     first = intake.receive(body, PAYFAST_PEER)
 
     assert first.verdict is PaymentVerdict.UNCONFIRMED
-    assert any("PayFast validate failed" in reason and "connect timeout" in reason for reason in first.reasons)
+    assert first.reasons == ("not checked yet: PayFast validate failed: connect timeout",)
     [kept] = services.ledger.find(transaction_id="TXN-700002")
     assert kept.verdict is PaymentVerdict.UNCONFIRMED
     assert_nothing_provisioned(services)

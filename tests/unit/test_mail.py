@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiosmtpd.controller import Controller
 
 from tenancy.adapters.local.database import Database
 from tenancy.adapters.local.mail import OutboxMailer, SmtpTarget
-from tenancy.bootstrap import SystemClock
+from tenancy.bootstrap import SystemClock, build
 from tenancy.domain.model import OutgoingEmail
 from tenancy.errors import ConfigurationError, PermanentError, TransientError
+
+from helpers import make_settings
 
 SENDER = "noreply@kimmyai.io"
 
@@ -206,6 +209,29 @@ def test_a_recipient_deferred_with_451_raises_transient_error(database: Database
             mailer.send(_email())
         assert handler.envelopes == []
     assert [kept.status for kept in mailer.outbox()] == ["failed"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"), [("mail_refused", "answered 451"), ("mail_timeout", "unreachable: TimeoutError")]
+)
+def test_an_injected_mail_fault_fails_the_send_transiently_before_it_reaches_the_server(
+    tmp_path: Path, smtp_server: tuple[CollectingHandler, int], fault: str, error: str
+) -> None:
+    handler, port = smtp_server
+    settings = make_settings(tmp_path / "home", smtp_url=f"smtp://127.0.0.1:{port}", faults=f"rate:{fault}:1.0")
+    services = build(settings)
+    try:
+        # Transient: the worker retries it, so the purchase still ends healthy.
+        with structlog.testing.capture_logs() as logs, pytest.raises(TransientError, match=error):
+            services.mailer.send(_email())
+
+        assert handler.envelopes == []
+        assert [kept.status for kept in services.mailer.outbox()] == ["failed"]
+        assert [(entry["event"], entry["fault"], entry["at"]) for entry in logs if "fault" in entry] == [
+            ("fault_injected", fault, "smtp.deliver")
+        ]
+    finally:
+        services.close()
 
 
 def test_outbox_filters_by_recipient_newest_first(database: Database) -> None:

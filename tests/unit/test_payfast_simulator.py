@@ -219,3 +219,20 @@ def test_another_process_sees_the_same_subscriptions(tmp_path: Path) -> None:
     finally:
         server_side.close()
         cli_side.close()
+
+
+def test_building_the_simulator_writes_nothing(tmp_path: Path) -> None:
+    # A worker builds it late (its first billing step): its table is the database's own, so a busy
+    # database at that moment cannot stop the process (the soak's locked SQLite once did).
+    database = Database(tmp_path / "tenancy.db")
+
+    def busy() -> None:
+        raise AssertionError("the simulator wrote while being built")
+
+    database.before_write = busy
+    simulator = SimulatedSubscriptionApi(database)
+    database.before_write = None
+
+    simulator.register(TOKEN, 29900, 3, "2027-01-06")
+    assert simulator.fetch(TOKEN).amount_cents == 29900
+    database.close()

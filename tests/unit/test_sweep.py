@@ -1,18 +1,24 @@
 """The sweep for stalled jobs: a job with no message to bring it to a worker gets one, once; a
-run that died mid-job is released; one that died every time is parked."""
+run that died mid-job is released; one that died every time is parked. The stall time and the
+worker's sweep period are settings, which a soak shortens to heal a failed send within seconds."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from tenancy.bootstrap import Services
+import pytest
+
+from tenancy.bootstrap import Services, build
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.model import JobStatus, ProvisioningJob
 from tenancy.ports import ProvisioningJournal
 
-from helpers import journal_job, work
+from helpers import ManualClock, journal_job, make_settings, wait_until, work
 
 EMAIL = "stalled@example.com"
 
@@ -137,3 +143,54 @@ def test_a_job_a_run_claimed_since_the_sweep_read_it_gets_no_message(services: S
     assert sweeping.sweeper.sweep().requeued == []
     assert services.queue.depth() == (0, 0)
     assert services.journal.get(seen.transaction_id).claim == "live-run"  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def soak_services(tmp_path: Path) -> Iterator[Services]:
+    """Services with the soak's short stall time and sweep period, on a clock the test moves."""
+    settings = make_settings(tmp_path / "soak-home", stalled_after_seconds=30, stalled_sweep_seconds=0.05)
+    built = build(settings, clock=ManualClock())
+    yield built
+    built.close()
+
+
+def test_a_short_stall_time_requeues_a_job_whose_send_failed_within_seconds(soak_services: Services) -> None:
+    clock = soak_services.clock
+    assert isinstance(clock, ManualClock)
+    job = journal_job(soak_services, "TXN-SOAK01", "soak@example.com")  # its queue send failed: no message
+
+    clock.advance(29)
+    assert soak_services.sweeper.sweep().requeued == []
+    clock.advance(2)
+    assert soak_services.sweeper.sweep().requeued == [job.transaction_id]
+    work(soak_services)
+
+    assert soak_services.journal.get(job.transaction_id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_the_polling_worker_sweeps_on_the_configured_period(soak_services: Services) -> None:
+    clock = soak_services.clock
+    assert isinstance(clock, ManualClock)
+    sweeps: list[object] = []
+
+    def sweep() -> object:
+        sweeps.append(soak_services.sweeper.sweep())
+        return sweeps[-1]
+
+    stop = threading.Event()
+    worker = threading.Thread(target=soak_services.worker.run_until, args=(stop, 0.01, sweep), daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: sweeps, 5, "the worker's first sweep")  # made before the job exists
+        job = journal_job(soak_services, "TXN-SOAK02", "soak2@example.com")  # no message: only a sweep finds it
+        clock.advance(31)
+
+        # Only a later sweep can heal it: with the default period (5 minutes) this would time out.
+        wait_until(
+            lambda: soak_services.journal.get(job.transaction_id).status is JobStatus.SUCCEEDED,  # type: ignore[union-attr]
+            5,
+            "the worker's own sweep to requeue the job and the worker to provision it",
+        )
+    finally:
+        stop.set()
+        worker.join(5)

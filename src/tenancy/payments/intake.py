@@ -112,7 +112,9 @@ class PaymentIntake:
         except _RejectedError as rejection:
             return self._keep(payment.with_verdict(PaymentVerdict.REJECTED, rejection.reason))
         except TransientError as error:
-            return self._keep(payment.with_verdict(PaymentVerdict.UNCONFIRMED, f"PayFast validate failed: {error}"))
+            # PayFast's validate endpoint, or one of our stores, could not answer: kept as
+            # unconfirmed (PayFast sends it again), saying which.
+            return self._keep(payment.with_verdict(PaymentVerdict.UNCONFIRMED, f"not checked yet: {error}"))
 
         first_charge = payment.payment_status == "COMPLETE" and not renewal
         return self._keep(payment, self._job_for(payment) if first_charge else None)
@@ -189,7 +191,11 @@ class PaymentIntake:
             # A replayed older ITN must never look like news after the payment completed.
             raise _RejectedError(f"stale ITN: payment {payment.pf_payment_id} is already COMPLETE")
         # 5. Server confirmation: PayFast says it sent this ITN.
-        if policy.confirm_with_payfast and not self._confirmer.confirm(payfast.parameter_string(fields)):
+        try:
+            confirmed = not policy.confirm_with_payfast or self._confirmer.confirm(payfast.parameter_string(fields))
+        except TransientError as error:
+            raise TransientError(f"PayFast validate failed: {error}") from None
+        if not confirmed:
             raise _RejectedError("PayFast did not confirm the payment")
         # 6. Not processed already: decided atomically by the ledger when the ITN is kept.
 

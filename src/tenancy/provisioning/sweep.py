@@ -33,9 +33,11 @@ _BATCH = 1000
 class SweepResult:
     requeued: list[str] = field(default_factory=list)
     parked: list[str] = field(default_factory=list)
+    # Purchases whose stale dead letter went (healed since SQS parked a copy): see Services.sweep.
+    cleared: list[str] = field(default_factory=list)
 
     def as_document(self) -> dict[str, list[str]]:
-        return {"requeued": self.requeued, "parked": self.parked}
+        return {"requeued": self.requeued, "parked": self.parked, "cleared": self.cleared}
 
 
 class StalledJobSweeper:

@@ -23,9 +23,9 @@ from tenancy.provisioning.saga import ProvisioningSaga
 __all__ = ["STALLED_AFTER", "SWEEP_EVERY", "JobOutcome", "NextAction", "ProvisioningWorker"]
 
 # An unfinished job nobody has touched for this long is in no worker's hands any more (lost);
-# younger, it is left to the worker that has it.
+# younger, it is left to the worker that has it. The sweep's default (TENANCY_STALLED_AFTER_SECONDS).
 STALLED_AFTER = timedelta(minutes=15)
-# How often a polling worker looks for stalled jobs (provisioning.sweep).
+# How often a polling worker looks for stalled jobs (provisioning.sweep); TENANCY_STALLED_SWEEP_SECONDS.
 SWEEP_EVERY = timedelta(minutes=5)
 
 log = structlog.get_logger(__name__)
@@ -74,8 +74,10 @@ class ProvisioningWorker:
         visibility_timeout: float,
         batch_size: int = 1,
         observer: PurchaseObserver | None = None,
+        sweep_every: timedelta = SWEEP_EVERY,
     ) -> None:
         self._observer = observer
+        self._sweep_every = sweep_every
         self._queue = queue
         self._journal = journal
         self._saga = saga
@@ -165,14 +167,14 @@ class ProvisioningWorker:
         self, stop: threading.Event, idle_seconds: float, sweep: Callable[[], object] | None = None
     ) -> None:
         """Polls until `stop` is set; the job in hand is finished before returning. `sweep`, if
-        given, runs every SWEEP_EVERY (it puts stalled jobs back on the queue)."""
+        given, runs every `sweep_every` (it puts stalled jobs back on the queue)."""
         log.info("worker_started")
         failures = 0
         next_sweep = time.monotonic()
         while not stop.is_set():
             try:
                 if sweep is not None and time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + SWEEP_EVERY.total_seconds()
+                    next_sweep = time.monotonic() + self._sweep_every.total_seconds()
                     sweep()
                 handled = self.poll_once()
                 failures = 0

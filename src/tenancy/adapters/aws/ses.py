@@ -13,6 +13,7 @@ import structlog
 
 from tenancy.adapters.aws._errors import aws_errors
 from tenancy.adapters.aws._fanout import each
+from tenancy.adapters.kept_once_done import keep_record
 from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import normalize_email
 from tenancy.domain.model import OutboxMessage, OutgoingEmail
@@ -132,8 +133,10 @@ class SesMailer:
             self._keep(_item(self._logged(email), sender, uuid.uuid4().hex, FAILED, str(failure), self._clock.now()))
             raise
         message_id = response["MessageId"]
+        delivered = _item(self._logged(email), sender, message_id, DELIVERED, None, self._clock.now())
         try:
-            self._keep(_item(self._logged(email), sender, message_id, DELIVERED, None, self._clock.now()))
+            # The email is out: a throttled mail log is waited out, or the runbook would call it missing.
+            keep_record(lambda: self._keep(delivered))
         except (TransientError, PermanentError) as failure:
             # The email is out: raising would make the caller send it a second time.
             log.error("mail_log_write_failed", message_id=message_id, error=str(failure))

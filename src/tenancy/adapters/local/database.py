@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from tenancy.adapters.local.schema import (
     FINDINGS_SCHEMA,
     LIFECYCLE_SCHEMA,
     SCHEMA,
+    SIMULATOR_SCHEMA,
     SUBSCRIPTIONS_SCHEMA,
     TALLY_BACKFILL,
     TALLY_SCHEMA,
@@ -74,6 +75,9 @@ class Database:
         # sleeps and retries (up to 100 ms a time) and so lets a burst of concurrent writers
         # starve one of them for seconds. Other processes still meet at SQLite's lock.
         self._write_lock = threading.Lock()
+        # TEST-ONLY (tenancy.faults): called before each write transaction begins; may raise
+        # sqlite3.OperationalError as a busy database would. None in every real run.
+        self.before_write: Callable[[], None] | None = None
         # The directory is TENANCY_HOME, or one a caller chose: made private if it is made here.
         private_directory(path.parent, tighten_existing=False)
         # Created before SQLite opens it (an empty file is an empty database), so no byte of it is
@@ -81,8 +85,19 @@ class Database:
         create_private_file(path)
         for suffix in _COMPANION_SUFFIXES:
             tighten(path.with_name(path.name + suffix))
+        self._create_schema()
+
+    def _create_schema(self) -> None:
         with self.transaction() as connection:
-            schema = (*SCHEMA, *FINDINGS_SCHEMA, *SUBSCRIPTIONS_SCHEMA, *LIFECYCLE_SCHEMA, *USAGE_SCHEMA, *TEAM_SCHEMA)
+            schema = (
+                *SCHEMA,
+                *FINDINGS_SCHEMA,
+                *SUBSCRIPTIONS_SCHEMA,
+                *LIFECYCLE_SCHEMA,
+                *USAGE_SCHEMA,
+                *TEAM_SCHEMA,
+                *SIMULATOR_SCHEMA,
+            )
             for statement in schema:
                 connection.execute(statement)
             _add_missing_columns(connection)
@@ -123,6 +138,8 @@ class Database:
     def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         connection = self.connection()
         try:
+            if self.before_write is not None:
+                self.before_write()
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             raise storage_error(error, "starting a transaction") from None

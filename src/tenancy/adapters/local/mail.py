@@ -7,11 +7,12 @@ import json
 import smtplib
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from email.message import EmailMessage
 from email.utils import make_msgid
 from urllib.parse import unquote, urlsplit
 
+from tenancy.adapters.kept_once_done import keep_record
 from tenancy.adapters.local.batches import rows_where_in
 from tenancy.adapters.local.database import Database
 from tenancy.domain.clock import format_timestamp
@@ -35,10 +36,15 @@ class SmtpTarget:
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.timeout = timeout
+        # TEST-ONLY (tenancy.faults): called before each delivery connects; may raise what smtplib
+        # or the socket would. None in every real run.
+        self.before_deliver: Callable[[], None] | None = None
 
     def deliver(self, message: EmailMessage) -> None:
         client_type = smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
         try:
+            if self.before_deliver is not None:
+                self.before_deliver()
             with client_type(self.host, self.port, timeout=self.timeout) as client:
                 if self.username and self.password:
                     client.login(self.username, self.password)
@@ -99,7 +105,8 @@ class OutboxMailer:
                 status, error = "failed", str(failure)
                 self._keep(email, sender, message_id, status, error)
                 raise
-        self._keep(email, sender, message_id, status, error)
+        # Delivered (or stored): the record waits out a busy database rather than have the email sent again.
+        keep_record(lambda: self._keep(email, sender, message_id, status, error))
         return message_id
 
     def _mime(self, email: OutgoingEmail, sender: str, message_id: str) -> EmailMessage:

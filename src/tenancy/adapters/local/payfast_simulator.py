@@ -25,19 +25,6 @@ ACTIVE, PAUSED, CANCELLED = "ACTIVE", "PAUSED", "CANCELLED"
 # `run_date` is what fetch reports; it is always derived as anchor_date + periods_since_anchor
 # periods, never by adding a period to the last run_date, so the 31st does not drift to the
 # 28th after February (the same rule as domain.billing.Subscription.paid_through).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS simulated_subscriptions (
-    token TEXT PRIMARY KEY,
-    amount_cents INTEGER NOT NULL,
-    frequency INTEGER NOT NULL,
-    cycles INTEGER NOT NULL DEFAULT 0,
-    cycles_complete INTEGER NOT NULL DEFAULT 0,
-    run_date TEXT NOT NULL,
-    status_text TEXT NOT NULL,
-    anchor_date TEXT NOT NULL,
-    periods_since_anchor INTEGER NOT NULL DEFAULT 0
-)
-"""
 
 
 def _subscription(row: sqlite3.Row) -> PayfastSubscription:
@@ -82,9 +69,9 @@ class SimulatedSubscriptionApi:
     """The `SubscriptionApi` port answered from the `simulated_subscriptions` table."""
 
     def __init__(self, database: Database) -> None:
+        # Its table is the database's own (schema.SIMULATOR_SCHEMA): a process that builds the
+        # simulator late (the first billing step) writes nothing to do so.
         self._database = database
-        with database.transaction() as connection:
-            connection.execute(_SCHEMA)
 
     def register(self, token: str, amount_cents: int, frequency: int, run_date: date | str, *, cycles: int = 0) -> None:
         """A new ACTIVE subscription whose next charge is on `run_date` (none complete yet). The same

@@ -7,6 +7,7 @@ __all__ = [
     "FINDINGS_SCHEMA",
     "LIFECYCLE_SCHEMA",
     "SCHEMA",
+    "SIMULATOR_SCHEMA",
     "SUBSCRIPTIONS_SCHEMA",
     "TALLY_BACKFILL",
     "TALLY_SCHEMA",
@@ -457,4 +458,21 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("tenants", "seats_used", "INTEGER"),
     ("tenants", "admins", "INTEGER"),
     ("users", "last_sign_in_at", "TEXT"),
+)
+
+# PayFast's subscription API as the offline simulator keeps it (adapters.local.payfast_simulator).
+SIMULATOR_SCHEMA: tuple[str, ...] = (
+    """
+CREATE TABLE IF NOT EXISTS simulated_subscriptions (
+    token TEXT PRIMARY KEY,
+    amount_cents INTEGER NOT NULL,
+    frequency INTEGER NOT NULL,
+    cycles INTEGER NOT NULL DEFAULT 0,
+    cycles_complete INTEGER NOT NULL DEFAULT 0,
+    run_date TEXT NOT NULL,
+    status_text TEXT NOT NULL,
+    anchor_date TEXT NOT NULL,
+    periods_since_anchor INTEGER NOT NULL DEFAULT 0
+)
+""",
 )
