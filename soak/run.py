@@ -860,7 +860,7 @@ DEFAULT_FAULTS = {
     "local": "rate:store_throttled:0.01,rate:mail_refused:0.08,rate:mail_timeout:0.05",
     "aws": (
         "rate:store_throttled:0.003,rate:identity_throttled:0.03,rate:mail_refused:0.08,"
-        "rate:mail_timeout:0.05,rate:queue_send_failed:0.05"
+        "rate:mail_timeout:0.08,rate:queue_send_failed:0.1"
     ),
 }
 # What a rule injects nothing for on a backend (tenancy.faults): the embedded identity provider has
@@ -1017,7 +1017,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary TENANCY_HOME after a pass")
     parser.add_argument("--concurrency", type=int, default=8, help="ITNs in flight at once")
     parser.add_argument("--kill-every", type=float, default=None,
-                        help="mean seconds between kills (0: none; default 2, 6 on AWS where processes start slower)")
+                        help="mean seconds between kills (0: none; default 2, 15 on AWS where processes start slower)")
     parser.add_argument("--max-kills", type=int, default=100, help="at most this many kills")
     parser.add_argument("--backend", choices=("local", "aws"), default="local",
                         help="local: SQLite and SMTP; aws: moto's server, bootstrapped with `tenancy aws bootstrap`")
@@ -1032,7 +1032,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds to wait for the queue to empty")
     arguments = parser.parse_args(argv)
     if arguments.kill_every is None:
-        arguments.kill_every = 6.0 if arguments.backend == "aws" else 2.0
+        arguments.kill_every = 15.0 if arguments.backend == "aws" else 2.0
     if arguments.n < 10 or arguments.workers < 1 or arguments.concurrency < 1:
         parser.error("--n must be at least 10, --workers and --concurrency at least 1")
     return arguments
