@@ -1,12 +1,20 @@
 """moto's server as the soak runs it: `python soak/moto_serve.py -H 127.0.0.1 -p PORT`.
 
-Two changes to moto's DynamoDB, so that it behaves as the service does at a soak's scale:
+Changes to moto's DynamoDB and SQS, so that it behaves as the service does at a soak's scale:
 
 - **Each request is atomic.** moto checks a condition, then writes, and rolls a transaction back by
   restoring copies of whole tables, so the requests of the soak's concurrent processes race inside
   moto itself ("dictionary changed size during iteration", answered 500). One lock around each
   DynamoDB request gives moto the service's atomicity, as the contract tests' moto does
   (tests/contract/conftest.py); the processes still send as many requests at once as they like.
+- **A query costs what it can match.** moto sorts the whole table before every query, then
+  compares each item's key through its slow DynamoType, so each ledger look-up by transaction id,
+  the commonest query of an ITN, grew with the table (40 ms at a few thousand payments). Here a
+  query is given only its candidates (its partition, or the items whose string index key is
+  equal), unsorted: moto still filters and sorts them, so what it returns is unchanged.
+- **A receive costs what it receives.** For each message it receives, moto's SQS checks the
+  retention period through GetQueueAttributes, which counts every message in the queue, three
+  times. Here the period is read from the queue itself.
 - **A transaction costs what it writes.** moto deep-copies every table a TransactWriteItems names
   before it starts, to restore on cancellation: the payments table on every accepted ITN, so the
   soak slows down as the table grows (a few ITNs a second at 2,000, and gigabytes of copies).
@@ -16,15 +24,18 @@ Two changes to moto's DynamoDB, so that it behaves as the service does at a soak
 from __future__ import annotations
 
 import copy
+import inspect
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from moto.core.utils import unix_time
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
+from moto.sqs.models import Message, SQSBackend
 
 __all__ = ["install"]
 
@@ -86,9 +97,65 @@ def _copying_only_named_items(transact: Callable[..., None]) -> Callable[..., No
     return transact_write_items
 
 
+def _items_in_any_order(table: Table) -> list[Item]:
+    """Every item of `table`, unsorted: what moto's `all_items` gives, without its sort."""
+    if table.range_key_attr:
+        return [item for hash_set in table.items.values() for item in hash_set.values()]
+    return list(table.items.values())  # type: ignore[arg-type]
+
+
+def _candidates(table: Table, query: inspect.BoundArguments) -> list[Item]:
+    """The items a query can match, a superset of what moto's own filter keeps: a table query's
+    partition, or an index query's items whose string hash keys are equal (compared as stored;
+    moto compares them again, through its slower DynamoType)."""
+    arguments = query.arguments
+    hash_key = arguments.get("hash_key")
+    if not arguments.get("index_name") and hash_key is not None:
+        held = table.items.get(hash_key)
+        if held is None:
+            return []
+        return list(held.values()) if table.range_key_attr else [held]  # type: ignore[union-attr, list-item]
+    items = _items_in_any_order(table)
+    for name, expected in arguments.get("hash_key_conditions") or ():
+        if expected.type == "S":
+            items = [
+                item
+                for item in items
+                if (value := item.attrs.get(name)) is not None and value.type == "S" and value.value == expected.value
+            ]
+    return items
+
+
+def _filtering_only_candidates(query: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(query)
+
+    def table_query(self: Table, *args: Any, **kwargs: Any) -> Any:
+        # A query filters the items `all_items` gives and sorts what matched itself, so giving it
+        # only its candidates, in any order, changes nothing but its cost. The per-request lock
+        # means no other request sees this table meanwhile (a scan pages by `all_items`' order,
+        # and keeps it).
+        candidates = _candidates(self, signature.bind(self, *args, **kwargs))
+        self.all_items = lambda: candidates  # type: ignore[method-assign]
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    return table_query
+
+
+def _retention_read_directly(self: SQSBackend, queue_name: str, message: Message) -> bool:
+    # moto reads the retention period through GetQueueAttributes, which counts every message of
+    # the queue (visible, in flight, delayed) three times: for each message it receives.
+    retention = int(self.get_queue(queue_name).message_retention_period)
+    return retention + message.sent_timestamp / 1000 > unix_time()  # type: ignore[operator]
+
+
 def install() -> None:
-    """Patches moto's DynamoDB in this process (see the module docstring)."""
+    """Patches moto's DynamoDB and SQS in this process (see the module docstring)."""
+    SQSBackend.is_message_valid_based_on_retention_period = _retention_read_directly  # type: ignore[method-assign]
     DynamoHandler.call_action = _one_request_at_a_time(DynamoHandler.call_action)  # type: ignore[method-assign]
+    Table.query = _filtering_only_candidates(Table.query)  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _copying_only_named_items(  # type: ignore[method-assign]
         DynamoDBBackend.transact_write_items
     )

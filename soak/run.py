@@ -19,6 +19,20 @@ What it does, in order:
    `tenancy audit --since 3650d --format json`, and checks the audit and every store against
    the ground truth.
 
+Between the two waits of step 4, once the first wave has drained, soak/billing.py sends the
+second wave: renewals and cancellations of the ~30% of COMPLETE purchases bought as
+subscriptions (their first ITN carries a token and billing_date), with replays of both; its
+checks (one subscription per tenant, every renewal and cancellation applied once) join the
+judge's, and `soak: subscriptions=S renewals=R cancellations=C replays=P` is printed before the
+summary. Then soak/usage.py sends usage records with repeated idempotency keys to ~30% of the
+tenants (`--usage`) and checks usage never passed a limit and each key applied once
+(`soak: usage records=… replays=… accepted=… over_quota=…`).
+
+Once the subscription wave has drained, soak/members.py makes ~20% of the provisioned tenants
+invite more people than their plan has free seats, accepts the links (some twice) through the
+server concurrently, and checks that no tenant ever holds more seats than its plan has; it prints
+`soak: members: tenants=T invitations=I invited=V accepted=A refused_for_seats=R replays=P ...`.
+
 The last line printed is always the summary:
 
     soak: payments=N tenants=T healthy=H findings=F rejected=R duplicates=D lost=L
@@ -57,8 +71,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
+import billing  # soak/billing.py: the subscription traffic and its checks (issue 20)
 import httpx
+import lifecycle  # soak/lifecycle.py: lifecycle sweeps at advancing times, and their checks (issue 20)
+import members  # soak/members.py: invitations racing for seats and their checks (issue 20)
 import moto_backend
+import usage  # soak/usage.py: usage records with repeated idempotency keys, and their checks (issue 20)
 
 from tenancy.bootstrap import Services, build
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, Settings
@@ -125,6 +143,10 @@ class Purchase:
     transaction_id: str
     email: str
     kind: str  # complete, pending-then-complete, failed, pending, or invalid:<how>
+    # subscriptions (soak/billing.py): a subscription purchase's token, renewals sent and whether it was cancelled
+    token: str | None = None
+    renewals: int = 0
+    cancelled: bool = False
 
     @property
     def expects_tenant(self) -> bool:
@@ -613,16 +635,24 @@ class Stores:
     users: list[Any]
     emails: list[Any]
     dead_letters: int
+    subscriptions: list[Any] = field(default_factory=list)  # soak/billing.py's checks
+    histories: dict[str, list[Any]] = field(default_factory=dict)  # subscribed tenants' transitions
+    team: Any = None  # soak/members.py's checks: every tenant's seats and invitations
 
     @classmethod
     def read(cls, services: Services) -> Stores:
         def everything(batches: Iterator[list[Any]]) -> list[Any]:
             return [item for batch in batches for item in batch]
 
+        subscriptions = everything(services.subscriptions.scan())
+        tenants = everything(services.tenants.scan())
         return cls(
+            team=members.read(services, tenants),
+            subscriptions=subscriptions,
+            histories=billing.read_histories(services, subscriptions),
             payments=everything(services.ledger.scan()),
             jobs={job.transaction_id: job for job in everything(services.journal.scan())},
-            tenants=everything(services.tenants.scan()),
+            tenants=tenants,
             identity_users=everything(services.identity.scan_users()),
             users=everything(services.users.scan()),
             emails=everything(services.mailer.scan()),
@@ -797,7 +827,9 @@ def unhealthy(
     job = stores.jobs.get(purchase.transaction_id)
     if job is None or job.status is not JobStatus.SUCCEEDED:
         return f"job {job.status.value if job else 'missing'}"
-    if not tenants or tenants[0].status is not TenantStatus.ACTIVE:
+    # A cancelled subscription's tenant is cancelling until its paid-through date (tenant-lifecycle.md).
+    live = {TenantStatus.ACTIVE, TenantStatus.CANCELLING} if purchase.cancelled else {TenantStatus.ACTIVE}
+    if not tenants or tenants[0].status not in live:
         return f"tenant {tenants[0].status.value if tenants else 'missing'}"
     if not identities or identities[0].username != purchase.email:
         return "no identity user with this tenant id"
@@ -915,6 +947,12 @@ def soak(arguments: argparse.Namespace) -> int:
     begun = time.monotonic()
     catalogue = load_catalogue(None)
     plan = make_plan(arguments.n, arguments.seed, catalogue)
+    # soak/billing.py: some purchases become subscriptions, with a second wave of renewals and cancellations.
+    subscriptions = billing.add_subscriptions(
+        plan, arguments.seed, catalogue, (Itn, Step, Unit), fraction=arguments.subscriptions
+    )
+    usage_traffic = usage.plan_usage(plan, arguments.seed, catalogue, fraction=arguments.usage)  # soak/usage.py
+    team = members.plan_teams(plan, arguments.seed, catalogue, fraction=arguments.members)  # soak/members.py
     wanted = sum(1 for p in plan.purchases if p.expects_tenant)
     faults = DEFAULT_FAULTS[arguments.backend] if arguments.faults == "default" else arguments.faults
     faults = "" if faults == "none" else faults
@@ -924,6 +962,9 @@ def soak(arguments: argparse.Namespace) -> int:
         f"{sum(step.copies - 1 for unit in plan.first for step in unit.steps)} concurrent copies; "
         f"{arguments.workers} workers; faults: {faults or 'none'}"
     )
+    say(f"then, after the first wave drains, {subscriptions.sends} subscription ITNs: {subscriptions.line()}")
+    say(f"then, after the subscriptions drain, {usage_traffic.planned()}")  # soak/usage.py
+    say(f"then, after the subscription wave drains, {team.plan_line()}")  # soak/members.py
     with soak_home(arguments.home, arguments.keep) as (home, finished), backend_settings(
         arguments.backend, home
     ) as backend:
@@ -959,6 +1000,21 @@ def soak(arguments: argparse.Namespace) -> int:
             if killer.is_alive() and processes.server_kills < min(1, arguments.server_kills):
                 processes.kill_server()  # likewise for the server
             drained = wait_for_drain(services, processes, arguments.drain_timeout)
+            # soak/billing.py: the second wave (renewals, cancellations, replays), kills and faults still on.
+            if subscriptions.chains:
+                sending = time.monotonic()
+                billing.send_wave(send_all, base_url, subscriptions, sent, arguments.concurrency)
+                say(f"sent {subscriptions.sends} subscription ITNs in {time.monotonic() - sending:.1f} s")
+            if usage_traffic.records:  # soak/usage.py: once the subscriptions drained, kills and faults still on
+                wait_for_drain(services, processes, arguments.drain_timeout)
+                spare = killer.is_alive() and processes.server_kills < arguments.server_kills  # a server kill left
+                kill = processes.kill_server if spare else None
+                say(usage.send(base_url, services, usage_traffic, arguments.concurrency, kill_server=kill))
+            # soak/members.py: invitations racing for seats, accepted (some twice), kills and faults still on.
+            if team.teams:
+                wait_for_drain(services, processes, arguments.drain_timeout)  # the subscription wave first
+                members.send_wave(team, env, base_url, arguments.concurrency, arguments.seed)
+                say(team.sent_line())
             killer.stop.set()
             if killer.ident is not None:  # started
                 killer.join(timeout=30)
@@ -971,6 +1027,7 @@ def soak(arguments: argparse.Namespace) -> int:
         finally:
             killer.stop.set()
             processes.stop()
+        lifecycle_problems: list[str] = []
         try:
             auditing = time.monotonic()
             audit = run_audit(without_faults(env))
@@ -979,11 +1036,23 @@ def soak(arguments: argparse.Namespace) -> int:
             stores = Stores.read(services)
             rerun = sum(1 for job in stores.jobs.values() if job.attempts > 1)
             say(f"{rerun} jobs ran more than once (their worker was killed mid-job, or a step failed)")
+            if arguments.lifecycle and stores.subscriptions:  # soak/lifecycle.py: time moves the tenants on
+                moving = time.monotonic()
+                phase = lifecycle.run(env, services, stores.subscriptions, arguments.backend, arguments.seed,
+                                      tenancy_command, home / "logs")  # fmt: skip
+                ended = {chain.tenant_id for chain in subscriptions.chains if chain.cancellation is not None}
+                after = Stores.read(services)
+                lifecycle_problems = lifecycle.check(phase, services, stores.subscriptions, ended, after)
+                say(f"{phase.line()} in {time.monotonic() - moving:.1f} s")
         finally:
             services.close()
         injected = count_injected(home / "logs")
         say("faults injected: " + (", ".join(f"{name}={injected[name]}" for name in fault_names(faults)) or "none"))
-        summary = judge(plan, sent, audit, stores, arguments.n)
+        summary = judge(plan, sent, audit, members.owners_only(stores, team), arguments.n + subscriptions.sends)
+        summary.problems += billing.check(subscriptions, stores)  # soak/billing.py
+        summary.problems += usage.check(usage_traffic, stores)  # soak/usage.py
+        summary.problems += lifecycle_problems  # soak/lifecycle.py
+        summary.problems += members.check(team, stores, audit)  # soak/members.py
         if arguments.kill_every > 0 and arguments.max_kills > 0 and processes.kills == 0:
             summary.problems.append("killer: no worker was killed")
         if arguments.kill_every > 0 and arguments.server_kills > 0 and processes.server_kills == 0:
@@ -997,6 +1066,9 @@ def soak(arguments: argparse.Namespace) -> int:
         summary.problems += [f"log: a traceback in {path.name}" for path in sorted(home.glob("*.log"))
                              if "Traceback" in path.read_text(errors="replace")]  # fmt: skip
         print(json.dumps(compact(audit), indent=2))
+        say(subscriptions.line())  # soak/billing.py
+        say(usage_traffic.line())  # soak/usage.py
+        say(team.line())  # soak/members.py
         passed = not summary.problems and summary.duplicates == summary.lost == summary.findings == 0
         for problem in summary.problems:
             print(f"FAIL {problem}")
@@ -1029,6 +1101,22 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     # this in a backlog is sent a second message, harmless but more work for a slow backend.
     parser.add_argument("--stalled-after", type=float, default=60.0,
                         help="seconds untouched before the sweep calls a job stalled (and sends it again)")
+    parser.add_argument(
+        "--subscriptions",
+        type=float,
+        default=billing.SUBSCRIBED,
+        help="fraction of COMPLETE purchases bought as subscriptions (0: none; soak/billing.py)",
+    )
+    parser.add_argument("--usage", type=float, default=usage.USAGE,
+                        help="fraction of the provisioned tenants sent usage records (0: none; soak/usage.py)")
+    parser.add_argument("--lifecycle", action=argparse.BooleanOptionalAction, default=True,
+                        help="after the audit, sweep the lifecycle at advancing times (soak/lifecycle.py)")
+    parser.add_argument(
+        "--members",
+        type=float,
+        default=members.MEMBERS,
+        help="fraction of provisioned tenants whose team invites more than its free seats (0: none; soak/members.py)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds to wait for the queue to empty")
     arguments = parser.parse_args(argv)
     if arguments.kill_every is None:

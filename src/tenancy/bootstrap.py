@@ -79,7 +79,7 @@ from tenancy.provisioning.worker import JobOutcome, ProvisioningWorker
 from tenancy.runbook.alerts import ESCALATION_EMAILS, AlertDispatcher, AlertMonitor, AlertThresholds
 from tenancy.runbook.audit_schedule import ScheduledAudit
 from tenancy.runbook.evidence import EvidenceStores
-from tenancy.runbook.findings import ESCALATION
+from tenancy.runbook.findings import ESCALATION, Finding
 from tenancy.runbook.findings_index import Auditor, FindingsRecorder
 from tenancy.runbook.passive import DeadLettersOnly
 from tenancy.runbook.repair import LifecycleRepairs
@@ -177,9 +177,12 @@ class Services:
             self.confirmer,
             self.clock,
             self.rate_limiter,
-            self.purchase_observer,
+            # The intake settles a subscription ITN itself (and answers PayFast by the outcome),
+            # so it is told of the finding alone, not the settling observer.
+            self.findings_recorder,
             self.subscriptions,
             secrets=self.secret_source,
+            settle=self.billing.settle,
         )
 
     @cached_property
@@ -475,11 +478,16 @@ class Services:
         parks a message after MAX_RECEIVE_COUNT receives even while its job goes on (killed runs,
         retries) and the job then succeeds from another copy: left, the stale copy would keep the
         DLQ alarm firing for a purchase that needs no one (`tenancy dlq remove --healed`, done for
-        the operator, and kept in the repair trail as the sweep's)."""
+        the operator, and kept in the repair trail as the sweep's). Last, the subscription payments
+        the findings index names accepted and not applied are applied (their ITN was answered 503,
+        and PayFast's resends, which would have applied them, never came)."""
         swept = self.sweeper.sweep()
         decisions = self.runbook.remove_healed_dead_letters(operator=SWEEP_OPERATOR)
         cleared = [decision.message.transaction_id for decision in decisions if decision.removed]
-        return replace(swept, cleared=cleared)
+        unapplied = self.findings_index.with_finding(Finding.RENEWAL_UNAPPLIED.value)
+        repaired = self.runbook.apply_unapplied([entry.transaction_id for entry in unapplied], operator=SWEEP_OPERATOR)
+        settled = [result.plan.diagnosis.transaction_id or "" for result in repaired]
+        return replace(swept, cleared=cleared, settled=settled)
 
     # The runbook and alerts.
 

@@ -222,7 +222,14 @@ def _sweep_stalled_jobs() -> dict[str, Any]:
     metrics.add_metric(name="JobRequeued", unit=MetricUnit.Count, value=len(swept.requeued))
     metrics.add_metric(name="JobDeadLettered", unit=MetricUnit.Count, value=len(swept.parked))
     metrics.add_metric(name="DeadLetterCleared", unit=MetricUnit.Count, value=len(swept.cleared))
-    logger.info("sweep_done", requeued=len(swept.requeued), parked=len(swept.parked), cleared=len(swept.cleared))
+    metrics.add_metric(name="SubscriptionPaymentApplied", unit=MetricUnit.Count, value=len(swept.settled))
+    logger.info(
+        "sweep_done",
+        requeued=len(swept.requeued),
+        parked=len(swept.parked),
+        cleared=len(swept.cleared),
+        settled=len(swept.settled),
+    )
     return dict(swept.as_document())
 
 

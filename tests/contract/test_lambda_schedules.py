@@ -106,7 +106,7 @@ def test_the_stalled_job_sweep_schedule_puts_a_job_whose_queue_send_failed_back_
 
     answer = run(lambdas.STALLED_JOB_SWEEP)
 
-    assert answer == {"requeued": ["TXN-STALL01"], "parked": [], "cleared": []}
+    assert answer == {"requeued": ["TXN-STALL01"], "parked": [], "cleared": [], "settled": []}
     [message] = aws.session.client("sqs").receive_message(QueueUrl=aws.resources.queue_url)["Messages"]
     assert json.loads(message["Body"])["transaction_id"] == "TXN-STALL01"
 

@@ -371,8 +371,8 @@ def test_the_scheduled_sweep_requeues_a_job_whose_queue_send_failed(aws: AwsCont
     again = lambdas.provisioning_handler(SCHEDULED_EVENT, CONTEXT)
     batch = lambdas.provisioning_handler(sqs_event(aws, receive_one(aws)), CONTEXT)
 
-    assert answer == {"requeued": ["TXN-LOST01"], "parked": [], "cleared": []}
-    assert again == {"requeued": [], "parked": [], "cleared": []}
+    assert answer == {"requeued": ["TXN-LOST01"], "parked": [], "cleared": [], "settled": []}
+    assert again == {"requeued": [], "parked": [], "cleared": [], "settled": []}
     assert batch == {"batchItemFailures": []}
     assert services.journal.get("TXN-LOST01").status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
 

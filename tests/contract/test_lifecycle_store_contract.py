@@ -246,6 +246,25 @@ def test_a_notice_is_claimed_by_one_deliverer_and_leaves_the_due_list_once_deliv
     assert services.lifecycle.notice_counts() == {NoticeStatus.DELIVERED: 1}
 
 
+def test_a_notice_claimed_between_the_index_read_and_its_fresh_read_is_not_due_on_dynamodb(
+    aws_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DynamoDB lists due notices from an index, then reads each one again: a deliverer that
+    # claimed it in between (its lease set) has it, and the second must not claim the fresh copy.
+    services = aws_backend.services
+    store = services.lifecycle
+    store.commit(past_due_commit(a_tenant(aws_backend)))
+    [notice] = store.due_notices(AT)
+    listed = type(store)._by_status
+    monkeypatch.setattr(type(store), "_by_status", lambda self, status, limit=None: [notice])  # the stale index
+    assert store.claim_notice(notice, "2027-01-10T09:02:00Z") is True  # the first deliverer
+
+    due = store.due_notices(AT)
+
+    monkeypatch.setattr(type(store), "_by_status", listed)
+    assert due == []
+
+
 def test_an_unknown_notice_cannot_be_updated(backend: Backend) -> None:
     services = backend.services
     tenant = a_tenant(backend)

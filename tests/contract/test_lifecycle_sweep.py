@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
+from typing import Any
 
 import pytest
 
@@ -17,10 +18,11 @@ from tenancy.adapters.local.payfast_simulator import SimulatedSubscriptionApi
 from tenancy.bootstrap import Services
 from tenancy.domain.billing import BillingKind, PayfastSubscription, SubscriptionStatus
 from tenancy.domain.ids import tenant_id_for
-from tenancy.domain.lifecycle import EventType, LifecycleEvent, NoticeKind, Trigger, email_hash
+from tenancy.domain.lifecycle import EventType, LifecycleEvent, NoticeKind, NoticeStatus, Trigger, email_hash
 from tenancy.domain.model import PaymentVerdict, TenantStatus
 from tenancy.errors import AccountNotFoundError, InvalidInputError, TransientError
 from tenancy.lifecycle.emails import DELETION_WARNING_SUBJECT, SUBJECTS
+from tenancy.lifecycle.offboarding import TenantOffboarding
 
 from aws_support import Backend
 from helpers import pay, work
@@ -234,6 +236,35 @@ def test_a_cancelled_tenant_is_warned_a_week_before_and_deleted_once_its_retenti
     assert subscriber.emails(SUBJECTS[TenantStatus.DELETED]) == 1
 
 
+def test_a_deletion_a_crash_cut_short_is_finished_by_the_next_sweep_within_a_week(
+    services: Services, subscriber: Subscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cancel_now(services, subscriber)  # retention: 90 days, until 2027-04-07
+    removing = TenantOffboarding._remove
+
+    def crash(self: TenantOffboarding, people: list[Any]) -> tuple[str, ...]:
+        raise RuntimeError("killed after the tombstone, before its people went")
+
+    monkeypatch.setattr(TenantOffboarding, "_remove", crash)
+    with pytest.raises(RuntimeError):
+        services.lifecycle_sweep.run(at("2027-04-07"))
+    monkeypatch.setattr(TenantOffboarding, "_remove", removing)
+    tenant = services.tenants.get(subscriber.tenant_id)
+    assert tenant is not None
+    assert tenant.status is TenantStatus.DELETED
+    assert services.identity.get_user(subscriber.email) is not None  # left behind
+
+    finishing = services.lifecycle_sweep.run(at("2027-04-08"))
+    later = services.lifecycle_sweep.run(at("2027-04-09"))
+
+    assert finishing.finished == [subscriber.tenant_id]
+    assert later.finished == []
+    assert services.identity.get_user(subscriber.email) is None
+    assert services.users.find_by_tenant(subscriber.tenant_id) == []
+    deleted = [move for move in subscriber.moves() if move[1] is TenantStatus.DELETED]
+    assert len(deleted) == 1  # finished, not deleted again
+
+
 def test_an_operator_deletes_on_request_with_a_reason_and_a_second_run_only_finishes(
     services: Services, subscriber: Subscriber
 ) -> None:
@@ -312,6 +343,30 @@ def test_a_crash_between_a_move_and_its_event_still_sends_the_event_once(
     after_restart.notices.deliver_due()
     after_restart.notices.deliver_due()
     assert restarted.received == [EventType.PAST_DUE]
+
+
+def test_an_email_sent_whose_notice_could_not_be_marked_is_not_sent_again(
+    backend: Backend, services: Services, subscriber: Subscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = services.lifecycle
+    marking = store.update_notice
+
+    def busy_after_the_send(notice: Any) -> None:
+        if notice.kind is NoticeKind.EMAIL and notice.status is NoticeStatus.DELIVERED:
+            raise TransientError("database is locked")  # the email went; marking it failed
+        marking(notice)
+
+    monkeypatch.setattr(store, "update_notice", busy_after_the_send)
+    services.lifecycle_sweep.run(at("2027-01-08"))  # past due: the owner's email is sent
+    monkeypatch.setattr(store, "update_notice", marking)
+    assert subscriber.status() is TenantStatus.PAST_DUE
+    assert subscriber.emails(SUBJECTS[TenantStatus.PAST_DUE]) == 1
+
+    backend.clock.advance(minutes=3)  # the lease is over: the notice is due again
+    services.notices.deliver_due()
+
+    assert subscriber.emails(SUBJECTS[TenantStatus.PAST_DUE]) == 1
+    assert services.lifecycle.notices(NoticeStatus.PENDING) == []
 
 
 def test_a_sweep_and_a_renewal_racing_never_lose_the_renewal(services: Services, subscriber: Subscriber) -> None:

@@ -16,11 +16,12 @@ import pytest
 
 from tenancy.billing.emails import CANCELLATION_SUBJECT, RECEIPT_SUBJECT
 from tenancy.billing.settle import Settled
-from tenancy.bootstrap import Services
+from tenancy.bootstrap import SWEEP_OPERATOR, Services
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE
 from tenancy.domain.billing import BillingKind, Frequency, SubscriptionStatus
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import PaymentRecord, PaymentVerdict, TenantStatus
+from tenancy.errors import TransientError
 from tenancy.payments.simulator import build_itn, encode_form, new_subscription_token
 from tenancy.provisioning.welcome import WELCOME_SUBJECT
 from tenancy.runbook.evidence import Selector
@@ -154,6 +155,101 @@ def test_a_renewal_delivered_twice_is_applied_once(services: Services) -> None:
     assert subscription is not None
     assert subscription.periods_paid == 2
     assert len(emails_to(services, checkout.email, RECEIPT_SUBJECT)) == 1
+
+
+def resent_itn(checkout: Checkout, pf_payment_id: str, status: str = "COMPLETE") -> bytes:
+    """A subscription ITN of `checkout` whose body PayFast sends again, byte for byte, until answered 200."""
+    amount = {"amount": "299.00"} if status == "COMPLETE" else {"amount": "0.00"}
+    return encode_form(
+        build_itn(
+            transaction_id=checkout.transaction_id,
+            email=checkout.email,
+            plan="professional",
+            merchant_id=PAYFAST_SANDBOX_MERCHANT_ID,
+            passphrase=PAYFAST_SANDBOX_PASSPHRASE,
+            pf_payment_id=pf_payment_id,
+            status=status,
+            token=checkout.token,
+            billing_date=TODAY,
+            **amount,
+        )
+    )
+
+
+def busy_once(monkeypatch: pytest.MonkeyPatch, services: Services) -> list[str]:
+    """The tenant store answers its next read (the settle's: an ITN's checks read none) as a busy
+    store does; the tenant ids refused."""
+    store, refused = services.tenants, []
+    read = store.get
+
+    def get(tenant_id: str) -> Any:
+        if not refused:
+            refused.append(tenant_id)
+            raise TransientError("database is locked")
+        return read(tenant_id)
+
+    monkeypatch.setattr(store, "get", get)
+    return refused
+
+
+@pytest.mark.parametrize("status", ["COMPLETE", "CANCELLED"])
+def test_an_itn_kept_but_not_applied_is_answered_as_not_received_and_payfasts_resend_applies_it(
+    services: Services, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    checkout = subscribe(services)
+    body = resent_itn(checkout, "8000007777", status)
+    refused = busy_once(monkeypatch, services)
+
+    with pytest.raises(TransientError, match="subscription is not updated yet"):
+        services.intake.receive(body, PAYFAST_ADDRESS)
+
+    [kept] = services.ledger.find(pf_payment_id="8000007777")
+    left = services.subscriptions.get(checkout.tenant_id)
+    assert refused == [checkout.tenant_id]
+    assert kept.verdict is PaymentVerdict.ACCEPTED
+    assert left is not None
+    assert (left.periods_paid, left.status) == (1, SubscriptionStatus.ACTIVE)
+    [indexed] = services.findings_index.with_finding(Finding.RENEWAL_UNAPPLIED.value)
+    assert indexed.transaction_id == checkout.transaction_id
+
+    resent = services.intake.receive(body, PAYFAST_ADDRESS)
+
+    applied = services.subscriptions.get(checkout.tenant_id)
+    assert resent.verdict is PaymentVerdict.DUPLICATE
+    assert applied is not None
+    if status == "COMPLETE":
+        assert (applied.periods_paid, applied.paid_through) == (2, date(2027, 2, 6))
+        assert len(emails_to(services, checkout.email, RECEIPT_SUBJECT)) == 1
+    else:
+        assert applied.status is SubscriptionStatus.CANCELLING
+        assert len(emails_to(services, checkout.email, CANCELLATION_SUBJECT)) == 1
+    assert services.runbook.diagnose(Selector(transaction_id=checkout.transaction_id)).healthy
+    assert services.findings_index.with_finding(Finding.RENEWAL_UNAPPLIED.value) == []
+    assert services.intake.receive(body, PAYFAST_ADDRESS).verdict is PaymentVerdict.DUPLICATE
+    again = services.subscriptions.get(checkout.tenant_id)
+    assert again is not None
+    assert again.history == applied.history
+
+
+def test_the_sweep_applies_a_renewal_whose_resend_never_came_and_keeps_it_in_the_trail(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = subscribe(services)
+    busy_once(monkeypatch, services)
+    with pytest.raises(TransientError):
+        services.intake.receive(resent_itn(checkout, "8000007778"), PAYFAST_ADDRESS)
+
+    swept = services.sweep()
+
+    subscription = services.subscriptions.get(checkout.tenant_id)
+    [entry] = services.trail.entries(transaction_id=checkout.transaction_id)
+    assert swept.settled == [checkout.transaction_id]
+    assert subscription is not None
+    assert subscription.paid_through == date(2027, 2, 6)
+    assert (entry.operator, entry.finding) == (SWEEP_OPERATOR, Finding.RENEWAL_UNAPPLIED.value)
+    assert entry.after["finding"] == "healthy"
+    assert len(emails_to(services, checkout.email, RECEIPT_SUBJECT)) == 1
+    assert services.sweep().settled == []  # applied once
 
 
 def test_a_renewal_that_comes_while_the_first_charge_provisions_is_applied_after_it(services: Services) -> None:

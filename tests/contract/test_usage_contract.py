@@ -5,11 +5,14 @@ hashed and refused once revoked."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from tenancy.adapters.aws.usage import DynamoUsageStore
 from tenancy.bootstrap import Services
 from tenancy.domain.model import Billing, Tenant, TenantStatus, Usage
 from tenancy.domain.usage import Metric, UsageChange
@@ -91,6 +94,53 @@ def test_a_repeated_key_answers_its_first_answer_and_changes_nothing(backend: Ba
     assert replayed_refusal.replayed
     with pytest.raises(InvalidInputError):
         store.record(tenant, UsageChange(Metric.GENERATIONS, 6, "same"), PERIOD, NOW)
+
+
+def test_a_replay_while_its_first_record_is_answered_on_dynamodb_answers_the_first_answer(
+    aws_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On DynamoDB the answer's usage is kept just after the write: a replay in between waits for it.
+    services = aws_backend.services
+    tenant, store = _tenant(services), services.usage_store
+    written, go_on, looked = threading.Event(), threading.Event(), threading.Event()
+    applied, answer = DynamoUsageStore._applied, DynamoUsageStore._answer
+
+    def paused_after_the_write(self: DynamoUsageStore, tenant_id: str, change: UsageChange, *rest: str) -> Any:
+        if change.idempotency_key == "first":
+            written.set()
+            go_on.wait(10)
+        return applied(self, tenant_id, change, *rest)
+
+    def seen(self: DynamoUsageStore, tenant_id: str, key: str) -> Any:
+        found = answer(self, tenant_id, key)
+        if key == "first" and found is not None and "usage" not in found:
+            looked.set()  # the replay found the answer without its usage
+        return found
+
+    monkeypatch.setattr(DynamoUsageStore, "_applied", paused_after_the_write)
+    monkeypatch.setattr(DynamoUsageStore, "_answer", seen)
+    outcomes: dict[str, Any] = {}
+
+    def record(name: str, key: str, amount: int) -> threading.Thread:
+        change = UsageChange(Metric.GENERATIONS, amount, key)
+        thread = threading.Thread(target=lambda: outcomes.update({name: store.record(tenant, change, PERIOD, NOW)}))
+        thread.start()
+        return thread
+
+    writer = record("first", "first", 5)
+    assert written.wait(10)
+    replayer = record("replay", "first", 5)
+    assert looked.wait(10)
+    store.record(tenant, UsageChange(Metric.GENERATIONS, 3, "meanwhile"), PERIOD, NOW)
+    go_on.set()
+    writer.join(10)
+    replayer.join(10)
+
+    assert outcomes["replay"].replayed
+    assert outcomes["replay"].used == outcomes["first"].used
+    stored = services.tenants.get(tenant.tenant_id)
+    assert stored is not None
+    assert stored.usage.generations_this_month == 8
 
 
 def test_sites_are_set_lowered_to_zero_at_most_and_a_set_above_the_limit_is_refused(backend: Backend) -> None:

@@ -180,6 +180,20 @@ def test_a_failed_scheduled_audit_is_logged_and_tried_again_a_quarter_of_an_hour
     assert schedule.due()
 
 
+def test_a_busy_store_while_asking_whether_an_audit_is_due_is_a_failed_check_not_a_crash(
+    services: Services, clock: ManualClock
+) -> None:
+    class BusyIndex:
+        def last_audit(self) -> None:
+            raise TransientError("database busy")
+
+    schedule = ScheduledAudit(services.auditor, BusyIndex(), clock, timedelta(hours=168))  # type: ignore[arg-type]
+    with structlog.testing.capture_logs() as logs:
+        assert schedule.run_if_due() is None
+
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == ["scheduled_audit_failed"]
+
+
 # --- The counts SQLite keeps by trigger -------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ import pytest
 from tenancy.background import background_threads
 from tenancy.bootstrap import Services, build
 from tenancy.domain.ids import tenant_id_for
-from tenancy.domain.lifecycle import EventType, NoticeKind
+from tenancy.domain.lifecycle import EventType, Notice, NoticeKind
 from tenancy.domain.members import InvitationStatus, Role, parse_invitation_token
 from tenancy.domain.model import IdentityUserStatus, Tenant, Tokens, UserRecord, UserStatus
 from tenancy.errors import (
@@ -27,6 +27,7 @@ from tenancy.errors import (
     InvalidInputError,
     InvalidTokenError,
     PasswordPolicyError,
+    TransientError,
 )
 from tenancy.members.team import MEMBER_FINDING, Invited
 
@@ -283,6 +284,67 @@ def test_each_change_queues_its_member_event_once(services: Services, tenant: Te
         if notice.body.get("type") == EventType.MEMBER_ROLE_CHANGED.value
     ]
     assert changed.body["data"] == {"email": MEMBER, "role": "viewer", "previous_role": "editor"}
+
+
+def test_an_acceptance_whose_event_was_not_queued_queues_it_when_the_link_is_used_again(
+    services: Services, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the soak (soak/members.py): the store throttled right after the acceptance's
+    # commit, the request answered 503, and its retry told "used already": the Site Builder
+    # application never heard of the member. The retry queues the event owed, once.
+    token = token_of(services.team.invite(tenant, MEMBER, Role.EDITOR, by=OWNER))
+    queue_notice = services.lifecycle.queue_notice
+    failures = iter([TransientError("database busy while starting a transaction")])
+
+    def throttled_once(notice: Notice) -> bool:
+        for failure in failures:
+            raise failure
+        return queue_notice(notice)
+
+    monkeypatch.setattr(services.lifecycle, "queue_notice", throttled_once)
+    with pytest.raises(TransientError):
+        services.team.accept(token, PASSWORD)
+    assert (EventType.MEMBER_JOINED.value, MEMBER) not in member_events(services, tenant)
+    assert [user.email for user in services.users.find_by_tenant(tenant.tenant_id)].count(MEMBER) == 1
+
+    for _ in range(2):  # the retry, and a click on the link later
+        with pytest.raises(InvalidInputError, match="used already"):
+            services.team.accept(token, PASSWORD)
+    assert member_events(services, tenant) == sorted(
+        [(EventType.MEMBER_INVITED.value, MEMBER), (EventType.MEMBER_JOINED.value, MEMBER)]
+    )
+    with pytest.raises(InvalidInputError, match="not valid"):  # a wrong secret owes nothing, says nothing
+        services.team.accept(token[:-4] + "AAAA", PASSWORD)
+
+
+def test_an_invitation_whose_event_was_not_queued_queues_it_when_resent(
+    services: Services, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the soak (soak/members.py): the store throttled after the invitation's commit and
+    # its email, the request failed, asking again said "invited already", and the owner resent it:
+    # the Site Builder application never heard of the invitation. The resend queues it, once.
+    queue_notice = services.lifecycle.queue_notice
+    failures = iter([TransientError("database busy while starting a transaction")])
+
+    def throttled_once(notice: Notice) -> bool:
+        for failure in failures:
+            raise failure
+        return queue_notice(notice)
+
+    monkeypatch.setattr(services.lifecycle, "queue_notice", throttled_once)
+    with pytest.raises(TransientError):
+        services.team.invite(tenant, MEMBER, Role.EDITOR, by=OWNER)
+    with pytest.raises(InvalidInputError, match="invited already"):
+        services.team.invite(tenant, MEMBER, Role.EDITOR, by=OWNER)
+    assert member_events(services, tenant) == []
+    [pending] = services.team.invitations(tenant.tenant_id, pending_only=True)
+    for _ in range(2):
+        resent = services.team.resend(tenant, pending.invitation_id, by=OWNER)
+    assert member_events(services, tenant) == [(EventType.MEMBER_INVITED.value, MEMBER)]
+    services.team.accept(token_of(resent), PASSWORD)
+    assert member_events(services, tenant) == sorted(
+        [(EventType.MEMBER_INVITED.value, MEMBER), (EventType.MEMBER_JOINED.value, MEMBER)]
+    )
 
 
 def test_every_change_to_the_team_is_kept_in_the_repair_trail(

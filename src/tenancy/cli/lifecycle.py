@@ -55,6 +55,7 @@ def _report_document(report: SweepReport) -> dict[str, object]:
         "applied": [_transition_document(move) for move in report.applied],
         "due": [_due_document(move) for move in report.due],
         "skipped": [{"tenant_id": tenant_id, "reason": reason} for tenant_id, reason in report.skipped],
+        "finished": report.finished,
     }
 
 
@@ -93,6 +94,8 @@ def run(
         return
     for move in report.applied:
         typer.echo(f"moved  {move.tenant_id}  {move.from_status.value} -> {move.to_status.value}  {move.reason}")
+    for tenant_id in report.finished:
+        typer.echo(f"deleted  {tenant_id}  its deletion, cut short before, finished")
     for tenant_id, reason in report.skipped:
         typer.echo(f"left   {tenant_id}  {reason} (the next run judges it again)")
     if expired:

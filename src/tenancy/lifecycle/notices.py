@@ -1,9 +1,10 @@
 """Delivering the notices moves queued (lifecycle events, owner emails): each is claimed for a
 short lease so two deliverers never send it at once, sent, and marked delivered; a failure is
 retried with exponential backoff until a day has passed, then the notice is dead (the runbook's
-`event_undelivered`, redelivered from the console or the CLI). A receiver may still see a notice
-twice (a deliverer that dies after sending, before marking): the Standard Webhooks id is the
-notice id, for the receiver to drop the repeat."""
+`event_undelivered`, redelivered from the console or the CLI). An email goes out once: one a
+deliverer sent and could not mark (it died, or its store failed) is found in the mail log by its
+notice id and only marked. A receiver may still see an event twice: the Standard Webhooks id is
+the notice id, for the receiver to drop the repeat."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 _FIRST_RETRY = timedelta(seconds=30)
 _LONGEST_RETRY = timedelta(hours=1)
 _LEASE = timedelta(minutes=2)  # longer than a webhook's timeout and an SMTP send
+_SENT = frozenset({"stored", "delivered"})  # the mail log's statuses of an email that went out
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,18 @@ class NoticeDispatcher:
     def _send(self, notice: Notice) -> None:
         if notice.kind is NoticeKind.EMAIL:
             email = notice.email()
+            if self._sent_already(notice.notice_id, email.to):
+                log.info("notice_sent_already", notice_id=notice.notice_id, tenant_id=notice.tenant_id)
+                return
             self._mailer.send(dataclasses.replace(email, tags={**email.tags, "notice_id": notice.notice_id}))
         else:
             self._events.publish(notice.event())
+
+    def _sent_already(self, notice_id: str, to: str) -> bool:
+        """Whether this email went out already: a deliverer that died, or whose store failed,
+        after sending and before marking the notice delivered. The mail log keeps each email with
+        its notice id, and a person cannot drop a repeat as a webhook receiver can."""
+        return any(
+            message.tags.get("notice_id") == notice_id and message.status in _SENT
+            for message in self._mailer.outbox(to, 50)
+        )

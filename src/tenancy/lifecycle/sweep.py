@@ -8,7 +8,8 @@ the state it leaves, so a sweep that races another sweep or an ITN applies it on
 its accepted ITNs are settled and PayFast is asked: a renewal Tenancy missed is never a missed
 payment. Once-off tenants (no subscription) never move with time, unless an operator cancels
 them. A cancelled tenant's owner is warned a week before its data is deleted, and the tenant is
-deleted (lifecycle.offboarding) once the retention period is over."""
+deleted (lifecycle.offboarding) once the retention period is over; a deletion a crash cut short is
+finished by the sweeps of the week after it."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ log = structlog.get_logger(__name__)
 ACTOR = "lifecycle-sweep"
 _MOVES_PER_TENANT = 4  # active -> past_due -> suspended -> cancelled, in one sweep far enough on
 _WARNING = timedelta(days=7)  # how long before the deletion the owner is warned
+_FINISHING = timedelta(days=7)  # how long after a deletion each sweep checks it was finished
 
 
 @dataclass
@@ -59,6 +61,7 @@ class SweepReport:
     applied: list[Transition] = field(default_factory=list)
     due: list[DueMove] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)  # deletions a crash interrupted, finished now
 
 
 class LifecycleSweep:
@@ -92,6 +95,8 @@ class LifecycleSweep:
     def run(self, as_of: datetime, *, dry_run: bool = False) -> SweepReport:
         report = SweepReport(format_timestamp(as_of), dry_run)
         for page in self._tenants.scan():
+            if not dry_run:
+                self._finish_deletions(page, as_of, report)
             moving = [tenant for tenant in page if tenant.status in _SWEPT]
             if not moving:
                 continue
@@ -122,6 +127,24 @@ class LifecycleSweep:
         if tenant.status is TenantStatus.CANCELLED:
             self._retention(tenant, as_of, report, dry_run=False)
         return report
+
+    def _finish_deletions(self, page: list[Tenant], as_of: datetime, report: SweepReport) -> None:
+        """A deletion a crash interrupted (its tombstone written, some of its people not yet
+        removed) is finished by a later sweep: each sweep looks at the tenants deleted in the
+        week before it, so no one is left behind for an operator to find."""
+        for tenant in page:
+            if tenant.status is not TenantStatus.DELETED or parse_timestamp(tenant.updated_at) < as_of - _FINISHING:
+                continue
+            try:
+                deleted = self._offboarding.delete(
+                    tenant.tenant_id, trigger=Trigger.TIME, actor=ACTOR, reason="finish the deletion"
+                )
+            except TenancyError as error:
+                report.skipped.append((tenant.tenant_id, f"its deletion not finished: {error}"))
+                continue
+            if deleted.people_removed:
+                report.finished.append(tenant.tenant_id)
+                log.warning("deletion_finished", tenant_id=tenant.tenant_id, people=len(deleted.people_removed))
 
     def due(self, tenant: Tenant, subscription: Subscription, today: date) -> DueMove | None:
         """The move time has made due for this tenant today, if any."""

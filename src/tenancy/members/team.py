@@ -171,7 +171,8 @@ class TeamService:
         return Invited(invitation, link)
 
     def resend(self, tenant: Tenant, invitation_id: str, *, by: str) -> Invited:
-        """A new link (the old one stops working) and seven days from now."""
+        """A new link (the old one stops working) and seven days from now; the member-invited
+        event queued if it was not."""
         invitation = self._pending(tenant.tenant_id, invitation_id)
         _, secret = new_invitation_link_parts()
         now = self._clock.now()
@@ -183,6 +184,11 @@ class TeamService:
         renewed = self._team.get_invitation(invitation_id)
         assert renewed is not None
         link = self._send_invitation(tenant, renewed, secret)
+        # Owed if the invitation's own request failed after its commit (a throttled store: asking
+        # again says "invited already", and the owner resends); queued once, whatever the case.
+        self._event(
+            tenant, EventType.MEMBER_INVITED, f"invited:{invitation_id}", email=renewed.email, role=renewed.role.value
+        )
         self._record(
             tenant, by, f"resend the invitation of {invitation.email}", {}, {"invitation": invitation_id}, "resent"
         )
@@ -232,7 +238,11 @@ class TeamService:
         """Joins the tenant the link invites to: the identity user (with the password chosen)
         and the users record, once. PasswordPolicyError for a weak password; InvalidInputError
         for a link that cannot be used."""
-        invitation, tenant = self.invitation_for(token)
+        try:
+            invitation, tenant = self.invitation_for(token)
+        except InvalidInputError:
+            self._joined_event_owed(token)
+            raise
         # The embedded identity provider's set_password takes any password (Cognito's checks
         # it): the policy is checked here, before anything is made, on both backends.
         failures = password_policy_failures(password)
@@ -250,6 +260,7 @@ class TeamService:
         except ItemAlreadyExistsError:  # a second click of the link, a moment after the first
             accepted = False
         if not accepted:
+            self._joined_event_owed(token)
             raise InvalidInputError("This invitation can no longer be used. Ask for a new one.")
         self._event(
             tenant, EventType.MEMBER_JOINED, f"joined:{invitation.invitation_id}", email=user.email, role=user.role
@@ -363,6 +374,25 @@ class TeamService:
         log.info("member_access_restored", tenant_id=record.tenant_id, user_id=record.user_id)
 
     # --- Helpers ---
+
+    def _joined_event_owed(self, token: str) -> None:
+        """The member-joined event of an invitation this link accepted already, queued if it is
+        not (once: its id comes from the invitation): an acceptance whose event could not be
+        queued after its commit (a throttled store) was answered 503, and its retry is told the
+        link was used; without this, the Site Builder application would never hear of the member."""
+        parsed = parse_invitation_token(token)
+        invitation = self._team.get_invitation(parsed[0]) if parsed else None
+        if parsed is None or invitation is None or not secret_matches(invitation, parsed[1]):
+            return
+        if invitation.status is not InvitationStatus.ACCEPTED or invitation.user_id is None:
+            return
+        user = self._users.get(invitation.user_id)
+        tenant = self._tenants.get(invitation.tenant_id)
+        if user is None or tenant is None:
+            return
+        self._event(
+            tenant, EventType.MEMBER_JOINED, f"joined:{invitation.invitation_id}", email=user.email, role=user.role
+        )
 
     def _refuse_taken(self, tenant: Tenant, address: str, invited: Invitation | None = None) -> None:
         identity = self._identity.get_user(address)

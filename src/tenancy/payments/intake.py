@@ -1,9 +1,11 @@
 """The ITN use case: run PayFast's six security checks in order, keep the ITN in the ledger,
-and turn a genuine COMPLETE payment into exactly one provisioning job."""
+and turn a genuine COMPLETE payment into exactly one provisioning job, or a subscription's
+renewal or cancellation into exactly one change of its subscription."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -14,7 +16,7 @@ from tenancy.domain.clock import format_timestamp
 from tenancy.domain.ids import invoice_number_for, normalized_email_or_none, tenant_id_for
 from tenancy.domain.model import JobStatus, PaymentRecord, PaymentVerdict, ProvisioningJob
 from tenancy.domain.plans import PlanCatalogue
-from tenancy.errors import InvalidInputError, RateLimitedError, TransientError, UnknownPlanError
+from tenancy.errors import InvalidInputError, RateLimitedError, TenancyError, TransientError, UnknownPlanError
 from tenancy.payments import payfast
 from tenancy.ports import Clock, PaymentConfirmer, PaymentLedger, PurchaseObserver, RateLimiter, SubscriptionStore
 from tenancy.secret_source import SecretName, SecretSource
@@ -67,8 +69,11 @@ class PaymentIntake:
         observer: PurchaseObserver | None = None,
         subscriptions: SubscriptionStore | None = None,
         secrets: SecretSource | None = None,
+        settle: Callable[[str], object] | None = None,
     ) -> None:
         self._subscriptions = subscriptions
+        # Applies a checkout's accepted subscription ITNs to its subscription (billing.settle).
+        self._settle = settle
         # When given, each ITN's signature is checked with the passphrase it holds now (rotated in
         # SSM without a redeploy), in place of the policy's.
         self._secrets = secrets
@@ -81,7 +86,9 @@ class PaymentIntake:
         self._limiter = limiter
 
     def receive(self, body: bytes, peer: str, forwarded_for: str | None = None) -> PaymentRecord:
-        """Checks and records one ITN; the returned record's verdict says what happened."""
+        """Checks and records one ITN; the returned record's verdict says what happened. A
+        subscription ITN kept but not yet applied to its subscription raises TransientError, so
+        that it is answered as not received and PayFast sends it again."""
         source_ip = payfast.client_address(peer, forwarded_for, self._policy.trusted_proxies)
         self._throttle(source_ip)
         received_at = format_timestamp(self._clock.now())
@@ -289,8 +296,17 @@ class PaymentIntake:
 
     def _keep(self, payment: PaymentRecord, job: ProvisioningJob | None = None) -> PaymentRecord:
         kept = self._ledger.record(payment, job)
-        # A duplicate changes nothing; any other verdict may change what the purchase's finding is.
-        if self._observer is not None and kept.transaction_id and kept.verdict is not PaymentVerdict.DUPLICATE:
+        settles = self._settle is not None and self._settles(kept)
+        unapplied: TenancyError | None = None
+        if settles and self._settle is not None:
+            try:
+                self._settle(kept.transaction_id or "")
+            except TenancyError as error:
+                unapplied = error
+        # A duplicate changes nothing, unless it settled what its first delivery left unapplied;
+        # any other verdict may change what the purchase's finding is.
+        changes = kept.verdict is not PaymentVerdict.DUPLICATE or settles
+        if self._observer is not None and kept.transaction_id and changes:
             self._observer.changed(kept.transaction_id)
         log.info(
             "itn_received",
@@ -301,4 +317,21 @@ class PaymentIntake:
             payment_status=kept.payment_status,
             source_ip=kept.source_ip,
         )
+        if unapplied is not None:
+            # Kept, but not yet applied: answered as not received, so PayFast sends it again and
+            # the copy, a duplicate, settles it (as it does after a crash between the two steps).
+            log.warning("subscription_settle_failed", transaction_id=kept.transaction_id, error=str(unapplied))
+            raise TransientError(f"ITN kept; its subscription is not updated yet: {unapplied}")
         return kept
+
+    @staticmethod
+    def _settles(kept: PaymentRecord) -> bool:
+        """Whether keeping `kept` settles its checkout's subscription: a genuine subscription ITN
+        (a charge or a cancellation carrying a token), its first delivery or a copy. A copy settles
+        too because its first delivery may have been kept and not applied (a crash, a busy store)."""
+        return (
+            bool(kept.transaction_id)
+            and kept.token is not None
+            and kept.verdict in {PaymentVerdict.ACCEPTED, PaymentVerdict.DUPLICATE}
+            and kept.payment_status in {"COMPLETE", "CANCELLED"}
+        )

@@ -35,9 +35,11 @@ class SweepResult:
     parked: list[str] = field(default_factory=list)
     # Purchases whose stale dead letter went (healed since SQS parked a copy): see Services.sweep.
     cleared: list[str] = field(default_factory=list)
+    # Purchases whose accepted subscription payment the sweep applied (renewal_unapplied repaired).
+    settled: list[str] = field(default_factory=list)
 
     def as_document(self) -> dict[str, list[str]]:
-        return {"requeued": self.requeued, "parked": self.parked, "cleared": self.cleared}
+        return {"requeued": self.requeued, "parked": self.parked, "cleared": self.cleared, "settled": self.settled}
 
 
 class StalledJobSweeper:

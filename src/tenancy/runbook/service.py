@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -129,6 +129,23 @@ class Runbook:
         if dry_run or not plan.has_work:
             outcome = "dry_run" if dry_run else "nothing_to_do" if plan.diagnosis.healthy else "not_repairable"
             return RepairResult(plan, outcome, plan.diagnosis, self.verify(selector))
+        return self._carry_out(selector, case, plan, operator)
+
+    def apply_unapplied(self, transaction_ids: Iterable[str], *, operator: str) -> list[RepairResult]:
+        """RB-001 4.7 done for the operator (the sweep's share): each purchase that is still a
+        subscription payment accepted and not applied, judged from our stores alone (PayFast is
+        not asked), repaired as `tenancy repair` would and kept in the repair trail. PayFast's
+        resend of an ITN answered 503 settles it first; this catches the resends that never came."""
+        results = []
+        for transaction_id in transaction_ids:
+            selector = Selector(transaction_id=transaction_id)
+            case = gather(find_purchase(selector, self._stores), self._stores)
+            plan = plan_repair(self._classify(case), case)
+            if plan.diagnosis.finding is Finding.RENEWAL_UNAPPLIED and plan.has_work:
+                results.append(self._carry_out(selector, case, plan, operator))
+        return results
+
+    def _carry_out(self, selector: Selector, case: CaseFile, plan: RepairPlan, operator: str) -> RepairResult:
         # A repair that reruns the job starts its attempts again: the trail keeps the failed ones.
         attempts = attempts_before(
             case.job, case.messages, clears_attempts=plan.diagnosis.finding not in _KEEPS_ATTEMPTS

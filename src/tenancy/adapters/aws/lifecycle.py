@@ -206,9 +206,15 @@ class DynamoLifecycleStore:
     def due_notices(self, now: str, limit: int = 100) -> list[Notice]:
         pending = self._by_status(NoticeStatus.PENDING, limit=None)
         due = sorted((notice for notice in pending if notice.next_attempt_at <= now), key=lambda n: n.next_attempt_at)
-        # The index is read eventually consistently: each due notice is read again, consistently.
+        # The index is read eventually consistently: each due notice is read again, consistently,
+        # and kept only if still due: one another deliverer claimed meanwhile has its lease set
+        # ahead, and claiming that fresh copy would deliver it twice.
         fresh = [self.get_notice(notice.notice_id) for notice in due[:limit]]
-        return [notice for notice in fresh if notice is not None and notice.status is NoticeStatus.PENDING]
+        return [
+            notice
+            for notice in fresh
+            if notice is not None and notice.status is NoticeStatus.PENDING and notice.next_attempt_at <= now
+        ]
 
     def get_notice(self, notice_id: str) -> Notice | None:
         with aws_errors("reading a notice"):

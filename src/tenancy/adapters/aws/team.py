@@ -63,10 +63,22 @@ class DynamoTeamStore:
         )
         if reasons is None:
             return
+        # Invited already comes first: that invitation holds a seat of its own, so a full tenant
+        # is no reason to refuse it (a retry of an invitation cut short meets this). A refused
+        # transaction need not report every item's refusal: the marker is read when in doubt.
+        if reasons[1] == CONDITION_REFUSED or (reasons[0] == CONDITION_REFUSED and self._marked(invitation)):
+            raise ItemAlreadyExistsError(f"{invitation.email} is invited already")
         if reasons[0] == CONDITION_REFUSED:
             self._require_tenant(invitation.tenant_id)
             raise SeatsTakenError(max_users)
         raise ItemAlreadyExistsError(f"{invitation.email} is invited already")
+
+    def _marked(self, invitation: Invitation) -> bool:
+        """Whether the email has a pending invitation to the tenant (its marker)."""
+        with aws_errors("reading an invitation"):
+            return "Item" in self._client.get_item(
+                TableName=self._table, Key=_marker_key(invitation.tenant_id, invitation.email), ConsistentRead=True
+            )
 
     def get_invitation(self, invitation_id: str) -> Invitation | None:
         with aws_errors("reading an invitation"):

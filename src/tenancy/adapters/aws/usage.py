@@ -43,6 +43,9 @@ __all__ = ["DynamoServiceKeyStore", "DynamoUsageStore"]
 ANSWER_LIFETIME_SECONDS = 7 * 24 * 3600
 _WITH_ACCESS = tuple(sorted(status.value for status in TenantStatus if status.has_access))
 _ATTEMPTS = 8  # writes of one record refused because the tenant moved under it
+# A replay that finds its answer kept without the usage waits this long, in all, for its writer
+# to keep it (a few milliseconds after the write; a writer that died never does).
+_ANSWER_WAITS = (0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
 
 
 class DynamoUsageStore:
@@ -194,6 +197,8 @@ class DynamoUsageStore:
     def _replayed(self, kept: dict[str, Any], tenant_id: str, change: UsageChange) -> UsageOutcome:
         if kept["fingerprint"] != change.fingerprint:
             raise InvalidInputError(f"idempotency key {change.idempotency_key!r} was used for a different usage record")
+        if "usage" not in kept:
+            kept = self._kept_in_full(tenant_id, change.idempotency_key, kept)
         if "usage" in kept:
             usage = _usage(kept["usage"])
             limits = _limits_from(kept["limits"])
@@ -201,6 +206,18 @@ class DynamoUsageStore:
             now = self._tenant(tenant_id)
             usage, limits = now.usage, now.limits
         return UsageOutcome(tenant_id, change, bool(kept["applied"]), usage, limits, kept["created_at"], replayed=True)
+
+
+    def _kept_in_full(self, tenant_id: str, key: str, kept: dict[str, Any]) -> dict[str, Any]:
+        """The answer once its writer has kept the usage with it. A replay that comes between the
+        write and that waits, so that it answers what the first answer said, not the usage as it
+        is by then; after a writer that died, `kept` as it was."""
+        for pause in _ANSWER_WAITS:
+            time.sleep(pause)
+            found = self._answer(tenant_id, key)
+            if found is not None and "usage" in found:
+                return found
+        return kept
 
 
 def _level(usage: Usage, metric: Metric, period_start: str) -> int:

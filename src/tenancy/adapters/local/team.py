@@ -28,6 +28,13 @@ class SqliteTeamStore:
 
     def invite(self, invitation: Invitation, max_users: int) -> None:
         with self._database.transaction() as connection:
+            # Invited already comes first: that invitation holds a seat of its own, so a full
+            # tenant is no reason to refuse it (a retry of an invitation cut short meets this).
+            if connection.execute(
+                "SELECT 1 FROM invitations WHERE tenant_id = ? AND email = ? AND status = 'pending'",
+                (invitation.tenant_id, invitation.email),
+            ).fetchone():
+                raise ItemAlreadyExistsError(f"{invitation.email} is invited already")
             taken = connection.execute(
                 f"UPDATE tenants SET seats_used = {_SEATS} + 1 WHERE tenant_id = ? AND {_SEATS} < ?",  # noqa: S608
                 (invitation.tenant_id, max_users),

@@ -26,7 +26,10 @@ log = structlog.get_logger(__name__)
         400: {"description": "Rejected by a security check; the reason says which"},
         413: {"description": "Body too large"},
         429: {"description": "Too many ITNs from this address; see Retry-After"},
-        503: {"description": "PayFast's validate endpoint could not be reached; PayFast will retry"},
+        503: {
+            "description": "PayFast's validate endpoint or one of our stores could not answer, or a kept"
+            " subscription ITN is not applied yet; PayFast will retry"
+        },
     },
 )
 async def receive_itn(request: Request, services: ServicesDep) -> Response:
