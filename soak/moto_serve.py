@@ -15,6 +15,14 @@ Changes to moto's DynamoDB and SQS, so that it behaves as the service does at a 
 - **A receive costs what it receives.** For each message it receives, moto's SQS checks the
   retention period through GetQueueAttributes, which counts every message in the queue, three
   times. Here the period is read from the queue itself.
+- **An answer costs what it holds.** moto builds DynamoDB's data-plane answers (items, keys,
+  counts) already in the wire's JSON shape, then walks them through its generic serializer, which
+  looks up every attribute of every item in the operation's model: a third of moto's time in a
+  soak, most of it for scans. Here those answers are sent as they are (what the serializer sends
+  for them; a test compares the two answer for answer).
+- **A queue's counts cost one count.** Asked for some of a queue's attributes, moto computes all
+  of them (each count a pass over every message) three times per name asked for: `depth`'s three
+  counts were some thirty passes over a backlog of thousands. Here they are computed once.
 - **A transaction costs what it writes.** moto deep-copies every table a TransactWriteItems names
   before it starts, to restore on cancellation: the payments table on every accepted ITN, so the
   soak slows down as the table grows (a few ITNs a second at 2,000, and gigabytes of copies).
@@ -23,8 +31,10 @@ Changes to moto's DynamoDB and SQS, so that it behaves as the service does at a 
 
 from __future__ import annotations
 
+import base64
 import copy
 import inspect
+import json
 import sys
 import threading
 from collections.abc import Callable
@@ -151,10 +161,51 @@ def _retention_read_directly(self: SQSBackend, queue_name: str, message: Message
     return retention + message.sent_timestamp / 1000 > unix_time()  # type: ignore[operator]
 
 
+# The actions whose answer moto builds as the wire's JSON already (its DynamoResult of items).
+_AS_IS = frozenset(
+    {
+        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan",
+        "BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
+    }
+)  # fmt: skip
+
+
+def _blob(value: object) -> str:
+    """A binary attribute's value (moto keeps bytes) as the wire carries it: base64."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _serialized_as_is(serialized: Callable[..., Any]) -> Callable[..., Any]:
+    def dynamodb_serialized(self: DynamoHandler, action_result: Any) -> Any:
+        result = action_result.result
+        if isinstance(result, dict) and self._get_action() in _AS_IS:
+            headers = {"Content-Type": "application/x-amz-json-1.0", **self.response_headers, "status": 200}
+            return 200, headers, json.dumps(result, default=_blob)
+        return serialized(self, action_result)  # errors, and every other action: moto's own
+
+    return dynamodb_serialized
+
+
+def _attributes_counted_once(get_queue_attributes: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    def read(self: SQSBackend, queue_name: str, attribute_names: list[str]) -> dict[str, Any]:
+        if not attribute_names or "All" in attribute_names:
+            return get_queue_attributes(self, queue_name, attribute_names)
+        everything = get_queue_attributes(self, queue_name, ["All"])
+        if any(name not in everything for name in attribute_names):
+            return get_queue_attributes(self, queue_name, attribute_names)  # moto's answer (or error) for those
+        return {name: everything[name] for name in attribute_names if everything[name] is not None}
+
+    return read
+
+
 def install() -> None:
     """Patches moto's DynamoDB and SQS in this process (see the module docstring)."""
     SQSBackend.is_message_valid_based_on_retention_period = _retention_read_directly  # type: ignore[method-assign]
+    SQSBackend.get_queue_attributes = _attributes_counted_once(SQSBackend.get_queue_attributes)  # type: ignore[method-assign]
     DynamoHandler.call_action = _one_request_at_a_time(DynamoHandler.call_action)  # type: ignore[method-assign]
+    DynamoHandler.serialized = _serialized_as_is(DynamoHandler.serialized)  # type: ignore[method-assign]
     Table.query = _filtering_only_candidates(Table.query)  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _copying_only_named_items(  # type: ignore[method-assign]
         DynamoDBBackend.transact_write_items

@@ -57,6 +57,7 @@ class Subscriber:
         self.email = f"lifecycle{number}@example.com"
         self.token = new_subscription_token()
         self.tenant_id = tenant_id_for(self.transaction_id)
+        self._number = number
         self._payments = 0
         assert self.itn().verdict is PaymentVerdict.ACCEPTED
         work(services)
@@ -71,7 +72,7 @@ class Subscriber:
             "amount": self.services.plans.get("professional").price_zar,
             "merchant_id": PAYFAST_SANDBOX_MERCHANT_ID,
             "passphrase": PAYFAST_SANDBOX_PASSPHRASE,
-            "pf_payment_id": str(9_100_000_000 + self._payments),
+            "pf_payment_id": str(9_100_000_000 + self._number * 10_000 + self._payments),
             "status": status,
             "token": self.token,
             "billing_date": BILLING_DATE,

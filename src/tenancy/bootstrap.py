@@ -81,7 +81,7 @@ from tenancy.runbook.audit_schedule import ScheduledAudit
 from tenancy.runbook.evidence import EvidenceStores
 from tenancy.runbook.findings import ESCALATION, Finding
 from tenancy.runbook.findings_index import Auditor, FindingsRecorder
-from tenancy.runbook.passive import DeadLettersOnly
+from tenancy.runbook.passive import DeadLettersOnly, TenantByKey
 from tenancy.runbook.repair import LifecycleRepairs
 from tenancy.runbook.service import Runbook
 from tenancy.secret_source import (
@@ -537,8 +537,9 @@ class Services:
     @cached_property
     def findings_recorder(self) -> FindingsRecorder:
         """Judges a purchase again after each change and keeps its finding in the findings index."""
-        # It runs after every change: on SQS a look at the work queue would count as a delivery.
-        stores = self.evidence_stores
+        # It runs after every change, so it reads by key only (runbook.passive): no scan for a
+        # tenant not made yet, and on SQS no look at the work queue (that would count as a delivery).
+        stores = replace(self.evidence_stores, tenant_finder=TenantByKey(self.tenants, self.findings_index))
         if stores.queue.listing_counts_as_delivery:
             stores = replace(stores, queue=DeadLettersOnly(stores.queue))
         return FindingsRecorder(stores, self.findings_index, self.clock, self.password_ttl, self.lifecycle_periods)

@@ -393,6 +393,12 @@ class FindingsIndex(Protocol):
         """The latest full audit recorded, or None if none ran yet."""
         ...
 
+    def claim_audit(self, now: str, until: str) -> bool:
+        """Claims the next scheduled audit until `until` (ISO-8601 UTC); False while another
+        claim is held (its `until` is after `now`). One process of many audits at a time, and
+        one that failed or was killed holds the others off until its claim runs out."""
+        ...
+
 
 class PurchaseObserver(Protocol):
     """Told by whatever changes a purchase (ITN intake, the worker, the sweep, the runbook) that

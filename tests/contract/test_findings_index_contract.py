@@ -119,3 +119,23 @@ def test_purchases_without_a_job_are_listed_newest_first_less_the_findings_exclu
     assert [found.transaction_id for found in listed] == ["TXN-2", "TXN-1"]
     assert [found.transaction_id for found in index.without_job(())] == ["TXN-3", "TXN-2", "TXN-1"]
     assert [found.transaction_id for found in index.without_job((), limit=1)] == ["TXN-3"]
+
+
+def test_the_scheduled_audit_is_claimed_by_one_at_a_time_until_its_claim_runs_out(index: FindingsIndex) -> None:
+    assert index.claim_audit("2026-12-06T10:00:00Z", until="2026-12-06T10:15:00Z")
+    assert not index.claim_audit("2026-12-06T10:14:59Z", until="2026-12-06T10:29:59Z")
+    assert index.claim_audit("2026-12-06T10:15:00Z", until="2026-12-06T10:30:00Z")
+
+    results: list[bool] = []
+    start = threading.Barrier(6)
+
+    def claim() -> None:
+        start.wait()
+        results.append(index.claim_audit("2026-12-06T11:00:00Z", until="2026-12-06T11:15:00Z"))
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 5 + [True]

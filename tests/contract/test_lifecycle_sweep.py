@@ -265,6 +265,38 @@ def test_a_deletion_a_crash_cut_short_is_finished_by_the_next_sweep_within_a_wee
     assert len(deleted) == 1  # finished, not deleted again
 
 
+def test_a_busy_store_while_judging_one_tenant_leaves_that_tenant_and_sweeps_the_rest(
+    services: Services, subscriber: Subscriber, payfast: SimulatedSubscriptionApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = Subscriber(services, payfast, number=2)
+    for each in (subscriber, other):
+        assert each.itn(status="CANCELLED").verdict is PaymentVerdict.ACCEPTED
+    work(services)
+    services.lifecycle_sweep.run(at("2027-01-07"))
+    assert (subscriber.status(), other.status()) == (TenantStatus.CANCELLED, TenantStatus.CANCELLED)
+    reading = services.lifecycle.history
+
+    def throttled_for_one(tenant_id: str) -> Any:
+        if tenant_id == subscriber.tenant_id:
+            raise TransientError("the store is throttling (ProvisionedThroughputExceededException)")
+        return reading(tenant_id)
+
+    monkeypatch.setattr(services.lifecycle, "history", throttled_for_one)
+    report = services.lifecycle_sweep.run(at("2027-04-07"))  # both tenants' retention is over
+    monkeypatch.setattr(services.lifecycle, "history", reading)
+
+    assert other.status() is TenantStatus.DELETED
+    assert services.identity.get_user(other.email) is None
+    assert subscriber.status() is TenantStatus.CANCELLED
+    assert [tenant_id for tenant_id, _ in report.skipped] == [subscriber.tenant_id]
+    assert "throttling" in report.skipped[0][1]
+
+    services.lifecycle_sweep.run(at("2027-04-07", hour=10))
+
+    assert subscriber.status() is TenantStatus.DELETED
+    assert services.identity.get_user(subscriber.email) is None
+
+
 def test_an_operator_deletes_on_request_with_a_reason_and_a_second_run_only_finishes(
     services: Services, subscriber: Subscriber
 ) -> None:

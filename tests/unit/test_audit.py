@@ -274,7 +274,8 @@ class ScanOnly:
 
 def scan_only(services: Services) -> tuple[EvidenceStores, list[ScanOnly]]:
     real = services.evidence_stores
-    proxies = {field.name: ScanOnly(getattr(real, field.name)) for field in dataclasses.fields(real)}
+    stores = {field.name: getattr(real, field.name) for field in dataclasses.fields(real)}
+    proxies = {name: ScanOnly(store) for name, store in stores.items() if store is not None}  # no tenant_finder
     return EvidenceStores(**proxies), list(proxies.values())  # type: ignore[arg-type]
 
 

@@ -15,7 +15,8 @@ import structlog
 
 from tenancy.bootstrap import Services, build
 from tenancy.domain.clock import format_timestamp
-from tenancy.domain.model import IndexedPurchase, JobStatus, PaymentVerdict
+from tenancy.domain.ids import invoice_number_for, storage_prefix_for
+from tenancy.domain.model import Billing, IndexedPurchase, JobStatus, PaymentVerdict, Tenant, TenantStatus, Usage
 from tenancy.errors import TransientError
 from tenancy.payments.simulator import encode_form
 from tenancy.runbook.audit_schedule import ScheduledAudit
@@ -117,6 +118,46 @@ def test_the_full_audit_catches_what_changed_outside_the_system_and_says_when_it
     assert run.finished_at == format_timestamp(clock.now())
 
 
+def test_a_tenant_an_operator_made_by_hand_is_found_by_the_audit_then_by_each_change_without_a_scan(
+    services: Services, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transaction_id = pay(services, "hal@example.com")
+    work(dataclasses.replace(services, tenants=BrokenTenantStore(services.tenants)))
+    stamp = format_timestamp(clock.now())
+    hand_made = Tenant(  # RB-001 4.3: a new tenant id, the purchase named in its billing
+        tenant_id="ten_NEWID",
+        owner_user_id="",
+        name="Hal's sites",
+        plan="professional",
+        status=TenantStatus.ACTIVE,
+        limits=services.plans.get("professional").limits,
+        usage=Usage(sites_count=0, generations_this_month=0, storage_used_mb=0),
+        storage_prefix=storage_prefix_for("ten_NEWID"),
+        billing=Billing(transaction_id, invoice_number_for(transaction_id)),
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    services.tenants.put(hand_made)
+
+    clock.advance(hours=1)
+    services.auditor.run(since=clock.now() - timedelta(days=7), trigger=AuditTrigger.CLI)
+    audited = services.findings_index.get(transaction_id)
+    assert audited is not None
+    assert audited.tenant_id == "ten_NEWID"
+
+    def scanning(transaction_id: str) -> None:
+        raise AssertionError("the recorder looked for the tenant by scanning the tenants")
+
+    # Each change judges the purchase again by key: the hand-made tenant is still its tenant.
+    monkeypatch.setattr(services.tenants, "find_by_transaction", scanning)
+    clock.advance(minutes=5)
+    again = services.findings_recorder.record(transaction_id)
+
+    assert again is not None
+    assert (again.finding, again.tenant_id) == (audited.finding, "ten_NEWID")
+    assert again.classified_at > audited.classified_at
+
+
 def test_an_open_entry_whose_purchase_vanished_is_judged_again_by_the_audit(services: Services) -> None:
     services.findings_index.put(
         IndexedPurchase("TXN-GONE", "identity_user_missing", "2026-01-17T00:00:00Z", "2026-01-17T00:00:00Z")
@@ -178,6 +219,35 @@ def test_a_failed_scheduled_audit_is_logged_and_tried_again_a_quarter_of_an_hour
     assert not schedule.due()
     clock.advance(minutes=15)
     assert schedule.due()
+
+
+def test_an_audit_a_killed_process_left_is_claimed_so_a_restarted_one_waits_its_quarter_of_an_hour(
+    services: Services, clock: ManualClock
+) -> None:
+    class Killed:
+        def run(self, **_arguments: object) -> None:
+            raise KeyboardInterrupt  # stands for the SIGKILL: nothing after it runs, nothing is logged
+
+    pay(services, "kit@example.com")
+    work(services)
+    first = ScheduledAudit(Killed(), services.findings_index, clock, timedelta(hours=168))  # type: ignore[arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        first.run_if_due()
+
+    # The process started again, and a second one beside it: neither audits while the claim holds.
+    restarted = ScheduledAudit(services.auditor, services.findings_index, clock, timedelta(hours=168))
+    beside = ScheduledAudit(services.auditor, services.findings_index, clock, timedelta(hours=168))
+    clock.advance(minutes=14)
+    assert restarted.run_if_due() is None
+    assert beside.run_if_due() is None
+    assert services.findings_index.last_audit() is None
+
+    clock.advance(minutes=1)
+    assert restarted.run_if_due() is not None
+    assert beside.run_if_due() is None  # audited: not due for a week
+    audit = services.findings_index.last_audit()
+    assert audit is not None
+    assert (audit.trigger, audit.purchases) == ("schedule", 1)
 
 
 def test_a_busy_store_while_asking_whether_an_audit_is_due_is_a_failed_check_not_a_crash(

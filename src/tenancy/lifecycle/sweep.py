@@ -100,16 +100,19 @@ class LifecycleSweep:
             moving = [tenant for tenant in page if tenant.status in _SWEPT]
             if not moving:
                 continue
-            subscriptions = self._subscriptions.get_many([tenant.tenant_id for tenant in moving])
+            try:
+                subscriptions = self._subscriptions.get_many([tenant.tenant_id for tenant in moving])
+            except TenancyError as error:
+                for tenant in moving:
+                    self._leave(tenant, error, report)
+                continue
             for tenant in moving:
-                subscription = subscriptions.get(tenant.tenant_id)
-                if subscription is not None and tenant.status in _TIMED:  # once-off: no paid-through date
-                    if dry_run:
-                        report.due += self._due_chain(tenant, subscription, as_of.date())
-                        continue
-                    tenant = self._sweep_tenant(tenant, subscription, as_of, report)
-                if tenant.status is TenantStatus.CANCELLED:
-                    self._retention(tenant, as_of, report, dry_run=dry_run)
+                try:
+                    self._sweep_one(tenant, subscriptions.get(tenant.tenant_id), as_of, report, dry_run=dry_run)
+                except TenancyError as error:
+                    # A busy store while judging one tenant is that tenant's: the sweep goes on
+                    # with the rest, and the next sweep judges this one again.
+                    self._leave(tenant, error, report)
         if not dry_run and report.applied:
             log.info("lifecycle_swept", as_of=report.as_of, applied=len(report.applied), skipped=len(report.skipped))
         return report
@@ -119,14 +122,25 @@ class LifecycleSweep:
         repair of `lifecycle_overdue`)."""
         report = SweepReport(format_timestamp(as_of), dry_run=False)
         tenant = self._tenants.get(tenant_id)
-        subscription = self._subscriptions.get(tenant_id)
-        if tenant is None:
-            return report
-        if subscription is not None and tenant.status in _TIMED:
+        if tenant is not None:
+            self._sweep_one(tenant, self._subscriptions.get(tenant_id), as_of, report, dry_run=False)
+        return report
+
+    def _sweep_one(
+        self, tenant: Tenant, subscription: Subscription | None, as_of: datetime, report: SweepReport, *, dry_run: bool
+    ) -> None:
+        if subscription is not None and tenant.status in _TIMED:  # once-off: no paid-through date
+            if dry_run:
+                report.due += self._due_chain(tenant, subscription, as_of.date())
+                return
             tenant = self._sweep_tenant(tenant, subscription, as_of, report)
         if tenant.status is TenantStatus.CANCELLED:
-            self._retention(tenant, as_of, report, dry_run=False)
-        return report
+            self._retention(tenant, as_of, report, dry_run=dry_run)
+
+    @staticmethod
+    def _leave(tenant: Tenant, error: TenancyError, report: SweepReport) -> None:
+        report.skipped.append((tenant.tenant_id, str(error)))
+        log.warning("lifecycle_tenant_skipped", tenant_id=tenant.tenant_id, error=str(error))
 
     def _finish_deletions(self, page: list[Tenant], as_of: datetime, report: SweepReport) -> None:
         """A deletion a crash interrupted (its tombstone written, some of its people not yet

@@ -6,7 +6,13 @@ direct invocation, a console repair) that dies leaves a `running` job with no me
 A job queued, due for retry or running that nobody has touched for STALLED_AFTER gets a fresh
 message; a second message for a job whose first one was only slow is harmless, since a run
 claims its job (provisioning.worker). A running job that has used up its attempts is parked in
-the dead-letter queue instead, so a job that kills every run does not go round for ever."""
+the dead-letter queue instead, so a job that kills every run does not go round for ever.
+
+Where the sweep can look for a job's message (the embedded queue) it sends one only to a job that
+has none. On SQS a look is a receive, so it counts instead: while the work queue holds at least
+as many messages as there are jobs waiting for one, a job that waits long is behind the backlog,
+not lost, and queued and retrying jobs get no second message (one each per STALLED_AFTER for as
+long as a backlog lasted would only grow it); once the queue holds fewer, the stalled ones do."""
 
 from __future__ import annotations
 
@@ -27,6 +33,8 @@ log = structlog.get_logger(__name__)
 
 # Per status and sweep, oldest first: a larger backlog is swept over several sweeps.
 _BATCH = 1000
+_WAITING = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)  # each needs a message
+_EVER = "0001-01-01T00:00:00Z"  # a time before every job (DynamoDB refuses an empty key value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +72,38 @@ class StalledJobSweeper:
         now = self._clock.now()
         cutoff = format_timestamp(now - self._stalled_after)
         result = SweepResult()
-        for status in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING):
+        behind_a_backlog: bool | None = None  # asked of the queue only when a job has stalled
+        for status in _WAITING:
             for job in self._journal.stale_jobs(status.value, cutoff, limit=_BATCH):
-                if self._stalled(job, now) and not self._has_a_message(job):
-                    self._rescue(job, now, result)
-                    if self._observer is not None:
-                        self._observer.changed(job.transaction_id)
+                if not self._stalled(job, now) or self._has_a_message(job):
+                    continue
+                if status is not JobStatus.RUNNING:  # a running job's stall is its run's
+                    if behind_a_backlog is None:
+                        behind_a_backlog = self._backlog_holds_every_message()
+                    if behind_a_backlog:
+                        break
+                self._rescue(job, now, result)
+                if self._observer is not None:
+                    self._observer.changed(job.transaction_id)
         return result
 
     def _stalled(self, job: ProvisioningJob, now: datetime) -> bool:
         if job.status is JobStatus.RETRYING and job.next_attempt_at:
             return parse_timestamp(job.next_attempt_at) + self._stalled_after <= now
         return True  # stale_jobs chose it by its last write
+
+    def _backlog_holds_every_message(self) -> bool:
+        """On SQS: whether the work queue holds a message (visible, in flight or delayed) for
+        every job that waits for one. SQS's counts are approximate; a job whose message was lost
+        is requeued once the queue has drained below the jobs waiting, as it would have waited
+        behind the backlog anyway."""
+        if not self._queue.listing_counts_as_delivery:
+            return False
+        messages, _dead = self._queue.depth()
+        if messages == 0:
+            return False
+        # Only the waiting statuses: counting every job (the succeeded ones) would read them all.
+        return messages >= sum(self._journal.count_updated_since(status.value, _EVER) for status in _WAITING)
 
     def _has_a_message(self, job: ProvisioningJob) -> bool:
         # Only where looking is free: on SQS a look is a receive, and a duplicate is harmless.

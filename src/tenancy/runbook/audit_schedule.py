@@ -4,8 +4,11 @@ one finished more than TENANCY_AUDIT_INTERVAL_HOURS ago, or never ran. The embed
 it in a thread of `tenancy serve` and `tenancy worker`; AWS runs it from an EventBridge schedule
 (`tenancy.lambdas.audit_handler`).
 
-Whether one is due is read from the index (its last recorded run), so processes that restart, or
-several that share the stores, do not each audit on their own clock."""
+Whether one is due is read from the index (its last recorded run), and the process that runs it
+first claims it in the index for a quarter of an hour: processes that restart, or several that
+share the stores, neither audit on their own clock nor at once, and an audit that failed, or
+whose process was killed, is tried again by whichever process checks first once the claim has
+run out."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from tenancy.domain.clock import parse_timestamp
+from tenancy.domain.clock import format_timestamp, parse_timestamp
 from tenancy.errors import TenancyError
 from tenancy.ports import Clock, FindingsIndex
 from tenancy.runbook.audit import AuditReport
@@ -49,12 +52,18 @@ class ScheduledAudit:
         return self._auditor.run(since=BEGINNING, trigger=AuditTrigger.SCHEDULE)
 
     def run_if_due(self) -> AuditReport | None:
-        """The audit if one is due (None otherwise). A failed run is logged and tried again a
-        quarter of an hour later, never raised: the worker it runs beside must keep working."""
+        """The audit if one is due and no other process holds it (None otherwise). A failed run
+        is logged and tried again a quarter of an hour later, never raised: the worker it runs
+        beside must keep working."""
         try:
             # Whether one is due reads the stores too (when the last audit ran): a busy store there
             # is a failed check like any other, not a crash.
-            return self.run() if self.due() else None
+            if not self.due():
+                return None
+            now = self._clock.now()
+            if not self._index.claim_audit(format_timestamp(now), format_timestamp(now + _RETRY_AFTER_FAILURE)):
+                return None  # another process audits now, or its audit failed less than the period ago
+            return self.run()
         except TenancyError as error:
             self._not_before = self._clock.now() + _RETRY_AFTER_FAILURE
             log.error("scheduled_audit_failed", error=str(error))

@@ -3,7 +3,7 @@ tenant id or transaction id."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -208,6 +208,9 @@ class EvidenceStores:
     subscriptions: SubscriptionStore | None = None  # None: a runbook that knows no subscriptions
     lifecycle: LifecycleStore | None = None  # None: a runbook that knows no lifecycle
     team: TeamStore | None = None  # None: a runbook that knows no invitations
+    # How a purchase's tenant is found by its transaction; None: the tenant store's own look-up
+    # (on DynamoDB, a scan for a tenant not created yet). See runbook.passive.TenantByKey.
+    tenant_finder: Callable[[str], Tenant | None] | None = None
 
     def payments(self, transaction_id: str) -> Sequence[PaymentRecord]:
         return self.ledger.find(transaction_id=transaction_id)
@@ -222,6 +225,8 @@ class EvidenceStores:
         return self.tenants.get(tenant_id)
 
     def tenant_for_transaction(self, transaction_id: str) -> Tenant | None:
+        if self.tenant_finder is not None:
+            return self.tenant_finder(transaction_id)
         return self.tenants.find_by_transaction(transaction_id)
 
     def identity_user(self, email: str) -> IdentityUser | None:

@@ -1,15 +1,45 @@
-"""A queue for views shown again and again (the operations console). On SQS, listing the work
-queue receives its messages, and every look brings each waiting job one delivery nearer the
-dead-letter queue. Through this wrapper such a view sees only the dead letters, and diagnose
-judges the rest from the journal (its time-based `in_progress`); everything else, the repairs
-and redrives included, goes to the real queue."""
+"""Look-ups for judging purchases again and again (the findings recorder after every change, the
+operations console), which must change nothing and cost what one purchase costs.
+
+- A queue: on SQS, listing the work queue receives its messages, and every look brings each
+  waiting job one delivery nearer the dead-letter queue. Through `DeadLettersOnly` such a view sees
+  only the dead letters, and diagnose judges the rest from the journal (its time-based
+  `in_progress`); everything else, the repairs and redrives included, goes to the real queue.
+- A purchase's tenant: on DynamoDB, finding a tenant by its transaction scans the whole table when
+  the tenant does not exist yet, which is every purchase between its ITN and its tenant step: a
+  scan per ITN. `TenantByKey` reads by key only.
+"""
 
 from __future__ import annotations
 
-from tenancy.domain.model import QueuedMessage, QueueMessage
-from tenancy.ports import JobQueue
+from tenancy.domain.ids import tenant_id_for
+from tenancy.domain.model import QueuedMessage, QueueMessage, Tenant
+from tenancy.ports import FindingsIndex, JobQueue, TenantStore
 
-__all__ = ["DeadLettersOnly"]
+__all__ = ["DeadLettersOnly", "TenantByKey"]
+
+
+class TenantByKey:
+    """A purchase's tenant read by key only: the tenant id derived from its transaction (every
+    tenant the project makes), else the id the findings index last recorded for it. An operator's
+    hand-made tenant (RB-001 4.3's `ten_NEWID`) is a change made outside the system: the full
+    audit, which reads every tenant anyway, finds it and records its id, and from then on this
+    finds it too."""
+
+    def __init__(self, tenants: TenantStore, index: FindingsIndex) -> None:
+        self._tenants = tenants
+        self._index = index
+
+    def __call__(self, transaction_id: str) -> Tenant | None:
+        derived = tenant_id_for(transaction_id)
+        tenant = self._tenants.get(derived)
+        if tenant is not None and tenant.billing.transaction_id == transaction_id:
+            return tenant
+        known = self._index.get(transaction_id)
+        if known is None or not known.tenant_id or known.tenant_id == derived:
+            return None
+        tenant = self._tenants.get(known.tenant_id)
+        return tenant if tenant is not None and tenant.billing.transaction_id == transaction_id else None
 
 
 class DeadLettersOnly:

@@ -1,6 +1,7 @@
 """The findings index on DynamoDB: the `findings` table, one item per purchase (`index_key`
 "PURCHASE#<transaction id>"), one item of counts by finding (`index_key` "COUNTS", an attribute
-per finding), and the latest full audit (`index_key` "AUDIT"). `finding-index` (finding,
+per finding), the latest full audit (`index_key` "AUDIT") and the scheduled audit's claim
+(`index_key` "AUDIT_CLAIM", held `until` a time). `finding-index` (finding,
 changed_at) lists a finding's purchases, newest first; only purchase items carry `finding`.
 
 An entry and the counts change in one TransactWriteItems whose condition is the finding the
@@ -29,6 +30,7 @@ FINDING_INDEX = "finding-index"
 _PURCHASE = "PURCHASE#"
 _COUNTS = "COUNTS"
 _AUDIT = "AUDIT"
+_AUDIT_CLAIM = "AUDIT_CLAIM"
 _ATTEMPTS = 8
 _BATCH_GET = 100  # BatchGetItem's limit of keys per request
 _OPTIONAL = ("email", "tenant_id", "job_status")
@@ -172,6 +174,22 @@ class DynamoFindingsIndex:
         }
         with aws_errors("recording the audit"):
             self._client.put_item(TableName=self._table, Item=item)
+
+    def claim_audit(self, now: str, until: str) -> bool:
+        with aws_errors("claiming the scheduled audit"):
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={"index_key": attribute(_AUDIT_CLAIM), "until": attribute(until)},
+                    ConditionExpression="attribute_not_exists(index_key) OR #until <= :now",
+                    ExpressionAttributeNames={"#until": "until"},
+                    ExpressionAttributeValues={":now": attribute(now)},
+                )
+            except ClientError as error:
+                if error_code(error) == CONDITION_FAILED:
+                    return False
+                raise
+        return True
 
     def last_audit(self) -> AuditRun | None:
         with aws_errors("reading the last audit"):

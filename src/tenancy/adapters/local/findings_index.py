@@ -1,5 +1,6 @@
 """The findings index on SQLite: one row per purchase in `findings`, counted by finding in the
-`tally` its triggers keep (schema.TALLY_SCHEMA), and the full audits in `audit_runs`."""
+`tally` its triggers keep (schema.TALLY_SCHEMA), the full audits in `audit_runs`, and the
+scheduled audit's claim in `audit_claim`."""
 
 from __future__ import annotations
 
@@ -78,6 +79,15 @@ class SqliteFindingsIndex:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (run.started_at, run.finished_at, run.trigger, run.since, run.purchases, run.findings),
             )
+
+    def claim_audit(self, now: str, until: str) -> bool:
+        with self._database.transaction() as connection:
+            claimed = connection.execute(
+                """INSERT INTO audit_claim (name, until) VALUES ('scheduled', ?)
+                   ON CONFLICT (name) DO UPDATE SET until = excluded.until WHERE audit_claim.until <= ?""",
+                (until, now),
+            )
+            return claimed.rowcount == 1
 
     def last_audit(self) -> AuditRun | None:
         rows = self._database.read("SELECT * FROM audit_runs ORDER BY finished_at DESC, id DESC LIMIT 1")

@@ -372,6 +372,8 @@ FINDINGS_SCHEMA: tuple[str, ...] = (
         purchases INTEGER NOT NULL,
         findings INTEGER NOT NULL
     )""",
+    # The scheduled audit's claim (one row): held until `until`, by whichever process runs it.
+    "CREATE TABLE IF NOT EXISTS audit_claim (name TEXT PRIMARY KEY, until TEXT NOT NULL)",
 )
 
 # Counts the console and /metrics read without counting rows, kept exact by triggers in the very
