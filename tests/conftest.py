@@ -10,7 +10,7 @@ import pytest
 from tenancy.bootstrap import Services, build
 from tenancy.config import Settings
 
-from helpers import FAST_HASHING, make_settings
+from helpers import FAST_HASHING, file_logging, make_settings
 
 __all__ = ["FAST_HASHING", "make_settings"]
 
@@ -28,3 +28,10 @@ def services(settings: Settings) -> Iterator[Services]:
     built = build(settings)
     yield built
     built.close()
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Iterator[Path]:
+    """File logging into a temporary directory, as `tenancy serve` and `tenancy worker` log."""
+    with file_logging(tmp_path / "logs") as directory:
+        yield directory

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from tenancy.bootstrap import Services
 from tenancy.config import PAYFAST_SANDBOX_MERCHANT_ID, PAYFAST_SANDBOX_PASSPHRASE, Settings
@@ -16,6 +19,7 @@ from tenancy.domain.clock import format_timestamp, utc_now
 from tenancy.domain.ids import invoice_number_for, tenant_id_for
 from tenancy.domain.model import JobStatus, ProvisioningJob, Tenant
 from tenancy.errors import TransientError
+from tenancy.logging_setup import configure_logging
 from tenancy.payments.simulator import build_itn, encode_form
 from tenancy.ports import TenantStore
 
@@ -170,3 +174,16 @@ def lambda_context(function: str) -> Any:
     """A context for the function `site-builder-dev-<function>` (typed Any: Powertools' LambdaContext)."""
     return FakeLambdaContext(function)
 
+
+@contextmanager
+def file_logging(directory: Path, *, terminal: bool = False) -> Iterator[Path]:
+    """The file logging `tenancy serve` and `tenancy worker` use, into `directory` (and, with
+    `terminal`, stderr too); structlog's global configuration restored after."""
+    saved = structlog.get_config()
+    configure_logging("info", log_dir=directory, terminal=terminal)
+    # Cached loggers would keep this test's sink (and captured stderr) for the tests after it.
+    structlog.configure(cache_logger_on_first_use=False)
+    try:
+        yield directory
+    finally:
+        structlog.configure(**saved)

@@ -4,6 +4,7 @@ provisioning.log, app.log, which `tenancy logs` searches like CloudWatch Logs.""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -26,9 +27,17 @@ _SECRET_MARKERS = ("password", "passphrase", "secret", "token", "merchant_key", 
 def redact_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replaces the value of any key that names a secret, however a caller spelled it."""
     for key in list(event):
-        if key != "event" and any(marker in key.lower() for marker in _SECRET_MARKERS):
+        if key != "event" and _names_a_secret(key):
             event[key] = REDACTED
     return event
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_a_secret(key: str) -> bool:
+    # Every log line of every request passes here; its keys are the code's few names, so each
+    # is judged once rather than lower-cased and searched for every marker on every line.
+    lowered = key.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
 
 
 # Loggers are named after their module (`structlog.get_logger(__name__)`); these packages

@@ -524,6 +524,11 @@ class LifecycleStore(Protocol):
         """Notices (of one status, or all), the newest first."""
         ...
 
+    def dead_notices_of(self, tenant_id: str) -> list[Notice]:
+        """The tenant's notices that died undelivered, oldest first: read by the tenant (a
+        purchase's evidence, judged after every change to it), never out of every dead notice."""
+        ...
+
     def notice_counts(self) -> dict[NoticeStatus, int]:
         """How many notices there are of each status (a status with none is left out)."""
         ...

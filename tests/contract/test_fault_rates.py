@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from tenancy.bootstrap import Services, build
 from tenancy.domain.model import JobStatus, OutgoingEmail
 from tenancy.errors import TransientError
 from tenancy.faults import count_injected
-from tenancy.logging_setup import configure_logging
 
 from aws_support import AwsContext, Backend, moto_cognito
 from helpers import ManualClock, journal_job, pay, work
@@ -35,19 +33,6 @@ def faults() -> str:
 @pytest.fixture
 def backend_settings(faults: str) -> dict[str, Any]:
     return {"faults": faults, "stalled_after_seconds": STALLED_AFTER_SECONDS}
-
-
-@pytest.fixture
-def log_dir(tmp_path: Path) -> Iterator[Path]:
-    """The file logging `tenancy serve` and `tenancy worker` use, into a temporary directory;
-    structlog's global configuration restored after."""
-    saved = structlog.get_config()
-    directory = tmp_path / "logs"
-    configure_logging("info", log_dir=directory, terminal=False)
-    # Cached loggers would keep this test's sink for the tests after it.
-    structlog.configure(cache_logger_on_first_use=False)
-    yield directory
-    structlog.configure(**saved)
 
 
 def without_faults(services: Services, clock: ManualClock) -> Services:

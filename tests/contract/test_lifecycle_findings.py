@@ -9,11 +9,15 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
+import pytest
+
 from lifecycle_support import Subscriber, payfast, services, subscriber
 from tenancy.bootstrap import Services
-from tenancy.domain.lifecycle import LifecycleEvent, NoticeStatus, Trigger
+from tenancy.domain.clock import format_timestamp
+from tenancy.domain.lifecycle import EventType, LifecycleEvent, NoticeStatus, Trigger, event_notice, new_event
 from tenancy.domain.model import TenantStatus, UserStatus
 from tenancy.errors import PermanentError
+from tenancy.runbook import audit_lookup, evidence
 from tenancy.runbook.evidence import Selector
 from tenancy.runbook.findings import ESCALATION, Finding, Store
 from tenancy.runbook.findings_index import AuditTrigger
@@ -28,6 +32,19 @@ __all__ = ["payfast", "services", "subscriber"]  # the fixtures this suite uses,
 def move_clock_to(backend: Backend, day: str) -> None:
     target = datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC)
     backend.clock.advance(seconds=(target - backend.clock.now()).total_seconds())
+
+
+class Refusing:
+    """The Site Builder application's end of the event port, refusing for good until told not to."""
+
+    def __init__(self) -> None:
+        self.received: list[LifecycleEvent] = []
+        self.refuse = True
+
+    def publish(self, event: LifecycleEvent) -> None:
+        if self.refuse:
+            raise PermanentError("webhook to app.example: answered 410")
+        self.received.append(event)
 
 
 def test_a_move_due_and_not_applied_is_named_with_its_evidence_and_repaired_as_the_sweep_would(
@@ -54,16 +71,6 @@ def test_a_move_due_and_not_applied_is_named_with_its_evidence_and_repaired_as_t
 def test_an_event_that_died_undelivered_is_named_and_delivered_again(
     services: Services, subscriber: Subscriber
 ) -> None:
-    class Refusing:
-        def __init__(self) -> None:
-            self.received: list[LifecycleEvent] = []
-            self.refuse = True
-
-        def publish(self, event: LifecycleEvent) -> None:
-            if self.refuse:
-                raise PermanentError("webhook to app.example: answered 410")
-            self.received.append(event)
-
     application = Refusing()
     wired = dataclasses.replace(services, events=application)
     wired.notices.deliver_due()  # the tenant's tenant.activated: refused for good
@@ -82,6 +89,32 @@ def test_an_event_that_died_undelivered_is_named_and_delivered_again(
     assert redelivered is not None
     assert redelivered.status is NoticeStatus.DELIVERED
     assert result.after.finding is not Finding.EVENT_UNDELIVERED
+
+
+def test_a_tenants_dead_event_is_found_however_many_other_tenants_events_died_after_it(
+    backend: Backend, services: Services, subscriber: Subscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each judgement used to read the newest DEAD_NOTICE_LIMIT (1000) dead notices of every tenant
+    # and keep this tenant's: slow on every ITN once many had died, and blind past the limit. A
+    # limit of 3 stands for "many" here; the tenant's own are read by the tenant now.
+    monkeypatch.setattr(evidence, "DEAD_NOTICE_LIMIT", 3)
+    monkeypatch.setattr(audit_lookup, "DEAD_NOTICE_LIMIT", 3)
+    refusing = dataclasses.replace(services, events=Refusing())
+    refusing.notices.deliver_due()  # the subscriber's tenant.activated: refused for good
+    for number in range(5):
+        backend.clock.advance(seconds=60)
+        event = new_event(
+            EventType.ACTIVATED, f"ten_other{number}", "starter", TenantStatus.ACTIVE, "2027-01-02T00:00:00Z", "a"
+        )
+        assert services.lifecycle.queue_notice(event_notice(event, format_timestamp(backend.clock.now())))
+    refusing.notices.deliver_due()
+    assert len(services.lifecycle.notices(NoticeStatus.DEAD, limit=10)) == 6
+
+    diagnosis = services.runbook.diagnose(Selector(tenant_id=subscriber.tenant_id))
+    report = services.auditor.run(since=datetime(2020, 1, 1, tzinfo=UTC), trigger=AuditTrigger.CLI)
+
+    assert diagnosis.finding is Finding.EVENT_UNDELIVERED
+    assert [case.finding for case in report.cases] == [Finding.EVENT_UNDELIVERED]
 
 
 def test_people_left_by_an_interrupted_deletion_are_named_and_removed(

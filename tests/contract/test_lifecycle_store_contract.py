@@ -18,6 +18,8 @@ from tenancy.domain.lifecycle import (
     NoticeStatus,
     TenantChanges,
     Trigger,
+    event_notice,
+    new_event,
 )
 from tenancy.domain.model import Billing, Tenant, TenantStatus, Usage
 from tenancy.errors import ConflictError, NotFoundError
@@ -263,6 +265,30 @@ def test_a_notice_claimed_between_the_index_read_and_its_fresh_read_is_not_due_o
 
     monkeypatch.setattr(type(store), "_by_status", listed)
     assert due == []
+
+
+def test_a_tenants_dead_notices_are_read_by_the_tenant_oldest_first(backend: Backend) -> None:
+    store = backend.services.lifecycle
+    ours, theirs = a_tenant(backend), a_tenant(backend, "ten_lifecycle2")
+    store.commit(past_due_commit(ours))
+    store.commit(past_due_commit(theirs))
+    later = new_event(
+        EventType.SUSPENDED, ours.tenant_id, "professional", TenantStatus.SUSPENDED, "2027-01-11T09:00:00Z", "s:1"
+    )
+    assert store.queue_notice(event_notice(later))
+    assert store.dead_notices_of(ours.tenant_id) == []  # pending, not dead
+    for notice in store.notices(limit=10):
+        store.update_notice(replace(notice, status=NoticeStatus.DEAD, attempts=9, last_error="answered 503"))
+
+    [their_notice] = store.dead_notices_of(theirs.tenant_id)
+    first, second = store.dead_notices_of(ours.tenant_id)
+
+    assert their_notice.tenant_id == theirs.tenant_id
+    assert (first.event().type, second.event().type) == (EventType.PAST_DUE, EventType.SUSPENDED)
+    assert {first.status, second.status, their_notice.status} == {NoticeStatus.DEAD}
+    store.update_notice(replace(first, status=NoticeStatus.DELIVERED, delivered_at="2027-01-12T00:00:00Z"))
+    assert store.dead_notices_of(ours.tenant_id) == [second]
+    assert store.dead_notices_of("ten_nobody") == []
 
 
 def test_an_unknown_notice_cannot_be_updated(backend: Backend) -> None:

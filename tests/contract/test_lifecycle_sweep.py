@@ -29,6 +29,7 @@ from helpers import pay, work
 
 __all__ = ["payfast", "services", "subscriber"]  # the fixtures this suite uses, from lifecycle_support
 
+
 def test_a_day_of_slack_then_a_missed_renewal_confirmed_by_payfast_is_past_due(
     services: Services, subscriber: Subscriber
 ) -> None:
@@ -389,9 +390,14 @@ def test_an_email_sent_whose_notice_could_not_be_marked_is_not_sent_again(
         marking(notice)
 
     monkeypatch.setattr(store, "update_notice", busy_after_the_send)
-    services.lifecycle_sweep.run(at("2027-01-08"))  # past due: the owner's email is sent
+    report = services.lifecycle_sweep.run(at("2027-01-08"))  # past due: the owner's email is sent
     monkeypatch.setattr(store, "update_notice", marking)
     assert subscriber.status() is TenantStatus.PAST_DUE
+    # The move was made: the sweep says so, not "left for the next run" (its notice is the dispatcher's).
+    assert [(move.tenant_id, move.to_status) for move in report.applied] == [
+        (subscriber.tenant_id, TenantStatus.PAST_DUE)
+    ]
+    assert report.skipped == []
     assert subscriber.emails(SUBJECTS[TenantStatus.PAST_DUE]) == 1
 
     backend.clock.advance(minutes=3)  # the lease is over: the notice is due again

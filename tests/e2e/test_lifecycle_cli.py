@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tenancy.bootstrap import build
 from tenancy.config import PayfastMode
+from tenancy.domain.clock import format_timestamp, parse_timestamp
+from tenancy.domain.members import InvitationStatus, Role
 from tenancy.domain.model import TenantStatus
 
 from helpers import make_settings
@@ -72,6 +75,31 @@ def test_a_rehearsal_in_the_future_is_refused_in_live_mode_and_bad_times_are_nam
     assert malformed.returncode == 2
     assert "is not an ISO-8601 time" in malformed.stderr
     assert "Traceback" not in refused.stderr + malformed.stderr
+
+
+def test_a_rehearsal_ahead_expires_the_invitations_due_by_then(env: dict[str, str], tmp_path: Path) -> None:
+    services = build(make_settings(tmp_path, payfast_mode=PayfastMode.OFFLINE))
+    try:
+        tenant = services.tenants.get(TENANT_ID)
+        assert tenant is not None
+        invited = services.team.invite(tenant, "bea@example.com", Role.EDITOR, by=EMAIL)
+    finally:
+        services.close()
+    expires = parse_timestamp(invited.invitation.expires_at)
+
+    before = tenancy(env, "lifecycle", "run", "--as-of", format_timestamp(expires - timedelta(hours=1)))
+    after = tenancy(env, "lifecycle", "run", "--as-of", format_timestamp(expires + timedelta(hours=1)))
+
+    assert before.returncode == 0, before.stderr
+    assert "expired" not in before.stdout
+    assert after.returncode == 0, after.stderr
+    assert "1 invitation expired: their seats are free again" in after.stdout
+    services = build(make_settings(tmp_path, payfast_mode=PayfastMode.OFFLINE))
+    try:
+        [closed] = services.team.invitations(TENANT_ID)
+    finally:
+        services.close()
+    assert closed.status is InvitationStatus.EXPIRED
 
 
 def test_an_export_writes_the_tenants_data_for_its_owner_only(env: dict[str, str], tmp_path: Path) -> None:

@@ -282,6 +282,13 @@ def test_tenants_me_refuses_missing_and_forged_tokens(server: RunningServer) -> 
     assert response.status_code == 401
 
 
+def test_healthz_answers_a_get_and_a_head_probe(server: RunningServer) -> None:
+    assert httpx.get(f"{server.base_url}/healthz").json() == {"status": "ok"}
+    probe = httpx.head(f"{server.base_url}/healthz")
+    assert probe.status_code == 200
+    assert probe.content == b""
+
+
 def test_oversized_and_unreadable_bodies_are_refused(server: RunningServer) -> None:
     url = f"{server.base_url}/payments/payfast/itn"
     assert httpx.post(url, content=b"a=" + b"x" * 100_000, headers=FORM).status_code == 413

@@ -10,8 +10,20 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 SOAK = Path(__file__).resolve().parents[2] / "soak"
+
+
+def answers_of(script: str, mode: str) -> Any:
+    """What `script` prints (JSON) run in a process of its own, moto `patched` or `plain`."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(SOAK), mode], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 SCRIPT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -120,15 +132,7 @@ print(json.dumps(answers))
 
 
 def test_queries_answer_what_unpatched_moto_answers_page_for_page() -> None:
-    def run(mode: str) -> list[list[list[str]]]:
-        result = subprocess.run(
-            [sys.executable, "-c", QUERIES, str(SOAK), mode], capture_output=True, text=True, timeout=120, check=False
-        )
-        assert result.returncode == 0, result.stderr
-        answers: list[list[list[str]]] = json.loads(result.stdout)
-        return answers
-
-    patched, plain = run("patched"), run("plain")
+    patched, plain = answers_of(QUERIES, "patched"), answers_of(QUERIES, "plain")
 
     assert patched == plain
     assert [sum(map(len, pages)) for pages in plain] == [9, 9, 0, 12, 8, 20]  # every kind of query matched some
@@ -206,15 +210,7 @@ print(json.dumps([plain(answer) for answer in answers], sort_keys=True))
 
 
 def test_data_plane_answers_sent_as_they_are_read_back_as_moto_s_serializer_sends_them() -> None:
-    def run(mode: str) -> list[dict[str, object]]:
-        result = subprocess.run(
-            [sys.executable, "-c", ANSWERS, str(SOAK), mode], capture_output=True, text=True, timeout=120, check=False
-        )
-        assert result.returncode == 0, result.stderr
-        answers: list[dict[str, object]] = json.loads(result.stdout)
-        return answers
-
-    patched, plain = run("patched"), run("plain")
+    patched, plain = answers_of(ANSWERS, "patched"), answers_of(ANSWERS, "plain")
 
     assert patched == plain
     assert len(plain) == 18
@@ -254,16 +250,7 @@ print(json.dumps(answers))
 
 
 def test_a_queue_s_attributes_read_once_answer_what_moto_answers() -> None:
-    def run(mode: str) -> list[object]:
-        result = subprocess.run(
-            [sys.executable, "-c", QUEUE_COUNTS, str(SOAK), mode],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        answers: list[object] = json.loads(result.stdout)
-        return answers
-
-    patched, plain = run("patched"), run("plain")
+    patched, plain = answers_of(QUEUE_COUNTS, "patched"), answers_of(QUEUE_COUNTS, "plain")
 
     assert patched == plain
     assert plain[0] == {

@@ -6,7 +6,6 @@ tests/contract/test_fault_rates.py."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from pydantic import ValidationError
 from tenancy.bootstrap import build
 from tenancy.domain.model import JobStatus, ProvisioningJob, Step
 from tenancy.faults import FaultKind, FaultRule, Faults, FaultyMailer, InjectedFault, count_injected
-from tenancy.logging_setup import configure_logging
 
 from helpers import make_settings
 
@@ -131,19 +129,6 @@ def test_a_rate_injects_about_its_fraction_of_the_calls_and_only_its_own_fault()
         ("store_throttled", "sqlite.begin", "warning"),
         ("mail_refused", "smtp.deliver", "warning"),
     }
-
-
-@pytest.fixture
-def log_dir(tmp_path: Path) -> Iterator[Path]:
-    """The file logging `tenancy serve` and `tenancy worker` use, into a temporary directory;
-    structlog's global configuration restored after."""
-    saved = structlog.get_config()
-    directory = tmp_path / "logs"
-    configure_logging("info", log_dir=directory, terminal=False)
-    # Cached loggers would keep this test's sink for the tests after it.
-    structlog.configure(cache_logger_on_first_use=False)
-    yield directory
-    structlog.configure(**saved)
 
 
 def test_injections_are_counted_from_every_log_file_as_they_were_written(log_dir: Path) -> None:

@@ -19,9 +19,11 @@ from tenancy.bootstrap import Services, log_directory
 from tenancy.cli.logs import parse_since
 from tenancy.domain.model import LogComponent, Step
 from tenancy.errors import InvalidInputError
-from tenancy.logging_setup import REDACTED, component_for, configure_logging
+from tenancy.logging_setup import REDACTED, component_for, configure_logging, redact_secrets
 from tenancy.provisioning.worker import NextAction
 from tenancy.runbook.log_filter import parse_filter_pattern
+
+from helpers import file_logging
 
 STEP_DONE = {
     "event": "step_done",
@@ -234,13 +236,8 @@ def test_the_logging_module_decides_the_component(
 def log_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Path]:
     """File logging into a temporary directory; structlog's global configuration restored after.
     (capsys first: the stderr logger binds the sys.stderr it finds, and tests read it back.)"""
-    saved = structlog.get_config()
-    directory = tmp_path / "logs"
-    configure_logging("info", log_dir=directory)
-    # Cached loggers would keep this test's sink (and captured stderr) for the tests after it.
-    structlog.configure(cache_logger_on_first_use=False)
-    yield directory
-    structlog.configure(**saved)
+    with file_logging(tmp_path / "logs", terminal=True) as directory:
+        yield directory
 
 
 def _file_lines(path: Path) -> list[dict[str, Any]]:
@@ -294,6 +291,27 @@ def test_secrets_are_redacted_in_the_files_too(log_dir: Path) -> None:
     [line] = _file_lines(log_dir / "itn.log")
     assert line["password"] == REDACTED
     assert line["merchant_key"] == REDACTED
+
+
+def test_any_key_naming_a_secret_is_redacted_however_it_is_spelled_every_time() -> None:
+    event = {
+        "event": "password_reset_token_sent",  # the event's name is never redacted
+        "Password": "a",
+        "new_PASSWORD": "b",
+        "X-Authorization": "c",
+        "session_id": "d",
+        "email": "ada@example.com",
+        "tenant_id": "ten_1",
+    }
+    for _ in range(2):  # the same keys again: the same answer
+        redacted = redact_secrets(None, "info", dict(event))
+        assert redacted == {
+            **event,
+            "Password": REDACTED,
+            "new_PASSWORD": REDACTED,
+            "X-Authorization": REDACTED,
+            "session_id": REDACTED,
+        }
 
 
 def test_levels_below_the_configured_one_are_not_written(log_dir: Path) -> None:

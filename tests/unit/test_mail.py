@@ -190,6 +190,18 @@ def test_a_closed_port_raises_transient_error_and_keeps_the_email_as_failed(data
     assert kept.subject == "Welcome to Site Builder"
 
 
+@pytest.mark.parametrize("handler", [RefusingHandler(), DeferringHandler()], ids=["refused", "deferred"])
+def test_a_failed_email_kept_in_the_outbox_loses_its_secrets(database: Database, handler: CollectingHandler) -> None:
+    with _serve(handler) as (_, port):
+        mailer = _mailer(database, port)
+        with pytest.raises((PermanentError, TransientError)):
+            mailer.send(dataclasses.replace(_email(), secrets=("Ab3!defgHJKm2345",)))
+    [kept] = mailer.outbox()
+    assert kept.status == "failed"
+    assert "Ab3!defgHJKm2345" not in kept.text
+    assert "Temporary password: [redacted]" in kept.text
+
+
 def test_a_recipient_refused_with_550_raises_permanent_error(database: Database) -> None:
     with _serve(RefusingHandler()) as (handler, port):
         mailer = _mailer(database, port)

@@ -26,6 +26,7 @@ from tenancy.domain.lifecycle import (
 )
 from tenancy.domain.model import OutgoingEmail, TenantStatus
 from tenancy.errors import PermanentError, TransientError
+from tenancy.lifecycle.notices import DeliveryReport
 
 from helpers import ManualClock, make_settings, pay, work
 
@@ -101,6 +102,24 @@ def test_a_due_event_is_delivered_once_and_marked(services: Services, publisher:
         1,
         format_timestamp(services.clock.now()),
     )
+
+
+def test_a_busy_store_right_after_the_commit_leaves_the_notice_to_the_dispatchers_loop(
+    services: Services, publisher: RecordingPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event_id = queue_event(services)
+    claiming = services.lifecycle.claim_notice
+
+    def busy(*arguments: object) -> bool:
+        raise TransientError("database is locked")
+
+    monkeypatch.setattr(services.lifecycle, "claim_notice", busy)
+    assert services.notices.deliver([event_id]) == DeliveryReport()  # no error for the move's caller
+    monkeypatch.setattr(services.lifecycle, "claim_notice", claiming)
+    assert event_id not in [event.event_id for event in publisher.received]
+
+    assert services.notices.deliver_due().delivered == 1
+    assert event_id in [event.event_id for event in publisher.received]
 
 
 def test_a_failing_receiver_is_retried_with_growing_backoff_then_dead_after_a_day(

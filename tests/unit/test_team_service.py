@@ -225,6 +225,21 @@ def test_an_expired_invitation_is_refused_and_the_expiry_sweep_closes_it_and_giv
         services.team.accept(token_of(invited), PASSWORD)
 
 
+def test_the_expiry_sweep_judges_invitations_at_the_time_it_is_given(
+    services: Services, tenant: Tenant, clock: ManualClock
+) -> None:
+    services.team.invite(tenant, MEMBER, Role.EDITOR, by=OWNER)
+    week_and_a_day = datetime.fromtimestamp(clock.now().timestamp() + 8 * 86400, UTC)
+
+    assert services.team.expire_due(clock.now()) == 0
+    assert services.team.expire_due(week_and_a_day) == 1
+
+    [closed] = services.team.invitations(tenant.tenant_id)
+    assert closed.status is InvitationStatus.EXPIRED
+    assert closed.updated_at.startswith(week_and_a_day.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert services.team.seats(tenant) == (1, 5)
+
+
 def test_an_invitation_within_its_seven_days_is_left_pending_by_the_sweep(
     services: Services, tenant: Tenant, clock: ManualClock
 ) -> None:
@@ -286,13 +301,8 @@ def test_each_change_queues_its_member_event_once(services: Services, tenant: Te
     assert changed.body["data"] == {"email": MEMBER, "role": "viewer", "previous_role": "editor"}
 
 
-def test_an_acceptance_whose_event_was_not_queued_queues_it_when_the_link_is_used_again(
-    services: Services, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Found by the soak (soak/members.py): the store throttled right after the acceptance's
-    # commit, the request answered 503, and its retry told "used already": the Site Builder
-    # application never heard of the member. The retry queues the event owed, once.
-    token = token_of(services.team.invite(tenant, MEMBER, Role.EDITOR, by=OWNER))
+def throttle_the_next_notice(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store throttles the next notice queued (after the commit it belongs to), then recovers."""
     queue_notice = services.lifecycle.queue_notice
     failures = iter([TransientError("database busy while starting a transaction")])
 
@@ -302,6 +312,16 @@ def test_an_acceptance_whose_event_was_not_queued_queues_it_when_the_link_is_use
         return queue_notice(notice)
 
     monkeypatch.setattr(services.lifecycle, "queue_notice", throttled_once)
+
+
+def test_an_acceptance_whose_event_was_not_queued_queues_it_when_the_link_is_used_again(
+    services: Services, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the soak (soak/members.py): the store throttled right after the acceptance's
+    # commit, the request answered 503, and its retry told "used already": the Site Builder
+    # application never heard of the member. The retry queues the event owed, once.
+    token = token_of(services.team.invite(tenant, MEMBER, Role.EDITOR, by=OWNER))
+    throttle_the_next_notice(services, monkeypatch)
     with pytest.raises(TransientError):
         services.team.accept(token, PASSWORD)
     assert (EventType.MEMBER_JOINED.value, MEMBER) not in member_events(services, tenant)
@@ -323,20 +343,16 @@ def test_an_invitation_whose_event_was_not_queued_queues_it_when_resent(
     # Found by the soak (soak/members.py): the store throttled after the invitation's commit and
     # its email, the request failed, asking again said "invited already", and the owner resent it:
     # the Site Builder application never heard of the invitation. The resend queues it, once.
-    queue_notice = services.lifecycle.queue_notice
-    failures = iter([TransientError("database busy while starting a transaction")])
-
-    def throttled_once(notice: Notice) -> bool:
-        for failure in failures:
-            raise failure
-        return queue_notice(notice)
-
-    monkeypatch.setattr(services.lifecycle, "queue_notice", throttled_once)
+    throttle_the_next_notice(services, monkeypatch)
     with pytest.raises(TransientError):
         services.team.invite(tenant, MEMBER, Role.EDITOR, by=OWNER)
     with pytest.raises(InvalidInputError, match="invited already"):
         services.team.invite(tenant, MEMBER, Role.EDITOR, by=OWNER)
     assert member_events(services, tenant) == []
+    # The invitation was made: the trail says so, though its request failed.
+    assert [entry.actions for entry in services.trail.entries(tenant_id=tenant.tenant_id)] == [
+        (f"invite {MEMBER} as editor",)
+    ]
     [pending] = services.team.invitations(tenant.tenant_id, pending_only=True)
     for _ in range(2):
         resent = services.team.resend(tenant, pending.invitation_id, by=OWNER)

@@ -80,8 +80,10 @@ def run(
             fail("a time in the future is a rehearsal, refused in live PayFast mode (TENANCY_PAYFAST_MODE=live)", 2)
         try:
             report = services.lifecycle_sweep.run(moment, dry_run=dry_run)
-            # As the schedules do: invitations past their seven days give their seats back.
-            expired = 0 if dry_run else services.team.expire_due()
+            # As the schedules do: invitations past their seven days give their seats back, judged
+            # at the run's time (a rehearsal ahead expires what would have expired by then; a run
+            # for a past time still frees every seat already expired by now).
+            expired = 0 if dry_run else services.team.expire_due(max(moment, now))
         except TenancyError as error:
             fail(str(error))
     if as_json:

@@ -65,13 +65,18 @@ class NoticeDispatcher:
         return report
 
     def deliver(self, notice_ids: Iterable[str]) -> DeliveryReport:
-        """Delivers these notices now if they are due (right after the move that queued them)."""
+        """Delivers these notices now if they are due (right after the move that queued them).
+        Never raises for a busy store: the notices were committed with their move, so the
+        dispatcher's loop delivers them later, and the move must not be reported as failed."""
         now = format_timestamp(self._clock.now())
         report = DeliveryReport()
         for notice_id in notice_ids:
-            notice = self._store.get_notice(notice_id)
-            if notice is not None and notice.status is NoticeStatus.PENDING and notice.next_attempt_at <= now:
-                report += self._deliver(notice)
+            try:
+                notice = self._store.get_notice(notice_id)
+                if notice is not None and notice.status is NoticeStatus.PENDING and notice.next_attempt_at <= now:
+                    report += self._deliver(notice)
+            except TenancyError as error:
+                log.warning("notice_left_for_the_dispatcher", notice_id=notice_id, error=str(error))
         return report
 
     def redeliver(self, notice_id: str) -> Notice:

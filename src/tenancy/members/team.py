@@ -10,6 +10,7 @@ import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
@@ -165,8 +166,11 @@ class TeamService:
                     f"the invitation to {address} could not be delivered ({failure}): check the address"
                 ) from None
             raise
-        self._event(tenant, EventType.MEMBER_INVITED, f"invited:{invitation_id}", email=address, role=role.value)
+        # The trail first: the change is made (the invitation kept, its email sent); a busy store
+        # while queueing the event fails the request, and the resend the owner then makes queues
+        # the event owed, but nothing would write this entry again.
         self._record(tenant, by, f"invite {address} as {role.value}", {}, {"invitation": invitation_id}, "invited")
+        self._event(tenant, EventType.MEMBER_INVITED, f"invited:{invitation_id}", email=address, role=role.value)
         log.info("member_invited", tenant_id=tenant.tenant_id, invitation_id=invitation_id, role=role.value)
         return Invited(invitation, link)
 
@@ -207,9 +211,10 @@ class TeamService:
         log.info("invitation_revoked", tenant_id=tenant.tenant_id, invitation_id=invitation_id)
         return invitation
 
-    def expire_due(self) -> int:
-        """Closes every pending invitation past its seven days, giving its seat back (the sweep)."""
-        now = format_timestamp(self._clock.now())
+    def expire_due(self, at: datetime | None = None) -> int:
+        """Closes every pending invitation past its seven days at `at` (default now), giving its
+        seat back (the sweep; `lifecycle run --as-of` judges them at its own time)."""
+        now = format_timestamp(at if at is not None else self._clock.now())
         expired = 0
         for invitation in self._team.expired(now):
             expired += self._team.close_invitation(invitation.invitation_id, InvitationStatus.EXPIRED, now)
@@ -227,11 +232,12 @@ class TeamService:
             raise InvalidInputError("This invitation was used already. Sign in instead.")
         if invitation.status is InvitationStatus.REVOKED:
             raise InvalidInputError("This invitation was withdrawn. Ask the person who invited you.")
-        if invitation.status is InvitationStatus.EXPIRED or invitation.expires_at <= now:
-            raise InvalidInputError("This invitation has expired. Ask for a new one.")
+        # A team that cannot take members is said first: "ask for a new one" would be no help.
         tenant = self._tenants.get(invitation.tenant_id)
         if tenant is None or not tenant.status.has_access:
             raise InvalidInputError("This team cannot take new members now. Ask the person who invited you.")
+        if invitation.status is InvitationStatus.EXPIRED or invitation.expires_at <= now:
+            raise InvalidInputError("This invitation has expired. Ask for a new one.")
         return invitation, tenant
 
     def accept(self, token: str, password: str) -> UserRecord:
@@ -282,14 +288,6 @@ class TeamService:
         self._identity.update_attributes(member.email, {ROLES_CLAIM: role.value})
         # The old role is in every token issued so far: end them, so the next one carries the new.
         self._end_sessions(member.email, "role_changed")
-        self._event(
-            tenant,
-            EventType.MEMBER_ROLE_CHANGED,
-            f"role:{user_id}:{format_timestamp(self._clock.now())}",
-            email=member.email,
-            role=role.value,
-            previous_role=member.role,
-        )
         self._record(
             tenant,
             by,
@@ -297,6 +295,14 @@ class TeamService:
             {"role": member.role},
             {"role": role.value},
             "role_changed",
+        )
+        self._event(
+            tenant,
+            EventType.MEMBER_ROLE_CHANGED,
+            f"role:{user_id}:{format_timestamp(self._clock.now())}",
+            email=member.email,
+            role=role.value,
+            previous_role=member.role,
         )
         return self.member(tenant.tenant_id, user_id)
 
@@ -314,10 +320,10 @@ class TeamService:
             self._end_sessions(member.email, "member_removed")
             self._team.remove_member(member)
         self._delete_identity(member.email, tenant.tenant_id)
-        self._event(tenant, EventType.MEMBER_REMOVED, f"removed:{user_id}", email=member.email, role=member.role)
         self._record(
             tenant, by, f"remove {member.email}", {"status": member.status.value}, {"status": "disabled"}, "removed"
         )
+        self._event(tenant, EventType.MEMBER_REMOVED, f"removed:{user_id}", email=member.email, role=member.role)
         log.info("member_removed", tenant_id=tenant.tenant_id, user_id=user_id)
         return self.member(tenant.tenant_id, user_id)
 

@@ -23,7 +23,14 @@ from tenancy.domain.model import (
     UserRecord,
     UserStatus,
 )
-from tenancy.runbook.evidence import MAIL_LIMIT, EvidenceStores, Purchase, is_member_record, people_sought
+from tenancy.runbook.evidence import (
+    DEAD_NOTICE_LIMIT,
+    MAIL_LIMIT,
+    EvidenceStores,
+    Purchase,
+    is_member_record,
+    people_sought,
+)
 
 __all__ = ["PageLookup", "members_among", "unrecorded_among"]
 
@@ -121,7 +128,8 @@ class PageLookup:
         self._users: dict[str, Sequence[UserRecord]] = {}
         self._mail: dict[str, Sequence[OutboxMessage]] = {}
         self._subscriptions: dict[str, Subscription | None] = {}
-        self._dead: dict[str, list[Notice]] | None = None
+        self._dead: dict[str, list[Notice]] | None = None  # None: unread, or the read was cut
+        self._dead_read = False
         self.records_read = 0  # rows the batched reads brought back, for the progress bar
 
     # --- Reading a page ahead ---
@@ -302,11 +310,18 @@ class PageLookup:
         return self._joined[tenant_id]
 
     def undelivered(self, tenant_id: str) -> Sequence[Notice]:
-        # Dead notices are few: read once for the page, then handed out by tenant.
+        # Dead notices are few: read once for the page, then handed out by tenant. A read cut at
+        # its limit (many died: a receiver down for a day) may miss some tenant's, so then each
+        # tenant's are read by the tenant.
+        if not self._dead_read:
+            self._dead_read = True
+            dead = self._stores.dead_notices()
+            if len(dead) < DEAD_NOTICE_LIMIT:
+                self._dead = {}
+                for notice in dead:
+                    self._dead.setdefault(notice.tenant_id, []).append(notice)
         if self._dead is None:
-            self._dead = {}
-            for notice in self._stores.dead_notices():
-                self._dead.setdefault(notice.tenant_id, []).append(notice)
+            return self._stores.undelivered(tenant_id)
         return self._dead.get(tenant_id, ())
 
     def subscription(self, tenant_id: str) -> Subscription | None:

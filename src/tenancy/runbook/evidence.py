@@ -251,7 +251,7 @@ class EvidenceStores:
         return self.subscriptions.get(tenant_id) if self.subscriptions is not None else None
 
     def undelivered(self, tenant_id: str) -> Sequence[Notice]:
-        return [notice for notice in self.dead_notices() if notice.tenant_id == tenant_id]
+        return self.lifecycle.dead_notices_of(tenant_id) if self.lifecycle is not None else ()
 
     def dead_notices(self) -> Sequence[Notice]:
         """Every notice that died undelivered (few: each is an alert), at most DEAD_NOTICE_LIMIT."""

@@ -6,8 +6,10 @@ table.
 The `lifecycle` table (key `pk`, `sk`) holds a tenant's history under "TENANT#<id>" (sort key
 "HISTORY#<sequence>", in the order recorded), a deleted tenant's tombstone (sort key
 "TOMBSTONE") and each notice under "NOTICE#<id>"; `status-index` (notice_status,
-created_at) lists notices by status. A notice is put on the condition that it is new: a move
-replayed queues its notice once (the transaction is written again without the notices it found)."""
+created_at) lists notices by status and `tenant-index` (tenant_id, notice_status) a tenant's
+(only notices have both attributes: the history and the tombstones stay out of it). A notice is
+put on the condition that it is new: a move replayed queues its notice once (the transaction is
+written again without the notices it found)."""
 
 from __future__ import annotations
 
@@ -42,9 +44,10 @@ from tenancy.errors import ConflictError, ItemAlreadyExistsError, NotFoundError,
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-__all__ = ["STATUS_INDEX", "DynamoLifecycleStore"]
+__all__ = ["STATUS_INDEX", "TENANT_INDEX", "DynamoLifecycleStore"]
 
 STATUS_INDEX = "status-index"
+TENANT_INDEX = "tenant-index"
 _TENANT, _HISTORY, _NOTICE, _TOMBSTONE = "TENANT#", "HISTORY#", "NOTICE#", "TOMBSTONE"
 _ATTEMPTS = 3  # writes of one commit when replayed notices must be left out
 
@@ -270,6 +273,15 @@ class DynamoLifecycleStore:
             return self._by_status(status, limit=limit)
         found = [notice for each in NoticeStatus for notice in self._by_status(each, limit=limit)]
         return sorted(found, key=lambda notice: notice.created_at, reverse=True)[:limit]
+
+    def dead_notices_of(self, tenant_id: str) -> list[Notice]:
+        request: dict[str, Any] = {
+            "IndexName": TENANT_INDEX,
+            "KeyConditionExpression": "tenant_id = :tenant AND notice_status = :dead",
+            "ExpressionAttributeValues": {":tenant": attribute(tenant_id), ":dead": attribute(NoticeStatus.DEAD.value)},
+        }
+        found = [_notice(item) for item in self._query(request, "listing a tenant's dead notices")]
+        return sorted(found, key=lambda notice: (notice.created_at, notice.notice_id))
 
     def count_events_since(self, event_type: EventType, since: str) -> int:
         return sum(

@@ -117,8 +117,15 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
             _index("transaction-index", "transaction_id"),
         ),
         # The tenant lifecycle (adapters.aws.lifecycle): each tenant's history of moves under
-        # "TENANT#<id>", and the notices the moves queued (events, owner emails) by status.
-        _table(settings.lifecycle_table, "pk", "sk", _index("status-index", "notice_status", "created_at")),
+        # "TENANT#<id>", and the notices the moves queued (events, owner emails) by status, and
+        # a tenant's by status (a purchase's evidence reads its tenant's dead notices).
+        _table(
+            settings.lifecycle_table,
+            "pk",
+            "sk",
+            _index("status-index", "notice_status", "created_at"),
+            _index("tenant-index", "tenant_id", "notice_status"),
+        ),
         # Entitlements (adapters.aws.usage): the answer given to each usage record's idempotency
         # key, expired by TTL (`expires_at`), and the service API's keys, hashed, by name.
         _table(settings.usage_answers_table, "tenant_id", "idempotency_key"),

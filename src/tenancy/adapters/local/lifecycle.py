@@ -155,6 +155,12 @@ class SqliteLifecycleStore:
             )
         return [_notice(row) for row in rows]
 
+    def dead_notices_of(self, tenant_id: str) -> list[Notice]:
+        rows = self._database.read(
+            "SELECT * FROM notices WHERE tenant_id = ? AND status = 'dead' ORDER BY created_at, notice_id", (tenant_id,)
+        )
+        return [_notice(row) for row in rows]
+
     def count_events_since(self, event_type: EventType, since: str) -> int:
         rows = self._database.read(
             "SELECT COUNT(*) FROM notices"

@@ -96,15 +96,18 @@ class OutboxMailer:
         message_id = uuid.uuid4().hex
         status, error = "stored", None
         if self._smtp is not None:
+            # With a mail server configured the outbox is a log, not an inbox: its copy never keeps
+            # the email's secrets, delivered (the server holds it now) or failed (the retry sends a
+            # fresh email; a live temporary password must not sit where operators read).
+            kept = email.redacted()
             try:
                 self._smtp.deliver(self._mime(email, sender, message_id))
                 status = "delivered"
-                # Delivered: the mail server holds it now, so the kept copy loses its secrets.
-                email = email.redacted()
             except (TransientError, PermanentError) as failure:
                 status, error = "failed", str(failure)
-                self._keep(email, sender, message_id, status, error)
+                self._keep(kept, sender, message_id, status, error)
                 raise
+            email = kept
         # Delivered (or stored): the record waits out a busy database rather than have the email sent again.
         keep_record(lambda: self._keep(email, sender, message_id, status, error))
         return message_id

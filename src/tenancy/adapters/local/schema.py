@@ -157,6 +157,9 @@ SCHEMA: tuple[str, ...] = (
         last_error TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at)",
+    # A purchase's messages (its evidence, judged after every change to it): without this, each
+    # look-up reads the whole queue, so every ITN got slower as a backlog grew.
+    "CREATE INDEX IF NOT EXISTS queue_messages_transaction ON queue_messages (transaction_id)",
     """CREATE TABLE IF NOT EXISTS identity_users (
         username TEXT PRIMARY KEY,
         sub TEXT NOT NULL UNIQUE,
@@ -293,6 +296,7 @@ LIFECYCLE_SCHEMA: tuple[str, ...] = (
     )""",
     "CREATE INDEX IF NOT EXISTS notices_due ON notices (next_attempt_at) WHERE status = 'pending'",
     "CREATE INDEX IF NOT EXISTS notices_by_status ON notices (status, created_at)",
+    "CREATE INDEX IF NOT EXISTS notices_by_tenant ON notices (tenant_id, status)",
     """CREATE TABLE IF NOT EXISTS tombstones (
         tenant_id TEXT PRIMARY KEY,
         owner_email_hash TEXT NOT NULL,
